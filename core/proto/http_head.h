@@ -58,7 +58,7 @@ size_t ews_http_header_count(const ews_http_request_t *req, const char *name);
  * (case-insensitive, optional whitespace around elements, empty elements ignored). */
 int ews_http_list_has(const char *v, size_t len, const char *token);
 
-/* Iterates a comma-separated list: on each call sets *elem/*elem_len to the next
+/* Iterates a comma-separated list: on each call sets *elem and *elem_len to the next
  * non-empty element with surrounding whitespace trimmed and returns 1; returns 0 at
  * the end. *pos starts at 0. Commas inside double quotes do not split. */
 int ews_http_list_next(const char *v, size_t len, size_t *pos, const char **elem,
