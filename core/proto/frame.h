@@ -89,17 +89,23 @@ typedef struct {
   uint8_t msg_opcode;         /* TEXT/BINARY of a message in progress, else 0 */
   uint8_t msg_compressed;
   uint8_t msg_started;        /* on_data(first=1) already delivered */
-  uint8_t failed;             /* sticky: an error was returned */
+  uint8_t failed;             /* sticky: negated EWS_E* code that later feeds
+                                 return (0 while healthy) */
 } ews_rx_t;
 
 void ews_rx_init(ews_rx_t *rx, const ews_rx_config_t *cfg);
 /* Frees the partial control buffer, if any. The receiver can be re-initialised. */
 void ews_rx_free(ews_rx_t *rx);
 
-/* Consumes buf[0..len) (modifying it in place to unmask). Returns len when all was
- * consumed (partial frames are remembered), a callback's non-zero return value, or a
- * negative EWS_E* protocol error (ews_err_close_code gives the close code to send).
- * After an error the receiver is failed and must not be fed again. */
+/* Consumes buf[0..len) (modifying it in place to unmask); len must be <= INT_MAX
+ * (else EWS_EINVAL). Returns len when all was consumed (partial frames are
+ * remembered), a callback's non-zero return value, or a negative EWS_E* protocol
+ * error (ews_err_close_code gives the close code to send).
+ * After an error the receiver is failed: further feeds return the same error.
+ * A callback's non-zero return stops the receiver for good, too: how much of buf was
+ * consumed is not reported, so resuming with "the rest" is NOT supported; further
+ * feeds return EWS_ESTOPPED. Stop a callback only when the connection is going away.
+ * Payload pointers given to callbacks are valid only during the call. */
 int ews_rx_feed(ews_rx_t *rx, uint8_t *buf, size_t len, const ews_rx_handler_t *h,
                 void *ud);
 
