@@ -1,0 +1,310 @@
+/* echo.c — echo mode of edgews-bench: C connections each keep D messages of S bytes
+ * in flight, every echo is verified byte for byte against what was sent (each
+ * payload starts with a token encoding the connection and sequence number and
+ * continues with a slice of a shared pattern chosen by the sequence number), and
+ * round-trip latency is recorded in the histogram during the measured interval.
+ *
+ * Phases: open all connections (paced) -> send D per connection -> warmup ->
+ * measure -> stop sending and drain outstanding echoes -> close handshakes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+enum { PH_OPENING, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_CLOSING, PH_DONE };
+
+static conn_t *g_conns;
+static int g_phase_id;
+static int g_sending;
+static int g_measuring;
+static uint64_t g_in_flight; /* across all connections */
+static uint64_t g_measured;  /* echoes completed while measuring */
+static uint64_t g_completed; /* echoes completed in total */
+static uint8_t *g_pattern;   /* size + 256 bytes */
+static int g_opcode;
+static uint64_t g_t_begin, g_t_end;
+static double g_srv_cpu0, g_gen_cpu0;
+
+static void start_close(void);
+
+#define TOKEN_LEN 16
+#define PATTERN_SLACK 256
+
+/* The token of message `seq` on connection `id`: 16 hex digits of
+ * (seq << 20 | id), least significant digit first, so that a payload shorter than
+ * 16 bytes still carries the low bits of the sequence number. */
+static void make_token(uint8_t tok[TOKEN_LEN], uint64_t seq, uint32_t id) {
+  static const char hex[] = "0123456789abcdef";
+  uint64_t v = seq << 20 | (id & 0xFFFFF);
+  for (int i = 0; i < TOKEN_LEN; i++, v >>= 4) tok[i] = (uint8_t)hex[v & 15];
+}
+
+static uint32_t pattern_offset(uint64_t seq, uint32_t id) {
+  return (uint32_t)(((seq * 0x9E3779B97F4A7C15ULL) >> 32 ^ id) % 251);
+}
+
+static void echo_send(conn_t *c) {
+  size_t s = g_opt.size;
+  uint8_t *p = conn_out_reserve(c, EWS_FRAME_MAX_HEADER + s);
+  uint64_t r = rng64();
+  uint8_t key[4];
+  memcpy(key, &r, 4);
+  size_t h = ews_frame_header(p, g_opcode, 1, 0, s, key);
+  uint8_t *pl = p + h;
+  uint64_t seq = c->send_seq++;
+  uint8_t tok[TOKEN_LEN];
+  make_token(tok, seq, c->id);
+  memcpy(pl, tok, s < TOKEN_LEN ? s : TOKEN_LEN);
+  if (s > TOKEN_LEN)
+    memcpy(pl + TOKEN_LEN, g_pattern + pattern_offset(seq, c->id) + TOKEN_LEN, s - TOKEN_LEN);
+  ews_mask(pl, s, key, 0);
+  conn_out_commit(c, h + s);
+  c->ts[seq % (uint64_t)g_opt.depth] = g_now;
+  c->in_flight++;
+  g_in_flight++;
+}
+
+/* Reads the token back (for an error message); returns 0 when p is not a token. */
+static int parse_token(const uint8_t *p, uint64_t *seq, uint32_t *id) {
+  uint64_t v = 0;
+  for (int i = TOKEN_LEN - 1; i >= 0; i--) {
+    int d = p[i] >= '0' && p[i] <= '9' ? p[i] - '0' : p[i] >= 'a' && p[i] <= 'f' ? p[i] - 'a' + 10 : -1;
+    if (d < 0) return 0;
+    v = v << 4 | (uint64_t)d;
+  }
+  *seq = v >> 20;
+  *id = (uint32_t)(v & 0xFFFFF);
+  return 1;
+}
+
+static void mismatch(conn_t *c, const char *what, const uint8_t *p, size_t n) {
+  if (c->rx_bad) return;
+  c->rx_bad = 1;
+  uint64_t seq;
+  uint32_t id;
+  if (c->rx_off == 0 && n >= TOKEN_LEN && g_opt.size >= TOKEN_LEN && parse_token(p, &seq, &id))
+    bench_error("conn %u: echo of seq %llu: %s%s (payload starts with conn %u seq %llu)",
+                c->id, (unsigned long long)c->recv_seq, what,
+                id != (c->id & 0xFFFFF) ? ", another connection's message"
+                : seq != c->recv_seq    ? ", out of order"
+                                        : "",
+                id, (unsigned long long)seq);
+  else
+    bench_error("conn %u: echo of seq %llu: %s", c->id, (unsigned long long)c->recv_seq, what);
+}
+
+static int echo_on_data(conn_t *c, int opcode, uint8_t *p, size_t n, int first, int last) {
+  size_t size = g_opt.size;
+  if (first) {
+    c->rx_off = 0;
+    c->rx_bad = 0;
+    if (c->in_flight == 0) {
+      bench_error("conn %u: unexpected message (nothing in flight)", c->id);
+      c->rx_bad = 2; /* counted; not a completion */
+    } else {
+      make_token(c->tok, c->recv_seq, c->id);
+      c->poff = pattern_offset(c->recv_seq, c->id);
+      if (opcode != g_opcode)
+        mismatch(c, opcode == EWS_OP_TEXT ? "text echo of a binary message"
+                                          : "binary echo of a text message", p, n);
+    }
+  }
+  if (!c->rx_bad) {
+    size_t off = c->rx_off;
+    if (off + n > size) {
+      mismatch(c, "echo longer than the message", p, n);
+    } else {
+      size_t i = 0;
+      for (; off + i < TOKEN_LEN && i < n; i++)
+        if (p[i] != c->tok[off + i]) break;
+      if (off + i < TOKEN_LEN && i < n)
+        mismatch(c, "wrong payload", p, n);
+      else if (i < n && memcmp(p + i, g_pattern + c->poff + off + i, n - i) != 0)
+        mismatch(c, "payload bytes differ", p, n);
+    }
+  }
+  c->rx_off += (uint32_t)n;
+  if (!last) return 0;
+  if (!c->rx_bad && c->rx_off != size) mismatch(c, "echo shorter than the message", p, 0);
+  if (c->rx_bad == 2) return 0;
+  /* one message completed (even a bad one: it answers one in flight) */
+  uint64_t lat = g_now - c->ts[c->recv_seq % (uint64_t)g_opt.depth];
+  c->recv_seq++;
+  c->in_flight--;
+  g_in_flight--;
+  g_completed++;
+  if (g_measuring) {
+    hist_add(&g_hist, lat);
+    g_measured++;
+  }
+  if (g_sending) {
+    echo_send(c);
+  } else if (g_phase_id == PH_DRAIN && g_in_flight == 0) {
+    start_close();
+  }
+  return 0;
+}
+
+/* ---- phases ----------------------------------------------------------------------- */
+
+static void finish(void) {
+  if (g_phase_id == PH_DONE) return;
+  g_phase_id = PH_DONE;
+  phase_timer_close();
+}
+
+static void force_close(void) {
+  for (int i = 0; i < g_opt.conns; i++) conn_abort(&g_conns[i]);
+  if (g_live == 0) finish();
+}
+
+static void start_close(void) {
+  if (g_phase_id >= PH_CLOSING) return;
+  g_phase_id = PH_CLOSING;
+  g_sending = 0;
+  for (int i = 0; i < g_opt.conns; i++) {
+    conn_t *c = &g_conns[i];
+    if (c->state == CS_OPEN)
+      conn_close_ws(c, 1000);
+    else
+      conn_abort(c);
+  }
+  if (g_live == 0)
+    finish();
+  else
+    phase_timer(3.0, force_close);
+}
+
+static void drain_timeout(void) {
+  bench_error("%llu echoes did not arrive within 5 s after the run",
+              (unsigned long long)g_in_flight);
+  g_res.errors += g_in_flight ? g_in_flight - 1 : 0;
+  start_close();
+}
+
+static void end_measure(void) {
+  g_t_end = uv_hrtime();
+  g_measuring = 0;
+  g_sending = 0;
+  if (g_opt.server_pid) {
+    double cpu = proc_tree_cpu_s(g_opt.server_pid, &g_res.server_procs);
+    g_res.server_cpu_s = cpu >= 0 && g_srv_cpu0 >= 0 ? cpu - g_srv_cpu0 : -1;
+    if (cpu < 0) bench_error("server process %ld is gone", g_opt.server_pid);
+  }
+  g_res.gen_cpu_s = self_cpu_s() - g_gen_cpu0;
+  g_res.done = g_measured;
+  g_res.seconds = (double)(g_t_end - g_t_begin) / 1e9;
+  g_phase_id = PH_DRAIN;
+  bench_note(0, "measured %llu echoes in %.2f s; draining %llu in flight",
+             (unsigned long long)g_measured, g_res.seconds, (unsigned long long)g_in_flight);
+  if (g_in_flight == 0)
+    start_close();
+  else
+    phase_timer(5.0, drain_timeout);
+}
+
+static void begin_measure(void) {
+  g_phase_id = PH_MEASURE;
+  hist_reset(&g_hist);
+  g_measured = 0;
+  if (g_opt.server_pid) g_srv_cpu0 = proc_tree_cpu_s(g_opt.server_pid, NULL);
+  g_gen_cpu0 = self_cpu_s();
+  g_t_begin = uv_hrtime();
+  g_measuring = 1;
+  phase_timer(g_opt.duration, end_measure);
+}
+
+static void all_opened(void) {
+  double secs = (double)(uv_hrtime() - g_opener.t0) / 1e9;
+  if (g_opener.failed) {
+    bench_error("%d of %d connections failed to open", g_opener.failed, g_opener.target);
+    start_close();
+    return;
+  }
+  bench_note(0, "opened %d connections in %.2f s", g_opener.opened, secs);
+  g_phase_id = PH_WARMUP;
+  g_sending = 1;
+  g_now = uv_hrtime();
+  for (int i = 0; i < g_opt.conns; i++) {
+    conn_t *c = &g_conns[i];
+    for (int d = 0; d < g_opt.depth; d++) echo_send(c);
+    conn_flush(c);
+  }
+  if (g_opt.warmup > 0)
+    phase_timer(g_opt.warmup, begin_measure);
+  else
+    begin_measure();
+}
+
+/* ---- hooks ------------------------------------------------------------------------ */
+
+static void echo_on_open(conn_t *c) {
+  (void)c;
+  if (g_phase_id == PH_OPENING) opener_on_open();
+}
+
+static void echo_on_fail(conn_t *c, const char *what) {
+  if (g_phase_id >= PH_CLOSING) return;
+  bench_error("conn %u: %s", c->id, what);
+  if (g_phase_id == PH_OPENING) {
+    opener_on_fail();
+    return;
+  }
+  /* a connection lost while running: its messages in flight are lost too */
+  g_in_flight -= c->in_flight;
+  c->in_flight = 0;
+  if (g_phase_id == PH_DRAIN && g_in_flight == 0) start_close();
+}
+
+static void echo_on_closed(conn_t *c) {
+  (void)c;
+  if (g_phase_id >= PH_CLOSING && g_live == 0) finish();
+}
+
+static const conn_hooks_t g_echo_hooks = {
+    .on_open = echo_on_open,
+    .on_data = echo_on_data,
+    .on_pong = NULL,
+    .on_fail = echo_on_fail,
+    .on_closed = echo_on_closed,
+};
+
+int run_echo(void) {
+  g_hooks = &g_echo_hooks;
+  g_opcode = g_opt.binary ? EWS_OP_BINARY : EWS_OP_TEXT;
+  g_res.server_cpu_s = -1;
+  g_srv_cpu0 = -1;
+
+  /* the pattern: printable ASCII for text (valid UTF-8), any byte for binary */
+  size_t plen = g_opt.size + PATTERN_SLACK;
+  g_pattern = malloc(plen);
+  if (!g_pattern) return -1;
+  for (size_t i = 0; i < plen; i++) {
+    uint64_t r = rng64();
+    g_pattern[i] = g_opt.binary ? (uint8_t)(r >> 32) : (uint8_t)(' ' + (r >> 32) % 95);
+  }
+
+  g_conns = calloc((size_t)g_opt.conns, sizeof(conn_t));
+  if (!g_conns) return -1;
+  size_t frame = EWS_FRAME_MAX_HEADER + g_opt.size;
+  for (int i = 0; i < g_opt.conns; i++) {
+    conn_t *c = &g_conns[i];
+    c->id = (uint32_t)i;
+    c->ts = calloc((size_t)g_opt.depth, sizeof(uint64_t));
+    /* room for a full window in the buffer being filled, allocated once */
+    size_t cap = frame * (size_t)g_opt.depth;
+    c->out[0] = malloc(cap < 512 ? 512 : cap);
+    c->out_cap[0] = (uint32_t)(cap < 512 ? 512 : cap);
+    if (!c->ts || !c->out[0]) return -1;
+  }
+
+  g_phase_id = PH_OPENING;
+  opener_begin(g_conns, g_opt.conns, all_opened);
+  uv_run(g_loop, UV_RUN_DEFAULT);
+
+  for (int i = 0; i < g_opt.conns; i++) conn_free(&g_conns[i]);
+  free(g_conns);
+  free(g_pattern);
+  return g_res.seconds > 0 ? 0 : -1;
+}

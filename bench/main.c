@@ -1,0 +1,379 @@
+/* main.c — edgews-bench entry point: command line, URL resolution, setup of the
+ * loop and the random generator, dispatch to the mode, and the report (human
+ * summary, or one JSON object on stdout with --json). Exit status: 0 ok, 1 errors
+ * (any verification or connection error), 2 usage. */
+#include <getopt.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "bench.h"
+
+bench_opts_t g_opt;
+bench_result_t g_res;
+uint64_t g_rng = 0x9E3779B97F4A7C15ULL;
+
+#define MAX_PRINTED_ERRORS 10
+
+void bench_error(const char *fmt, ...) {
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (g_res.errors == 0) snprintf(g_res.first_error, sizeof(g_res.first_error), "%s", msg);
+  if (g_res.errors < MAX_PRINTED_ERRORS)
+    fprintf(stderr, "edgews-bench: error: %s\n", msg);
+  else if (g_res.errors == MAX_PRINTED_ERRORS)
+    fprintf(stderr, "edgews-bench: (further errors are counted, not printed)\n");
+  g_res.errors++;
+}
+
+void bench_note(int always, const char *fmt, ...) {
+  if (!always && !g_opt.verbose) return;
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("edgews-bench: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+static void usage(FILE *f) {
+  fputs(
+      "usage:\n"
+      "  edgews-bench echo --url ws://HOST:PORT/PATH [-c CONNS] [-d DEPTH] [-s SIZE]\n"
+      "                    [--duration SECS] [--warmup SECS] [--binary] [--server-pid PID] [--json]\n"
+      "  edgews-bench handshake --url URL [-c CONCURRENCY] [--duration SECS] [--warmup SECS]\n"
+      "                    [--server-pid PID] [--json]\n"
+      "  edgews-bench idle --url URL -n N [--settle SECS] [--hold SECS] [--server-pid PID] [--json]\n"
+      "options:\n"
+      "  -u, --url URL          server URL (ws:// only)\n"
+      "  -c, --conns N          echo: connections (100); handshake: concurrent slots (32)\n"
+      "  -n N                   idle: connections to open (1000)\n"
+      "  -d, --depth N          echo: messages in flight per connection (1)\n"
+      "  -s, --size BYTES       echo: payload size, suffix k for KiB (32)\n"
+      "      --binary           echo: binary messages (default text)\n"
+      "  -t, --duration SECS    measured interval (10)\n"
+      "  -w, --warmup SECS      time before measuring (echo 2, handshake 1)\n"
+      "  -p, --server-pid PID   sample the server process tree's CPU time (/proc/PID/stat)\n"
+      "                         and RSS (/proc/PID/status)\n"
+      "      --settle SECS      idle: wait before reading RSS again (2)\n"
+      "      --hold SECS        idle: keep the connections open this long after (0)\n"
+      "      --max-pending N    handshakes outstanding at once while opening (200)\n"
+      "      --json             print one JSON object on stdout (summary goes to stderr)\n"
+      "  -v, --verbose          progress on stderr\n",
+      f);
+}
+
+static int parse_double(const char *s, double *out) {
+  char *end;
+  double v = strtod(s, &end);
+  if (end == s || *end || v < 0) return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_int(const char *s, long min, long max, long *out) {
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (end == s || *end || v < min || v > max) return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_size(const char *s, size_t *out) {
+  char *end;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (end == s) return -1;
+  if (*end == 'k' || *end == 'K') {
+    v *= 1024;
+    end++;
+  } else if (*end == 'm' || *end == 'M') {
+    v *= 1024 * 1024;
+    end++;
+  }
+  if (*end == 'i') end++;
+  if (*end == 'B' || *end == 'b') end++;
+  if (*end || v < 1 || v > 64ull * 1024 * 1024) return -1;
+  *out = (size_t)v;
+  return 0;
+}
+
+/* ws://host[:port][/path] -> g_opt.addr, host_header, path. */
+static int parse_url(const char *url) {
+  if (strncmp(url, "ws://", 5) != 0) {
+    fprintf(stderr, "edgews-bench: only ws:// URLs are supported: %s\n", url);
+    return -1;
+  }
+  const char *hp = url + 5;
+  const char *slash = strchr(hp, '/');
+  size_t hplen = slash ? (size_t)(slash - hp) : strlen(hp);
+  if (hplen == 0 || hplen >= sizeof(g_opt.host_header)) return -1;
+  memcpy(g_opt.host_header, hp, hplen);
+  g_opt.host_header[hplen] = 0;
+  snprintf(g_opt.path, sizeof(g_opt.path), "%s", slash ? slash : "/");
+
+  char host[300], port[16] = "80";
+  const char *h = g_opt.host_header;
+  if (h[0] == '[') {
+    const char *rb = strchr(h, ']');
+    if (!rb) return -1;
+    snprintf(host, sizeof(host), "%.*s", (int)(rb - h - 1), h + 1);
+    if (rb[1] == ':') snprintf(port, sizeof(port), "%s", rb + 2);
+  } else {
+    const char *colon = strrchr(h, ':');
+    if (colon) {
+      snprintf(host, sizeof(host), "%.*s", (int)(colon - h), h);
+      snprintf(port, sizeof(port), "%s", colon + 1);
+    } else {
+      snprintf(host, sizeof(host), "%s", h);
+    }
+  }
+  struct addrinfo hints = {0}, *res = NULL;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  int r = getaddrinfo(host, port, &hints, &res);
+  if (r != 0 || !res) {
+    fprintf(stderr, "edgews-bench: cannot resolve %s:%s: %s\n", host, port, gai_strerror(r));
+    return -1;
+  }
+  memcpy(&g_opt.addr, res->ai_addr, res->ai_addrlen);
+  freeaddrinfo(res);
+  return 0;
+}
+
+/* ---- report --------------------------------------------------------------------- */
+
+static void json_num(FILE *f, const char *name, double v, int ok, const char *fmt) {
+  fprintf(f, ",\"%s\":", name);
+  if (ok)
+    fprintf(f, fmt, v);
+  else
+    fputs("null", f);
+}
+
+static void json_str(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      fprintf(f, "\\%c", ch);
+    else if (ch < 0x20)
+      fprintf(f, "\\u%04x", ch);
+    else
+      fputc(ch, f);
+  }
+  fputc('"', f);
+}
+
+static const char *mode_name(void) {
+  return g_opt.mode == MODE_ECHO ? "echo" : g_opt.mode == MODE_HANDSHAKE ? "handshake" : "idle";
+}
+
+static void report(int rc) {
+  const bench_result_t *r = &g_res;
+  int timed = g_opt.mode != MODE_IDLE && r->seconds > 0;
+  double rate = timed ? (double)r->done / r->seconds : 0;
+  int have_srv = timed && r->server_cpu_s >= 0;
+  double srv_us = have_srv && r->done ? r->server_cpu_s * 1e6 / (double)r->done : 0;
+  double srv_util = have_srv ? r->server_cpu_s / r->seconds : 0;
+  double gen_util = timed ? r->gen_cpu_s / r->seconds : 0;
+  int gen_bottleneck = timed && gen_util >= 0.90;
+  int have_rss = g_opt.mode == MODE_IDLE && r->rss_before >= 0 && r->rss_after >= 0 && r->opened > 0;
+  double rss_per = have_rss ? (double)(r->rss_after - r->rss_before) / r->opened : 0;
+  const char *unit = g_opt.mode == MODE_ECHO ? "msg" : "handshake";
+
+  FILE *h = g_opt.json ? stderr : stdout;
+  fprintf(h, "edgews-bench %s %s\n", mode_name(), g_opt.url);
+  if (g_opt.mode == MODE_ECHO)
+    fprintf(h, "  load         %d conns x %d in flight x %zu B %s\n", g_opt.conns, g_opt.depth,
+            g_opt.size, g_opt.binary ? "binary" : "text");
+  else if (g_opt.mode == MODE_HANDSHAKE)
+    fprintf(h, "  load         %d concurrent connect/handshake/close loops\n", g_opt.conns);
+  if (timed) {
+    fprintf(h, "  %-12s %llu in %.2f s = %.0f/s\n",
+            g_opt.mode == MODE_ECHO ? "messages" : "handshakes", (unsigned long long)r->done,
+            r->seconds, rate);
+    fprintf(h, "  latency      p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us, mean %.1f us\n",
+            hist_quantile_us(&g_hist, 0.50), hist_quantile_us(&g_hist, 0.99),
+            hist_quantile_us(&g_hist, 0.999), hist_max_us(&g_hist), hist_mean_us(&g_hist));
+    if (have_srv)
+      fprintf(h, "  server CPU   %.2f us/%s, %.1f%% of a core (%d process%s)\n", srv_us, unit,
+              srv_util * 100, r->server_procs, r->server_procs == 1 ? "" : "es");
+    fprintf(h, "  generator    %.1f%% of a core%s\n", gen_util * 100,
+            gen_bottleneck ? "  <-- the generator is (near) saturated: throughput and latency "
+                             "are bounded by it; server CPU per message still holds"
+                           : "");
+  }
+  if (g_opt.mode == MODE_IDLE) {
+    fprintf(h, "  connections  %d requested, %d open, %d answered a ping\n", g_opt.conns,
+            r->opened, r->alive);
+    if (have_rss)
+      fprintf(h, "  server RSS   %.1f MiB -> %.1f MiB: %.0f bytes per connection\n",
+              r->rss_before / 1048576.0, r->rss_after / 1048576.0, rss_per);
+  }
+  fprintf(h, "  errors       %llu%s%s\n", (unsigned long long)r->errors,
+          r->errors ? " -- first: " : "", r->errors ? r->first_error : "");
+  if (rc != 0 && r->errors == 0) fprintf(h, "  run failed\n");
+
+  if (!g_opt.json) return;
+  FILE *f = stdout;
+  fprintf(f, "{\"mode\":\"%s\",\"url\":", mode_name());
+  json_str(f, g_opt.url);
+  fprintf(f, ",\"conns\":%d", g_opt.conns);
+  if (g_opt.mode == MODE_ECHO)
+    fprintf(f, ",\"depth\":%d,\"size\":%zu,\"binary\":%s", g_opt.depth, g_opt.size,
+            g_opt.binary ? "true" : "false");
+  if (g_opt.mode != MODE_IDLE) {
+    fprintf(f, ",\"duration_s\":%.3f,\"warmup_s\":%.3f", r->seconds, g_opt.warmup);
+    if (g_opt.mode == MODE_ECHO)
+      fprintf(f, ",\"messages\":%llu,\"msgs_per_sec\":%.1f", (unsigned long long)r->done, rate);
+    else
+      fprintf(f, ",\"handshakes\":%llu,\"handshakes_per_sec\":%.1f", (unsigned long long)r->done,
+              rate);
+    json_num(f, "p50_us", hist_quantile_us(&g_hist, 0.50), timed, "%.1f");
+    json_num(f, "p90_us", hist_quantile_us(&g_hist, 0.90), timed, "%.1f");
+    json_num(f, "p99_us", hist_quantile_us(&g_hist, 0.99), timed, "%.1f");
+    json_num(f, "p999_us", hist_quantile_us(&g_hist, 0.999), timed, "%.1f");
+    json_num(f, "max_us", hist_max_us(&g_hist), timed, "%.1f");
+    json_num(f, "mean_us", hist_mean_us(&g_hist), timed, "%.1f");
+    json_num(f, "server_cpu_s", r->server_cpu_s, have_srv, "%.3f");
+    json_num(f, g_opt.mode == MODE_ECHO ? "server_cpu_us_per_msg" : "server_cpu_us_per_handshake",
+             srv_us, have_srv && r->done, "%.3f");
+    json_num(f, "server_cpu_util", srv_util, have_srv, "%.3f");
+    fprintf(f, ",\"server_procs\":%d", r->server_procs);
+    json_num(f, "gen_cpu_util", gen_util, timed, "%.3f");
+    fprintf(f, ",\"gen_bottleneck\":%s", gen_bottleneck ? "true" : "false");
+  } else {
+    fprintf(f, ",\"n\":%d,\"opened\":%d,\"alive\":%d", g_opt.conns, r->opened, r->alive);
+    json_num(f, "rss_before_bytes", (double)r->rss_before, r->rss_before >= 0, "%.0f");
+    json_num(f, "rss_after_bytes", (double)r->rss_after, r->rss_after >= 0, "%.0f");
+    json_num(f, "rss_per_conn_bytes", rss_per, have_rss, "%.1f");
+  }
+  fprintf(f, ",\"errors\":%llu,\"first_error\":", (unsigned long long)r->errors);
+  if (r->errors)
+    json_str(f, r->first_error);
+  else
+    fputs("null", f);
+  fprintf(f, ",\"ok\":%s}\n", rc == 0 && r->errors == 0 ? "true" : "false");
+  fflush(f);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const char *mode = argv[1];
+  if (strcmp(mode, "echo") == 0)
+    g_opt.mode = MODE_ECHO;
+  else if (strcmp(mode, "handshake") == 0)
+    g_opt.mode = MODE_HANDSHAKE;
+  else if (strcmp(mode, "idle") == 0)
+    g_opt.mode = MODE_IDLE;
+  else {
+    fprintf(stderr, "edgews-bench: unknown mode '%s'\n", mode);
+    usage(stderr);
+    return 2;
+  }
+  g_opt.conns = g_opt.mode == MODE_ECHO ? 100 : g_opt.mode == MODE_HANDSHAKE ? 32 : 1000;
+  g_opt.depth = 1;
+  g_opt.size = 32;
+  g_opt.duration = 10;
+  g_opt.warmup = g_opt.mode == MODE_ECHO ? 2 : 1;
+  g_opt.settle = 2;
+  g_opt.hold = 0;
+  g_opt.max_pending = 200;
+
+  enum { O_BINARY = 256, O_JSON, O_SETTLE, O_HOLD, O_MAXPEND };
+  static const struct option longopts[] = {
+      {"url", required_argument, NULL, 'u'},
+      {"conns", required_argument, NULL, 'c'},
+      {"depth", required_argument, NULL, 'd'},
+      {"size", required_argument, NULL, 's'},
+      {"duration", required_argument, NULL, 't'},
+      {"warmup", required_argument, NULL, 'w'},
+      {"server-pid", required_argument, NULL, 'p'},
+      {"binary", no_argument, NULL, O_BINARY},
+      {"json", no_argument, NULL, O_JSON},
+      {"settle", required_argument, NULL, O_SETTLE},
+      {"hold", required_argument, NULL, O_HOLD},
+      {"max-pending", required_argument, NULL, O_MAXPEND},
+      {"verbose", no_argument, NULL, 'v'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  optind = 2;
+  int o;
+  long v;
+  while ((o = getopt_long(argc, argv, "u:c:n:d:s:t:w:p:vh", longopts, NULL)) != -1) {
+    int bad = 0;
+    switch (o) {
+      case 'u': g_opt.url = optarg; break;
+      case 'c':
+      case 'n': bad = parse_int(optarg, 1, 1000000, &v); g_opt.conns = (int)v; break;
+      case 'd': bad = parse_int(optarg, 1, 1000000, &v); g_opt.depth = (int)v; break;
+      case 's': bad = parse_size(optarg, &g_opt.size); break;
+      case 't': bad = parse_double(optarg, &g_opt.duration) || g_opt.duration <= 0; break;
+      case 'w': bad = parse_double(optarg, &g_opt.warmup); break;
+      case 'p': bad = parse_int(optarg, 1, 1L << 30, &v); g_opt.server_pid = v; break;
+      case O_BINARY: g_opt.binary = 1; break;
+      case O_JSON: g_opt.json = 1; break;
+      case O_SETTLE: bad = parse_double(optarg, &g_opt.settle); break;
+      case O_HOLD: bad = parse_double(optarg, &g_opt.hold); break;
+      case O_MAXPEND: bad = parse_int(optarg, 1, 100000, &v); g_opt.max_pending = (int)v; break;
+      case 'v': g_opt.verbose = 1; break;
+      case 'h': usage(stdout); return 0;
+      default: usage(stderr); return 2;
+    }
+    if (bad) {
+      fprintf(stderr, "edgews-bench: bad value for -%c: '%s'\n", o < 256 ? o : '-', optarg);
+      return 2;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "edgews-bench: unexpected argument '%s'\n", argv[optind]);
+    return 2;
+  }
+  if (!g_opt.url) {
+    fprintf(stderr, "edgews-bench: --url is required\n");
+    return 2;
+  }
+  if (parse_url(g_opt.url) != 0) return 2;
+  if ((uint64_t)g_opt.depth * (EWS_FRAME_MAX_HEADER + g_opt.size) > 0xFFFFFFFFull / 2) {
+    fprintf(stderr, "edgews-bench: depth x size too large\n");
+    return 2;
+  }
+
+  signal(SIGPIPE, SIG_IGN);
+  long nofile = raise_nofile_limit();
+  if (nofile > 0 && g_opt.conns + 64 > nofile) {
+    fprintf(stderr, "edgews-bench: %d connections need more than the open-file limit %ld\n",
+            g_opt.conns, nofile);
+    return 2;
+  }
+  if (getrandom(&g_rng, sizeof(g_rng), 0) != (ssize_t)sizeof(g_rng) || g_rng == 0)
+    g_rng ^= uv_hrtime() | 1;
+  hist_reset(&g_hist);
+  g_res.server_cpu_s = -1;
+  g_res.rss_before = g_res.rss_after = -1;
+  if (g_opt.server_pid && proc_tree_cpu_s(g_opt.server_pid, NULL) < 0) {
+    fprintf(stderr, "edgews-bench: server process %ld not found\n", g_opt.server_pid);
+    return 2;
+  }
+
+  g_loop = uv_default_loop();
+  int rc;
+  switch (g_opt.mode) {
+    case MODE_ECHO: rc = run_echo(); break;
+    case MODE_HANDSHAKE: rc = run_handshake(); break;
+    default: rc = run_idle(); break;
+  }
+  report(rc);
+  uv_loop_close(g_loop);
+  return rc == 0 && g_res.errors == 0 ? 0 : 1;
+}
