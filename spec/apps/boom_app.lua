@@ -1,0 +1,16 @@
+-- Echo app whose message handler raises on the text message "boom": the server must
+-- close that connection with 1011, log the error with file:line, and keep serving
+-- every other connection.
+local edgews = require "edgews"
+
+local app = edgews.app {
+  path = "/boom",
+  handshake_timeout = 2,
+}
+
+app:on("message", function(socket, data, is_binary)
+  if data == "boom" then
+    error("boom requested by the client") -- BOOM_LINE (spec checks boom_app.lua:<this line>)
+  end
+  socket:send(data, is_binary)
+end)

@@ -1,0 +1,321 @@
+#!/usr/bin/python3
+"""WebSocket test client built on Debian's python3-websockets (10.x asyncio API).
+
+Run with /usr/bin/python3. Every subcommand prints one JSON result line on stdout
+(the last line; `hold` and `sequence` print progress lines before it) and exits 0 on
+success, 1 on failure.
+
+  echo       --url U [--sizes 0,125,...] [--binary]   random payloads, byte-exact echo
+  fragmented --url U [--binary] [--fragments N] [--size BYTES]
+  ping       --url U [--payload TEXT]                 ping, await the matching pong
+  close      --url U --code C [--reason R] [--expect C2]
+                                                      the code/reason the server answered
+  protocol   --url U --offer a,b [--expect NAME|none] the negotiated subprotocol
+  send       --url U (--message M | --size N) [--binary] [--expect-close CODE]
+                                                      one message: echo, or a close code
+  hold       --url U [--seconds S] [--expect-code C]  connect, print {"event":"connected"},
+                                                      wait for the server's close
+  sequence   --url U --send m1,m2,... [--step] [--expect-close CODE]
+                                                      one reply line per message; with
+                                                      --step waits for a stdin line before
+                                                      each message after the first
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+
+import websockets
+
+OPEN_TIMEOUT = 5.0
+
+
+def emit(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def random_text(size):
+    """A random str whose UTF-8 encoding is exactly size long, mixing ASCII runs
+    with 2-, 3- and 4-byte code points."""
+    parts = []
+    left = size
+    while left > 0:
+        k = random.choice((2, 3, 4))
+        if left >= k:
+            if k == 2:
+                cp = random.randint(0x80, 0x7FF)
+            elif k == 3:
+                cp = random.choice((random.randint(0x800, 0xD7FF), random.randint(0xE000, 0xFFFF)))
+            else:
+                cp = random.randint(0x10000, 0x10FFFF)
+            parts.append(chr(cp))
+            left -= k
+        run = min(left, random.randint(0, 300))
+        if run:
+            raw = os.urandom(run)
+            # map every byte into printable ASCII 0x20..0x7E
+            parts.append(bytes(0x20 + (b % 95) for b in raw).decode("ascii"))
+            left -= run
+    s = "".join(parts)
+    assert len(s.encode("utf-8")) == size
+    return s
+
+
+def payload(size, binary):
+    return os.urandom(size) if binary else random_text(size)
+
+
+def connect(url, **kw):
+    opts = dict(max_size=None, compression=None, open_timeout=OPEN_TIMEOUT,
+                close_timeout=5, ping_interval=None)
+    opts.update(kw)
+    return websockets.connect(url, **opts)
+
+
+def close_info(ws):
+    rcvd = getattr(ws, "close_rcvd", None)
+    return {"close_code": rcvd.code if rcvd else ws.close_code,
+            "close_reason": rcvd.reason if rcvd else ws.close_reason,
+            "close_received": rcvd is not None}
+
+
+def nbytes(data):
+    return len(data.encode("utf-8")) if isinstance(data, str) else len(data)
+
+
+def describe_mismatch(sent, got):
+    if type(sent) is not type(got):
+        return "type %s, expected %s" % (type(got).__name__, type(sent).__name__)
+    if len(sent) != len(got):
+        return "length %d, expected %d" % (len(got), len(sent))
+    for i, (a, b) in enumerate(zip(sent, got)):
+        if a != b:
+            return "first difference at index %d" % i
+    return "differs"
+
+
+# ---------------------------------------------------------------------- commands
+
+async def cmd_echo(a):
+    sizes = [int(s) for s in a.sizes.split(",") if s != ""]
+    results = []
+    ok = True
+    async with connect(a.url) as ws:
+        for n in sizes:
+            data = payload(n, a.binary)
+            t = time.monotonic()
+            await ws.send(data)
+            got = await asyncio.wait_for(ws.recv(), a.timeout)
+            good = got == data and type(got) is type(data)
+            r = {"size": n, "ok": good, "ms": round((time.monotonic() - t) * 1000, 1)}
+            if not good:
+                r["error"] = describe_mismatch(data, got)
+            results.append(r)
+            ok = ok and good
+        await ws.close(1000)
+        info = close_info(ws)
+    ok = ok and info["close_code"] == 1000
+    return ok, {"binary": a.binary, "results": results, **info}
+
+
+async def cmd_fragmented(a):
+    data = payload(a.size, a.binary)
+    n = max(1, a.fragments)
+    step = max(1, -(-len(data) // n))  # str slicing never splits a code point
+    frags = [data[i:i + step] for i in range(0, len(data), step)] or [data]
+    async with connect(a.url) as ws:
+        await ws.send(frags)  # an iterable is sent as one fragmented message
+        got = await asyncio.wait_for(ws.recv(), a.timeout)
+        good = got == data and type(got) is type(data)
+        await ws.close(1000)
+        info = close_info(ws)
+    res = {"binary": a.binary, "fragments": len(frags), "size": nbytes(data), **info}
+    if not good:
+        res["error"] = describe_mismatch(data, got)
+    return good and info["close_code"] == 1000, res
+
+
+async def cmd_ping(a):
+    async with connect(a.url) as ws:
+        t = time.monotonic()
+        waiter = await ws.ping(a.payload.encode())
+        await asyncio.wait_for(waiter, a.timeout)  # resolved only by a matching pong
+        rtt = round((time.monotonic() - t) * 1000, 2)
+        # the connection still works after the ping
+        await ws.send("after-ping")
+        got = await asyncio.wait_for(ws.recv(), a.timeout)
+        await ws.close(1000)
+    return got == "after-ping", {"payload": a.payload, "pong": True, "rtt_ms": rtt}
+
+
+async def cmd_close(a):
+    async with connect(a.url) as ws:
+        await ws.send("before-close")
+        await asyncio.wait_for(ws.recv(), a.timeout)
+        await ws.close(a.code, a.reason)
+        info = close_info(ws)
+    expect = a.code if a.expect is None else a.expect
+    ok = info["close_received"] and info["close_code"] == expect
+    if a.expect_reason is not None:
+        ok = ok and info["close_reason"] == a.expect_reason
+    return ok, {"sent_code": a.code, "sent_reason": a.reason, **info}
+
+
+async def cmd_protocol(a):
+    offer = [p for p in a.offer.split(",") if p]
+    async with connect(a.url, subprotocols=offer or None) as ws:
+        proto = ws.subprotocol
+        await ws.send("proto-check")
+        got = await asyncio.wait_for(ws.recv(), a.timeout)
+        await ws.close(1000)
+    ok = got == "proto-check"
+    if a.expect is not None:
+        ok = ok and (proto == (None if a.expect == "none" else a.expect))
+    return ok, {"offer": offer, "protocol": proto}
+
+
+async def cmd_send(a):
+    data = a.message if a.message is not None else payload(a.size, a.binary)
+    if a.binary and isinstance(data, str):
+        data = data.encode()
+    async with connect(a.url) as ws:
+        try:
+            await ws.send(data)
+            got = await asyncio.wait_for(ws.recv(), a.timeout)
+            echoed = got == data
+        except websockets.ConnectionClosed:
+            echoed = False
+        if a.expect_close is not None:
+            try:
+                await asyncio.wait_for(ws.wait_closed(), a.timeout)
+            except asyncio.TimeoutError:
+                pass
+        else:
+            await ws.close(1000)
+        info = close_info(ws)
+    res = {"size": nbytes(data), "echoed": echoed, **info}
+    if a.expect_close is not None:
+        return info["close_received"] and info["close_code"] == a.expect_close, res
+    return echoed, res
+
+
+async def cmd_hold(a):
+    async with connect(a.url) as ws:
+        emit({"event": "connected"})
+        t = time.monotonic()
+        try:
+            await asyncio.wait_for(ws.wait_closed(), a.seconds)
+            closed = True
+        except asyncio.TimeoutError:
+            closed = False
+        info = close_info(ws)
+        res = {"closed_by_server": closed, "held": round(time.monotonic() - t, 3), **info}
+    ok = closed and info["close_received"]
+    if a.expect_code is not None:
+        ok = ok and info["close_code"] == a.expect_code
+    return ok, res
+
+
+async def cmd_sequence(a):
+    msgs = a.send.split(",") if a.send else []
+    replies = []
+    loop = asyncio.get_running_loop()
+    async with connect(a.url) as ws:
+        emit({"event": "connected"})
+        closed = False
+        for i, m in enumerate(msgs):
+            if a.step and i > 0:
+                line = await loop.run_in_executor(None, sys.stdin.readline)
+                if line == "":
+                    break  # stdin closed: stop early
+            try:
+                await ws.send(m)
+                got = await asyncio.wait_for(ws.recv(), a.timeout)
+            except websockets.ConnectionClosed:
+                closed = True
+                emit({"event": "closed", "sent": m, **close_info(ws)})
+                break
+            got_s = got if isinstance(got, str) else got.decode("utf-8", "replace")
+            replies.append(got_s)
+            emit({"event": "reply", "index": i, "sent": m, "reply": got_s})
+        if a.expect_close is not None and not closed:
+            try:
+                await asyncio.wait_for(ws.wait_closed(), a.timeout)
+            except asyncio.TimeoutError:
+                pass
+        if not closed and a.expect_close is None:
+            await ws.close(1000)
+        info = close_info(ws)
+    res = {"replies": replies, **info}
+    if a.expect_close is not None:
+        return info["close_received"] and info["close_code"] == a.expect_close, res
+    return len(replies) == len(msgs) and info["close_code"] == 1000, res
+
+
+COMMANDS = {
+    "echo": cmd_echo, "fragmented": cmd_fragmented, "ping": cmd_ping, "close": cmd_close,
+    "protocol": cmd_protocol, "send": cmd_send, "hold": cmd_hold, "sequence": cmd_sequence,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def add(name):
+        p = sub.add_parser(name)
+        p.add_argument("--url", required=True)
+        p.add_argument("--timeout", type=float, default=10.0)
+        return p
+
+    p = add("echo")
+    p.add_argument("--sizes", default="0,125,126,65535,65536,1048576")
+    p.add_argument("--binary", action="store_true")
+    p = add("fragmented")
+    p.add_argument("--binary", action="store_true")
+    p.add_argument("--fragments", type=int, default=5)
+    p.add_argument("--size", type=int, default=70000)
+    p = add("ping")
+    p.add_argument("--payload", default="ping-payload")
+    p = add("close")
+    p.add_argument("--code", type=int, default=1000)
+    p.add_argument("--reason", default="")
+    p.add_argument("--expect", type=int)
+    p.add_argument("--expect-reason")
+    p = add("protocol")
+    p.add_argument("--offer", required=True)
+    p.add_argument("--expect")
+    p = add("send")
+    p.add_argument("--message")
+    p.add_argument("--size", type=int, default=0)
+    p.add_argument("--binary", action="store_true")
+    p.add_argument("--expect-close", type=int)
+    p = add("hold")
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--expect-code", type=int)
+    p = add("sequence")
+    p.add_argument("--send", required=True, help="comma-separated messages")
+    p.add_argument("--step", action="store_true")
+    p.add_argument("--expect-close", type=int)
+    a = ap.parse_args()
+
+    res = {"client": "python-websockets", "cmd": a.cmd, "url": a.url}
+    try:
+        ok, extra = asyncio.run(COMMANDS[a.cmd](a))
+        res.update(extra)
+    except Exception as e:  # one JSON line whatever happens
+        ok = False
+        res["error"] = "%s: %s" % (e.__class__.__name__, e)
+    res["ok"] = bool(ok)
+    emit(res)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
