@@ -17,6 +17,8 @@
   XX(TIMEDOUT,       -6,  1001, 408, "timed out")                                     \
   XX(STOPPED,        -7,  0,    0,   "processing stopped by handler")                 \
   XX(IO,             -8,  1006, 0,   "I/O error")                                     \
+  XX(HANDLER,        -9,  1011, 500, "handler error")                                 \
+  XX(SHUTDOWN,       -10, 1001, 503, "server shutting down")                          \
   XX(PROTO,          -20, 1002, 0,   "protocol error")                                \
   XX(UNMASKED,       -21, 1002, 0,   "client frame is not masked")                    \
   XX(MASKED,         -22, 1002, 0,   "server frame is masked")                        \

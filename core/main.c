@@ -1,2 +1,200 @@
-/* main.c — process entry point (placeholder until the worker lands). */
-int main(void) { return 0; }
+/* main.c — the process: command line, configuration (the script's
+ * edgews.configure{...} read in a throw-away VM, then flags), the open-file limit,
+ * starting the workers, signals (SIGINT/SIGTERM drain, SIGHUP reload) and watching
+ * the script's directory for hot reload. The main thread serves no connection. */
+#include <lauxlib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <uv.h>
+
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "lua/vm.h"
+#include "worker.h"
+
+typedef struct {
+  ews_config_t cfg;
+  ews_server_t server;
+  ews_worker_t *workers;
+  int nworkers;
+  uv_loop_t *loop;
+  uv_signal_t sig_int, sig_term, sig_hup;
+  uv_fs_event_t watch;
+  uv_timer_t debounce;
+  int stop_signals;
+} ews_main_t;
+
+static void raise_nofile_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) EWS_WARN("cannot raise the open-file limit");
+  }
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+    EWS_DEBUG("open-file limit: %llu", (unsigned long long)rl.rlim_cur);
+}
+
+/* Runs the script once on this thread to read edgews.configure{...} and to fail
+ * fast, with file:line, before any worker starts. */
+static int read_script_config(ews_config_t *cfg) {
+  char *err = NULL;
+  lua_State *L = ews_vm_new(NULL, &err);
+  if (!L || ews_vm_load(L, cfg->script, &err) != 0 || ews_vm_read_config(L, cfg, &err) != 0) {
+    EWS_ERROR("%s", err ? err : "cannot load the script");
+    free(err);
+    if (L) ews_vm_close(L);
+    return -1;
+  }
+  ews_vm_close(L);
+  return 0;
+}
+
+static void request_reload(ews_main_t *m, const char *why) {
+  /* Check the syntax once here so a typo is reported once, not once per worker. */
+  lua_State *L = luaL_newstate();
+  if (L) {
+    int r = luaL_loadfile(L, m->cfg.script);
+    if (r != 0) {
+      EWS_ERROR("reload skipped (%s): %s", why, lua_tostring(L, -1));
+      lua_close(L);
+      return;
+    }
+    lua_close(L);
+  }
+  EWS_INFO("reloading %s (%s)", m->cfg.script, why);
+  for (int i = 0; i < m->nworkers; i++) ews_worker_request_reload(&m->workers[i]);
+}
+
+static void on_debounce(uv_timer_t *t) { request_reload(t->data, "file changed"); }
+
+static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status) {
+  (void)events;
+  ews_main_t *m = h->data;
+  if (status < 0) return;
+  size_t n = filename ? strlen(filename) : 0;
+  if (n < 4 || strcmp(filename + n - 4, ".lua") != 0) return;
+  /* Editors write a file in several steps; act once things settle. */
+  uv_timer_start(&m->debounce, on_debounce, 150, 0);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  ews_main_t *m = s->data;
+  if (signum == SIGHUP) {
+    request_reload(m, "SIGHUP");
+    return;
+  }
+  int force = m->stop_signals++ > 0;
+  EWS_INFO("%s: %s", signum == SIGINT ? "SIGINT" : "SIGTERM",
+           force ? "closing all connections now" : "draining connections");
+  for (int i = 0; i < m->nworkers; i++) ews_worker_request_stop(&m->workers[i], force);
+  if (!force) {
+    uv_close((uv_handle_t *)&m->watch, NULL);
+    uv_close((uv_handle_t *)&m->debounce, NULL);
+    uv_close((uv_handle_t *)&m->sig_hup, NULL);
+  }
+}
+
+/* Joins the workers on a helper thread, so the main loop keeps handling signals
+ * (a second SIGTERM) while they drain. */
+static void join_workers(void *arg) {
+  ews_main_t *m = arg;
+  for (int i = 0; i < m->nworkers; i++) ews_worker_join(&m->workers[i]);
+}
+
+static void on_joined(uv_async_t *a) {
+  ews_main_t *m = a->data;
+  uv_close((uv_handle_t *)a, NULL);
+  uv_close((uv_handle_t *)&m->sig_int, NULL);
+  uv_close((uv_handle_t *)&m->sig_term, NULL);
+  if (!uv_is_closing((uv_handle_t *)&m->sig_hup)) {
+    uv_close((uv_handle_t *)&m->watch, NULL);
+    uv_close((uv_handle_t *)&m->debounce, NULL);
+    uv_close((uv_handle_t *)&m->sig_hup, NULL);
+  }
+}
+
+typedef struct {
+  ews_main_t *m;
+  uv_async_t done;
+} joiner_t;
+
+static void joiner_main(void *arg) {
+  joiner_t *j = arg;
+  join_workers(j->m);
+  uv_async_send(&j->done);
+}
+
+int main(int argc, char **argv) {
+  static ews_main_t m;
+  ews_config_defaults(&m.cfg);
+  int pr = ews_config_parse_args(&m.cfg, argc, argv);
+  if (pr != 0) return pr > 0 ? 0 : 2;
+  ews_log_level = m.cfg.log_level;
+  signal(SIGPIPE, SIG_IGN);
+  raise_nofile_limit();
+
+  if (read_script_config(&m.cfg) != 0) return 1;
+  ews_log_level = m.cfg.log_level;
+  if (m.cfg.workers < 1) m.cfg.workers = 1;
+
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  m.server.cfg = &m.cfg;
+  m.server.started_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+  m.server.nworkers = m.cfg.workers;
+  m.workers = calloc((size_t)m.cfg.workers, sizeof *m.workers);
+  if (!m.workers) return 1;
+
+  /* Worker 0 binds first; with port 0 the others join the port it was given. */
+  int port = m.cfg.port;
+  for (int i = 0; i < m.cfg.workers; i++) {
+    int r = ews_worker_start(&m.workers[i], &m.server, i, port);
+    if (r < 0) {
+      EWS_ERROR("worker %d failed to start", i);
+      for (int j = 0; j < i; j++) ews_worker_request_stop(&m.workers[j], 1);
+      for (int j = 0; j < i; j++) ews_worker_join(&m.workers[j]);
+      return 1;
+    }
+    m.nworkers = i + 1;
+    if (i == 0) port = m.workers[0].bound_port;
+  }
+  EWS_INFO("listening on %s:%d (%d worker%s, script %s)", m.cfg.host, port, m.nworkers,
+           m.nworkers == 1 ? "" : "s", m.cfg.script);
+
+  m.loop = uv_default_loop();
+  uv_signal_init(m.loop, &m.sig_int);
+  uv_signal_init(m.loop, &m.sig_term);
+  uv_signal_init(m.loop, &m.sig_hup);
+  m.sig_int.data = m.sig_term.data = m.sig_hup.data = &m;
+  uv_signal_start(&m.sig_int, on_signal, SIGINT);
+  uv_signal_start(&m.sig_term, on_signal, SIGTERM);
+  uv_signal_start(&m.sig_hup, on_signal, SIGHUP);
+  uv_timer_init(m.loop, &m.debounce);
+  m.debounce.data = &m;
+  uv_fs_event_init(m.loop, &m.watch);
+  m.watch.data = &m;
+  if (m.cfg.watch) {
+    int r = uv_fs_event_start(&m.watch, on_fs_event, m.cfg.script_dir, 0);
+    if (r < 0) EWS_WARN("cannot watch %s: %s (SIGHUP still reloads)", m.cfg.script_dir, uv_strerror(r));
+  }
+
+  static joiner_t j;
+  j.m = &m;
+  uv_async_init(m.loop, &j.done, on_joined);
+  j.done.data = &m;
+  uv_thread_t joiner;
+  uv_thread_create(&joiner, joiner_main, &j);
+
+  uv_run(m.loop, UV_RUN_DEFAULT);
+  uv_thread_join(&joiner);
+  uv_loop_close(m.loop);
+  free(m.workers);
+  EWS_INFO("stopped");
+  ews_config_free(&m.cfg);
+  return 0;
+}

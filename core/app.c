@@ -1,0 +1,58 @@
+/* app.c — app (route) configurations and their reference counts (see app.h). */
+#include "app.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+
+ews_app_t *ews_app_new(const char *path) {
+  ews_app_t *a = calloc(1, sizeof *a);
+  if (!a) return NULL;
+  a->path = strdup(path);
+  if (!a->path) {
+    free(a);
+    return NULL;
+  }
+  a->refs = 1;
+  a->rx.max_frame = 16u << 20;
+  a->rx.max_message = 16u << 20;
+  a->rx.expect_masked = 1;
+  a->idle_timeout_ms = 0;
+  a->heartbeat_interval_ms = 30000;
+  a->heartbeat_timeout_ms = 10000;
+  a->max_buffered = 4u << 20;
+  return a;
+}
+
+int ews_app_add_protocol(ews_app_t *a, const char *name) {
+  char **p = realloc(a->protocols, (a->n_protocols + 1) * sizeof *p);
+  if (!p) return EWS_ENOMEM;
+  a->protocols = p;
+  if (!(p[a->n_protocols] = strdup(name))) return EWS_ENOMEM;
+  a->n_protocols++;
+  return 0;
+}
+
+void ews_app_unref(ews_app_t *a) {
+  if (--a->refs > 0) return;
+  for (size_t i = 0; i < a->n_protocols; i++) free(a->protocols[i]);
+  free(a->protocols);
+  free(a->path);
+  free(a);
+}
+
+ews_app_t *ews_routes_find(const ews_routes_t *r, const char *path, size_t len) {
+  for (size_t i = 0; i < r->n; i++) {
+    const char *p = r->apps[i]->path;
+    if (strlen(p) == len && memcmp(p, path, len) == 0) return r->apps[i];
+  }
+  return NULL;
+}
+
+void ews_routes_clear(ews_routes_t *r) {
+  for (size_t i = 0; i < r->n; i++) ews_app_unref(r->apps[i]);
+  free(r->apps);
+  r->apps = NULL;
+  r->n = 0;
+}

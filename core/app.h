@@ -1,0 +1,41 @@
+/* app.h — the C view of one app: the path it serves and the limits, timeouts and
+ * subprotocols its connections use. Built from the Lua app table each time the
+ * script (re)loads; a connection keeps a reference to the version it was accepted
+ * with, so a reload never changes limits under an open connection (its handlers,
+ * which live in Lua, do change). Reference counts are per worker (no atomics). */
+#ifndef EWS_APP_H
+#define EWS_APP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/frame.h"
+
+typedef struct ews_app {
+  int refs;
+  char *path;
+  char **protocols;
+  size_t n_protocols;
+  ews_rx_config_t rx;             /* max_frame, max_message, expect_masked = 1 */
+  uint32_t idle_timeout_ms;       /* 0 = none */
+  uint32_t heartbeat_interval_ms; /* 0 = no pings */
+  uint32_t heartbeat_timeout_ms;
+  size_t max_buffered;            /* queued outgoing bytes before the policy applies */
+  uint8_t drop_on_backpressure;   /* 1: drop the message; 0: close 1008 */
+} ews_app_t;
+
+ews_app_t *ews_app_new(const char *path); /* refs = 1, defaults; NULL on ENOMEM */
+int ews_app_add_protocol(ews_app_t *app, const char *name); /* 0 or EWS_ENOMEM */
+static inline void ews_app_ref(ews_app_t *a) { a->refs++; }
+void ews_app_unref(ews_app_t *a);
+
+/* The routes of one worker: an immutable array of apps, swapped whole on reload. */
+typedef struct {
+  ews_app_t **apps;
+  size_t n;
+} ews_routes_t;
+
+ews_app_t *ews_routes_find(const ews_routes_t *r, const char *path, size_t len);
+void ews_routes_clear(ews_routes_t *r); /* unrefs every app */
+
+#endif

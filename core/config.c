@@ -1,0 +1,181 @@
+/* config.c — defaults and the command line of edgews-lua (see config.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "log.h"
+
+static const char usage[] =
+    "usage: edgews-lua [options] app.lua\n"
+    "\n"
+    "Serves the WebSocket apps that app.lua defines (see README: Lua API).\n"
+    "Options override what the script sets with edgews.configure{...}.\n"
+    "\n"
+    "  --listen HOST:PORT    address to listen on (default 0.0.0.0:8080; port 0 picks a\n"
+    "                        free port, printed in the 'listening on' log line)\n"
+    "  --workers N           worker threads, each with its own event loop, LuaJIT VM and\n"
+    "                        SO_REUSEPORT listener (default: the number of CPUs)\n"
+    "  --log-level LEVEL     debug, info, warn, error or off (default info)\n"
+    "  --drain-timeout SECS  on SIGINT/SIGTERM, how long to wait for clients to finish\n"
+    "                        the close handshake after close 1001 (default 5)\n"
+    "  --no-watch            do not reload when the script's directory changes\n"
+    "                        (SIGHUP still reloads)\n"
+    "  --version             print the version and exit\n"
+    "  --help                print this help and exit\n"
+    "\n"
+    "Signals: SIGINT/SIGTERM drain and exit 0 (a second one exits at once);\n"
+    "SIGHUP reloads the script in every worker.\n";
+
+void ews_config_defaults(ews_config_t *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  snprintf(cfg->host, sizeof cfg->host, "0.0.0.0");
+  cfg->port = 8080;
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  cfg->workers = n > 0 ? (int)n : 1;
+  cfg->log_level = EWS_LOG_INFO;
+  cfg->drain_timeout = 5.0;
+  cfg->handshake_timeout_ms = 10000;
+  cfg->close_timeout_ms = 5000;
+  cfg->max_head = 8192;
+  cfg->max_headers = 64;
+  cfg->backlog = 1024;
+  cfg->watch = 1;
+}
+
+int ews_config_parse_listen(ews_config_t *cfg, const char *s) {
+  const char *colon = strrchr(s, ':');
+  if (!colon) return EWS_EINVAL;
+  const char *h = s;
+  size_t hlen = (size_t)(colon - s);
+  if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+    h++;
+    hlen -= 2;
+  }
+  if (hlen >= sizeof cfg->host) return EWS_EINVAL;
+  char *end;
+  errno = 0;
+  long port = strtol(colon + 1, &end, 10);
+  if (errno || *end || end == colon + 1 || port < 0 || port > 65535) return EWS_EINVAL;
+  if (hlen == 0) {
+    snprintf(cfg->host, sizeof cfg->host, "0.0.0.0");
+  } else {
+    memcpy(cfg->host, h, hlen);
+    cfg->host[hlen] = 0;
+  }
+  cfg->port = (int)port;
+  return 0;
+}
+
+static int parse_num(const char *s, double lo, double hi, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || *end || end == s || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
+int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
+  const char *script = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *val = NULL;
+    /* Accept both "--flag value" and "--flag=value". */
+    char flag[64];
+    const char *eq = strchr(a, '=');
+    if (a[0] == '-' && a[1] == '-' && eq && (size_t)(eq - a) < sizeof flag) {
+      memcpy(flag, a, (size_t)(eq - a));
+      flag[eq - a] = 0;
+      val = eq + 1;
+      a = flag;
+    }
+#define NEED_VALUE()                                                   \
+  do {                                                                 \
+    if (!val) {                                                        \
+      if (i + 1 >= argc) {                                             \
+        fprintf(stderr, "edgews-lua: %s needs a value\n%s", a, usage); \
+        return -1;                                                     \
+      }                                                                \
+      val = argv[++i];                                                 \
+    }                                                                  \
+  } while (0)
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      fputs(usage, stdout);
+      return 1;
+    } else if (!strcmp(a, "--version")) {
+      puts("edgews-lua 0.1.0");
+      return 1;
+    } else if (!strcmp(a, "--listen")) {
+      NEED_VALUE();
+      if (ews_config_parse_listen(cfg, val) != 0) {
+        fprintf(stderr, "edgews-lua: bad --listen '%s' (want HOST:PORT)\n", val);
+        return -1;
+      }
+      cfg->cli_set |= EWS_CLI_LISTEN;
+    } else if (!strcmp(a, "--workers")) {
+      NEED_VALUE();
+      double v;
+      if (parse_num(val, 1, 256, &v) != 0 || v != (int)v) {
+        fprintf(stderr, "edgews-lua: bad --workers '%s' (want 1..256)\n", val);
+        return -1;
+      }
+      cfg->workers = (int)v;
+      cfg->cli_set |= EWS_CLI_WORKERS;
+    } else if (!strcmp(a, "--log-level")) {
+      NEED_VALUE();
+      int lv = ews_log_level_parse(val);
+      if (lv < 0) {
+        fprintf(stderr, "edgews-lua: bad --log-level '%s' (debug|info|warn|error|off)\n", val);
+        return -1;
+      }
+      cfg->log_level = lv;
+      cfg->cli_set |= EWS_CLI_LOG_LEVEL;
+    } else if (!strcmp(a, "--drain-timeout")) {
+      NEED_VALUE();
+      if (parse_num(val, 0, 3600, &cfg->drain_timeout) != 0) {
+        fprintf(stderr, "edgews-lua: bad --drain-timeout '%s' (seconds)\n", val);
+        return -1;
+      }
+      cfg->cli_set |= EWS_CLI_DRAIN;
+    } else if (!strcmp(a, "--no-watch")) {
+      cfg->watch = 0;
+      cfg->cli_set |= EWS_CLI_WATCH;
+    } else if (a[0] == '-' && a[1]) {
+      fprintf(stderr, "edgews-lua: unknown option '%s'\n%s", a, usage);
+      return -1;
+    } else if (!script) {
+      script = a;
+    } else {
+      fprintf(stderr, "edgews-lua: one script only ('%s' and '%s')\n", script, a);
+      return -1;
+    }
+#undef NEED_VALUE
+  }
+  if (!script) {
+    fprintf(stderr, "edgews-lua: no script given\n%s", usage);
+    return -1;
+  }
+  char *abs = realpath(script, NULL);
+  if (!abs) {
+    fprintf(stderr, "edgews-lua: cannot open '%s': %s\n", script, strerror(errno));
+    return -1;
+  }
+  cfg->script = abs;
+  cfg->script_dir = strdup(abs);
+  char *slash = strrchr(cfg->script_dir, '/');
+  if (slash == cfg->script_dir) slash[1] = 0;
+  else *slash = 0;
+  return 0;
+}
+
+void ews_config_free(ews_config_t *cfg) {
+  free(cfg->script);
+  free(cfg->script_dir);
+  cfg->script = cfg->script_dir = NULL;
+}

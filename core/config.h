@@ -1,0 +1,44 @@
+/* config.h — the server-wide configuration (listen address, workers, limits) and its
+ * command line. Filled from defaults, then the script's edgews.configure{...}, then
+ * command-line flags, in that order; read-only once workers start. */
+#ifndef EWS_CONFIG_H
+#define EWS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+  char *script;       /* absolute path of app.lua */
+  char *script_dir;   /* its directory (watched for hot reload) */
+  char host[256];
+  int port;
+  int workers;
+  int log_level;
+  double drain_timeout;         /* seconds to wait for close handshakes on shutdown */
+  uint32_t handshake_timeout_ms; /* accept to complete request head */
+  uint32_t close_timeout_ms;     /* close frame sent to TCP closed */
+  uint32_t max_head;             /* request head bytes */
+  uint32_t max_headers;
+  int backlog;
+  int watch;                     /* hot reload on file change */
+  /* Which fields the command line set (they win over the script). */
+  unsigned cli_set;
+} ews_config_t;
+
+enum {
+  EWS_CLI_LISTEN = 1u << 0,
+  EWS_CLI_WORKERS = 1u << 1,
+  EWS_CLI_LOG_LEVEL = 1u << 2,
+  EWS_CLI_DRAIN = 1u << 3,
+  EWS_CLI_WATCH = 1u << 4
+};
+
+void ews_config_defaults(ews_config_t *cfg);
+/* Parses "HOST:PORT", "[v6]:PORT" or ":PORT" into cfg. 0 or EWS_EINVAL. */
+int ews_config_parse_listen(ews_config_t *cfg, const char *s);
+/* Parses argv. Returns 0 to run, 1 when it printed help/version (exit 0), or -1 after
+ * printing an error (exit 2). */
+int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv);
+void ews_config_free(ews_config_t *cfg);
+
+#endif

@@ -1,0 +1,264 @@
+/* api_core.c — what Lua may call in C: the `edgews.core` module (routes, logging,
+ * socket operations, stats) and the FFI entry points used on the per-message path.
+ *
+ * Sockets are passed as the light userdata `_c` of the Lua socket table; the table's
+ * _c is set to false when the connection ends, so a pointer reaching these functions
+ * is always a live connection of the calling worker. None of these functions calls
+ * back into Lua: connection events they cause (a close) run at the worker's next
+ * sweep. FFI-called functions return 0 or a negative EWS_E* code. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "log.h"
+#include "lua/vm.h"
+#include "net/conn.h"
+#include "proto/frame.h"
+#include "worker.h"
+
+#define EWS_EXPORT __attribute__((visibility("default"), used))
+
+/* ---- FFI entry points ------------------------------------------------------ */
+
+EWS_EXPORT int ews_ffi_send(void *conn, const char *p, size_t n, int binary) {
+  return ews_conn_send(conn, binary ? EWS_OP_BINARY : EWS_OP_TEXT, p, n);
+}
+
+EWS_EXPORT double ews_ffi_buffered(void *conn) { return (double)ews_conn_buffered(conn); }
+
+/* ---- edgews.core ------------------------------------------------------------ */
+
+static ews_worker_t *worker_of(lua_State *L) {
+  return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+static ews_conn_t *check_conn(lua_State *L, int idx) {
+  ews_conn_t *c = lua_touserdata(L, idx);
+  if (!c || lua_type(L, idx) != LUA_TLIGHTUSERDATA) luaL_argerror(L, idx, "socket expected");
+  return c;
+}
+
+static int push_result(lua_State *L, int r) {
+  if (r == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushinteger(L, r);
+  return 2;
+}
+
+static int l_send(lua_State *L) {
+  ews_conn_t *c = check_conn(L, 1);
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
+  return push_result(L, ews_conn_send(c, lua_toboolean(L, 3) ? EWS_OP_BINARY : EWS_OP_TEXT, p, n));
+}
+
+static int l_close(lua_State *L) {
+  ews_conn_t *c = check_conn(L, 1);
+  lua_Integer code = luaL_optinteger(L, 2, 1000);
+  size_t n = 0;
+  const char *reason = luaL_optlstring(L, 3, "", &n);
+  return push_result(L, ews_conn_close(c, (unsigned)code, reason, n));
+}
+
+static int l_ping(lua_State *L) {
+  ews_conn_t *c = check_conn(L, 1);
+  size_t n = 0;
+  const char *p = luaL_optlstring(L, 2, "", &n);
+  return push_result(L, ews_conn_ping(c, p, n));
+}
+
+static int l_buffered(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)ews_conn_buffered(check_conn(L, 1)));
+  return 1;
+}
+
+static int l_remote_addr(lua_State *L) {
+  ews_conn_t *c = check_conn(L, 1);
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  char ip[64];
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "not connected");
+    return 2;
+  }
+  int port;
+  if (ss.ss_family == AF_INET6) {
+    uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+    port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  } else {
+    uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+    port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  }
+  lua_pushstring(L, ip);
+  lua_pushinteger(L, port);
+  return 2;
+}
+
+static int l_log(lua_State *L) {
+  int level = (int)luaL_checkinteger(L, 1);
+  size_t n;
+  const char *msg = luaL_checklstring(L, 2, &n);
+  if (level >= ews_log_level) ews_log(level, "%.*s", (int)n, msg);
+  return 0;
+}
+
+static int l_log_level(lua_State *L) {
+  lua_pushinteger(L, ews_log_level);
+  return 1;
+}
+
+static int l_worker_id(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  lua_pushinteger(L, w ? w->id : -1);
+  return 1;
+}
+
+static int l_workers(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  lua_pushinteger(L, w ? w->server->nworkers : 0);
+  return 1;
+}
+
+static int l_now(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  lua_pushnumber(L, w ? (lua_Number)uv_now(&w->loop) / 1000.0 : (lua_Number)uv_hrtime() / 1e9);
+  return 1;
+}
+
+static int l_stats(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  lua_createtable(L, 0, 10);
+  if (!w) return 1;
+#define FIELD(name, val)            \
+  lua_pushnumber(L, (lua_Number)(val)); \
+  lua_setfield(L, -2, name)
+  FIELD("worker", w->id);
+  FIELD("connections", w->nconns);
+  FIELD("connections_all_workers", __atomic_load_n(&w->server->nconns, __ATOMIC_RELAXED));
+  FIELD("connections_total", w->stats.conns_total);
+  FIELD("messages_in", w->stats.msgs_in);
+  FIELD("messages_out", w->stats.msgs_out);
+  FIELD("bytes_in", w->stats.bytes_in);
+  FIELD("bytes_out", w->stats.bytes_out);
+  FIELD("handler_errors", w->stats.handler_errors);
+#undef FIELD
+  return 1;
+}
+
+static uint32_t opt_ms(lua_State *L, int t, const char *k, uint32_t def) {
+  lua_getfield(L, t, k);
+  uint32_t v = lua_isnumber(L, -1) ? (uint32_t)(lua_tonumber(L, -1) * 1000.0) : def;
+  lua_pop(L, 1);
+  return v;
+}
+
+static double opt_num(lua_State *L, int t, const char *k, double def) {
+  lua_getfield(L, t, k);
+  double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : def;
+  lua_pop(L, 1);
+  return v;
+}
+
+/* set_routes({ {path=..., protocols={...}, max_message_size=..., ...}, ... }):
+ * replaces this worker's routes. The Lua side has validated every field. */
+static int l_set_routes(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (!w) return 0;
+  size_t n = lua_objlen(L, 1);
+  ews_routes_t nr = {calloc(n ? n : 1, sizeof(ews_app_t *)), 0};
+  if (!nr.apps) return luaL_error(L, "out of memory");
+  for (size_t i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, (int)i);
+    int t = lua_gettop(L);
+    lua_getfield(L, t, "path");
+    const char *path = lua_tostring(L, -1);
+    ews_app_t *a = path ? ews_app_new(path) : NULL;
+    lua_pop(L, 1);
+    if (!a) {
+      ews_routes_clear(&nr);
+      return luaL_error(L, "set_routes: bad app %d", (int)i);
+    }
+    nr.apps[nr.n++] = a;
+    a->rx.max_message = (uint64_t)opt_num(L, t, "max_message_size", (double)a->rx.max_message);
+    a->rx.max_frame = (uint64_t)opt_num(L, t, "max_frame_size", (double)a->rx.max_frame);
+    a->idle_timeout_ms = opt_ms(L, t, "idle_timeout", a->idle_timeout_ms);
+    a->heartbeat_interval_ms = opt_ms(L, t, "heartbeat_interval", a->heartbeat_interval_ms);
+    a->heartbeat_timeout_ms = opt_ms(L, t, "heartbeat_timeout", a->heartbeat_timeout_ms);
+    a->max_buffered = (size_t)opt_num(L, t, "max_buffered", (double)a->max_buffered);
+    lua_getfield(L, t, "on_backpressure");
+    a->drop_on_backpressure = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "drop") == 0;
+    lua_pop(L, 1);
+    lua_getfield(L, t, "protocols");
+    if (lua_istable(L, -1)) {
+      size_t np = lua_objlen(L, -1);
+      for (size_t j = 1; j <= np; j++) {
+        lua_rawgeti(L, -1, (int)j);
+        const char *name = lua_tostring(L, -1);
+        if (name && ews_app_add_protocol(a, name) != 0) {
+          ews_routes_clear(&nr);
+          return luaL_error(L, "out of memory");
+        }
+        lua_pop(L, 1);
+      }
+    }
+    lua_settop(L, t - 1);
+  }
+  ews_routes_t old = w->routes;
+  w->routes = nr;
+  ews_routes_clear(&old); /* open connections keep their own references */
+  return 0;
+}
+
+static const luaL_Reg core_fns[] = {
+    {"send", l_send},           {"close", l_close},
+    {"ping", l_ping},           {"buffered", l_buffered},
+    {"remote_addr", l_remote_addr}, {"log", l_log},
+    {"log_level", l_log_level}, {"worker_id", l_worker_id},
+    {"workers", l_workers},     {"now", l_now},
+    {"stats", l_stats},         {"set_routes", l_set_routes},
+    {NULL, NULL}};
+
+int ews_luaopen_core(lua_State *L) {
+  void *w = lua_touserdata(L, lua_upvalueindex(1));
+  lua_createtable(L, 0, 20);
+  for (const luaL_Reg *r = core_fns; r->name; r++) {
+    lua_pushlightuserdata(L, w);
+    lua_pushcclosure(L, r->func, 1);
+    lua_setfield(L, -2, r->name);
+  }
+  /* Error codes by number -> short lower-case name ("closed", "backpressure", ...). */
+  lua_createtable(L, 0, 48);
+#define XX(name, val, cc, hs, msg)        \
+  lua_pushinteger(L, val);                \
+  lua_pushstring(L, msg);                 \
+  lua_rawset(L, -3);
+  EWS_ERRNO_MAP(XX)
+#undef XX
+  lua_setfield(L, -2, "errors");
+  lua_createtable(L, 0, 48);
+#define XX(name, val, cc, hs, msg)        \
+  lua_pushinteger(L, val);                \
+  lua_pushstring(L, #name);               \
+  lua_rawset(L, -3);
+  EWS_ERRNO_MAP(XX)
+#undef XX
+  lua_setfield(L, -2, "error_names");
+  lua_pushinteger(L, EWS_LOG_DEBUG);
+  lua_setfield(L, -2, "DEBUG");
+  lua_pushinteger(L, EWS_LOG_INFO);
+  lua_setfield(L, -2, "INFO");
+  lua_pushinteger(L, EWS_LOG_WARN);
+  lua_setfield(L, -2, "WARN");
+  lua_pushinteger(L, EWS_LOG_ERROR);
+  lua_setfield(L, -2, "ERROR");
+  lua_pushboolean(L, w != NULL);
+  lua_setfield(L, -2, "in_worker");
+  return 1;
+}

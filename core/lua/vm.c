@@ -1,0 +1,164 @@
+/* vm.c — creating, loading and closing a worker's LuaJIT VM (see vm.h). */
+#include "lua/vm.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "worker.h"
+
+#ifndef EWS_LUA_DIR
+#define EWS_LUA_DIR "lua"
+#endif
+
+static char refs_key; /* registry key of the ews_vm_refs_t userdata */
+
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (!msg) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+ews_vm_refs_t *ews_vm_refs(lua_State *L) {
+  lua_pushlightuserdata(L, &refs_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  ews_vm_refs_t *r = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return r;
+}
+
+static char *dup_err(lua_State *L, int idx, const char *fallback) {
+  const char *m = lua_tostring(L, idx);
+  return strdup(m ? m : fallback);
+}
+
+static int ref_field(lua_State *L, int t, const char *name) {
+  lua_getfield(L, t, name);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return LUA_NOREF;
+  }
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+lua_State *ews_vm_new(ews_worker_t *w, char **err) {
+  lua_State *L = luaL_newstate();
+  if (!L) {
+    *err = strdup("luaL_newstate failed (out of memory)");
+    return NULL;
+  }
+  lua_pushcfunction(L, traceback); /* stays at index 1 */
+  luaL_openlibs(L);
+
+  /* package.path: our modules first, then the script's directory, then defaults. */
+  const char *lua_dir = getenv("EDGEWS_LUA_PATH");
+  if (!lua_dir || !*lua_dir) lua_dir = EWS_LUA_DIR;
+  const char *script_dir = w ? w->server->cfg->script_dir : NULL;
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;%s", lua_dir, lua_dir,
+                  script_dir ? script_dir : ".", script_dir ? script_dir : ".",
+                  lua_tostring(L, -1));
+  lua_setfield(L, -3, "path");
+  lua_pop(L, 1);
+  /* package.preload["edgews.core"] = the C module, with the worker as upvalue. */
+  lua_getfield(L, -1, "preload");
+  lua_pushlightuserdata(L, w);
+  lua_pushcclosure(L, ews_luaopen_core, 1);
+  lua_setfield(L, -2, "edgews.core");
+  lua_pop(L, 2);
+
+  ews_vm_refs_t *refs = lua_newuserdata(L, sizeof *refs);
+  lua_pushlightuserdata(L, &refs_key);
+  lua_insert(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "edgews");
+  if (lua_pcall(L, 1, 1, 1) != 0) {
+    *err = dup_err(L, -1, "cannot load the edgews module");
+    lua_close(L);
+    return NULL;
+  }
+  int t = lua_gettop(L);
+  refs->dispatch_open = ref_field(L, t, "_dispatch_open");
+  refs->dispatch_message = ref_field(L, t, "_dispatch_message");
+  refs->dispatch_close = ref_field(L, t, "_dispatch_close");
+  refs->dispatch_error = ref_field(L, t, "_dispatch_error");
+  refs->socket_mt = ref_field(L, t, "_Socket");
+  lua_settop(L, 1);
+  if (w) w->refs = *refs;
+  if (refs->dispatch_open == LUA_NOREF || refs->socket_mt == LUA_NOREF) {
+    *err = strdup("the edgews module lacks its dispatch functions");
+    lua_close(L);
+    return NULL;
+  }
+  return L;
+}
+
+int ews_vm_load(lua_State *L, const char *script, char **err) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_getfield(L, -1, "edgews");
+  lua_getfield(L, -1, "_load");
+  lua_pushstring(L, script);
+  int r = lua_pcall(L, 1, 2, 1);
+  int ok = r == 0 && lua_toboolean(L, -2);
+  if (!ok) *err = dup_err(L, -1, "script failed to load");
+  lua_settop(L, 1);
+  return ok ? 0 : -1;
+}
+
+static int get_number(lua_State *L, int t, const char *k, double *out) {
+  lua_getfield(L, t, k);
+  int present = lua_isnumber(L, -1);
+  if (present) *out = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  return present;
+}
+
+int ews_vm_read_config(lua_State *L, ews_config_t *cfg, char **err) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_getfield(L, -1, "edgews");
+  lua_getfield(L, -1, "_server_config");
+  int t = lua_gettop(L);
+  int rc = 0;
+  if (lua_istable(L, t)) {
+    double v;
+    lua_getfield(L, t, "listen");
+    if (lua_isstring(L, -1) && !(cfg->cli_set & EWS_CLI_LISTEN) &&
+        ews_config_parse_listen(cfg, lua_tostring(L, -1)) != 0) {
+      *err = strdup("edgews.configure: bad listen (want \"HOST:PORT\")");
+      rc = -1;
+    }
+    lua_pop(L, 1);
+    if (!(cfg->cli_set & EWS_CLI_WORKERS) && get_number(L, t, "workers", &v)) cfg->workers = (int)v;
+    if (!(cfg->cli_set & EWS_CLI_DRAIN)) get_number(L, t, "drain_timeout", &cfg->drain_timeout);
+    if (get_number(L, t, "handshake_timeout", &v)) cfg->handshake_timeout_ms = (uint32_t)(v * 1000);
+    if (get_number(L, t, "close_timeout", &v)) cfg->close_timeout_ms = (uint32_t)(v * 1000);
+    if (get_number(L, t, "max_head_size", &v)) cfg->max_head = (uint32_t)v;
+    if (get_number(L, t, "max_headers", &v)) cfg->max_headers = (uint32_t)v;
+    if (get_number(L, t, "backlog", &v)) cfg->backlog = (int)v;
+    lua_getfield(L, t, "log_level");
+    if (lua_isstring(L, -1) && !(cfg->cli_set & EWS_CLI_LOG_LEVEL)) {
+      int lv = ews_log_level_parse(lua_tostring(L, -1));
+      if (lv >= 0) cfg->log_level = lv;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, t, "watch");
+    if (lua_isboolean(L, -1) && !(cfg->cli_set & EWS_CLI_WATCH)) cfg->watch = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 1);
+  return rc;
+}
+
+void ews_vm_close(lua_State *L) { lua_close(L); }

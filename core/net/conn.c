@@ -1,0 +1,595 @@
+/* conn.c — one client connection from accept to free (see conn.h for the states).
+ *
+ * Reads land in the worker's shared read buffer. The request head is parsed in place
+ * when it arrives whole (the usual case) and copied only when split across reads.
+ * Frames are parsed and unmasked in place by the receiver; a message that arrived as
+ * one frame is handed to Lua straight from the read buffer, and only fragmented or
+ * split messages are gathered in a per-connection buffer that exists just for that
+ * message. Writes are queued and flushed by the worker once per loop iteration. */
+#include "net/conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "err.h"
+#include "log.h"
+#include "lua/events.h"
+#include "proto/close_codes.h"
+#include "proto/handshake.h"
+#include "proto/http_head.h"
+#include "worker.h"
+
+#define CONN_OF_TNODE(n) ((ews_conn_t *)((char *)(n) - offsetof(ews_conn_t, tnode)))
+
+static inline uint32_t now_ms(const ews_conn_t *c) { return (uint32_t)uv_now(&c->w->loop); }
+
+static void schedule_flush(ews_conn_t *c) {
+  if (c->flags & EWS_CF_FLUSH_QUEUED) return;
+  c->flags |= EWS_CF_FLUSH_QUEUED;
+  c->flush_next = c->w->flush_head;
+  c->w->flush_head = c;
+}
+
+static void schedule_sweep(ews_conn_t *c) {
+  if (c->flags & EWS_CF_SWEEP_QUEUED) return;
+  c->flags |= EWS_CF_SWEEP_QUEUED;
+  c->sweep_next = c->w->sweep_head;
+  c->w->sweep_head = c;
+}
+
+static void set_timer(ews_conn_t *c, uint32_t delay_ms) {
+  ews_wheel_schedule(&c->w->wheel, &c->tnode, delay_ms);
+}
+
+static int queue_raw(ews_conn_t *c, const void *a, size_t alen, const void *b, size_t blen) {
+  int r = ews_wq_append(&c->wq, &c->w->pool, a, alen, b, blen);
+  if (r == 0) schedule_flush(c);
+  return r;
+}
+
+static int queue_frame(ews_conn_t *c, int opcode, const void *p, size_t n) {
+  uint8_t hdr[EWS_FRAME_MAX_HEADER];
+  size_t hl = ews_frame_header(hdr, opcode, 1, 0, n, NULL);
+  return queue_raw(c, hdr, hl, p, n);
+}
+
+static void free_in(ews_conn_t *c) {
+  free(c->in);
+  c->in = NULL;
+  c->in_len = c->in_cap = 0;
+}
+
+static int in_append(ews_conn_t *c, const uint8_t *p, size_t n) {
+  if (c->in_len + n > c->in_cap) {
+    size_t cap = c->in_cap ? c->in_cap : 1024;
+    while (cap < c->in_len + n) cap *= 2;
+    uint8_t *b = realloc(c->in, cap);
+    if (!b) return EWS_ENOMEM;
+    c->in = b;
+    c->in_cap = cap;
+  }
+  memcpy(c->in + c->in_len, p, n);
+  c->in_len += n;
+  return 0;
+}
+
+static void set_close_reason(ews_conn_t *c, unsigned code, const char *reason, size_t len) {
+  c->close_code = (uint16_t)code;
+  free(c->close_reason);
+  c->close_reason = NULL;
+  c->close_reason_len = 0;
+  if (len > 123) len = 123;
+  if (len && (c->close_reason = malloc(len))) {
+    memcpy(c->close_reason, reason, len);
+    c->close_reason_len = (uint8_t)len;
+  }
+}
+
+/* The WebSocket session (or HTTP exchange) is over: flush what is queued, send FIN,
+ * discard input until the peer's FIN or the linger timeout, then close. The Lua
+ * close event runs at the next sweep. */
+static void enter_draining(ews_conn_t *c) {
+  if (c->state >= EWS_CS_DRAINING) return;
+  c->state = EWS_CS_DRAINING;
+  c->since_ms = now_ms(c);
+  free_in(c);
+  set_timer(c, c->w->server->cfg->close_timeout_ms);
+  if (c->flags & EWS_CF_OPENED) schedule_sweep(c);
+  schedule_flush(c); /* sends FIN once the queue is empty */
+}
+
+void ews_conn_abort(ews_conn_t *c) {
+  if (c->state == EWS_CS_CLOSED) return;
+  /* No close frame came from the peer: RFC 6455 7.1.5 calls that 1006. */
+  if (c->state == EWS_CS_OPEN || c->state == EWS_CS_CLOSING)
+    set_close_reason(c, EWS_CLOSE_ABNORMAL, NULL, 0);
+  c->state = EWS_CS_CLOSED;
+  schedule_sweep(c);
+}
+
+static void respond_http(ews_conn_t *c, const char *resp, int len) {
+  if (len > 0) queue_raw(c, resp, (size_t)len, NULL, 0);
+  enter_draining(c);
+}
+
+static void respond_error(ews_conn_t *c, int err) {
+  char buf[1024];
+  int n = ews_write_error(buf, sizeof buf, err);
+  EWS_DEBUG("conn %llu: HTTP %d: %s", (unsigned long long)c->id, ews_err_http_status(err),
+            ews_strerror(err));
+  respond_http(c, buf, n);
+}
+
+int ews_conn_send(ews_conn_t *c, int opcode, const void *p, size_t n) {
+  if (c->state != EWS_CS_OPEN) return EWS_ECLOSED;
+  const ews_app_t *app = c->app;
+  if (c->wq.bytes && c->wq.bytes + n > app->max_buffered) {
+    /* Slow consumer: the queue already holds more than the limit allows. */
+    if (app->drop_on_backpressure) return EWS_EBACKPRESSURE;
+    EWS_DEBUG("conn %llu: slow consumer (%zu bytes queued), closing 1008",
+              (unsigned long long)c->id, c->wq.bytes);
+    ews_conn_fail(c, EWS_EBACKPRESSURE, NULL);
+    return EWS_EBACKPRESSURE;
+  }
+  int r = queue_frame(c, opcode, p, n);
+  if (r == 0) {
+    c->w->stats.msgs_out++;
+  }
+  return r;
+}
+
+int ews_conn_ping(ews_conn_t *c, const void *p, size_t n) {
+  if (c->state != EWS_CS_OPEN) return EWS_ECLOSED;
+  if (n > EWS_CONTROL_MAX) return EWS_EINVAL;
+  return queue_frame(c, EWS_OP_PING, p, n);
+}
+
+static void send_close_frame(ews_conn_t *c, unsigned code, const char *reason, size_t len) {
+  uint8_t payload[EWS_CONTROL_MAX];
+  size_t n = ews_close_build(payload, code, reason, len);
+  queue_frame(c, EWS_OP_CLOSE, payload, n);
+}
+
+int ews_conn_close(ews_conn_t *c, unsigned code, const char *reason, size_t len) {
+  if (c->state != EWS_CS_OPEN) return EWS_ECLOSED;
+  send_close_frame(c, code, reason, len);
+  set_close_reason(c, code ? code : EWS_CLOSE_NO_STATUS, reason, len);
+  c->state = EWS_CS_CLOSING;
+  c->since_ms = now_ms(c);
+  set_timer(c, c->w->server->cfg->close_timeout_ms);
+  return 0;
+}
+
+void ews_conn_fail(ews_conn_t *c, int err, const char *reason) {
+  if (!reason) reason = ews_strerror(err);
+  switch (c->state) {
+    case EWS_CS_HEAD:
+      if (ews_err_http_status(err)) respond_error(c, err);
+      else enter_draining(c);
+      return;
+    case EWS_CS_OPEN: {
+      int code = ews_err_close_code(err);
+      if (code == 0 || code == EWS_CLOSE_ABNORMAL) code = EWS_CLOSE_INTERNAL;
+      EWS_DEBUG("conn %llu: failing with %d: %s", (unsigned long long)c->id, code, reason);
+      send_close_frame(c, (unsigned)code, reason, strlen(reason));
+      set_close_reason(c, (unsigned)code, reason, strlen(reason));
+      enter_draining(c);
+      return;
+    }
+    case EWS_CS_CLOSING:
+      enter_draining(c);
+      return;
+    default:
+      return;
+  }
+}
+
+void ews_conn_shutdown(ews_conn_t *c) {
+  if (c->state == EWS_CS_HEAD) {
+    ews_conn_abort(c);
+  } else if (c->state == EWS_CS_OPEN) {
+    static const char why[] = "server shutting down";
+    ews_conn_close(c, EWS_CLOSE_GOING_AWAY, why, sizeof why - 1);
+  }
+}
+
+/* ---- timers ---------------------------------------------------------------- */
+
+void ews_conn_on_timer(ews_tnode_t *node, void *ud) {
+  (void)ud;
+  ews_conn_t *c = CONN_OF_TNODE(node);
+  const ews_config_t *cfg = c->w->server->cfg;
+  uint32_t now = now_ms(c);
+  uint32_t in_state = now - c->since_ms;
+  switch (c->state) {
+    case EWS_CS_HEAD:
+      if (in_state >= cfg->handshake_timeout_ms) {
+        EWS_DEBUG("conn %llu: request head timeout", (unsigned long long)c->id);
+        respond_error(c, EWS_EHTTP_TIMEOUT);
+      } else {
+        set_timer(c, cfg->handshake_timeout_ms - in_state);
+      }
+      return;
+    case EWS_CS_OPEN: {
+      const ews_app_t *app = c->app;
+      uint32_t idle = now - c->last_rx_ms;
+      if (app->idle_timeout_ms && idle >= app->idle_timeout_ms) {
+        static const char why[] = "idle timeout";
+        EWS_DEBUG("conn %llu: idle timeout", (unsigned long long)c->id);
+        ews_conn_close(c, EWS_CLOSE_GOING_AWAY, why, sizeof why - 1);
+        return;
+      }
+      uint32_t next = UINT32_MAX;
+      if (app->idle_timeout_ms) next = app->idle_timeout_ms - idle;
+      if (app->heartbeat_interval_ms) {
+        if (c->flags & EWS_CF_PING_OUT) {
+          uint32_t waited = now - c->ping_ms;
+          if (waited >= app->heartbeat_timeout_ms) {
+            EWS_DEBUG("conn %llu: no pong within %u ms", (unsigned long long)c->id,
+                      app->heartbeat_timeout_ms);
+            ews_conn_fail(c, EWS_ETIMEDOUT, "ping timeout");
+            return;
+          }
+          if (app->heartbeat_timeout_ms - waited < next) next = app->heartbeat_timeout_ms - waited;
+        } else if (idle >= app->heartbeat_interval_ms) {
+          /* Ping only a quiet peer: traffic already proves it is alive. */
+          queue_frame(c, EWS_OP_PING, NULL, 0);
+          c->flags |= EWS_CF_PING_OUT;
+          c->ping_ms = now;
+          if (app->heartbeat_timeout_ms < next) next = app->heartbeat_timeout_ms;
+        } else if (app->heartbeat_interval_ms - idle < next) {
+          next = app->heartbeat_interval_ms - idle;
+        }
+      }
+      if (next != UINT32_MAX) set_timer(c, next);
+      return;
+    }
+    case EWS_CS_CLOSING:
+    case EWS_CS_DRAINING:
+      if (in_state >= cfg->close_timeout_ms) {
+        EWS_DEBUG("conn %llu: close timeout", (unsigned long long)c->id);
+        ews_conn_abort(c);
+      } else {
+        set_timer(c, cfg->close_timeout_ms - in_state);
+      }
+      return;
+    default:
+      return;
+  }
+}
+
+/* ---- frames in ------------------------------------------------------------- */
+
+static int on_data(void *ud, int opcode, uint8_t *p, size_t n, int first, int last,
+                   int compressed) {
+  (void)compressed;
+  ews_conn_t *c = ud;
+  if (c->state != EWS_CS_OPEN) return 0; /* after our close: discard data */
+  if (first && last) {
+    c->w->stats.msgs_in++;
+    ews_lua_on_message(c, p, n, opcode == EWS_OP_BINARY);
+  } else {
+    if (n && in_append(c, p, n) != 0) return EWS_ENOMEM;
+    if (!last) return 0;
+    c->w->stats.msgs_in++;
+    ews_lua_on_message(c, c->in ? c->in : (const uint8_t *)"", c->in_len,
+                       opcode == EWS_OP_BINARY);
+    /* Keep small buffers for the next fragmented message; drop large ones. */
+    if (c->in_cap > 64 * 1024 || c->state != EWS_CS_OPEN) free_in(c);
+    else c->in_len = 0;
+  }
+  return c->state >= EWS_CS_DRAINING ? EWS_ESTOPPED : 0;
+}
+
+static int on_control(void *ud, int opcode, uint8_t *p, size_t n) {
+  ews_conn_t *c = ud;
+  switch (opcode) {
+    case EWS_OP_PING:
+      if (c->state == EWS_CS_OPEN) queue_frame(c, EWS_OP_PONG, p, n);
+      return 0;
+    case EWS_OP_PONG:
+      return 0;
+    case EWS_OP_CLOSE: {
+      unsigned code;
+      const uint8_t *reason;
+      size_t rlen;
+      if (ews_close_parse(p, n, &code, &reason, &rlen) != 0) return EWS_ECLOSE_CODE;
+      if (c->state == EWS_CS_OPEN) {
+        /* Echo the status code (RFC 6455 5.5.1); an empty close gets an empty one. */
+        uint8_t echo[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+        queue_frame(c, EWS_OP_CLOSE, echo, n ? 2 : 0);
+      }
+      set_close_reason(c, code, (const char *)reason, rlen);
+      enter_draining(c);
+      return EWS_ESTOPPED;
+    }
+    default:
+      return 0;
+  }
+}
+
+static const ews_rx_handler_t rx_handler = {on_data, on_control};
+
+static void feed_frames(ews_conn_t *c, uint8_t *p, size_t n) {
+  c->last_rx_ms = now_ms(c);
+  c->flags &= (uint8_t)~EWS_CF_PING_OUT;
+  int r = ews_rx_feed(&c->rx, p, n, &rx_handler, c);
+  if (r < 0 && r != EWS_ESTOPPED) {
+    EWS_DEBUG("conn %llu: %s", (unsigned long long)c->id, ews_strerror(r));
+    ews_conn_fail(c, r, NULL);
+  }
+}
+
+/* ---- request head and upgrade ---------------------------------------------- */
+
+static int path_is(const ews_http_request_t *req, const char *path) {
+  size_t n = strlen(path);
+  return req->path_len == n && memcmp(req->path, path, n) == 0;
+}
+
+static void respond_health(ews_conn_t *c) {
+  ews_worker_t *w = c->w;
+  char body[256], resp[512];
+  uint64_t up = (uint64_t)time(NULL) * 1000 - w->server->started_ms;
+  int bl = snprintf(body, sizeof body,
+                    "{\"status\":\"%s\",\"uptime\":%llu,\"workers\":%d,\"connections\":%u,"
+                    "\"worker\":%d}",
+                    w->stopping ? "draining" : "ok", (unsigned long long)(up / 1000),
+                    w->server->nworkers, __atomic_load_n(&w->server->nconns, __ATOMIC_RELAXED),
+                    w->id);
+  int n = ews_write_response(resp, sizeof resp, w->stopping ? 503 : 200, NULL,
+                             "application/json", body, (size_t)bl);
+  respond_http(c, resp, n);
+}
+
+/* Handles a complete request head; `rest` are the bytes that followed it. */
+static void on_request(ews_conn_t *c, const ews_http_request_t *req, uint8_t *rest,
+                       size_t rest_len) {
+  ews_worker_t *w = c->w;
+  if (!ews_is_upgrade(req)) {
+    if (path_is(req, "/health") && req->method_len == 3 && !memcmp(req->method, "GET", 3))
+      respond_health(c);
+    else if (ews_routes_find(&w->routes, req->path, req->path_len))
+      respond_error(c, EWS_EHTTP_UPGRADE);
+    else
+      respond_error(c, EWS_EHTTP_NOT_FOUND);
+    return;
+  }
+  ews_app_t *app = ews_routes_find(&w->routes, req->path, req->path_len);
+  if (!app) {
+    respond_error(c, EWS_EHTTP_NOT_FOUND);
+    return;
+  }
+  ews_upgrade_t up;
+  int r = ews_upgrade_check(req, &up);
+  if (r != 0) {
+    respond_error(c, r);
+    return;
+  }
+  if (w->stopping) {
+    respond_error(c, EWS_ESHUTDOWN);
+    return;
+  }
+  const char *proto = NULL;
+  if (app->n_protocols && up.protocols) {
+    int idx = ews_choose_protocol(up.protocols, up.protocols_len,
+                                  (const char *const *)app->protocols, app->n_protocols);
+    if (idx >= 0) proto = app->protocols[idx];
+  }
+  char accept[EWS_ACCEPT_LEN + 1];
+  char resp[512];
+  if (ews_accept_key(up.key, up.key_len, accept) != 0) {
+    respond_error(c, EWS_EHTTP_WS_KEY);
+    return;
+  }
+  int n = ews_write_101(resp, sizeof resp, accept, proto, proto ? strlen(proto) : 0, NULL, 0);
+  if (n < 0 || queue_raw(c, resp, (size_t)n, NULL, 0) != 0) {
+    ews_conn_abort(c);
+    return;
+  }
+  ews_app_ref(app);
+  c->app = app;
+  c->state = EWS_CS_OPEN;
+  c->since_ms = c->last_rx_ms = c->ping_ms = now_ms(c);
+  ews_rx_init(&c->rx, &app->rx);
+  ews_wheel_cancel(&w->wheel, &c->tnode);
+  ews_conn_on_timer(&c->tnode, NULL); /* arms idle/heartbeat deadlines */
+  ews_lua_on_open(c, proto);
+  if (rest_len && c->state == EWS_CS_OPEN) feed_frames(c, rest, rest_len);
+}
+
+static void on_head_bytes(ews_conn_t *c, uint8_t *p, size_t n) {
+  const ews_config_t *cfg = c->w->server->cfg;
+  ews_http_limits_t lim = {cfg->max_head, cfg->max_headers};
+  ews_http_request_t req;
+  uint8_t *data = p, *owned = NULL;
+  size_t len = n;
+  if (c->in_len) {
+    /* The head was split across reads: parse the accumulated copy. */
+    if (in_append(c, p, n) != 0) {
+      ews_conn_abort(c);
+      return;
+    }
+    data = owned = c->in;
+    len = c->in_len;
+  }
+  int r = ews_http_parse((const char *)data, len, &lim, &req);
+  if (r == 0) {
+    if (!owned && in_append(c, p, n) != 0) ews_conn_abort(c);
+    return;
+  }
+  /* Detach the head buffer: the bytes after the head may be frames, and `in` is
+   * about to be reused for message reassembly. */
+  if (owned) {
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+  }
+  if (r < 0) respond_error(c, r);
+  else on_request(c, &req, data + r, len - (size_t)r);
+  free(owned);
+}
+
+/* ---- libuv callbacks ------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  ews_conn_t *c = h->data;
+  buf->base = (char *)c->w->rbuf;
+  buf->len = EWS_READ_BUF;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  ews_conn_t *c = s->data;
+  if (nread < 0) {
+    if (nread != UV_EOF)
+      EWS_DEBUG("conn %llu: read error: %s", (unsigned long long)c->id, uv_strerror((int)nread));
+    c->flags |= EWS_CF_EOF;
+    uv_read_stop(s);
+    /* Draining: let the queued bytes (a close echo, an HTTP answer) go out first. */
+    if (c->state == EWS_CS_DRAINING && nread == UV_EOF) schedule_flush(c);
+    else ews_conn_abort(c);
+    return;
+  }
+  if (nread == 0) return;
+  c->w->stats.bytes_in += (uint64_t)nread;
+  uint8_t *p = (uint8_t *)buf->base;
+  switch (c->state) {
+    case EWS_CS_HEAD:
+      on_head_bytes(c, p, (size_t)nread);
+      break;
+    case EWS_CS_OPEN:
+    case EWS_CS_CLOSING:
+      feed_frames(c, p, (size_t)nread);
+      break;
+    default:
+      break; /* draining: discard until EOF */
+  }
+}
+
+static void on_closed(uv_handle_t *h) {
+  ews_conn_t *c = h->data;
+  ews_worker_t *w = c->w;
+  if (c->prev) c->prev->next = c->next;
+  else w->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  ews_wq_free(&c->wq);
+  ews_rx_free(&c->rx);
+  free(c->in);
+  free(c->close_reason);
+  if (c->app) ews_app_unref(c->app);
+  free(c);
+  w->nconns--;
+  __atomic_sub_fetch(&w->server->nconns, 1, __ATOMIC_RELAXED);
+  ews_worker_conn_closed(w);
+}
+
+static void on_write(uv_write_t *req, int status) {
+  ews_conn_t *c = req->handle->data;
+  size_t total = (size_t)(uintptr_t)req->data;
+  free(req);
+  c->flags &= (uint8_t)~EWS_CF_WRITING;
+  if (status == UV_ECANCELED) return; /* handle closing */
+  if (status < 0) {
+    EWS_DEBUG("conn %llu: write error: %s", (unsigned long long)c->id, uv_strerror(status));
+    ews_conn_abort(c);
+    return;
+  }
+  ews_wq_consume(&c->wq, total);
+  c->w->stats.bytes_out += total;
+  schedule_flush(c);
+}
+
+static void maybe_finish_draining(ews_conn_t *c) {
+  if (c->state != EWS_CS_DRAINING || c->wq.bytes || (c->flags & EWS_CF_WRITING)) return;
+  if (!(c->flags & EWS_CF_SHUT)) {
+    /* The queue is empty and nothing is in flight, so a direct shutdown(2) cannot
+     * overtake queued bytes; it saves a uv_shutdown_t per connection. */
+    uv_os_fd_t fd;
+    c->flags |= EWS_CF_SHUT;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) shutdown(fd, SHUT_WR);
+  }
+  if (c->flags & EWS_CF_EOF) ews_conn_abort(c);
+}
+
+void ews_conn_flush(ews_conn_t *c) {
+  if (c->state == EWS_CS_CLOSED || (c->flags & EWS_CF_WRITING)) return;
+  struct iovec iov[64];
+  size_t total;
+  while (c->wq.bytes) {
+    int n = ews_wq_iov(&c->wq, iov, 64, &total);
+    int r = uv_try_write((uv_stream_t *)&c->tcp, (const uv_buf_t *)iov, (unsigned)n);
+    if (r == UV_EAGAIN) break;
+    if (r < 0) {
+      EWS_DEBUG("conn %llu: write error: %s", (unsigned long long)c->id, uv_strerror(r));
+      ews_conn_abort(c);
+      return;
+    }
+    ews_wq_consume(&c->wq, (size_t)r);
+    c->w->stats.bytes_out += (uint64_t)r;
+    if ((size_t)r < total) break;
+  }
+  if (c->wq.bytes) {
+    /* The socket is full: hand the rest to libuv, which writes when it can. */
+    uv_write_t *req = malloc(sizeof *req);
+    if (!req) {
+      ews_conn_abort(c);
+      return;
+    }
+    int n = ews_wq_iov(&c->wq, iov, 64, &total);
+    req->data = (void *)(uintptr_t)total;
+    int r = uv_write(req, (uv_stream_t *)&c->tcp, (const uv_buf_t *)iov, (unsigned)n, on_write);
+    if (r < 0) {
+      free(req);
+      ews_conn_abort(c);
+      return;
+    }
+    c->flags |= EWS_CF_WRITING;
+    return;
+  }
+  maybe_finish_draining(c);
+}
+
+void ews_conn_sweep(ews_conn_t *c) {
+  if ((c->flags & EWS_CF_OPENED) && !(c->flags & EWS_CF_CLOSE_EVENT) &&
+      c->state >= EWS_CS_DRAINING) {
+    c->flags |= EWS_CF_CLOSE_EVENT;
+    ews_lua_on_close(c);
+  }
+  if (c->state == EWS_CS_CLOSED && !uv_is_closing((uv_handle_t *)&c->tcp)) {
+    ews_wheel_cancel(&c->w->wheel, &c->tnode);
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+  }
+}
+
+int ews_conn_accept(ews_worker_t *w, uv_stream_t *listener) {
+  ews_conn_t *c = calloc(1, sizeof *c);
+  if (!c) return EWS_ENOMEM;
+  int r = uv_tcp_init(&w->loop, &c->tcp);
+  if (r < 0) {
+    free(c);
+    return r;
+  }
+  c->tcp.data = c;
+  c->w = w;
+  c->sock_ref = -2; /* LUA_NOREF */
+  c->id = (++w->conn_seq << 8) | (uint64_t)(w->id & 0xff);
+  c->next = w->conns;
+  if (w->conns) w->conns->prev = c;
+  w->conns = c;
+  w->nconns++;
+  w->stats.conns_total++;
+  __atomic_add_fetch(&w->server->nconns, 1, __ATOMIC_RELAXED);
+  r = uv_accept(listener, (uv_stream_t *)&c->tcp);
+  if (r == 0) r = uv_tcp_nodelay(&c->tcp, 1);
+  if (r == 0) r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (r < 0) {
+    c->state = EWS_CS_CLOSED;
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    return r;
+  }
+  c->since_ms = now_ms(c);
+  set_timer(c, w->server->cfg->handshake_timeout_ms);
+  return 0;
+}

@@ -1,0 +1,95 @@
+/* conn.h — one client connection, from accept to free: the request head, the HTTP
+ * routes and the upgrade, then WebSocket frames in (rx) and out (write queue), the
+ * close handshake, timeouts on the worker's timer wheel, and the Lua events.
+ *
+ * Lifecycle: HEAD -> OPEN -> CLOSING (we sent close, await the peer's) -> DRAINING
+ * (the WebSocket is over: flush, FIN, discard input until EOF or timeout) -> CLOSED
+ * (uv_close issued; freed in its callback). Ending is never done from inside a
+ * callback that may still use the connection: ews_conn_end() only queues it on the
+ * worker's sweep list, and the sweep (a safe point) runs the Lua close event and
+ * closes the handle. C functions that Lua calls through the FFI never call back into
+ * Lua: events are deferred to the sweep. */
+#ifndef EWS_CONN_H
+#define EWS_CONN_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "app.h"
+#include "net/timers.h"
+#include "net/writeq.h"
+#include "proto/frame.h"
+
+struct ews_worker;
+
+enum {
+  EWS_CS_HEAD = 0,
+  EWS_CS_OPEN,
+  EWS_CS_CLOSING,
+  EWS_CS_DRAINING,
+  EWS_CS_CLOSED
+};
+
+enum {
+  EWS_CF_FLUSH_QUEUED = 1u << 0,
+  EWS_CF_SWEEP_QUEUED = 1u << 1,
+  EWS_CF_PING_OUT = 1u << 2,   /* heartbeat ping sent, pong not yet seen */
+  EWS_CF_OPENED = 1u << 3,     /* Lua socket exists and the open event ran */
+  EWS_CF_WRITING = 1u << 4,    /* a uv_write is in flight */
+  EWS_CF_SHUT = 1u << 5,       /* FIN sent */
+  EWS_CF_EOF = 1u << 6,        /* peer's FIN seen */
+  EWS_CF_CLOSE_EVENT = 1u << 7 /* the Lua close event is due/done */
+};
+
+typedef struct ews_conn {
+  uv_tcp_t tcp;
+  struct ews_worker *w;
+  ews_app_t *app;          /* set at upgrade; referenced */
+  struct ews_conn *prev, *next;
+  struct ews_conn *flush_next, *sweep_next;
+  ews_tnode_t tnode;
+  ews_writeq_t wq;
+  ews_rx_t rx;
+  uint8_t *in;             /* request head, then a message being reassembled */
+  size_t in_len, in_cap;
+  char *close_reason;      /* for the Lua close event */
+  uint64_t id;
+  int sock_ref;            /* Lua registry ref of the socket table, or LUA_NOREF */
+  uint32_t since_ms;       /* when the current state began */
+  uint32_t last_rx_ms;     /* last frame from the peer */
+  uint32_t ping_ms;        /* last heartbeat ping sent */
+  uint16_t close_code;     /* for the Lua close event */
+  uint8_t close_reason_len;
+  uint8_t state;
+  uint8_t flags;
+  uint8_t in_opcode;       /* opcode of the message in `in` */
+} ews_conn_t;
+
+/* Accepts one connection from the listener. 0 or a negative error (then nothing
+ * was allocated and the pending connection was refused). */
+int ews_conn_accept(struct ews_worker *w, uv_stream_t *listener);
+
+/* Queues a data frame. 0, EWS_ECLOSED (not OPEN), EWS_EBACKPRESSURE (dropped or
+ * connection closing under the policy), EWS_EMSG_TOO_BIG, EWS_ENOMEM. */
+int ews_conn_send(ews_conn_t *c, int opcode, const void *p, size_t n);
+/* Queues a ping (payload at most 125 bytes). 0, EWS_ECLOSED, EWS_EINVAL. */
+int ews_conn_ping(ews_conn_t *c, const void *p, size_t n);
+/* Starts the close handshake with code/reason (code 0: no status). 0 or EWS_ECLOSED
+ * (already closing). */
+int ews_conn_close(ews_conn_t *c, unsigned code, const char *reason, size_t len);
+/* Fails the connection: sends a close frame for err's close code (if OPEN) and drains. */
+void ews_conn_fail(ews_conn_t *c, int err, const char *reason);
+/* Aborts: closes the TCP connection right away (no close handshake). */
+void ews_conn_abort(ews_conn_t *c);
+
+/* Graceful shutdown of one connection: HEAD is dropped, OPEN gets close 1001. */
+void ews_conn_shutdown(ews_conn_t *c);
+
+/* Worker hooks. */
+void ews_conn_flush(ews_conn_t *c);    /* writev the queue (from the flush list) */
+void ews_conn_sweep(ews_conn_t *c);    /* close event + uv_close (from the sweep list) */
+void ews_conn_on_timer(ews_tnode_t *node, void *ud);
+
+static inline size_t ews_conn_buffered(const ews_conn_t *c) { return c->wq.bytes; }
+
+#endif

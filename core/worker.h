@@ -1,0 +1,87 @@
+/* worker.h — one worker: a thread running one libuv loop, one LuaJIT VM, its own
+ * SO_REUSEPORT listener and every connection that listener accepted. Nothing here is
+ * shared with other workers except the read-only config and the atomic counters in
+ * ews_server_t; other threads talk to a worker only through ews_worker_post(). */
+#ifndef EWS_WORKER_H
+#define EWS_WORKER_H
+
+#include <lua.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "app.h"
+#include "config.h"
+#include "lua/vm.h"
+#include "net/buf.h"
+#include "net/timers.h"
+
+typedef struct ews_conn ews_conn_t;
+
+#define EWS_READ_BUF (64u * 1024u)
+
+typedef struct {
+  const ews_config_t *cfg;
+  uint64_t started_ms;       /* wall clock at start, for uptime */
+  uint32_t nconns;           /* atomic: open connections over all workers */
+  int nworkers;
+} ews_server_t;
+
+typedef struct ews_worker_stats {
+  uint64_t conns_total, msgs_in, msgs_out, bytes_in, bytes_out, handler_errors;
+} ews_worker_stats_t;
+
+typedef struct ews_worker {
+  int id;
+  ews_server_t *server;
+  uv_thread_t thread;
+  uv_loop_t loop;
+  uv_tcp_t listener;
+  uv_async_t wakeup;   /* ews_worker_post() */
+  uv_timer_t ticker;   /* drives the timer wheel */
+  uv_timer_t drain_timer;
+  uv_prepare_t prepare; /* flush + sweep before the loop blocks */
+  uv_check_t check;     /* flush + sweep after I/O callbacks */
+  ews_wheel_t wheel;
+  ews_bufpool_t pool;
+  uint8_t *rbuf;        /* shared read buffer: every read lands here */
+  int rbuf_busy;
+  lua_State *L;
+  ews_vm_refs_t refs;   /* Lua functions C calls per event */
+  ews_routes_t routes;
+  ews_conn_t *conns;    /* all connections (doubly linked) */
+  ews_conn_t *flush_head; /* connections with queued bytes */
+  ews_conn_t *sweep_head; /* connections that ended: close event, then uv_close */
+  uint32_t nconns;
+  uint64_t conn_seq;
+  ews_worker_stats_t stats;
+  /* Set by other threads, read on wakeup. `alive` (under post_lock) says whether
+   * the wakeup handle may still be signalled. */
+  int req_stop, req_reload, req_force;
+  uv_mutex_t post_lock;
+  int alive;
+  int stopping;
+  int accepting;
+  uint64_t last_emfile_log;
+  /* Start-up handshake with the main thread. */
+  uv_sem_t ready;
+  int start_err;
+  int bound_port;
+} ews_worker_t;
+
+/* Starts the worker thread: creates the VM, loads the script, binds the listener
+ * (cfg host, `port`) and signals readiness. Returns 0 once it is serving, or a
+ * negative error (the thread has then exited and been joined). */
+int ews_worker_start(ews_worker_t *w, ews_server_t *server, int id, int port);
+/* Requests: reload the script, stop gracefully (drain), stop now. Thread-safe. */
+void ews_worker_request_reload(ews_worker_t *w);
+void ews_worker_request_stop(ews_worker_t *w, int force);
+void ews_worker_join(ews_worker_t *w);
+
+/* Called by connections. */
+void ews_worker_conn_closed(ews_worker_t *w); /* after a connection was freed */
+/* Runs the flush and sweep lists now (also run from the loop's prepare/check). */
+void ews_worker_run_pending(ews_worker_t *w);
+/* Loads (or reloads) the script into w->L. 0 or -1 (logged). */
+int ews_worker_load_script(ews_worker_t *w);
+
+#endif

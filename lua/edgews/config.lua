@@ -1,0 +1,137 @@
+-- edgews.config: validation of the tables given to edgews.app{} and
+-- edgews.configure{}. Pure Lua (no C), so it is unit-tested on its own.
+--
+-- Every function returns a new, normalised table (durations in seconds, sizes in
+-- bytes) or raises an error naming the bad field. The caller passes the error
+-- level so the message points at the user's script line, not at this file.
+
+local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local math_floor = math.floor
+local string_format = string.format
+
+local _M = {}
+
+local function fail(level, fmt, ...)
+  error(string_format(fmt, ...), level + 1)
+end
+
+local function is_int(v)
+  return type(v) == "number" and v == math_floor(v) and v == v
+end
+
+-- A subprotocol name must be an HTTP token (RFC 6455 4.1: Sec-WebSocket-Protocol).
+local function is_token(s)
+  return type(s) == "string" and #s > 0 and not s:find("[^!#$%%&'*+%-.^_`|~%w]")
+end
+
+local app_fields = {
+  path = true, protocols = true, max_message_size = true, max_frame_size = true,
+  idle_timeout = true, heartbeat = true, max_buffered = true, on_backpressure = true,
+}
+
+local function check_number(level, t, name, min, max, integer)
+  local v = t[name]
+  if v == nil then return nil end
+  if type(v) ~= "number" or v ~= v or v < min or v > max or (integer and not is_int(v)) then
+    fail(level + 1, "%s must be a%s number in [%s, %s], got %s", name,
+      integer and "n integer" or "", tostring(min), tostring(max), tostring(v))
+  end
+  return v
+end
+
+local DAY = 86400
+
+-- edgews.app{...}: returns the normalised app configuration.
+function _M.app(t, level)
+  level = (level or 1) + 1
+  if type(t) ~= "table" then fail(level, "edgews.app expects a table, got %s", type(t)) end
+  for k in pairs(t) do
+    if not app_fields[k] then fail(level, "edgews.app: unknown field '%s'", tostring(k)) end
+  end
+  local path = t.path
+  if type(path) ~= "string" or path:sub(1, 1) ~= "/" or path:find("[%s%?#%c]") then
+    fail(level, "edgews.app: path must be a string starting with '/' (no spaces, '?' or '#'), got %s",
+      tostring(path))
+  end
+  if path == "/health" then fail(level, "edgews.app: path /health is reserved") end
+  local c = { path = path, protocols = {} }
+  if t.protocols ~= nil then
+    if type(t.protocols) ~= "table" then fail(level, "edgews.app: protocols must be a list of names") end
+    local seen = {}
+    for i, p in ipairs(t.protocols) do
+      if not is_token(p) then fail(level, "edgews.app: protocols[%d] is not a valid token", i) end
+      if not seen[p] then c.protocols[#c.protocols + 1] = p; seen[p] = true end
+    end
+  end
+  c.max_message_size = check_number(level, t, "max_message_size", 0, 2 ^ 31 - 1, true) or 16 * 1024 * 1024
+  c.max_frame_size = check_number(level, t, "max_frame_size", 0, 2 ^ 31 - 1, true) or c.max_message_size
+  c.idle_timeout = check_number(level, t, "idle_timeout", 0, DAY, false) or 0
+  c.max_buffered = check_number(level, t, "max_buffered", 0, 2 ^ 31 - 1, true) or 4 * 1024 * 1024
+  local hb = t.heartbeat
+  if hb == false then
+    c.heartbeat_interval, c.heartbeat_timeout = 0, 0
+  elseif hb == nil then
+    c.heartbeat_interval, c.heartbeat_timeout = 30, 10
+  elseif type(hb) == "table" then
+    c.heartbeat_interval = check_number(level, hb, "interval", 0, DAY, false) or 30
+    c.heartbeat_timeout = check_number(level, hb, "timeout", 0.01, DAY, false) or 10
+  else
+    fail(level, "edgews.app: heartbeat must be a table {interval=, timeout=} or false")
+  end
+  local bp = t.on_backpressure or "close"
+  if bp ~= "close" and bp ~= "drop" then
+    fail(level, "edgews.app: on_backpressure must be \"close\" or \"drop\", got %s", tostring(bp))
+  end
+  c.on_backpressure = bp
+  return c
+end
+
+local server_fields = {
+  listen = true, workers = true, log_level = true, drain_timeout = true,
+  handshake_timeout = true, close_timeout = true, max_head_size = true,
+  max_headers = true, backlog = true, watch = true,
+}
+local log_levels = { debug = true, info = true, warn = true, error = true, off = true }
+
+-- edgews.configure{...}: returns the normalised server configuration.
+function _M.server(t, level)
+  level = (level or 1) + 1
+  if type(t) ~= "table" then fail(level, "edgews.configure expects a table, got %s", type(t)) end
+  for k in pairs(t) do
+    if not server_fields[k] then fail(level, "edgews.configure: unknown field '%s'", tostring(k)) end
+  end
+  local c = {}
+  if t.listen ~= nil then
+    if type(t.listen) ~= "string" or not t.listen:match("^%[?[%w%.:%-]*%]?:%d+$") then
+      fail(level, "edgews.configure: listen must be \"HOST:PORT\", got %s", tostring(t.listen))
+    end
+    local port = tonumber(t.listen:match(":(%d+)$"))
+    if port > 65535 then fail(level, "edgews.configure: port %d out of range", port) end
+    c.listen = t.listen
+  end
+  c.workers = check_number(level, t, "workers", 1, 256, true)
+  if t.log_level ~= nil and not log_levels[t.log_level] then
+    fail(level, "edgews.configure: log_level must be debug, info, warn, error or off")
+  end
+  c.log_level = t.log_level
+  c.drain_timeout = check_number(level, t, "drain_timeout", 0, 3600, false)
+  c.handshake_timeout = check_number(level, t, "handshake_timeout", 0.01, 3600, false)
+  c.close_timeout = check_number(level, t, "close_timeout", 0.01, 3600, false)
+  c.max_head_size = check_number(level, t, "max_head_size", 256, 1024 * 1024, true)
+  c.max_headers = check_number(level, t, "max_headers", 1, 64, true)
+  c.backlog = check_number(level, t, "backlog", 1, 65535, true)
+  if t.watch ~= nil and type(t.watch) ~= "boolean" then
+    fail(level, "edgews.configure: watch must be a boolean")
+  end
+  c.watch = t.watch
+  return c
+end
+
+-- Close codes an application may send (RFC 6455 7.4): 1000-1003, 1007-1014 and
+-- 3000-4999.
+function _M.valid_close_code(code)
+  return is_int(code) and ((code >= 1000 and code <= 1003) or (code >= 1007 and code <= 1014)
+    or (code >= 3000 and code <= 4999))
+end
+
+return _M
