@@ -29,15 +29,18 @@ typedef struct {
 int ews_is_upgrade(const ews_http_request_t *req);
 
 /* Validates `req` as a WebSocket upgrade: method GET (else EWS_EHTTP_METHOD, 405),
- * HTTP/1.1 or later (else EWS_EHTTP_BAD), exactly one Host header (EWS_EHTTP_HOST),
- * Upgrade containing the token "websocket" and Connection containing "upgrade"
- * (EWS_EHTTP_UPGRADE, 426), Sec-WebSocket-Version exactly "13" (EWS_EHTTP_WS_VERSION,
- * 426: respond with "Sec-WebSocket-Version: 13"), exactly one Sec-WebSocket-Key that
- * is base64 decoding to 16 bytes (EWS_EHTTP_WS_KEY, 400). Fills *up and returns 0. */
+ * HTTP/1.1 or later (else EWS_EHTTP_BAD), exactly one non-empty Host header
+ * (EWS_EHTTP_HOST), Upgrade containing the token "websocket" and Connection
+ * containing "upgrade" (EWS_EHTTP_UPGRADE, 426; repeated lines count as one list),
+ * exactly one Sec-WebSocket-Version, exactly "13" (EWS_EHTTP_WS_VERSION, 426: respond
+ * with "Sec-WebSocket-Version: 13"; also when missing), exactly one Sec-WebSocket-Key
+ * that is base64 decoding to 16 bytes, i.e. 22 base64 symbols and "=="
+ * (EWS_EHTTP_WS_KEY, 400). Checked in that order; the first failure is returned.
+ * Fills *up (pointers into the request's buffer) and returns 0. */
 int ews_upgrade_check(const ews_http_request_t *req, ews_upgrade_t *up);
 
 /* Writes base64(SHA-1(key + GUID)) into out (EWS_ACCEPT_LEN bytes plus a NUL).
- * Returns 0 or EWS_EINVAL. */
+ * Returns 0, or EWS_EINVAL for a NULL key or key_len > 64 (a valid key is 24). */
 int ews_accept_key(const char *key, size_t key_len, char out[EWS_ACCEPT_LEN + 1]);
 
 /* Chooses a subprotocol: the first of the client's offered list (in the client's
@@ -48,22 +51,31 @@ int ews_choose_protocol(const char *offered, size_t offered_len,
                         const char *const *supported, size_t n_supported);
 
 /* Writes the 101 Switching Protocols response into out (cap bytes). `protocol` and
- * `extensions` may be NULL. Returns the length, or EWS_EINVAL when it does not fit. */
+ * `extensions` may be NULL (or empty: the header is then left out). Returns the
+ * length, or EWS_EINVAL when it does not fit or a value holds a CTL other than HTAB
+ * (which could split the response). Like all writers here, out is not
+ * NUL-terminated and nothing is written past cap. */
 int ews_write_101(char *out, size_t cap, const char accept[EWS_ACCEPT_LEN],
                   const char *protocol, size_t protocol_len, const char *extensions,
                   size_t extensions_len);
 
 /* Writes a complete HTTP/1.1 response with "Connection: close", the given status
  * (reason phrase from ews_http_reason), an optional extra header block (each line
- * ending in CRLF, may be NULL), a Content-Type and body. Returns the length, or
- * EWS_EINVAL when it does not fit in cap. */
+ * ending in CRLF, may be NULL), a Content-Type (may be NULL) and body. Order: status
+ * line, extra headers, Content-Type, Content-Length, Connection, blank line, body.
+ * 1xx, 204 and 304 get neither Content-Type nor Content-Length and must have an
+ * empty body. Returns the length, or EWS_EINVAL when it does not fit in cap, the
+ * status is not 100..999, or the extra block is not whole non-empty CRLF lines. */
 int ews_write_response(char *out, size_t cap, int status, const char *extra_headers,
                        const char *content_type, const char *body, size_t body_len);
 
 /* Writes the standard JSON error response for a handshake error code (any EWS_E*
  * with an HTTP status): body {"error":"<name>","message":"<text>"}, plus
  * "Sec-WebSocket-Version: 13" for EWS_EHTTP_WS_VERSION, "Upgrade: websocket" for
- * EWS_EHTTP_UPGRADE and "Allow: GET" for EWS_EHTTP_METHOD. Returns the length. */
+ * EWS_EHTTP_UPGRADE and "Allow: GET" for EWS_EHTTP_METHOD. <name> is the err.h name
+ * without "EWS_E", lowercased ("http_ws_version"); <text> is ews_strerror(err).
+ * Content-Type is application/json. Returns the length, or EWS_EINVAL when it does
+ * not fit or err has no HTTP status. */
 int ews_write_error(char *out, size_t cap, int err);
 
 #endif

@@ -44,8 +44,13 @@ typedef struct {
  * max_head), or a negative error: EWS_EHTTP_BAD (400) for malformed syntax,
  * EWS_EHTTP_TOO_LARGE (431) when no complete head fits in max_head bytes,
  * EWS_EHTTP_HEADERS (431) for more than max_headers, EWS_EHTTP_VERSION (505) for
- * an HTTP major version other than 1. An error is reported as soon as the bytes
- * seen so far can no longer start a valid head. */
+ * anything but HTTP/1.0 or HTTP/1.1 (including an HTTP/0.9-style line without a
+ * version). An error is reported as soon as the bytes seen so far can no longer
+ * start a valid head, and the answer for a prefix never contradicts the answer for
+ * more bytes. Bytes past max_head are never read. *req is only meaningful when the
+ * head is complete. EWS_EINVAL for NULL req/lim (or NULL buf with len > 0).
+ * Also strict: the request-target is visible ASCII only (no bytes >= 0x80), and an
+ * empty line before the request line is an error (no RFC 9112 2.2 leniency). */
 int ews_http_parse(const char *buf, size_t len, const ews_http_limits_t *lim,
                    ews_http_request_t *req);
 
