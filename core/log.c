@@ -28,8 +28,7 @@ void ews_log_set_tag(const char *tag) {
   snprintf(log_tag, sizeof log_tag, "%s", tag);
 }
 
-void ews_log(int level, const char *fmt, ...) {
-  if (level < ews_log_level || level >= EWS_LOG_OFF) return;
+static void vlog(int level, const char *fmt, va_list ap) {
   char line[4096];
   struct timeval tv;
   struct tm tm;
@@ -38,13 +37,26 @@ void ews_log(int level, const char *fmt, ...) {
   int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s [%s] ",
                    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
                    tm.tm_sec, (int)(tv.tv_usec / 1000), level_tags[level], log_tag);
-  va_list ap;
-  va_start(ap, fmt);
   int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-  va_end(ap);
   size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
   if (len > sizeof line - 2) len = sizeof line - 2;
   line[len++] = '\n';
   ssize_t w = write(STDERR_FILENO, line, len);
   (void)w;
+}
+
+void ews_log(int level, const char *fmt, ...) {
+  if (level < ews_log_level || level >= EWS_LOG_OFF) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vlog(level, fmt, ap);
+  va_end(ap);
+}
+
+void ews_log_always(int level, const char *fmt, ...) {
+  if (ews_log_level >= EWS_LOG_OFF || level >= EWS_LOG_OFF) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vlog(level, fmt, ap);
+  va_end(ap);
 }

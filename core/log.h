@@ -16,6 +16,9 @@ const char *ews_log_level_name(int level);
 void ews_log_set_tag(const char *tag); /* copied; per thread */
 
 void ews_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Like ews_log, but printed at every level except "off": for the few lines an
+ * operator (or a test harness) always needs, such as "listening on". */
+void ews_log_always(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define EWS_DEBUG(...) \
   do { if (ews_log_level <= EWS_LOG_DEBUG) ews_log(EWS_LOG_DEBUG, __VA_ARGS__); } while (0)

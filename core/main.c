@@ -163,7 +163,7 @@ int main(int argc, char **argv) {
     m.nworkers = i + 1;
     if (i == 0) port = m.workers[0].bound_port;
   }
-  EWS_INFO("listening on %s:%d (%d worker%s, script %s)", m.cfg.host, port, m.nworkers,
+  ews_log_always(EWS_LOG_INFO, "listening on %s:%d (%d worker%s, script %s)", m.cfg.host, port, m.nworkers,
            m.nworkers == 1 ? "" : "s", m.cfg.script);
 
   m.loop = uv_default_loop();
