@@ -53,7 +53,10 @@ typedef struct {
    * (TEXT or BINARY, never CONT). `first`: first chunk of the message; `last`: the
    * final chunk (FIN frame complete). `compressed`: RSV1 was set on the message's
    * first frame (permessage-deflate); such text is NOT UTF-8 checked here, the caller
-   * checks the inflated bytes. Empty chunks happen only for empty frames. */
+   * checks the inflated bytes. An empty chunk (n == 0) comes only from an empty frame
+   * that ends the message (an empty message, a final empty CONT); empty frames
+   * inside a message are skipped. A text chunk is UTF-8 checked before delivery
+   * (a code point may straddle two chunks). */
   int (*on_data)(void *ud, int opcode, uint8_t *p, size_t n, int first, int last,
                  int compressed);
   /* A complete control frame (CLOSE, PING or PONG), payload unmasked, at most 125
