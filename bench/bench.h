@@ -49,12 +49,18 @@ typedef struct {
   double server_cpu_s;  /* < 0: unknown */
   int server_procs;     /* processes in the server's tree */
   double gen_cpu_s;
+  double machine_cpu_s; /* all processes on the machine; < 0 unknown */
   /* idle */
   int opened, alive;
   long rss_before, rss_after; /* bytes; < 0 unknown */
 } bench_result_t;
 
 extern bench_result_t g_res;
+
+/* Samples taken at the start and end of the measured interval (server tree CPU,
+ * own CPU, machine CPU) into g_res. */
+void sample_begin(void);
+void sample_end(void);
 
 /* Counts an error; the first message is kept for the report and the first few
  * are printed to stderr. */
@@ -105,6 +111,8 @@ static inline void hist_add(hist_t *h, uint64_t ns) {
 double proc_tree_cpu_s(long pid, int *nprocs);
 /* Sum of VmRSS of pid and its descendants in bytes, or -1. */
 long proc_tree_rss(long pid);
+/* User + system CPU seconds of the whole machine, all CPUs (/proc/stat), or -1. */
+double machine_cpu_s(void);
 /* This process's CPU seconds (getrusage). */
 double self_cpu_s(void);
 /* Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit. */

@@ -24,7 +24,6 @@ static uint64_t g_completed; /* echoes completed in total */
 static uint8_t *g_pattern;   /* size + 256 bytes */
 static int g_opcode;
 static uint64_t g_t_begin, g_t_end;
-static double g_srv_cpu0, g_gen_cpu0;
 
 static void start_close(void);
 
@@ -187,12 +186,7 @@ static void end_measure(void) {
   g_t_end = uv_hrtime();
   g_measuring = 0;
   g_sending = 0;
-  if (g_opt.server_pid) {
-    double cpu = proc_tree_cpu_s(g_opt.server_pid, &g_res.server_procs);
-    g_res.server_cpu_s = cpu >= 0 && g_srv_cpu0 >= 0 ? cpu - g_srv_cpu0 : -1;
-    if (cpu < 0) bench_error("server process %ld is gone", g_opt.server_pid);
-  }
-  g_res.gen_cpu_s = self_cpu_s() - g_gen_cpu0;
+  sample_end();
   g_res.done = g_measured;
   g_res.seconds = (double)(g_t_end - g_t_begin) / 1e9;
   g_phase_id = PH_DRAIN;
@@ -208,8 +202,7 @@ static void begin_measure(void) {
   g_phase_id = PH_MEASURE;
   hist_reset(&g_hist);
   g_measured = 0;
-  if (g_opt.server_pid) g_srv_cpu0 = proc_tree_cpu_s(g_opt.server_pid, NULL);
-  g_gen_cpu0 = self_cpu_s();
+  sample_begin();
   g_t_begin = uv_hrtime();
   g_measuring = 1;
   phase_timer(g_opt.duration, end_measure);
@@ -273,8 +266,6 @@ static const conn_hooks_t g_echo_hooks = {
 int run_echo(void) {
   g_hooks = &g_echo_hooks;
   g_opcode = g_opt.binary ? EWS_OP_BINARY : EWS_OP_TEXT;
-  g_res.server_cpu_s = -1;
-  g_srv_cpu0 = -1;
 
   /* the pattern: printable ASCII for text (valid UTF-8), any byte for binary */
   size_t plen = g_opt.size + PATTERN_SLACK;

@@ -14,7 +14,6 @@ static int g_ph;
 static int g_measuring;
 static uint64_t g_count, g_total_ok;
 static uint64_t g_t_begin;
-static double g_srv_cpu0 = -1, g_gen_cpu0;
 
 static void finish(void) {
   if (g_ph == PH_DONE) return;
@@ -38,12 +37,7 @@ static void stop(void) {
 static void end_measure(void) {
   uint64_t t_end = uv_hrtime();
   g_measuring = 0;
-  if (g_opt.server_pid) {
-    double cpu = proc_tree_cpu_s(g_opt.server_pid, &g_res.server_procs);
-    g_res.server_cpu_s = cpu >= 0 && g_srv_cpu0 >= 0 ? cpu - g_srv_cpu0 : -1;
-    if (cpu < 0) bench_error("server process %ld is gone", g_opt.server_pid);
-  }
-  g_res.gen_cpu_s = self_cpu_s() - g_gen_cpu0;
+  sample_end();
   g_res.done = g_count;
   g_res.seconds = (double)(t_end - g_t_begin) / 1e9;
   stop();
@@ -52,8 +46,7 @@ static void end_measure(void) {
 static void begin_measure(void) {
   hist_reset(&g_hist);
   g_count = 0;
-  if (g_opt.server_pid) g_srv_cpu0 = proc_tree_cpu_s(g_opt.server_pid, NULL);
-  g_gen_cpu0 = self_cpu_s();
+  sample_begin();
   g_t_begin = uv_hrtime();
   g_measuring = 1;
   phase_timer(g_opt.duration, end_measure);
@@ -102,7 +95,6 @@ static const conn_hooks_t g_hs_hooks = {
 
 int run_handshake(void) {
   g_hooks = &g_hs_hooks;
-  g_res.server_cpu_s = -1;
   g_slots = calloc((size_t)g_opt.conns, sizeof(conn_t));
   if (!g_slots) return -1;
   g_ph = PH_RUN;

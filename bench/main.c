@@ -184,6 +184,10 @@ static void report(int rc) {
   double srv_util = have_srv ? r->server_cpu_s / r->seconds : 0;
   double gen_util = timed ? r->gen_cpu_s / r->seconds : 0;
   int gen_bottleneck = timed && gen_util >= 0.90;
+  /* CPU used by everything else on the machine while measuring (needs the server's) */
+  int have_other = have_srv && r->machine_cpu_s >= 0;
+  double other_util = have_other ? (r->machine_cpu_s - r->server_cpu_s - r->gen_cpu_s) / r->seconds : 0;
+  if (other_util < 0) other_util = 0;
   int have_rss = g_opt.mode == MODE_IDLE && r->rss_before >= 0 && r->rss_after >= 0 && r->opened > 0;
   double rss_per = have_rss ? (double)(r->rss_after - r->rss_before) / r->opened : 0;
   const char *unit = g_opt.mode == MODE_ECHO ? "msg" : "handshake";
@@ -209,6 +213,9 @@ static void report(int rc) {
             gen_bottleneck ? "  <-- the generator is (near) saturated: throughput and latency "
                              "are bounded by it; server CPU per message still holds"
                            : "");
+    if (have_other && other_util >= 0.15)
+      fprintf(h, "  other load   %.0f%% of a core used by other processes while measuring: "
+                 "the numbers are disturbed\n", other_util * 100);
   }
   if (g_opt.mode == MODE_IDLE) {
     fprintf(h, "  connections  %d requested, %d open, %d answered a ping\n", g_opt.conns,
@@ -249,6 +256,7 @@ static void report(int rc) {
     fprintf(f, ",\"server_procs\":%d", r->server_procs);
     json_num(f, "gen_cpu_util", gen_util, timed, "%.3f");
     fprintf(f, ",\"gen_bottleneck\":%s", gen_bottleneck ? "true" : "false");
+    json_num(f, "other_cpu_util", other_util, have_other, "%.3f");
   } else {
     fprintf(f, ",\"n\":%d,\"opened\":%d,\"alive\":%d", g_opt.conns, r->opened, r->alive);
     json_num(f, "rss_before_bytes", (double)r->rss_before, r->rss_before >= 0, "%.0f");
@@ -360,6 +368,7 @@ int main(int argc, char **argv) {
     g_rng ^= uv_hrtime() | 1;
   hist_reset(&g_hist);
   g_res.server_cpu_s = -1;
+  g_res.machine_cpu_s = -1;
   g_res.rss_before = g_res.rss_after = -1;
   if (g_opt.server_pid && proc_tree_cpu_s(g_opt.server_pid, NULL) < 0) {
     fprintf(stderr, "edgews-bench: server process %ld not found\n", g_opt.server_pid);

@@ -106,6 +106,16 @@ long proc_tree_rss(long pid) {
   return total;
 }
 
+double machine_cpu_s(void) {
+  FILE *f = fopen("/proc/stat", "r");
+  if (!f) return -1;
+  unsigned long long user = 0, nice = 0, sys = 0;
+  int n = fscanf(f, "cpu %llu %llu %llu", &user, &nice, &sys);
+  fclose(f);
+  if (n != 3) return -1;
+  return (double)(user + nice + sys) / (double)sysconf(_SC_CLK_TCK);
+}
+
 double self_cpu_s(void) {
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
@@ -121,4 +131,28 @@ long raise_nofile_limit(void) {
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
   }
   return (long)rl.rlim_cur;
+}
+
+/* ---- the measured interval ------------------------------------------------------- */
+
+static double g_srv0 = -1, g_gen0, g_mach0 = -1;
+
+void sample_begin(void) {
+  g_srv0 = g_opt.server_pid ? proc_tree_cpu_s(g_opt.server_pid, NULL) : -1;
+  g_mach0 = machine_cpu_s();
+  g_gen0 = self_cpu_s();
+}
+
+void sample_end(void) {
+  g_res.gen_cpu_s = self_cpu_s() - g_gen0;
+  double m = machine_cpu_s();
+  g_res.machine_cpu_s = m >= 0 && g_mach0 >= 0 ? m - g_mach0 : -1;
+  g_res.server_cpu_s = -1;
+  if (g_opt.server_pid) {
+    double cpu = proc_tree_cpu_s(g_opt.server_pid, &g_res.server_procs);
+    if (cpu < 0)
+      bench_error("server process %ld is gone", g_opt.server_pid);
+    else if (g_srv0 >= 0)
+      g_res.server_cpu_s = cpu - g_srv0;
+  }
 }
