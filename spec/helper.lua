@@ -504,7 +504,7 @@ end
 -- Fails the running test (a busted "failure", not an "error") with msg.
 local function fail(msg)
   local ok, luassert = pcall(require, "luassert")
-  if ok then luassert.fail(msg) end
+  if ok then luassert(false, msg, 2) end
   error(msg, 3)
 end
 M.fail = fail

@@ -5,7 +5,6 @@ local edgews = require "edgews"
 
 local app = edgews.app {
   path = "/boom",
-  handshake_timeout = 2,
 }
 
 app:on("message", function(socket, data, is_binary)

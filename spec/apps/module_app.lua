@@ -9,7 +9,6 @@ local greeting = require "greeting"
 
 local app = edgews.app {
   path = "/reload",
-  handshake_timeout = 2,
 }
 
 app:on("message", function(socket, data)

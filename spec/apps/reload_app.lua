@@ -8,7 +8,6 @@ local VERSION = "v1"
 
 local app = edgews.app {
   path = "/reload",
-  handshake_timeout = 2,
 }
 
 app:on("message", function(socket, data)

@@ -10,7 +10,6 @@ if f then f:close() end
 
 local app = edgews.app {
   path = "/reload",
-  handshake_timeout = 2,
 }
 
 app:on("message", function(socket, data)

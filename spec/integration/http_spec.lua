@@ -44,3 +44,15 @@ describe("http #integration", function()
     helper.assert_ok(helper.raw(url, "health"))
   end)
 end)
+
+describe("per-app handshake_timeout #integration", function()
+  teardown(function() helper.cleanup() end)
+
+  it("an app with handshake_timeout = 2 loads, and a stalled head is closed in time", function()
+    local srv = helper.start_server { app = helper.app "handshake_timeout_app.lua" }
+    local url = srv:url "/echo"
+    helper.assert_ok(helper.py("echo", "--url", url, "--sizes", "3"))
+    local res = helper.assert_ok(helper.raw(url, "http_slow_head", "--slow-timeout", "8"))
+    assert.is_true(res.closed_after < 5, "closed after " .. tostring(res.closed_after) .. " s")
+  end)
+end)

@@ -162,9 +162,24 @@ const commands = {
     const data = payload(o.size, o.binary);
     const n = Math.max(1, o.fragments);
     const step = Math.max(1, Math.ceil(data.length / n));
+    // Cut points; for text each one is moved onto a UTF-8 continuation byte (when one
+    // follows within 400 bytes), so code points are split across frames on purpose.
+    const cuts = [];
+    let splitCodePoints = 0;
+    for (let c = step; c < data.length; c += step) {
+      let at = c;
+      if (!o.binary) {
+        const limit = Math.min(data.length - 1, c + 400);
+        while (at < limit && (data[at] & 0xc0) !== 0x80) at++;
+        if ((data[at] & 0xc0) === 0x80) splitCodePoints++;
+        else at = c;
+      }
+      if (at > (cuts.length ? cuts[cuts.length - 1] : 0)) cuts.push(at);
+    }
     const frags = [];
-    for (let i = 0; i < data.length; i += step) frags.push(data.subarray(i, i + step));
-    if (!frags.length) frags.push(data);
+    let prev = 0;
+    for (const c of cuts) { frags.push(data.subarray(prev, c)); prev = c; }
+    frags.push(data.subarray(prev));
     const conn = await open(o.url);
     for (let i = 0; i < frags.length; i++) {
       await sendP(conn.ws, frags[i], { binary: o.binary, fin: i === frags.length - 1 });
@@ -172,7 +187,8 @@ const commands = {
     const m = await recv(conn, o.timeout);
     const good = m.isBinary === o.binary && Buffer.compare(m.data, data) === 0;
     const info = await closeP(conn, 1000, '', o.timeout);
-    const res = { binary: o.binary, fragments: frags.length, size: data.length, ...info };
+    const res = { binary: o.binary, fragments: frags.length, size: data.length,
+      split_code_points: splitCodePoints, ...info };
     if (!good) res.error = mismatch(data, m.data);
     return [good && info.close_code === 1000, res];
   },
