@@ -7,19 +7,15 @@
  * buffer and hold no CR/LF/NUL, the verdict for a prefix never contradicts the
  * verdict for the whole input (stateless re-parse must be monotonic), and a request
  * that passes the upgrade check yields a well-formed 101.
- *
- * The two parser sources are compiled into this file on purpose: the ews_proto
- * library is built without -fsanitize=fuzzer, so linking it would leave the code
- * under test without coverage feedback. The archive's copies are then never pulled
- * in, because every symbol they define is already defined here. */
-#include "../proto/handshake.c"
-#include "../proto/http_head.c"
-
+ */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
+#include "proto/handshake.h"
+#include "proto/http_head.h"
 
 #define REQUIRE(c)                                                   \
   do {                                                               \
