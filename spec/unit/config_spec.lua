@@ -1,0 +1,110 @@
+-- Unit specs for lua/edgews/config.lua: validation and defaults of edgews.app{}
+-- and edgews.configure{} tables (pure Lua, no server).
+package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+local config = require "edgews.config"
+
+describe("edgews.config.app", function()
+  it("fills every default for a bare path", function()
+    local c = config.app({ path = "/echo" })
+    assert.are.same({
+      path = "/echo", protocols = {}, max_message_size = 16 * 1024 * 1024,
+      max_frame_size = 16 * 1024 * 1024, idle_timeout = 0, max_buffered = 4 * 1024 * 1024,
+      heartbeat_interval = 30, heartbeat_timeout = 10, on_backpressure = "close",
+    }, c)
+  end)
+
+  it("keeps given values and defaults max_frame_size to max_message_size", function()
+    local c = config.app({
+      path = "/x", protocols = { "chat.v1", "chat.v2", "chat.v1" }, max_message_size = 1000,
+      idle_timeout = 1.5, heartbeat = { interval = 2, timeout = 0.5 }, max_buffered = 10,
+      on_backpressure = "drop",
+    })
+    assert.are.same({ "chat.v1", "chat.v2" }, c.protocols) -- duplicates dropped
+    assert.are.equal(1000, c.max_frame_size)
+    assert.are.equal(1.5, c.idle_timeout)
+    assert.are.equal(2, c.heartbeat_interval)
+    assert.are.equal(0.5, c.heartbeat_timeout)
+    assert.are.equal("drop", c.on_backpressure)
+  end)
+
+  it("turns heartbeats off with heartbeat = false", function()
+    local c = config.app({ path = "/x", heartbeat = false })
+    assert.are.equal(0, c.heartbeat_interval)
+  end)
+
+  local bad = {
+    { "a non-table", 42, "expects a table" },
+    { "a missing path", {}, "path must be" },
+    { "a relative path", { path = "echo" }, "path must be" },
+    { "a path with a query", { path = "/a?b" }, "path must be" },
+    { "the reserved /health", { path = "/health" }, "reserved" },
+    { "an unknown field", { path = "/a", max_size = 1 }, "unknown field 'max_size'" },
+    { "a protocol that is not a token", { path = "/a", protocols = { "a b" } }, "protocols%[1%]" },
+    { "protocols that are not a list", { path = "/a", protocols = "chat" }, "protocols must be" },
+    { "a negative size", { path = "/a", max_message_size = -1 }, "max_message_size must be" },
+    { "a fractional size", { path = "/a", max_buffered = 1.5 }, "max_buffered must be" },
+    { "a NaN timeout", { path = "/a", idle_timeout = 0 / 0 }, "idle_timeout must be" },
+    { "a bad heartbeat", { path = "/a", heartbeat = 5 }, "heartbeat must be" },
+    { "a zero heartbeat timeout", { path = "/a", heartbeat = { timeout = 0 } }, "timeout must be" },
+    { "an unknown policy", { path = "/a", on_backpressure = "block" }, "on_backpressure" },
+  }
+  for _, case in ipairs(bad) do
+    it("rejects " .. case[1], function()
+      local ok, err = pcall(config.app, case[2])
+      assert.is_false(ok)
+      assert.is_truthy(tostring(err):find(case[3]), tostring(err))
+    end)
+  end
+
+  it("reports the error at the caller's line", function()
+    local function user_script() local c = config.app({ path = 1 }, 1); return c end
+    local ok, err = pcall(user_script)
+    assert.is_false(ok)
+    assert.is_truthy(err:find("config_spec.lua:%d+:"), err)
+  end)
+end)
+
+describe("edgews.config.server", function()
+  it("accepts every documented field", function()
+    local c = config.server({
+      listen = "127.0.0.1:9000", workers = 2, log_level = "debug", drain_timeout = 1,
+      handshake_timeout = 2, close_timeout = 3, max_head_size = 4096, max_headers = 32,
+      backlog = 128, watch = false,
+    })
+    assert.are.equal("127.0.0.1:9000", c.listen)
+    assert.are.equal(2, c.workers)
+    assert.are.equal(false, c.watch)
+  end)
+
+  it("accepts IPv6 and host-less listen addresses", function()
+    assert.are.equal("[::1]:80", config.server({ listen = "[::1]:80" }).listen)
+    assert.are.equal(":80", config.server({ listen = ":80" }).listen)
+  end)
+
+  local bad = {
+    { "listen without a port", { listen = "localhost" }, "listen must be" },
+    { "a port over 65535", { listen = "0.0.0.0:70000" }, "out of range" },
+    { "zero workers", { workers = 0 }, "workers must be" },
+    { "an unknown log level", { log_level = "loud" }, "log_level" },
+    { "an unknown field", { port = 1 }, "unknown field 'port'" },
+    { "a non-boolean watch", { watch = "yes" }, "watch must be" },
+  }
+  for _, case in ipairs(bad) do
+    it("rejects " .. case[1], function()
+      local ok, err = pcall(config.server, case[2])
+      assert.is_false(ok)
+      assert.is_truthy(tostring(err):find(case[3]), tostring(err))
+    end)
+  end
+end)
+
+describe("edgews.config.valid_close_code", function()
+  it("accepts exactly the codes an application may send (RFC 6455 7.4)", function()
+    for _, code in ipairs({ 1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4000, 4999 }) do
+      assert.is_true(config.valid_close_code(code), tostring(code))
+    end
+    for _, code in ipairs({ 0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 1000.5, "1000" }) do
+      assert.is_false(config.valid_close_code(code), tostring(code))
+    end
+  end)
+end)
