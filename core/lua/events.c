@@ -39,7 +39,7 @@ void ews_lua_on_open(ews_conn_t *c, const char *protocol) {
   ews_vm_refs_t *refs = &c->w->refs;
   /* The socket object: a plain table, so field reads (id, ctx) cost what any table
    * read costs; _c is the connection, set to false when it ends. */
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, protocol ? 5 : 4); /* exact: the hash part is a power of two */
   lua_pushlightuserdata(L, c);
   lua_setfield(L, -2, "_c");
   lua_pushnumber(L, (lua_Number)c->id);
