@@ -316,13 +316,13 @@ function Proc:kill(grace)
   if not self:poll_exit() then
     signal.kill(self.pid, signal.SIGTERM)
     if not self:wait(grace or 0) then
-      signal.kill(-self.pid, signal.SIGKILL) -- the group this helper created for it
+      -- Still unreaped, so the process group this helper created for it (its id is
+      -- the pid) cannot have been reused: end the whole group, children included.
+      signal.kill(-self.pid, signal.SIGKILL)
       signal.kill(self.pid, signal.SIGKILL)
       self:wait(5)
     end
   end
-  -- leftovers of the group (e.g. worker processes) once the leader is gone
-  signal.kill(-self.pid, signal.SIGKILL)
   self:close_stdin()
   if self.stdout_fd then
     unistd.close(self.stdout_fd)

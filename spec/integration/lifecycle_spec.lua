@@ -204,7 +204,7 @@ describe("handler errors #integration", function()
   end)
 end)
 
-describe("hot reload #integration #reload", function()
+describe("hot reload #integration #reload #lua", function()
   after_each(function() helper.cleanup() end)
 
   local template = helper.read_file(helper.app "reload_app.lua")
@@ -338,7 +338,8 @@ describe("logging #integration", function()
   end)
 
   it("--log-level error: still prints 'listening on', and no DEBUG/INFO lines", function()
-    local srv = helper.start_server { app = helper.app "echo_app.lua", log_level = "error" }
+    local srv = helper.start_server { app = helper.app "echo_app.lua", log_level = "error",
+                                      timeout = 5 }
     helper.assert_ok(helper.py("echo", "--url", srv:url "/echo", "--sizes", "5"))
     srv:stop()
     for line in srv:log():gmatch("[^\n]+") do

@@ -15,10 +15,14 @@ success, 1 on failure.
                                                       one message: echo, or a close code
   hold       --url U [--seconds S] [--expect-code C]  connect, print {"event":"connected"},
                                                       wait for the server's close
-  sequence   --url U --send m1,m2,... [--step] [--expect-close CODE]
-                                                      one reply line per message; with
-                                                      --step waits for a stdin line before
-                                                      each message after the first
+  sequence   --url U --send m1,m2,... [--step] [--replies N] [--expect-close CODE]
+             [--close-code C [--close-reason R]] [--offer a,b]
+                                                      one reply line per message (after
+                                                      reading N messages); with --step
+                                                      waits for a stdin line before each
+                                                      message after the first; closes
+                                                      with C (1000) unless the server
+                                                      closes (--expect-close)
 """
 
 import argparse
@@ -225,8 +229,9 @@ async def cmd_sequence(a):
     msgs = a.send.split(",") if a.send else []
     replies = []
     loop = asyncio.get_running_loop()
-    async with connect(a.url) as ws:
-        emit({"event": "connected"})
+    offer = [x for x in a.offer.split(",") if x] if a.offer else None
+    async with connect(a.url, subprotocols=offer) as ws:
+        emit({"event": "connected", "protocol": ws.subprotocol})
         closed = False
         for i, m in enumerate(msgs):
             if a.step and i > 0:
@@ -235,26 +240,32 @@ async def cmd_sequence(a):
                     break  # stdin closed: stop early
             try:
                 await ws.send(m)
-                got = await asyncio.wait_for(ws.recv(), a.timeout)
+                got_all = []
+                for _ in range(a.replies):
+                    got_all.append(await asyncio.wait_for(ws.recv(), a.timeout))
             except websockets.ConnectionClosed:
                 closed = True
                 emit({"event": "closed", "sent": m, **close_info(ws)})
                 break
-            got_s = got if isinstance(got, str) else got.decode("utf-8", "replace")
-            replies.append(got_s)
-            emit({"event": "reply", "index": i, "sent": m, "reply": got_s})
+            texts = [g if isinstance(g, str) else g.decode("utf-8", "replace") for g in got_all]
+            replies.append(texts[-1])
+            ev = {"event": "reply", "index": i, "sent": m, "reply": texts[-1],
+                  "binary": isinstance(got_all[-1], bytes)}
+            if a.replies > 1:
+                ev["all"] = texts
+            emit(ev)
         if a.expect_close is not None and not closed:
             try:
                 await asyncio.wait_for(ws.wait_closed(), a.timeout)
             except asyncio.TimeoutError:
                 pass
         if not closed and a.expect_close is None:
-            await ws.close(1000)
+            await ws.close(a.close_code, a.close_reason)
         info = close_info(ws)
     res = {"replies": replies, **info}
     if a.expect_close is not None:
         return info["close_received"] and info["close_code"] == a.expect_close, res
-    return len(replies) == len(msgs) and info["close_code"] == 1000, res
+    return len(replies) == len(msgs) and info["close_code"] == a.close_code, res
 
 
 COMMANDS = {
@@ -302,7 +313,11 @@ def main():
     p = add("sequence")
     p.add_argument("--send", required=True, help="comma-separated messages")
     p.add_argument("--step", action="store_true")
+    p.add_argument("--replies", type=int, default=1, help="messages to read per message sent")
     p.add_argument("--expect-close", type=int)
+    p.add_argument("--close-code", type=int, default=1000, help="code of the client's close")
+    p.add_argument("--close-reason", default="")
+    p.add_argument("--offer", help="comma-separated subprotocols to offer")
     a = ap.parse_args()
 
     res = {"client": "python-websockets", "cmd": a.cmd, "url": a.url}

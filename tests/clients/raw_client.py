@@ -4,7 +4,8 @@
     raw_client.py --url ws://127.0.0.1:PORT/echo --case NAME [--timeout S]
                   [--max-size BYTES] [--slow-timeout S]
     raw_client.py --list                     # the case table as JSON lines
-    raw_client.py --url U --case all         # every case (or --case frames / http)
+    raw_client.py --url U --case all         # every frames and http case
+                                             # (or --case frames / http)
 
 It performs the opening handshake itself (RFC 6455 section 4.1), then sends
 hand-crafted frames or HTTP heads and checks the server's answer against the
@@ -399,6 +400,103 @@ def case_hold_silent(conn, ctx, res):
             pass
 
 
+def case_no_pong(conn, ctx, res):
+    """Heartbeat: never answer the server's pings; the server must close the
+    connection (any code) after its heartbeat timeout."""
+    deadline = time.monotonic() + ctx.hold_seconds
+    pings = 0
+    try:
+        while True:
+            f = conn.read_frame(deadline)
+            if f["opcode"] == OP_PING:
+                pings += 1
+                if pings == 1:
+                    res["first_ping_after"] = round(time.monotonic() - ctx.t0, 3)
+                continue
+            if f["opcode"] == OP_CLOSE:
+                p = f["payload"]
+                res["close_payload_len"] = len(p)
+                res["close_code"] = struct.unpack("!H", p[:2])[0] if len(p) >= 2 else None
+                res["close_reason"] = p[2:].decode("utf-8", "replace")
+                res["close_elapsed"] = round(time.monotonic() - ctx.t0, 3)
+                break
+    except Timeout:
+        res["error"] = "still open after %ss" % ctx.hold_seconds
+    except Eof:
+        res["tcp_closed_without_close_frame"] = True
+    res["pings_seen"] = pings
+    if "close_payload_len" in res:
+        conn.send(build_frame(OP_CLOSE, close_payload(res["close_code"] or 1000)))
+        try:
+            conn.read_to_eof(time.monotonic() + ctx.timeout)
+            res["tcp_closed"] = True
+        except Timeout:
+            res["tcp_closed"] = False
+    else:
+        res["tcp_closed"] = conn.eof
+    return pings >= 1 and res["tcp_closed"] is True
+
+
+def read_until_text(conn, ctx, res, prefix):
+    """Reads frames (counting binary ones) until a text frame starting with prefix,
+    a close frame, or the timeout. Returns the text or None."""
+    deadline = time.monotonic() + ctx.timeout
+    res.setdefault("binary_frames", 0)
+    while True:
+        try:
+            f = conn.read_frame(deadline)
+        except (Timeout, Eof) as e:
+            res["error"] = "%s while reading the flood" % e.__class__.__name__
+            res["tcp_closed"] = conn.eof
+            return None
+        if f["opcode"] == OP_BINARY:
+            res["binary_frames"] += 1
+        elif f["opcode"] == OP_CLOSE:
+            p = f["payload"]
+            res["close_payload_len"] = len(p)
+            res["close_code"] = struct.unpack("!H", p[:2])[0] if len(p) >= 2 else None
+            res["close_reason"] = p[2:].decode("utf-8", "replace")
+            return None
+        elif f["opcode"] == OP_TEXT and f["payload"].decode("utf-8", "replace").startswith(prefix):
+            return f["payload"].decode()
+
+
+def case_backpressure_close(conn, ctx, res):
+    """Ask for a flood and do not read: the server must close with 1008 once more
+    than max_buffered bytes are queued. The frames queued before it are read first."""
+    conn.send(build_frame(OP_TEXT, b"flood:%d" % ctx.flood))
+    time.sleep(ctx.stall)
+    read_until_text(conn, ctx, res, "\x00never")
+    if "close_payload_len" in res:
+        conn.send(build_frame(OP_CLOSE, close_payload(res["close_code"] or 1000)))
+        try:
+            conn.read_to_eof(time.monotonic() + ctx.timeout)
+            res["tcp_closed"] = True
+        except Timeout:
+            res["tcp_closed"] = False
+    return res.get("close_code") == 1008 and res.get("tcp_closed") is True
+
+
+def case_backpressure_drop(conn, ctx, res):
+    """Ask for a flood and do not read: with the "drop" policy some sends return
+    nil, "backpressure", those messages never arrive, every other one does, and the
+    connection stays open."""
+    conn.send(build_frame(OP_TEXT, b"flood:%d" % ctx.flood))
+    time.sleep(ctx.stall)
+    conn.send(build_frame(OP_TEXT, b"report"))
+    report = read_until_text(conn, ctx, res, "sent=")
+    if report is None:
+        return False
+    res["report"] = report
+    counts = dict(kv.split("=", 1) for kv in report.split(","))
+    sent, dropped = int(counts["sent"]), int(counts["backpressure"])
+    res["sent"], res["dropped"], res["other"] = sent, dropped, int(counts["other"])
+    conn.send(build_frame(OP_CLOSE, close_payload(1000)))
+    await_close(conn, ctx, res)
+    return (dropped > 0 and sent + dropped == ctx.flood and res["binary_frames"] == sent
+            and res["other"] == 0 and res.get("close_code") == 1000)
+
+
 # -------------------------------------------------------------------- HTTP cases
 
 def http_case(build, want_status, want_header=None, json_status=None):
@@ -569,6 +667,19 @@ case("message_over_max", "frames", 1009,
 case("hold_silent", "manual", 1001,
      "connect, print a line, wait for the server's close without answering it (7.1.1)",
      case_hold_silent)
+case("server_ping", "api", "ping+text",
+     "socket:ping(payload) sends a ping with that payload (5.5.2); needs spec/apps/api_app.lua",
+     expect_replies([build_frame(OP_TEXT, b"ping:hello")], (OP_PING, b"hello"),
+                    (OP_TEXT, b"pinged")))
+case("no_pong", "manual", "closed",
+     "never answer the server's heartbeat pings: closed (5.5.2); spec/apps/heartbeat_app.lua",
+     case_no_pong)
+case("backpressure_close", "manual", 1008,
+     "flood a client that does not read, policy close: 1008 (7.4.1); spec/apps/bp_close_app.lua",
+     case_backpressure_close)
+case("backpressure_drop", "manual", "dropped",
+     "flood a client that does not read, policy drop: sends fail, connection stays;"
+     " spec/apps/bp_drop_app.lua", case_backpressure_drop)
 
 case("health", "http", 200, "GET /health answers JSON status ok",
      http_case(req_plain("/health"), 200, json_status="ok"))
@@ -656,6 +767,10 @@ def main():
                     help="how long utf8_fail_fast waits before sending the final fragment")
     ap.add_argument("--hold-seconds", type=float, default=30.0)
     ap.add_argument("--max-size", type=int, default=2 * 1024 * 1024)
+    ap.add_argument("--flood", type=int, default=256,
+                    help="backpressure cases: how many 64 KiB messages to ask for")
+    ap.add_argument("--stall", type=float, default=1.0,
+                    help="backpressure cases: seconds without reading after the request")
     a = ap.parse_args()
 
     if a.list:
@@ -670,9 +785,10 @@ def main():
     ctx.timeout, ctx.slow_timeout = a.timeout, a.slow_timeout
     ctx.fail_fast_wait, ctx.max_size = a.fail_fast_wait, a.max_size
     ctx.hold_seconds = a.hold_seconds
+    ctx.flood, ctx.stall = a.flood, a.stall
     if a.case in ("all", "frames", "http"):
         names = [n for n, c in CASES.items()
-                 if c[0] != "manual" and (a.case == "all" or c[0] == a.case)]
+                 if (a.case == "all" and c[0] in ("frames", "http")) or c[0] == a.case]
     elif a.case in CASES:
         names = [a.case]
     else:
