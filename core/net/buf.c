@@ -42,6 +42,11 @@ void ews_buf_unref(ews_buf_t *b) {
 }
 
 void ews_bufpool_drain(ews_bufpool_t *pool) {
+  if (pool->cur) {
+    ews_buf_t *cur = pool->cur;
+    pool->cur = NULL;
+    ews_buf_unref(cur);
+  }
   while (pool->free) {
     ews_buf_t *b = pool->free;
     pool->free = b->next;

@@ -29,31 +29,49 @@ static int push_seg(ews_writeq_t *q, ews_buf_t *buf, uint32_t off, uint32_t end)
   return 0;
 }
 
+/* Frames up to this size are bump-allocated in the worker's current block. */
+#define SMALL_FRAME (EWS_BUF_BLOCK / 4)
+
 int ews_wq_append(ews_writeq_t *q, ews_bufpool_t *pool, const void *a, size_t alen,
                   const void *b, size_t blen) {
   size_t need = alen + blen;
-  if (q->n) {
-    /* Extend the tail run when we own the buffer and the run ends at its end. */
+  ews_buf_t *cur = pool ? pool->cur : NULL;
+  if (q->n && cur) {
+    /* Extend our tail run when it ends where the current block's free space
+     * begins (nobody appended after us). Only the worker's current block is ever
+     * appended to: shared frames of other workers are immutable. */
     ews_seg_t *t = &q->segs[(q->head + q->n - 1) % q->cap];
-    ews_buf_t *tb = t->buf;
-    if (t->end == tb->len && tb->cap - tb->len >= need && ews_buf_exclusive(tb)) {
-      memcpy(tb->data + tb->len, a, alen);
-      if (blen) memcpy(tb->data + tb->len + alen, b, blen);
-      tb->len += (uint32_t)need;
+    if (t->buf == cur && t->end == cur->len && cur->cap - cur->len >= need) {
+      memcpy(cur->data + cur->len, a, alen);
+      if (blen) memcpy(cur->data + cur->len + alen, b, blen);
+      cur->len += (uint32_t)need;
       t->end += (uint32_t)need;
       q->bytes += need;
       return 0;
     }
   }
-  ews_buf_t *nb = ews_buf_new(pool, need);
-  if (!nb) return EWS_ENOMEM;
-  memcpy(nb->data, a, alen);
-  if (blen) memcpy(nb->data + alen, b, blen);
-  nb->len = (uint32_t)need;
-  if (push_seg(q, nb, 0, (uint32_t)need) != 0) {
-    ews_buf_unref(nb);
+  ews_buf_t *dst;
+  if (pool && need <= SMALL_FRAME) {
+    if (!cur || cur->cap - cur->len < need) {
+      ews_buf_t *nb = ews_buf_new(pool, EWS_BUF_BLOCK);
+      if (!nb) return EWS_ENOMEM;
+      if (cur) ews_buf_unref(cur); /* the pool's reference */
+      pool->cur = cur = nb;
+    }
+    dst = cur;
+  } else {
+    dst = ews_buf_new(pool, need);
+    if (!dst) return EWS_ENOMEM;
+  }
+  uint32_t off = dst->len;
+  if (push_seg(q, dst, off, off + (uint32_t)need) != 0) {
+    if (dst != cur) ews_buf_unref(dst);
     return EWS_ENOMEM;
   }
+  if (dst == cur) ews_buf_ref(cur); /* the segment's reference */
+  memcpy(dst->data + off, a, alen);
+  if (blen) memcpy(dst->data + off + alen, b, blen);
+  dst->len += (uint32_t)need;
   return 0;
 }
 

@@ -1,0 +1,143 @@
+/* test_net_writeq.c — the outgoing byte queue and its buffers: small frames of
+ * several connections share the worker's current block, tails are extended in
+ * place, large frames get their own buffer, shared frames are referenced not
+ * copied, and every byte and buffer is accounted for after partial writes. */
+#include "net/buf.h"
+#include "net/writeq.h"
+#include "test.h"
+
+static size_t gather(const ews_writeq_t *q, char *out, size_t cap) {
+  struct iovec iov[64];
+  size_t total, off = 0;
+  int n = ews_wq_iov(q, iov, 64, &total);
+  for (int i = 0; i < n && off + iov[i].iov_len <= cap; i++) {
+    memcpy(out + off, iov[i].iov_base, iov[i].iov_len);
+    off += iov[i].iov_len;
+  }
+  CHECK_EQ(off, total);
+  return off;
+}
+
+TEST(small_frames_share_the_current_block) {
+  ews_bufpool_t pool = {0};
+  ews_writeq_t a = {0}, b = {0};
+  CHECK_EQ(ews_wq_append(&a, &pool, "h1", 2, "hello", 5), 0);
+  CHECK_EQ(ews_wq_append(&b, &pool, "h2", 2, "world", 5), 0);
+  CHECK_EQ(ews_wq_append(&a, &pool, "h3", 2, "again", 5), 0);
+  CHECK(pool.cur != NULL);
+  CHECK(a.segs[0].buf == pool.cur && b.segs[0].buf == pool.cur);
+  CHECK_EQ(pool.cur->refs, 4); /* pool + a (2 segs) + b */
+  CHECK_EQ(a.n, 2);            /* b appended in between: no extension */
+  CHECK_EQ(a.bytes, 14);
+  char out[64];
+  size_t n = gather(&a, out, sizeof out);
+  CHECK_EQ(n, 14);
+  CHECK_MEM(out, "h1helloh3again", 14);
+  n = gather(&b, out, sizeof out);
+  CHECK_MEM(out, "h2world", 7);
+  /* Consecutive appends by one queue extend its tail run. */
+  CHECK_EQ(ews_wq_append(&a, &pool, "x", 1, "y", 1), 0);
+  CHECK_EQ(a.n, 2);
+  CHECK_EQ(a.bytes, 16);
+  ews_wq_free(&a);
+  ews_wq_free(&b);
+  CHECK_EQ(pool.cur->refs, 1);
+  ews_bufpool_drain(&pool);
+  CHECK(pool.cur == NULL && pool.nfree == 0);
+}
+
+TEST(partial_writes_release_buffers_in_order) {
+  ews_bufpool_t pool = {0};
+  ews_writeq_t q = {0};
+  static uint8_t big[40000];
+  for (size_t i = 0; i < sizeof big; i++) big[i] = (uint8_t)i;
+  CHECK_EQ(ews_wq_append(&q, &pool, "A", 1, "bc", 2), 0);
+  CHECK_EQ(ews_wq_append(&q, &pool, "H", 1, big, sizeof big), 0); /* own buffer */
+  CHECK_EQ(ews_wq_append(&q, &pool, "Z", 1, NULL, 0), 0);
+  CHECK_EQ(q.n, 3);
+  CHECK(q.segs[1].buf != pool.cur && q.segs[1].buf->pool == NULL);
+  CHECK_EQ(q.bytes, 3 + 40001 + 1);
+  ews_wq_consume(&q, 2);
+  struct iovec iov[8];
+  size_t total;
+  int n = ews_wq_iov(&q, iov, 8, &total);
+  CHECK_EQ(n, 3);
+  CHECK_MEM(iov[0].iov_base, "c", 1);
+  CHECK_EQ(total, q.bytes);
+  ews_wq_consume(&q, 1 + 40001); /* finishes two segments */
+  CHECK_EQ(q.n, 1);
+  n = ews_wq_iov(&q, iov, 8, &total);
+  CHECK_EQ(n, 1);
+  CHECK_MEM(iov[0].iov_base, "Z", 1);
+  ews_wq_consume(&q, 1);
+  CHECK_EQ(q.n, 0);
+  CHECK_EQ(q.bytes, 0);
+  CHECK_EQ(pool.cur->refs, 1); /* only the pool's own reference is left */
+  ews_wq_free(&q);
+  ews_bufpool_drain(&pool);
+}
+
+TEST(shared_frames_are_referenced_not_copied) {
+  ews_bufpool_t pool = {0};
+  ews_writeq_t q1 = {0}, q2 = {0};
+  ews_buf_t *frame = ews_buf_new(NULL, 100);
+  memcpy(frame->data, "broadcast", 9);
+  frame->len = 9;
+  CHECK_EQ(ews_wq_append_shared(&q1, frame, 0, 9), 0);
+  CHECK_EQ(ews_wq_append_shared(&q2, frame, 0, 9), 0);
+  CHECK_EQ(frame->refs, 3);
+  /* A small frame after a shared one never writes into the shared buffer. */
+  CHECK_EQ(ews_wq_append(&q1, &pool, "s", 1, NULL, 0), 0);
+  CHECK(q1.segs[1].buf == pool.cur);
+  CHECK_EQ(frame->len, 9);
+  struct iovec iov[4];
+  size_t total;
+  CHECK_EQ(ews_wq_iov(&q2, iov, 4, &total), 1);
+  CHECK(iov[0].iov_base == frame->data);
+  ews_wq_consume(&q1, 10);
+  ews_wq_free(&q2);
+  CHECK_EQ(frame->refs, 1);
+  ews_buf_unref(frame);
+  ews_wq_free(&q1);
+  ews_bufpool_drain(&pool);
+}
+
+TEST(the_ring_grows_and_keeps_order) {
+  ews_bufpool_t pool = {0};
+  ews_writeq_t q = {0}, other = {0};
+  char expect[400], got[400];
+  size_t len = 0;
+  for (int i = 0; i < 100; i++) {
+    char c = (char)('a' + i % 26);
+    /* Interleave with another queue so every append is a new segment. */
+    CHECK_EQ(ews_wq_append(&q, &pool, &c, 1, NULL, 0), 0);
+    CHECK_EQ(ews_wq_append(&other, &pool, "-", 1, NULL, 0), 0);
+    expect[len++] = c;
+    if (i % 7 == 0) {
+      ews_wq_consume(&q, 1);
+      memmove(expect, expect + 1, --len);
+    }
+  }
+  CHECK_EQ(q.bytes, len);
+  struct iovec iov[128];
+  size_t total;
+  int n = ews_wq_iov(&q, iov, 128, &total);
+  size_t off = 0;
+  for (int i = 0; i < n; i++) {
+    memcpy(got + off, iov[i].iov_base, iov[i].iov_len);
+    off += iov[i].iov_len;
+  }
+  CHECK_EQ(off, len);
+  CHECK_MEM(got, expect, len);
+  ews_wq_free(&q);
+  ews_wq_free(&other);
+  ews_bufpool_drain(&pool);
+}
+
+int main(void) {
+  RUN(small_frames_share_the_current_block);
+  RUN(partial_writes_release_buffers_in_order);
+  RUN(shared_frames_are_referenced_not_copied);
+  RUN(the_ring_grows_and_keeps_order);
+  return TEST_EXIT();
+}
