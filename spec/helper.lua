@@ -331,11 +331,17 @@ function Proc:kill(grace)
 end
 
 -- Kills every process started through this helper (servers get a grace period) and
--- removes the temporary directories. Safe to call any number of times.
+-- removes the temporary directories. Safe to call any number of times. Raises when
+-- a server's log holds a sanitizer report (so teardown/after_each report it).
 function M.cleanup()
+  local findings = {}
   for i = #procs, 1, -1 do
     local p = procs[i]
     p:kill(p.kind == "server" and 3 or 0)
+    if p.kind == "server" then
+      local report = M.sanitizer_report(p:stderr())
+      if report then findings[#findings + 1] = report end
+    end
     procs[i] = nil
   end
   for i = #tmpdirs, 1, -1 do
@@ -343,6 +349,16 @@ function M.cleanup()
     if d:match("^/tmp/edgews%-spec%-") then os.execute("rm -rf " .. shell_quote(d)) end
     tmpdirs[i] = nil
   end
+  if #findings > 0 then
+    error("sanitizer report in the server's log:\n" .. table.concat(findings, "\n----\n"), 2)
+  end
+end
+
+-- The first AddressSanitizer / UndefinedBehaviorSanitizer report in a log (a server
+-- built with EDGEWS_SANITIZE), or nil.
+function M.sanitizer_report(log)
+  local s = log:find("==%d+==ERROR: %a*Sanitizer") or log:find("[^\n]*: runtime error: ")
+  if s then return log:sub(s, s + 4000) end
 end
 
 -- Kills only the clients (keeps servers started in setup()).
