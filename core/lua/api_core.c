@@ -1,9 +1,10 @@
 /* api_core.c — what Lua may call in C: the `edgews.core` module (routes, logging,
  * socket operations, stats) and the FFI entry points used on the per-message path.
  *
- * Sockets are passed as the light userdata `_c` of the Lua socket table; the table's
- * _c is set to false when the connection ends, so a pointer reaching these functions
- * is always a live connection of the calling worker. None of these functions calls
+ * Sockets are passed as `_c` of the Lua socket table: the connection's address as a
+ * number (LuaJIT compiles number -> uintptr_t FFI conversions, not light userdata).
+ * The table's _c is set to false when the connection ends, so an address reaching
+ * these functions is always a live connection of the calling worker. None of these functions calls
  * back into Lua: connection events they cause (a close) run at the worker's next
  * sweep. FFI-called functions return 0 or a negative EWS_E* code. */
 #include <lauxlib.h>
@@ -22,11 +23,13 @@
 
 /* ---- FFI entry points ------------------------------------------------------ */
 
-EWS_EXPORT int ews_ffi_send(void *conn, const char *p, size_t n, int binary) {
-  return ews_conn_send(conn, binary ? EWS_OP_BINARY : EWS_OP_TEXT, p, n);
+EWS_EXPORT int ews_ffi_send(uintptr_t conn, const char *p, size_t n, int binary) {
+  return ews_conn_send((ews_conn_t *)conn, binary ? EWS_OP_BINARY : EWS_OP_TEXT, p, n);
 }
 
-EWS_EXPORT double ews_ffi_buffered(void *conn) { return (double)ews_conn_buffered(conn); }
+EWS_EXPORT double ews_ffi_buffered(uintptr_t conn) {
+  return (double)ews_conn_buffered((ews_conn_t *)conn);
+}
 
 /* ---- edgews.core ------------------------------------------------------------ */
 
@@ -35,9 +38,8 @@ static ews_worker_t *worker_of(lua_State *L) {
 }
 
 static ews_conn_t *check_conn(lua_State *L, int idx) {
-  ews_conn_t *c = lua_touserdata(L, idx);
-  if (!c || lua_type(L, idx) != LUA_TLIGHTUSERDATA) luaL_argerror(L, idx, "socket expected");
-  return c;
+  if (lua_type(L, idx) != LUA_TNUMBER) luaL_argerror(L, idx, "open socket expected");
+  return (ews_conn_t *)(uintptr_t)lua_tonumber(L, idx);
 }
 
 static int push_result(lua_State *L, int r) {

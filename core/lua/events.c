@@ -40,7 +40,9 @@ void ews_lua_on_open(ews_conn_t *c, const char *protocol) {
   /* The socket object: a plain table, so field reads (id, ctx) cost what any table
    * read costs; _c is the connection, set to false when it ends. */
   lua_createtable(L, 0, protocol ? 5 : 4); /* exact: the hash part is a power of two */
-  lua_pushlightuserdata(L, c);
+  /* The pointer as a number: the JIT compiles number -> uintptr_t FFI arguments,
+   * but not light userdata (user-space pointers fit a double's 53 bits). */
+  lua_pushnumber(L, (lua_Number)(uintptr_t)c);
   lua_setfield(L, -2, "_c");
   lua_pushnumber(L, (lua_Number)c->id);
   lua_setfield(L, -2, "id");

@@ -6,7 +6,7 @@
 --   socket.protocol  the negotiated subprotocol, or nil
 --   socket.ctx       a table for the application's per-connection state; it
 --                    survives hot reloads
---   socket._c        the C connection (light userdata), false once closed
+--   socket._c        the C connection (its address, a number), false once closed
 -- Methods live in this module's metatable. Sending goes through the LuaJIT FFI
 -- straight into the C write queue (no Lua/C stack marshalling on the hot path).
 -- Failures return nil and a short error name ("closed", "backpressure", ...);
@@ -21,8 +21,8 @@ local C = ffi.C
 local error_names = core.error_names
 
 ffi.cdef [[
-int ews_ffi_send(void *conn, const char *p, size_t n, int binary);
-double ews_ffi_buffered(void *conn);
+int ews_ffi_send(uintptr_t conn, const char *p, size_t n, int binary);
+double ews_ffi_buffered(uintptr_t conn);
 ]]
 
 local _M = {}
