@@ -45,14 +45,29 @@ describe("http #integration", function()
   end)
 end)
 
-describe("per-app handshake_timeout #integration", function()
+describe("handshake_timeout #integration", function()
   teardown(function() helper.cleanup() end)
 
-  it("an app with handshake_timeout = 2 loads, and a stalled head is closed in time", function()
+  it("configure{handshake_timeout = 2}: a stalled head is closed in time", function()
     local srv = helper.start_server { app = helper.app "handshake_timeout_app.lua" }
     local url = srv:url "/echo"
     helper.assert_ok(helper.py("echo", "--url", url, "--sizes", "3"))
     local res = helper.assert_ok(helper.raw(url, "http_slow_head", "--slow-timeout", "8"))
     assert.is_true(res.closed_after < 5, "closed after " .. tostring(res.closed_after) .. " s")
+  end)
+end)
+
+describe("configuration errors #integration", function()
+  teardown(function() helper.cleanup() end)
+
+  it("an app field that does not exist stops the start with file:line", function()
+    local dir = helper.tmpdir()
+    local app = dir .. "/bad_app.lua"
+    helper.write_file(app, 'local edgews = require "edgews"\n'
+      .. 'edgews.app { path = "/x", handshake_timeout = 2 }\n')
+    local ok, err = pcall(helper.start_server, { app = app, timeout = 5 })
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find("bad_app.lua:2: edgews.app: unknown field 'handshake_timeout'", 1, true),
+      tostring(err))
   end)
 end)

@@ -190,6 +190,9 @@ describe("handler errors #integration", function()
     local line = line_of(helper.read_file(app), "BOOM_LINE")
     assert.truthy(srv:wait_log("boom_app%.lua:" .. line, 3),
       "no error with boom_app.lua:" .. line .. " in the log:\n" .. srv:log())
+    -- the app's error handler ran with the error, file:line included
+    assert.truthy(srv:wait_log("error handler saw socket %d+: [^\n]*boom_app%.lua:" .. line
+      .. ": boom requested by the client", 3), srv:log())
     assert.is_true(srv:alive())
   end)
 
