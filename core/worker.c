@@ -11,6 +11,8 @@
 
 #include "err.h"
 #include "log.h"
+#include "lua/api.h"
+#include "lua/tasks.h"
 #include "lua/vm.h"
 #include "net/conn.h"
 
@@ -34,13 +36,13 @@ void ews_worker_run_pending(ews_worker_t *w) {
     while (w->sweep_head) {
       ews_conn_t *c = w->sweep_head;
       w->sweep_head = c->sweep_next;
-      c->flags &= (uint8_t)~EWS_CF_SWEEP_QUEUED;
+      c->flags &= (uint16_t)~EWS_CF_SWEEP_QUEUED;
       ews_conn_sweep(c);
     }
     while (w->flush_head) {
       ews_conn_t *c = w->flush_head;
       w->flush_head = c->flush_next;
-      c->flags &= (uint8_t)~EWS_CF_FLUSH_QUEUED;
+      c->flags &= (uint16_t)~EWS_CF_FLUSH_QUEUED;
       ews_conn_flush(c);
     }
   }
@@ -201,10 +203,12 @@ static void worker_main(void *arg) {
   uv_mutex_lock(&w->post_lock);
   w->alive = 0;
   uv_mutex_unlock(&w->post_lock);
+  ews_ltimers_close_all(w);
   uv_walk(&w->loop, close_walk_cb, NULL);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   if (w->L) ews_vm_close(w->L);
   w->L = NULL;
+  ews_task_pool_free(w);
   ews_routes_clear(&w->routes);
   if (uv_loop_close(&w->loop) != 0) EWS_WARN("loop closed with handles still open");
   ews_bufpool_drain(&w->pool);

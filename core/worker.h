@@ -47,6 +47,10 @@ typedef struct ews_worker {
   int rbuf_busy;
   lua_State *L;
   ews_vm_refs_t refs;   /* Lua functions C calls per event */
+  struct ews_task *task_free; /* pooled coroutines (lua/tasks.h) */
+  unsigned task_free_n;
+  struct ews_task *current_task;
+  struct ews_ltimer *ltimers; /* Lua timers (edgews.sleep/timer/every), for cleanup */
   ews_routes_t routes;
   ews_conn_t *conns;    /* all connections (doubly linked) */
   ews_conn_t *flush_head; /* connections with queued bytes */

@@ -14,6 +14,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "lua/api.h"
 #include "lua/vm.h"
 #include "net/conn.h"
 #include "proto/frame.h"
@@ -100,6 +101,25 @@ static int l_remote_addr(lua_State *L) {
   lua_pushstring(L, ip);
   lua_pushinteger(L, port);
   return 2;
+}
+
+/* core.handler_error(c | false, event, message_with_traceback): a handler raised.
+ * Logs the message (file:line) at error level and the traceback at debug level,
+ * counts it, and fails the connection with 1011 when it is still open. */
+static int l_handler_error(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  const char *event = luaL_checkstring(L, 2);
+  size_t len;
+  const char *msg = luaL_checklstring(L, 3, &len);
+  const char *tb = strstr(msg, "\nstack traceback:");
+  int head = tb ? (int)(tb - msg) : (int)len;
+  ews_conn_t *c = lua_type(L, 1) == LUA_TNUMBER ? (ews_conn_t *)(uintptr_t)lua_tonumber(L, 1) : NULL;
+  EWS_ERROR("%s handler error (conn %llu): %.*s", event, c ? (unsigned long long)c->id : 0ULL,
+            head, msg);
+  if (tb) EWS_DEBUG("%s", tb + 1);
+  if (w) w->stats.handler_errors++;
+  if (c) ews_conn_fail(c, EWS_EHANDLER, NULL);
+  return 0;
 }
 
 static int l_log(lua_State *L) {
@@ -225,16 +245,18 @@ static const luaL_Reg core_fns[] = {
     {"log_level", l_log_level}, {"worker_id", l_worker_id},
     {"workers", l_workers},     {"now", l_now},
     {"stats", l_stats},         {"set_routes", l_set_routes},
+    {"handler_error", l_handler_error},
     {NULL, NULL}};
 
 int ews_luaopen_core(lua_State *L) {
   void *w = lua_touserdata(L, lua_upvalueindex(1));
-  lua_createtable(L, 0, 20);
+  lua_createtable(L, 0, 24);
   for (const luaL_Reg *r = core_fns; r->name; r++) {
     lua_pushlightuserdata(L, w);
     lua_pushcclosure(L, r->func, 1);
     lua_setfield(L, -2, r->name);
   }
+  ews_api_timer_register(L, w);
   /* Error codes by number -> short lower-case name ("closed", "backpressure", ...). */
   lua_createtable(L, 0, 48);
 #define XX(name, val, cc, hs, msg)        \

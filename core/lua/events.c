@@ -1,4 +1,10 @@
-/* events.c — delivering connection events to Lua (see events.h). */
+/* events.c — delivering connection events to Lua (see events.h). Each event runs
+ * the matching dispatcher of lua/edgews/init.lua in a task (a pooled coroutine,
+ * lua/tasks.h). While a task of the connection waits, later events go to the
+ * dispatcher's queue instead and that task runs them in order when its handler is
+ * done; past EWS_MAX_QUEUED queued events the connection stops reading (TCP
+ * backpressure) until the queue is drained. Handler errors are caught in Lua and
+ * reported through core.handler_error (api_core.c). */
 #include "lua/events.h"
 
 #include <lauxlib.h>
@@ -6,39 +12,26 @@
 
 #include "err.h"
 #include "log.h"
+#include "lua/tasks.h"
 #include "lua/vm.h"
 #include "worker.h"
 
-/* Logs a handler's error (message with file:line, then the traceback at debug
- * level), lets the app's error handler see it, and fails the connection with 1011.
- * The error message is at the top of the stack. */
-static void handler_failed(ews_conn_t *c, lua_State *L, const char *event) {
-  size_t len;
-  const char *msg = lua_tolstring(L, -1, &len);
-  if (!msg) msg = "(no message)";
-  const char *tb = strstr(msg, "\nstack traceback:");
-  int head = tb ? (int)(tb - msg) : (int)strlen(msg);
-  EWS_ERROR("%s handler error (conn %llu): %.*s", event, (unsigned long long)c->id, head, msg);
-  if (tb) EWS_DEBUG("%s", tb + 1);
-  c->w->stats.handler_errors++;
-  ews_vm_refs_t *refs = &c->w->refs;
-  if (refs->dispatch_error != LUA_NOREF && c->sock_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, refs->dispatch_error);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->sock_ref);
-    lua_pushlstring(L, msg, (size_t)head);
-    if (lua_pcall(L, 2, 0, 1) != 0)
-      EWS_ERROR("error handler error (conn %llu): %s", (unsigned long long)c->id,
-                lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+#define EWS_MAX_QUEUED 64
+
+static ews_task_t *task_or_fail(ews_conn_t *c) {
+  ews_task_t *t = ews_task_get(c->w);
+  if (!t) {
+    EWS_ERROR("conn %llu: out of memory for a handler task", (unsigned long long)c->id);
+    ews_conn_fail(c, EWS_ENOMEM, NULL);
   }
-  lua_settop(L, 1);
-  ews_conn_fail(c, EWS_EHANDLER, NULL);
+  return t;
 }
 
 void ews_lua_on_open(ews_conn_t *c, const char *protocol) {
-  lua_State *L = c->w->L;
-  ews_vm_refs_t *refs = &c->w->refs;
+  ews_worker_t *w = c->w;
+  lua_State *L = w->L;
   /* The socket object: a plain table, so field reads (id, ctx) cost what any table
-   * read costs; _c is the connection, set to false when it ends. */
+   * read costs. */
   lua_createtable(L, 0, protocol ? 5 : 4); /* exact: the hash part is a power of two */
   /* The pointer as a number: the JIT compiles number -> uintptr_t FFI arguments,
    * but not light userdata (user-space pointers fit a double's 53 bits). */
@@ -54,47 +47,80 @@ void ews_lua_on_open(ews_conn_t *c, const char *protocol) {
   }
   lua_createtable(L, 0, 0);
   lua_setfield(L, -2, "ctx");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, refs->socket_mt);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, w->refs.socket_mt);
   lua_setmetatable(L, -2);
   c->sock_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   c->flags |= EWS_CF_OPENED;
 
-  lua_rawgeti(L, LUA_REGISTRYINDEX, refs->dispatch_open);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->sock_ref);
-  if (lua_pcall(L, 1, 0, 1) != 0) handler_failed(c, L, "open");
-  lua_settop(L, 1);
+  ews_task_t *t = task_or_fail(c);
+  if (!t) return;
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, w->refs.dispatch_open);
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, c->sock_ref);
+  ews_task_start(w, t, 1, c);
 }
 
 void ews_lua_on_message(ews_conn_t *c, const uint8_t *p, size_t n, int binary) {
-  lua_State *L = c->w->L;
-  ews_vm_refs_t *refs = &c->w->refs;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, refs->dispatch_message);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->sock_ref);
-  lua_pushlstring(L, (const char *)p, n);
-  lua_pushboolean(L, binary);
-  if (lua_pcall(L, 3, 0, 1) != 0) handler_failed(c, L, "message");
-  lua_settop(L, 1);
+  ews_worker_t *w = c->w;
+  if (c->task) {
+    /* A handler of this connection is waiting: queue behind it. */
+    lua_State *L = w->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, w->refs.enqueue_message);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->sock_ref);
+    lua_pushlstring(L, (const char *)p, n);
+    lua_pushboolean(L, binary);
+    if (lua_pcall(L, 3, 1, 1) != 0) {
+      EWS_ERROR("queueing a message: %s", lua_tostring(L, -1));
+    } else if (lua_tonumber(L, -1) >= EWS_MAX_QUEUED) {
+      ews_conn_pause(c);
+    }
+    lua_settop(L, 1);
+    return;
+  }
+  ews_task_t *t = task_or_fail(c);
+  if (!t) return;
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, w->refs.dispatch_message);
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, c->sock_ref);
+  lua_pushlstring(t->co, (const char *)p, n);
+  lua_pushboolean(t->co, binary);
+  ews_task_start(w, t, 3, c);
 }
 
 void ews_lua_on_close(ews_conn_t *c) {
-  lua_State *L = c->w->L;
+  ews_worker_t *w = c->w;
+  lua_State *L = w->L;
   if (c->sock_ref == LUA_NOREF) return;
-  ews_vm_refs_t *refs = &c->w->refs;
-  /* Detach first, so the close handler (and anything holding the socket later)
-   * sees a closed socket. */
+  /* Detach first: from now on the socket's methods answer nil, "closed". */
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->sock_ref);
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "_c");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, refs->dispatch_close);
-  lua_pushvalue(L, -2);
-  lua_pushinteger(L, c->close_code ? c->close_code : 1005);
-  lua_pushlstring(L, c->close_reason ? c->close_reason : "", c->close_reason_len);
-  if (lua_pcall(L, 3, 0, 1) != 0) {
-    const char *msg = lua_tostring(L, -1);
-    c->w->stats.handler_errors++;
-    EWS_ERROR("close handler error (conn %llu): %s", (unsigned long long)c->id, msg ? msg : "?");
+  lua_pop(L, 1);
+  lua_State *target;
+  ews_task_t *t = NULL;
+  if (c->task) {
+    /* The close event goes last, after the events queued behind the waiting task;
+     * that task no longer serves a connection. */
+    ews_task_detach(c->task);
+    target = L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, w->refs.enqueue_close);
+  } else {
+    t = ews_task_get(w);
+    if (!t) {
+      EWS_ERROR("conn %llu: out of memory for the close handler", (unsigned long long)c->id);
+      goto done;
+    }
+    target = t->co;
+    lua_rawgeti(target, LUA_REGISTRYINDEX, w->refs.dispatch_close);
+  }
+  lua_rawgeti(target, LUA_REGISTRYINDEX, c->sock_ref);
+  lua_pushinteger(target, c->close_code ? c->close_code : 1005);
+  lua_pushlstring(target, c->close_reason ? c->close_reason : "", c->close_reason_len);
+  if (t) {
+    ews_task_start(w, t, 3, NULL);
+  } else if (lua_pcall(L, 3, 0, 1) != 0) {
+    EWS_ERROR("queueing a close event: %s", lua_tostring(L, -1));
   }
   lua_settop(L, 1);
+done:
   luaL_unref(L, LUA_REGISTRYINDEX, c->sock_ref);
   c->sock_ref = LUA_NOREF;
 }

@@ -14,7 +14,9 @@ struct ews_worker;
 
 /* Refs (LUA_REGISTRYINDEX) of the functions and metatable C calls on hot paths. */
 typedef struct {
-  int dispatch_open, dispatch_message, dispatch_close, dispatch_error;
+  int dispatch_open, dispatch_message, dispatch_close;
+  int enqueue_message, enqueue_close; /* events for a connection whose task waits */
+  int run_timer;
   int socket_mt;
 } ews_vm_refs_t;
 

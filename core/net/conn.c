@@ -16,6 +16,7 @@
 #include "err.h"
 #include "log.h"
 #include "lua/events.h"
+#include "lua/tasks.h"
 #include "proto/close_codes.h"
 #include "proto/handshake.h"
 #include "proto/http_head.h"
@@ -186,6 +187,23 @@ void ews_conn_fail(ews_conn_t *c, int err, const char *reason) {
   }
 }
 
+void ews_conn_pause(ews_conn_t *c) {
+  if (c->flags & EWS_CF_PAUSED) return;
+  c->flags |= EWS_CF_PAUSED;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+void ews_conn_unpause(ews_conn_t *c) {
+  if (!(c->flags & EWS_CF_PAUSED)) return;
+  c->flags &= (uint16_t)~EWS_CF_PAUSED;
+  c->last_rx_ms = now_ms(c);
+  if (c->state < EWS_CS_DRAINING && !(c->flags & EWS_CF_EOF))
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
 void ews_conn_shutdown(ews_conn_t *c) {
   if (c->state == EWS_CS_HEAD) {
     ews_conn_abort(c);
@@ -214,6 +232,10 @@ void ews_conn_on_timer(ews_tnode_t *node, void *ud) {
       return;
     case EWS_CS_OPEN: {
       const ews_app_t *app = c->app;
+      if (c->flags & EWS_CF_PAUSED) { /* we are not reading: neither idle nor deaf */
+        c->last_rx_ms = now;
+        c->flags &= (uint16_t)~EWS_CF_PING_OUT;
+      }
       uint32_t idle = now - c->last_rx_ms;
       if (app->idle_timeout_ms && idle >= app->idle_timeout_ms) {
         static const char why[] = "idle timeout";
@@ -314,7 +336,7 @@ static const ews_rx_handler_t rx_handler = {on_data, on_control};
 
 static void feed_frames(ews_conn_t *c, uint8_t *p, size_t n) {
   c->last_rx_ms = now_ms(c);
-  c->flags &= (uint8_t)~EWS_CF_PING_OUT;
+  c->flags &= (uint16_t)~EWS_CF_PING_OUT;
   int r = ews_rx_feed(&c->rx, p, n, &rx_handler, c);
   if (r < 0 && r != EWS_ESTOPPED) {
     EWS_DEBUG("conn %llu: %s", (unsigned long long)c->id, ews_strerror(r));
@@ -471,6 +493,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 static void on_closed(uv_handle_t *h) {
   ews_conn_t *c = h->data;
   ews_worker_t *w = c->w;
+  if (c->task) ews_task_detach(c->task);
   if (c->prev) c->prev->next = c->next;
   else w->conns = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -489,7 +512,7 @@ static void on_write(uv_write_t *req, int status) {
   ews_conn_t *c = req->handle->data;
   size_t total = (size_t)(uintptr_t)req->data;
   free(req);
-  c->flags &= (uint8_t)~EWS_CF_WRITING;
+  c->flags &= (uint16_t)~EWS_CF_WRITING;
   if (status == UV_ECANCELED) return; /* handle closing */
   if (status < 0) {
     EWS_DEBUG("conn %llu: write error: %s", (unsigned long long)c->id, uv_strerror(status));

@@ -38,7 +38,8 @@ enum {
   EWS_CF_WRITING = 1u << 4,    /* a uv_write is in flight */
   EWS_CF_SHUT = 1u << 5,       /* FIN sent */
   EWS_CF_EOF = 1u << 6,        /* peer's FIN seen */
-  EWS_CF_CLOSE_EVENT = 1u << 7 /* the Lua close event is due/done */
+  EWS_CF_CLOSE_EVENT = 1u << 7, /* the Lua close event is due/done */
+  EWS_CF_PAUSED = 1u << 8       /* reading stopped: too many queued events */
 };
 
 typedef struct ews_conn {
@@ -48,6 +49,7 @@ typedef struct ews_conn {
   struct ews_conn *prev, *next;
   struct ews_conn *flush_next, *sweep_next;
   ews_tnode_t tnode;
+  struct ews_task *task;   /* a handler coroutine of this connection is waiting */
   ews_writeq_t wq;
   ews_rx_t rx;
   uint8_t *in;             /* request head, then a message being reassembled */
@@ -61,8 +63,7 @@ typedef struct ews_conn {
   uint16_t close_code;     /* for the Lua close event */
   uint8_t close_reason_len;
   uint8_t state;
-  uint8_t flags;
-  uint8_t in_opcode;       /* opcode of the message in `in` */
+  uint16_t flags;
 } ews_conn_t;
 
 /* Accepts one connection from the listener. 0 or a negative error (then nothing
@@ -81,6 +82,11 @@ int ews_conn_close(ews_conn_t *c, unsigned code, const char *reason, size_t len)
 void ews_conn_fail(ews_conn_t *c, int err, const char *reason);
 /* Aborts: closes the TCP connection right away (no close handshake). */
 void ews_conn_abort(ews_conn_t *c);
+
+/* Stops reading from the client (its queued events are being worked off), and
+ * starts again. A paused connection is not timed out by the heartbeat. */
+void ews_conn_pause(ews_conn_t *c);
+void ews_conn_unpause(ews_conn_t *c);
 
 /* Graceful shutdown of one connection: HEAD is dropped, OPEN gets close 1001. */
 void ews_conn_shutdown(ews_conn_t *c);

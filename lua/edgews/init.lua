@@ -116,31 +116,126 @@ function _M._load(path)
   return true
 end
 
--- Dispatch: one call per event from the core. An app can be missing only for
--- a socket whose path a reload removed and that was never seen; not possible
--- while apps keeps removed paths, but stay defensive and cheap.
-function _M._dispatch_open(sock)
+-- Dispatch: the core runs each event in a task (a pooled coroutine), so a
+-- handler may wait (edgews.sleep, and the pool or storage later). While a task of
+-- a socket waits, the core hands that socket's later events to the _enqueue_*
+-- functions instead; the waiting task runs them, in order, when its handler is
+-- done (drain). Handler errors are caught here: logged with file:line by the core,
+-- passed to the app's error handler, and the connection is closed with 1011.
+local queues = setmetatable({}, { __mode = "k" }) -- socket -> queued events
+
+local function first_line(s)
+  return (s:match("^[^\n]*"))
+end
+
+local function handler_failed(sock, app, event, err)
+  err = tostring(err)
+  core.handler_error(sock._c, event, err)
+  local h = app and app._on_error
+  if h then
+    local ok, e2 = xpcall(h, traceback, sock, first_line(err))
+    if not ok then core.handler_error(false, "error", tostring(e2)) end
+  end
+end
+
+local function call(sock, event, field, a, b)
   local app = apps[sock.path]
-  local h = app and app._on_open
-  if h then return h(sock) end
+  local h = app and app[field]
+  if not h then return end
+  local ok, err = xpcall(h, traceback, sock, a, b)
+  if not ok then handler_failed(sock, app, event, err) end
+end
+
+-- Runs the events that queued up while this task waited. A queue is a list of
+-- (kind, a, b) triples: kind 1 = message (data, is_binary), 2 = close (code, reason).
+local function drain(sock)
+  local q = queues[sock]
+  while q do
+    local i = q.head
+    if i > q.tail then
+      queues[sock] = nil
+      return
+    end
+    local kind, a, b = q[i], q[i + 1], q[i + 2]
+    q[i], q[i + 1], q[i + 2] = nil, nil, nil
+    q.head = i + 3
+    if kind == 1 then
+      call(sock, "message", "_on_message", a, b)
+    else
+      call(sock, "close", "_on_close", a, b)
+    end
+    q = queues[sock]
+  end
+end
+
+local function enqueue(sock, kind, a, b)
+  local q = queues[sock]
+  if not q then
+    q = { head = 1, tail = 0 }
+    queues[sock] = q
+  end
+  local t = q.tail
+  q[t + 1], q[t + 2], q[t + 3] = kind, a, b
+  q.tail = t + 3
+  return (q.tail - q.head + 1) / 3
+end
+
+function _M._dispatch_open(sock)
+  call(sock, "open", "_on_open")
+  if queues[sock] then drain(sock) end
 end
 
 function _M._dispatch_message(sock, data, is_binary)
-  local app = apps[sock.path]
-  local h = app and app._on_message
-  if h then return h(sock, data, is_binary) end
+  call(sock, "message", "_on_message", data, is_binary)
+  if queues[sock] then drain(sock) end
 end
 
 function _M._dispatch_close(sock, code, reason)
-  local app = apps[sock.path]
-  local h = app and app._on_close
-  if h then return h(sock, code, reason) end
+  call(sock, "close", "_on_close", code, reason)
 end
 
-function _M._dispatch_error(sock, err)
-  local app = apps[sock.path]
-  local h = app and app._on_error
-  if h then return h(sock, err) end
+-- -> number of events queued for the socket (the core stops reading past a limit)
+function _M._enqueue_message(sock, data, is_binary)
+  return enqueue(sock, 1, data, is_binary)
+end
+
+function _M._enqueue_close(sock, code, reason)
+  return enqueue(sock, 2, code, reason)
+end
+
+function _M._run_timer(fn)
+  local ok, err = xpcall(fn, traceback)
+  if not ok then core.handler_error(false, "timer", tostring(err)) end
+end
+
+--- edgews.sleep(seconds): waits inside a handler (the handler's task is parked;
+-- the worker serves everyone else meanwhile). Events of the same socket that
+-- arrive meanwhile run after this handler returns, in order.
+function _M.sleep(secs)
+  if type(secs) ~= "number" or secs < 0 then error("edgews.sleep: seconds expected", 2) end
+  return core.sleep(secs)
+end
+
+local Timer = {}
+Timer.__index = Timer
+--- timer:cancel() -> true if it had not fired (or, for edgews.every, was running)
+function Timer:cancel()
+  return core.timer_cancel(self.id)
+end
+
+--- edgews.timer(seconds, fn) -> timer: runs fn once, later, in a task of its own
+-- (it may wait too). An error in fn is logged with file:line.
+function _M.timer(secs, fn)
+  if type(secs) ~= "number" or secs < 0 then error("edgews.timer: seconds expected", 2) end
+  if type(fn) ~= "function" then error("edgews.timer: function expected", 2) end
+  return setmetatable({ id = core.timer(secs, fn, false) }, Timer)
+end
+
+--- edgews.every(seconds, fn) -> timer: runs fn every `seconds` until cancelled.
+function _M.every(secs, fn)
+  if type(secs) ~= "number" or secs < 0.001 then error("edgews.every: seconds >= 0.001 expected", 2) end
+  if type(fn) ~= "function" then error("edgews.every: function expected", 2) end
+  return setmetatable({ id = core.timer(secs, fn, true) }, Timer)
 end
 
 -- Logging: edgews.log.info("fmt", ...) writes a log line tagged with the

@@ -268,7 +268,38 @@ async def cmd_sequence(a):
     return len(replies) == len(msgs) and info["close_code"] == a.close_code, res
 
 
+async def cmd_burst(a):
+    """Sends every message at once, then reads --expect messages (or until the
+    server closes, or --listen seconds pass); --close-after-send closes right after
+    sending (without reading)."""
+    msgs = a.send.split(",") if a.send else []
+    got = []
+    t0 = time.monotonic()
+    async with connect(a.url) as ws:
+        for m in msgs:
+            await ws.send(m)
+        if a.close_after_send:
+            await ws.close(1000)
+            return True, {"sent": len(msgs), **close_info(ws)}
+        deadline = t0 + a.listen
+        while len(got) < a.expect:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                g = await asyncio.wait_for(ws.recv(), left)
+            except (asyncio.TimeoutError, websockets.ConnectionClosed):
+                break
+            got.append(g if isinstance(g, str) else g.decode("utf-8", "replace"))
+        elapsed = round(time.monotonic() - t0, 3)
+        if ws.open:
+            await ws.close(1000)
+        info = close_info(ws)
+    return len(got) >= a.expect, {"received": got, "elapsed": elapsed, **info}
+
+
 COMMANDS = {
+    "burst": cmd_burst,
     "echo": cmd_echo, "fragmented": cmd_fragmented, "ping": cmd_ping, "close": cmd_close,
     "protocol": cmd_protocol, "send": cmd_send, "hold": cmd_hold, "sequence": cmd_sequence,
 }
@@ -310,6 +341,11 @@ def main():
     p = add("hold")
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--expect-code", type=int)
+    p = add("burst")
+    p.add_argument("--send", default="", help="comma-separated messages, sent at once")
+    p.add_argument("--expect", type=int, default=0, help="messages to read")
+    p.add_argument("--listen", type=float, default=10.0, help="seconds to read at most")
+    p.add_argument("--close-after-send", action="store_true")
     p = add("sequence")
     p.add_argument("--send", required=True, help="comma-separated messages")
     p.add_argument("--step", action="store_true")

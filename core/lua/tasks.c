@@ -1,0 +1,106 @@
+/* tasks.c — pooled coroutines that run Lua handlers (see tasks.h). */
+#include "lua/tasks.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "log.h"
+#include "net/conn.h"
+#include "worker.h"
+
+#define TASK_POOL_MAX 256
+
+ews_task_t *ews_task_get(ews_worker_t *w) {
+  ews_task_t *t = w->task_free;
+  if (t) {
+    w->task_free = t->next;
+    w->task_free_n--;
+    t->next = NULL;
+    return t;
+  }
+  t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->co = lua_newthread(w->L);
+  t->ref = luaL_ref(w->L, LUA_REGISTRYINDEX);
+  return t;
+}
+
+static void release(ews_worker_t *w, ews_task_t *t, int reusable) {
+  if (t->conn && t->conn->task == t) {
+    t->conn->task = NULL;
+    ews_conn_unpause(t->conn); /* its queue has been worked off */
+  }
+  t->conn = NULL;
+  t->waiting = 0;
+  if (reusable && w->task_free_n < TASK_POOL_MAX) {
+    lua_settop(t->co, 0);
+    t->next = w->task_free;
+    w->task_free = t;
+    w->task_free_n++;
+    return;
+  }
+  /* A thread that died in an error (or an overfull pool): let the GC have it. */
+  luaL_unref(w->L, LUA_REGISTRYINDEX, t->ref);
+  free(t);
+}
+
+static void run(ews_worker_t *w, ews_task_t *t, int nargs) {
+  ews_task_t *prev = w->current_task;
+  w->current_task = t;
+  t->waiting = 0;
+  int r = lua_resume(t->co, nargs);
+  w->current_task = prev;
+  if (r == 0) {
+    release(w, t, 1);
+    return;
+  }
+  if (r == LUA_YIELD) {
+    if (t->waiting) {
+      if (t->conn) t->conn->task = t; /* events for this connection queue behind it */
+      return;
+    }
+    /* A bare coroutine.yield() in a handler: nothing would ever resume it. */
+    EWS_ERROR("a handler yielded outside an edgews wait (coroutine.yield at the top of a "
+              "handler?); the task is abandoned");
+    if (t->conn) ews_conn_fail(t->conn, EWS_EHANDLER, NULL);
+    release(w, t, 0);
+    return;
+  }
+  /* The dispatchers catch handler errors themselves; this is an error in the
+   * dispatch machinery or out of memory. */
+  const char *msg = lua_tostring(t->co, -1);
+  luaL_traceback(w->L, t->co, msg ? msg : "(error object is not a string)", 0);
+  EWS_ERROR("task error: %s", lua_tostring(w->L, -1));
+  lua_pop(w->L, 1);
+  if (t->conn) ews_conn_fail(t->conn, EWS_EHANDLER, NULL);
+  release(w, t, 0);
+}
+
+void ews_task_start(ews_worker_t *w, ews_task_t *t, int nargs, ews_conn_t *conn) {
+  t->conn = conn;
+  if (conn) conn->task = t;
+  run(w, t, nargs);
+}
+
+void ews_task_resume(ews_worker_t *w, ews_task_t *t, int nargs) { run(w, t, nargs); }
+
+ews_task_t *ews_task_current(ews_worker_t *w, lua_State *L) {
+  ews_task_t *t = w ? w->current_task : NULL;
+  return t && t->co == L ? t : NULL;
+}
+
+void ews_task_detach(ews_task_t *t) {
+  if (t->conn && t->conn->task == t) t->conn->task = NULL;
+  t->conn = NULL;
+}
+
+void ews_task_pool_free(ews_worker_t *w) {
+  while (w->task_free) {
+    ews_task_t *t = w->task_free;
+    w->task_free = t->next;
+    free(t);
+  }
+  w->task_free_n = 0;
+}
