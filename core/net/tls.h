@@ -13,8 +13,9 @@
  * only from a complete ClientHello to the end of its handshake. Nothing here does I/O
  * or needs uv.h.
  *
- * Protocol: TLS 1.2 only (mbedTLS 2.28's TLS 1.3 is an experimental, client-side-
- * incomplete prototype and Debian does not build it). ECDHE key exchange with ECDSA or
+ * Protocol: TLS 1.2 only (mbedTLS 2.28 does not support TLS 1.3: its config.h calls
+ * MBEDTLS_SSL_PROTO_TLS1_3_EXPERIMENTAL a partial prototype with no public API, and
+ * Debian does not enable it). ECDHE key exchange with ECDSA or
  * RSA certificates; AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305; x25519 and secp256r1.
  * Session tickets (stateless resumption, keys in the ctx, rotated every 6 hours) make
  * a reconnect skip the ECDHE and signature. No renegotiation, no client certificates,
