@@ -24,6 +24,10 @@ static const char usage[] =
     "  --log-level LEVEL     debug, info, warn, error or off (default info)\n"
     "  --drain-timeout SECS  on SIGINT/SIGTERM, how long to wait for clients to finish\n"
     "                        the close handshake after close 1001 (default 5)\n"
+    "  --tls-cert FILE       PEM certificate chain: the listener serves wss:// (TLS 1.2,\n"
+    "                        ECDHE + AES-GCM/ChaCha20-Poly1305); needs --tls-key\n"
+    "  --tls-key FILE        PEM private key of --tls-cert (SIGHUP reloads both)\n"
+    "  --plain-listen H:P    with TLS on, also serve plain ws:// on this address\n"
     "  --no-watch            do not reload when the script's directory changes\n"
     "                        (SIGHUP still reloads)\n"
     "  --version             print the version and exit\n"
@@ -36,6 +40,7 @@ void ews_config_defaults(ews_config_t *cfg) {
   memset(cfg, 0, sizeof *cfg);
   snprintf(cfg->host, sizeof cfg->host, "0.0.0.0");
   cfg->port = 8080;
+  cfg->plain_port = -1;
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   cfg->workers = n > 0 ? (int)n : 1;
   cfg->log_level = EWS_LOG_INFO;
@@ -48,7 +53,7 @@ void ews_config_defaults(ews_config_t *cfg) {
   cfg->watch = 1;
 }
 
-int ews_config_parse_listen(ews_config_t *cfg, const char *s) {
+int ews_config_parse_addr(const char *s, char *host, int *portp) {
   const char *colon = strrchr(s, ':');
   if (!colon) return EWS_EINVAL;
   const char *h = s;
@@ -57,18 +62,18 @@ int ews_config_parse_listen(ews_config_t *cfg, const char *s) {
     h++;
     hlen -= 2;
   }
-  if (hlen >= sizeof cfg->host) return EWS_EINVAL;
+  if (hlen >= 256) return EWS_EINVAL;
   char *end;
   errno = 0;
   long port = strtol(colon + 1, &end, 10);
   if (errno || *end || end == colon + 1 || port < 0 || port > 65535) return EWS_EINVAL;
   if (hlen == 0) {
-    snprintf(cfg->host, sizeof cfg->host, "0.0.0.0");
+    snprintf(host, 256, "0.0.0.0");
   } else {
-    memcpy(cfg->host, h, hlen);
-    cfg->host[hlen] = 0;
+    memcpy(host, h, hlen);
+    host[hlen] = 0;
   }
-  cfg->port = (int)port;
+  *portp = (int)port;
   return 0;
 }
 
@@ -143,6 +148,19 @@ int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
         return -1;
       }
       cfg->cli_set |= EWS_CLI_DRAIN;
+    } else if (!strcmp(a, "--tls-cert") || !strcmp(a, "--tls-key")) {
+      NEED_VALUE();
+      char **slot = !strcmp(a, "--tls-cert") ? &cfg->tls_cert : &cfg->tls_key;
+      free(*slot);
+      *slot = strdup(val);
+      cfg->cli_set |= EWS_CLI_TLS;
+    } else if (!strcmp(a, "--plain-listen")) {
+      NEED_VALUE();
+      if (ews_config_parse_addr(val, cfg->plain_host, &cfg->plain_port) != 0) {
+        fprintf(stderr, "edgews-lua: bad --plain-listen '%s' (want HOST:PORT)\n", val);
+        return -1;
+      }
+      cfg->cli_set |= EWS_CLI_PLAIN;
     } else if (!strcmp(a, "--no-watch")) {
       cfg->watch = 0;
       cfg->cli_set |= EWS_CLI_WATCH;
@@ -161,6 +179,10 @@ int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
     fprintf(stderr, "edgews-lua: no script given\n%s", usage);
     return -1;
   }
+  if (!cfg->tls_cert != !cfg->tls_key) {
+    fprintf(stderr, "edgews-lua: --tls-cert and --tls-key go together\n");
+    return -1;
+  }
   char *abs = realpath(script, NULL);
   if (!abs) {
     fprintf(stderr, "edgews-lua: cannot open '%s': %s\n", script, strerror(errno));
@@ -177,5 +199,7 @@ int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
 void ews_config_free(ews_config_t *cfg) {
   free(cfg->script);
   free(cfg->script_dir);
-  cfg->script = cfg->script_dir = NULL;
+  free(cfg->tls_cert);
+  free(cfg->tls_key);
+  cfg->script = cfg->script_dir = cfg->tls_cert = cfg->tls_key = NULL;
 }

@@ -12,6 +12,10 @@ typedef struct {
   char *script_dir;   /* its directory (watched for hot reload) */
   char host[256];
   int port;
+  char plain_host[256]; /* a second, plain ws:// listener next to a wss:// one */
+  int plain_port;       /* -1: none */
+  char *tls_cert;       /* PEM files; both set = the main listener is wss:// */
+  char *tls_key;
   int workers;
   int log_level;
   double drain_timeout;         /* seconds to wait for close handshakes on shutdown */
@@ -30,12 +34,18 @@ enum {
   EWS_CLI_WORKERS = 1u << 1,
   EWS_CLI_LOG_LEVEL = 1u << 2,
   EWS_CLI_DRAIN = 1u << 3,
-  EWS_CLI_WATCH = 1u << 4
+  EWS_CLI_WATCH = 1u << 4,
+  EWS_CLI_TLS = 1u << 5,
+  EWS_CLI_PLAIN = 1u << 6
 };
 
 void ews_config_defaults(ews_config_t *cfg);
-/* Parses "HOST:PORT", "[v6]:PORT" or ":PORT" into cfg. 0 or EWS_EINVAL. */
-int ews_config_parse_listen(ews_config_t *cfg, const char *s);
+/* Parses "HOST:PORT", "[v6]:PORT" or ":PORT" into host (256 bytes) and *port.
+ * 0 or EWS_EINVAL. */
+int ews_config_parse_addr(const char *s, char *host, int *port);
+static inline int ews_config_parse_listen(ews_config_t *cfg, const char *s) {
+  return ews_config_parse_addr(s, cfg->host, &cfg->port);
+}
 /* Parses argv. Returns 0 to run, 1 when it printed help/version (exit 0), or -1 after
  * printing an error (exit 2). */
 int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv);

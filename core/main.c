@@ -15,6 +15,7 @@
 #include "err.h"
 #include "log.h"
 #include "lua/vm.h"
+#include "net/tls.h"
 #include "worker.h"
 
 typedef struct {
@@ -27,6 +28,7 @@ typedef struct {
   uv_fs_event_t watch;
   uv_timer_t debounce;
   int stop_signals;
+  ews_tls_ctx_t *tls; /* the main thread's reference; workers hold their own */
 } ews_main_t;
 
 static void raise_nofile_limit(void) {
@@ -82,9 +84,29 @@ static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int 
   uv_timer_start(&m->debounce, on_debounce, 150, 0);
 }
 
+/* SIGHUP: new certificate and key for new connections; a bad file keeps the old. */
+static void reload_tls(ews_main_t *m) {
+  if (!m->tls) return;
+  char *err = NULL;
+  ews_tls_ctx_t *ctx = ews_tls_ctx_new(m->cfg.tls_cert, m->cfg.tls_key, &err);
+  if (!ctx) {
+    EWS_ERROR("TLS reload failed, keeping the current certificate: %s", err ? err : "?");
+    free(err);
+    return;
+  }
+  for (int i = 0; i < m->nworkers; i++) {
+    ews_tls_ctx_ref(ctx);
+    ews_worker_swap_tls(&m->workers[i], ctx);
+  }
+  ews_tls_ctx_unref(m->tls);
+  m->tls = ctx;
+  EWS_INFO("TLS certificate reloaded from %s", m->cfg.tls_cert);
+}
+
 static void on_signal(uv_signal_t *s, int signum) {
   ews_main_t *m = s->data;
   if (signum == SIGHUP) {
+    reload_tls(m);
     request_reload(m, "SIGHUP");
     return;
   }
@@ -150,10 +172,24 @@ int main(int argc, char **argv) {
   m.workers = calloc((size_t)m.cfg.workers, sizeof *m.workers);
   if (!m.workers) return 1;
 
-  /* Worker 0 binds first; with port 0 the others join the port it was given. */
-  int port = m.cfg.port;
+  if (m.cfg.tls_cert) {
+    if (!ews_tls_ctx_shareable()) {
+      EWS_ERROR("this mbedTLS is built without MBEDTLS_THREADING_C: TLS is unavailable");
+      return 1;
+    }
+    char *err = NULL;
+    m.tls = ews_tls_ctx_new(m.cfg.tls_cert, m.cfg.tls_key, &err);
+    if (!m.tls) {
+      EWS_ERROR("TLS: %s", err ? err : "cannot load the certificate");
+      free(err);
+      return 1;
+    }
+  }
+
+  /* Worker 0 binds first; with port 0 the others join the ports it was given. */
+  int ports[EWS_LISTEN_MAX] = {m.cfg.port, m.cfg.plain_port};
   for (int i = 0; i < m.cfg.workers; i++) {
-    int r = ews_worker_start(&m.workers[i], &m.server, i, port);
+    int r = ews_worker_start(&m.workers[i], &m.server, i, ports, m.tls);
     if (r < 0) {
       EWS_ERROR("worker %d failed to start", i);
       for (int j = 0; j < i; j++) ews_worker_request_stop(&m.workers[j], 1);
@@ -161,10 +197,15 @@ int main(int argc, char **argv) {
       return 1;
     }
     m.nworkers = i + 1;
-    if (i == 0) port = m.workers[0].bound_port;
+    if (i == 0)
+      for (int k = 0; k < EWS_LISTEN_MAX; k++) ports[k] = m.workers[0].listeners[k].bound_port;
   }
-  ews_log_always(EWS_LOG_INFO, "listening on %s:%d (%d worker%s, script %s)", m.cfg.host, port, m.nworkers,
-           m.nworkers == 1 ? "" : "s", m.cfg.script);
+  ews_log_always(EWS_LOG_INFO, "listening on %s:%d%s (%d worker%s, script %s)", m.cfg.host,
+                 ports[EWS_LISTEN_MAIN], m.tls ? " (TLS)" : "", m.nworkers,
+                 m.nworkers == 1 ? "" : "s", m.cfg.script);
+  if (m.cfg.plain_port >= 0)
+    ews_log_always(EWS_LOG_INFO, "plain listener on %s:%d", m.cfg.plain_host,
+                   ports[EWS_LISTEN_PLAIN]);
 
   m.loop = uv_default_loop();
   uv_signal_init(m.loop, &m.sig_int);
@@ -194,6 +235,7 @@ int main(int argc, char **argv) {
   uv_thread_join(&joiner);
   uv_loop_close(m.loop);
   free(m.workers);
+  ews_tls_ctx_unref(m.tls);
   EWS_INFO("stopped");
   ews_config_free(&m.cfg);
   return 0;

@@ -15,6 +15,7 @@
 #include "lua/tasks.h"
 #include "lua/vm.h"
 #include "net/conn.h"
+#include "net/tls.h"
 
 static void close_walk_cb(uv_handle_t *h, void *arg) {
   (void)arg;
@@ -57,7 +58,8 @@ static void on_tick(uv_timer_t *t) {
 }
 
 static void on_connection(uv_stream_t *server, int status) {
-  ews_worker_t *w = server->data;
+  ews_listener_t *l = server->data;
+  ews_worker_t *w = l->w;
   if (status < 0) {
     /* EMFILE/ENFILE: libuv has already accepted and closed the pending connection
      * with its reserve descriptor, so we shed load instead of spinning. Log at most
@@ -69,7 +71,7 @@ static void on_connection(uv_stream_t *server, int status) {
     }
     return;
   }
-  int r = ews_conn_accept(w, server);
+  int r = ews_conn_accept(w, server, l->tls ? w->tls_ctx : NULL);
   if (r < 0) EWS_DEBUG("accept: %s", r > -100 && r < 0 ? ews_strerror(r) : uv_strerror(r));
 }
 
@@ -80,13 +82,18 @@ static void on_drain_timeout(uv_timer_t *t) {
   ews_worker_run_pending(w);
 }
 
+static void close_listeners(ews_worker_t *w) {
+  for (int k = 0; k < EWS_LISTEN_MAX; k++) {
+    if (!w->listeners[k].active) continue;
+    w->listeners[k].active = 0;
+    uv_close((uv_handle_t *)&w->listeners[k].tcp, NULL);
+  }
+}
+
 static void begin_stop(ews_worker_t *w, int force) {
   if (!w->stopping) {
     w->stopping = 1;
-    if (w->accepting) {
-      w->accepting = 0;
-      uv_close((uv_handle_t *)&w->listener, NULL);
-    }
+    close_listeners(w);
     for (ews_conn_t *c = w->conns; c; c = c->next) ews_conn_shutdown(c);
     double t = w->server->cfg->drain_timeout;
     uv_timer_start(&w->drain_timer, on_drain_timeout, (uint64_t)(t * 1000), 0);
@@ -98,6 +105,15 @@ static void begin_stop(ews_worker_t *w, int force) {
 
 static void on_wakeup(uv_async_t *a) {
   ews_worker_t *w = a->data;
+  uv_mutex_lock(&w->post_lock);
+  ews_tls_ctx_t *tls = w->pending_tls;
+  w->pending_tls = NULL;
+  uv_mutex_unlock(&w->post_lock);
+  if (tls) {
+    /* Connections mid-handshake keep their own reference to the old ctx. */
+    ews_tls_ctx_unref(w->tls_ctx);
+    w->tls_ctx = tls;
+  }
   if (__atomic_exchange_n(&w->req_reload, 0, __ATOMIC_ACQ_REL) && !w->stopping)
     ews_worker_load_script(w);
   int stop = __atomic_load_n(&w->req_stop, __ATOMIC_ACQUIRE);
@@ -116,42 +132,46 @@ int ews_worker_load_script(ews_worker_t *w) {
   return 0;
 }
 
-static int bind_listener(ews_worker_t *w, int port) {
+static int bind_listener(ews_worker_t *w, int kind, const char *host, int port, int tls) {
   const ews_config_t *cfg = w->server->cfg;
+  ews_listener_t *l = &w->listeners[kind];
   struct sockaddr_storage ss;
   int r;
-  if (strchr(cfg->host, ':')) r = uv_ip6_addr(cfg->host, port, (struct sockaddr_in6 *)&ss);
-  else r = uv_ip4_addr(cfg->host, port, (struct sockaddr_in *)&ss);
+  if (strchr(host, ':')) r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
+  else r = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
   if (r < 0) return r;
-  r = uv_tcp_init_ex(&w->loop, &w->listener, ss.ss_family);
+  r = uv_tcp_init_ex(&w->loop, &l->tcp, ss.ss_family);
   if (r < 0) return r;
-  w->listener.data = w;
-  w->accepting = 1;
+  l->tcp.data = l;
+  l->w = w;
+  l->kind = kind;
+  l->tls = tls;
+  l->active = 1;
   uv_os_fd_t fd;
   int one = 1;
-  r = uv_fileno((uv_handle_t *)&w->listener, &fd);
+  r = uv_fileno((uv_handle_t *)&l->tcp, &fd);
   if (r == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
     r = uv_translate_sys_error(errno);
-  if (r == 0) r = uv_tcp_bind(&w->listener, (struct sockaddr *)&ss, 0);
-  if (r == 0) r = uv_listen((uv_stream_t *)&w->listener, cfg->backlog, on_connection);
+  if (r == 0) r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
+  if (r == 0) r = uv_listen((uv_stream_t *)&l->tcp, cfg->backlog, on_connection);
   if (r == 0) {
     int len = sizeof ss;
-    r = uv_tcp_getsockname(&w->listener, (struct sockaddr *)&ss, &len);
-    w->bound_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+    r = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len);
+    l->bound_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                              : ntohs(((struct sockaddr_in *)&ss)->sin_port);
   }
+  if (r < 0) EWS_ERROR("cannot listen on %s:%d: %s", host, port, uv_strerror(r));
   return r;
 }
 
 typedef struct {
   ews_worker_t *w;
-  int port;
+  int ports[EWS_LISTEN_MAX];
 } start_arg_t;
 
 static void worker_main(void *arg) {
   start_arg_t *sa = arg;
   ews_worker_t *w = sa->w;
-  int port = sa->port;
   char tag[16];
   snprintf(tag, sizeof tag, "w%d", w->id);
   ews_log_set_tag(tag);
@@ -187,8 +207,10 @@ static void worker_main(void *arg) {
     uv_check_init(&w->loop, &w->check);
     w->check.data = w;
     uv_check_start(&w->check, on_check);
-    r = bind_listener(w, port);
-    if (r < 0) EWS_ERROR("cannot listen on %s:%d: %s", w->server->cfg->host, port, uv_strerror(r));
+    const ews_config_t *cfg = w->server->cfg;
+    r = bind_listener(w, EWS_LISTEN_MAIN, cfg->host, sa->ports[EWS_LISTEN_MAIN], w->tls_ctx != NULL);
+    if (r == 0 && cfg->plain_port >= 0)
+      r = bind_listener(w, EWS_LISTEN_PLAIN, cfg->plain_host, sa->ports[EWS_LISTEN_PLAIN], 0);
   }
   w->start_err = r;
   if (r == 0) {
@@ -210,6 +232,9 @@ static void worker_main(void *arg) {
   w->L = NULL;
   ews_task_pool_free(w);
   ews_routes_clear(&w->routes);
+  ews_tls_ctx_unref(w->tls_ctx);
+  ews_tls_ctx_unref(w->pending_tls);
+  w->tls_ctx = w->pending_tls = NULL;
   if (uv_loop_close(&w->loop) != 0) EWS_WARN("loop closed with handles still open");
   ews_bufpool_drain(&w->pool);
   free(w->rbuf);
@@ -217,16 +242,19 @@ static void worker_main(void *arg) {
   free(sa);
 }
 
-int ews_worker_start(ews_worker_t *w, ews_server_t *server, int id, int port) {
+int ews_worker_start(ews_worker_t *w, ews_server_t *server, int id,
+                     const int ports[EWS_LISTEN_MAX], ews_tls_ctx_t *tls) {
   memset(w, 0, sizeof *w);
   w->id = id;
   w->server = server;
+  if (tls) ews_tls_ctx_ref(tls);
+  w->tls_ctx = tls;
   if (uv_sem_init(&w->ready, 0) != 0) return EWS_ENOMEM;
   if (uv_mutex_init(&w->post_lock) != 0) return EWS_ENOMEM;
   start_arg_t *sa = malloc(sizeof *sa);
   if (!sa) return EWS_ENOMEM;
   sa->w = w;
-  sa->port = port;
+  memcpy(sa->ports, ports, sizeof sa->ports);
   int r = uv_thread_create(&w->thread, worker_main, sa);
   if (r < 0) {
     free(sa);
@@ -244,6 +272,15 @@ static void post(ews_worker_t *w) {
   uv_mutex_lock(&w->post_lock);
   if (w->alive) uv_async_send(&w->wakeup);
   uv_mutex_unlock(&w->post_lock);
+}
+
+void ews_worker_swap_tls(ews_worker_t *w, ews_tls_ctx_t *ctx) {
+  uv_mutex_lock(&w->post_lock);
+  ews_tls_ctx_t *old = w->pending_tls;
+  w->pending_tls = ctx;
+  if (w->alive) uv_async_send(&w->wakeup);
+  uv_mutex_unlock(&w->post_lock);
+  ews_tls_ctx_unref(old); /* an earlier reload the worker had not taken yet */
 }
 
 void ews_worker_request_reload(ews_worker_t *w) {

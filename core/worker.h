@@ -16,6 +16,21 @@
 #include "net/timers.h"
 
 typedef struct ews_conn ews_conn_t;
+typedef struct ews_tls_ctx ews_tls_ctx_t;
+struct ews_worker;
+
+/* What a listener serves: the main address (wss:// when TLS is configured), or the
+ * optional plain ws:// address next to it. */
+enum { EWS_LISTEN_MAIN = 0, EWS_LISTEN_PLAIN, EWS_LISTEN_MAX };
+
+typedef struct {
+  uv_tcp_t tcp;
+  struct ews_worker *w;
+  int kind;
+  int tls;        /* connections accepted here start a TLS handshake */
+  int active;     /* open and accepting */
+  int bound_port;
+} ews_listener_t;
 
 #define EWS_READ_BUF (64u * 1024u)
 
@@ -35,7 +50,9 @@ typedef struct ews_worker {
   ews_server_t *server;
   uv_thread_t thread;
   uv_loop_t loop;
-  uv_tcp_t listener;
+  ews_listener_t listeners[EWS_LISTEN_MAX];
+  ews_tls_ctx_t *tls_ctx;      /* this worker's reference (NULL: no TLS) */
+  ews_tls_ctx_t *pending_tls;  /* a reloaded ctx handed over by the main thread */
   uv_async_t wakeup;   /* ews_worker_post() */
   uv_timer_t ticker;   /* drives the timer wheel */
   uv_timer_t drain_timer;
@@ -64,18 +81,22 @@ typedef struct ews_worker {
   uv_mutex_t post_lock;
   int alive;
   int stopping;
-  int accepting;
   uint64_t last_emfile_log;
   /* Start-up handshake with the main thread. */
   uv_sem_t ready;
   int start_err;
-  int bound_port;
 } ews_worker_t;
 
-/* Starts the worker thread: creates the VM, loads the script, binds the listener
- * (cfg host, `port`) and signals readiness. Returns 0 once it is serving, or a
- * negative error (the thread has then exited and been joined). */
-int ews_worker_start(ews_worker_t *w, ews_server_t *server, int id, int port);
+/* Starts the worker thread: creates the VM, loads the script, binds its listeners
+ * (ports[EWS_LISTEN_MAIN], and ports[EWS_LISTEN_PLAIN] when the config has a plain
+ * address; port 0 = any free port, read back from w->listeners[k].bound_port) and
+ * signals readiness. `tls` (referenced by the worker) makes the main listener wss://.
+ * Returns 0 once it is serving, or a negative error (the thread has then exited and
+ * been joined). */
+int ews_worker_start(ews_worker_t *w, ews_server_t *server, int id,
+                     const int ports[EWS_LISTEN_MAX], ews_tls_ctx_t *tls);
+/* Hands the worker a reloaded TLS ctx (the worker takes over this reference). */
+void ews_worker_swap_tls(ews_worker_t *w, ews_tls_ctx_t *ctx);
 /* Requests: reload the script, stop gracefully (drain), stop now. Thread-safe. */
 void ews_worker_request_reload(ews_worker_t *w);
 void ews_worker_request_stop(ews_worker_t *w, int force);

@@ -158,6 +158,31 @@ int ews_vm_read_config(lua_State *L, ews_config_t *cfg, char **err) {
       if (lv >= 0) cfg->log_level = lv;
     }
     lua_pop(L, 1);
+    lua_getfield(L, t, "plain_listen");
+    if (lua_isstring(L, -1) && !(cfg->cli_set & EWS_CLI_PLAIN) &&
+        ews_config_parse_addr(lua_tostring(L, -1), cfg->plain_host, &cfg->plain_port) != 0) {
+      *err = strdup("edgews.configure: bad plain_listen (want \"HOST:PORT\")");
+      rc = -1;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, t, "tls");
+    if (lua_istable(L, -1) && !(cfg->cli_set & EWS_CLI_TLS)) {
+      /* Relative paths in the script are relative to the script's directory. */
+      const char *names[2] = {"cert", "key"};
+      char **slots[2] = {&cfg->tls_cert, &cfg->tls_key};
+      for (int i = 0; i < 2; i++) {
+        lua_getfield(L, -1, names[i]);
+        const char *v = lua_tostring(L, -1);
+        if (v) {
+          free(*slots[i]);
+          if (v[0] == '/') *slots[i] = strdup(v);
+          else if ((*slots[i] = malloc(strlen(cfg->script_dir) + strlen(v) + 2)))
+            sprintf(*slots[i], "%s/%s", cfg->script_dir, v);
+        }
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
     lua_getfield(L, t, "watch");
     if (lua_isboolean(L, -1) && !(cfg->cli_set & EWS_CLI_WATCH)) cfg->watch = lua_toboolean(L, -1);
     lua_pop(L, 1);

@@ -8,6 +8,8 @@
  * message. Writes are queued and flushed by the worker once per loop iteration. */
 #include "net/conn.h"
 
+#include "net/tls.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,11 +128,12 @@ static void respond_error(ews_conn_t *c, int err) {
 int ews_conn_send(ews_conn_t *c, int opcode, const void *p, size_t n) {
   if (c->state != EWS_CS_OPEN) return EWS_ECLOSED;
   const ews_app_t *app = c->app;
-  if (c->wq.bytes && c->wq.bytes + n > app->max_buffered) {
+  size_t queued = ews_conn_buffered(c);
+  if (queued && queued + n > app->max_buffered) {
     /* Slow consumer: the queue already holds more than the limit allows. */
     if (app->drop_on_backpressure) return EWS_EBACKPRESSURE;
     EWS_DEBUG("conn %llu: slow consumer (%zu bytes queued), closing 1008",
-              (unsigned long long)c->id, c->wq.bytes);
+              (unsigned long long)c->id, queued);
     ews_conn_fail(c, EWS_EBACKPRESSURE, NULL);
     return EWS_EBACKPRESSURE;
   }
@@ -225,7 +228,8 @@ void ews_conn_on_timer(ews_tnode_t *node, void *ud) {
     case EWS_CS_HEAD:
       if (in_state >= cfg->handshake_timeout_ms) {
         EWS_DEBUG("conn %llu: request head timeout", (unsigned long long)c->id);
-        respond_error(c, EWS_EHTTP_TIMEOUT);
+        if (c->tls && !ews_tls_handshake_done(c->tls->tls)) ews_conn_abort(c); /* no 408 without TLS */
+        else respond_error(c, EWS_EHTTP_TIMEOUT);
       } else {
         set_timer(c, cfg->handshake_timeout_ms - in_state);
       }
@@ -458,8 +462,34 @@ static void on_head_bytes(ews_conn_t *c, uint8_t *p, size_t n) {
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   ews_conn_t *c = h->data;
-  buf->base = (char *)c->w->rbuf;
-  buf->len = EWS_READ_BUF;
+  /* TLS keeps room at the front for an unfinished record from the last read. */
+  size_t off = c->tls ? ews_tls_read_reserve(c->tls->tls) : 0;
+  buf->base = (char *)c->w->rbuf + off;
+  buf->len = EWS_READ_BUF - off;
+}
+
+/* Turns ciphertext that landed in the read buffer into plaintext at its start.
+ * Returns 1 with *p and *n set when there is plaintext (maybe none) to process, 0 when
+ * the read was all handshake or the connection failed. */
+static int tls_unwrap(ews_conn_t *c, size_t nread, uint8_t **p, size_t *n, int *eof) {
+  size_t plain = 0;
+  int r = ews_tls_read(c->tls->tls, c->w->rbuf, nread, &plain);
+  if (c->tls->out.bytes) schedule_flush(c);
+  *p = c->w->rbuf;
+  *n = plain;
+  *eof = r == EWS_ECLOSED;
+  if (r == 0 || r == EWS_ECLOSED) return 1;
+  if (r == EWS_EAGAIN) return 0;
+  char why[256];
+  EWS_DEBUG("conn %llu: TLS: %s", (unsigned long long)c->id,
+            ews_tls_reason(c->tls->tls, why, sizeof why));
+  /* Let the alert (if any) go out, then close. */
+  if (c->state == EWS_CS_OPEN || c->state == EWS_CS_CLOSING)
+    set_close_reason(c, EWS_CLOSE_ABNORMAL, NULL, 0);
+  ews_wq_free(&c->wq);
+  c->flags |= EWS_CF_EOF | EWS_CF_TLS_NOTIFY;
+  enter_draining(c);
+  return 0;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -477,16 +507,25 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread == 0) return;
   c->w->stats.bytes_in += (uint64_t)nread;
   uint8_t *p = (uint8_t *)buf->base;
-  switch (c->state) {
+  size_t n = (size_t)nread;
+  int tls_eof = 0;
+  if (c->tls && c->state < EWS_CS_DRAINING && !tls_unwrap(c, n, &p, &n, &tls_eof)) return;
+  if (n) switch (c->state) {
     case EWS_CS_HEAD:
-      on_head_bytes(c, p, (size_t)nread);
+      on_head_bytes(c, p, n);
       break;
     case EWS_CS_OPEN:
     case EWS_CS_CLOSING:
-      feed_frames(c, p, (size_t)nread);
+      feed_frames(c, p, n);
       break;
     default:
       break; /* draining: discard until EOF */
+  }
+  if (tls_eof) {
+    /* close_notify: like a FIN (our close_notify answer is already queued). */
+    c->flags |= EWS_CF_EOF | EWS_CF_TLS_NOTIFY;
+    if (c->state == EWS_CS_DRAINING) schedule_flush(c);
+    else ews_conn_abort(c);
   }
 }
 
@@ -498,6 +537,11 @@ static void on_closed(uv_handle_t *h) {
   else w->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   ews_wq_free(&c->wq);
+  if (c->tls) {
+    ews_tls_free(c->tls->tls);
+    ews_wq_free(&c->tls->out);
+    free(c->tls);
+  }
   ews_rx_free(&c->rx);
   free(c->in);
   free(c->close_reason);
@@ -519,13 +563,13 @@ static void on_write(uv_write_t *req, int status) {
     ews_conn_abort(c);
     return;
   }
-  ews_wq_consume(&c->wq, total);
+  ews_wq_consume(c->tls ? &c->tls->out : &c->wq, total);
   c->w->stats.bytes_out += total;
   schedule_flush(c);
 }
 
 static void maybe_finish_draining(ews_conn_t *c) {
-  if (c->state != EWS_CS_DRAINING || c->wq.bytes || (c->flags & EWS_CF_WRITING)) return;
+  if (c->state != EWS_CS_DRAINING || ews_conn_buffered(c) || (c->flags & EWS_CF_WRITING)) return;
   if (!(c->flags & EWS_CF_SHUT)) {
     /* The queue is empty and nothing is in flight, so a direct shutdown(2) cannot
      * overtake queued bytes; it saves a uv_shutdown_t per connection. */
@@ -536,12 +580,36 @@ static void maybe_finish_draining(ews_conn_t *c) {
   if (c->flags & EWS_CF_EOF) ews_conn_abort(c);
 }
 
+/* Encrypts the plaintext queued this iteration into as few records as possible,
+ * and the close_notify once the session is over. Returns the queue to write. */
+static ews_writeq_t *tls_seal(ews_conn_t *c) {
+  ews_tls_t *t = c->tls->tls;
+  if (!ews_tls_handshake_done(t)) return &c->tls->out;
+  if (c->wq.bytes) {
+    int r = ews_tls_write_wq(t, &c->wq);
+    if (r == EWS_ECLOSED) {
+      ews_wq_free(&c->wq);
+    } else if (r < 0 && r != EWS_EAGAIN) {
+      EWS_DEBUG("conn %llu: TLS write: %s", (unsigned long long)c->id, ews_strerror(r));
+      ews_conn_abort(c);
+      return NULL;
+    }
+  }
+  if (c->state == EWS_CS_DRAINING && !c->wq.bytes && !(c->flags & EWS_CF_TLS_NOTIFY)) {
+    c->flags |= EWS_CF_TLS_NOTIFY;
+    ews_tls_close_notify(t);
+  }
+  return &c->tls->out;
+}
+
 void ews_conn_flush(ews_conn_t *c) {
   if (c->state == EWS_CS_CLOSED || (c->flags & EWS_CF_WRITING)) return;
+  ews_writeq_t *q = &c->wq;
+  if (c->tls && !(q = tls_seal(c))) return;
   struct iovec iov[64];
   size_t total;
-  while (c->wq.bytes) {
-    int n = ews_wq_iov(&c->wq, iov, 64, &total);
+  while (q->bytes) {
+    int n = ews_wq_iov(q, iov, 64, &total);
     int r = uv_try_write((uv_stream_t *)&c->tcp, (const uv_buf_t *)iov, (unsigned)n);
     if (r == UV_EAGAIN) break;
     if (r < 0) {
@@ -549,18 +617,18 @@ void ews_conn_flush(ews_conn_t *c) {
       ews_conn_abort(c);
       return;
     }
-    ews_wq_consume(&c->wq, (size_t)r);
+    ews_wq_consume(q, (size_t)r);
     c->w->stats.bytes_out += (uint64_t)r;
     if ((size_t)r < total) break;
   }
-  if (c->wq.bytes) {
+  if (q->bytes) {
     /* The socket is full: hand the rest to libuv, which writes when it can. */
     uv_write_t *req = malloc(sizeof *req);
     if (!req) {
       ews_conn_abort(c);
       return;
     }
-    int n = ews_wq_iov(&c->wq, iov, 64, &total);
+    int n = ews_wq_iov(q, iov, 64, &total);
     req->data = (void *)(uintptr_t)total;
     int r = uv_write(req, (uv_stream_t *)&c->tcp, (const uv_buf_t *)iov, (unsigned)n, on_write);
     if (r < 0) {
@@ -586,11 +654,24 @@ void ews_conn_sweep(ews_conn_t *c) {
   }
 }
 
-int ews_conn_accept(ews_worker_t *w, uv_stream_t *listener) {
+int ews_conn_accept(ews_worker_t *w, uv_stream_t *listener, ews_tls_ctx_t *tls) {
   ews_conn_t *c = calloc(1, sizeof *c);
   if (!c) return EWS_ENOMEM;
+  if (tls) {
+    c->tls = calloc(1, sizeof *c->tls);
+    if (c->tls) c->tls->tls = ews_tls_new(tls, &c->tls->out, &w->pool);
+    if (!c->tls || !c->tls->tls) {
+      free(c->tls);
+      free(c);
+      return EWS_ENOMEM;
+    }
+  }
   int r = uv_tcp_init(&w->loop, &c->tcp);
   if (r < 0) {
+    if (c->tls) {
+      ews_tls_free(c->tls->tls);
+      free(c->tls);
+    }
     free(c);
     return r;
   }

@@ -21,6 +21,16 @@
 #include "proto/frame.h"
 
 struct ews_worker;
+struct ews_tls;
+struct ews_tls_ctx;
+
+/* The TLS side of a wss:// connection: allocated only for those, so a plain
+ * connection pays one pointer. `out` holds ciphertext; conn->wq holds plaintext
+ * until the flush encrypts it. */
+typedef struct {
+  struct ews_tls *tls;
+  ews_writeq_t out;
+} ews_conn_tls_t;
 
 enum {
   EWS_CS_HEAD = 0,
@@ -39,7 +49,8 @@ enum {
   EWS_CF_SHUT = 1u << 5,       /* FIN sent */
   EWS_CF_EOF = 1u << 6,        /* peer's FIN seen */
   EWS_CF_CLOSE_EVENT = 1u << 7, /* the Lua close event is due/done */
-  EWS_CF_PAUSED = 1u << 8       /* reading stopped: too many queued events */
+  EWS_CF_PAUSED = 1u << 8,      /* reading stopped: too many queued events */
+  EWS_CF_TLS_NOTIFY = 1u << 9   /* close_notify queued */
 };
 
 typedef struct ews_conn {
@@ -50,6 +61,7 @@ typedef struct ews_conn {
   struct ews_conn *flush_next, *sweep_next;
   ews_tnode_t tnode;
   struct ews_task *task;   /* a handler coroutine of this connection is waiting */
+  ews_conn_tls_t *tls;     /* NULL for plain ws:// */
   ews_writeq_t wq;
   ews_rx_t rx;
   uint8_t *in;             /* request head, then a message being reassembled */
@@ -66,9 +78,10 @@ typedef struct ews_conn {
   uint16_t flags;
 } ews_conn_t;
 
-/* Accepts one connection from the listener. 0 or a negative error (then nothing
- * was allocated and the pending connection was refused). */
-int ews_conn_accept(struct ews_worker *w, uv_stream_t *listener);
+/* Accepts one connection from the listener; with `tls` it starts with a TLS
+ * handshake. 0 or a negative error (then nothing was allocated and the pending
+ * connection was refused). */
+int ews_conn_accept(struct ews_worker *w, uv_stream_t *listener, struct ews_tls_ctx *tls);
 
 /* Queues a data frame. 0, EWS_ECLOSED (not OPEN), EWS_EBACKPRESSURE (dropped or
  * connection closing under the policy), EWS_EMSG_TOO_BIG, EWS_ENOMEM. */
@@ -96,6 +109,9 @@ void ews_conn_flush(ews_conn_t *c);    /* writev the queue (from the flush list)
 void ews_conn_sweep(ews_conn_t *c);    /* close event + uv_close (from the sweep list) */
 void ews_conn_on_timer(ews_tnode_t *node, void *ud);
 
-static inline size_t ews_conn_buffered(const ews_conn_t *c) { return c->wq.bytes; }
+/* Bytes queued for the client and not yet written (plaintext and ciphertext). */
+static inline size_t ews_conn_buffered(const ews_conn_t *c) {
+  return c->wq.bytes + (c->tls ? c->tls->out.bytes : 0);
+}
 
 #endif

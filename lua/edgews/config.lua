@@ -89,7 +89,7 @@ end
 local server_fields = {
   listen = true, workers = true, log_level = true, drain_timeout = true,
   handshake_timeout = true, close_timeout = true, max_head_size = true,
-  max_headers = true, backlog = true, watch = true,
+  max_headers = true, backlog = true, watch = true, tls = true, plain_listen = true,
 }
 local log_levels = { debug = true, info = true, warn = true, error = true, off = true }
 
@@ -101,13 +101,26 @@ function _M.server(t, level)
     if not server_fields[k] then fail(level, "edgews.configure: unknown field '%s'", tostring(k)) end
   end
   local c = {}
-  if t.listen ~= nil then
-    if type(t.listen) ~= "string" or not t.listen:match("^%[?[%w%.:%-]*%]?:%d+$") then
-      fail(level, "edgews.configure: listen must be \"HOST:PORT\", got %s", tostring(t.listen))
+  for _, name in ipairs({ "listen", "plain_listen" }) do
+    local v = t[name]
+    if v ~= nil then
+      if type(v) ~= "string" or not v:match("^%[?[%w%.:%-]*%]?:%d+$") then
+        fail(level, "edgews.configure: %s must be \"HOST:PORT\", got %s", name, tostring(v))
+      end
+      local port = tonumber(v:match(":(%d+)$"))
+      if port > 65535 then fail(level, "edgews.configure: port %d out of range", port) end
+      c[name] = v
     end
-    local port = tonumber(t.listen:match(":(%d+)$"))
-    if port > 65535 then fail(level, "edgews.configure: port %d out of range", port) end
-    c.listen = t.listen
+  end
+  if t.tls ~= nil then
+    local tls = t.tls
+    if type(tls) ~= "table" or type(tls.cert) ~= "string" or type(tls.key) ~= "string" then
+      fail(level, "edgews.configure: tls must be { cert = \"file.pem\", key = \"file.pem\" }")
+    end
+    for k in pairs(tls) do
+      if k ~= "cert" and k ~= "key" then fail(level, "edgews.configure: tls: unknown field '%s'", tostring(k)) end
+    end
+    c.tls = { cert = tls.cert, key = tls.key }
   end
   c.workers = check_number(level, t, "workers", 1, 256, true)
   if t.log_level ~= nil and not log_levels[t.log_level] then
