@@ -57,7 +57,9 @@ typedef struct {
                                          a client's server_max_window_bits lowers it */
   uint8_t client_window_bits;         /* 0: accept the client's window; 8..15: ask the
                                          client to use at most this (only possible
-                                         when it offered client_max_window_bits) */
+                                         when it offered client_max_window_bits);
+                                         prefer >= 9: zlib-based clients cannot
+                                         deflate raw with 8 */
   uint8_t client_no_context_takeover; /* ask the client to reset per message (then
                                          idle connections hold no inflate state) */
   size_t threshold;                   /* messages shorter than this are sent
@@ -109,8 +111,9 @@ int ews_pmd_negotiate(const ews_pmd_config_t *cfg, const char *offers, size_t le
  * Memory: allocation hooks and the growable output buffer */
 
 /* Allocation hooks for zlib state and for this module's own structs (tests count
- * with them). A NULL pointer to this struct, or NULL functions, mean malloc/free.
- * Copied where it is passed: it need not outlive the call. */
+ * with them). A NULL pointer to this struct, or either function NULL, means
+ * malloc/free for both. Copied where it is passed: it need not outlive the call.
+ * Output buffers (ews_zbuf_t) do not use these hooks. */
 typedef struct {
   void *(*alloc)(void *ud, size_t n);
   void (*free)(void *ud, void *p);
