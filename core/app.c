@@ -22,6 +22,7 @@ ews_app_t *ews_app_new(const char *path) {
   a->heartbeat_interval_ms = 30000;
   a->heartbeat_timeout_ms = 10000;
   a->max_buffered = 4u << 20;
+  ews_pmd_config_default(&a->pmd_cfg);
   return a;
 }
 
@@ -39,7 +40,17 @@ void ews_app_unref(ews_app_t *a) {
   for (size_t i = 0; i < a->n_protocols; i++) free(a->protocols[i]);
   free(a->protocols);
   free(a->path);
+  ews_pmd_worker_free(a->pmd);
   free(a);
+}
+
+int ews_app_pmd(ews_app_t *a, ews_pmd_worker_t **out) {
+  if (!a->pmd) {
+    int r = ews_pmd_worker_new(&a->pmd, &a->pmd_cfg, NULL);
+    if (r < 0) return r;
+  }
+  *out = a->pmd;
+  return 0;
 }
 
 ews_app_t *ews_routes_find(const ews_routes_t *r, const char *path, size_t len) {

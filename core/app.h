@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/deflate.h"
 #include "proto/frame.h"
 
 typedef struct ews_app {
@@ -17,6 +18,9 @@ typedef struct ews_app {
   char **protocols;
   size_t n_protocols;
   ews_rx_config_t rx;             /* max_frame, max_message, expect_masked = 1 */
+  ews_rx_config_t rx_pmd;         /* the same with RSV1 allowed (compressed peers) */
+  ews_pmd_config_t pmd_cfg;       /* permessage-deflate (enabled = 0: off) */
+  ews_pmd_worker_t *pmd;          /* its compressors and inflate streams (lazy) */
   uint32_t idle_timeout_ms;       /* 0 = none */
   uint32_t heartbeat_interval_ms; /* 0 = no pings */
   uint32_t heartbeat_timeout_ms;
@@ -27,6 +31,9 @@ typedef struct ews_app {
 ews_app_t *ews_app_new(const char *path); /* refs = 1, defaults; NULL on ENOMEM */
 int ews_app_add_protocol(ews_app_t *app, const char *name); /* 0 or EWS_ENOMEM */
 static inline void ews_app_ref(ews_app_t *a) { a->refs++; }
+/* The app's permessage-deflate context on this worker, created on first use.
+ * 0 or EWS_ENOMEM / EWS_EINVAL. */
+int ews_app_pmd(ews_app_t *a, ews_pmd_worker_t **out);
 void ews_app_unref(ews_app_t *a);
 
 /* The routes of one worker: an immutable array of apps, swapped whole on reload. */

@@ -28,6 +28,10 @@ static const char usage[] =
     "                        ECDHE + AES-GCM/ChaCha20-Poly1305); needs --tls-key\n"
     "  --tls-key FILE        PEM private key of --tls-cert (SIGHUP reloads both)\n"
     "  --plain-listen H:P    with TLS on, also serve plain ws:// on this address\n"
+    "  --compression MODE    permessage-deflate for every app: off, shared (no context\n"
+    "                        takeover, one compressor per worker, no memory per\n"
+    "                        connection) or dedicated[:KB] (context takeover, a KB KiB\n"
+    "                        window per connection, KB in 1,2,4,8,16,32; default 32)\n"
     "  --no-watch            do not reload when the script's directory changes\n"
     "                        (SIGHUP still reloads)\n"
     "  --version             print the version and exit\n"
@@ -41,6 +45,8 @@ void ews_config_defaults(ews_config_t *cfg) {
   snprintf(cfg->host, sizeof cfg->host, "0.0.0.0");
   cfg->port = 8080;
   cfg->plain_port = -1;
+  cfg->compression = -1;
+  cfg->compression_window_kb = 32;
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   cfg->workers = n > 0 ? (int)n : 1;
   cfg->log_level = EWS_LOG_INFO;
@@ -161,6 +167,23 @@ int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
         return -1;
       }
       cfg->cli_set |= EWS_CLI_PLAIN;
+    } else if (!strcmp(a, "--compression")) {
+      NEED_VALUE();
+      int kb = 32;
+      if (!strcmp(val, "off")) cfg->compression = 0;
+      else if (!strcmp(val, "shared")) cfg->compression = 1;
+      else if (!strncmp(val, "dedicated", 9) && (val[9] == 0 || val[9] == ':')) {
+        cfg->compression = 2;
+        if (val[9] == ':') kb = atoi(val + 10);
+      } else {
+        cfg->compression = -2;
+      }
+      if (cfg->compression == -2 || (kb != 1 && kb != 2 && kb != 4 && kb != 8 && kb != 16 && kb != 32)) {
+        fprintf(stderr, "edgews-lua: bad --compression '%s' (off|shared|dedicated[:1|2|4|8|16|32])\n", val);
+        return -1;
+      }
+      cfg->compression_window_kb = kb;
+      cfg->cli_set |= EWS_CLI_COMPRESSION;
     } else if (!strcmp(a, "--no-watch")) {
       cfg->watch = 0;
       cfg->cli_set |= EWS_CLI_WATCH;

@@ -25,6 +25,8 @@ typedef struct {
   uint32_t max_headers;
   int backlog;
   int watch;                     /* hot reload on file change */
+  int compression;               /* -1: each app decides; 0 off; 1 shared; 2 dedicated */
+  int compression_window_kb;     /* dedicated: 1..32 */
   /* Which fields the command line set (they win over the script). */
   unsigned cli_set;
 } ews_config_t;
@@ -36,7 +38,8 @@ enum {
   EWS_CLI_DRAIN = 1u << 3,
   EWS_CLI_WATCH = 1u << 4,
   EWS_CLI_TLS = 1u << 5,
-  EWS_CLI_PLAIN = 1u << 6
+  EWS_CLI_PLAIN = 1u << 6,
+  EWS_CLI_COMPRESSION = 1u << 7
 };
 
 void ews_config_defaults(ews_config_t *cfg);

@@ -237,6 +237,7 @@ static void worker_main(void *arg) {
   w->tls_ctx = w->pending_tls = NULL;
   if (uv_loop_close(&w->loop) != 0) EWS_WARN("loop closed with handles still open");
   ews_bufpool_drain(&w->pool);
+  ews_zbuf_free(&w->zscratch);
   free(w->rbuf);
   w->rbuf = NULL;
   free(sa);

@@ -14,6 +14,7 @@
 #include "lua/vm.h"
 #include "net/buf.h"
 #include "net/timers.h"
+#include "proto/deflate.h"
 
 typedef struct ews_conn ews_conn_t;
 typedef struct ews_tls_ctx ews_tls_ctx_t;
@@ -60,6 +61,7 @@ typedef struct ews_worker {
   uv_check_t check;     /* flush + sweep after I/O callbacks */
   ews_wheel_t wheel;
   ews_bufpool_t pool;
+  ews_zbuf_t zscratch;  /* compressed frames are built here, then queued */
   uint8_t *rbuf;        /* shared read buffer: every read lands here */
   int rbuf_busy;
   lua_State *L;

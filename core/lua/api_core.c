@@ -210,10 +210,42 @@ static int l_set_routes(lua_State *L) {
     nr.apps[nr.n++] = a;
     a->rx.max_message = (uint64_t)opt_num(L, t, "max_message_size", (double)a->rx.max_message);
     a->rx.max_frame = (uint64_t)opt_num(L, t, "max_frame_size", (double)a->rx.max_frame);
+    /* The wire limit of a compressed message is the inflated limit too. */
     a->idle_timeout_ms = opt_ms(L, t, "idle_timeout", a->idle_timeout_ms);
     a->heartbeat_interval_ms = opt_ms(L, t, "heartbeat_interval", a->heartbeat_interval_ms);
     a->heartbeat_timeout_ms = opt_ms(L, t, "heartbeat_timeout", a->heartbeat_timeout_ms);
     a->max_buffered = (size_t)opt_num(L, t, "max_buffered", (double)a->max_buffered);
+    /* permessage-deflate: the app's `compression` table, unless --compression. */
+    ews_pmd_config_t *pc = &a->pmd_cfg;
+    lua_getfield(L, t, "compression");
+    if (lua_istable(L, -1)) {
+      int ct = lua_gettop(L);
+      lua_getfield(L, ct, "mode");
+      const char *mode = lua_tostring(L, -1);
+      pc->enabled = mode && strcmp(mode, "off") != 0;
+      pc->mode = mode && !strcmp(mode, "dedicated") ? EWS_PMD_DEDICATED : EWS_PMD_SHARED;
+      lua_pop(L, 1);
+      pc->level = (uint8_t)opt_num(L, ct, "level", pc->level);
+      pc->threshold = (size_t)opt_num(L, ct, "threshold", (double)pc->threshold);
+      double kb = opt_num(L, ct, "window_kb", 32);
+      pc->server_window_bits = (uint8_t)(10 + (kb >= 32 ? 5 : kb >= 16 ? 4 : kb >= 8 ? 3 : kb >= 4 ? 2 : kb >= 2 ? 1 : 0));
+      lua_getfield(L, ct, "client_no_context_takeover");
+      pc->client_no_context_takeover = lua_isboolean(L, -1) ? lua_toboolean(L, -1)
+                                                            : pc->mode == EWS_PMD_SHARED;
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    const ews_config_t *cfg = w->server->cfg;
+    if (cfg->compression >= 0) {
+      pc->enabled = cfg->compression > 0;
+      pc->mode = cfg->compression == 2 ? EWS_PMD_DEDICATED : EWS_PMD_SHARED;
+      int kb = cfg->compression_window_kb, bits = 10;
+      while ((1 << (bits - 10)) < kb) bits++;
+      if (pc->mode == EWS_PMD_DEDICATED) pc->server_window_bits = (uint8_t)bits;
+      pc->client_no_context_takeover = pc->mode == EWS_PMD_SHARED;
+    }
+    a->rx_pmd = a->rx;
+    a->rx_pmd.allow_rsv1 = 1;
     lua_getfield(L, t, "on_backpressure");
     a->drop_on_backpressure = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "drop") == 0;
     lua_pop(L, 1);

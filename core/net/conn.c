@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "err.h"
@@ -56,6 +57,24 @@ static int queue_frame(ews_conn_t *c, int opcode, const void *p, size_t n) {
   uint8_t hdr[EWS_FRAME_MAX_HEADER];
   size_t hl = ews_frame_header(hdr, opcode, 1, 0, n, NULL);
   return queue_raw(c, hdr, hl, p, n);
+}
+
+/* Compresses one message into the worker's scratch buffer (frame header written in
+ * front of the payload without a copy) and queues the frame. */
+static int queue_compressed(ews_conn_t *c, int opcode, const void *p, size_t n) {
+  ews_pmd_worker_t *pw;
+  ews_deflater_t *d;
+  int r = ews_app_pmd(c->app, &pw);
+  if (r == 0) r = ews_pmd_deflater_for(pw, &c->pmd->params, &c->pmd->own, &d);
+  if (r < 0) return r;
+  ews_zbuf_t *z = &c->w->zscratch;
+  z->len = 0;
+  size_t off;
+  r = ews_deflate_frame(d, opcode, p, n, z, &off);
+  if (r < 0) return r;
+  r = queue_raw(c, z->p + off, z->len - off, NULL, 0);
+  if (z->cap > 256 * 1024) ews_zbuf_free(z); /* do not keep a huge scratch */
+  return r;
 }
 
 static void free_in(ews_conn_t *c) {
@@ -137,7 +156,9 @@ int ews_conn_send(ews_conn_t *c, int opcode, const void *p, size_t n) {
     ews_conn_fail(c, EWS_EBACKPRESSURE, NULL);
     return EWS_EBACKPRESSURE;
   }
-  int r = queue_frame(c, opcode, p, n);
+  int r;
+  if (c->pmd && n >= app->pmd_cfg.threshold) r = queue_compressed(c, opcode, p, n);
+  else r = queue_frame(c, opcode, p, n);
   if (r == 0) {
     c->w->stats.msgs_out++;
   }
@@ -288,23 +309,40 @@ void ews_conn_on_timer(ews_tnode_t *node, void *ud) {
 
 /* ---- frames in ------------------------------------------------------------- */
 
+static void deliver_in(ews_conn_t *c, int opcode) {
+  c->w->stats.msgs_in++;
+  ews_lua_on_message(c, c->in ? c->in : (const uint8_t *)"", c->in_len, opcode == EWS_OP_BINARY);
+  /* Keep small buffers for the next fragmented message; drop large ones. */
+  if (c->in_cap > 64 * 1024 || c->state != EWS_CS_OPEN) free_in(c);
+  else c->in_len = 0;
+}
+
 static int on_data(void *ud, int opcode, uint8_t *p, size_t n, int first, int last,
                    int compressed) {
-  (void)compressed;
   ews_conn_t *c = ud;
   if (c->state != EWS_CS_OPEN) return 0; /* after our close: discard data */
+  if (compressed) {
+    /* Inflate into `in`, bounded by max_message (a bomb costs no more than that),
+     * UTF-8-checking text as it comes out. */
+    ews_pmd_worker_t *pw;
+    int r = ews_app_pmd(c->app, &pw);
+    if (r < 0) return r;
+    ews_zbuf_t out = {c->in, c->in_len, c->in_cap, NULL, NULL};
+    r = ews_inflate(&c->pmd->inf, pw, p, n, first, last, opcode == EWS_OP_TEXT, &out);
+    c->in = out.p;
+    c->in_len = out.len;
+    c->in_cap = out.cap;
+    if (r < 0) return r;
+    if (last) deliver_in(c, opcode);
+    return c->state >= EWS_CS_DRAINING ? EWS_ESTOPPED : 0;
+  }
   if (first && last) {
     c->w->stats.msgs_in++;
     ews_lua_on_message(c, p, n, opcode == EWS_OP_BINARY);
   } else {
     if (n && in_append(c, p, n) != 0) return EWS_ENOMEM;
     if (!last) return 0;
-    c->w->stats.msgs_in++;
-    ews_lua_on_message(c, c->in ? c->in : (const uint8_t *)"", c->in_len,
-                       opcode == EWS_OP_BINARY);
-    /* Keep small buffers for the next fragmented message; drop large ones. */
-    if (c->in_cap > 64 * 1024 || c->state != EWS_CS_OPEN) free_in(c);
-    else c->in_len = 0;
+    deliver_in(c, opcode);
   }
   return c->state >= EWS_CS_DRAINING ? EWS_ESTOPPED : 0;
 }
@@ -410,7 +448,41 @@ static void on_request(ews_conn_t *c, const ews_http_request_t *req, uint8_t *re
     respond_error(c, EWS_EHTTP_WS_KEY);
     return;
   }
-  int n = ews_write_101(resp, sizeof resp, accept, proto, proto ? strlen(proto) : 0, NULL, 0);
+  char ext[EWS_PMD_RESPONSE_MAX];
+  int ext_len = 0;
+  ews_pmd_params_t params;
+  if (app->pmd_cfg.enabled && up.extensions) {
+    /* RFC 6455 allows the header on several lines: negotiate over all of them. */
+    char joined[2048];
+    const char *offers = up.extensions;
+    size_t offers_len = up.extensions_len;
+    if (ews_http_header_count(req, "Sec-WebSocket-Extensions") > 1) {
+      size_t jl = 0;
+      for (size_t i = 0; i < req->num_headers; i++) {
+        const ews_http_header_t *h = &req->headers[i];
+        if (h->name_len != 24 || strncasecmp(h->name, "Sec-WebSocket-Extensions", 24)) continue;
+        if (jl + h->value_len + 2 > sizeof joined) break;
+        if (jl) joined[jl++] = ',';
+        memcpy(joined + jl, h->value, h->value_len);
+        jl += h->value_len;
+      }
+      offers = joined;
+      offers_len = jl;
+    }
+    ext_len = ews_pmd_negotiate(&app->pmd_cfg, offers, offers_len, &params, ext, sizeof ext);
+    if (ext_len < 0) ext_len = 0;
+  }
+  if (ext_len > 0) {
+    c->pmd = calloc(1, sizeof *c->pmd);
+    if (!c->pmd) {
+      ews_conn_abort(c);
+      return;
+    }
+    c->pmd->params = params;
+    ews_inflater_init(&c->pmd->inf, &params, app->rx.max_message);
+  }
+  int n = ews_write_101(resp, sizeof resp, accept, proto, proto ? strlen(proto) : 0,
+                        ext_len > 0 ? ext : NULL, (size_t)(ext_len > 0 ? ext_len : 0));
   if (n < 0 || queue_raw(c, resp, (size_t)n, NULL, 0) != 0) {
     ews_conn_abort(c);
     return;
@@ -419,7 +491,7 @@ static void on_request(ews_conn_t *c, const ews_http_request_t *req, uint8_t *re
   c->app = app;
   c->state = EWS_CS_OPEN;
   c->since_ms = c->last_rx_ms = c->ping_ms = now_ms(c);
-  ews_rx_init(&c->rx, &app->rx);
+  ews_rx_init(&c->rx, c->pmd ? &app->rx_pmd : &app->rx);
   ews_wheel_cancel(&w->wheel, &c->tnode);
   ews_conn_on_timer(&c->tnode, NULL); /* arms idle/heartbeat deadlines */
   ews_lua_on_open(c, proto);
@@ -543,6 +615,11 @@ static void on_closed(uv_handle_t *h) {
     free(c->tls);
   }
   ews_rx_free(&c->rx);
+  if (c->pmd) {
+    ews_inflater_free(&c->pmd->inf, c->app ? c->app->pmd : NULL);
+    ews_deflater_free(c->pmd->own);
+    free(c->pmd);
+  }
   free(c->in);
   free(c->close_reason);
   if (c->app) ews_app_unref(c->app);

@@ -18,11 +18,20 @@
 #include "app.h"
 #include "net/timers.h"
 #include "net/writeq.h"
+#include "proto/deflate.h"
 #include "proto/frame.h"
 
 struct ews_worker;
 struct ews_tls;
 struct ews_tls_ctx;
+
+/* permessage-deflate state of a connection that negotiated it (allocated only for
+ * those). The inflater streams the client's compressed messages into conn->in. */
+typedef struct {
+  ews_pmd_params_t params;
+  ews_inflater_t inf;
+  ews_deflater_t *own; /* dedicated (context takeover) compressor, lazy */
+} ews_conn_pmd_t;
 
 /* The TLS side of a wss:// connection: allocated only for those, so a plain
  * connection pays one pointer. `out` holds ciphertext; conn->wq holds plaintext
@@ -62,6 +71,7 @@ typedef struct ews_conn {
   ews_tnode_t tnode;
   struct ews_task *task;   /* a handler coroutine of this connection is waiting */
   ews_conn_tls_t *tls;     /* NULL for plain ws:// */
+  ews_conn_pmd_t *pmd;     /* NULL without permessage-deflate */
   ews_writeq_t wq;
   ews_rx_t rx;
   uint8_t *in;             /* request head, then a message being reassembled */

@@ -27,7 +27,12 @@ end
 local app_fields = {
   path = true, protocols = true, max_message_size = true, max_frame_size = true,
   idle_timeout = true, heartbeat = true, max_buffered = true, on_backpressure = true,
+  compression = true,
 }
+local compression_fields = {
+  mode = true, level = true, threshold = true, window_kb = true, client_no_context_takeover = true,
+}
+local window_kbs = { [1] = true, [2] = true, [4] = true, [8] = true, [16] = true, [32] = true }
 
 local function check_number(level, t, name, min, max, integer)
   local v = t[name]
@@ -83,6 +88,36 @@ function _M.app(t, level)
     fail(level, "edgews.app: on_backpressure must be \"close\" or \"drop\", got %s", tostring(bp))
   end
   c.on_backpressure = bp
+  local z = t.compression
+  if z == false or z == nil then
+    c.compression = { mode = "off" }
+  elseif type(z) == "table" then
+    for k in pairs(z) do
+      if not compression_fields[k] then
+        fail(level, "edgews.app: compression: unknown field '%s'", tostring(k))
+      end
+    end
+    local mode = z.mode or "shared"
+    if mode ~= "shared" and mode ~= "dedicated" and mode ~= "off" then
+      fail(level, "edgews.app: compression.mode must be \"shared\", \"dedicated\" or \"off\"")
+    end
+    local zc = { mode = mode }
+    zc.level = check_number(level, z, "level", 0, 9, true) or 1
+    zc.threshold = check_number(level, z, "threshold", 0, 2 ^ 31 - 1, true) or 64
+    zc.window_kb = check_number(level, z, "window_kb", 1, 32, true) or 32
+    if not window_kbs[zc.window_kb] then
+      fail(level, "edgews.app: compression.window_kb must be 1, 2, 4, 8, 16 or 32")
+    end
+    if z.client_no_context_takeover ~= nil then
+      if type(z.client_no_context_takeover) ~= "boolean" then
+        fail(level, "edgews.app: compression.client_no_context_takeover must be a boolean")
+      end
+      zc.client_no_context_takeover = z.client_no_context_takeover
+    end
+    c.compression = zc
+  else
+    fail(level, "edgews.app: compression must be a table { mode = ... } or false")
+  end
   return c
 end
 

@@ -10,6 +10,7 @@ describe("edgews.config.app", function()
       path = "/echo", protocols = {}, max_message_size = 16 * 1024 * 1024,
       max_frame_size = 16 * 1024 * 1024, idle_timeout = 0, max_buffered = 4 * 1024 * 1024,
       heartbeat_interval = 30, heartbeat_timeout = 10, on_backpressure = "close",
+      compression = { mode = "off" },
     }, c)
   end)
 
@@ -25,6 +26,16 @@ describe("edgews.config.app", function()
     assert.are.equal(2, c.heartbeat_interval)
     assert.are.equal(0.5, c.heartbeat_timeout)
     assert.are.equal("drop", c.on_backpressure)
+  end)
+
+  it("normalises compression settings", function()
+    assert.are.same({ mode = "shared", level = 1, threshold = 64, window_kb = 32 },
+      config.app({ path = "/x", compression = {} }).compression)
+    assert.are.same({ mode = "dedicated", level = 6, threshold = 0, window_kb = 4,
+      client_no_context_takeover = true }, config.app({ path = "/x", compression = {
+        mode = "dedicated", level = 6, threshold = 0, window_kb = 4, client_no_context_takeover = true,
+      } }).compression)
+    assert.are.same({ mode = "off" }, config.app({ path = "/x", compression = false }).compression)
   end)
 
   it("turns heartbeats off with heartbeat = false", function()
@@ -47,6 +58,11 @@ describe("edgews.config.app", function()
     { "a bad heartbeat", { path = "/a", heartbeat = 5 }, "heartbeat must be" },
     { "a zero heartbeat timeout", { path = "/a", heartbeat = { timeout = 0 } }, "timeout must be" },
     { "an unknown policy", { path = "/a", on_backpressure = "block" }, "on_backpressure" },
+    { "an unknown compression mode", { path = "/a", compression = { mode = "fast" } }, "compression.mode" },
+    { "a compression level over 9", { path = "/a", compression = { level = 10 } }, "level must be" },
+    { "a window that is not a power of two", { path = "/a", compression = { window_kb = 3 } }, "window_kb" },
+    { "an unknown compression field", { path = "/a", compression = { bits = 3 } }, "unknown field 'bits'" },
+    { "compression = true", { path = "/a", compression = true }, "compression must be" },
   }
   for _, case in ipairs(bad) do
     it("rejects " .. case[1], function()
