@@ -44,6 +44,7 @@ typedef struct {
 
 typedef struct ews_worker_stats {
   uint64_t conns_total, msgs_in, msgs_out, bytes_in, bytes_out, handler_errors;
+  uint64_t compressed; /* messages compressed (a fan-out counts once) */
 } ews_worker_stats_t;
 
 typedef struct ews_worker {

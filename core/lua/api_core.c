@@ -17,6 +17,7 @@
 #include "lua/api.h"
 #include "lua/vm.h"
 #include "net/conn.h"
+#include "net/fanout.h"
 #include "proto/frame.h"
 #include "worker.h"
 
@@ -58,6 +59,56 @@ static int l_send(lua_State *L) {
   size_t n;
   const char *p = luaL_checklstring(L, 2, &n);
   return push_result(L, ews_conn_send(c, lua_toboolean(L, 3) ? EWS_OP_BINARY : EWS_OP_TEXT, p, n));
+}
+
+/* core.fanout(sockets, data, is_binary) -> number queued: one message to many
+ * sockets of this worker, framed (and compressed) once (net/fanout.h). */
+static int l_fanout(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
+  int binary = lua_toboolean(L, 3);
+  size_t count = lua_objlen(L, 1);
+  if (!w || count == 0) {
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  ews_conn_t *stack_conns[256];
+  ews_conn_t **conns = count <= 256 ? stack_conns : malloc(count * sizeof *conns);
+  if (!conns) return luaL_error(L, "out of memory");
+  for (size_t i = 0; i < count; i++) {
+    lua_rawgeti(L, 1, (int)i + 1);
+    conns[i] = NULL;
+    if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, "_c");
+      if (lua_type(L, -1) == LUA_TNUMBER) conns[i] = (ews_conn_t *)(uintptr_t)lua_tonumber(L, -1);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  int r = ews_fanout(w, conns, count, binary ? EWS_OP_BINARY : EWS_OP_TEXT, p, n);
+  if (conns != stack_conns) free(conns);
+  if (r < 0) return push_result(L, r);
+  lua_pushinteger(L, r);
+  return 1;
+}
+
+/* core.app_sockets(path) -> the socket tables of the app's open connections on
+ * this worker. */
+static int l_app_sockets(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  size_t plen;
+  const char *path = luaL_checklstring(L, 1, &plen);
+  lua_createtable(L, 16, 0);
+  int i = 0;
+  for (ews_conn_t *c = w ? w->conns : NULL; c; c = c->next) {
+    if (c->state != EWS_CS_OPEN || c->sock_ref == LUA_NOREF || !c->app) continue;
+    if (strlen(c->app->path) != plen || memcmp(c->app->path, path, plen) != 0) continue;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->sock_ref);
+    lua_rawseti(L, -2, ++i);
+  }
+  return 1;
 }
 
 static int l_close(lua_State *L) {
@@ -169,6 +220,7 @@ static int l_stats(lua_State *L) {
   FIELD("bytes_in", w->stats.bytes_in);
   FIELD("bytes_out", w->stats.bytes_out);
   FIELD("handler_errors", w->stats.handler_errors);
+  FIELD("messages_compressed", w->stats.compressed);
 #undef FIELD
   return 1;
 }
@@ -277,7 +329,8 @@ static const luaL_Reg core_fns[] = {
     {"log_level", l_log_level}, {"worker_id", l_worker_id},
     {"workers", l_workers},     {"now", l_now},
     {"stats", l_stats},         {"set_routes", l_set_routes},
-    {"handler_error", l_handler_error},
+    {"handler_error", l_handler_error}, {"fanout", l_fanout},
+    {"app_sockets", l_app_sockets},
     {NULL, NULL}};
 
 int ews_luaopen_core(lua_State *L) {

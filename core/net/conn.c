@@ -72,6 +72,7 @@ static int queue_compressed(ews_conn_t *c, int opcode, const void *p, size_t n) 
   size_t off;
   r = ews_deflate_frame(d, opcode, p, n, z, &off);
   if (r < 0) return r;
+  c->w->stats.compressed++;
   r = queue_raw(c, z->p + off, z->len - off, NULL, 0);
   if (z->cap > 256 * 1024) ews_zbuf_free(z); /* do not keep a huge scratch */
   return r;
@@ -144,18 +145,35 @@ static void respond_error(ews_conn_t *c, int err) {
   respond_http(c, buf, n);
 }
 
+/* The slow-consumer policy: 0 when n more bytes may be queued, else
+ * EWS_EBACKPRESSURE (and, under the "close" policy, the connection is failed). */
+static int check_backpressure(ews_conn_t *c, size_t n) {
+  const ews_app_t *app = c->app;
+  size_t queued = ews_conn_buffered(c);
+  if (!queued || queued + n <= app->max_buffered) return 0;
+  /* Slow consumer: the queue already holds more than the limit allows. */
+  if (app->drop_on_backpressure) return EWS_EBACKPRESSURE;
+  EWS_DEBUG("conn %llu: slow consumer (%zu bytes queued), closing 1008",
+            (unsigned long long)c->id, queued);
+  ews_conn_fail(c, EWS_EBACKPRESSURE, NULL);
+  return EWS_EBACKPRESSURE;
+}
+
+int ews_conn_send_frame(ews_conn_t *c, ews_buf_t *frame) {
+  if (c->state != EWS_CS_OPEN) return EWS_ECLOSED;
+  int r = check_backpressure(c, frame->len);
+  if (r == 0) r = ews_wq_append_shared(&c->wq, frame, 0, frame->len);
+  if (r == 0) {
+    schedule_flush(c);
+    c->w->stats.msgs_out++;
+  }
+  return r;
+}
+
 int ews_conn_send(ews_conn_t *c, int opcode, const void *p, size_t n) {
   if (c->state != EWS_CS_OPEN) return EWS_ECLOSED;
   const ews_app_t *app = c->app;
-  size_t queued = ews_conn_buffered(c);
-  if (queued && queued + n > app->max_buffered) {
-    /* Slow consumer: the queue already holds more than the limit allows. */
-    if (app->drop_on_backpressure) return EWS_EBACKPRESSURE;
-    EWS_DEBUG("conn %llu: slow consumer (%zu bytes queued), closing 1008",
-              (unsigned long long)c->id, queued);
-    ews_conn_fail(c, EWS_EBACKPRESSURE, NULL);
-    return EWS_EBACKPRESSURE;
-  }
+  if (check_backpressure(c, n) != 0) return EWS_EBACKPRESSURE;
   int r;
   if (c->pmd && n >= app->pmd_cfg.threshold) r = queue_compressed(c, opcode, p, n);
   else r = queue_frame(c, opcode, p, n);

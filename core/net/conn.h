@@ -96,6 +96,10 @@ int ews_conn_accept(struct ews_worker *w, uv_stream_t *listener, struct ews_tls_
 /* Queues a data frame. 0, EWS_ECLOSED (not OPEN), EWS_EBACKPRESSURE (dropped or
  * connection closing under the policy), EWS_EMSG_TOO_BIG, EWS_ENOMEM. */
 int ews_conn_send(ews_conn_t *c, int opcode, const void *p, size_t n);
+/* Queues a complete, already encoded data frame shared with other connections (a
+ * reference is taken; no copy), under the same state and slow-consumer rules as
+ * ews_conn_send. Used by fan-out. */
+int ews_conn_send_frame(ews_conn_t *c, ews_buf_t *frame);
 /* Queues a ping (payload at most 125 bytes). 0, EWS_ECLOSED, EWS_EINVAL. */
 int ews_conn_ping(ews_conn_t *c, const void *p, size_t n);
 /* Starts the close handshake with code/reason (code 0: no status). 0 or EWS_ECLOSED

@@ -55,6 +55,28 @@ function App:on(event, fn)
   return self
 end
 
+--- app:sockets() -> list of this app's open sockets on this worker
+function App:sockets()
+  return core.app_sockets(self.path)
+end
+
+--- app:broadcast(data [, is_binary [, filter]]) -> number of sockets it was queued for
+-- Sends to every open socket of the app on this worker for which filter(socket)
+-- is true (all when no filter). The frame is built, and compressed, once.
+function App:broadcast(data, is_binary, filter)
+  if type(data) ~= "string" then error("app:broadcast expects a string", 2) end
+  local list = core.app_sockets(self.path)
+  if filter then
+    local kept, n = {}, 0
+    for i = 1, #list do
+      local s = list[i]
+      if filter(s) then n = n + 1; kept[n] = s end
+    end
+    list = kept
+  end
+  return core.fanout(list, data, is_binary)
+end
+
 --- edgews.app{ path = "/x", ... } -> app   (see README for every field)
 function _M.app(t)
   if not loading then error("edgews.app must be called while the script loads", 2) end
@@ -206,6 +228,16 @@ end
 function _M._run_timer(fn)
   local ok, err = xpcall(fn, traceback)
   if not ok then core.handler_error(false, "timer", tostring(err)) end
+end
+
+--- edgews.broadcast(sockets, data [, is_binary]) -> number of sockets it was queued for
+-- One message to many sockets (of this worker): framed once and, for sockets that
+-- negotiated compression, compressed once (per window size); each socket's
+-- write queue references the same buffer.
+function _M.broadcast(sockets, data, is_binary)
+  if type(sockets) ~= "table" then error("edgews.broadcast expects a list of sockets", 2) end
+  if type(data) ~= "string" then error("edgews.broadcast expects a string", 2) end
+  return core.fanout(sockets, data, is_binary)
 end
 
 --- edgews.sleep(seconds): waits inside a handler (the handler's task is parked;

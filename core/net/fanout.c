@@ -1,0 +1,91 @@
+/* fanout.c — one message, encoded once, to many connections (see fanout.h). */
+#include "net/fanout.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "log.h"
+#include "worker.h"
+
+#define MAX_VARIANTS 8 /* distinct (app, window) compressed frames per fan-out */
+
+typedef struct {
+  ews_pmd_worker_t *pmd;
+  int bits;
+  ews_buf_t *frame; /* complete compressed frame */
+} variant_t;
+
+static ews_buf_t *build_plain(int opcode, const void *p, size_t n) {
+  uint8_t hdr[EWS_FRAME_MAX_HEADER];
+  size_t hl = ews_frame_header(hdr, opcode, 1, 0, n, NULL);
+  /* Not from the worker pool: a fan-out frame may be large and long-lived. */
+  ews_buf_t *b = ews_buf_new(NULL, hl + n);
+  if (!b) return NULL;
+  memcpy(b->data, hdr, hl);
+  if (n) memcpy(b->data + hl, p, n);
+  b->len = (uint32_t)(hl + n);
+  return b;
+}
+
+static ews_buf_t *build_compressed(ews_worker_t *w, ews_conn_t *c, int opcode, const void *p,
+                                   size_t n, variant_t *vars, int *nvars) {
+  ews_pmd_worker_t *pw;
+  if (ews_app_pmd(c->app, &pw) < 0) return NULL;
+  int bits = c->pmd->params.server_window_bits;
+  for (int i = 0; i < *nvars; i++)
+    if (vars[i].pmd == pw && vars[i].bits == bits) return vars[i].frame;
+  if (*nvars == MAX_VARIANTS) return NULL;
+  /* The shared compressor for this window: its output depends on nothing else. */
+  ews_pmd_params_t shared = c->pmd->params;
+  shared.server_no_context_takeover = 1;
+  ews_deflater_t *d, *unused = NULL;
+  if (ews_pmd_deflater_for(pw, &shared, &unused, &d) < 0) return NULL;
+  ews_zbuf_t *z = &w->zscratch;
+  z->len = 0;
+  size_t off;
+  if (ews_deflate_frame(d, opcode, p, n, z, &off) < 0) return NULL;
+  w->stats.compressed++;
+  ews_buf_t *b = ews_buf_new(NULL, z->len - off);
+  if (!b) return NULL;
+  memcpy(b->data, z->p + off, z->len - off);
+  b->len = (uint32_t)(z->len - off);
+  vars[*nvars].pmd = pw;
+  vars[*nvars].bits = bits;
+  vars[*nvars].frame = b;
+  (*nvars)++;
+  return b;
+}
+
+int ews_fanout(ews_worker_t *w, ews_conn_t *const *conns, size_t count, int opcode,
+               const void *p, size_t n) {
+  ews_buf_t *plain = NULL;
+  variant_t vars[MAX_VARIANTS];
+  int nvars = 0, sent = 0, err = 0;
+  for (size_t i = 0; i < count; i++) {
+    ews_conn_t *c = conns[i];
+    if (!c || c->state != EWS_CS_OPEN) continue;
+    ews_buf_t *frame;
+    int compressed = c->pmd && n >= c->app->pmd_cfg.threshold;
+    if (compressed) {
+      frame = build_compressed(w, c, opcode, p, n, vars, &nvars);
+    } else {
+      if (!plain) plain = build_plain(opcode, p, n);
+      frame = plain;
+    }
+    if (!frame) {
+      err = EWS_ENOMEM;
+      continue;
+    }
+    int r = ews_conn_send_frame(c, frame);
+    if (r == 0) {
+      sent++;
+      /* A context-keeping compressor must now assume the client's window holds
+       * this message, not what the compressor last produced. */
+      if (compressed && c->pmd->own) ews_deflater_reset(c->pmd->own, p, n);
+    }
+  }
+  if (plain) ews_buf_unref(plain);
+  for (int i = 0; i < nvars; i++) ews_buf_unref(vars[i].frame);
+  return sent || !err ? sent : err;
+}
