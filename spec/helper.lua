@@ -9,6 +9,9 @@
 --   local res, rc = helper.py("echo", "--url", srv:url "/echo")   -- parsed JSON line
 --   local p = helper.spawn(argv, { stdin = "pipe" }) ; p:read_line(secs) ; p:write(s)
 --   helper.cleanup()  -- kills every process this helper started (after_each/teardown)
+--   local certs = helper.certs()   -- { ca, chain, cert, key }: one throwaway CA per run
+--   helper.start_server { app = ..., tls = certs, plain = true } -- srv:url is wss://,
+--                                   srv:plain_url(path) ws://, srv:http_url(path) https://
 --
 -- Every process is started in its own process group and recorded; cleanup() ends
 -- them by pid (TERM, then KILL to the group it created) so nothing is left behind,
@@ -377,8 +380,43 @@ end
 local Server = setmetatable({}, { __index = Proc })
 Server.__index = Server
 
+-- ---------------------------------------------------------------------- TLS certs
+
+-- A throwaway CA and a localhost / 127.0.0.1 certificate made by scripts/gen-test-cert:
+-- { dir, ca, chain, cert, key } (absolute paths). M.certs() makes one set per run
+-- (shared by every spec, not removed by cleanup(); deleted when Lua exits);
+-- M.new_certs() makes a fresh set (a new CA) in a tmpdir that cleanup() removes.
+local function gen_certs(dir)
+  local ok = os.execute(("%s/scripts/gen-test-cert %s >/dev/null 2>&1"):format(
+    shell_quote(M.ROOT), shell_quote(dir)))
+  assert(ok == 0 or ok == true, "scripts/gen-test-cert " .. dir .. " failed")
+  return { dir = dir, ca = dir .. "/ca.crt", chain = dir .. "/chain.crt",
+           cert = dir .. "/server.crt", key = dir .. "/server.key" }
+end
+
+function M.new_certs()
+  return gen_certs(M.tmpdir())
+end
+
+local run_certs
+function M.certs()
+  if run_certs and unistd.access(run_certs.chain, "r") == 0 then return run_certs end
+  local dir = assert(pstdlib.mkdtemp("/tmp/edgews-certs-XXXXXX"))
+  run_certs = gen_certs(dir)
+  -- removed at lua_close (busted exits with os.exit(code, true))
+  local sentinel = newproxy and newproxy(true)
+  if sentinel then
+    getmetatable(sentinel).__gc = function() os.execute("rm -rf " .. shell_quote(dir)) end
+    run_certs._sentinel = sentinel
+  end
+  return run_certs
+end
+
 -- start_server{ app = path, workers = n, log_level = "info", args = {...},
---               timeout = secs, bin = path, host = "127.0.0.1" }
+--               timeout = secs, bin = path, host = "127.0.0.1",
+--               tls = certs ({ chain|cert, key }: --tls-cert/--tls-key, srv:url is wss://),
+--               plain = true (--plain-listen HOST:0; srv.plain_port, srv:plain_url),
+--               expect_tls = true (TLS set by the script: wait for the "(TLS)" line) }
 function M.start_server(o)
   o = o or {}
   local bin = o.bin or M.BIN
@@ -392,6 +430,16 @@ function M.start_server(o)
   end
   argv[#argv + 1] = "--log-level"
   argv[#argv + 1] = o.log_level or "info"
+  if o.tls then
+    argv[#argv + 1] = "--tls-cert"
+    argv[#argv + 1] = o.tls.chain or o.tls.cert
+    argv[#argv + 1] = "--tls-key"
+    argv[#argv + 1] = o.tls.key
+  end
+  if o.plain then
+    argv[#argv + 1] = "--plain-listen"
+    argv[#argv + 1] = (o.host or "127.0.0.1") .. ":0"
+  end
   for _, a in ipairs(o.args or {}) do argv[#argv + 1] = a end
   argv[#argv + 1] = assert(o.app, "start_server: app is required")
   local dir = M.tmpdir()
@@ -402,10 +450,18 @@ function M.start_server(o)
   local deadline = M.now() + timeout
   while true do
     local log = p:log()
-    local port = log:match("listening on [%w%.%-%[%]:]-:(%d+)")
-    if port then
+    local port, rest = log:match("listening on [%w%.%-%[%]:]-:(%d+)([^\n]*)")
+    local plain_port = log:match("plain listener on [%w%.%-%[%]:]-:(%d+)")
+    local want_plain = o.plain or o.expect_plain
+    if port and (plain_port or not want_plain) then
       p.port = tonumber(port)
       p.host = o.host or "127.0.0.1"
+      p.tls = rest:find("(TLS)", 1, true) ~= nil
+      p.plain_port = tonumber(plain_port)
+      if (o.tls or o.expect_tls) and not p.tls then
+        p:kill(1)
+        error("server is not listening with TLS:\n" .. log, 2)
+      end
       return p
     end
     if not p:alive() then
@@ -436,7 +492,19 @@ function Server:wait_log(pattern, timeout, init)
 end
 
 function Server:url(path)
-  return ("ws://%s:%d%s"):format(self.host, self.port, path or "/")
+  return ("%s://%s:%d%s"):format(self.tls and "wss" or "ws", self.host, self.port, path or "/")
+end
+
+-- The plain ws:// listener of a TLS server (started with plain = true).
+function Server:plain_url(path)
+  assert(self.plain_port, "server has no plain listener")
+  return ("ws://%s:%d%s"):format(self.host, self.plain_port, path or "/")
+end
+
+-- http(s)://host:port/path of the main listener.
+function Server:http_url(path)
+  return ("%s://%s:%d%s"):format(self.tls and "https" or "http", self.host, self.port,
+    path or "/")
 end
 
 function Server:stop(timeout)

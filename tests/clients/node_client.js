@@ -13,11 +13,29 @@
 //   send       --url U (--message M | --size N) [--binary] [--expect-close CODE]
 //   hold       --url U [--seconds S] [--expect-code C]
 //
+// Options of every subcommand (without them nothing changes):
+//   --ca FILE          wss://: trust only this CA (PEM) instead of Node's default CAs
+//   --deflate          offer permessage-deflate (RFC 7692) with ws's defaults
+//                      (client_max_window_bits without a value; ws's threshold 1024)
+//   --pmd-server-no-context-takeover, --pmd-client-no-context-takeover,
+//   --pmd-server-max-window-bits N, --pmd-client-max-window-bits N|bare|none,
+//   --pmd-threshold BYTES
+//                      ws perMessageDeflate options (each implies --deflate)
+// The result line then also holds "extensions" (the 101's Sec-WebSocket-Extensions,
+// null without one), "pmd" (the parameters ws accepted, or null) and "tls"
+// ({version, cipher}) of the first connection.
+//
 // `ws` is resolved from the repository's node_modules (npm ci at the root) or NODE_PATH.
 'use strict';
 
 const crypto = require('crypto');
+const fs = require('fs');
 const WebSocket = require('ws');
+
+// Connection options from the command line (set in main) and what the first
+// connection negotiated.
+const connectOpts = {};
+let firstInfo = null;
 
 function parseArgs(argv) {
   const cmd = argv[0];
@@ -27,12 +45,17 @@ function parseArgs(argv) {
     seconds: 30,
   };
   const numeric = new Set(['timeout', 'fragments', 'size', 'code', 'expect-code',
-    'expect-close', 'seconds']);
+    'expect-close', 'seconds', 'pmd-server-max-window-bits', 'pmd-threshold']);
+  const flags = new Set(['binary', 'deflate', 'pmd-server-no-context-takeover',
+    'pmd-client-no-context-takeover']);
   for (let i = 1; i < argv.length; i++) {
     const a = argv[i];
     if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}`);
     const name = a.slice(2);
-    if (name === 'binary') { o.binary = true; continue; }
+    if (flags.has(name)) {
+      o[name.replace(/-([a-z])/g, (_, c) => c.toUpperCase())] = true;
+      continue;
+    }
     if (i + 1 >= argv.length) throw new Error(`missing value for ${a}`);
     const v = argv[++i];
     const key = name.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
@@ -87,12 +110,34 @@ function withTimeout(promise, secs, what) {
   return Promise.race([promise, timer]).finally(() => clearTimeout(t));
 }
 
+// ws options for --ca and the permessage-deflate options.
+function setConnectOpts(o) {
+  if (o.ca) connectOpts.ca = fs.readFileSync(o.ca);
+  const pmd = {};
+  let on = Boolean(o.deflate);
+  if (o.pmdServerNoContextTakeover) { pmd.serverNoContextTakeover = true; on = true; }
+  if (o.pmdClientNoContextTakeover) { pmd.clientNoContextTakeover = true; on = true; }
+  if (o.pmdServerMaxWindowBits !== undefined) {
+    pmd.serverMaxWindowBits = o.pmdServerMaxWindowBits;
+    on = true;
+  }
+  if (o.pmdClientMaxWindowBits !== undefined) {
+    const v = o.pmdClientMaxWindowBits;
+    pmd.clientMaxWindowBits = v === 'bare' ? undefined : v === 'none' ? false : Number(v);
+    on = true;
+  }
+  if (o.pmdThreshold !== undefined) { pmd.threshold = o.pmdThreshold; on = true; }
+  if (on) connectOpts.perMessageDeflate = pmd;
+}
+
 // A connection with a queue of received messages and a promise for the close.
 function open(url, protocols) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, protocols || [], {
+    const ws = new WebSocket(url, protocols || [], Object.assign({
       perMessageDeflate: false, maxPayload: 0, handshakeTimeout: 5000,
-    });
+    }, connectOpts));
+    let extHeader = null;
+    ws.on('upgrade', (res) => { extHeader = res.headers['sec-websocket-extensions'] || null; });
     const conn = { ws, queue: [], waiters: [], closeInfo: null };
     conn.closed = new Promise((res) => {
       ws.on('close', (code, reason) => {
@@ -111,7 +156,18 @@ function open(url, protocols) {
       if (w) w.resolve(m); else conn.queue.push(m);
     });
     ws.on('error', (err) => { conn.error = err.message; reject(err); });
-    ws.on('open', () => resolve(conn));
+    ws.on('open', () => {
+      if (!firstInfo) {
+        const pmd = ws._extensions && ws._extensions['permessage-deflate'];
+        firstInfo = { extensions: extHeader, pmd: pmd ? pmd.params : null };
+        const sock = ws._socket;
+        if (sock && typeof sock.getCipher === 'function') {
+          const c = sock.getCipher();
+          firstInfo.tls = { version: sock.getProtocol(), cipher: c && c.name };
+        }
+      }
+      resolve(conn);
+    });
   });
 }
 
@@ -273,12 +329,15 @@ async function main() {
     res.cmd = o.cmd;
     res.url = o.url;
     if (!commands[o.cmd]) throw new Error(`unknown command ${o.cmd}`);
+    setConnectOpts(o);
     const [ok, extra] = await commands[o.cmd](o);
     Object.assign(res, extra, { ok: Boolean(ok) });
   } catch (e) {
     res.ok = false;
     res.error = e.message;
+    if (e.code) res.error_code = e.code;
   }
+  if (firstInfo) Object.assign(res, firstInfo, { ok: res.ok });
   emit(res);
   process.exitCode = res.ok ? 0 : 1;
   // do not wait for lingering sockets/timers

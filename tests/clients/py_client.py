@@ -23,6 +23,25 @@ success, 1 on failure.
                                                       message after the first; closes
                                                       with C (1000) unless the server
                                                       closes (--expect-close)
+  http-get   --url http(s)://H:P/path                 GET; status and body (JSON when it is)
+
+Options of every subcommand (all optional; without them nothing changes):
+  TLS (wss:// and https:// URLs):
+    --ca FILE               trust only this CA (default: the system's CAs)
+    --ciphers STRING        OpenSSL cipher string for TLS <= 1.2
+    --tls-min V, --tls-max V   protocol range, V in 1.0, 1.1, 1.2, 1.3 (with a
+                            range below 1.2 the security level is lowered to 0 so
+                            that OpenSSL really offers the old protocol)
+  permessage-deflate (RFC 7692; the default is no compression):
+    --compression deflate   offer websockets' default (client_max_window_bits
+                            without a value, memLevel 5)
+    --pmd-server-no-context-takeover, --pmd-client-no-context-takeover,
+    --pmd-server-max-window-bits N, --pmd-client-max-window-bits N|none|bare
+                            offer exactly these parameters (client_max_window_bits:
+                            bare = without a value, the default; none = not offered)
+The result line then also holds "extensions" (the 101's Sec-WebSocket-Extensions,
+null without one), "pmd" (the parameters websockets agreed) and "tls" ({version,
+cipher}) of the first connection.
 """
 
 import argparse
@@ -30,10 +49,14 @@ import asyncio
 import json
 import os
 import random
+import ssl
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import websockets
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
 OPEN_TIMEOUT = 5.0
 
@@ -74,11 +97,88 @@ def payload(size, binary):
     return os.urandom(size) if binary else random_text(size)
 
 
+# Set by main() from the TLS and permessage-deflate options (None: the defaults).
+SSL_CONTEXT = None
+PMD_FACTORY = None
+COMPRESSION = None
+CONNECTED = []  # every protocol instance that completed the opening handshake
+
+TLS_VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1,
+                "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+class RecordingProtocol(websockets.WebSocketClientProtocol):
+    tls_info = None
+
+    def connection_open(self):
+        super().connection_open()
+        CONNECTED.append(self)
+        so = self.transport.get_extra_info("ssl_object") if self.transport else None
+        if so is not None:
+            c = so.cipher()
+            self.tls_info = {"version": so.version(), "cipher": c[0] if c else None}
+
+
+def make_ssl_context(a):
+    if not (a.ca or a.ciphers or a.tls_min or a.tls_max):
+        return None
+    ctx = ssl.create_default_context(cafile=a.ca)
+    old = [v for v in (a.tls_min, a.tls_max) if v in ("1.0", "1.1")]
+    if old:
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    if a.tls_min:
+        ctx.minimum_version = TLS_VERSIONS[a.tls_min]
+    if a.tls_max:
+        ctx.maximum_version = TLS_VERSIONS[a.tls_max]
+    if a.ciphers:
+        ctx.set_ciphers(a.ciphers + (":@SECLEVEL=0" if old else ""))
+    return ctx
+
+
+def make_pmd_factory(a):
+    explicit = (a.pmd_server_no_context_takeover or a.pmd_client_no_context_takeover
+                or a.pmd_server_max_window_bits is not None
+                or a.pmd_client_max_window_bits is not None)
+    if not explicit:
+        return None
+    cmwb = a.pmd_client_max_window_bits or "bare"
+    cmwb = True if cmwb == "bare" else None if cmwb == "none" else int(cmwb)
+    return ClientPerMessageDeflateFactory(
+        server_no_context_takeover=a.pmd_server_no_context_takeover,
+        client_no_context_takeover=a.pmd_client_no_context_takeover,
+        server_max_window_bits=a.pmd_server_max_window_bits,
+        client_max_window_bits=cmwb)
+
+
 def connect(url, **kw):
     opts = dict(max_size=None, compression=None, open_timeout=OPEN_TIMEOUT,
-                close_timeout=5, ping_interval=None)
+                close_timeout=5, ping_interval=None, create_protocol=RecordingProtocol)
+    if SSL_CONTEXT is not None and url.startswith("wss:"):
+        opts["ssl"] = SSL_CONTEXT
+    if PMD_FACTORY is not None:
+        opts["extensions"] = [PMD_FACTORY]
+    elif COMPRESSION == "deflate":
+        opts["compression"] = "deflate"
     opts.update(kw)
     return websockets.connect(url, **opts)
+
+
+def connection_info():
+    """TLS and extension details of the first connection (empty before one)."""
+    if not CONNECTED:
+        return {}
+    ws = CONNECTED[0]
+    info = {"extensions": ws.response_headers.get("Sec-WebSocket-Extensions")}
+    if ws.tls_info:
+        info["tls"] = ws.tls_info
+    pmd = [e for e in ws.extensions if e.name == "permessage-deflate"]
+    if pmd:
+        e = pmd[0]
+        info["pmd"] = {"server_no_context_takeover": e.remote_no_context_takeover,
+                       "client_no_context_takeover": e.local_no_context_takeover,
+                       "server_max_window_bits": e.remote_max_window_bits,
+                       "client_max_window_bits": e.local_max_window_bits}
+    return info
 
 
 def close_info(ws):
@@ -298,7 +398,28 @@ async def cmd_burst(a):
     return len(got) >= a.expect, {"received": got, "elapsed": elapsed, **info}
 
 
+async def cmd_http_get(a):
+    ctx = None
+    if a.url.startswith("https:"):
+        ctx = SSL_CONTEXT or ssl.create_default_context()
+
+    def get():
+        try:
+            with urllib.request.urlopen(a.url, timeout=a.timeout, context=ctx) as r:
+                return r.status, r.read(), r.headers.get("Content-Type")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read(), e.headers.get("Content-Type")
+    status, body, ctype = await asyncio.get_running_loop().run_in_executor(None, get)
+    res = {"status": status, "content_type": ctype}
+    try:
+        res["json"] = json.loads(body.decode())
+    except ValueError:
+        res["body"] = body.decode("utf-8", "replace")[:2000]
+    return status == 200, res
+
+
 COMMANDS = {
+    "http-get": cmd_http_get,
     "burst": cmd_burst,
     "echo": cmd_echo, "fragmented": cmd_fragmented, "ping": cmd_ping, "close": cmd_close,
     "protocol": cmd_protocol, "send": cmd_send, "hold": cmd_hold, "sequence": cmd_sequence,
@@ -314,6 +435,15 @@ def main():
         p = sub.add_parser(name)
         p.add_argument("--url", required=True)
         p.add_argument("--timeout", type=float, default=10.0)
+        p.add_argument("--ca")
+        p.add_argument("--ciphers")
+        p.add_argument("--tls-min", choices=sorted(TLS_VERSIONS))
+        p.add_argument("--tls-max", choices=sorted(TLS_VERSIONS))
+        p.add_argument("--compression", choices=("deflate", "none"))
+        p.add_argument("--pmd-server-no-context-takeover", action="store_true")
+        p.add_argument("--pmd-client-no-context-takeover", action="store_true")
+        p.add_argument("--pmd-server-max-window-bits", type=int)
+        p.add_argument("--pmd-client-max-window-bits")
         return p
 
     p = add("echo")
@@ -354,15 +484,22 @@ def main():
     p.add_argument("--close-code", type=int, default=1000, help="code of the client's close")
     p.add_argument("--close-reason", default="")
     p.add_argument("--offer", help="comma-separated subprotocols to offer")
+    add("http-get")
     a = ap.parse_args()
 
+    global SSL_CONTEXT, PMD_FACTORY, COMPRESSION
     res = {"client": "python-websockets", "cmd": a.cmd, "url": a.url}
     try:
+        SSL_CONTEXT = make_ssl_context(a)
+        PMD_FACTORY = make_pmd_factory(a)
+        COMPRESSION = a.compression
         ok, extra = asyncio.run(COMMANDS[a.cmd](a))
         res.update(extra)
     except Exception as e:  # one JSON line whatever happens
         ok = False
         res["error"] = "%s: %s" % (e.__class__.__name__, e)
+    if CONNECTED:
+        res.update(connection_info())
     res["ok"] = bool(ok)
     emit(res)
     return 0 if ok else 1

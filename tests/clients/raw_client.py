@@ -20,6 +20,16 @@ where one is required) and the server closing the connection after its answer.
 
 The frame-size cases use --max-size, the server's configured max frame / message size
 for the URL's app (spec/apps/echo_app.lua uses 2 MiB, the default here).
+
+--extensions VALUE (repeatable: one Sec-WebSocket-Extensions header line each) is sent
+in the opening handshake of every frame case; the 101's Sec-WebSocket-Extensions is
+then reported as "extensions" (null when absent). The `deflate` group (permessage-
+deflate, RFC 7692) offers "permessage-deflate; client_max_window_bits" unless
+--extensions is given, and speaks the extension as the 101 agreed it (window sizes,
+context takeover) with its own zlib streams; --threshold is the server's threshold.
+
+The `tls` group talks raw TCP to a wss:// URL's port (no TLS): a silent client, half
+a ClientHello, garbage, plain HTTP; it reports when (and whether) the server closed.
 """
 
 import argparse
@@ -29,10 +39,12 @@ import json
 import os
 import select
 import socket
+import ssl
 import struct
 import sys
 import time
 import urllib.parse
+import zlib
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -176,12 +188,12 @@ class Conn:
 
 def parse_url(url):
     u = urllib.parse.urlsplit(url)
-    if u.scheme not in ("ws", "http"):
-        raise SystemExit("only ws:// URLs are supported: %s" % url)
+    if u.scheme not in ("ws", "http", "wss", "https"):
+        raise SystemExit("only ws:// URLs are supported (wss:// for the tls group): %s" % url)
     path = u.path or "/"
     if u.query:
         path += "?" + u.query
-    return u.hostname, u.port or 80, path
+    return u.hostname, u.port or (443 if u.scheme in ("wss", "https") else 80), path
 
 
 def upgrade_head(host, port, path, extra=None, version="13", key=None, method="GET"):
@@ -225,7 +237,9 @@ def dechunk(body):
 def handshake(ctx):
     host, port, path = ctx.host, ctx.port, ctx.path
     conn = Conn(host, port, ctx.timeout)
-    req, key = upgrade_head(host, port, path)
+    offers = getattr(ctx, "offers", None) or []
+    req, key = upgrade_head(host, port, path,
+                            extra=["Sec-WebSocket-Extensions: %s" % o for o in offers])
     conn.send(req)
     deadline = time.monotonic() + ctx.timeout
     head = conn.read_until(b"\r\n\r\n", deadline)
@@ -235,6 +249,7 @@ def handshake(ctx):
     want = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
     if headers.get("sec-websocket-accept") != want:
         raise RuntimeError("bad Sec-WebSocket-Accept %r" % headers.get("sec-websocket-accept"))
+    conn.ext_header = headers.get("sec-websocket-extensions")
     return conn
 
 
@@ -576,6 +591,281 @@ def http_slow_head(ctx, res):
         conn.close()
 
 
+# ------------------------------------------------------------- permessage-deflate
+
+def parse_extensions(value):
+    """A Sec-WebSocket-Extensions value -> [(name, {param: value-or-None})]."""
+    out = []
+    for ext in (value or "").split(","):
+        parts = [x.strip() for x in ext.split(";")]
+        if not parts[0]:
+            continue
+        params = {}
+        for prm in parts[1:]:
+            k, eq, v = prm.partition("=")
+            params[k.strip().lower()] = v.strip().strip('"') if eq else None
+        out.append((parts[0].lower(), params))
+    return out
+
+
+class Pmd:
+    """The client side of permessage-deflate as the server's 101 agreed it."""
+
+    def __init__(self, header):
+        agreed = [p for n, p in parse_extensions(header) if n == "permessage-deflate"]
+        if not agreed:
+            raise RuntimeError("permessage-deflate not agreed (101 extensions: %r)" % header)
+        p = agreed[0]
+        self.params = p
+        self.server_nct = "server_no_context_takeover" in p
+        self.client_nct = "client_no_context_takeover" in p
+        self.server_bits = int(p.get("server_max_window_bits") or 15)
+        self.client_bits = int(p.get("client_max_window_bits") or 15)
+        self._deflate = None
+        self._inflate = None
+
+    def compress(self, data):
+        if self._deflate is None or self.client_nct:
+            # zlib cannot deflate raw with 8; at 9 it never refers back more than 250
+            self._deflate = zlib.compressobj(6, zlib.DEFLATED, -max(9, self.client_bits))
+        out = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+        assert out.endswith(b"\x00\x00\xff\xff")
+        return out[:-4]
+
+    def decompress(self, data):
+        """Inflates with exactly the agreed server window: a server that refers back
+        further than it may makes this raise."""
+        if self._inflate is None or self.server_nct:
+            self._inflate = zlib.decompressobj(-self.server_bits)
+        return self._inflate.decompress(data + b"\x00\x00\xff\xff")
+
+
+def compressible_text(size, seed=0):
+    words = ("edgews", "deflate", "window", "context", "takeover", "frame", "socket")
+    out, i = [], seed
+    n = 0
+    while n < size:
+        w = "%s-%d " % (words[i % len(words)], i % 97)
+        out.append(w)
+        n += len(w)
+        i += 1
+    return "".join(out).encode()[:size]
+
+
+def read_message(conn, deadline, res):
+    """The next data message: (opcode, wire payload, rsv1, frames, pongs seen).
+    Returns None after a close frame (recorded in res)."""
+    pongs = []
+    parts, first = [], None
+    while True:
+        f = conn.read_frame(deadline)
+        if f["opcode"] == OP_PONG:
+            pongs.append(f["payload"])
+            continue
+        if f["opcode"] == OP_PING:
+            continue
+        if f["opcode"] == OP_CLOSE:
+            p = f["payload"]
+            res["close_payload_len"] = len(p)
+            res["close_code"] = struct.unpack("!H", p[:2])[0] if len(p) >= 2 else None
+            res["close_reason"] = p[2:].decode("utf-8", "replace")
+            return None
+        if first is None:
+            first = f
+        elif f["rsv"] & 4:
+            res["continuation_with_rsv1"] = True
+        parts.append(f["payload"])
+        if f["fin"]:
+            return (first["opcode"], b"".join(parts), bool(first["rsv"] & 4), len(parts), pongs)
+
+
+def pmd_roundtrip(conn, ctx, res, pmd, label, data, opcode, compress, results):
+    """Sends one message (compressed or not), reads the echo, checks it."""
+    payload = pmd.compress(data) if compress else data
+    conn.send(build_frame(opcode, payload, rsv=4 if compress else 0))
+    m = read_message(conn, time.monotonic() + ctx.timeout, res)
+    r = {"label": label, "size": len(data), "sent_rsv1": compress, "sent_len": len(payload)}
+    results.append(r)
+    if m is None:
+        r["ok"] = False
+        r["error"] = "closed instead of an echo"
+        return False
+    op, wire, rsv1, nframes, _ = m
+    r["reply_rsv1"], r["reply_len"], r["reply_frames"] = rsv1, len(wire), nframes
+    try:
+        got = pmd.decompress(wire) if rsv1 else wire
+    except zlib.error as e:
+        r["ok"] = False
+        r["error"] = "reply does not inflate with the agreed window: %s" % e
+        return False
+    r["ok"] = got == data and op == opcode
+    if not r["ok"]:
+        r["error"] = "echo differs (opcode %d, %d bytes)" % (op, len(got))
+    return r["ok"]
+
+
+def case_pmd_echo(conn, ctx, res):
+    """Echo through the extension: short and long, compressed and not, text and
+    binary; records each reply's RSV1 and wire length (the same 4 KiB text twice:
+    with server context takeover the second reply is much shorter)."""
+    pmd = Pmd(conn.ext_header)
+    t = ctx.threshold
+    repeat = compressible_text(4096, 3)
+    plan = [
+        ("short_compressed", b"hello pmd!", OP_TEXT, True),
+        ("below_threshold", compressible_text(max(0, t - 1), 1), OP_TEXT, False),
+        ("at_threshold", compressible_text(t, 2), OP_TEXT, False),
+        ("text_4k_compressed", repeat, OP_TEXT, True),
+        ("text_4k_again_plain", repeat, OP_TEXT, False),
+        ("binary_100k_compressed", compressible_text(100000, 5), OP_BINARY, True),
+        ("binary_random_1k", os.urandom(1024), OP_BINARY, False),
+        ("empty_compressed", b"", OP_TEXT, True),
+        ("text_1m_compressed", compressible_text(1 << 20, 7), OP_TEXT, True),
+    ]
+    results = []
+    ok = True
+    for label, data, op, comp in plan:
+        ok = pmd_roundtrip(conn, ctx, res, pmd, label, data, op, comp, results) and ok
+        if "close_payload_len" in res:
+            break
+    res["results"] = results
+    res["agreed"] = pmd.params
+    if "close_payload_len" not in res:
+        conn.send(build_frame(OP_CLOSE, close_payload(1000)))
+        await_close(conn, ctx, res)
+    return ok and res.get("close_code") == 1000 and res.get("tcp_closed") is True
+
+
+def case_pmd_negotiate(conn, ctx, res):
+    """Whatever the 101 agreed: an uncompressed 200-byte text message must be echoed
+    (compressed or not, as agreed), then a clean close."""
+    data = compressible_text(200, 11)
+    conn.send(build_frame(OP_TEXT, data))
+    m = read_message(conn, time.monotonic() + ctx.timeout, res)
+    if m is None:
+        res["error"] = "closed instead of an echo"
+        return False
+    op, wire, rsv1, _, _ = m
+    res["reply_rsv1"] = rsv1
+    if rsv1:
+        if not conn.ext_header:
+            res["error"] = "RSV1 set without an agreed extension"
+            return False
+        wire = Pmd(conn.ext_header).decompress(wire)
+    good = op == OP_TEXT and wire == data
+    conn.send(build_frame(OP_CLOSE, close_payload(1000)))
+    await_close(conn, ctx, res)
+    return good and res.get("close_code") == 1000 and res.get("tcp_closed") is True
+
+
+def case_pmd_fragmented(conn, ctx, res):
+    """A compressed 100 KB text message in 4 frames: RSV1 on the first only, a ping
+    between two of them; expects the pong and the echo."""
+    pmd = Pmd(conn.ext_header)
+    data = compressible_text(100000, 13)
+    comp = pmd.compress(data)
+    q = max(1, len(comp) // 4)
+    cuts = [comp[:q], comp[q:2 * q], comp[2 * q:3 * q], comp[3 * q:]]
+    res["compressed_len"] = len(comp)
+    for i, part in enumerate(cuts):
+        conn.send(build_frame(OP_TEXT if i == 0 else OP_CONT, part, fin=(i == 3),
+                              rsv=4 if i == 0 else 0))
+        if i == 1:
+            conn.send(build_frame(OP_PING, b"mid-pmd"))
+    m = read_message(conn, time.monotonic() + ctx.timeout, res)
+    if m is None:
+        res["error"] = "closed instead of an echo"
+        return False
+    op, wire, rsv1, nframes, pongs = m
+    if not pongs:  # the pong may come after the echo
+        try:
+            f = conn.read_frame(time.monotonic() + ctx.timeout)
+            if f["opcode"] == OP_PONG:
+                pongs.append(f["payload"])
+        except (Timeout, Eof):
+            pass
+    got = pmd.decompress(wire) if rsv1 else wire
+    res.update(reply_rsv1=rsv1, reply_frames=nframes, pong=[p.decode() for p in pongs])
+    good = op == OP_TEXT and got == data and pongs == [b"mid-pmd"]
+    conn.send(build_frame(OP_CLOSE, close_payload(1000)))
+    await_close(conn, ctx, res)
+    return good and res.get("close_code") == 1000 and res.get("tcp_closed") is True
+
+
+def deflate_bomb(mib):
+    """mib MiB of zeros, raw DEFLATE, as one message payload (tail 00 00 ff ff
+    removed)."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    zeros = bytes(1 << 20)
+    out = [c.compress(zeros) for _ in range(mib)]
+    out.append(c.flush(zlib.Z_SYNC_FLUSH))
+    return b"".join(out)[:-4]
+
+
+def case_pmd_bomb(conn, ctx, res):
+    bomb = deflate_bomb(ctx.bomb_mib)
+    res["bomb_inflated"] = ctx.bomb_mib << 20
+    res["bomb_compressed"] = len(bomb)
+    conn.send(build_frame(OP_BINARY, bomb, rsv=4))
+
+
+def pmd_frames(build):
+    """Frames that need the agreed extension (build(pmd) -> list of frames)."""
+    def run(conn, ctx, res):
+        pmd = Pmd(conn.ext_header)
+        for f in build(pmd):
+            conn.send(f)
+    return run
+
+
+# ----------------------------------------------------------- TLS port, raw TCP
+
+def client_hello(host):
+    """The bytes of a real TLS ClientHello (OpenSSL's, as Python's ssl sends it)."""
+    c = ssl.create_default_context()
+    c.check_hostname = False
+    c.verify_mode = ssl.CERT_NONE
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = c.wrap_bio(inc, out, server_hostname=host)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def tls_raw_case(build, wait="slow"):
+    """Connects to the TLS port with plain TCP, sends build(ctx) (nothing when None),
+    then waits for the server to close (up to --slow-timeout for wait="slow", else
+    --timeout). Records what the server sent (a TLS alert is fine) and when it
+    closed."""
+    def run(ctx, res):
+        conn = Conn(ctx.host, ctx.port, ctx.timeout)
+        try:
+            data = build(ctx) if build else b""
+            if data:
+                res["sent_len"] = len(data)
+                conn.send(data)
+            limit = ctx.slow_timeout if wait == "slow" else ctx.timeout
+            try:
+                got = conn.read_to_eof(time.monotonic() + limit)
+                res["tcp_closed"] = True
+            except Timeout:
+                got = conn.buf
+                res["tcp_closed"] = False
+            res["closed_after"] = round(time.monotonic() - ctx.t0, 3)
+            res["received_len"] = len(got)
+            if got:
+                res["received_head"] = got[:16].hex()
+                # content type 21 = alert (RFC 5246 section 6.2.1)
+                res["tls_alert"] = got[0] == 21
+                res["http_response"] = got.startswith(b"HTTP/")
+            return res["tcp_closed"]
+        finally:
+            conn.close()
+    return run
+
+
 # ------------------------------------------------------------------- case table
 
 def F(op, payload=b"", **kw):
@@ -714,6 +1004,47 @@ case("http_version_2", "http", 505, "request line with HTTP/2.0",
 case("http_slow_head", "http", "closed",
      "head never completed: closed by the handshake timeout (408 allowed)", http_slow_head)
 
+# permessage-deflate (RFC 7692); the app must offer the extension (see --extensions)
+case("pmd_negotiate", "deflate", "echo",
+     "offer --extensions, report the 101's extension, echo 200 bytes uncompressed",
+     case_pmd_negotiate)
+case("pmd_echo", "deflate", "echo",
+     "compressed/uncompressed echo through the agreed extension (RFC 7692 6, 7.2)",
+     case_pmd_echo)
+case("pmd_fragmented", "deflate", "echo",
+     "compressed message in 4 frames, RSV1 on the first only, ping between (6.1)",
+     case_pmd_fragmented)
+case("pmd_bomb", "deflate", 1009,
+     "--bomb-mib MiB of zeros deflated into one small frame: 1009 (RFC 6455 10.4)",
+     case_pmd_bomb)
+case("pmd_rsv1_ping", "deflate", 1002, "RSV1 on a ping (RFC 7692 6)",
+     simple_frames(F(OP_PING, b"x", rsv=4)))
+case("pmd_rsv1_close", "deflate", 1002, "RSV1 on a close frame (RFC 7692 6)",
+     simple_frames(F(OP_CLOSE, close_payload(1000), rsv=4)))
+case("pmd_rsv1_continuation", "deflate", 1002,
+     "RSV1 on a continuation frame of a compressed message (RFC 7692 6.1)",
+     pmd_frames(lambda pmd: (lambda c: [build_frame(OP_TEXT, c[:4], fin=False, rsv=4),
+                                        build_frame(OP_CONT, c[4:], rsv=4)])(
+         pmd.compress(compressible_text(3000)))))
+case("pmd_bad_deflate", "deflate", 1007,
+     "RSV1 with data that is not DEFLATE (reserved block type) (RFC 7692 6.2, 8.1)",
+     simple_frames(F(OP_BINARY, b"\xff\xfe\xfd\xfcnot deflate at all", rsv=4)))
+case("pmd_bad_utf8", "deflate", 1007,
+     "compressed text that inflates to invalid UTF-8 (RFC 6455 8.1)",
+     pmd_frames(lambda pmd: [build_frame(OP_TEXT, pmd.compress(b"valid, then \xff\xfe"),
+                                         rsv=4)]))
+
+# raw TCP to the TLS port (a wss:// URL)
+case("tls_silent", "tls", "closed",
+     "connect and send nothing: closed by the handshake timeout", tls_raw_case(None))
+case("tls_half_hello", "tls", "closed",
+     "half a ClientHello, then silence: closed by the handshake timeout",
+     tls_raw_case(lambda ctx: (lambda h: h[:len(h) // 2])(client_hello(ctx.host))))
+case("tls_garbage", "tls", "closed", "garbage instead of a ClientHello: closed",
+     tls_raw_case(lambda ctx: b"\x00\x01\x02garbage" + bytes(range(256)) * 4, wait="fast"))
+case("tls_plain_http", "tls", "closed", "a plain HTTP upgrade request to the TLS port: closed",
+     tls_raw_case(lambda ctx: upgrade_head(ctx.host, ctx.port, ctx.path)[0], wait="fast"))
+
 
 # ------------------------------------------------------------------------ driver
 
@@ -728,10 +1059,14 @@ def run_case(name, ctx):
     ok = False
     conn = None
     try:
-        if group == "http":
+        if group in ("http", "tls"):
             ok = bool(runner(ctx, res))
         else:
+            if group == "deflate" and not ctx.offers:
+                ctx.offers = ["permessage-deflate; client_max_window_bits"]
             conn = handshake(ctx)
+            if ctx.offers or conn.ext_header is not None:
+                res["extensions"] = conn.ext_header
             verdict = runner(conn, ctx, res)
             if isinstance(verdict, bool):
                 ok = verdict
@@ -771,6 +1106,12 @@ def main():
                     help="backpressure cases: how many 64 KiB messages to ask for")
     ap.add_argument("--stall", type=float, default=1.0,
                     help="backpressure cases: seconds without reading after the request")
+    ap.add_argument("--extensions", action="append", default=[],
+                    help="a Sec-WebSocket-Extensions header line to send (repeatable)")
+    ap.add_argument("--threshold", type=int, default=64,
+                    help="deflate cases: the server's compression threshold")
+    ap.add_argument("--bomb-mib", type=int, default=64,
+                    help="pmd_bomb: MiB of zeros in the compressed message")
     a = ap.parse_args()
 
     if a.list:
@@ -786,6 +1127,7 @@ def main():
     ctx.fail_fast_wait, ctx.max_size = a.fail_fast_wait, a.max_size
     ctx.hold_seconds = a.hold_seconds
     ctx.flood, ctx.stall = a.flood, a.stall
+    ctx.offers, ctx.threshold, ctx.bomb_mib = list(a.extensions), a.threshold, a.bomb_mib
     if a.case in ("all", "frames", "http"):
         names = [n for n, c in CASES.items()
                  if (a.case == "all" and c[0] in ("frames", "http")) or c[0] == a.case]
