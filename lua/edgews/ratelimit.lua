@@ -1,0 +1,220 @@
+-- edgews.ratelimit: token-bucket rate limits, per key (IP, user, connection).
+--
+--   local ratelimit = require "edgews.ratelimit"
+--   local per_ip = ratelimit.new { rate = 20, burst = 40, now = edgews.now }
+--   local ok, retry_after = per_ip:take(ip)          -- one message
+--   local ok, retry_after = bytes:take(user, #data)  -- a byte budget
+--   if not ok then socket:send(...retry in retry_after seconds...) end
+--
+-- A bucket holds up to `burst` tokens and gains `rate` tokens per second; a
+-- take of n tokens succeeds when the bucket holds at least n, and then removes
+-- them. A failed take removes nothing and returns retry_after, the seconds
+-- until n tokens will be there (math.huge when n > burst: such a cost never
+-- fits; callers that report retry_after to clients must handle that, e.g. by
+-- rejecting the message as too large). Tokens are fractional.
+--
+-- The algorithm is two pure functions of numbers, so the C core can mirror it
+-- for limiters shared across worker threads, and specs test it directly:
+--   ratelimit.refill(tokens, last, now, rate, burst) -> tokens
+--   ratelimit.consume(tokens, n, rate, burst) -> ok, tokens, retry_after
+-- A clock that goes backwards (now < last) refills nothing, and `last` never
+-- moves back, so a clock jump cannot mint tokens.
+--
+-- Design. Buckets refill lazily, from the time of their last take: no timers.
+-- A key absent from the limiter is a full bucket, so a bucket that is full
+-- again can be dropped without changing any answer; the limiter keeps only
+-- buckets that are not full. Each take also examines the next SWEEP (4)
+-- slots of an incremental sweep (a cursor over the dense slot arrays) and drops
+-- the buckets there that are full by now. A take adds at most one key, so in a
+-- steady state one examination per take goes to the removal matching that
+-- insertion and a sweep over S slots takes about S / (SWEEP - 1) takes; a full
+-- bucket waits at most that long. Hence S stays within about
+-- A * (SWEEP - 1) / (SWEEP - 2) = 1.5 A, where A is the number of keys whose
+-- buckets are not full (keys that took tokens within the last burst / rate
+-- seconds, less when they took little): memory is O(active keys), however
+-- large the keyspace (the spec checks it with 100k keys). The
+-- buckets are stored as parallel arrays (key -> slot; slot -> key, tokens,
+-- last), so a key costs no table of its own and a take allocates nothing once
+-- the arrays have grown.
+
+local type, pairs, error, tostring, setmetatable = type, pairs, error, tostring, setmetatable
+local math_huge = math.huge
+
+local _M = {}
+
+local SWEEP = 4 -- slots examined per take (see the design note)
+
+local function check_rate_burst(fn, rate, burst, level)
+  if type(rate) ~= "number" or not (rate > 0) or rate == math_huge then
+    error(fn .. ": rate must be a positive number of tokens per second, got " .. tostring(rate), level + 1)
+  end
+  if type(burst) ~= "number" or not (burst > 0) or burst == math_huge then
+    error(fn .. ": burst must be a positive number of tokens, got " .. tostring(burst), level + 1)
+  end
+end
+
+--- ratelimit.refill(tokens, last, now, rate, burst) -> tokens
+-- The bucket's tokens at `now`, given `tokens` at time `last`.
+local function refill(tokens, last, now, rate, burst)
+  if now <= last then return tokens end
+  tokens = tokens + (now - last) * rate
+  if tokens > burst then return burst end
+  return tokens
+end
+_M.refill = refill
+
+--- ratelimit.consume(tokens, n, rate, burst) -> ok, tokens, retry_after
+-- Takes n from a (refilled) bucket: ok, tokens - n, 0 when it holds n;
+-- otherwise false, tokens, seconds until it will (math.huge if n > burst).
+local function consume(tokens, n, rate, burst)
+  if n <= tokens then return true, tokens - n, 0 end
+  if n > burst then return false, tokens, math_huge end
+  return false, tokens, (n - tokens) / rate
+end
+_M.consume = consume
+
+local function check_n(n)
+  if type(n) ~= "number" or not (n >= 0) then
+    error("ratelimit: take: n must be a non-negative number, got " .. tostring(n), 3)
+  end
+end
+
+-- A single bucket --------------------------------------------------------
+
+local Bucket = {}
+Bucket.__index = Bucket
+
+--- ratelimit.bucket(rate, burst, now) -> bucket (starts full); now: clock function (seconds)
+function _M.bucket(rate, burst, now)
+  check_rate_burst("ratelimit.bucket", rate, burst, 2)
+  if type(now) ~= "function" then error("ratelimit.bucket: now must be a clock function", 2) end
+  return setmetatable({ rate = rate, burst = burst, now = now, tok = burst, last = -math_huge }, Bucket)
+end
+
+--- bucket:take([n]) -> true | false, retry_after
+function Bucket:take(n)
+  n = n or 1
+  check_n(n)
+  local t = self.now()
+  local last = self.last
+  local ok, left, retry = consume(refill(self.tok, last, t, self.rate, self.burst), n, self.rate, self.burst)
+  self.tok = left
+  if t > last then self.last = t end
+  if ok then return true end
+  return false, retry
+end
+
+--- bucket:tokens() -> the tokens available now
+function Bucket:tokens()
+  return refill(self.tok, self.last, self.now(), self.rate, self.burst)
+end
+
+--- bucket:reset(): full again
+function Bucket:reset()
+  self.tok, self.last = self.burst, -math_huge
+end
+
+-- A limiter: one bucket per key -----------------------------------------
+
+local Limiter = {}
+Limiter.__index = Limiter
+
+local new_fields = { rate = true, burst = true, now = true }
+
+--- ratelimit.new{ rate = tokens per second, burst = tokens, now = clock function } -> limiter
+function _M.new(opts)
+  if type(opts) ~= "table" then error("ratelimit.new expects a table {rate=, burst=, now=}", 2) end
+  for k in pairs(opts) do
+    if not new_fields[k] then error("ratelimit.new: unknown field '" .. tostring(k) .. "'", 2) end
+  end
+  check_rate_burst("ratelimit.new", opts.rate, opts.burst, 2)
+  if type(opts.now) ~= "function" then error("ratelimit.new: now must be a clock function (seconds)", 2) end
+  return setmetatable({
+    rate = opts.rate, burst = opts.burst, now = opts.now,
+    slot = {},                     -- key -> slot
+    key = {}, tok = {}, at = {},   -- slot -> key, tokens, time of the last take
+    count = 0, cursor = 1,
+  }, Limiter)
+end
+
+-- Removes slot i: the last slot moves into it.
+local function remove(self, i)
+  local n = self.count
+  local keys, tokens, last = self.key, self.tok, self.at
+  self.slot[keys[i]] = nil
+  if i ~= n then
+    local k = keys[n]
+    keys[i], tokens[i], last[i] = k, tokens[n], last[n]
+    self.slot[k] = i
+  end
+  keys[n], tokens[n], last[n] = nil, nil, nil
+  self.count = n - 1
+end
+
+-- Examines up to SWEEP slots from the cursor, dropping buckets full at t.
+local function sweep(self, t)
+  local rate, burst = self.rate, self.burst
+  local tokens, last = self.tok, self.at
+  local c = self.cursor
+  for _ = 1, SWEEP do
+    if c > self.count then
+      c = 1
+      if self.count == 0 then break end
+    end
+    if refill(tokens[c], last[c], t, rate, burst) >= burst then
+      remove(self, c) -- another bucket moved into slot c: examine it next
+    else
+      c = c + 1
+    end
+  end
+  self.cursor = c
+end
+
+--- limiter:take(key [, n]) -> true | false, retry_after
+-- n: the cost in tokens (default 1; e.g. #data for a byte budget).
+function Limiter:take(key, n)
+  if key == nil or key ~= key then error("ratelimit: take: key must not be nil or NaN", 2) end
+  n = n or 1
+  check_n(n)
+  local t = self.now()
+  local rate, burst = self.rate, self.burst
+  local i = self.slot[key]
+  local ok, left, retry
+  if i then
+    local l = self.at[i]
+    ok, left, retry = consume(refill(self.tok[i], l, t, rate, burst), n, rate, burst)
+    self.tok[i] = left
+    if t > l then self.at[i] = t end
+  else
+    ok, left, retry = consume(burst, n, rate, burst)
+    if left < burst then
+      i = self.count + 1
+      self.count = i
+      self.slot[key] = i
+      self.key[i], self.tok[i], self.at[i] = key, left, t
+    end
+  end
+  sweep(self, t)
+  if ok then return true end
+  return false, retry
+end
+
+--- limiter:tokens(key) -> the tokens key's bucket holds now (burst when untracked)
+function Limiter:tokens(key)
+  local i = self.slot[key]
+  if not i then return self.burst end
+  return refill(self.tok[i], self.at[i], self.now(), self.rate, self.burst)
+end
+
+--- limiter:reset(key): the key's bucket is full again
+function Limiter:reset(key)
+  local i = self.slot[key]
+  if i then remove(self, i) end
+end
+
+--- limiter:size() -> number of keys tracked (buckets not known to be full)
+function Limiter:size()
+  return self.count
+end
+
+return _M

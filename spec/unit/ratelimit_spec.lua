@@ -1,0 +1,250 @@
+-- Unit specs for lua/edgews/ratelimit.lua: the pure refill/consume functions,
+-- single buckets and keyed limiters with an injected clock (burst, steady rate,
+-- retry_after, fractional refill, costs above burst, a clock going backwards),
+-- and the memory bound (100k keys over simulated time).
+package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+local ratelimit = require "edgews.ratelimit"
+
+local function clock(t0)
+  local c = { t = t0 or 1000 }
+  c.now = function() return c.t end
+  return c
+end
+
+local function near(expected, got)
+  assert.is_true(math.abs(expected - got) < 1e-9, ("expected %.12g, got %.12g"):format(expected, got))
+end
+
+describe("edgews.ratelimit", function()
+  describe("refill (pure)", function()
+    it("adds elapsed * rate, capped at burst", function()
+      assert.are.equal(3, ratelimit.refill(1, 10, 11, 2, 5))
+      assert.are.equal(5, ratelimit.refill(1, 10, 13, 2, 5))
+      assert.are.equal(5, ratelimit.refill(5, 10, 100, 2, 5))
+    end)
+
+    it("refills fractions", function()
+      near(0.25, ratelimit.refill(0, 0, 0.125, 2, 5))
+      near(1.5, ratelimit.refill(1.2, 7, 7.1, 3, 10))
+    end)
+
+    it("adds nothing when no time passed or the clock went backwards", function()
+      assert.are.equal(1, ratelimit.refill(1, 10, 10, 2, 5))
+      assert.are.equal(1, ratelimit.refill(1, 10, 9, 2, 5))
+    end)
+  end)
+
+  describe("consume (pure)", function()
+    it("takes n when available", function()
+      assert.are.same({ true, 2, 0 }, { ratelimit.consume(5, 3, 1, 5) })
+      assert.are.same({ true, 0, 0 }, { ratelimit.consume(3, 3, 1, 5) })
+    end)
+
+    it("takes nothing otherwise and says how long until n are there", function()
+      assert.are.same({ false, 1, 1 }, { ratelimit.consume(1, 3, 2, 5) })
+      local ok, left, retry = ratelimit.consume(0.5, 1, 4, 5)
+      assert.is_false(ok)
+      assert.are.equal(0.5, left)
+      near(0.125, retry)
+    end)
+
+    it("never fits a cost above burst", function()
+      assert.are.same({ false, 5, math.huge }, { ratelimit.consume(5, 6, 1, 5) })
+    end)
+  end)
+
+  describe("limiter", function()
+    it("allows a burst, then the steady rate", function()
+      local c = clock()
+      local l = ratelimit.new { rate = 2, burst = 3, now = c.now }
+      for _ = 1, 3 do assert.is_true(l:take("ip")) end
+      local ok, retry = l:take("ip")
+      assert.is_false(ok)
+      near(0.5, retry)
+      -- steady state: one token every 0.5 s, 20 s -> 40 takes
+      local allowed = 0
+      for _ = 1, 400 do
+        c.t = c.t + 0.05
+        if l:take("ip") then allowed = allowed + 1 end
+      end
+      assert.is_true(allowed == 40 or allowed == 39, "allowed " .. allowed)
+    end)
+
+    it("reports retry_after for the missing tokens, and that wait suffices", function()
+      local c = clock()
+      local l = ratelimit.new { rate = 4, burst = 2, now = c.now }
+      assert.is_true(l:take("k", 2))
+      c.t = c.t + 0.1 -- 0.4 tokens
+      local ok, retry = l:take("k", 1)
+      assert.is_false(ok)
+      near(0.15, retry)
+      c.t = c.t + retry - 1e-6
+      assert.is_false((l:take("k", 1)))
+      c.t = c.t + 2e-6
+      assert.is_true(l:take("k", 1))
+    end)
+
+    it("refills fractionally between takes", function()
+      local c = clock() -- binary fractions: exact arithmetic
+      local l = ratelimit.new { rate = 8, burst = 1, now = c.now }
+      assert.is_true(l:take("k"))
+      c.t = c.t + 1 / 16
+      assert.are.equal(0.5, l:tokens("k"))
+      c.t = c.t + 1 / 32
+      assert.are.equal(0.75, l:tokens("k"))
+      local ok, retry = l:take("k")
+      assert.is_false(ok)
+      assert.are.equal(1 / 32, retry)
+      c.t = c.t + 1 / 32
+      assert.is_true(l:take("k"))
+      assert.are.equal(0, l:tokens("k"))
+    end)
+
+    it("costs n tokens (a byte budget)", function()
+      local c = clock()
+      local l = ratelimit.new { rate = 1000, burst = 4096, now = c.now }
+      assert.is_true(l:take("u", 4000))
+      local ok, retry = l:take("u", 100)
+      assert.is_false(ok)
+      near(0.004, retry)
+      assert.is_true(l:take("u", 96))
+      assert.is_true(l:take("u", 0)) -- free
+    end)
+
+    it("rejects a cost above burst forever, without draining the bucket", function()
+      local c = clock()
+      local l = ratelimit.new { rate = 1, burst = 5, now = c.now }
+      assert.are.same({ false, math.huge }, { l:take("k", 6) })
+      assert.are.equal(0, l:size()) -- still full: not tracked
+      assert.is_true(l:take("k", 5))
+      c.t = c.t + 1e6
+      assert.are.same({ false, math.huge }, { l:take("k", 6) })
+    end)
+
+    it("keeps keys independent", function()
+      local c = clock()
+      local l = ratelimit.new { rate = 1, burst = 1, now = c.now }
+      assert.is_true(l:take("a"))
+      assert.is_false((l:take("a")))
+      assert.is_true(l:take("b"))
+      assert.is_true(l:take(42))
+      assert.is_true(l:take(true))
+    end)
+
+    it("reset makes a key's bucket full again", function()
+      local c = clock()
+      local l = ratelimit.new { rate = 1, burst = 2, now = c.now }
+      l:take("a", 2)
+      l:take("b", 2)
+      assert.is_false((l:take("a")))
+      l:reset("a")
+      assert.are.equal(2, l:tokens("a"))
+      assert.is_true(l:take("a", 2))
+      assert.is_false((l:take("b"))) -- others untouched
+      l:reset("nobody")              -- unknown keys are fine
+    end)
+
+    it("does not mint tokens when the clock goes backwards", function()
+      local c = clock(100)
+      local l = ratelimit.new { rate = 1, burst = 2, now = c.now }
+      assert.is_true(l:take("k", 2))
+      c.t = 50
+      assert.is_false((l:take("k")))
+      c.t = 100.5
+      assert.is_false((l:take("k"))) -- only 0.5 s since the last real time
+      c.t = 101
+      assert.is_true(l:take("k"))
+    end)
+
+    it("drops keys whose bucket is full again (lossless)", function()
+      local c = clock()
+      local l = ratelimit.new { rate = 1, burst = 3, now = c.now }
+      l:take("a", 3)
+      assert.are.equal(1, l:size())
+      c.t = c.t + 3 -- a is full again
+      l:take("b")
+      l:take("c")
+      assert.is_nil(l.slot.a)
+      assert.are.equal(3, l:tokens("a"))
+      assert.are.equal(2, l:size())
+    end)
+
+    it("keeps memory O(active keys): 100k keys over simulated time", function()
+      local c = clock()
+      -- a new key every millisecond, each taking one token; buckets refill in
+      -- 1 / rate = 0.1 s, so about 100 keys are ever not full
+      local l = ratelimit.new { rate = 10, burst = 20, now = c.now }
+      collectgarbage("collect")
+      local before = collectgarbage("count")
+      local max_size = 0
+      for i = 1, 100000 do
+        c.t = c.t + 0.001
+        assert.is_true(l:take("10.0." .. i))
+        if l:size() > max_size then max_size = l:size() end
+      end
+      assert.is_true(max_size <= 200, "tracked " .. max_size .. " keys")
+      collectgarbage("collect")
+      local grown = collectgarbage("count") - before
+      assert.is_true(grown < 64, "grew by " .. grown .. " KB")
+      -- heavy users stay tracked while idle ones go
+      for _ = 1, 10 do l:take("heavy", 2) end
+      for i = 1, 1000 do c.t = c.t + 0.001; l:take("late" .. i) end
+      assert.is_true(l:tokens("heavy") < 20)
+      assert.is_not_nil(l.slot.heavy)
+    end)
+
+    it("keeps memory O(active keys) when each key drains its bucket", function()
+      local c = clock()
+      -- bursts refill in 10 s; 100 new keys per second -> about 1000 not full
+      local l = ratelimit.new { rate = 2, burst = 20, now = c.now }
+      local max_size = 0
+      for i = 1, 100000 do
+        c.t = c.t + 0.01
+        l:take(i, 20)
+        if l:size() > max_size then max_size = l:size() end
+      end
+      assert.is_true(max_size <= 2000, "tracked " .. max_size .. " keys")
+    end)
+
+    it("rejects bad options and arguments, at the caller's line", function()
+      local now = function() return 0 end
+      local cases = {
+        { function() ratelimit.new { rate = 0, burst = 1, now = now } end, "rate must be" },
+        { function() ratelimit.new { rate = 1, burst = -1, now = now } end, "burst must be" },
+        { function() ratelimit.new { rate = 1, burst = 1 } end, "now must be a clock function" },
+        { function() ratelimit.new { rate = 1, burst = 1, now = now, size = 3 } end, "unknown field 'size'" },
+        { function() ratelimit.new(5) end, "expects a table" },
+        { function() ratelimit.new({ rate = 1, burst = 1, now = now }):take(nil) end, "key must not be nil" },
+        { function() ratelimit.new({ rate = 1, burst = 1, now = now }):take("k", -1) end, "n must be" },
+        { function() ratelimit.new({ rate = 1, burst = 1, now = now }):take("k", "1") end, "n must be" },
+        { function() ratelimit.bucket(1, 1) end, "now must be a clock function" },
+        { function() ratelimit.bucket(1 / 0, 1, now) end, "rate must be" },
+      }
+      for i, case in ipairs(cases) do
+        local ok, err = pcall(case[1])
+        assert.is_false(ok, "case " .. i)
+        assert.matches("ratelimit_spec.lua:%d+: .*" .. case[2], err)
+      end
+    end)
+  end)
+
+  describe("bucket", function()
+    it("is a single token bucket with the same behaviour", function()
+      local c = clock()
+      local b = ratelimit.bucket(2, 3, c.now)
+      assert.are.equal(3, b:tokens())
+      assert.is_true(b:take())
+      assert.is_true(b:take(2))
+      local ok, retry = b:take()
+      assert.is_false(ok)
+      near(0.5, retry)
+      c.t = c.t + 0.25
+      near(0.5, b:tokens())
+      c.t = c.t + 0.25
+      assert.is_true(b:take())
+      assert.are.same({ false, math.huge }, { b:take(4) })
+      b:reset()
+      assert.are.equal(3, b:tokens())
+    end)
+  end)
+end)
