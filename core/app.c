@@ -1,16 +1,23 @@
 /* app.c — app (route) configurations and their reference counts (see app.h). */
 #include "app.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
+#include "hub/counters.h"
 
 ews_app_t *ews_app_new(const char *path) {
   ews_app_t *a = calloc(1, sizeof *a);
   if (!a) return NULL;
   a->path = strdup(path);
-  if (!a->path) {
+  /* Shared with every worker and every version of the script: "conns:" + path. */
+  char key[512];
+  int kl = snprintf(key, sizeof key, "conns:%s", path);
+  if (a->path && kl > 0 && (size_t)kl < sizeof key) a->total = ews_counter_get(key, (size_t)kl);
+  if (!a->path || !a->total) {
+    free(a->path);
     free(a);
     return NULL;
   }
@@ -26,6 +33,15 @@ ews_app_t *ews_app_new(const char *path) {
   return a;
 }
 
+int ews_app_add_origin(ews_app_t *a, const char *origin) {
+  char **p = realloc(a->origins, (a->n_origins + 1) * sizeof *p);
+  if (!p) return EWS_ENOMEM;
+  a->origins = p;
+  if (!(p[a->n_origins] = strdup(origin))) return EWS_ENOMEM;
+  a->n_origins++;
+  return 0;
+}
+
 int ews_app_add_protocol(ews_app_t *a, const char *name) {
   char **p = realloc(a->protocols, (a->n_protocols + 1) * sizeof *p);
   if (!p) return EWS_ENOMEM;
@@ -39,8 +55,11 @@ void ews_app_unref(ews_app_t *a) {
   if (--a->refs > 0) return;
   for (size_t i = 0; i < a->n_protocols; i++) free(a->protocols[i]);
   free(a->protocols);
+  for (size_t i = 0; i < a->n_origins; i++) free(a->origins[i]);
+  free(a->origins);
   free(a->path);
   ews_pmd_worker_free(a->pmd);
+  ews_counter_put(a->total);
   free(a);
 }
 

@@ -12,6 +12,8 @@
 #include "proto/deflate.h"
 #include "proto/frame.h"
 
+struct ews_counter;
+
 typedef struct ews_app {
   int refs;
   char *path;
@@ -26,10 +28,19 @@ typedef struct ews_app {
   uint32_t heartbeat_timeout_ms;
   size_t max_buffered;            /* queued outgoing bytes before the policy applies */
   uint8_t drop_on_backpressure;   /* 1: drop the message; 0: close 1008 */
+  uint8_t has_auth;               /* a Lua authenticator runs before the 101 */
+  uint32_t auth_timeout_ms;       /* how long it may take */
+  char **origins;                 /* allowed Origin values ("*" = any); none = any */
+  size_t n_origins;
+  uint32_t max_connections;       /* limits across all workers; 0 = none */
+  uint32_t max_per_ip;
+  uint32_t max_per_user;
+  struct ews_counter *total;      /* open connections of this path, all workers */
 } ews_app_t;
 
 ews_app_t *ews_app_new(const char *path); /* refs = 1, defaults; NULL on ENOMEM */
 int ews_app_add_protocol(ews_app_t *app, const char *name); /* 0 or EWS_ENOMEM */
+int ews_app_add_origin(ews_app_t *app, const char *origin); /* 0 or EWS_ENOMEM */
 static inline void ews_app_ref(ews_app_t *a) { a->refs++; }
 /* The app's permessage-deflate context on this worker, created on first use.
  * 0 or EWS_ENOMEM / EWS_EINVAL. */

@@ -28,6 +28,7 @@ static const char usage[] =
     "                        ECDHE + AES-GCM/ChaCha20-Poly1305); needs --tls-key\n"
     "  --tls-key FILE        PEM private key of --tls-cert (SIGHUP reloads both)\n"
     "  --plain-listen H:P    with TLS on, also serve plain ws:// on this address\n"
+    "  --admin-listen H:P    serve /health and /metrics on this address only\n"
     "  --compression MODE    permessage-deflate for every app: off, shared (no context\n"
     "                        takeover, one compressor per worker, no memory per\n"
     "                        connection) or dedicated[:KB] (context takeover, a KB KiB\n"
@@ -45,6 +46,8 @@ void ews_config_defaults(ews_config_t *cfg) {
   snprintf(cfg->host, sizeof cfg->host, "0.0.0.0");
   cfg->port = 8080;
   cfg->plain_port = -1;
+  cfg->admin_port = -1;
+  cfg->metrics = cfg->health = 1;
   cfg->compression = -1;
   cfg->compression_window_kb = 32;
   long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -167,6 +170,13 @@ int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
         return -1;
       }
       cfg->cli_set |= EWS_CLI_PLAIN;
+    } else if (!strcmp(a, "--admin-listen")) {
+      NEED_VALUE();
+      if (ews_config_parse_addr(val, cfg->admin_host, &cfg->admin_port) != 0) {
+        fprintf(stderr, "edgews-lua: bad --admin-listen '%s' (want HOST:PORT)\n", val);
+        return -1;
+      }
+      cfg->cli_set |= EWS_CLI_ADMIN;
     } else if (!strcmp(a, "--compression")) {
       NEED_VALUE();
       int kb = 32;

@@ -14,6 +14,10 @@ typedef struct {
   int port;
   char plain_host[256]; /* a second, plain ws:// listener next to a wss:// one */
   int plain_port;       /* -1: none */
+  char admin_host[256]; /* /health and /metrics only, when set */
+  int admin_port;       /* -1: none (they are served on the main listener) */
+  int metrics;          /* serve /metrics */
+  int health;           /* serve /health */
   char *tls_cert;       /* PEM files; both set = the main listener is wss:// */
   char *tls_key;
   int workers;
@@ -39,7 +43,8 @@ enum {
   EWS_CLI_WATCH = 1u << 4,
   EWS_CLI_TLS = 1u << 5,
   EWS_CLI_PLAIN = 1u << 6,
-  EWS_CLI_COMPRESSION = 1u << 7
+  EWS_CLI_COMPRESSION = 1u << 7,
+  EWS_CLI_ADMIN = 1u << 8
 };
 
 void ews_config_defaults(ews_config_t *cfg);

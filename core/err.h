@@ -46,6 +46,14 @@
   XX(HTTP_WS_KEY,    -58, 0,    400, "missing or malformed Sec-WebSocket-Key")        \
   XX(HTTP_HOST,      -59, 0,    400, "missing or duplicate Host header")              \
   XX(HTTP_TIMEOUT,   -60, 0,    408, "request head not complete in time")             \
+  XX(ORIGIN,         -61, 0,    403, "origin not allowed")                            \
+  XX(FULL,           -62, 1013, 503, "too many connections")                          \
+  XX(LIMIT_IP,       -63, 0,    429, "too many connections from this address")        \
+  XX(LIMIT_USER,     -64, 4429, 429, "too many connections for this user")            \
+  XX(AUTH,           -65, 4401, 401, "authentication failed")                         \
+  XX(AUTH_TIMEOUT,   -66, 4408, 401, "authentication timed out")                      \
+  XX(TOKEN_EXPIRED,  -67, 4403, 0,   "token expired")                                 \
+  XX(RATE_LIMIT,     -68, 1008, 429, "rate limit exceeded")                           \
   XX(TLS,            -80, 0,    0,   "TLS error")                                     \
   XX(ZLIB,           -81, 1011, 0,   "zlib error")
 

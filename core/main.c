@@ -171,6 +171,7 @@ int main(int argc, char **argv) {
   m.server.nworkers = m.cfg.workers;
   m.workers = calloc((size_t)m.cfg.workers, sizeof *m.workers);
   if (!m.workers) return 1;
+  m.server.workers = m.workers;
 
   if (m.cfg.tls_cert) {
     if (!ews_tls_ctx_shareable()) {
@@ -187,7 +188,7 @@ int main(int argc, char **argv) {
   }
 
   /* Worker 0 binds first; with port 0 the others join the ports it was given. */
-  int ports[EWS_LISTEN_MAX] = {m.cfg.port, m.cfg.plain_port};
+  int ports[EWS_LISTEN_MAX] = {m.cfg.port, m.cfg.plain_port, m.cfg.admin_port};
   for (int i = 0; i < m.cfg.workers; i++) {
     int r = ews_worker_start(&m.workers[i], &m.server, i, ports, m.tls);
     if (r < 0) {
@@ -206,6 +207,9 @@ int main(int argc, char **argv) {
   if (m.cfg.plain_port >= 0)
     ews_log_always(EWS_LOG_INFO, "plain listener on %s:%d", m.cfg.plain_host,
                    ports[EWS_LISTEN_PLAIN]);
+  if (m.cfg.admin_port >= 0)
+    ews_log_always(EWS_LOG_INFO, "admin listener (/health, /metrics) on %s:%d", m.cfg.admin_host,
+                   ports[EWS_LISTEN_ADMIN]);
 
   m.loop = uv_default_loop();
   uv_signal_init(m.loop, &m.sig_int);

@@ -71,7 +71,7 @@ static void on_connection(uv_stream_t *server, int status) {
     }
     return;
   }
-  int r = ews_conn_accept(w, server, l->tls ? w->tls_ctx : NULL);
+  int r = ews_conn_accept(w, server, l->tls ? w->tls_ctx : NULL, l->kind == EWS_LISTEN_ADMIN);
   if (r < 0) EWS_DEBUG("accept: %s", r > -100 && r < 0 ? ews_strerror(r) : uv_strerror(r));
 }
 
@@ -211,6 +211,8 @@ static void worker_main(void *arg) {
     r = bind_listener(w, EWS_LISTEN_MAIN, cfg->host, sa->ports[EWS_LISTEN_MAIN], w->tls_ctx != NULL);
     if (r == 0 && cfg->plain_port >= 0)
       r = bind_listener(w, EWS_LISTEN_PLAIN, cfg->plain_host, sa->ports[EWS_LISTEN_PLAIN], 0);
+    if (r == 0 && cfg->admin_port >= 0)
+      r = bind_listener(w, EWS_LISTEN_ADMIN, cfg->admin_host, sa->ports[EWS_LISTEN_ADMIN], 0);
   }
   w->start_err = r;
   if (r == 0) {

@@ -22,7 +22,7 @@ struct ews_worker;
 
 /* What a listener serves: the main address (wss:// when TLS is configured), or the
  * optional plain ws:// address next to it. */
-enum { EWS_LISTEN_MAIN = 0, EWS_LISTEN_PLAIN, EWS_LISTEN_MAX };
+enum { EWS_LISTEN_MAIN = 0, EWS_LISTEN_PLAIN, EWS_LISTEN_ADMIN, EWS_LISTEN_MAX };
 
 typedef struct {
   uv_tcp_t tcp;
@@ -40,11 +40,39 @@ typedef struct {
   uint64_t started_ms;       /* wall clock at start, for uptime */
   uint32_t nconns;           /* atomic: open connections over all workers */
   int nworkers;
+  struct ews_worker *workers; /* for /metrics (counters are read without locks) */
 } ews_server_t;
+
+/* Counters the application layer (Lua) bumps by name: core.count(name). */
+#define EWS_LUA_COUNTERS(XX) \
+  XX(auth_failures) XX(auth_expired) XX(rate_limited) XX(router_errors)
+enum {
+#define XX(n) EWS_LC_##n,
+  EWS_LUA_COUNTERS(XX)
+#undef XX
+  EWS_LC_MAX
+};
+
+/* Why a connection was refused before (or instead of) its upgrade. */
+#define EWS_REJECT_REASONS(XX)                                                        \
+  XX(origin) XX(max_connections) XX(per_ip) XX(per_user) XX(unauthorized) XX(auth_timeout) \
+  XX(bad_request) XX(shutting_down)
+enum {
+#define XX(n) EWS_RJ_##n,
+  EWS_REJECT_REASONS(XX)
+#undef XX
+  EWS_RJ_MAX
+};
+
+#define EWS_LATENCY_BUCKETS 12 /* handler run time: 10 us .. 1 s, +Inf */
 
 typedef struct ews_worker_stats {
   uint64_t conns_total, msgs_in, msgs_out, bytes_in, bytes_out, handler_errors;
   uint64_t compressed; /* messages compressed (a fan-out counts once) */
+  uint64_t lua[EWS_LC_MAX];
+  uint64_t rejected[EWS_RJ_MAX];
+  uint64_t latency[EWS_LATENCY_BUCKETS]; /* cumulative-free bucket counts */
+  double latency_sum;                    /* seconds */
 } ews_worker_stats_t;
 
 typedef struct ews_worker {

@@ -9,12 +9,16 @@
  * sweep. FFI-called functions return 0 or a negative EWS_E* code. */
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
 #include "log.h"
+#include "hub/buckets.h"
+#include "hub/counters.h"
 #include "lua/api.h"
+#include "lua/tasks.h"
 #include "lua/vm.h"
 #include "net/conn.h"
 #include "net/fanout.h"
@@ -173,6 +177,84 @@ static int l_handler_error(lua_State *L) {
   return 0;
 }
 
+/* core.auth_done(ok, user | nil, status, message): the authenticator of the
+ * connection this task serves has decided (a no-op when the client went away). */
+static int l_auth_done(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  ews_task_t *t = ews_task_current(w, L);
+  ews_conn_t *c = t ? t->conn : NULL;
+  int ok = lua_toboolean(L, 1);
+  if (!c) return 0;
+  int user_ref = LUA_NOREF;
+  char idbuf[256];
+  const char *uid = NULL;
+  if (ok && lua_istable(L, 2)) {
+    lua_getfield(L, 2, "id");
+    if (lua_isstring(L, -1) || lua_isnumber(L, -1)) {
+      lua_pushvalue(L, -1);
+      snprintf(idbuf, sizeof idbuf, "%s", lua_tostring(L, -1));
+      lua_pop(L, 1);
+      uid = idbuf;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, 2);
+    user_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  ews_conn_auth_done(c, ok, user_ref, uid, (int)luaL_optinteger(L, 3, 401), luaL_optstring(L, 4, NULL));
+  return 0;
+}
+
+/* core.count_user(c, user_id) -> true | nil, "limit": counts a connection that
+ * authenticated after the upgrade in its app's per-user counter. */
+static int l_count_user(lua_State *L) {
+  ews_conn_t *c = check_conn(L, 1);
+  const char *uid = luaL_checkstring(L, 2);
+  return push_result(L, ews_conn_count_user(c, uid));
+}
+
+/* core.count(name): bumps an application-layer counter shown in /metrics. */
+static int l_count(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  const char *name = luaL_checkstring(L, 1);
+  static const char *const names[] = {
+#define XX(n) #n,
+      EWS_LUA_COUNTERS(XX)
+#undef XX
+  };
+  for (int i = 0; i < EWS_LC_MAX; i++) {
+    if (!strcmp(names[i], name)) {
+      if (w) w->stats.lua[i]++;
+      return 0;
+    }
+  }
+  return luaL_error(L, "core.count: unknown counter '%s'", name);
+}
+
+/* core.take(key, rate, burst, n) -> true | false, retry_after: a token bucket
+ * shared by all workers (hub/buckets.h). */
+static int l_take(lua_State *L) {
+  size_t len;
+  const char *key = luaL_checklstring(L, 1, &len);
+  double rate = luaL_checknumber(L, 2), burst = luaL_checknumber(L, 3);
+  double n = luaL_optnumber(L, 4, 1);
+  double retry = 0;
+  int ok = ews_bucket_take(key, len, rate, burst, n, (double)uv_hrtime() / 1e9, &retry);
+  lua_pushboolean(L, ok);
+  if (ok) return 1;
+  lua_pushnumber(L, retry);
+  return 2;
+}
+
+/* core.connection_count(path) -> open connections of the app on all workers */
+static int l_connection_count(lua_State *L) {
+  size_t n;
+  const char *path = luaL_checklstring(L, 1, &n);
+  char key[512];
+  int kl = snprintf(key, sizeof key, "conns:%.*s", (int)n, path);
+  lua_pushinteger(L, kl > 0 ? ews_counter_peek(key, (size_t)kl) : 0);
+  return 1;
+}
+
 static int l_log(lua_State *L) {
   int level = (int)luaL_checkinteger(L, 1);
   size_t n;
@@ -296,6 +378,27 @@ static int l_set_routes(lua_State *L) {
       if (pc->mode == EWS_PMD_DEDICATED) pc->server_window_bits = (uint8_t)bits;
       pc->client_no_context_takeover = pc->mode == EWS_PMD_SHARED;
     }
+    lua_getfield(L, t, "origins");
+    if (lua_istable(L, -1)) {
+      size_t no = lua_objlen(L, -1);
+      for (size_t j = 1; j <= no; j++) {
+        lua_rawgeti(L, -1, (int)j);
+        const char *o = lua_tostring(L, -1);
+        if (o && ews_app_add_origin(a, o) != 0) {
+          ews_routes_clear(&nr);
+          return luaL_error(L, "out of memory");
+        }
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+    a->max_connections = (uint32_t)opt_num(L, t, "max_connections", 0);
+    a->max_per_ip = (uint32_t)opt_num(L, t, "max_connections_per_ip", 0);
+    a->max_per_user = (uint32_t)opt_num(L, t, "max_connections_per_user", 0);
+    lua_getfield(L, t, "auth_before_upgrade");
+    a->has_auth = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    a->auth_timeout_ms = opt_ms(L, t, "auth_timeout", 10000);
     a->rx_pmd = a->rx;
     a->rx_pmd.allow_rsv1 = 1;
     lua_getfield(L, t, "on_backpressure");
@@ -330,7 +433,9 @@ static const luaL_Reg core_fns[] = {
     {"workers", l_workers},     {"now", l_now},
     {"stats", l_stats},         {"set_routes", l_set_routes},
     {"handler_error", l_handler_error}, {"fanout", l_fanout},
-    {"app_sockets", l_app_sockets},
+    {"app_sockets", l_app_sockets}, {"auth_done", l_auth_done},
+    {"count_user", l_count_user}, {"connection_count", l_connection_count},
+    {"take", l_take}, {"count", l_count},
     {NULL, NULL}};
 
 int ews_luaopen_core(lua_State *L) {

@@ -8,12 +8,14 @@
 #include "lua/events.h"
 
 #include <lauxlib.h>
+#include <ctype.h>
 #include <string.h>
 
 #include "err.h"
 #include "log.h"
 #include "lua/tasks.h"
 #include "lua/vm.h"
+#include "proto/http_head.h"
 #include "worker.h"
 
 #define EWS_MAX_QUEUED 64
@@ -27,7 +29,58 @@ static ews_task_t *task_or_fail(ews_conn_t *c) {
   return t;
 }
 
-void ews_lua_on_open(ews_conn_t *c, const char *protocol) {
+void ews_lua_unref(ews_worker_t *w, int ref) {
+  if (w->L && ref != LUA_NOREF) luaL_unref(w->L, LUA_REGISTRYINDEX, ref);
+}
+
+/* The request as the authenticator sees it: method, path, query (raw), params (the
+ * query parsed), headers (lower-case names; repeated headers joined with ", "),
+ * remote_addr, remote_port, protocols (the offered subprotocols). */
+void ews_lua_authenticate(ews_conn_t *c, const void *reqp, const char *ip, int port) {
+  const ews_http_request_t *req = reqp;
+  ews_worker_t *w = c->w;
+  ews_task_t *t = task_or_fail(c);
+  if (!t) return;
+  lua_State *co = t->co;
+  lua_rawgeti(co, LUA_REGISTRYINDEX, w->refs.authenticate);
+  lua_pushstring(co, c->app->path);
+  lua_createtable(co, 0, 8);
+  lua_pushlstring(co, req->method, req->method_len);
+  lua_setfield(co, -2, "method");
+  lua_pushlstring(co, req->path, req->path_len);
+  lua_setfield(co, -2, "path");
+  if (req->query) {
+    lua_pushlstring(co, req->query, req->query_len);
+    lua_setfield(co, -2, "query");
+  }
+  lua_pushstring(co, ip);
+  lua_setfield(co, -2, "remote_addr");
+  lua_pushinteger(co, port);
+  lua_setfield(co, -2, "remote_port");
+  lua_createtable(co, 0, (int)req->num_headers);
+  char name[128];
+  for (size_t i = 0; i < req->num_headers; i++) {
+    const ews_http_header_t *h = &req->headers[i];
+    size_t nl = h->name_len < sizeof name ? h->name_len : sizeof name - 1;
+    for (size_t k = 0; k < nl; k++) name[k] = (char)tolower((unsigned char)h->name[k]);
+    lua_pushlstring(co, name, nl);
+    lua_pushvalue(co, -1);
+    lua_rawget(co, -3);
+    if (lua_isstring(co, -1)) {
+      lua_pushliteral(co, ", ");
+      lua_pushlstring(co, h->value, h->value_len);
+      lua_concat(co, 3);
+    } else {
+      lua_pop(co, 1);
+      lua_pushlstring(co, h->value, h->value_len);
+    }
+    lua_rawset(co, -3);
+  }
+  lua_setfield(co, -2, "headers");
+  ews_task_start(w, t, 2, c);
+}
+
+void ews_lua_on_open(ews_conn_t *c, const char *protocol, int user_ref) {
   ews_worker_t *w = c->w;
   lua_State *L = w->L;
   /* The socket object: a plain table, so field reads (id, ctx) cost what any table
@@ -45,7 +98,14 @@ void ews_lua_on_open(ews_conn_t *c, const char *protocol) {
     lua_pushstring(L, protocol);
     lua_setfield(L, -2, "protocol");
   }
-  lua_createtable(L, 0, 0);
+  if (user_ref != LUA_NOREF) {
+    lua_createtable(L, 0, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, user_ref);
+    lua_setfield(L, -2, "user");
+    luaL_unref(L, LUA_REGISTRYINDEX, user_ref);
+  } else {
+    lua_createtable(L, 0, 0);
+  }
   lua_setfield(L, -2, "ctx");
   lua_rawgeti(L, LUA_REGISTRYINDEX, w->refs.socket_mt);
   lua_setmetatable(L, -2);

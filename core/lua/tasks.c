@@ -8,6 +8,7 @@
 #include "err.h"
 #include "log.h"
 #include "net/conn.h"
+#include "net/metrics.h"
 #include "worker.h"
 
 #define TASK_POOL_MAX 256
@@ -46,11 +47,21 @@ static void release(ews_worker_t *w, ews_task_t *t, int reusable) {
   free(t);
 }
 
+static void record_latency(ews_worker_t *w, uint64_t ns) {
+  double s = (double)ns / 1e9;
+  int b = 0;
+  while (b < EWS_LATENCY_BUCKETS - 1 && s > ews_latency_bounds[b]) b++;
+  w->stats.latency[b]++;
+  w->stats.latency_sum += s;
+}
+
 static void run(ews_worker_t *w, ews_task_t *t, int nargs) {
   ews_task_t *prev = w->current_task;
   w->current_task = t;
   t->waiting = 0;
+  uint64_t t0 = uv_hrtime();
   int r = lua_resume(t->co, nargs);
+  if (!prev) record_latency(w, uv_hrtime() - t0); /* nested runs count in their parent */
   w->current_task = prev;
   if (r == 0) {
     release(w, t, 1);

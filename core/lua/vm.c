@@ -94,12 +94,13 @@ lua_State *ews_vm_new(ews_worker_t *w, char **err) {
   refs->enqueue_message = ref_field(L, t, "_enqueue_message");
   refs->enqueue_close = ref_field(L, t, "_enqueue_close");
   refs->run_timer = ref_field(L, t, "_run_timer");
+  refs->authenticate = ref_field(L, t, "_authenticate");
   refs->socket_mt = ref_field(L, t, "_Socket");
   lua_settop(L, 1);
   if (w) w->refs = *refs;
   if (refs->dispatch_open == LUA_NOREF || refs->dispatch_message == LUA_NOREF ||
       refs->dispatch_close == LUA_NOREF || refs->enqueue_message == LUA_NOREF ||
-      refs->enqueue_close == LUA_NOREF || refs->run_timer == LUA_NOREF ||
+      refs->enqueue_close == LUA_NOREF || refs->run_timer == LUA_NOREF || refs->authenticate == LUA_NOREF ||
       refs->socket_mt == LUA_NOREF) {
     *err = strdup("the edgews module lacks its dispatch functions");
     lua_close(L);
@@ -164,6 +165,19 @@ int ews_vm_read_config(lua_State *L, ews_config_t *cfg, char **err) {
       *err = strdup("edgews.configure: bad plain_listen (want \"HOST:PORT\")");
       rc = -1;
     }
+    lua_pop(L, 1);
+    lua_getfield(L, t, "admin_listen");
+    if (lua_isstring(L, -1) && !(cfg->cli_set & EWS_CLI_ADMIN) &&
+        ews_config_parse_addr(lua_tostring(L, -1), cfg->admin_host, &cfg->admin_port) != 0) {
+      *err = strdup("edgews.configure: bad admin_listen (want \"HOST:PORT\")");
+      rc = -1;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, t, "metrics");
+    if (lua_isboolean(L, -1)) cfg->metrics = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, t, "health");
+    if (lua_isboolean(L, -1)) cfg->health = lua_toboolean(L, -1);
     lua_pop(L, 1);
     lua_getfield(L, t, "tls");
     if (lua_istable(L, -1) && !(cfg->cli_set & EWS_CLI_TLS)) {

@@ -17,6 +17,7 @@ typedef struct {
   int dispatch_open, dispatch_message, dispatch_close;
   int enqueue_message, enqueue_close; /* events for a connection whose task waits */
   int run_timer;
+  int authenticate;
   int socket_mt;
 } ews_vm_refs_t;
 

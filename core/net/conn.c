@@ -18,13 +18,16 @@
 
 #include "err.h"
 #include "log.h"
+#include "hub/counters.h"
 #include "lua/events.h"
+#include "net/metrics.h"
 #include "lua/tasks.h"
 #include "proto/close_codes.h"
 #include "proto/handshake.h"
 #include "proto/http_head.h"
 #include "worker.h"
 
+#define LUA_NOREF_C (-2) /* LUA_NOREF, without lua.h in the net layer */
 #define CONN_OF_TNODE(n) ((ews_conn_t *)((char *)(n) - offsetof(ews_conn_t, tnode)))
 
 static inline uint32_t now_ms(const ews_conn_t *c) { return (uint32_t)uv_now(&c->w->loop); }
@@ -110,6 +113,23 @@ static void set_close_reason(ews_conn_t *c, unsigned code, const char *reason, s
   }
 }
 
+static void uncount(ews_conn_t *c) {
+  if (c->flags & EWS_CF_COUNTED) {
+    c->flags &= (uint16_t)~EWS_CF_COUNTED;
+    ews_counter_dec(c->app->total);
+  }
+  if (c->acct) {
+    ews_counter_t *ctr[2] = {c->acct->ip, c->acct->user};
+    for (int i = 0; i < 2; i++) {
+      if (!ctr[i]) continue;
+      ews_counter_dec(ctr[i]);
+      ews_counter_put(ctr[i]);
+    }
+    free(c->acct);
+    c->acct = NULL;
+  }
+}
+
 /* The WebSocket session (or HTTP exchange) is over: flush what is queued, send FIN,
  * discard input until the peer's FIN or the linger timeout, then close. The Lua
  * close event runs at the next sweep. */
@@ -117,6 +137,7 @@ static void enter_draining(ews_conn_t *c) {
   if (c->state >= EWS_CS_DRAINING) return;
   c->state = EWS_CS_DRAINING;
   c->since_ms = now_ms(c);
+  uncount(c); /* the slot is free as soon as the session ends, not after the linger */
   free_in(c);
   set_timer(c, c->w->server->cfg->close_timeout_ms);
   if (c->flags & EWS_CF_OPENED) schedule_sweep(c);
@@ -137,8 +158,24 @@ static void respond_http(ews_conn_t *c, const char *resp, int len) {
   enter_draining(c);
 }
 
+static void count_rejection(ews_conn_t *c, int err) {
+  int reason;
+  switch (err) {
+    case EWS_EORIGIN: reason = EWS_RJ_origin; break;
+    case EWS_EFULL: reason = EWS_RJ_max_connections; break;
+    case EWS_ELIMIT_IP: reason = EWS_RJ_per_ip; break;
+    case EWS_ELIMIT_USER: reason = EWS_RJ_per_user; break;
+    case EWS_EAUTH: reason = EWS_RJ_unauthorized; break;
+    case EWS_EAUTH_TIMEOUT: reason = EWS_RJ_auth_timeout; break;
+    case EWS_ESHUTDOWN: reason = EWS_RJ_shutting_down; break;
+    default: reason = EWS_RJ_bad_request;
+  }
+  c->w->stats.rejected[reason]++;
+}
+
 static void respond_error(ews_conn_t *c, int err) {
   char buf[1024];
+  if (err != EWS_EHTTP_NOT_FOUND) count_rejection(c, err);
   int n = ews_write_error(buf, sizeof buf, err);
   EWS_DEBUG("conn %llu: HTTP %d: %s", (unsigned long long)c->id, ews_err_http_status(err),
             ews_strerror(err));
@@ -265,6 +302,11 @@ void ews_conn_on_timer(ews_tnode_t *node, void *ud) {
   uint32_t in_state = now - c->since_ms;
   switch (c->state) {
     case EWS_CS_HEAD:
+      if (c->flags & EWS_CF_AUTHING) {
+        if (in_state >= c->app->auth_timeout_ms) respond_error(c, EWS_EAUTH_TIMEOUT);
+        else set_timer(c, c->app->auth_timeout_ms - in_state);
+        return;
+      }
       if (in_state >= cfg->handshake_timeout_ms) {
         EWS_DEBUG("conn %llu: request head timeout", (unsigned long long)c->id);
         if (c->tls && !ews_tls_handshake_done(c->tls->tls)) ews_conn_abort(c); /* no 408 without TLS */
@@ -411,6 +453,21 @@ static int path_is(const ews_http_request_t *req, const char *path) {
   return req->path_len == n && memcmp(req->path, path, n) == 0;
 }
 
+static void respond_metrics(ews_conn_t *c) {
+  char *body = NULL;
+  size_t bl = 0;
+  if (ews_metrics_text(c->w->server, &body, &bl) != 0) {
+    respond_error(c, EWS_ENOMEM);
+    return;
+  }
+  size_t cap = bl + 512;
+  char *resp = malloc(cap);
+  int n = resp ? ews_write_response(resp, cap, 200, NULL, "text/plain; version=0.0.4", body, bl) : -1;
+  respond_http(c, resp, n);
+  free(resp);
+  free(body);
+}
+
 static void respond_health(ews_conn_t *c) {
   ews_worker_t *w = c->w;
   char body[256], resp[512];
@@ -426,14 +483,158 @@ static void respond_health(ews_conn_t *c) {
   respond_http(c, resp, n);
 }
 
+static void respond_json(ews_conn_t *c, int status, const char *error, const char *msg) {
+  char body[512], resp[1024];
+  /* msg comes from the app's authenticator: keep the JSON valid whatever it holds. */
+  char clean[300];
+  size_t j = 0;
+  for (const char *p = msg ? msg : ""; *p && j < sizeof clean - 1; p++)
+    clean[j++] = (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) ? ' ' : *p;
+  clean[j] = 0;
+  int bl = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}", error, clean);
+  int n = ews_write_response(resp, sizeof resp, status, NULL, "application/json", body,
+                             (size_t)bl);
+  EWS_DEBUG("conn %llu: HTTP %d: %s", (unsigned long long)c->id, status, clean);
+  respond_http(c, resp, n);
+}
+
+/* Browsers always send Origin, so a cross-site page cannot hide it; a request
+ * without one comes from a non-browser client, which the allow-list is not about. */
+static int origin_allowed(const ews_app_t *app, const char *origin, size_t len) {
+  if (!app->n_origins || !origin) return 1;
+  for (size_t i = 0; i < app->n_origins; i++) {
+    const char *o = app->origins[i];
+    if (!strcmp(o, "*")) return 1;
+    if (origin && strlen(o) == len && strncasecmp(o, origin, len) == 0) return 1;
+  }
+  return 0;
+}
+
+static void peer_addr(ews_conn_t *c, char *ip, size_t cap, int *port) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  *port = 0;
+  snprintf(ip, cap, "?");
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return;
+  if (ss.ss_family == AF_INET6) {
+    uv_ip6_name((struct sockaddr_in6 *)&ss, ip, cap);
+    *port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  } else {
+    uv_ip4_name((struct sockaddr_in *)&ss, ip, cap);
+    *port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  }
+}
+
+/* Counts the connection in a per-IP or per-user counter of its app; 0 or err. */
+static int count_in(ews_conn_t *c, ews_counter_t **slot, const char *kind, const char *id,
+                    uint32_t limit, int err) {
+  char key[512];
+  int kl = snprintf(key, sizeof key, "%s:%s:%s", kind, c->app->path, id);
+  if (kl < 0 || (size_t)kl >= sizeof key) kl = sizeof key - 1;
+  ews_counter_t *ctr = ews_counter_get(key, (size_t)kl);
+  if (!ctr) return EWS_ENOMEM;
+  if (!ews_counter_inc(ctr, limit)) {
+    ews_counter_put(ctr);
+    return err;
+  }
+  *slot = ctr;
+  return 0;
+}
+
+
+static void free_pending(ews_conn_t *c) {
+  if (!c->pend) return;
+  if (c->pend->user_ref != LUA_NOREF_C) ews_lua_unref(c->w, c->pend->user_ref);
+  free(c->pend->resp);
+  free(c->pend->rest);
+  free(c->pend);
+  c->pend = NULL;
+}
+
+/* The 101 goes out and the WebSocket session starts. */
+static void finish_upgrade(ews_conn_t *c) {
+  ews_pending_t *pd = c->pend;
+  ews_worker_t *w = c->w;
+  c->flags &= (uint16_t)~EWS_CF_AUTHING;
+  if (queue_raw(c, pd->resp, pd->resp_len, NULL, 0) != 0) {
+    ews_conn_abort(c);
+    return;
+  }
+  c->state = EWS_CS_OPEN;
+  c->since_ms = c->last_rx_ms = c->ping_ms = now_ms(c);
+  ews_rx_init(&c->rx, c->pmd ? &c->app->rx_pmd : &c->app->rx);
+  ews_wheel_cancel(&w->wheel, &c->tnode);
+  ews_conn_on_timer(&c->tnode, NULL); /* arms idle/heartbeat deadlines */
+  int user_ref = pd->user_ref;
+  pd->user_ref = LUA_NOREF_C;
+  uint8_t *rest = pd->rest;
+  size_t rest_len = pd->rest_len;
+  pd->rest = NULL;
+  const char *proto = pd->proto;
+  free_pending(c);
+  ews_conn_unpause(c);
+  ews_lua_on_open(c, proto, user_ref);
+  if (rest_len && c->state == EWS_CS_OPEN) feed_frames(c, rest, rest_len);
+  free(rest);
+}
+
+int ews_conn_count_user(ews_conn_t *c, const char *user_id) {
+  if (!c->app || !c->app->max_per_user) return 0;
+  if (!c->acct && !(c->acct = calloc(1, sizeof *c->acct))) return EWS_ENOMEM;
+  if (c->acct->user) return 0; /* counted already (a refresh) */
+  return count_in(c, &c->acct->user, "user", user_id, c->app->max_per_user, EWS_ELIMIT_USER);
+}
+
+void ews_conn_auth_done(ews_conn_t *c, int ok, int user_ref, const char *user_id, int status,
+                        const char *msg) {
+  if (c->state != EWS_CS_HEAD || !c->pend || !(c->flags & EWS_CF_AUTHING)) {
+    if (user_ref != LUA_NOREF_C) ews_lua_unref(c->w, user_ref);
+    return;
+  }
+  if (!ok) {
+    if (status != 403) status = 401;
+    count_rejection(c, EWS_EAUTH);
+    respond_json(c, status, status == 403 ? "forbidden" : "unauthorized",
+                 msg ? msg : "authentication failed");
+    return;
+  }
+  c->pend->user_ref = user_ref;
+  if (user_id && c->app->max_per_user) {
+    if (!c->acct && !(c->acct = calloc(1, sizeof *c->acct))) {
+      ews_conn_abort(c);
+      return;
+    }
+    int r = count_in(c, &c->acct->user, "user", user_id, c->app->max_per_user, EWS_ELIMIT_USER);
+    if (r < 0) {
+      respond_error(c, r);
+      return;
+    }
+  }
+  finish_upgrade(c);
+}
+
 /* Handles a complete request head; `rest` are the bytes that followed it. */
 static void on_request(ews_conn_t *c, const ews_http_request_t *req, uint8_t *rest,
                        size_t rest_len) {
   ews_worker_t *w = c->w;
+  const ews_config_t *cfg = w->server->cfg;
+  /* /health and /metrics: on the admin listener when there is one, else here. */
+  int admin_here = (c->flags & EWS_CF_ADMIN) || cfg->admin_port < 0;
+  int is_get = req->method_len == 3 && !memcmp(req->method, "GET", 3);
+  if (admin_here && is_get && cfg->health && path_is(req, "/health")) {
+    respond_health(c);
+    return;
+  }
+  if (admin_here && is_get && cfg->metrics && path_is(req, "/metrics")) {
+    respond_metrics(c);
+    return;
+  }
+  if (c->flags & EWS_CF_ADMIN) {
+    respond_error(c, EWS_EHTTP_NOT_FOUND);
+    return;
+  }
   if (!ews_is_upgrade(req)) {
-    if (path_is(req, "/health") && req->method_len == 3 && !memcmp(req->method, "GET", 3))
-      respond_health(c);
-    else if (ews_routes_find(&w->routes, req->path, req->path_len))
+    if (ews_routes_find(&w->routes, req->path, req->path_len))
       respond_error(c, EWS_EHTTP_UPGRADE);
     else
       respond_error(c, EWS_EHTTP_NOT_FOUND);
@@ -454,11 +655,40 @@ static void on_request(ews_conn_t *c, const ews_http_request_t *req, uint8_t *re
     respond_error(c, EWS_ESHUTDOWN);
     return;
   }
-  const char *proto = NULL;
+  /* Cross-site WebSocket hijacking: only listed origins (browsers always send one). */
+  if (!origin_allowed(app, up.origin, up.origin_len)) {
+    respond_error(c, EWS_EORIGIN);
+    return;
+  }
+  ews_app_ref(app);
+  c->app = app;
+  ews_pending_t *pd = c->pend = calloc(1, sizeof *c->pend);
+  if (!pd) {
+    ews_conn_abort(c);
+    return;
+  }
+  pd->user_ref = LUA_NOREF_C;
+  peer_addr(c, pd->ip, sizeof pd->ip, &pd->port);
+  /* Limits across all workers, answered before the upgrade. */
+  if (!ews_counter_inc(app->total, app->max_connections)) {
+    respond_error(c, EWS_EFULL);
+    return;
+  }
+  c->flags |= EWS_CF_COUNTED;
+  if (app->max_per_ip) {
+    if (!(c->acct = calloc(1, sizeof *c->acct))) {
+      ews_conn_abort(c);
+      return;
+    }
+    if ((r = count_in(c, &c->acct->ip, "ip", pd->ip, app->max_per_ip, EWS_ELIMIT_IP)) < 0) {
+      respond_error(c, r);
+      return;
+    }
+  }
   if (app->n_protocols && up.protocols) {
     int idx = ews_choose_protocol(up.protocols, up.protocols_len,
                                   (const char *const *)app->protocols, app->n_protocols);
-    if (idx >= 0) proto = app->protocols[idx];
+    if (idx >= 0) pd->proto = app->protocols[idx];
   }
   char accept[EWS_ACCEPT_LEN + 1];
   char resp[512];
@@ -499,21 +729,29 @@ static void on_request(ews_conn_t *c, const ews_http_request_t *req, uint8_t *re
     c->pmd->params = params;
     ews_inflater_init(&c->pmd->inf, &params, app->rx.max_message);
   }
-  int n = ews_write_101(resp, sizeof resp, accept, proto, proto ? strlen(proto) : 0,
-                        ext_len > 0 ? ext : NULL, (size_t)(ext_len > 0 ? ext_len : 0));
-  if (n < 0 || queue_raw(c, resp, (size_t)n, NULL, 0) != 0) {
+  int n = ews_write_101(resp, sizeof resp, accept, pd->proto,
+                        pd->proto ? strlen(pd->proto) : 0, ext_len > 0 ? ext : NULL,
+                        (size_t)(ext_len > 0 ? ext_len : 0));
+  pd->resp = n > 0 ? malloc((size_t)n) : NULL;
+  pd->rest = rest_len ? malloc(rest_len) : NULL;
+  if (!pd->resp || (rest_len && !pd->rest)) {
     ews_conn_abort(c);
     return;
   }
-  ews_app_ref(app);
-  c->app = app;
-  c->state = EWS_CS_OPEN;
-  c->since_ms = c->last_rx_ms = c->ping_ms = now_ms(c);
-  ews_rx_init(&c->rx, c->pmd ? &app->rx_pmd : &app->rx);
-  ews_wheel_cancel(&w->wheel, &c->tnode);
-  ews_conn_on_timer(&c->tnode, NULL); /* arms idle/heartbeat deadlines */
-  ews_lua_on_open(c, proto);
-  if (rest_len && c->state == EWS_CS_OPEN) feed_frames(c, rest, rest_len);
+  memcpy(pd->resp, resp, (size_t)n);
+  pd->resp_len = (size_t)n;
+  if (rest_len) memcpy(pd->rest, rest, rest_len);
+  pd->rest_len = rest_len;
+  if (!app->has_auth) {
+    finish_upgrade(c);
+    return;
+  }
+  /* The app's authenticator (Lua, possibly waiting) decides; no reading meanwhile. */
+  c->flags |= EWS_CF_AUTHING;
+  c->since_ms = now_ms(c);
+  set_timer(c, app->auth_timeout_ms);
+  ews_conn_pause(c);
+  ews_lua_authenticate(c, req, pd->ip, pd->port);
 }
 
 static void on_head_bytes(ews_conn_t *c, uint8_t *p, size_t n) {
@@ -626,6 +864,8 @@ static void on_closed(uv_handle_t *h) {
   if (c->prev) c->prev->next = c->next;
   else w->conns = c->next;
   if (c->next) c->next->prev = c->prev;
+  uncount(c);
+  free_pending(c);
   ews_wq_free(&c->wq);
   if (c->tls) {
     ews_tls_free(c->tls->tls);
@@ -749,9 +989,10 @@ void ews_conn_sweep(ews_conn_t *c) {
   }
 }
 
-int ews_conn_accept(ews_worker_t *w, uv_stream_t *listener, ews_tls_ctx_t *tls) {
+int ews_conn_accept(ews_worker_t *w, uv_stream_t *listener, ews_tls_ctx_t *tls, int admin) {
   ews_conn_t *c = calloc(1, sizeof *c);
   if (!c) return EWS_ENOMEM;
+  if (admin) c->flags |= EWS_CF_ADMIN;
   if (tls) {
     c->tls = calloc(1, sizeof *c->tls);
     if (c->tls) c->tls->tls = ews_tls_new(tls, &c->tls->out, &w->pool);

@@ -59,8 +59,29 @@ enum {
   EWS_CF_EOF = 1u << 6,        /* peer's FIN seen */
   EWS_CF_CLOSE_EVENT = 1u << 7, /* the Lua close event is due/done */
   EWS_CF_PAUSED = 1u << 8,      /* reading stopped: too many queued events */
-  EWS_CF_TLS_NOTIFY = 1u << 9   /* close_notify queued */
+  EWS_CF_TLS_NOTIFY = 1u << 9,  /* close_notify queued */
+  EWS_CF_COUNTED = 1u << 10,    /* counted in app->total */
+  EWS_CF_AUTHING = 1u << 11,    /* the app's authenticator runs (state HEAD) */
+  EWS_CF_ADMIN = 1u << 12       /* accepted on the admin listener: /health, /metrics only */
 };
+
+/* Between a valid upgrade request and the 101 while the app's authenticator runs:
+ * the response is ready, the bytes after the head are kept. */
+typedef struct {
+  char *resp;
+  size_t resp_len;
+  uint8_t *rest;
+  size_t rest_len;
+  const char *proto; /* in conn->app->protocols, or NULL */
+  int user_ref;      /* the authenticated user (Lua registry), or LUA_NOREF */
+  char ip[64];       /* the client's address, for the authenticator and limits */
+  int port;
+} ews_pending_t;
+
+/* Per-IP and per-user connection counters a connection is counted in. */
+typedef struct {
+  struct ews_counter *ip, *user;
+} ews_acct_t;
 
 typedef struct ews_conn {
   uv_tcp_t tcp;
@@ -72,6 +93,8 @@ typedef struct ews_conn {
   struct ews_task *task;   /* a handler coroutine of this connection is waiting */
   ews_conn_tls_t *tls;     /* NULL for plain ws:// */
   ews_conn_pmd_t *pmd;     /* NULL without permessage-deflate */
+  ews_pending_t *pend;     /* upgrade waiting for authentication */
+  ews_acct_t *acct;        /* per-IP / per-user counters, when limited */
   ews_writeq_t wq;
   ews_rx_t rx;
   uint8_t *in;             /* request head, then a message being reassembled */
@@ -91,7 +114,8 @@ typedef struct ews_conn {
 /* Accepts one connection from the listener; with `tls` it starts with a TLS
  * handshake. 0 or a negative error (then nothing was allocated and the pending
  * connection was refused). */
-int ews_conn_accept(struct ews_worker *w, uv_stream_t *listener, struct ews_tls_ctx *tls);
+int ews_conn_accept(struct ews_worker *w, uv_stream_t *listener, struct ews_tls_ctx *tls,
+                    int admin);
 
 /* Queues a data frame. 0, EWS_ECLOSED (not OPEN), EWS_EBACKPRESSURE (dropped or
  * connection closing under the policy), EWS_EMSG_TOO_BIG, EWS_ENOMEM. */
@@ -109,6 +133,16 @@ int ews_conn_close(ews_conn_t *c, unsigned code, const char *reason, size_t len)
 void ews_conn_fail(ews_conn_t *c, int err, const char *reason);
 /* Aborts: closes the TCP connection right away (no close handshake). */
 void ews_conn_abort(ews_conn_t *c);
+
+/* The app's authenticator finished for this connection (state HEAD): user_ref (a
+ * Lua registry reference, owned by the connection from now on) and user_id (for the
+ * per-user limit; may be NULL) on success, or an HTTP status and a message. */
+void ews_conn_auth_done(ews_conn_t *c, int ok, int user_ref, const char *user_id,
+                        int status, const char *msg);
+
+/* Counts an open connection in its app's per-user counter (authentication after
+ * the upgrade). 0, or EWS_ELIMIT_USER when the user is at max_connections_per_user. */
+int ews_conn_count_user(ews_conn_t *c, const char *user_id);
 
 /* Stops reading from the client (its queued events are being worked off), and
  * starts again. A paused connection is not timed out by the heartbeat. */

@@ -27,7 +27,8 @@ end
 local app_fields = {
   path = true, protocols = true, max_message_size = true, max_frame_size = true,
   idle_timeout = true, heartbeat = true, max_buffered = true, on_backpressure = true,
-  compression = true,
+  compression = true, origins = true, max_connections = true, max_connections_per_ip = true,
+  max_connections_per_user = true, auth = true, rate_limit = true, max_json_size = true,
 }
 local compression_fields = {
   mode = true, level = true, threshold = true, window_kb = true, client_no_context_takeover = true,
@@ -88,6 +89,18 @@ function _M.app(t, level)
     fail(level, "edgews.app: on_backpressure must be \"close\" or \"drop\", got %s", tostring(bp))
   end
   c.on_backpressure = bp
+  if t.origins ~= nil then
+    if type(t.origins) ~= "table" then fail(level, "edgews.app: origins must be a list of strings") end
+    c.origins = {}
+    for i, o in ipairs(t.origins) do
+      if type(o) ~= "string" or o == "" then fail(level, "edgews.app: origins[%d] must be a string", i) end
+      c.origins[i] = o
+    end
+  end
+  c.max_connections = check_number(level, t, "max_connections", 0, 2 ^ 31 - 1, true) or 0
+  c.max_connections_per_ip = check_number(level, t, "max_connections_per_ip", 0, 2 ^ 31 - 1, true) or 0
+  c.max_connections_per_user = check_number(level, t, "max_connections_per_user", 0, 2 ^ 31 - 1, true) or 0
+  c.max_json_size = check_number(level, t, "max_json_size", 1, 2 ^ 31 - 1, true)
   local z = t.compression
   if z == false or z == nil then
     c.compression = { mode = "off" }
@@ -125,6 +138,7 @@ local server_fields = {
   listen = true, workers = true, log_level = true, drain_timeout = true,
   handshake_timeout = true, close_timeout = true, max_head_size = true,
   max_headers = true, backlog = true, watch = true, tls = true, plain_listen = true,
+  admin_listen = true, metrics = true, health = true,
 }
 local log_levels = { debug = true, info = true, warn = true, error = true, off = true }
 
@@ -136,7 +150,13 @@ function _M.server(t, level)
     if not server_fields[k] then fail(level, "edgews.configure: unknown field '%s'", tostring(k)) end
   end
   local c = {}
-  for _, name in ipairs({ "listen", "plain_listen" }) do
+  for _, name in ipairs({ "metrics", "health" }) do
+    if t[name] ~= nil and type(t[name]) ~= "boolean" then
+      fail(level, "edgews.configure: %s must be a boolean", name)
+    end
+    c[name] = t[name]
+  end
+  for _, name in ipairs({ "listen", "plain_listen", "admin_listen" }) do
     local v = t[name]
     if v ~= nil then
       if type(v) ~= "string" or not v:match("^%[?[%w%.:%-]*%]?:%d+$") then

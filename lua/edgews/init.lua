@@ -21,6 +21,10 @@
 local core = require "edgews.core"
 local config = require "edgews.config"
 local socket = require "edgews.socket"
+local auth = require "edgews.auth"
+local middleware = require "edgews.middleware"
+local pipeline = require "edgews.pipeline"
+local router = require "edgews.router"
 
 local type, pairs, ipairs, error, tostring, select = type, pairs, ipairs, error, tostring, select
 local xpcall, loadfile, setmetatable = xpcall, loadfile, setmetatable
@@ -51,8 +55,55 @@ function App:on(event, fn)
     error("app:on: unknown event '" .. tostring(event) .. "' (open, message, close, error)", 2)
   end
   if type(fn) ~= "function" then error("app:on: handler must be a function", 2) end
+  if field == "_on_message" then field = "_raw_message" end
   self[field] = fn
+  if field == "_raw_message" and not self._built then self._on_message = fn end
   return self
+end
+
+--- app:use(fn) -> app: a middleware fn(socket, msg, ctx, next) (see README)
+function App:use(fn)
+  if type(fn) ~= "function" then error("app:use: middleware must be a function(socket, msg, ctx, next)", 2) end
+  self._chain = self._chain or middleware.new()
+  self._chain:use(fn)
+  return self
+end
+
+--- app:route(type, handler [, opts]) -> app: JSON messages {"type": type, ...} go to
+-- handler(socket, body, ctx). opts.validate: a field schema (edgews.validate);
+-- opts.rate_limit: limits for this type only.
+function App:route(name, fn, opts)
+  if not self._router then
+    self._router = router.new { max_size = self.config.max_json_size, reply_error = pipeline.reply_error }
+  end
+  if opts and opts.rate_limit then
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    o._rate_limit = pipeline.rate_limit_config(o.rate_limit, 2)
+    opts = o
+  end
+  self._router:route(name, fn, opts)
+  return self
+end
+
+--- app:connection_count() -> open connections of this app on all workers
+function App:connection_count()
+  return core.connection_count(self.path)
+end
+
+--- app:close_all([code [, reason]]) -> number of sockets closed (this worker)
+function App:close_all(code, reason)
+  local n = 0
+  for _, s in ipairs(core.app_sockets(self.path)) do
+    if s:close(code or 1001, reason) then n = n + 1 end
+  end
+  return n
+end
+
+-- Called once the script has loaded: the message path of the app.
+function App:_finalize()
+  self._built = true
+  self._on_message = pipeline.build(self) or self._raw_message
 end
 
 --- app:sockets() -> list of this app's open sockets on this worker
@@ -83,6 +134,12 @@ function _M.app(t)
   local c = config.app(t, 2)
   if loading.by_path[c.path] then error("edgews.app: path " .. c.path .. " is defined twice", 2) end
   local app = setmetatable({ path = c.path, config = c }, App)
+  if t.auth ~= nil then
+    app._auth = auth.normalize(t.auth, 2)
+    c.auth_before_upgrade = app._auth.mode == "upgrade"
+    c.auth_timeout = app._auth.timeout
+  end
+  if t.rate_limit ~= nil then app._rate_limit = pipeline.rate_limit_config(t.rate_limit, 2) end
   loading.by_path[c.path] = app
   loading.list[#loading.list + 1] = app
   return app
@@ -130,6 +187,7 @@ function _M._load(path)
   end
   local routes = {}
   for i, app in ipairs(new.list) do
+    app:_finalize()
     apps[app.path] = app
     routes[i] = app.config
   end
@@ -203,6 +261,8 @@ local function enqueue(sock, kind, a, b)
 end
 
 function _M._dispatch_open(sock)
+  local app = apps[sock.path]
+  if app and app._auth then pipeline.on_open(app, sock) end
   call(sock, "open", "_on_open")
   if queues[sock] then drain(sock) end
 end
@@ -213,7 +273,27 @@ function _M._dispatch_message(sock, data, is_binary)
 end
 
 function _M._dispatch_close(sock, code, reason)
+  if sock.ctx._auth then pipeline.on_close(sock) end
   call(sock, "close", "_on_close", code, reason)
+end
+
+-- Before the 101, for an app with auth in "upgrade" mode: runs the strategy on
+-- the request (it may wait) and tells the core the verdict.
+function _M._authenticate(path, req)
+  local app = apps[path]
+  local strat = app and app._auth
+  if not strat or not strat.authenticate then
+    return core.auth_done(false, nil, 401, "no authenticator")
+  end
+  auth.prepare(req)
+  local ok, user, err, status = xpcall(strat.authenticate, traceback, req)
+  if not ok then
+    core.handler_error(false, "auth", tostring(user))
+    return core.auth_done(false, nil, 401, "authentication error")
+  end
+  if type(user) == "table" then return core.auth_done(true, user) end
+  core.count("auth_failures")
+  return core.auth_done(false, nil, status == 403 and 403 or 401, err and tostring(err) or "unauthorized")
 end
 
 -- -> number of events queued for the socket (the core stops reading past a limit)
@@ -289,6 +369,13 @@ log.debug = make_logger(core.DEBUG)
 log.info = make_logger(core.INFO)
 log.warn = make_logger(core.WARN)
 log.error = make_logger(core.ERROR)
+
+--- edgews.auth: authentication strategies (jwt, api_key, custom)
+_M.auth = auth
+--- edgews.validate: field validation for messages (used by app:route's opts.validate)
+_M.validate = require "edgews.validate"
+--- edgews.jwt: sign/verify HS256/384/512 tokens
+_M.jwt = require "edgews.jwt"
 
 --- edgews.worker_id() -> 0-based id of the worker running this code
 _M.worker_id = core.worker_id

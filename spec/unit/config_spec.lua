@@ -10,7 +10,8 @@ describe("edgews.config.app", function()
       path = "/echo", protocols = {}, max_message_size = 16 * 1024 * 1024,
       max_frame_size = 16 * 1024 * 1024, idle_timeout = 0, max_buffered = 4 * 1024 * 1024,
       heartbeat_interval = 30, heartbeat_timeout = 10, on_backpressure = "close",
-      compression = { mode = "off" },
+      compression = { mode = "off" }, max_connections = 0, max_connections_per_ip = 0,
+      max_connections_per_user = 0,
     }, c)
   end)
 

@@ -1,0 +1,17 @@
+/* buckets.h — process-wide token buckets for rate limits that must hold across
+ * workers (per user, per client IP). A bucket refills lazily at `rate` tokens per
+ * second up to `burst` (the same arithmetic as lua/edgews/ratelimit.lua); a full
+ * bucket is indistinguishable from a missing one, so full buckets are dropped and
+ * memory stays proportional to the keys that are actively limited. One mutex
+ * guards the table: a take is a hash lookup and a few arithmetic operations. */
+#ifndef EWS_BUCKETS_H
+#define EWS_BUCKETS_H
+
+#include <stddef.h>
+
+/* Takes n tokens from the bucket `key` at time `now` (seconds). Returns 1 when
+ * allowed, else 0 and *retry_after = seconds until n tokens are there. */
+int ews_bucket_take(const char *key, size_t len, double rate, double burst, double n, double now,
+                    double *retry_after);
+
+#endif

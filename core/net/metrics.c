@@ -1,0 +1,127 @@
+/* metrics.c — GET /metrics in the Prometheus text format (see metrics.h). */
+#include "net/metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "err.h"
+#include "worker.h"
+
+const double ews_latency_bounds[EWS_LATENCY_BUCKETS] = {
+    0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 1e300};
+
+typedef struct {
+  char *p;
+  size_t len, cap;
+  int oom;
+} out_t;
+
+static void put(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(out_t *o, const char *fmt, ...) {
+  if (o->oom) return;
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < o->cap - o->len) {
+      o->len += (size_t)n;
+      return;
+    }
+    size_t cap = o->cap * 2 + (size_t)n;
+    char *np = realloc(o->p, cap);
+    if (!np) {
+      o->oom = 1;
+      return;
+    }
+    o->p = np;
+    o->cap = cap;
+  }
+}
+
+static uint64_t rd(const uint64_t *v) { return __atomic_load_n(v, __ATOMIC_RELAXED); }
+
+#define COUNTER(name, help, field)                                               \
+  do {                                                                           \
+    put(&o, "# HELP edgews_" name " " help "\n# TYPE edgews_" name " counter\n"); \
+    for (int i = 0; i < s->nworkers; i++)                                        \
+      put(&o, "edgews_" name "{worker=\"%d\"} %llu\n", i,                      \
+          (unsigned long long)rd(&s->workers[i].stats.field));                   \
+  } while (0)
+
+int ews_metrics_text(const void *server, char **outp, size_t *len) {
+  const ews_server_t *s = server;
+  out_t o = {malloc(8192), 0, 8192, 0};
+  if (!o.p) return EWS_ENOMEM;
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  uint64_t now_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+  put(&o, "# HELP edgews_uptime_seconds Seconds since the server started.\n"
+          "# TYPE edgews_uptime_seconds gauge\nedgews_uptime_seconds %.3f\n",
+      (double)(now_ms - s->started_ms) / 1000.0);
+  put(&o, "# HELP edgews_workers Worker threads.\n# TYPE edgews_workers gauge\nedgews_workers %d\n",
+      s->nworkers);
+  put(&o, "# HELP edgews_connections_open Open connections.\n# TYPE edgews_connections_open gauge\n");
+  for (int i = 0; i < s->nworkers; i++)
+    put(&o, "edgews_connections_open{worker=\"%d\"} %u\n", i,
+        __atomic_load_n(&s->workers[i].nconns, __ATOMIC_RELAXED));
+  COUNTER("connections_total", "Connections accepted.", conns_total);
+  put(&o, "# HELP edgews_connections_rejected_total Connections refused, by reason.\n"
+          "# TYPE edgews_connections_rejected_total counter\n");
+  static const char *const reasons[] = {
+#define XX(n) #n,
+      EWS_REJECT_REASONS(XX)
+#undef XX
+  };
+  for (int i = 0; i < s->nworkers; i++)
+    for (int r = 0; r < EWS_RJ_MAX; r++)
+      put(&o, "edgews_connections_rejected_total{worker=\"%d\",reason=\"%s\"} %llu\n", i,
+          reasons[r], (unsigned long long)rd(&s->workers[i].stats.rejected[r]));
+  COUNTER("messages_in_total", "Messages received.", msgs_in);
+  COUNTER("messages_out_total", "Messages queued for sending.", msgs_out);
+  COUNTER("bytes_in_total", "Bytes received (on the wire).", bytes_in);
+  COUNTER("bytes_out_total", "Bytes written (on the wire).", bytes_out);
+  COUNTER("messages_compressed_total", "Messages compressed (a fan-out counts once).", compressed);
+  put(&o, "# HELP edgews_errors_total Errors, by kind.\n# TYPE edgews_errors_total counter\n");
+  for (int i = 0; i < s->nworkers; i++)
+    put(&o, "edgews_errors_total{worker=\"%d\",kind=\"handler\"} %llu\n", i,
+        (unsigned long long)rd(&s->workers[i].stats.handler_errors));
+  static const char *const lua_names[] = {
+#define XX(n) #n,
+      EWS_LUA_COUNTERS(XX)
+#undef XX
+  };
+  for (int c = 0; c < EWS_LC_MAX; c++) {
+    put(&o, "# TYPE edgews_%s_total counter\n", lua_names[c]);
+    for (int i = 0; i < s->nworkers; i++)
+      put(&o, "edgews_%s_total{worker=\"%d\"} %llu\n", lua_names[c], i,
+          (unsigned long long)rd(&s->workers[i].stats.lua[c]));
+  }
+  put(&o, "# HELP edgews_handler_seconds Time handlers ran per event (not counting waits).\n"
+          "# TYPE edgews_handler_seconds histogram\n");
+  for (int i = 0; i < s->nworkers; i++) {
+    uint64_t cum = 0;
+    for (int b = 0; b < EWS_LATENCY_BUCKETS; b++) {
+      cum += rd(&s->workers[i].stats.latency[b]);
+      if (b == EWS_LATENCY_BUCKETS - 1)
+        put(&o, "edgews_handler_seconds_bucket{worker=\"%d\",le=\"+Inf\"} %llu\n", i,
+            (unsigned long long)cum);
+      else
+        put(&o, "edgews_handler_seconds_bucket{worker=\"%d\",le=\"%g\"} %llu\n", i,
+            ews_latency_bounds[b], (unsigned long long)cum);
+    }
+    put(&o, "edgews_handler_seconds_sum{worker=\"%d\"} %.6f\n", i, s->workers[i].stats.latency_sum);
+    put(&o, "edgews_handler_seconds_count{worker=\"%d\"} %llu\n", i, (unsigned long long)cum);
+  }
+  if (o.oom) {
+    free(o.p);
+    return EWS_ENOMEM;
+  }
+  *outp = o.p;
+  *len = o.len;
+  return 0;
+}

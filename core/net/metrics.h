@@ -1,0 +1,21 @@
+/* metrics.h — the Prometheus text exposition of GET /metrics: every worker's
+ * counters (connections, messages, bytes, rejections by reason, handler errors,
+ * application-layer counters such as auth failures and rate-limit hits) and the
+ * handler run-time histogram, labelled by worker. Other workers' counters are read
+ * without locks (aligned 64-bit loads): a scrape sees each counter at some recent
+ * value, which is what Prometheus counters allow. */
+#ifndef EWS_METRICS_H
+#define EWS_METRICS_H
+
+#include <stddef.h>
+
+struct ews_server_s;
+
+/* Writes the exposition into a malloc'd *out (length *len). 0 or EWS_ENOMEM. */
+int ews_metrics_text(const void *server, char **out, size_t *len);
+
+/* Upper bounds (seconds) of the handler latency histogram buckets; the last is
+ * +Inf. */
+extern const double ews_latency_bounds[];
+
+#endif

@@ -1,0 +1,300 @@
+-- edgews.pipeline: what happens to a message of an app that uses the application
+-- layer (auth = ..., rate_limit = ..., app:use, app:route). In order:
+--
+--   1. authentication gate: with auth in "message" mode, the first message must be
+--      {"type":"auth", <token|key>: ...}; until it succeeds nothing else runs.
+--      {"type":"auth:refresh","token":...} renews a JWT user (both modes).
+--   2. rate limits: token buckets per connection, per user and per IP, for
+--      messages and bytes; over the limit answers {"type":"error","error":
+--      "rate_limited"} or closes with 1008, as configured.
+--   3. JSON decode (when the app has routes): invalid input gets one error reply
+--      with a stable code (edgews.router) and the connection stays open.
+--   4. middleware chain: fn(socket, msg, ctx, next), msg = { data =, is_binary =,
+--      type =, body = <decoded table> }, ctx = socket.ctx.
+--   5. the route's handler (socket, body, ctx) or, without routes, the app's
+--      "message" handler (socket, data, is_binary).
+-- Errors raised in 4 and 5 are logged with file:line, passed to the app's error
+-- handler and answered with {"type":"error","error":"handler_error"}; the
+-- connection stays open (unlike a plain "message" handler, whose error closes it
+-- with 1011).
+--
+-- Close codes (documented in the README): 4401 authentication failed or
+-- required, 4408 no authentication in time, 4403 token expired, 4429 too many
+-- connections for the user, 1008 rate limit (action = "close").
+
+local core = require "edgews.core"
+local router_mod = require "edgews.router"
+local ratelimit = require "edgews.ratelimit"
+local cjson = require "cjson.safe"
+
+local type, pairs, ipairs, tostring, tonumber, xpcall, error, setmetatable =
+  type, pairs, ipairs, tostring, tonumber, xpcall, error, setmetatable
+local traceback = debug.traceback
+local string_find, os_time = string.find, os.time
+
+local _M = {}
+
+local CLOSE_AUTH_FAILED, CLOSE_AUTH_TIMEOUT, CLOSE_TOKEN_EXPIRED, CLOSE_USER_LIMIT =
+  4401, 4408, 4403, 4429
+_M.CLOSE_AUTH_FAILED, _M.CLOSE_AUTH_TIMEOUT = CLOSE_AUTH_FAILED, CLOSE_AUTH_TIMEOUT
+_M.CLOSE_TOKEN_EXPIRED, _M.CLOSE_USER_LIMIT = CLOSE_TOKEN_EXPIRED, CLOSE_USER_LIMIT
+
+local function reply_error(socket, code, message, details, id)
+  socket:send(router_mod.error_message(code, message, details, id))
+end
+_M.reply_error = reply_error
+
+local function first_line(s) return (tostring(s):match("^[^\n]*")) end
+
+-- ---------------------------------------------------------------- rate limits
+
+local dims = { connection = true, user = true, ip = true }
+
+--- Validates and normalises a rate_limit table:
+--   { messages = { rate =, burst = }, bytes = { rate =, burst = },
+--     per = "connection" | "user" | "ip" | { ... }, action = "error" | "close" }
+function _M.rate_limit_config(t, level)
+  level = (level or 1) + 1
+  if type(t) ~= "table" then error("rate_limit must be a table", level) end
+  local c = { action = t.action or "error", per = {}, limits = {} }
+  if c.action ~= "error" and c.action ~= "close" then
+    error("rate_limit.action must be \"error\" or \"close\"", level)
+  end
+  local per = t.per or "connection"
+  if type(per) == "string" then per = { per } end
+  for _, p in ipairs(per) do
+    if not dims[p] then error("rate_limit.per: unknown '" .. tostring(p) .. "' (connection, user, ip)", level) end
+    c.per[#c.per + 1] = p
+  end
+  for _, what in ipairs({ "messages", "bytes" }) do
+    local l = t[what]
+    if l ~= nil then
+      if type(l) ~= "table" or type(l.rate) ~= "number" or l.rate <= 0 then
+        error("rate_limit." .. what .. " must be { rate = n > 0, burst = n }", level)
+      end
+      local burst = l.burst or l.rate
+      if type(burst) ~= "number" or burst < 1 then error("rate_limit." .. what .. ".burst must be >= 1", level) end
+      c.limits[#c.limits + 1] = { what = what, rate = l.rate, burst = burst }
+    end
+  end
+  if #c.limits == 0 then error("rate_limit needs messages = {...} and/or bytes = {...}", level) end
+  for k in pairs(t) do
+    if k ~= "messages" and k ~= "bytes" and k ~= "per" and k ~= "action" then
+      error("rate_limit: unknown field '" .. tostring(k) .. "'", level)
+    end
+  end
+  return c
+end
+
+-- Per-connection buckets live on this worker (a connection never moves); per
+-- user and per IP they are shared by all workers (core.take).
+local local_limiters = setmetatable({}, { __mode = "k" })
+
+local function limiter_for(cfg, lim)
+  local key = cfg
+  local byl = local_limiters[key]
+  if not byl then byl = {}; local_limiters[key] = byl end
+  local l = byl[lim]
+  if not l then
+    l = ratelimit.new { rate = lim.rate, burst = lim.burst, now = core.now }
+    byl[lim] = l
+  end
+  return l
+end
+
+-- -> true, or false after answering / closing
+local function within_limits(cfg, scope, socket, data)
+  for _, lim in ipairs(cfg.limits) do
+    local cost = lim.what == "bytes" and #data or 1
+    for _, p in ipairs(cfg.per) do
+      local ok
+      if p == "connection" then
+        ok = limiter_for(cfg, lim):take(socket.id, cost)
+      else
+        local who
+        if p == "user" then
+          local u = socket.ctx.user
+          who = u and u.id ~= nil and tostring(u.id)
+        else
+          who = socket:remote_addr()
+        end
+        if who then
+          ok = core.take(scope .. "\0" .. p .. "\0" .. lim.what .. "\0" .. who, lim.rate, lim.burst, cost)
+        else
+          ok = true
+        end
+      end
+      if not ok then
+        core.count("rate_limited")
+        if cfg.action == "close" then
+          socket:close(1008, "rate limit exceeded")
+        else
+          reply_error(socket, "rate_limited", "rate limit exceeded (" .. lim.what .. " per " .. p .. ")")
+        end
+        return false
+      end
+    end
+  end
+  return true
+end
+
+-- ------------------------------------------------------------- authentication
+
+local function expire_later(app, socket, user)
+  local a = socket.ctx._auth
+  if not a then a = {}; socket.ctx._auth = a end
+  if a.timer then a.timer:cancel(); a.timer = nil end
+  local exp = type(user) == "table" and tonumber(user.exp)
+  if not exp then return end
+  local edgews = require "edgews"
+  local delay = exp - os_time()
+  a.exp = exp
+  a.timer = edgews.timer(delay > 0 and delay or 0, function()
+    if socket.ctx._auth == a and a.exp == exp then
+      core.count("auth_expired")
+      socket:close(CLOSE_TOKEN_EXPIRED, "token expired")
+    end
+  end)
+end
+_M.expire_later = expire_later
+
+--- Called when a socket of an app with auth opens.
+function _M.on_open(app, socket)
+  local strat = app._auth
+  if strat.mode == "upgrade" then
+    expire_later(app, socket, socket.ctx.user)
+    return
+  end
+  local edgews = require "edgews"
+  local a = { }
+  socket.ctx._auth = a
+  a.timer = edgews.timer(strat.timeout, function()
+    if not socket.ctx.user and socket:is_open() then
+      core.count("auth_failures")
+      socket:close(CLOSE_AUTH_TIMEOUT, "authentication timeout")
+    end
+  end)
+end
+
+function _M.on_close(socket)
+  local a = socket.ctx._auth
+  if a and a.timer then a.timer:cancel() end
+end
+
+local function accept_user(app, socket, user)
+  if user.id ~= nil and socket._c then
+    local ok = core.count_user(socket._c, tostring(user.id))
+    if not ok then
+      socket:close(CLOSE_USER_LIMIT, "too many connections for this user")
+      return false
+    end
+  end
+  socket.ctx.user = user
+  expire_later(app, socket, user)
+  return true
+end
+
+-- The first message of a "message"-mode socket. -> nothing (handled)
+local function first_message(app, socket, data)
+  local strat = app._auth
+  local msg = cjson.decode(data)
+  local cred = type(msg) == "table" and msg.type == "auth" and msg[strat.field]
+  if not cred then
+    core.count("auth_failures")
+    socket:close(CLOSE_AUTH_FAILED, "authentication required")
+    return
+  end
+  local user, err = strat.verify(cred)
+  if not user then
+    core.count("auth_failures")
+    socket:close(CLOSE_AUTH_FAILED, "authentication failed: " .. tostring(err))
+    return
+  end
+  if socket:is_open() and accept_user(app, socket, user) then
+    socket:send(cjson.encode({ type = "auth:ok", user = user.id }))
+  end
+end
+
+-- {"type":"auth:refresh","token":...}: -> true when it was one (handled)
+local function maybe_refresh(app, socket, data)
+  if not string_find(data, "auth:refresh", 1, true) then return false end
+  local msg = cjson.decode(data)
+  if type(msg) ~= "table" or msg.type ~= "auth:refresh" then return false end
+  local strat = app._auth
+  local user, err = nil, "refresh is not supported"
+  if strat.refresh and strat.verify then user, err = strat.verify(msg.token) end
+  local old = socket.ctx.user
+  if user and old and old.id ~= nil and user.id ~= old.id then user, err = nil, "token is for another user" end
+  if not user then
+    core.count("auth_failures")
+    reply_error(socket, "auth_failed", "token refresh failed: " .. tostring(err), nil, msg.id)
+    return true
+  end
+  socket.ctx.user = user
+  expire_later(app, socket, user)
+  socket:send(cjson.encode({ type = "auth:refreshed", exp = user.exp, id = msg.id }))
+  return true
+end
+
+-- ----------------------------------------------------------------- the pipeline
+
+local function handler_error(app, socket, err, id)
+  core.handler_error(false, "route", tostring(err))
+  local h = app._on_error
+  if h then
+    local ok, e2 = xpcall(h, traceback, socket, first_line(err))
+    if not ok then core.handler_error(false, "error", tostring(e2)) end
+  end
+  reply_error(socket, "handler_error", "the handler failed", nil, id)
+end
+
+--- Builds the message function of an app (nil when it needs none).
+function _M.build(app)
+  local router, chain, rl, strat = app._router, app._chain, app._rate_limit, app._auth
+  if not (router or chain or rl or strat) then return nil end
+  local raw_handler = app._raw_message
+  local scope = app.path
+
+  local function final(socket, msg, ctx)
+    if router then
+      local body = msg.body
+      local _, opts = router:get(body.type)
+      local route_rl = opts and opts._rate_limit
+      if route_rl and not within_limits(route_rl, scope .. "\0" .. body.type, socket, msg.data) then
+        return
+      end
+      return router:dispatch_decoded(socket, body, ctx, reply_error)
+    elseif raw_handler then
+      return raw_handler(socket, msg.data, msg.is_binary)
+    end
+  end
+
+  local function run(socket, msg)
+    if chain then return chain:run(socket, msg, socket.ctx, final) end
+    return final(socket, msg, socket.ctx)
+  end
+
+  return function(socket, data, is_binary)
+    if strat then
+      if strat.mode == "message" and not socket.ctx.user then return first_message(app, socket, data) end
+      if maybe_refresh(app, socket, data) then return end
+    end
+    if rl and not within_limits(rl, scope, socket, data) then return end
+    local msg = { data = data, is_binary = is_binary }
+    if router then
+      local body, code, message = router:decode(data, is_binary)
+      if not body then
+        core.count("router_errors")
+        return reply_error(socket, code, message)
+      end
+      msg.body, msg.type = body, body.type
+    end
+    local ok, err = xpcall(run, traceback, socket, msg)
+    if not ok then
+      local id = msg.body and msg.body.id
+      handler_error(app, socket, err, (type(id) == "string" or type(id) == "number") and id or nil)
+    end
+  end
+end
+
+return _M
