@@ -1,7 +1,9 @@
 /* bench.h — shared declarations of the edgews-bench load generator: options, the
  * latency histogram, /proc and rusage sampling, the WebSocket client connection
- * (conn.c) and the three modes (echo.c, hsmode.c, idle.c) that drive connections
- * through hooks. Everything runs on one libuv loop in one thread. */
+ * (conn.c) with its optional TLS layer (tls.c) and permessage-deflate (pmd.c),
+ * message payloads (payload.c) and the three modes (echo.c, hsmode.c, idle.c) that
+ * drive connections through hooks. Everything runs on one libuv loop in one
+ * thread. */
 #ifndef EWS_BENCH_H
 #define EWS_BENCH_H
 
@@ -10,19 +12,33 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "proto/deflate.h"
 #include "proto/frame.h"
 #include "proto/handshake.h"
 
 /* ---- options (main.c) --------------------------------------------------------- */
 
 typedef enum { MODE_ECHO, MODE_HANDSHAKE, MODE_IDLE } bench_mode_t;
+typedef enum { PAYLOAD_PATTERN = 0, PAYLOAD_JSON } payload_kind_t;
+typedef enum { DEFLATE_OFF = 0, DEFLATE_SHARED, DEFLATE_TAKEOVER } deflate_mode_t;
 
 typedef struct {
   bench_mode_t mode;
   const char *url;
   char host_header[300]; /* Host: value (host[:port] as in the URL) */
   char path[1024];       /* request target */
+  char host[300];        /* host part of the URL, without brackets or port */
   struct sockaddr_storage addr;
+  int tls;               /* wss:// */
+  const char *ca_file;   /* --ca: verify the server against these certificates */
+  int insecure;          /* --insecure: no certificate verification */
+  const char *sni;       /* --sni: server name to send and verify (default: host) */
+  int resume;            /* --resume: resume TLS sessions (tickets) after the first */
+  deflate_mode_t deflate;
+  int deflate_level;     /* our compressor's zlib level (1) */
+  int client_context;    /* --client-context: takeover mode compresses with context */
+  payload_kind_t payload;
+  int prime;             /* idle: one echoed message per connection before measuring */
   int conns;       /* echo: connections; handshake: concurrency; idle: -n */
   int depth;       /* echo: messages in flight per connection */
   size_t size;     /* echo: payload bytes */
@@ -50,6 +66,13 @@ typedef struct {
   int server_procs;     /* processes in the server's tree */
   double gen_cpu_s;
   double machine_cpu_s; /* all processes on the machine; < 0 unknown */
+  /* TLS (handshake mode: full / resumed handshakes completed while measuring) */
+  uint64_t tls_full, tls_resumed;
+  char tls_suite[64];
+  /* permessage-deflate: negotiated response and payload bytes before / after
+   * compression, over the whole run */
+  char pmd_response[160];
+  uint64_t tx_raw, tx_wire, rx_raw, rx_wire;
   /* idle */
   int opened, alive;
   long rss_before, rss_after; /* bytes; < 0 unknown */
@@ -133,12 +156,16 @@ static inline uint64_t rng64(void) {
 typedef enum {
   CS_IDLE = 0,   /* not started, or closed */
   CS_CONNECTING, /* TCP connect in progress */
+  CS_TLS,        /* TLS handshake in progress (wss://) */
   CS_HANDSHAKE,  /* upgrade request sent, waiting for the 101 */
   CS_OPEN,       /* WebSocket open */
   CS_CLOSING     /* close frame sent; waiting for the server's close or EOF */
 } conn_state_t;
 
 #define CONN_HS_MAX 1024 /* response head buffer */
+
+struct tls_conn; /* tls.c */
+struct pmd_conn; /* pmd.c */
 
 typedef struct conn {
   uv_tcp_t tcp;
@@ -153,8 +180,12 @@ typedef struct conn {
   uint8_t fill;        /* buffer being filled */
   uint8_t failed;      /* a failure was already reported for this connection */
   uint8_t rx_bad;      /* echo: current message mismatched */
-  uint8_t *out[2];
+  uint8_t *out[2];                /* bytes for the socket (ciphertext with TLS) */
   uint32_t out_len[2], out_cap[2];
+  uint8_t *pt;                    /* wss://: plaintext queued for the next seal */
+  uint32_t pt_len, pt_cap;
+  struct tls_conn *tls;           /* wss://: kept (and reused) until conn_free */
+  struct pmd_conn *pmd;           /* permessage-deflate negotiated on this session */
   uint64_t t_start; /* uv_hrtime at connect start */
   ews_rx_t rx;
   char accept[EWS_ACCEPT_LEN + 1];
@@ -167,6 +198,7 @@ typedef struct conn {
   uint32_t poff;   /* pattern offset of the current echo */
   uint8_t tok[16]; /* token of the current echo */
   uint64_t *ts;    /* send times, ring of depth entries */
+  const uint8_t *expect; /* JSON payloads: the expected echo (payload.c's) */
 } conn_t;
 
 typedef struct {
@@ -188,15 +220,27 @@ extern uv_loop_t *g_loop;
 extern uint64_t g_now; /* uv_hrtime() at the start of the current read callback */
 extern int g_live;     /* tcp handles initialised and not yet closed */
 
-/* Starts a TCP connect + WebSocket handshake. Returns 0 or a libuv error. */
+/* Starts a TCP connect (+ TLS handshake) + WebSocket handshake. Returns 0 or a
+ * libuv error. */
 int conn_start(conn_t *c);
-/* Space for n more bytes at the end of the buffer being filled. */
+/* Space for n more bytes of WebSocket data at the end of what is queued (the TLS
+ * plaintext buffer on wss://, else the socket buffer being filled). */
 uint8_t *conn_out_reserve(conn_t *c, size_t n);
-static inline void conn_out_commit(conn_t *c, size_t n) { c->out_len[c->fill] += (uint32_t)n; }
-/* Writes what was queued (uv_try_write, then uv_write for the rest). */
+void conn_out_commit(conn_t *c, size_t n);
+/* Appends bytes for the socket itself (ciphertext; tls.c's send callback). */
+void conn_wire_append(conn_t *c, const uint8_t *p, size_t n);
+/* Writes what was queued (sealed into TLS records first on wss://; uv_try_write,
+ * then uv_write for the rest). */
 void conn_flush(conn_t *c);
 /* Queues a masked frame (payload copied and masked). Does not flush. */
 void conn_queue_frame(conn_t *c, int opcode, const uint8_t *payload, size_t n);
+/* Queues a data message: compressed (RSV1) when permessage-deflate is on, then
+ * masked. `variant`: see pmd_compress (-1: none). Does not flush. */
+void conn_queue_message(conn_t *c, int opcode, const uint8_t *payload, size_t n, long variant);
+/* Plaintext from the server (called by tls.c after decryption). */
+void conn_plain_in(conn_t *c, uint8_t *p, size_t n);
+/* The TLS handshake is done: sends the upgrade request (called by tls.c). */
+void conn_tls_ready(conn_t *c);
 /* Starts the closing handshake: queues a close frame with `code`, flushes, and
  * goes CS_CLOSING; the handle is closed when the server's close or EOF arrives. */
 void conn_close_ws(conn_t *c, unsigned code);
@@ -206,6 +250,70 @@ void conn_abort(conn_t *c);
 void conn_fail(conn_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Frees the out buffers and echo ring of a closed connection. */
 void conn_free(conn_t *c);
+
+/* ---- TLS client (tls.c): mbedTLS over memory callbacks ---------------------------- */
+
+/* Loads the CA file, seeds the DRBG and builds the client configuration from
+ * g_opt. Returns 0, or -1 after printing why. */
+int tls_global_init(void);
+void tls_global_free(void);
+/* Starts the TLS handshake on a connected socket (sets up or resets the
+ * connection's mbedtls_ssl_context). Failures go through conn_fail. */
+void tls_begin(conn_t *c);
+/* Ciphertext from the socket: drives the handshake, then decrypts records and
+ * hands their plaintext to conn_plain_in. */
+void tls_read(conn_t *c, const uint8_t *p, size_t n);
+/* Seals the queued plaintext into records appended to the socket buffer. */
+void tls_seal(conn_t *c, const uint8_t *p, size_t n);
+/* Frees the connection's TLS state (conn_free). */
+void tls_conn_free(conn_t *c);
+/* Handshakes completed in full and resumed (--resume), over the whole run. */
+extern uint64_t g_tls_full, g_tls_resumed;
+
+/* ---- permessage-deflate client (pmd.c) ------------------------------------------- */
+
+/* Creates the shared compressor state; 0 or -1. */
+int pmd_global_init(void);
+void pmd_global_free(void);
+/* The Sec-WebSocket-Extensions value we offer. */
+const char *pmd_offer(void);
+/* Checks the server's Sec-WebSocket-Extensions value (the header's values joined
+ * with ", "; NULL when absent) against our offer and sets up c->pmd. Returns NULL,
+ * or a description of what is wrong. */
+const char *pmd_accept(conn_t *c, const char *v, size_t n);
+/* Compresses one message for c; the result stays valid until the next call.
+ * `variant` >= 0 names a message of payload.c's fixed set: when c compresses every
+ * message on its own, that message is compressed once and the result reused.
+ * Returns 0 or an EWS_E* error. */
+int pmd_compress(conn_t *c, const uint8_t *p, size_t n, long variant, const uint8_t **out,
+                 size_t *out_n);
+/* Inflates a chunk of a compressed message (frame receiver order); the inflated
+ * bytes stay valid until the next call. 0 or an EWS_E* error. */
+int pmd_inflate(conn_t *c, int opcode, const uint8_t *p, size_t n, int first, int last,
+                uint8_t **out, size_t *out_n);
+/* Frees c->pmd (the session ended). */
+void pmd_conn_free(conn_t *c);
+
+/* ---- payloads (payload.c) ---------------------------------------------------------- */
+
+/* Builds the random pattern (text or binary) or the JSON object pool for
+ * g_opt.payload and g_opt.size. 0 or -1. */
+int payload_init(void);
+void payload_free(void);
+/* Writes the `size`-byte payload of message `seq` of connection `id` into dst.
+ * Deterministic: the same arguments give the same bytes (for verification). */
+void payload_fill(uint8_t *dst, size_t size, uint64_t seq, uint32_t id);
+/* JSON payloads: the message (g_opt.size bytes, one of a fixed set) and its index
+ * in the set (variant, may be NULL). */
+const uint8_t *payload_json(uint64_t seq, uint32_t id, uint32_t *variant);
+/* Pattern payloads: the token at the start and the pattern (for streaming
+ * verification without building the expected message). */
+#define TOKEN_LEN 16
+void payload_token(uint8_t tok[TOKEN_LEN], uint64_t seq, uint32_t id);
+uint32_t payload_pattern_offset(uint64_t seq, uint32_t id);
+extern uint8_t *g_pattern; /* size + 256 bytes */
+/* Smallest size a JSON payload can have. */
+#define PAYLOAD_JSON_MIN 64
 
 /* ---- modes --------------------------------------------------------------------- */
 

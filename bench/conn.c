@@ -1,8 +1,11 @@
-/* conn.c — the WebSocket client connection of edgews-bench: TCP connect, the
- * upgrade request and verification of the 101 response (Sec-WebSocket-Accept via
- * ews_accept_key), the double-buffered batched write path, reading into one shared
- * buffer and parsing server frames with ews_rx, control frames, and closing. The
- * modes see connections only through conn_hooks_t. */
+/* conn.c — the WebSocket client connection of edgews-bench: TCP connect, the TLS
+ * handshake on wss:// (tls.c), the upgrade request with the permessage-deflate offer
+ * (pmd.c) and verification of the 101 response (Sec-WebSocket-Accept via
+ * ews_accept_key, the extension answer), the double-buffered batched write path
+ * (on wss:// WebSocket bytes are staged as plaintext and sealed into records once
+ * per flush), reading into one shared buffer and parsing server frames with ews_rx,
+ * inflating compressed messages, control frames, and closing. The modes see
+ * connections only through conn_hooks_t. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,8 @@ static uint8_t g_rbuf[READ_BUF_SIZE];
 
 static const ews_rx_config_t g_rx_cfg = {
     .max_frame = 0, .max_message = 0, .expect_masked = 0, .allow_rsv1 = 0};
+static const ews_rx_config_t g_rx_cfg_pmd = {
+    .max_frame = 0, .max_message = 0, .expect_masked = 0, .allow_rsv1 = 1};
 
 static void on_close(uv_handle_t *h);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -29,21 +34,44 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
 /* ---- write path ----------------------------------------------------------------- */
 
-uint8_t *conn_out_reserve(conn_t *c, size_t n) {
-  unsigned f = c->fill;
-  size_t need = (size_t)c->out_len[f] + n;
-  if (need > c->out_cap[f]) {
-    size_t cap = c->out_cap[f] ? c->out_cap[f] : 512;
-    while (cap < need) cap *= 2;
-    uint8_t *p = realloc(c->out[f], cap);
+/* Room for n more bytes after len in *buf (grown by doubling). */
+static uint8_t *buf_reserve(uint8_t **buf, uint32_t len, uint32_t *cap, size_t n) {
+  size_t need = (size_t)len + n;
+  if (need > *cap) {
+    size_t ncap = *cap ? *cap : 512;
+    while (ncap < need) ncap *= 2;
+    if (ncap > UINT32_MAX) {
+      fprintf(stderr, "edgews-bench: output buffer over 4 GiB\n");
+      exit(3);
+    }
+    uint8_t *p = realloc(*buf, ncap);
     if (!p) {
       fprintf(stderr, "edgews-bench: out of memory\n");
       exit(3);
     }
-    c->out[f] = p;
-    c->out_cap[f] = (uint32_t)cap;
+    *buf = p;
+    *cap = (uint32_t)ncap;
   }
-  return c->out[f] + c->out_len[f];
+  return *buf + len;
+}
+
+uint8_t *conn_out_reserve(conn_t *c, size_t n) {
+  if (g_opt.tls) return buf_reserve(&c->pt, c->pt_len, &c->pt_cap, n);
+  unsigned f = c->fill;
+  return buf_reserve(&c->out[f], c->out_len[f], &c->out_cap[f], n);
+}
+
+void conn_out_commit(conn_t *c, size_t n) {
+  if (g_opt.tls)
+    c->pt_len += (uint32_t)n;
+  else
+    c->out_len[c->fill] += (uint32_t)n;
+}
+
+void conn_wire_append(conn_t *c, const uint8_t *p, size_t n) {
+  unsigned f = c->fill;
+  memcpy(buf_reserve(&c->out[f], c->out_len[f], &c->out_cap[f], n), p, n);
+  c->out_len[f] += (uint32_t)n;
 }
 
 static void on_write(uv_write_t *req, int status) {
@@ -58,7 +86,14 @@ static void on_write(uv_write_t *req, int status) {
 }
 
 void conn_flush(conn_t *c) {
-  if (c->wbusy || c->closing) return;
+  if (c->closing) return;
+  if (c->pt_len && c->tls) { /* one seal per flush: as few records as possible */
+    uint32_t n = c->pt_len;
+    c->pt_len = 0;
+    tls_seal(c, c->pt, n);
+    if (c->closing) return;
+  }
+  if (c->wbusy) return;
   unsigned f = c->fill;
   size_t len = c->out_len[f];
   if (len == 0) return;
@@ -88,17 +123,36 @@ void conn_flush(conn_t *c) {
   c->out_len[c->fill] = 0;
 }
 
-void conn_queue_frame(conn_t *c, int opcode, const uint8_t *payload, size_t n) {
+static void queue_frame(conn_t *c, int opcode, int rsv1, const uint8_t *payload, size_t n) {
   uint8_t *p = conn_out_reserve(c, EWS_FRAME_MAX_HEADER + n);
   uint64_t r = rng64();
   uint8_t key[4];
   memcpy(key, &r, 4);
-  size_t h = ews_frame_header(p, opcode, 1, 0, n, key);
+  size_t h = ews_frame_header(p, opcode, 1, rsv1, n, key);
   if (n) {
     memcpy(p + h, payload, n);
     ews_mask(p + h, n, key, 0);
   }
   conn_out_commit(c, h + n);
+}
+
+void conn_queue_frame(conn_t *c, int opcode, const uint8_t *payload, size_t n) {
+  queue_frame(c, opcode, 0, payload, n);
+}
+
+void conn_queue_message(conn_t *c, int opcode, const uint8_t *payload, size_t n, long variant) {
+  if (!c->pmd) {
+    queue_frame(c, opcode, 0, payload, n);
+    return;
+  }
+  const uint8_t *z;
+  size_t zn;
+  int r = pmd_compress(c, payload, n, variant, &z, &zn);
+  if (r != 0) {
+    conn_fail(c, "compress: %s", ews_strerror(r));
+    return;
+  }
+  queue_frame(c, opcode, 1, z, zn); /* masking after compression */
 }
 
 /* ---- lifecycle ------------------------------------------------------------------ */
@@ -129,17 +183,23 @@ static void on_close(uv_handle_t *h) {
   c->state = CS_IDLE;
   c->wbusy = 0;
   c->out_len[0] = c->out_len[1] = 0;
+  c->pt_len = 0;
   ews_rx_free(&c->rx);
+  pmd_conn_free(c);
   g_live--;
   if (g_hooks->on_closed) g_hooks->on_closed(c);
 }
 
 void conn_free(conn_t *c) {
+  tls_conn_free(c);
+  pmd_conn_free(c);
   free(c->out[0]);
   free(c->out[1]);
+  free(c->pt);
   free(c->ts);
-  c->out[0] = c->out[1] = NULL;
-  c->out_cap[0] = c->out_cap[1] = 0;
+  c->out[0] = c->out[1] = c->pt = NULL;
+  c->expect = NULL;
+  c->out_cap[0] = c->out_cap[1] = c->pt_cap = 0;
   c->ts = NULL;
 }
 
@@ -171,15 +231,8 @@ static void base64_16(const uint8_t in[16], char out[25]) {
   out[j] = 0;
 }
 
-static void on_connect(uv_connect_t *req, int status) {
-  conn_t *c = req->data;
-  if (status < 0) {
-    if (status != UV_ECANCELED) conn_fail(c, "connect: %s", uv_strerror(status));
-    return;
-  }
-  if (c->closing) return;
-  uv_tcp_nodelay(&c->tcp, 1);
-
+/* Queues the upgrade request (with our permessage-deflate offer) and flushes. */
+static void send_upgrade(conn_t *c) {
   uint8_t raw[16];
   uint64_t a = rng64(), b = rng64();
   memcpy(raw, &a, 8);
@@ -190,7 +243,8 @@ static void on_connect(uv_connect_t *req, int status) {
     conn_fail(c, "ews_accept_key failed");
     return;
   }
-  char *p = (char *)conn_out_reserve(c, 512 + strlen(g_opt.path) + strlen(g_opt.host_header));
+  const char *ext = g_opt.deflate ? pmd_offer() : NULL;
+  char *p = (char *)conn_out_reserve(c, 600 + strlen(g_opt.path) + strlen(g_opt.host_header));
   int n = sprintf(p,
                   "GET %s HTTP/1.1\r\n"
                   "Host: %s\r\n"
@@ -198,17 +252,35 @@ static void on_connect(uv_connect_t *req, int status) {
                   "Connection: Upgrade\r\n"
                   "Sec-WebSocket-Key: %s\r\n"
                   "Sec-WebSocket-Version: 13\r\n"
+                  "%s%s%s"
                   "\r\n",
-                  g_opt.path, g_opt.host_header, key);
+                  g_opt.path, g_opt.host_header, key, ext ? "Sec-WebSocket-Extensions: " : "",
+                  ext ? ext : "", ext ? "\r\n" : "");
   conn_out_commit(c, (size_t)n);
   c->state = CS_HANDSHAKE;
   c->hs_len = 0;
+  conn_flush(c);
+}
+
+void conn_tls_ready(conn_t *c) { send_upgrade(c); }
+
+static void on_connect(uv_connect_t *req, int status) {
+  conn_t *c = req->data;
+  if (status < 0) {
+    if (status != UV_ECANCELED) conn_fail(c, "connect: %s", uv_strerror(status));
+    return;
+  }
+  if (c->closing) return;
+  uv_tcp_nodelay(&c->tcp, 1);
   int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (r < 0) {
     conn_fail(c, "read start: %s", uv_strerror(r));
     return;
   }
-  conn_flush(c);
+  if (g_opt.tls)
+    tls_begin(c); /* the upgrade follows from conn_tls_ready */
+  else
+    send_upgrade(c);
 }
 
 /* uv_read_start needs an alloc callback; every connection reads into g_rbuf, which
@@ -236,6 +308,7 @@ int conn_start(conn_t *c) {
   c->wbusy = 0;
   c->fill = 0;
   c->out_len[0] = c->out_len[1] = 0;
+  c->pt_len = 0;
   c->state = CS_CONNECTING;
   c->t_start = uv_hrtime();
   ews_rx_init(&c->rx, &g_rx_cfg);
@@ -253,11 +326,21 @@ int conn_start(conn_t *c) {
 static int rx_on_data(void *ud, int opcode, uint8_t *p, size_t n, int first, int last,
                       int compressed) {
   conn_t *c = ud;
-  if (compressed) {
-    conn_fail(c, "server sent a compressed frame (RSV1) without negotiation");
-    return 1;
-  }
   if (c->state == CS_CLOSING) return 0; /* late data after our close: ignore */
+  if (compressed) {
+    if (!c->pmd) { /* ews_rx refuses RSV1 without negotiation; belt and braces */
+      conn_fail(c, "server sent a compressed frame (RSV1) without negotiation");
+      return 1;
+    }
+    uint8_t *z;
+    size_t zn;
+    int r = pmd_inflate(c, opcode, p, n, first, last, &z, &zn);
+    if (r != 0) {
+      conn_fail(c, "inflating a message from the server: %s", ews_strerror(r));
+      return 1;
+    }
+    return g_hooks->on_data(c, opcode, z, zn, first, last);
+  }
   return g_hooks->on_data(c, opcode, p, n, first, last);
 }
 
@@ -315,6 +398,9 @@ static const char *check_response(conn_t *c, size_t head) {
     return msg;
   }
   int upgrade = 0, connection = 0, accept = 0;
+  char ext[512];
+  size_t ext_len = 0;
+  int ext_seen = 0;
   s = eol + 2;
   while (s < end) {
     eol = memchr(s, '\r', (size_t)(end - s));
@@ -335,14 +421,28 @@ static const char *check_response(conn_t *c, size_t head) {
         if (vlen != EWS_ACCEPT_LEN || memcmp(v, c->accept, EWS_ACCEPT_LEN) != 0)
           return "wrong Sec-WebSocket-Accept";
         accept = 1;
-      } else if (nlen == 24 && strncasecmp(s, "sec-websocket-extensions", 24) == 0 && vlen)
-        return "server negotiated an extension that was not offered";
+      } else if (nlen == 24 && strncasecmp(s, "sec-websocket-extensions", 24) == 0 && vlen) {
+        if (!g_opt.deflate) return "server negotiated an extension that was not offered";
+        /* several header lines form one list */
+        if (ext_len + vlen + 2 > sizeof ext) return "Sec-WebSocket-Extensions too long";
+        if (ext_seen++) {
+          memcpy(ext + ext_len, ", ", 2);
+          ext_len += 2;
+        }
+        memcpy(ext + ext_len, v, vlen);
+        ext_len += vlen;
+      }
     }
     s = eol + 2;
   }
   if (!upgrade) return "101 without 'Upgrade: websocket'";
   if (!connection) return "101 without 'Connection: Upgrade'";
   if (!accept) return "101 without Sec-WebSocket-Accept";
+  if (g_opt.deflate) {
+    const char *bad = pmd_accept(c, ext_seen ? ext : NULL, ext_len);
+    if (bad) return bad;
+    ews_rx_init(&c->rx, &g_rx_cfg_pmd); /* nothing fed yet: RSV1 now allowed */
+  }
   return NULL;
 }
 
@@ -361,15 +461,24 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       conn_abort(c); /* the server closed after our close frame: normal */
     } else if (nread == UV_EOF) {
       conn_fail(c, "connection closed by the server (EOF) %s",
-                c->state == CS_HANDSHAKE ? "during the handshake" : "while open");
+                c->state == CS_TLS         ? "during the TLS handshake"
+                : c->state == CS_HANDSHAKE ? "during the handshake"
+                                           : "while open");
     } else {
       conn_fail(c, "read: %s", uv_strerror((int)nread));
     }
     return;
   }
   g_now = uv_hrtime();
-  uint8_t *p = (uint8_t *)buf->base;
-  size_t n = (size_t)nread;
+  if (g_opt.tls)
+    tls_read(c, (const uint8_t *)buf->base, (size_t)nread);
+  else
+    conn_plain_in(c, (uint8_t *)buf->base, (size_t)nread);
+  if (!c->closing) conn_flush(c);
+}
+
+void conn_plain_in(conn_t *c, uint8_t *p, size_t n) {
+  if (c->closing) return;
   if (c->state == CS_HANDSHAKE) {
     size_t room = CONN_HS_MAX - c->hs_len;
     size_t take = n < room ? n : room;
@@ -402,7 +511,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   } else if (c->state == CS_OPEN || c->state == CS_CLOSING) {
     feed(c, p, n);
   }
-  if (!c->closing) conn_flush(c);
 }
 
 /* ---- opening many connections ---------------------------------------------------- */

@@ -1,8 +1,12 @@
 /* echo.c — echo mode of edgews-bench: C connections each keep D messages of S bytes
- * in flight, every echo is verified byte for byte against what was sent (each
- * payload starts with a token encoding the connection and sequence number and
- * continues with a slice of a shared pattern chosen by the sequence number), and
+ * in flight, every echo is verified byte for byte against what was sent, and
  * round-trip latency is recorded in the histogram during the measured interval.
+ * Pattern payloads (a token encoding the connection and sequence number, then a
+ * slice of a shared pattern chosen by the sequence number) are built straight into
+ * the output buffer and checked chunk by chunk against token and pattern; JSON
+ * payloads are one of payload.c's fixed set of messages, compared in place.
+ * With permessage-deflate the message is compressed (each JSON message once, see
+ * pmd.c) and then framed and masked (conn_queue_message); echoes arrive inflated.
  *
  * Phases: open all connections (paced) -> send D per connection -> warmup ->
  * measure -> stop sending and drain outstanding echoes -> close handshakes. */
@@ -21,44 +25,34 @@ static int g_measuring;
 static uint64_t g_in_flight; /* across all connections */
 static uint64_t g_measured;  /* echoes completed while measuring */
 static uint64_t g_completed; /* echoes completed in total */
-static uint8_t *g_pattern;   /* size + 256 bytes */
 static int g_opcode;
+static uint8_t *g_msg;       /* scratch message (compressed sends) */
 static uint64_t g_t_begin, g_t_end;
 
 static void start_close(void);
 
-#define TOKEN_LEN 16
-#define PATTERN_SLACK 256
-
-/* The token of message `seq` on connection `id`: 16 hex digits of
- * (seq << 20 | id), least significant digit first, so that a payload shorter than
- * 16 bytes still carries the low bits of the sequence number. */
-static void make_token(uint8_t tok[TOKEN_LEN], uint64_t seq, uint32_t id) {
-  static const char hex[] = "0123456789abcdef";
-  uint64_t v = seq << 20 | (id & 0xFFFFF);
-  for (int i = 0; i < TOKEN_LEN; i++, v >>= 4) tok[i] = (uint8_t)hex[v & 15];
-}
-
-static uint32_t pattern_offset(uint64_t seq, uint32_t id) {
-  return (uint32_t)(((seq * 0x9E3779B97F4A7C15ULL) >> 32 ^ id) % 251);
-}
-
 static void echo_send(conn_t *c) {
   size_t s = g_opt.size;
-  uint8_t *p = conn_out_reserve(c, EWS_FRAME_MAX_HEADER + s);
-  uint64_t r = rng64();
-  uint8_t key[4];
-  memcpy(key, &r, 4);
-  size_t h = ews_frame_header(p, g_opcode, 1, 0, s, key);
-  uint8_t *pl = p + h;
   uint64_t seq = c->send_seq++;
-  uint8_t tok[TOKEN_LEN];
-  make_token(tok, seq, c->id);
-  memcpy(pl, tok, s < TOKEN_LEN ? s : TOKEN_LEN);
-  if (s > TOKEN_LEN)
-    memcpy(pl + TOKEN_LEN, g_pattern + pattern_offset(seq, c->id) + TOKEN_LEN, s - TOKEN_LEN);
-  ews_mask(pl, s, key, 0);
-  conn_out_commit(c, h + s);
+  if (c->pmd) {
+    if (g_opt.payload == PAYLOAD_JSON) {
+      uint32_t v;
+      const uint8_t *m = payload_json(seq, c->id, &v);
+      conn_queue_message(c, g_opcode, m, s, v);
+    } else {
+      payload_fill(g_msg, s, seq, c->id);
+      conn_queue_message(c, g_opcode, g_msg, s, -1);
+    }
+  } else {
+    uint8_t *p = conn_out_reserve(c, EWS_FRAME_MAX_HEADER + s);
+    uint64_t r = rng64();
+    uint8_t key[4];
+    memcpy(key, &r, 4);
+    size_t h = ews_frame_header(p, g_opcode, 1, 0, s, key);
+    payload_fill(p + h, s, seq, c->id);
+    ews_mask(p + h, s, key, 0);
+    conn_out_commit(c, h + s);
+  }
   c->ts[seq % (uint64_t)g_opt.depth] = g_now;
   c->in_flight++;
   g_in_flight++;
@@ -82,7 +76,8 @@ static void mismatch(conn_t *c, const char *what, const uint8_t *p, size_t n) {
   c->rx_bad = 1;
   uint64_t seq;
   uint32_t id;
-  if (c->rx_off == 0 && n >= TOKEN_LEN && g_opt.size >= TOKEN_LEN && parse_token(p, &seq, &id))
+  if (g_opt.payload == PAYLOAD_PATTERN && c->rx_off == 0 && n >= TOKEN_LEN &&
+      g_opt.size >= TOKEN_LEN && parse_token(p, &seq, &id))
     bench_error("conn %u: echo of seq %llu: %s%s (payload starts with conn %u seq %llu)",
                 c->id, (unsigned long long)c->recv_seq, what,
                 id != (c->id & 0xFFFFF) ? ", another connection's message"
@@ -102,8 +97,12 @@ static int echo_on_data(conn_t *c, int opcode, uint8_t *p, size_t n, int first, 
       bench_error("conn %u: unexpected message (nothing in flight)", c->id);
       c->rx_bad = 2; /* counted; not a completion */
     } else {
-      make_token(c->tok, c->recv_seq, c->id);
-      c->poff = pattern_offset(c->recv_seq, c->id);
+      if (g_opt.payload == PAYLOAD_JSON) {
+        c->expect = payload_json(c->recv_seq, c->id, NULL);
+      } else {
+        payload_token(c->tok, c->recv_seq, c->id);
+        c->poff = payload_pattern_offset(c->recv_seq, c->id);
+      }
       if (opcode != g_opcode)
         mismatch(c, opcode == EWS_OP_TEXT ? "text echo of a binary message"
                                           : "binary echo of a text message", p, n);
@@ -113,6 +112,8 @@ static int echo_on_data(conn_t *c, int opcode, uint8_t *p, size_t n, int first, 
     size_t off = c->rx_off;
     if (off + n > size) {
       mismatch(c, "echo longer than the message", p, n);
+    } else if (g_opt.payload == PAYLOAD_JSON) {
+      if (memcmp(p, c->expect + off, n) != 0) mismatch(c, "payload bytes differ", p, n);
     } else {
       size_t i = 0;
       for (; off + i < TOKEN_LEN && i < n; i++)
@@ -266,15 +267,8 @@ static const conn_hooks_t g_echo_hooks = {
 int run_echo(void) {
   g_hooks = &g_echo_hooks;
   g_opcode = g_opt.binary ? EWS_OP_BINARY : EWS_OP_TEXT;
-
-  /* the pattern: printable ASCII for text (valid UTF-8), any byte for binary */
-  size_t plen = g_opt.size + PATTERN_SLACK;
-  g_pattern = malloc(plen);
-  if (!g_pattern) return -1;
-  for (size_t i = 0; i < plen; i++) {
-    uint64_t r = rng64();
-    g_pattern[i] = g_opt.binary ? (uint8_t)(r >> 32) : (uint8_t)(' ' + (r >> 32) % 95);
-  }
+  if (payload_init() != 0) return -1;
+  if (g_opt.deflate && !(g_msg = malloc(g_opt.size))) return -1;
 
   g_conns = calloc((size_t)g_opt.conns, sizeof(conn_t));
   if (!g_conns) return -1;
@@ -285,9 +279,15 @@ int run_echo(void) {
     c->ts = calloc((size_t)g_opt.depth, sizeof(uint64_t));
     /* room for a full window in the buffer being filled, allocated once */
     size_t cap = frame * (size_t)g_opt.depth;
-    c->out[0] = malloc(cap < 512 ? 512 : cap);
-    c->out_cap[0] = (uint32_t)(cap < 512 ? 512 : cap);
-    if (!c->ts || !c->out[0]) return -1;
+    if (cap < 512) cap = 512;
+    if (g_opt.tls) { /* WebSocket bytes are staged as plaintext */
+      c->pt = malloc(cap);
+      c->pt_cap = (uint32_t)cap;
+      cap += cap / 64 + 64; /* records: 29 bytes per 16 KiB at most */
+    }
+    c->out[0] = malloc(cap);
+    c->out_cap[0] = (uint32_t)cap;
+    if (!c->ts || !c->out[0] || (g_opt.tls && !c->pt)) return -1;
   }
 
   g_phase_id = PH_OPENING;
@@ -296,6 +296,7 @@ int run_echo(void) {
 
   for (int i = 0; i < g_opt.conns; i++) conn_free(&g_conns[i]);
   free(g_conns);
-  free(g_pattern);
+  free(g_msg);
+  payload_free();
   return g_res.seconds > 0 ? 0 : -1;
 }

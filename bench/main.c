@@ -46,13 +46,32 @@ void bench_note(int always, const char *fmt, ...) {
 static void usage(FILE *f) {
   fputs(
       "usage:\n"
-      "  edgews-bench echo --url ws://HOST:PORT/PATH [-c CONNS] [-d DEPTH] [-s SIZE]\n"
-      "                    [--duration SECS] [--warmup SECS] [--binary] [--server-pid PID] [--json]\n"
+      "  edgews-bench echo --url ws[s]://HOST:PORT/PATH [-c CONNS] [-d DEPTH] [-s SIZE]\n"
+      "                    [--duration SECS] [--warmup SECS] [--binary] [--payload json]\n"
+      "                    [--deflate [shared|takeover]] [--server-pid PID] [--json]\n"
       "  edgews-bench handshake --url URL [-c CONCURRENCY] [--duration SECS] [--warmup SECS]\n"
-      "                    [--server-pid PID] [--json]\n"
-      "  edgews-bench idle --url URL -n N [--settle SECS] [--hold SECS] [--server-pid PID] [--json]\n"
+      "                    [--resume] [--server-pid PID] [--json]\n"
+      "  edgews-bench idle --url URL -n N [--settle SECS] [--hold SECS] [--prime -s SIZE]\n"
+      "                    [--deflate [MODE]] [--server-pid PID] [--json]\n"
+      "  wss:// needs --ca FILE or --insecure\n"
       "options:\n"
-      "  -u, --url URL          server URL (ws:// only)\n"
+      "  -u, --url URL          server URL, ws:// or wss://\n"
+      "      --ca FILE          wss://: PEM CA certificate(s) to verify the server with\n"
+      "      --insecure         wss://: do not verify the server certificate\n"
+      "      --sni NAME         wss://: server name to send and verify (default: the URL's\n"
+      "                         host; an IP literal is checked against iPAddress SANs)\n"
+      "      --resume           wss://: resume the first session (ticket) on every later\n"
+      "                         connection (default: every handshake is a full one)\n"
+      "      --deflate [MODE]   negotiate permessage-deflate: shared (offer\n"
+      "                         client_no_context_takeover; default) or takeover (keep our\n"
+      "                         compression context when the server lets us)\n"
+      "      --deflate-level N  zlib level of our compressor (1)\n"
+      "      --client-context   takeover mode: compress with a context per connection\n"
+      "                         (default: each message on its own, JSON ones only once)\n"
+      "      --payload KIND     pattern (default: token + random bytes) or json\n"
+      "                         (JSON-like, compressible; text; -s >= 64)\n"
+      "      --prime            idle: each connection sends one -s message and waits for\n"
+      "                         its echo before the memory is measured\n"
       "  -c, --conns N          echo: connections (100); handshake: concurrent slots (32)\n"
       "  -n N                   idle: connections to open (1000)\n"
       "  -d, --depth N          echo: messages in flight per connection (1)\n"
@@ -104,13 +123,18 @@ static int parse_size(const char *s, size_t *out) {
   return 0;
 }
 
-/* ws://host[:port][/path] -> g_opt.addr, host_header, path. */
+/* ws[s]://host[:port][/path] -> g_opt.addr, host, host_header, path, tls. */
 static int parse_url(const char *url) {
-  if (strncmp(url, "ws://", 5) != 0) {
-    fprintf(stderr, "edgews-bench: only ws:// URLs are supported: %s\n", url);
+  const char *hp;
+  if (strncmp(url, "ws://", 5) == 0) {
+    hp = url + 5;
+  } else if (strncmp(url, "wss://", 6) == 0) {
+    hp = url + 6;
+    g_opt.tls = 1;
+  } else {
+    fprintf(stderr, "edgews-bench: the URL must be ws:// or wss://: %s\n", url);
     return -1;
   }
-  const char *hp = url + 5;
   const char *slash = strchr(hp, '/');
   size_t hplen = slash ? (size_t)(slash - hp) : strlen(hp);
   if (hplen == 0 || hplen >= sizeof(g_opt.host_header)) return -1;
@@ -118,20 +142,21 @@ static int parse_url(const char *url) {
   g_opt.host_header[hplen] = 0;
   snprintf(g_opt.path, sizeof(g_opt.path), "%s", slash ? slash : "/");
 
-  char host[300], port[16] = "80";
+  char *host = g_opt.host, port[16];
+  snprintf(port, sizeof port, "%s", g_opt.tls ? "443" : "80");
   const char *h = g_opt.host_header;
   if (h[0] == '[') {
     const char *rb = strchr(h, ']');
     if (!rb) return -1;
-    snprintf(host, sizeof(host), "%.*s", (int)(rb - h - 1), h + 1);
+    snprintf(host, sizeof(g_opt.host), "%.*s", (int)(rb - h - 1), h + 1);
     if (rb[1] == ':') snprintf(port, sizeof(port), "%s", rb + 2);
   } else {
     const char *colon = strrchr(h, ':');
     if (colon) {
-      snprintf(host, sizeof(host), "%.*s", (int)(colon - h), h);
+      snprintf(host, sizeof(g_opt.host), "%.*s", (int)(colon - h), h);
       snprintf(port, sizeof(port), "%s", colon + 1);
     } else {
-      snprintf(host, sizeof(host), "%s", h);
+      snprintf(host, sizeof(g_opt.host), "%s", h);
     }
   }
   struct addrinfo hints = {0}, *res = NULL;
@@ -191,14 +216,33 @@ static void report(int rc) {
   int have_rss = g_opt.mode == MODE_IDLE && r->rss_before >= 0 && r->rss_after >= 0 && r->opened > 0;
   double rss_per = have_rss ? (double)(r->rss_after - r->rss_before) / r->opened : 0;
   const char *unit = g_opt.mode == MODE_ECHO ? "msg" : "handshake";
+  double gen_us = timed && r->done ? r->gen_cpu_s * 1e6 / (double)r->done : 0;
+  static const char *deflate_names[] = {"off", "shared", "takeover"};
+  const char *dname = deflate_names[g_opt.deflate];
+  double tx_ratio = r->tx_wire ? (double)r->tx_raw / (double)r->tx_wire : 0;
+  double rx_ratio = r->rx_wire ? (double)r->rx_raw / (double)r->rx_wire : 0;
 
   FILE *h = g_opt.json ? stderr : stdout;
   fprintf(h, "edgews-bench %s %s\n", mode_name(), g_opt.url);
   if (g_opt.mode == MODE_ECHO)
-    fprintf(h, "  load         %d conns x %d in flight x %zu B %s\n", g_opt.conns, g_opt.depth,
-            g_opt.size, g_opt.binary ? "binary" : "text");
+    fprintf(h, "  load         %d conns x %d in flight x %zu B %s %s\n", g_opt.conns, g_opt.depth,
+            g_opt.size, g_opt.payload == PAYLOAD_JSON ? "JSON" : "pattern",
+            g_opt.binary ? "binary" : "text");
   else if (g_opt.mode == MODE_HANDSHAKE)
     fprintf(h, "  load         %d concurrent connect/handshake/close loops\n", g_opt.conns);
+  if (g_opt.tls)
+    fprintf(h, "  tls          TLS 1.2 %s; handshakes %llu full, %llu resumed%s\n",
+            r->tls_suite[0] ? r->tls_suite : "(none completed)",
+            (unsigned long long)r->tls_full, (unsigned long long)r->tls_resumed,
+            g_opt.mode == MODE_HANDSHAKE ? " (measured interval)" : "");
+  if (g_opt.deflate) {
+    fprintf(h, "  deflate      offered '%s'; server answered '%s'\n", pmd_offer(),
+            r->pmd_response[0] ? r->pmd_response : "(nothing)");
+    if (r->tx_wire || r->rx_wire)
+      fprintf(h, "  compression  ours %.2fx (%llu -> %llu bytes), the server's %.2fx (%llu -> %llu)\n",
+              tx_ratio, (unsigned long long)r->tx_raw, (unsigned long long)r->tx_wire, rx_ratio,
+              (unsigned long long)r->rx_raw, (unsigned long long)r->rx_wire);
+  }
   if (timed) {
     fprintf(h, "  %-12s %llu in %.2f s = %.0f/s\n",
             g_opt.mode == MODE_ECHO ? "messages" : "handshakes", (unsigned long long)r->done,
@@ -209,7 +253,7 @@ static void report(int rc) {
     if (have_srv)
       fprintf(h, "  server CPU   %.2f us/%s, %.1f%% of a core (%d process%s)\n", srv_us, unit,
               srv_util * 100, r->server_procs, r->server_procs == 1 ? "" : "es");
-    fprintf(h, "  generator    %.1f%% of a core%s\n", gen_util * 100,
+    fprintf(h, "  generator    %.1f%% of a core, %.2f us/%s%s\n", gen_util * 100, gen_us, unit,
             gen_bottleneck ? "  <-- the generator is (near) saturated: throughput and latency "
                              "are bounded by it; server CPU per message still holds"
                            : "");
@@ -233,9 +277,24 @@ static void report(int rc) {
   fprintf(f, "{\"mode\":\"%s\",\"url\":", mode_name());
   json_str(f, g_opt.url);
   fprintf(f, ",\"conns\":%d", g_opt.conns);
-  if (g_opt.mode == MODE_ECHO)
-    fprintf(f, ",\"depth\":%d,\"size\":%zu,\"binary\":%s", g_opt.depth, g_opt.size,
-            g_opt.binary ? "true" : "false");
+  if (g_opt.mode == MODE_ECHO || g_opt.prime)
+    fprintf(f, ",\"depth\":%d,\"size\":%zu,\"binary\":%s,\"payload\":\"%s\"", g_opt.depth,
+            g_opt.size, g_opt.binary ? "true" : "false",
+            g_opt.payload == PAYLOAD_JSON ? "json" : "pattern");
+  fprintf(f, ",\"tls\":%s", g_opt.tls ? "true" : "false");
+  if (g_opt.tls) {
+    fputs(",\"tls_suite\":", f);
+    json_str(f, r->tls_suite);
+    fprintf(f, ",\"tls_full\":%llu,\"tls_resumed\":%llu", (unsigned long long)r->tls_full,
+            (unsigned long long)r->tls_resumed);
+  }
+  fprintf(f, ",\"deflate\":\"%s\"", dname);
+  if (g_opt.deflate) {
+    fputs(",\"pmd_response\":", f);
+    json_str(f, r->pmd_response);
+    json_num(f, "client_ratio", tx_ratio, r->tx_wire > 0, "%.3f");
+    json_num(f, "server_ratio", rx_ratio, r->rx_wire > 0, "%.3f");
+  }
   if (g_opt.mode != MODE_IDLE) {
     fprintf(f, ",\"duration_s\":%.3f,\"warmup_s\":%.3f", r->seconds, g_opt.warmup);
     if (g_opt.mode == MODE_ECHO)
@@ -255,10 +314,13 @@ static void report(int rc) {
     json_num(f, "server_cpu_util", srv_util, have_srv, "%.3f");
     fprintf(f, ",\"server_procs\":%d", r->server_procs);
     json_num(f, "gen_cpu_util", gen_util, timed, "%.3f");
+    json_num(f, g_opt.mode == MODE_ECHO ? "gen_cpu_us_per_msg" : "gen_cpu_us_per_handshake",
+             gen_us, timed && r->done, "%.3f");
     fprintf(f, ",\"gen_bottleneck\":%s", gen_bottleneck ? "true" : "false");
     json_num(f, "other_cpu_util", other_util, have_other, "%.3f");
   } else {
-    fprintf(f, ",\"n\":%d,\"opened\":%d,\"alive\":%d", g_opt.conns, r->opened, r->alive);
+    fprintf(f, ",\"n\":%d,\"opened\":%d,\"alive\":%d,\"prime\":%s", g_opt.conns, r->opened,
+            r->alive, g_opt.prime ? "true" : "false");
     json_num(f, "rss_before_bytes", (double)r->rss_before, r->rss_before >= 0, "%.0f");
     json_num(f, "rss_after_bytes", (double)r->rss_after, r->rss_after >= 0, "%.0f");
     json_num(f, "rss_per_conn_bytes", rss_per, have_rss, "%.1f");
@@ -297,8 +359,10 @@ int main(int argc, char **argv) {
   g_opt.settle = 2;
   g_opt.hold = 0;
   g_opt.max_pending = 200;
+  g_opt.deflate_level = 1;
 
-  enum { O_BINARY = 256, O_JSON, O_SETTLE, O_HOLD, O_MAXPEND };
+  enum { O_BINARY = 256, O_JSON, O_SETTLE, O_HOLD, O_MAXPEND, O_CA, O_INSECURE, O_SNI, O_RESUME,
+         O_DEFLATE, O_DEFLATE_LEVEL, O_PAYLOAD, O_PRIME, O_CLIENT_CTX };
   static const struct option longopts[] = {
       {"url", required_argument, NULL, 'u'},
       {"conns", required_argument, NULL, 'c'},
@@ -312,6 +376,15 @@ int main(int argc, char **argv) {
       {"settle", required_argument, NULL, O_SETTLE},
       {"hold", required_argument, NULL, O_HOLD},
       {"max-pending", required_argument, NULL, O_MAXPEND},
+      {"ca", required_argument, NULL, O_CA},
+      {"insecure", no_argument, NULL, O_INSECURE},
+      {"sni", required_argument, NULL, O_SNI},
+      {"resume", no_argument, NULL, O_RESUME},
+      {"deflate", no_argument, NULL, O_DEFLATE},
+      {"deflate-level", required_argument, NULL, O_DEFLATE_LEVEL},
+      {"payload", required_argument, NULL, O_PAYLOAD},
+      {"prime", no_argument, NULL, O_PRIME},
+      {"client-context", no_argument, NULL, O_CLIENT_CTX},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -334,6 +407,31 @@ int main(int argc, char **argv) {
       case O_SETTLE: bad = parse_double(optarg, &g_opt.settle); break;
       case O_HOLD: bad = parse_double(optarg, &g_opt.hold); break;
       case O_MAXPEND: bad = parse_int(optarg, 1, 100000, &v); g_opt.max_pending = (int)v; break;
+      case O_CA: g_opt.ca_file = optarg; break;
+      case O_INSECURE: g_opt.insecure = 1; break;
+      case O_SNI: g_opt.sni = optarg; break;
+      case O_RESUME: g_opt.resume = 1; break;
+      case O_DEFLATE:
+        /* optional separate argument: --deflate [shared|takeover] */
+        g_opt.deflate = DEFLATE_SHARED;
+        if (optind < argc && strcmp(argv[optind], "shared") == 0) {
+          optind++;
+        } else if (optind < argc && strcmp(argv[optind], "takeover") == 0) {
+          g_opt.deflate = DEFLATE_TAKEOVER;
+          optind++;
+        }
+        break;
+      case O_DEFLATE_LEVEL:
+        bad = parse_int(optarg, 0, 9, &v);
+        g_opt.deflate_level = (int)v;
+        break;
+      case O_PAYLOAD:
+        if (strcmp(optarg, "json") == 0) g_opt.payload = PAYLOAD_JSON;
+        else if (strcmp(optarg, "pattern") == 0) g_opt.payload = PAYLOAD_PATTERN;
+        else bad = 1;
+        break;
+      case O_PRIME: g_opt.prime = 1; break;
+      case O_CLIENT_CTX: g_opt.client_context = 1; break;
       case 'v': g_opt.verbose = 1; break;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
@@ -352,6 +450,22 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (parse_url(g_opt.url) != 0) return 2;
+  if (g_opt.tls && !g_opt.ca_file && !g_opt.insecure) {
+    fprintf(stderr, "edgews-bench: wss:// needs --ca FILE (or --insecure)\n");
+    return 2;
+  }
+  if (!g_opt.tls && (g_opt.ca_file || g_opt.insecure || g_opt.sni || g_opt.resume)) {
+    fprintf(stderr, "edgews-bench: --ca, --insecure, --sni and --resume need a wss:// URL\n");
+    return 2;
+  }
+  if (g_opt.payload == PAYLOAD_JSON && g_opt.size < PAYLOAD_JSON_MIN) {
+    fprintf(stderr, "edgews-bench: --payload json needs -s %d or more\n", PAYLOAD_JSON_MIN);
+    return 2;
+  }
+  if (g_opt.prime && g_opt.mode != MODE_IDLE) {
+    fprintf(stderr, "edgews-bench: --prime is for idle mode\n");
+    return 2;
+  }
   if ((uint64_t)g_opt.depth * (EWS_FRAME_MAX_HEADER + g_opt.size) > 0xFFFFFFFFull / 2) {
     fprintf(stderr, "edgews-bench: depth x size too large\n");
     return 2;
@@ -375,6 +489,10 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  if ((g_opt.tls && tls_global_init() != 0) || (g_opt.deflate && pmd_global_init() != 0)) {
+    tls_global_free();
+    return 2;
+  }
   g_loop = uv_default_loop();
   int rc;
   switch (g_opt.mode) {
@@ -382,7 +500,13 @@ int main(int argc, char **argv) {
     case MODE_HANDSHAKE: rc = run_handshake(); break;
     default: rc = run_idle(); break;
   }
+  if (g_opt.mode != MODE_HANDSHAKE) { /* handshake mode counts the measured interval */
+    g_res.tls_full = g_tls_full;
+    g_res.tls_resumed = g_tls_resumed;
+  }
   report(rc);
   uv_loop_close(g_loop);
+  tls_global_free();
+  pmd_global_free();
   return rc == 0 && g_res.errors == 0 ? 0 : 1;
 }
