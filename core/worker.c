@@ -11,6 +11,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "hub/bus.h"
 #include "lua/api.h"
 #include "lua/tasks.h"
 #include "lua/vm.h"
@@ -116,6 +117,8 @@ static void on_wakeup(uv_async_t *a) {
   }
   if (__atomic_exchange_n(&w->req_reload, 0, __ATOMIC_ACQ_REL) && !w->stopping)
     ews_worker_load_script(w);
+  ews_bus_drain(w);
+  ews_worker_run_pending(w);
   int stop = __atomic_load_n(&w->req_stop, __ATOMIC_ACQUIRE);
   int force = __atomic_load_n(&w->req_force, __ATOMIC_ACQUIRE);
   if (stop) begin_stop(w, force);
@@ -228,6 +231,7 @@ static void worker_main(void *arg) {
   w->alive = 0;
   uv_mutex_unlock(&w->post_lock);
   ews_ltimers_close_all(w);
+  ews_bus_free(w);
   uv_walk(&w->loop, close_walk_cb, NULL);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   if (w->L) ews_vm_close(w->L);

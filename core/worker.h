@@ -111,6 +111,7 @@ typedef struct ews_worker {
   int req_stop, req_reload, req_force;
   uv_mutex_t post_lock;
   int alive;
+  struct ews_bus_msg *inbox_head, *inbox_tail; /* hub/bus.h, under post_lock */
   int stopping;
   uint64_t last_emfile_log;
   /* Start-up handshake with the main thread. */

@@ -16,6 +16,8 @@
 #include "err.h"
 #include "log.h"
 #include "hub/buckets.h"
+#include "hub/bus.h"
+#include "hub/users.h"
 #include "hub/counters.h"
 #include "lua/api.h"
 #include "lua/tasks.h"
@@ -210,6 +212,112 @@ static int l_count_user(lua_State *L) {
   ews_conn_t *c = check_conn(L, 1);
   const char *uid = luaL_checkstring(L, 2);
   return push_result(L, ews_conn_count_user(c, uid));
+}
+
+/* core.post(worker_id, blob) -> true | nil, err: a bus message for another worker. */
+static int l_post(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  int to = (int)luaL_checkinteger(L, 1);
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
+  if (!w || to < 0 || to >= w->server->nworkers) return push_result(L, EWS_EINVAL);
+  return push_result(L, ews_bus_post(&w->server->workers[to], p, n));
+}
+
+/* core.user_add(uid, socket_id) / core.user_remove(uid, socket_id) /
+ * core.user_list(uid) -> { {worker, socket_id}, ... } */
+static int l_user_add(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  size_t n;
+  const char *uid = luaL_checklstring(L, 1, &n);
+  return push_result(L, w ? ews_users_add(uid, n, w->id, luaL_checknumber(L, 2)) : 0);
+}
+
+static int l_user_remove(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  size_t n;
+  const char *uid = luaL_checklstring(L, 1, &n);
+  if (w) ews_users_remove(uid, n, w->id, luaL_checknumber(L, 2));
+  return 0;
+}
+
+static int l_user_list(lua_State *L) {
+  size_t n;
+  const char *uid = luaL_checklstring(L, 1, &n);
+  ews_user_socket_t buf[64];
+  size_t total = ews_users_list(uid, n, buf, 64);
+  ews_user_socket_t *all = buf;
+  if (total > 64 && (all = malloc(total * sizeof *all))) total = ews_users_list(uid, n, all, total);
+  else if (total > 64) total = 64, all = buf;
+  lua_createtable(L, (int)total, 0);
+  for (size_t i = 0; i < total; i++) {
+    lua_createtable(L, 2, 0);
+    lua_pushinteger(L, all[i].worker);
+    lua_rawseti(L, -2, 1);
+    lua_pushnumber(L, all[i].socket_id);
+    lua_rawseti(L, -2, 2);
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+  if (all != buf) free(all);
+  return 1;
+}
+
+/* core.stats_all() -> counters summed over every worker */
+static int l_stats_all(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  lua_createtable(L, 0, 16);
+  if (!w) return 1;
+  ews_worker_stats_t sum;
+  memset(&sum, 0, sizeof sum);
+  uint32_t open = 0;
+  const ews_server_t *s = w->server;
+  for (int i = 0; i < s->nworkers; i++) {
+    const ews_worker_stats_t *st = &s->workers[i].stats;
+    sum.conns_total += st->conns_total;
+    sum.msgs_in += st->msgs_in;
+    sum.msgs_out += st->msgs_out;
+    sum.bytes_in += st->bytes_in;
+    sum.bytes_out += st->bytes_out;
+    sum.handler_errors += st->handler_errors;
+    sum.compressed += st->compressed;
+    for (int k = 0; k < EWS_LC_MAX; k++) sum.lua[k] += st->lua[k];
+    for (int k = 0; k < EWS_RJ_MAX; k++) sum.rejected[k] += st->rejected[k];
+    open += __atomic_load_n(&s->workers[i].nconns, __ATOMIC_RELAXED);
+  }
+#define F(name, v)                     \
+  lua_pushnumber(L, (lua_Number)(v)); \
+  lua_setfield(L, -2, name)
+  F("workers", s->nworkers);
+  F("connections", open);
+  F("connections_total", sum.conns_total);
+  F("messages_in", sum.msgs_in);
+  F("messages_out", sum.msgs_out);
+  F("bytes_in", sum.bytes_in);
+  F("bytes_out", sum.bytes_out);
+  F("handler_errors", sum.handler_errors);
+  F("messages_compressed", sum.compressed);
+#undef F
+  static const char *const lnames[] = {
+#define XX(n) #n,
+      EWS_LUA_COUNTERS(XX)
+#undef XX
+  };
+  for (int k = 0; k < EWS_LC_MAX; k++) {
+    lua_pushnumber(L, (lua_Number)sum.lua[k]);
+    lua_setfield(L, -2, lnames[k]);
+  }
+  static const char *const rnames[] = {
+#define XX(n) #n,
+      EWS_REJECT_REASONS(XX)
+#undef XX
+  };
+  lua_createtable(L, 0, EWS_RJ_MAX);
+  for (int k = 0; k < EWS_RJ_MAX; k++) {
+    lua_pushnumber(L, (lua_Number)sum.rejected[k]);
+    lua_setfield(L, -2, rnames[k]);
+  }
+  lua_setfield(L, -2, "rejected");
+  return 1;
 }
 
 /* core.count(name): bumps an application-layer counter shown in /metrics. */
@@ -436,6 +544,8 @@ static const luaL_Reg core_fns[] = {
     {"app_sockets", l_app_sockets}, {"auth_done", l_auth_done},
     {"count_user", l_count_user}, {"connection_count", l_connection_count},
     {"take", l_take}, {"count", l_count},
+    {"post", l_post}, {"user_add", l_user_add}, {"user_remove", l_user_remove},
+    {"user_list", l_user_list}, {"stats_all", l_stats_all},
     {NULL, NULL}};
 
 int ews_luaopen_core(lua_State *L) {

@@ -95,12 +95,13 @@ lua_State *ews_vm_new(ews_worker_t *w, char **err) {
   refs->enqueue_close = ref_field(L, t, "_enqueue_close");
   refs->run_timer = ref_field(L, t, "_run_timer");
   refs->authenticate = ref_field(L, t, "_authenticate");
+  refs->bus = ref_field(L, t, "_bus");
   refs->socket_mt = ref_field(L, t, "_Socket");
   lua_settop(L, 1);
   if (w) w->refs = *refs;
   if (refs->dispatch_open == LUA_NOREF || refs->dispatch_message == LUA_NOREF ||
       refs->dispatch_close == LUA_NOREF || refs->enqueue_message == LUA_NOREF ||
-      refs->enqueue_close == LUA_NOREF || refs->run_timer == LUA_NOREF || refs->authenticate == LUA_NOREF ||
+      refs->enqueue_close == LUA_NOREF || refs->run_timer == LUA_NOREF || refs->authenticate == LUA_NOREF || refs->bus == LUA_NOREF ||
       refs->socket_mt == LUA_NOREF) {
     *err = strdup("the edgews module lacks its dispatch functions");
     lua_close(L);

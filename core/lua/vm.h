@@ -18,6 +18,7 @@ typedef struct {
   int enqueue_message, enqueue_close; /* events for a connection whose task waits */
   int run_timer;
   int authenticate;
+  int bus;
   int socket_mt;
 } ews_vm_refs_t;
 

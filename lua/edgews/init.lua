@@ -25,6 +25,7 @@ local auth = require "edgews.auth"
 local middleware = require "edgews.middleware"
 local pipeline = require "edgews.pipeline"
 local router = require "edgews.router"
+local workers = require "edgews.workers"
 
 local type, pairs, ipairs, error, tostring, select = type, pairs, ipairs, error, tostring, select
 local xpcall, loadfile, setmetatable = xpcall, loadfile, setmetatable
@@ -111,11 +112,20 @@ function App:sockets()
   return core.app_sockets(self.path)
 end
 
---- app:broadcast(data [, is_binary [, filter]]) -> number of sockets it was queued for
--- Sends to every open socket of the app on this worker for which filter(socket)
--- is true (all when no filter). The frame is built, and compressed, once.
+--- app:broadcast(data [, is_binary [, filter]]) -> number queued on this worker
+-- Sends to every open socket of the app, on every worker, for which
+-- filter(socket) is true (all when no filter). On each worker the frame is built,
+-- and compressed, once. Other workers deliver asynchronously; the filter crosses
+-- workers as bytecode with copies of its upvalues (see edgews.workers).
 function App:broadcast(data, is_binary, filter)
   if type(data) ~= "string" then error("app:broadcast expects a string", 2) end
+  if filter ~= nil and type(filter) ~= "function" then error("app:broadcast: filter must be a function", 2) end
+  workers.broadcast_others(self.path, data, is_binary, filter, 2)
+  return self:_broadcast_local(data, is_binary, filter)
+end
+
+-- This worker's part of a broadcast.
+function App:_broadcast_local(data, is_binary, filter)
   local list = core.app_sockets(self.path)
   if filter then
     local kept, n = {}, 0
@@ -277,6 +287,15 @@ function _M._dispatch_close(sock, code, reason)
   call(sock, "close", "_on_close", code, reason)
 end
 
+-- A message from another worker (edgews.workers).
+function _M._bus(blob)
+  local ok, err = xpcall(workers.dispatch, traceback, blob, apps)
+  if not ok then core.handler_error(false, "bus", tostring(err)) end
+end
+
+--- edgews.user_sockets(user_id) -> the user's sockets on every worker (see README)
+_M.user_sockets = workers.user_sockets
+
 -- Before the 101, for an app with auth in "upgrade" mode: runs the strategy on
 -- the request (it may wait) and tells the core the verdict.
 function _M._authenticate(path, req)
@@ -383,7 +402,11 @@ _M.worker_id = core.worker_id
 _M.workers = core.workers
 --- edgews.now() -> seconds (the worker loop's cached clock, millisecond steps)
 _M.now = core.now
---- edgews.stats() -> this worker's counters
-_M.stats = core.stats
+--- edgews.stats([all]) -> this worker's counters, or with all = true the sums
+-- over every worker (plus rejections by reason and the application counters)
+function _M.stats(all)
+  if all then return core.stats_all() end
+  return core.stats()
+end
 
 return _M

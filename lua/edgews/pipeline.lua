@@ -23,6 +23,7 @@
 -- connections for the user, 1008 rate limit (action = "close").
 
 local core = require "edgews.core"
+local workers = require "edgews.workers"
 local router_mod = require "edgews.router"
 local ratelimit = require "edgews.ratelimit"
 local cjson = require "cjson.safe"
@@ -162,6 +163,7 @@ _M.expire_later = expire_later
 function _M.on_open(app, socket)
   local strat = app._auth
   if strat.mode == "upgrade" then
+    workers.add_user(socket, socket.ctx.user)
     expire_later(app, socket, socket.ctx.user)
     return
   end
@@ -179,6 +181,7 @@ end
 function _M.on_close(socket)
   local a = socket.ctx._auth
   if a and a.timer then a.timer:cancel() end
+  workers.remove_user(socket)
 end
 
 local function accept_user(app, socket, user)
@@ -190,6 +193,7 @@ local function accept_user(app, socket, user)
     end
   end
   socket.ctx.user = user
+  workers.add_user(socket, user)
   expire_later(app, socket, user)
   return true
 end

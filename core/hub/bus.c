@@ -1,0 +1,61 @@
+/* bus.c — worker inboxes (see bus.h). */
+#include "hub/bus.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "log.h"
+#include "lua/tasks.h"
+#include "worker.h"
+
+int ews_bus_post(ews_worker_t *to, const char *data, size_t len) {
+  ews_bus_msg_t *m = malloc(sizeof *m + len);
+  if (!m) return EWS_ENOMEM;
+  m->next = NULL;
+  m->len = len;
+  memcpy(m->data, data, len);
+  uv_mutex_lock(&to->post_lock);
+  if (!to->alive) {
+    uv_mutex_unlock(&to->post_lock);
+    free(m);
+    return EWS_ECLOSED;
+  }
+  if (to->inbox_tail) to->inbox_tail->next = m;
+  else to->inbox_head = m;
+  to->inbox_tail = m;
+  uv_async_send(&to->wakeup);
+  uv_mutex_unlock(&to->post_lock);
+  return 0;
+}
+
+void ews_bus_drain(ews_worker_t *w) {
+  uv_mutex_lock(&w->post_lock);
+  ews_bus_msg_t *m = w->inbox_head;
+  w->inbox_head = w->inbox_tail = NULL;
+  uv_mutex_unlock(&w->post_lock);
+  while (m) {
+    ews_bus_msg_t *next = m->next;
+    ews_task_t *t = w->L ? ews_task_get(w) : NULL;
+    if (t) {
+      lua_rawgeti(t->co, LUA_REGISTRYINDEX, w->refs.bus);
+      lua_pushlstring(t->co, m->data, m->len);
+      ews_task_start(w, t, 1, NULL);
+    } else {
+      EWS_ERROR("bus: dropped a message (no task)");
+    }
+    free(m);
+    m = next;
+  }
+}
+
+void ews_bus_free(ews_worker_t *w) {
+  ews_bus_msg_t *m = w->inbox_head;
+  while (m) {
+    ews_bus_msg_t *next = m->next;
+    free(m);
+    m = next;
+  }
+  w->inbox_head = w->inbox_tail = NULL;
+}

@@ -1,0 +1,27 @@
+/* bus.h — messages between workers. Each worker has an inbox (a list under the
+ * worker's post lock) and a uv_async_t that wakes it; a message is a blob of Lua
+ * values serialised with LuaJIT's string.buffer, run on the target worker by the
+ * Lua dispatcher `_bus` in a task of its own. Cross-worker sends to a user's
+ * sockets and app-wide broadcasts travel this way; workers share no Lua state. */
+#ifndef EWS_BUS_H
+#define EWS_BUS_H
+
+#include <stddef.h>
+
+struct ews_worker;
+
+typedef struct ews_bus_msg {
+  struct ews_bus_msg *next;
+  size_t len;
+  char data[];
+} ews_bus_msg_t;
+
+/* Copies data[0..len) into a message for worker `to`. 0, EWS_ENOMEM, or
+ * EWS_ECLOSED when the worker is gone. */
+int ews_bus_post(struct ews_worker *to, const char *data, size_t len);
+/* On the worker's wakeup: runs every message in its inbox, in order. */
+void ews_bus_drain(struct ews_worker *w);
+/* At worker exit: frees what is left. */
+void ews_bus_free(struct ews_worker *w);
+
+#endif
