@@ -509,6 +509,10 @@ static int l_set_routes(lua_State *L) {
     a->auth_timeout_ms = opt_ms(L, t, "auth_timeout", 10000);
     a->rx_pmd = a->rx;
     a->rx_pmd.allow_rsv1 = 1;
+    /* Deflate can expand incompressible data a little (stored blocks: 5 bytes per
+     * 64 KiB): allow that on the wire; the inflater enforces the real limit. */
+    if (a->rx.max_message) a->rx_pmd.max_message = a->rx.max_message + a->rx.max_message / 64 + 1024;
+    if (a->rx.max_frame) a->rx_pmd.max_frame = a->rx.max_frame + a->rx.max_frame / 64 + 1024;
     lua_getfield(L, t, "on_backpressure");
     a->drop_on_backpressure = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "drop") == 0;
     lua_pop(L, 1);
