@@ -238,6 +238,7 @@ static void worker_main(void *arg) {
   w->L = NULL;
   ews_task_pool_free(w);
   ews_routes_clear(&w->routes);
+  ews_chans_free(&w->chans);
   ews_tls_ctx_unref(w->tls_ctx);
   ews_tls_ctx_unref(w->pending_tls);
   w->tls_ctx = w->pending_tls = NULL;

@@ -14,6 +14,7 @@
 #include "lua/vm.h"
 #include "net/buf.h"
 #include "net/timers.h"
+#include "hub/channels.h"
 #include "proto/deflate.h"
 
 typedef struct ews_conn ews_conn_t;
@@ -100,6 +101,7 @@ typedef struct ews_worker {
   struct ews_task *current_task;
   struct ews_ltimer *ltimers; /* Lua timers (edgews.sleep/timer/every), for cleanup */
   ews_routes_t routes;
+  ews_chans_t chans;    /* this worker's channel subscribers (hub/channels.h) */
   ews_conn_t *conns;    /* all connections (doubly linked) */
   ews_conn_t *flush_head; /* connections with queued bytes */
   ews_conn_t *sweep_head; /* connections that ended: close event, then uv_close */

@@ -6,19 +6,24 @@
 #include <string.h>
 
 #include "err.h"
+#include "hub/channels.h"
 #include "log.h"
 #include "lua/tasks.h"
 #include "worker.h"
 
-int ews_bus_post(ews_worker_t *to, const char *data, size_t len) {
-  ews_bus_msg_t *m = malloc(sizeof *m + len);
-  if (!m) return EWS_ENOMEM;
-  m->next = NULL;
+static ews_bus_msg_t *new_msg(const char *data, size_t len) {
+  ews_bus_msg_t *m = calloc(1, sizeof *m + len);
+  if (!m) return NULL;
   m->len = len;
   memcpy(m->data, data, len);
+  return m;
+}
+
+static int enqueue(ews_worker_t *to, ews_bus_msg_t *m) {
   uv_mutex_lock(&to->post_lock);
   if (!to->alive) {
     uv_mutex_unlock(&to->post_lock);
+    if (m->frame) ews_buf_unref(m->frame);
     free(m);
     return EWS_ECLOSED;
   }
@@ -30,6 +35,25 @@ int ews_bus_post(ews_worker_t *to, const char *data, size_t len) {
   return 0;
 }
 
+int ews_bus_post(ews_worker_t *to, const char *data, size_t len) {
+  ews_bus_msg_t *m = new_msg(data, len);
+  return m ? enqueue(to, m) : EWS_ENOMEM;
+}
+
+int ews_bus_post_publish(ews_worker_t *to, const char *name, size_t len, ews_buf_t *frame,
+                         size_t header_len, int opcode, uint64_t exclude_id) {
+  ews_bus_msg_t *m = new_msg(name, len);
+  if (!m) return EWS_ENOMEM;
+  m->kind = EWS_BUS_PUBLISH;
+  m->frame = frame;
+  m->header_len = header_len;
+  m->opcode = opcode;
+  m->exclude_id = exclude_id;
+  ews_buf_ref(frame);
+  int r = enqueue(to, m);
+  return r;
+}
+
 void ews_bus_drain(ews_worker_t *w) {
   uv_mutex_lock(&w->post_lock);
   ews_bus_msg_t *m = w->inbox_head;
@@ -37,6 +61,13 @@ void ews_bus_drain(ews_worker_t *w) {
   uv_mutex_unlock(&w->post_lock);
   while (m) {
     ews_bus_msg_t *next = m->next;
+    if (m->kind == EWS_BUS_PUBLISH) {
+      ews_chan_deliver(w, m->data, m->len, m->frame, m->header_len, m->opcode, m->exclude_id);
+      ews_buf_unref(m->frame);
+      free(m);
+      m = next;
+      continue;
+    }
     ews_task_t *t = w->L ? ews_task_get(w) : NULL;
     if (t) {
       lua_rawgeti(t->co, LUA_REGISTRYINDEX, w->refs.bus);
@@ -54,6 +85,7 @@ void ews_bus_free(ews_worker_t *w) {
   ews_bus_msg_t *m = w->inbox_head;
   while (m) {
     ews_bus_msg_t *next = m->next;
+    if (m->frame) ews_buf_unref(m->frame);
     free(m);
     m = next;
   }

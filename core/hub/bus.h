@@ -10,11 +10,29 @@
 
 struct ews_worker;
 
+#include <stdint.h>
+
+#include "net/buf.h"
+
+enum { EWS_BUS_LUA = 0, EWS_BUS_PUBLISH = 1 };
+
 typedef struct ews_bus_msg {
   struct ews_bus_msg *next;
+  int kind;
+  /* EWS_BUS_PUBLISH: a frame built once by the publishing worker (referenced);
+   * data = the channel name. */
+  ews_buf_t *frame;
+  size_t header_len;
+  int opcode;
+  uint64_t exclude_id;
   size_t len;
   char data[];
 } ews_bus_msg_t;
+
+/* Posts a channel publish: the worker queues `frame` to its subscribers of the
+ * channel name[0..len). Takes a reference on frame. 0 or an error. */
+int ews_bus_post_publish(struct ews_worker *to, const char *name, size_t len, ews_buf_t *frame,
+                         size_t header_len, int opcode, uint64_t exclude_id);
 
 /* Copies data[0..len) into a message for worker `to`. 0, EWS_ENOMEM, or
  * EWS_ECLOSED when the worker is gone. */

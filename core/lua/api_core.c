@@ -17,6 +17,7 @@
 #include "log.h"
 #include "hub/buckets.h"
 #include "hub/bus.h"
+#include "hub/channels.h"
 #include "hub/users.h"
 #include "hub/counters.h"
 #include "lua/api.h"
@@ -320,6 +321,45 @@ static int l_stats_all(lua_State *L) {
   return 1;
 }
 
+/* core.subscribe(c, channel) / core.unsubscribe(c, channel) -> true | nil, err */
+static int l_subscribe(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  ews_conn_t *c = check_conn(L, 1);
+  size_t n;
+  const char *name = luaL_checklstring(L, 2, &n);
+  return push_result(L, ews_chan_subscribe(w, c, name, n));
+}
+
+static int l_unsubscribe(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  ews_conn_t *c = check_conn(L, 1);
+  size_t n;
+  const char *name = luaL_checklstring(L, 2, &n);
+  return push_result(L, ews_chan_unsubscribe(w, c, name, n));
+}
+
+/* core.publish(channel, data, is_binary, exclude_socket_id) -> local deliveries */
+static int l_publish(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  size_t nl, n;
+  const char *name = luaL_checklstring(L, 1, &nl);
+  const char *p = luaL_checklstring(L, 2, &n);
+  int binary = lua_toboolean(L, 3);
+  uint64_t exclude = (uint64_t)luaL_optnumber(L, 4, 0);
+  if (!w) return push_result(L, EWS_EINVAL);
+  int r = ews_chan_publish(w, name, nl, binary ? EWS_OP_BINARY : EWS_OP_TEXT, p, n, exclude);
+  if (r < 0) return push_result(L, r);
+  lua_pushinteger(L, r);
+  return 1;
+}
+
+static int l_channel_count(lua_State *L) {
+  size_t n;
+  const char *name = luaL_checklstring(L, 1, &n);
+  lua_pushinteger(L, ews_chan_count(name, n));
+  return 1;
+}
+
 /* core.count(name): bumps an application-layer counter shown in /metrics. */
 static int l_count(lua_State *L) {
   ews_worker_t *w = worker_of(L);
@@ -550,6 +590,8 @@ static const luaL_Reg core_fns[] = {
     {"take", l_take}, {"count", l_count},
     {"post", l_post}, {"user_add", l_user_add}, {"user_remove", l_user_remove},
     {"user_list", l_user_list}, {"stats_all", l_stats_all},
+    {"subscribe", l_subscribe}, {"unsubscribe", l_unsubscribe}, {"publish", l_publish},
+    {"channel_count", l_channel_count},
     {NULL, NULL}};
 
 int ews_luaopen_core(lua_State *L) {

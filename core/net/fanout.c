@@ -16,9 +16,10 @@ typedef struct {
   ews_buf_t *frame; /* complete compressed frame */
 } variant_t;
 
-static ews_buf_t *build_plain(int opcode, const void *p, size_t n) {
+ews_buf_t *ews_fanout_plain(int opcode, const void *p, size_t n, size_t *hlp) {
   uint8_t hdr[EWS_FRAME_MAX_HEADER];
   size_t hl = ews_frame_header(hdr, opcode, 1, 0, n, NULL);
+  if (hlp) *hlp = hl;
   /* Not from the worker pool: a fan-out frame may be large and long-lived. */
   ews_buf_t *b = ews_buf_new(NULL, hl + n);
   if (!b) return NULL;
@@ -59,18 +60,24 @@ static ews_buf_t *build_compressed(ews_worker_t *w, ews_conn_t *c, int opcode, c
 
 int ews_fanout(ews_worker_t *w, ews_conn_t *const *conns, size_t count, int opcode,
                const void *p, size_t n) {
-  ews_buf_t *plain = NULL;
+  return ews_fanout_frame(w, conns, count, opcode, p, n, NULL, 0);
+}
+
+int ews_fanout_frame(ews_worker_t *w, ews_conn_t *const *conns, size_t count, int opcode,
+                     const void *p, size_t n, ews_buf_t *given, uint64_t exclude_id) {
+  ews_buf_t *plain = given;
+  if (plain) ews_buf_ref(plain);
   variant_t vars[MAX_VARIANTS];
   int nvars = 0, sent = 0, err = 0;
   for (size_t i = 0; i < count; i++) {
     ews_conn_t *c = conns[i];
-    if (!c || c->state != EWS_CS_OPEN) continue;
+    if (!c || c->state != EWS_CS_OPEN || (exclude_id && c->id == exclude_id)) continue;
     ews_buf_t *frame;
     int compressed = c->pmd && n >= c->app->pmd_cfg.threshold;
     if (compressed) {
       frame = build_compressed(w, c, opcode, p, n, vars, &nvars);
     } else {
-      if (!plain) plain = build_plain(opcode, p, n);
+      if (!plain) plain = ews_fanout_plain(opcode, p, n, NULL);
       frame = plain;
     }
     if (!frame) {

@@ -25,5 +25,12 @@ struct ews_worker;
  * (EWS_ENOMEM). */
 int ews_fanout(struct ews_worker *w, ews_conn_t *const *conns, size_t count, int opcode,
                const void *p, size_t n);
+/* The same with the plain frame already built (`plain`, referenced, not consumed;
+ * its payload is p[0..n)) and connection id exclude_id (0: none) skipped. */
+int ews_fanout_frame(struct ews_worker *w, ews_conn_t *const *conns, size_t count, int opcode,
+                     const void *p, size_t n, ews_buf_t *plain, uint64_t exclude_id);
+/* A plain (uncompressed, FIN) frame of p[0..n) in a fresh shared buffer; *hl gets
+ * the header length. NULL when out of memory. */
+ews_buf_t *ews_fanout_plain(int opcode, const void *p, size_t n, size_t *hl);
 
 #endif

@@ -296,6 +296,9 @@ end
 --- edgews.user_sockets(user_id) -> the user's sockets on every worker (see README)
 _M.user_sockets = workers.user_sockets
 
+--- edgews.channel(name) -> a channel (subscribe, unsubscribe, publish, count)
+_M.channel = require("edgews.channel").channel
+
 -- Before the 101, for an app with auth in "upgrade" mode: runs the strategy on
 -- the request (it may wait) and tells the core the verdict.
 function _M._authenticate(path, req)

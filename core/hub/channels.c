@@ -1,0 +1,200 @@
+/* channels.c — per-worker channel tables and cross-worker publish (see channels.h). */
+#include "hub/channels.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "hub/bus.h"
+#include "hub/counters.h"
+#include "net/conn.h"
+#include "net/fanout.h"
+#include "worker.h"
+
+struct ews_chan {
+  ews_chan_t *next;
+  ews_conn_t **subs;
+  uint32_t n, cap;
+  ews_counter_t *count; /* subscribers on all workers: "chan:" + name */
+  uint32_t hash;
+  size_t len;
+  char name[];
+};
+
+static uint32_t hash_name(const char *k, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)k[i]) * 16777619u;
+  return h;
+}
+
+static ews_chan_t **find_slot(ews_chans_t *t, const char *name, size_t len, uint32_t h) {
+  if (!t->nbuckets) return NULL;
+  ews_chan_t **pp = &t->buckets[h % t->nbuckets];
+  while (*pp && !((*pp)->hash == h && (*pp)->len == len && !memcmp((*pp)->name, name, len)))
+    pp = &(*pp)->next;
+  return pp;
+}
+
+static int grow_table(ews_chans_t *t) {
+  size_t nb = t->nbuckets ? t->nbuckets * 2 : 64;
+  ews_chan_t **b = calloc(nb, sizeof *b);
+  if (!b) return EWS_ENOMEM;
+  for (size_t i = 0; i < t->nbuckets; i++) {
+    for (ews_chan_t *c = t->buckets[i], *next; c; c = next) {
+      next = c->next;
+      c->next = b[c->hash % nb];
+      b[c->hash % nb] = c;
+    }
+  }
+  free(t->buckets);
+  t->buckets = b;
+  t->nbuckets = nb;
+  return 0;
+}
+
+static ews_chan_t *get_chan(ews_chans_t *t, const char *name, size_t len, int create) {
+  uint32_t h = hash_name(name, len);
+  ews_chan_t **pp = find_slot(t, name, len, h);
+  if (pp && *pp) return *pp;
+  if (!create) return NULL;
+  if ((t->count + 1) * 2 > t->nbuckets * 3 && grow_table(t) != 0) return NULL;
+  ews_chan_t *c = calloc(1, sizeof *c + len);
+  if (!c) return NULL;
+  char key[520];
+  int kl = snprintf(key, sizeof key, "chan:%.*s", (int)(len > 500 ? 500 : len), name);
+  c->count = ews_counter_get(key, (size_t)kl);
+  if (!c->count) {
+    free(c);
+    return NULL;
+  }
+  c->hash = h;
+  c->len = len;
+  memcpy(c->name, name, len);
+  pp = find_slot(t, name, len, h);
+  c->next = *pp;
+  *pp = c;
+  t->count++;
+  return c;
+}
+
+static void free_chan_if_empty(ews_chans_t *t, ews_chan_t *c) {
+  if (c->n) return;
+  ews_chan_t **pp = find_slot(t, c->name, c->len, c->hash);
+  if (pp && *pp == c) *pp = c->next;
+  t->count--;
+  ews_counter_put(c->count);
+  free(c->subs);
+  free(c);
+}
+
+static void remove_sub(ews_chan_t *ch, ews_conn_t *c) {
+  for (uint32_t i = 0; i < ch->n; i++) {
+    if (ch->subs[i] == c) {
+      ch->subs[i] = ch->subs[--ch->n];
+      ews_counter_dec(ch->count);
+      return;
+    }
+  }
+}
+
+int ews_chan_subscribe(ews_worker_t *w, ews_conn_t *c, const char *name, size_t len) {
+  if (c->state != EWS_CS_OPEN) return EWS_ECLOSED;
+  ews_chan_t *ch = get_chan(&w->chans, name, len, 1);
+  if (!ch) return EWS_ENOMEM;
+  ews_conn_subs_t *s = c->subs;
+  if (s)
+    for (uint32_t i = 0; i < s->n; i++)
+      if (s->list[i] == ch) return 0;
+  if (!s && !(s = c->subs = calloc(1, sizeof *s))) goto oom;
+  if (s->n == s->cap) {
+    uint32_t cap = s->cap ? s->cap * 2 : 4;
+    ews_chan_t **l = realloc(s->list, cap * sizeof *l);
+    if (!l) goto oom;
+    s->list = l;
+    s->cap = cap;
+  }
+  if (ch->n == ch->cap) {
+    uint32_t cap = ch->cap ? ch->cap * 2 : 4;
+    ews_conn_t **l = realloc(ch->subs, cap * sizeof *l);
+    if (!l) goto oom;
+    ch->subs = l;
+    ch->cap = cap;
+  }
+  s->list[s->n++] = ch;
+  ch->subs[ch->n++] = c;
+  ews_counter_inc(ch->count, 0);
+  return 0;
+oom:
+  free_chan_if_empty(&w->chans, ch);
+  return EWS_ENOMEM;
+}
+
+int ews_chan_unsubscribe(ews_worker_t *w, ews_conn_t *c, const char *name, size_t len) {
+  ews_chan_t *ch = get_chan(&w->chans, name, len, 0);
+  ews_conn_subs_t *s = c->subs;
+  if (!ch || !s) return EWS_EINVAL;
+  for (uint32_t i = 0; i < s->n; i++) {
+    if (s->list[i] == ch) {
+      s->list[i] = s->list[--s->n];
+      remove_sub(ch, c);
+      free_chan_if_empty(&w->chans, ch);
+      return 0;
+    }
+  }
+  return EWS_EINVAL;
+}
+
+void ews_chan_drop_conn(ews_worker_t *w, ews_conn_t *c) {
+  ews_conn_subs_t *s = c->subs;
+  if (!s) return;
+  for (uint32_t i = 0; i < s->n; i++) {
+    remove_sub(s->list[i], c);
+    free_chan_if_empty(&w->chans, s->list[i]);
+  }
+  free(s->list);
+  free(s);
+  c->subs = NULL;
+}
+
+int ews_chan_publish(ews_worker_t *w, const char *name, size_t len, int opcode, const void *p,
+                     size_t n, uint64_t exclude_id) {
+  size_t hl;
+  ews_buf_t *frame = ews_fanout_plain(opcode, p, n, &hl);
+  if (!frame) return EWS_ENOMEM;
+  /* Other workers first, so they work in parallel with our own delivery. */
+  for (int i = 0; i < w->server->nworkers; i++)
+    if (i != w->id) ews_bus_post_publish(&w->server->workers[i], name, len, frame, hl, opcode, exclude_id);
+  int sent = 0;
+  ews_chan_t *ch = get_chan(&w->chans, name, len, 0);
+  if (ch) sent = ews_fanout_frame(w, ch->subs, ch->n, opcode, p, n, frame, exclude_id);
+  ews_buf_unref(frame);
+  return sent;
+}
+
+void ews_chan_deliver(ews_worker_t *w, const char *name, size_t len, ews_buf_t *frame,
+                      size_t header_len, int opcode, uint64_t exclude_id) {
+  ews_chan_t *ch = get_chan(&w->chans, name, len, 0);
+  if (!ch) return;
+  ews_fanout_frame(w, ch->subs, ch->n, opcode, frame->data + header_len,
+                   frame->len - header_len, frame, exclude_id);
+}
+
+uint32_t ews_chan_count(const char *name, size_t len) {
+  char key[520];
+  int kl = snprintf(key, sizeof key, "chan:%.*s", (int)(len > 500 ? 500 : len), name);
+  return ews_counter_peek(key, (size_t)kl);
+}
+
+void ews_chans_free(ews_chans_t *t) {
+  for (size_t i = 0; i < t->nbuckets; i++) {
+    for (ews_chan_t *c = t->buckets[i], *next; c; c = next) {
+      next = c->next;
+      ews_counter_put(c->count);
+      free(c->subs);
+      free(c);
+    }
+  }
+  free(t->buckets);
+  memset(t, 0, sizeof *t);
+}

@@ -1,0 +1,56 @@
+/* channels.h — named channels and their subscribers, for fan-out across workers.
+ *
+ * Each worker keeps its own subscribers per channel (a hash table of channels; a
+ * channel exists on a worker only while it has subscribers there, so idle names
+ * cost nothing). A publish builds the frame once into one reference-counted
+ * buffer: the publishing worker queues it to its subscribers and posts the same
+ * buffer to every other worker, which queues it to theirs, so no worker re-encodes
+ * and no subscriber gets a copy. Compressing subscribers get a frame compressed
+ * once per worker (per window size). Messages from one publisher reach every
+ * subscriber in publish order (a worker's inbox is FIFO). A subscription ends with
+ * its connection. The process-wide subscriber count of a channel is kept in a
+ * shared counter (hub/counters.h). */
+#ifndef EWS_CHANNELS_H
+#define EWS_CHANNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net/buf.h"
+
+struct ews_worker;
+struct ews_conn;
+
+typedef struct ews_chan ews_chan_t;
+
+typedef struct {
+  ews_chan_t **buckets;
+  size_t nbuckets, count;
+} ews_chans_t;
+
+/* A connection's subscriptions (allocated on its first subscribe). */
+typedef struct {
+  ews_chan_t **list;
+  uint32_t n, cap;
+} ews_conn_subs_t;
+
+/* 0 (also when already subscribed), EWS_ENOMEM or EWS_ECLOSED. */
+int ews_chan_subscribe(struct ews_worker *w, struct ews_conn *c, const char *name, size_t len);
+/* 0, or EWS_EINVAL when it was not subscribed. */
+int ews_chan_unsubscribe(struct ews_worker *w, struct ews_conn *c, const char *name, size_t len);
+/* Ends every subscription of a closing connection. */
+void ews_chan_drop_conn(struct ews_worker *w, struct ews_conn *c);
+/* Publishes p[0..n) (opcode TEXT or BINARY) to every subscriber on every worker but
+ * the connection with id exclude_id (0: none). Returns the number of local
+ * subscribers it was queued for, or EWS_ENOMEM. */
+int ews_chan_publish(struct ews_worker *w, const char *name, size_t len, int opcode,
+                     const void *p, size_t n, uint64_t exclude_id);
+/* Queues a frame published on another worker to this worker's subscribers. */
+void ews_chan_deliver(struct ews_worker *w, const char *name, size_t len, ews_buf_t *frame,
+                      size_t header_len, int opcode, uint64_t exclude_id);
+/* Subscribers of the channel on all workers. */
+uint32_t ews_chan_count(const char *name, size_t len);
+/* Frees the table (worker exit; every connection is gone). */
+void ews_chans_free(ews_chans_t *t);
+
+#endif

@@ -1,0 +1,58 @@
+-- Channels (edgews.channel) with --workers 2: fan-out to 1,000 subscribers across
+-- workers with exact counts and per-publisher order, exclude, counts across
+-- workers, unsubscribe and subscriptions ending with the socket, and a subscriber
+-- that stops reading not holding the others back.
+local helper = require "spec.helper"
+local cjson = require "cjson"
+
+describe("channels #integration", function()
+  local srv, url
+  setup(function()
+    srv = helper.start_server { app = helper.app "channels_app.lua", workers = 2 }
+    url = srv:url "/ch"
+  end)
+  teardown(function() helper.cleanup() end)
+
+  local function fanout(...)
+    local argv = { helper.PYTHON, helper.CLIENTS .. "/channel_fanout.py", "--url", url, ... }
+    local res, rc = helper.run(argv, 60)
+    assert.are.equal(0, rc, cjson.encode(res))
+    return res
+  end
+
+  it("a publish reaches 1,000 subscribers on both workers, every message, in order", function()
+    local res = fanout("--subscribers", "1000", "--messages", "20", "--channel", "big")
+    assert.are.equal(1000, res.subscribers)
+    assert.are.same({ "worker:0", "worker:1" }, res.workers)
+    assert.are.equal(1000, res.complete)
+    assert.is_true(res.in_order)
+    assert.are.same({ 20 }, res.counts)
+    assert.are.equal("count:1000", res.count) -- subscribers counted on both workers
+  end)
+
+  it("subscribers that stop reading do not hold the others back", function()
+    local res = fanout("--subscribers", "20", "--messages", "100", "--size", "8000", "--slow", "3",
+      "--channel", "slow")
+    assert.are.equal(20, res.complete)
+    assert.is_true(res.in_order)
+    assert.is_true(res.elapsed < 3, "took " .. res.elapsed .. " s")
+  end)
+
+  it("exclude skips the publisher; a subscription ends with its socket", function()
+    local res = helper.assert_ok(helper.py("burst", "--url", url, "--send",
+      "sub:room,pubx:room:hello,pub:room:world,count:room", "--expect", "3"))
+    assert.are.same({ "subscribed:room", "world", "count:1" }, res.received)
+    local function count()
+      local c = helper.py("burst", "--url", url, "--send", "count:room", "--expect", "1")
+      return c.received and c.received[1]
+    end
+    helper.wait_until(function() return count() == "count:0" end, 5)
+    assert.are.equal("count:0", count())
+  end)
+
+  it("unsubscribe stops deliveries", function()
+    local res = helper.assert_ok(helper.py("burst", "--url", url, "--send",
+      "sub:u,pub:u:one,unsub:u,pub:u:two,unsub:u,count:u", "--expect", "5"))
+    assert.are.same({ "subscribed:u", "one", "unsubscribed:u", "not subscribed", "count:0" }, res.received)
+  end)
+end)
