@@ -286,10 +286,10 @@ function _M.build(app)
     if rl and not within_limits(rl, scope, socket, data) then return end
     local msg = { data = data, is_binary = is_binary }
     if router then
-      local body, code, message = router:decode(data, is_binary)
+      local body, code, message, details = router:decode(data, is_binary)
       if not body then
         core.count("router_errors")
-        return reply_error(socket, code, message)
+        return reply_error(socket, code, message, details)
       end
       msg.body, msg.type = body, body.type
     end
