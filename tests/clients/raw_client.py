@@ -611,7 +611,7 @@ def parse_extensions(value):
 class Pmd:
     """The client side of permessage-deflate as the server's 101 agreed it."""
 
-    def __init__(self, header):
+    def __init__(self, header, offers=()):
         agreed = [p for n, p in parse_extensions(header) if n == "permessage-deflate"]
         if not agreed:
             raise RuntimeError("permessage-deflate not agreed (101 extensions: %r)" % header)
@@ -621,6 +621,11 @@ class Pmd:
         self.client_nct = "client_no_context_takeover" in p
         self.server_bits = int(p.get("server_max_window_bits") or 15)
         self.client_bits = int(p.get("client_max_window_bits") or 15)
+        # a window we offered is a promise too (whichever offer was accepted)
+        for _, op in parse_extensions(", ".join(offers)):
+            v = op.get("client_max_window_bits")
+            if v and v.isdigit() and 8 <= int(v) <= 15:
+                self.client_bits = min(self.client_bits, int(v))
         self._deflate = None
         self._inflate = None
 
@@ -708,7 +713,7 @@ def case_pmd_echo(conn, ctx, res):
     """Echo through the extension: short and long, compressed and not, text and
     binary; records each reply's RSV1 and wire length (the same 4 KiB text twice:
     with server context takeover the second reply is much shorter)."""
-    pmd = Pmd(conn.ext_header)
+    pmd = Pmd(conn.ext_header, ctx.offers)
     t = ctx.threshold
     repeat = compressible_text(4096, 3)
     plan = [
@@ -751,7 +756,7 @@ def case_pmd_negotiate(conn, ctx, res):
         if not conn.ext_header:
             res["error"] = "RSV1 set without an agreed extension"
             return False
-        wire = Pmd(conn.ext_header).decompress(wire)
+        wire = Pmd(conn.ext_header, ctx.offers).decompress(wire)
     good = op == OP_TEXT and wire == data
     conn.send(build_frame(OP_CLOSE, close_payload(1000)))
     await_close(conn, ctx, res)
@@ -761,7 +766,7 @@ def case_pmd_negotiate(conn, ctx, res):
 def case_pmd_fragmented(conn, ctx, res):
     """A compressed 100 KB text message in 4 frames: RSV1 on the first only, a ping
     between two of them; expects the pong and the echo."""
-    pmd = Pmd(conn.ext_header)
+    pmd = Pmd(conn.ext_header, ctx.offers)
     data = compressible_text(100000, 13)
     comp = pmd.compress(data)
     q = max(1, len(comp) // 4)
@@ -809,10 +814,23 @@ def case_pmd_bomb(conn, ctx, res):
     conn.send(build_frame(OP_BINARY, bomb, rsv=4))
 
 
+def case_pmd_bomb_fragmented(conn, ctx, res):
+    """The bomb as a fragmented message: 8 frames, each small (RSV1 on the first)."""
+    bomb = deflate_bomb(ctx.bomb_mib)
+    res["bomb_inflated"] = ctx.bomb_mib << 20
+    res["bomb_compressed"] = len(bomb)
+    step = -(-len(bomb) // 8)
+    parts = [bomb[i:i + step] for i in range(0, len(bomb), step)]
+    frames = [build_frame(OP_BINARY if i == 0 else OP_CONT, part, fin=(i == len(parts) - 1),
+                          rsv=4 if i == 0 else 0) for i, part in enumerate(parts)]
+    res["frames"] = len(frames)
+    res["bytes_sent"] = send_until_closed(conn, frames)
+
+
 def pmd_frames(build):
     """Frames that need the agreed extension (build(pmd) -> list of frames)."""
     def run(conn, ctx, res):
-        pmd = Pmd(conn.ext_header)
+        pmd = Pmd(conn.ext_header, ctx.offers)
         for f in build(pmd):
             conn.send(f)
     return run
@@ -1017,6 +1035,9 @@ case("pmd_fragmented", "deflate", "echo",
 case("pmd_bomb", "deflate", 1009,
      "--bomb-mib MiB of zeros deflated into one small frame: 1009 (RFC 6455 10.4)",
      case_pmd_bomb)
+case("pmd_bomb_fragmented", "deflate", 1009,
+     "the --bomb-mib bomb split into 8 small frames: 1009 (RFC 6455 10.4)",
+     case_pmd_bomb_fragmented)
 case("pmd_rsv1_ping", "deflate", 1002, "RSV1 on a ping (RFC 7692 6)",
      simple_frames(F(OP_PING, b"x", rsv=4)))
 case("pmd_rsv1_close", "deflate", 1002, "RSV1 on a close frame (RFC 7692 6)",
