@@ -84,7 +84,18 @@ static void mismatch(conn_t *c, const char *what, const uint8_t *p, size_t n) {
                 : seq != c->recv_seq    ? ", out of order"
                                         : "",
                 id, (unsigned long long)seq);
-  else
+  else if (g_opt.payload == PAYLOAD_JSON && c->rx_off == 0 && n > 6 && !memcmp(p, "[{\"v\":", 6)) {
+    uint32_t want;
+    payload_json(c->recv_seq, c->id, &want);
+    char num[24];
+    size_t k = n - 6 < sizeof num - 1 ? n - 6 : sizeof num - 1;
+    memcpy(num, p + 6, k);
+    num[k] = 0;
+    unsigned long got = strtoul(num, NULL, 10); /* stops at the '}' */
+    bench_error("conn %u: echo of seq %llu: %s (JSON message %lu, expected %u%s)", c->id,
+                (unsigned long long)c->recv_seq, what, got, want,
+                got != want ? ": another message" : "");
+  } else
     bench_error("conn %u: echo of seq %llu: %s", c->id, (unsigned long long)c->recv_seq, what);
 }
 
