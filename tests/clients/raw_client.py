@@ -884,6 +884,70 @@ def tls_raw_case(build, wait="slow"):
     return run
 
 
+def tls_slow_then_head(ctx, res):
+    """A real TLS handshake (certificate not checked) whose ClientHello arrives in two
+    halves --tls-delay seconds apart; after the handshake, an HTTP head that never
+    ends. Records when the TLS handshake completed and when the server closed: when
+    the TLS handshake counts against the handshake timeout, the close comes at the
+    timeout measured from connect, not from the end of TLS."""
+    sock = socket.create_connection((ctx.host, ctx.port), timeout=ctx.timeout)
+    try:
+        c = ssl.create_default_context()
+        c.check_hostname = False
+        c.verify_mode = ssl.CERT_NONE
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = c.wrap_bio(inc, out, server_hostname=ctx.host)
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        hello = out.read()
+        sock.sendall(hello[:len(hello) // 2])
+        time.sleep(ctx.tls_delay)
+        sock.sendall(hello[len(hello) // 2:])
+        deadline = time.monotonic() + ctx.timeout
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pending = out.read()
+                if pending:
+                    sock.sendall(pending)
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = sock.recv(65536)
+                if not chunk:
+                    res["error"] = "closed during the TLS handshake"
+                    res["closed_after"] = round(time.monotonic() - ctx.t0, 3)
+                    return False
+                inc.write(chunk)
+        pending = out.read()
+        if pending:
+            sock.sendall(pending)
+        res["tls_done_after"] = round(time.monotonic() - ctx.t0, 3)
+        res["tls_version"] = obj.version()
+        obj.write(("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                   % (ctx.path, ctx.host, ctx.port)).encode())
+        sock.sendall(out.read())
+        end = time.monotonic() + ctx.slow_timeout
+        res["tcp_closed"] = False
+        while time.monotonic() < end:
+            sock.settimeout(max(0.01, end - time.monotonic()))
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                res["tcp_closed"] = True
+                break
+        res["closed_after"] = round(time.monotonic() - ctx.t0, 3)
+        return res["tcp_closed"]
+    finally:
+        sock.close()
+
+
 # ------------------------------------------------------------------- case table
 
 def F(op, payload=b"", **kw):
@@ -1061,6 +1125,9 @@ case("tls_silent", "tls", "closed",
 case("tls_half_hello", "tls", "closed",
      "half a ClientHello, then silence: closed by the handshake timeout",
      tls_raw_case(lambda ctx: (lambda h: h[:len(h) // 2])(client_hello(ctx.host))))
+case("tls_slow_then_head", "tls", "closed",
+     "ClientHello in two halves --tls-delay s apart, TLS completes, the HTTP head never"
+     " does: closed at the handshake timeout counted from connect", tls_slow_then_head)
 case("tls_garbage", "tls", "closed", "garbage instead of a ClientHello: closed",
      tls_raw_case(lambda ctx: b"\x00\x01\x02garbage" + bytes(range(256)) * 4, wait="fast"))
 case("tls_plain_http", "tls", "closed", "a plain HTTP upgrade request to the TLS port: closed",
@@ -1131,6 +1198,8 @@ def main():
                     help="a Sec-WebSocket-Extensions header line to send (repeatable)")
     ap.add_argument("--threshold", type=int, default=64,
                     help="deflate cases: the server's compression threshold")
+    ap.add_argument("--tls-delay", type=float, default=1.2,
+                    help="tls_slow_then_head: seconds between the ClientHello halves")
     ap.add_argument("--bomb-mib", type=int, default=64,
                     help="pmd_bomb: MiB of zeros in the compressed message")
     a = ap.parse_args()
@@ -1149,6 +1218,7 @@ def main():
     ctx.hold_seconds = a.hold_seconds
     ctx.flood, ctx.stall = a.flood, a.stall
     ctx.offers, ctx.threshold, ctx.bomb_mib = list(a.extensions), a.threshold, a.bomb_mib
+    ctx.tls_delay = a.tls_delay
     if a.case in ("all", "frames", "http"):
         names = [n for n, c in CASES.items()
                  if (a.case == "all" and c[0] in ("frames", "http")) or c[0] == a.case]
