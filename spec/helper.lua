@@ -7,6 +7,7 @@
 --   srv.port, srv:url "/echo", srv:log(), srv:wait_log(pattern, secs),
 --   srv:signal "TERM", srv:wait(secs) -> exited, how, code ; srv:stop()
 --   local res, rc = helper.py("echo", "--url", srv:url "/echo")   -- parsed JSON line
+--   local c = helper.app_client() ; c:call { op = "open", id = "a", url = ... }  -- scripted
 --   local p = helper.spawn(argv, { stdin = "pipe" }) ; p:read_line(secs) ; p:write(s)
 --   helper.cleanup()  -- kills every process this helper started (after_each/teardown)
 --   local certs = helper.certs()   -- { ca, chain, cert, key }: one throwaway CA per run
@@ -583,6 +584,33 @@ function M.node_ws_available()
     M._node_ws = (ok == 0 or ok == true)
   end
   return M._node_ws
+end
+
+-- A scripted client (tests/clients/app_client.py): one process, many named
+-- connections, one JSON command per call (see the client's docstring).
+--   local c = helper.app_client()
+--   local r = c:call { op = "open", id = "a", url = srv:url "/x", headers = {...} }
+--   c:call { op = "send", id = "a", data = "{}" } ; c:call { op = "recv", id = "a" }
+-- call() raises when the client answers ok = false or does not answer in time.
+local AppClient = setmetatable({}, { __index = Proc })
+AppClient.__index = AppClient
+
+function M.app_client()
+  local p = M.spawn({ M.PYTHON, M.CLIENTS .. "/app_client.py" }, { stdin = "pipe" })
+  return setmetatable(p, AppClient)
+end
+
+function AppClient:call(t, level)
+  self:write(cjson.encode(t) .. "\n")
+  local res, err = self:read_json((tonumber(t.timeout) or 5) + 10)
+  if not res then
+    error(("app_client %s: no answer (%s); stderr: %s"):format(tostring(t.op), tostring(err),
+      self:stderr():sub(1, 2000)), (level or 1) + 1)
+  end
+  if res.ok ~= true then
+    error(("app_client %s failed: %s"):format(tostring(t.op), tostring(res.error)), (level or 1) + 1)
+  end
+  return res
 end
 
 -- Fails the running test (a busted "failure", not an "error") with msg.

@@ -1,0 +1,82 @@
+-- Authentication apps for applayer_auth_spec. Secret "spec-secret" for every JWT app.
+--   /jwt      JWT HS256 before the upgrade (Authorization: Bearer, ?token=, a
+--             "bearer.<token>" subprotocol entry beside chat.v1), iss "edgews-spec",
+--             aud "spec-clients"; token refresh on
+--   /msg      JWT by first message ({"type":"auth","token":...}), auth timeout 0.6 s
+--   /key      API key (x-api-key header or ?api_key=): "key-good" -> user "key-user",
+--             "key-revoked" -> 403, others -> 401; the validator waits 50 ms
+--   /custom   custom validator that waits 0.2 s: x-user header -> that user,
+--             x-deny -> 403 "denied", otherwise 401 "who are you"
+--   /slow     custom validator that waits 2 s with a 0.3 s auth timeout
+--   /broken   custom validator that raises
+-- Every app routes:
+--   whoami   -> {"type":"whoami","user":ctx.user.id,"sub":claims.sub,"exp":...,
+--                "seen_by_mw":<user id a middleware saw>,"protocol":socket.protocol}
+local edgews = require "edgews"
+local cjson = require "cjson"
+
+local SECRET = "spec-secret"
+
+local function routes(app)
+  app:use(function(socket, msg, ctx, next)
+    ctx.seen_by_mw = ctx.user and ctx.user.id
+    next()
+  end)
+  app:route("whoami", function(socket, body, ctx)
+    local u = ctx.user or {}
+    socket:send(cjson.encode {
+      type = "whoami", user = u.id, sub = u.claims and u.claims.sub, exp = u.exp,
+      seen_by_mw = ctx.seen_by_mw, protocol = socket.protocol or cjson.null, id = body.id,
+      name = u.name,
+    })
+  end)
+  return app
+end
+
+routes(edgews.app {
+  path = "/jwt",
+  protocols = { "chat.v1" },
+  auth = edgews.auth.jwt { secret = SECRET, alg = "HS256", iss = "edgews-spec", aud = "spec-clients" },
+})
+
+routes(edgews.app {
+  path = "/msg",
+  auth = edgews.auth.jwt { secret = SECRET, mode = "message", timeout = 0.6 },
+})
+
+routes(edgews.app {
+  path = "/key",
+  auth = edgews.auth.api_key {
+    validate = function(key, req)
+      edgews.sleep(0.05)
+      if key == "key-good" then return { id = "key-user", name = req.path } end
+      if key == "key-revoked" then return nil, "key revoked", 403 end
+      return nil, "unknown key"
+    end,
+  },
+})
+
+routes(edgews.app {
+  path = "/custom",
+  auth = edgews.auth.custom(function(req)
+    edgews.sleep(0.2)
+    if req.headers["x-user"] then return { id = req.headers["x-user"], name = req.params.name } end
+    if req.headers["x-deny"] then return nil, "denied", 403 end
+    return nil, "who are you"
+  end, { timeout = 2 }),
+})
+
+routes(edgews.app {
+  path = "/slow",
+  auth = edgews.auth.custom(function()
+    edgews.sleep(2)
+    return { id = "too-late" }
+  end, { timeout = 0.3 }),
+})
+
+routes(edgews.app {
+  path = "/broken",
+  auth = function(req)
+    error("validator exploded")
+  end,
+})

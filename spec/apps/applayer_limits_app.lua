@@ -1,0 +1,85 @@
+-- Connection limits, Origin allow-list, rate limits and cross-worker delivery for
+-- applayer_limits_spec (run with --workers 2). JWT secret "spec-secret" (no iss/aud).
+-- Every socket gets {"type":"hello","worker":W,"low":socket.id % 256} when it opens
+-- (open events are not rate limited), and every app routes:
+--   where -> {"type":"where","worker":W,"low":socket.id % 256,"user":ctx.user.id}
+--   echo  -> the message, re-encoded
+-- Apps:
+--   /capped      max_connections = 4
+--   /perip       max_connections_per_ip = 3
+--   /peruser     JWT before the upgrade, max_connections_per_user = 2
+--   /peruser_msg JWT by first message, max_connections_per_user = 2
+--   /origin      origins = { "https://good.example", "http://localhost:3000" }
+--   /rl_conn     3 messages burst per connection (0.2/s), answers rate_limited
+--   /rl_close    2 messages burst per connection, action = "close" (1008)
+--   /rl_user     JWT; 4 messages burst per user, shared by the user's connections
+--   /rl_bytes    100 bytes burst per connection (1 byte/s)
+--   /rl_route    route "limited" has its own limit (2 burst); echo and where do not
+--   /xw          JWT; notify {uid, text}: edgews.user_sockets(uid) each get
+--                {"type":"note","text":...,"from":W}; reply {"type":"notified","n":#list}
+--                shout {text}: app:broadcast to all but the sender;
+--                reply {"type":"shouted","n":<queued on this worker>}
+--                count: {"type":"count","n":app:connection_count()}
+local edgews = require "edgews"
+local cjson = require "cjson"
+
+local SECRET = "spec-secret"
+local slow = { rate = 0.2 } -- tokens per second: nothing refills during a test
+
+local function common(app)
+  app:on("open", function(socket)
+    socket:send(cjson.encode { type = "hello", worker = edgews.worker_id(), low = socket.id % 256 })
+  end)
+  app:route("where", function(socket, body, ctx)
+    socket:send(cjson.encode { type = "where", worker = edgews.worker_id(), low = socket.id % 256,
+      user = ctx.user and ctx.user.id or cjson.null })
+  end)
+  app:route("echo", function(socket, body)
+    socket:send(cjson.encode(body))
+  end)
+  return app
+end
+
+local function limit(messages, extra)
+  local t = { messages = { rate = slow.rate, burst = messages } }
+  for k, v in pairs(extra or {}) do t[k] = v end
+  return t
+end
+
+common(edgews.app { path = "/capped", max_connections = 4 })
+common(edgews.app { path = "/perip", max_connections_per_ip = 3 })
+common(edgews.app { path = "/peruser", max_connections_per_user = 2,
+  auth = edgews.auth.jwt { secret = SECRET } })
+common(edgews.app { path = "/peruser_msg", max_connections_per_user = 2,
+  auth = edgews.auth.jwt { secret = SECRET, mode = "message", timeout = 5 } })
+common(edgews.app { path = "/origin", origins = { "https://good.example", "http://localhost:3000" } })
+common(edgews.app { path = "/rl_conn", rate_limit = limit(3) })
+common(edgews.app { path = "/rl_close", rate_limit = limit(2, { action = "close" }) })
+common(edgews.app { path = "/rl_user", rate_limit = limit(4, { per = "user" }),
+  auth = edgews.auth.jwt { secret = SECRET } })
+common(edgews.app { path = "/rl_bytes", rate_limit = { bytes = { rate = 1, burst = 100 } } })
+
+local rl_route = common(edgews.app { path = "/rl_route" })
+rl_route:route("limited", function(socket, body)
+  socket:send(cjson.encode { type = "limited", n = body.n })
+end, { rate_limit = limit(2) })
+
+local xw = common(edgews.app { path = "/xw", auth = edgews.auth.jwt { secret = SECRET } })
+
+xw:route("notify", function(socket, body)
+  local list = edgews.user_sockets(body.uid)
+  local msg = cjson.encode { type = "note", text = body.text, from = edgews.worker_id() }
+  for _, s in ipairs(list) do s:send(msg) end
+  socket:send(cjson.encode { type = "notified", n = #list })
+end)
+
+xw:route("shout", function(socket, body)
+  local sender = socket.id
+  local n = xw:broadcast(cjson.encode { type = "shout", text = body.text }, false,
+    function(s) return s.id ~= sender end)
+  socket:send(cjson.encode { type = "shouted", n = n })
+end)
+
+xw:route("count", function(socket)
+  socket:send(cjson.encode { type = "count", n = xw:connection_count() })
+end)
