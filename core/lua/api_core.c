@@ -161,9 +161,10 @@ static int l_remote_addr(lua_State *L) {
   return 2;
 }
 
-/* core.handler_error(c | false, event, message_with_traceback): a handler raised.
- * Logs the message (file:line) at error level and the traceback at debug level,
- * counts it, and fails the connection with 1011 when it is still open. */
+/* core.handler_error(c | false, event, message_with_traceback [, keep_open]): a
+ * handler raised. Logs the message (file:line) at error level and the traceback at
+ * debug level, counts it, and fails the connection with 1011 when it is still open
+ * (unless keep_open: a routed message's error is answered, not fatal). */
 static int l_handler_error(lua_State *L) {
   ews_worker_t *w = worker_of(L);
   const char *event = luaL_checkstring(L, 2);
@@ -176,7 +177,7 @@ static int l_handler_error(lua_State *L) {
             head, msg);
   if (tb) EWS_DEBUG("%s", tb + 1);
   if (w) w->stats.handler_errors++;
-  if (c) ews_conn_fail(c, EWS_EHANDLER, NULL);
+  if (c && !lua_toboolean(L, 4)) ews_conn_fail(c, EWS_EHANDLER, NULL);
   return 0;
 }
 

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include "err.h"
 #include "log.h"
@@ -140,6 +141,7 @@ static void enter_draining(ews_conn_t *c) {
   c->since_ms = now_ms(c);
   uncount(c); /* the slot is free as soon as the session ends, not after the linger */
   free_in(c);
+  ews_conn_unpause(c);
   set_timer(c, c->w->server->cfg->close_timeout_ms);
   if (c->flags & EWS_CF_OPENED) schedule_sweep(c);
   schedule_flush(c); /* sends FIN once the queue is empty */
@@ -280,7 +282,8 @@ void ews_conn_unpause(ews_conn_t *c) {
   if (!(c->flags & EWS_CF_PAUSED)) return;
   c->flags &= (uint16_t)~EWS_CF_PAUSED;
   c->last_rx_ms = now_ms(c);
-  if (c->state < EWS_CS_DRAINING && !(c->flags & EWS_CF_EOF))
+  /* Draining reads too: it must see the client's FIN to let go early. */
+  if (c->state < EWS_CS_CLOSED && !(c->flags & EWS_CF_EOF))
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
@@ -427,6 +430,7 @@ static int on_control(void *ud, int opcode, uint8_t *p, size_t n) {
         queue_frame(c, EWS_OP_CLOSE, echo, n ? 2 : 0);
       }
       set_close_reason(c, code, (const char *)reason, rlen);
+      c->flags |= EWS_CF_CLOSE_DONE;
       enter_draining(c);
       return EWS_ESTOPPED;
     }
@@ -472,7 +476,10 @@ static void respond_metrics(ews_conn_t *c) {
 static void respond_health(ews_conn_t *c) {
   ews_worker_t *w = c->w;
   char body[256], resp[512];
-  uint64_t up = (uint64_t)time(NULL) * 1000 - w->server->started_ms;
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  uint64_t now = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+  uint64_t up = now > w->server->started_ms ? now - w->server->started_ms : 0;
   int bl = snprintf(body, sizeof body,
                     "{\"status\":\"%s\",\"uptime\":%llu,\"workers\":%d,\"connections\":%u,"
                     "\"worker\":%d}",
@@ -914,7 +921,11 @@ static void maybe_finish_draining(ews_conn_t *c) {
     c->flags |= EWS_CF_SHUT;
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) shutdown(fd, SHUT_WR);
   }
-  if (c->flags & EWS_CF_EOF) ews_conn_abort(c);
+  /* After a completed close handshake the client has nothing more to send: close
+   * now (the server closes first, RFC 6455 7.1.1). After a failure or an HTTP
+   * answer, linger for the client's FIN so that unread input cannot turn our last
+   * bytes into a reset. */
+  if (c->flags & (EWS_CF_EOF | EWS_CF_CLOSE_DONE)) ews_conn_abort(c);
 }
 
 /* Encrypts the plaintext queued this iteration into as few records as possible,

@@ -62,7 +62,8 @@ enum {
   EWS_CF_TLS_NOTIFY = 1u << 9,  /* close_notify queued */
   EWS_CF_COUNTED = 1u << 10,    /* counted in app->total */
   EWS_CF_AUTHING = 1u << 11,    /* the app's authenticator runs (state HEAD) */
-  EWS_CF_ADMIN = 1u << 12       /* accepted on the admin listener: /health, /metrics only */
+  EWS_CF_ADMIN = 1u << 12,      /* accepted on the admin listener: /health, /metrics only */
+  EWS_CF_CLOSE_DONE = 1u << 13  /* both close frames exchanged: no need to linger */
 };
 
 /* Between a valid upgrade request and the 101 while the app's authenticator runs:

@@ -243,7 +243,7 @@ end
 -- ----------------------------------------------------------------- the pipeline
 
 local function handler_error(app, socket, err, id)
-  core.handler_error(false, "route", tostring(err))
+  core.handler_error(socket._c, "route", tostring(err), true)
   local h = app._on_error
   if h then
     local ok, e2 = xpcall(h, traceback, socket, first_line(err))

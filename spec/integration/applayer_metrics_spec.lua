@@ -308,7 +308,7 @@ describe("/metrics and /health #integration #lua", function()
     for i = 1, 2 do
       local r = c:call { op = "open", id = "g" .. i, url = srv:url "/stats" }
       assert.are.equal(101, r.status)
-      ws[i] = r.id
+      ws[i] = "g" .. i
     end
     local refused = {
       { "origin", { Origin = "https://evil.example" }, 403 },
