@@ -92,11 +92,19 @@ function App:connection_count()
   return core.connection_count(self.path)
 end
 
---- app:close_all([code [, reason]]) -> number of sockets closed (this worker)
+--- app:close_all([code [, reason]]) -> number of sockets closed on this worker
+-- Closes every socket of the app on every worker (others asynchronously).
 function App:close_all(code, reason)
+  code = code or 1001
+  if not config.valid_close_code(code) then error("app:close_all: invalid close code " .. tostring(code), 2) end
+  workers.close_all_others(self.path, code, reason)
+  return self:_close_all_local(code, reason)
+end
+
+function App:_close_all_local(code, reason)
   local n = 0
   for _, s in ipairs(core.app_sockets(self.path)) do
-    if s:close(code or 1001, reason) then n = n + 1 end
+    if s:close(code, reason) then n = n + 1 end
   end
   return n
 end

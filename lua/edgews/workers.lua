@@ -154,6 +154,17 @@ function _M.broadcast_others(path, data, is_binary, filter, level)
   end
 end
 
+--- Asks every other worker to close the app's sockets.
+function _M.close_all_others(path, code, reason)
+  local n = core.workers()
+  if n <= 1 then return end
+  local msg = encode({ op = "close_all", path = path, code = code, reason = reason })
+  local me = core.worker_id()
+  for w = 0, n - 1 do
+    if w ~= me then core.post(w, msg) end
+  end
+end
+
 -- Runs a message from another worker (the core calls this through init.lua's
 -- _bus, in a task). `apps` is the path -> app table of this worker.
 function _M.dispatch(blob, apps)
@@ -164,6 +175,9 @@ function _M.dispatch(blob, apps)
   elseif m.op == "close" then
     local s = local_socket(m.uid, m.id)
     if s then s:close(m.code, m.reason) end
+  elseif m.op == "close_all" then
+    local app = apps[m.path]
+    if app then app:_close_all_local(m.code, m.reason) end
   elseif m.op == "broadcast" then
     local app = apps[m.path]
     if app then
