@@ -1,6 +1,8 @@
 /* buckets.c — the shared token-bucket table (see buckets.h). */
 #include "hub/buckets.h"
 
+#include "hub/hash.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,12 +22,6 @@ typedef struct bucket {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static bucket_t *table[BUCKETS];
 static unsigned takes, sweep_at;
-
-static uint32_t hash_key(const char *k, size_t n) {
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)k[i]) * 16777619u;
-  return h;
-}
 
 static double refill(const bucket_t *b, double now) {
   double t = b->tokens + (now > b->last ? now - b->last : 0) * b->rate;
@@ -51,7 +47,7 @@ static void sweep(double now) {
 
 int ews_bucket_take(const char *key, size_t len, double rate, double burst, double n, double now,
                     double *retry_after) {
-  uint32_t h = hash_key(key, len);
+  uint32_t h = ews_hash(key, len);
   int ok;
   pthread_mutex_lock(&lock);
   if (++takes % SWEEP_EVERY == 0) sweep(now);

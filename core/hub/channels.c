@@ -1,10 +1,12 @@
 /* channels.c — per-worker channel tables and cross-worker publish (see channels.h). */
 #include "hub/channels.h"
 
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "hub/hash.h"
 #include "err.h"
 #include "hub/bus.h"
 #include "hub/counters.h"
@@ -21,12 +23,6 @@ struct ews_chan {
   size_t len;
   char name[];
 };
-
-static uint32_t hash_name(const char *k, size_t n) {
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)k[i]) * 16777619u;
-  return h;
-}
 
 static ews_chan_t **find_slot(ews_chans_t *t, const char *name, size_t len, uint32_t h) {
   if (!t->nbuckets) return NULL;
@@ -54,7 +50,7 @@ static int grow_table(ews_chans_t *t) {
 }
 
 static ews_chan_t *get_chan(ews_chans_t *t, const char *name, size_t len, int create) {
-  uint32_t h = hash_name(name, len);
+  uint32_t h = ews_hash(name, len);
   ews_chan_t **pp = find_slot(t, name, len, h);
   if (pp && *pp) return *pp;
   if (!create) return NULL;

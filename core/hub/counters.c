@@ -1,6 +1,8 @@
 /* counters.c — the process-wide counter table (see counters.h). */
 #include "hub/counters.h"
 
+#include "hub/hash.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +21,6 @@ struct ews_counter {
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static ews_counter_t *table[BUCKETS];
 
-static uint32_t hash_key(const char *k, size_t n) {
-  uint32_t h = 2166136261u; /* FNV-1a */
-  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)k[i]) * 16777619u;
-  return h;
-}
-
 static ews_counter_t *find(uint32_t h, const char *key, size_t len) {
   for (ews_counter_t *c = table[h % BUCKETS]; c; c = c->next)
     if (c->hash == h && c->len == len && memcmp(c->key, key, len) == 0) return c;
@@ -32,7 +28,7 @@ static ews_counter_t *find(uint32_t h, const char *key, size_t len) {
 }
 
 ews_counter_t *ews_counter_get(const char *key, size_t len) {
-  uint32_t h = hash_key(key, len);
+  uint32_t h = ews_hash(key, len);
   pthread_mutex_lock(&table_lock);
   ews_counter_t *c = find(h, key, len);
   if (!c && (c = calloc(1, sizeof *c + len))) {
@@ -75,7 +71,7 @@ uint32_t ews_counter_value(const ews_counter_t *c) {
 }
 
 uint32_t ews_counter_peek(const char *key, size_t len) {
-  uint32_t h = hash_key(key, len), v = 0;
+  uint32_t h = ews_hash(key, len), v = 0;
   pthread_mutex_lock(&table_lock);
   ews_counter_t *c = find(h, key, len);
   if (c) v = ews_counter_value(c);

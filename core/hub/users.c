@@ -1,10 +1,12 @@
 /* users.c — the user -> sockets registry (see users.h). */
 #include "hub/users.h"
 
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "hub/hash.h"
 #include "err.h"
 
 #define BUCKETS 4096u
@@ -21,12 +23,6 @@ typedef struct user {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static user_t *table[BUCKETS];
 
-static uint32_t hash_key(const char *k, size_t n) {
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)k[i]) * 16777619u;
-  return h;
-}
-
 static user_t **slot(const char *uid, size_t len, uint32_t h) {
   user_t **pp = &table[h % BUCKETS];
   while (*pp && !((*pp)->hash == h && (*pp)->len == len && !memcmp((*pp)->id, uid, len)))
@@ -35,7 +31,7 @@ static user_t **slot(const char *uid, size_t len, uint32_t h) {
 }
 
 int ews_users_add(const char *uid, size_t len, int worker, double socket_id) {
-  uint32_t h = hash_key(uid, len);
+  uint32_t h = ews_hash(uid, len);
   int rc = 0;
   pthread_mutex_lock(&lock);
   user_t **pp = slot(uid, len, h);
@@ -65,7 +61,7 @@ int ews_users_add(const char *uid, size_t len, int worker, double socket_id) {
 }
 
 void ews_users_remove(const char *uid, size_t len, int worker, double socket_id) {
-  uint32_t h = hash_key(uid, len);
+  uint32_t h = ews_hash(uid, len);
   pthread_mutex_lock(&lock);
   user_t **pp = slot(uid, len, h);
   user_t *u = *pp;
@@ -86,7 +82,7 @@ void ews_users_remove(const char *uid, size_t len, int worker, double socket_id)
 }
 
 size_t ews_users_list(const char *uid, size_t len, ews_user_socket_t *out, size_t cap) {
-  uint32_t h = hash_key(uid, len);
+  uint32_t h = ews_hash(uid, len);
   size_t n = 0;
   pthread_mutex_lock(&lock);
   user_t *u = *slot(uid, len, h);
