@@ -3,6 +3,7 @@
  * starting the workers, signals (SIGINT/SIGTERM drain, SIGHUP reload) and watching
  * the script's directory for hot reload. The main thread serves no connection. */
 #include <lauxlib.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +159,11 @@ int main(int argc, char **argv) {
   if (pr != 0) return pr > 0 ? 0 : 2;
   ews_log_level = m.cfg.log_level;
   signal(SIGPIPE, SIG_IGN);
+  /* Messages of tens of KiB are allocated and freed at a high rate: keep glibc from
+   * handing that memory back to the kernel after every free (one madvise syscall and
+   * fresh page faults per message) or mmapping each large buffer. */
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
   raise_nofile_limit();
 
   if (read_script_config(&m.cfg) != 0) return 1;
