@@ -380,7 +380,7 @@ int main(int argc, char **argv) {
       {"insecure", no_argument, NULL, O_INSECURE},
       {"sni", required_argument, NULL, O_SNI},
       {"resume", no_argument, NULL, O_RESUME},
-      {"deflate", no_argument, NULL, O_DEFLATE},
+      {"deflate", optional_argument, NULL, O_DEFLATE},
       {"deflate-level", required_argument, NULL, O_DEFLATE_LEVEL},
       {"payload", required_argument, NULL, O_PAYLOAD},
       {"prime", no_argument, NULL, O_PRIME},
@@ -411,16 +411,18 @@ int main(int argc, char **argv) {
       case O_INSECURE: g_opt.insecure = 1; break;
       case O_SNI: g_opt.sni = optarg; break;
       case O_RESUME: g_opt.resume = 1; break;
-      case O_DEFLATE:
-        /* optional separate argument: --deflate [shared|takeover] */
-        g_opt.deflate = DEFLATE_SHARED;
-        if (optind < argc && strcmp(argv[optind], "shared") == 0) {
-          optind++;
-        } else if (optind < argc && strcmp(argv[optind], "takeover") == 0) {
-          g_opt.deflate = DEFLATE_TAKEOVER;
-          optind++;
-        }
+      case O_DEFLATE: {
+        /* --deflate, --deflate=MODE or --deflate MODE (MODE shared or takeover) */
+        const char *m = optarg;
+        if (!m && optind < argc &&
+            (strcmp(argv[optind], "shared") == 0 || strcmp(argv[optind], "takeover") == 0))
+          m = argv[optind++];
+        g_opt.deflate = !m || strcmp(m, "shared") == 0 ? DEFLATE_SHARED
+                        : strcmp(m, "takeover") == 0  ? DEFLATE_TAKEOVER
+                                                      : DEFLATE_OFF;
+        bad = g_opt.deflate == DEFLATE_OFF;
         break;
+      }
       case O_DEFLATE_LEVEL:
         bad = parse_int(optarg, 0, 9, &v);
         g_opt.deflate_level = (int)v;
