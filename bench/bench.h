@@ -19,7 +19,10 @@
 /* ---- options (main.c) --------------------------------------------------------- */
 
 typedef enum { MODE_ECHO, MODE_HANDSHAKE, MODE_IDLE } bench_mode_t;
-typedef enum { PAYLOAD_PATTERN = 0, PAYLOAD_JSON } payload_kind_t;
+/* pattern: token + random bytes; json: JSON-like arrays (compressible); route: JSON
+ * objects {"type":"echo",...} for the application-layer (router) benchmark. The
+ * json and route kinds are pre-built variants, verified the same way. */
+typedef enum { PAYLOAD_PATTERN = 0, PAYLOAD_JSON, PAYLOAD_ROUTE } payload_kind_t;
 typedef enum { DEFLATE_OFF = 0, DEFLATE_SHARED, DEFLATE_TAKEOVER } deflate_mode_t;
 
 typedef struct {

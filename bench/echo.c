@@ -35,7 +35,7 @@ static void echo_send(conn_t *c) {
   size_t s = g_opt.size;
   uint64_t seq = c->send_seq++;
   if (c->pmd) {
-    if (g_opt.payload == PAYLOAD_JSON) {
+    if (g_opt.payload != PAYLOAD_PATTERN) {
       uint32_t v;
       const uint8_t *m = payload_json(seq, c->id, &v);
       conn_queue_message(c, g_opcode, m, s, v);
@@ -108,7 +108,7 @@ static int echo_on_data(conn_t *c, int opcode, uint8_t *p, size_t n, int first, 
       bench_error("conn %u: unexpected message (nothing in flight)", c->id);
       c->rx_bad = 2; /* counted; not a completion */
     } else {
-      if (g_opt.payload == PAYLOAD_JSON) {
+      if (g_opt.payload != PAYLOAD_PATTERN) {
         c->expect = payload_json(c->recv_seq, c->id, NULL);
       } else {
         payload_token(c->tok, c->recv_seq, c->id);
@@ -123,7 +123,7 @@ static int echo_on_data(conn_t *c, int opcode, uint8_t *p, size_t n, int first, 
     size_t off = c->rx_off;
     if (off + n > size) {
       mismatch(c, "echo longer than the message", p, n);
-    } else if (g_opt.payload == PAYLOAD_JSON) {
+    } else if (g_opt.payload != PAYLOAD_PATTERN) {
       if (memcmp(p, c->expect + off, n) != 0) mismatch(c, "payload bytes differ", p, n);
     } else {
       size_t i = 0;

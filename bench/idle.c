@@ -116,7 +116,7 @@ static void prime(void) {
     c->rx_off = 0;
     c->rx_bad = 0;
     uint32_t v = 0;
-    if (g_opt.payload == PAYLOAD_JSON) payload_json(0, c->id, &v);
+    if (g_opt.payload != PAYLOAD_PATTERN) payload_json(0, c->id, &v);
     conn_queue_message(c, g_opt.binary ? EWS_OP_BINARY : EWS_OP_TEXT, g_msg, g_opt.size,
                        g_opt.payload == PAYLOAD_JSON ? (long)v : -1);
     conn_flush(c);

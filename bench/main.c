@@ -68,7 +68,8 @@ static void usage(FILE *f) {
       "      --deflate-level N  zlib level of our compressor (1)\n"
       "      --client-context   takeover mode: compress with a context per connection\n"
       "                         (default: each message on its own, JSON ones only once)\n"
-      "      --payload KIND     pattern (default: token + random bytes) or json\n"
+      "      --payload KIND     pattern (default: token + random bytes), json, or route\n"
+      "                         ({\"type\":\"echo\",...} objects for the router benchmark)\n"
       "                         (JSON-like, compressible; text; -s >= 64)\n"
       "      --prime            idle: each connection sends one -s message and waits for\n"
       "                         its echo before the memory is measured\n"
@@ -226,7 +227,7 @@ static void report(int rc) {
   fprintf(h, "edgews-bench %s %s\n", mode_name(), g_opt.url);
   if (g_opt.mode == MODE_ECHO)
     fprintf(h, "  load         %d conns x %d in flight x %zu B %s %s\n", g_opt.conns, g_opt.depth,
-            g_opt.size, g_opt.payload == PAYLOAD_JSON ? "JSON" : "pattern",
+            g_opt.size, g_opt.payload == PAYLOAD_JSON ? "JSON" : g_opt.payload == PAYLOAD_ROUTE ? "route JSON" : "pattern",
             g_opt.binary ? "binary" : "text");
   else if (g_opt.mode == MODE_HANDSHAKE)
     fprintf(h, "  load         %d concurrent connect/handshake/close loops\n", g_opt.conns);
@@ -280,7 +281,7 @@ static void report(int rc) {
   if (g_opt.mode == MODE_ECHO || g_opt.prime)
     fprintf(f, ",\"depth\":%d,\"size\":%zu,\"binary\":%s,\"payload\":\"%s\"", g_opt.depth,
             g_opt.size, g_opt.binary ? "true" : "false",
-            g_opt.payload == PAYLOAD_JSON ? "json" : "pattern");
+            g_opt.payload == PAYLOAD_JSON ? "json" : g_opt.payload == PAYLOAD_ROUTE ? "route" : "pattern");
   fprintf(f, ",\"tls\":%s", g_opt.tls ? "true" : "false");
   if (g_opt.tls) {
     fputs(",\"tls_suite\":", f);
@@ -429,6 +430,7 @@ int main(int argc, char **argv) {
         break;
       case O_PAYLOAD:
         if (strcmp(optarg, "json") == 0) g_opt.payload = PAYLOAD_JSON;
+        else if (strcmp(optarg, "route") == 0) g_opt.payload = PAYLOAD_ROUTE;
         else if (strcmp(optarg, "pattern") == 0) g_opt.payload = PAYLOAD_PATTERN;
         else bad = 1;
         break;
@@ -460,7 +462,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "edgews-bench: --ca, --insecure, --sni and --resume need a wss:// URL\n");
     return 2;
   }
-  if (g_opt.payload == PAYLOAD_JSON && g_opt.size < PAYLOAD_JSON_MIN) {
+  if (g_opt.payload != PAYLOAD_PATTERN && g_opt.size < PAYLOAD_JSON_MIN) {
     fprintf(stderr, "edgews-bench: --payload json needs -s %d or more\n", PAYLOAD_JSON_MIN);
     return 2;
   }

@@ -83,15 +83,28 @@ static int build_pool(void) {
 
 static void fill_json(uint8_t *dst, size_t size, uint32_t v);
 
+/* {"type":"echo","v":<v>,"d":"<letters>"} padded to exactly `size` bytes. */
+static void fill_route(uint8_t *dst, size_t size, uint32_t v) {
+  char head[64];
+  int hl = snprintf(head, sizeof head, "{\"type\":\"echo\",\"v\":%u,\"d\":\"", v);
+  memcpy(dst, head, (size_t)hl);
+  uint64_t h = mix64((uint64_t)v + 1);
+  for (size_t i = (size_t)hl; i + 2 < size; i++) dst[i] = (uint8_t)('a' + mix64(h + i) % 26);
+  dst[size - 2] = '"';
+  dst[size - 1] = '}';
+}
+
 int payload_init(void) {
-  if (g_opt.payload == PAYLOAD_JSON) {
+  if (g_opt.payload != PAYLOAD_PATTERN) {
     if (build_pool() != 0) return -1;
     size_t n = (64u << 20) / g_opt.size;
     g_nvariants = (uint32_t)(n > 1024 ? 1024 : n < 16 ? 16 : n);
     g_variants = malloc((size_t)g_nvariants * g_opt.size);
     if (!g_variants) return -1;
-    for (uint32_t v = 0; v < g_nvariants; v++)
-      fill_json(g_variants + (size_t)v * g_opt.size, g_opt.size, v);
+    for (uint32_t v = 0; v < g_nvariants; v++) {
+      if (g_opt.payload == PAYLOAD_ROUTE) fill_route(g_variants + (size_t)v * g_opt.size, g_opt.size, v);
+      else fill_json(g_variants + (size_t)v * g_opt.size, g_opt.size, v);
+    }
     return 0;
   }
   size_t plen = g_opt.size + PATTERN_SLACK;
@@ -158,7 +171,7 @@ const uint8_t *payload_json(uint64_t seq, uint32_t id, uint32_t *variant) {
 }
 
 void payload_fill(uint8_t *dst, size_t size, uint64_t seq, uint32_t id) {
-  if (g_opt.payload == PAYLOAD_JSON) {
+  if (g_opt.payload != PAYLOAD_PATTERN) {
     memcpy(dst, payload_json(seq, id, NULL), size);
     return;
   }
