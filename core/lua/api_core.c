@@ -548,6 +548,12 @@ static int l_set_routes(lua_State *L) {
     a->has_auth = lua_toboolean(L, -1);
     lua_pop(L, 1);
     a->auth_timeout_ms = opt_ms(L, t, "auth_timeout", 10000);
+    /* A smaller window gets a smaller hash table too (zlib's default pairs window 15
+     * with memLevel 8): memory per dedicated compressor follows window_kb. */
+    if (pc->mode == EWS_PMD_DEDICATED) {
+      int ml = pc->server_window_bits - 7;
+      pc->mem_level = (uint8_t)(ml < 1 ? 1 : ml > 8 ? 8 : ml);
+    }
     a->rx_pmd = a->rx;
     a->rx_pmd.allow_rsv1 = 1;
     /* Deflate can expand incompressible data a little (stored blocks: 5 bytes per

@@ -376,9 +376,9 @@ void ews_conn_on_timer(ews_tnode_t *node, void *ud) {
 static void deliver_in(ews_conn_t *c, int opcode) {
   c->w->stats.msgs_in++;
   ews_lua_on_message(c, c->in ? c->in : (const uint8_t *)"", c->in_len, opcode == EWS_OP_BINARY);
-  /* Keep small buffers for the next fragmented message; drop large ones. */
-  if (c->in_cap > 64 * 1024 || c->state != EWS_CS_OPEN) free_in(c);
-  else c->in_len = 0;
+  /* An idle connection holds no buffer: with glibc's trimming off (main.c), the
+   * next message's malloc is cheap. */
+  free_in(c);
 }
 
 static int on_data(void *ud, int opcode, uint8_t *p, size_t n, int first, int last,
