@@ -312,8 +312,10 @@ void ews_conn_on_timer(ews_tnode_t *node, void *ud) {
         return;
       }
       if (in_state >= cfg->handshake_timeout_ms) {
-        EWS_DEBUG("conn %llu: request head timeout", (unsigned long long)c->id);
-        if (c->tls && !ews_tls_handshake_done(c->tls->tls)) ews_conn_abort(c); /* no 408 without TLS */
+        int tls_pending = c->tls && !ews_tls_handshake_done(c->tls->tls);
+        EWS_DEBUG("conn %llu: %s timeout", (unsigned long long)c->id,
+                  tls_pending ? "TLS handshake" : "request head");
+        if (tls_pending) ews_conn_abort(c); /* no 408 without TLS */
         else respond_error(c, EWS_EHTTP_TIMEOUT);
       } else {
         set_timer(c, cfg->handshake_timeout_ms - in_state);
