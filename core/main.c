@@ -46,7 +46,7 @@ static void raise_nofile_limit(void) {
  * fast, with file:line, before any worker starts. */
 static int read_script_config(ews_config_t *cfg) {
   char *err = NULL;
-  lua_State *L = ews_vm_new(NULL, &err);
+  lua_State *L = ews_vm_new(NULL, cfg->script_dir, &err);
   if (!L || ews_vm_load(L, cfg->script, &err) != 0 || ews_vm_read_config(L, cfg, &err) != 0) {
     EWS_ERROR("%s", err ? err : "cannot load the script");
     free(err);

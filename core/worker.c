@@ -189,7 +189,7 @@ static void worker_main(void *arg) {
   ews_wheel_init(&w->wheel, uv_now(&w->loop));
   w->rbuf = malloc(EWS_READ_BUF);
   char *err = NULL;
-  w->L = w->rbuf ? ews_vm_new(w, &err) : NULL;
+  w->L = w->rbuf ? ews_vm_new(w, w->server->cfg->script_dir, &err) : NULL;
   if (!w->L) {
     EWS_ERROR("cannot create the Lua VM: %s", err ? err : "out of memory");
     free(err);

@@ -48,7 +48,7 @@ static int ref_field(lua_State *L, int t, const char *name) {
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-lua_State *ews_vm_new(ews_worker_t *w, char **err) {
+lua_State *ews_vm_new(ews_worker_t *w, const char *script_dir, char **err) {
   lua_State *L = luaL_newstate();
   if (!L) {
     *err = strdup("luaL_newstate failed (out of memory)");
@@ -60,7 +60,6 @@ lua_State *ews_vm_new(ews_worker_t *w, char **err) {
   /* package.path: our modules first, then the script's directory, then defaults. */
   const char *lua_dir = getenv("EDGEWS_LUA_PATH");
   if (!lua_dir || !*lua_dir) lua_dir = EWS_LUA_DIR;
-  const char *script_dir = w ? w->server->cfg->script_dir : NULL;
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
   lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;%s", lua_dir, lua_dir,

@@ -22,9 +22,10 @@ typedef struct {
   int socket_mt;
 } ews_vm_refs_t;
 
-/* Creates a VM for worker w (NULL for the main thread's configuration VM). Returns
- * NULL and sets *err (malloc'd) on failure. */
-lua_State *ews_vm_new(struct ews_worker *w, char **err);
+/* Creates a VM for worker w (NULL for the main thread's configuration VM), with the
+ * script's directory on package.path (so `require` finds the modules beside it).
+ * Returns NULL and sets *err (malloc'd) on failure. */
+lua_State *ews_vm_new(struct ews_worker *w, const char *script_dir, char **err);
 /* Loads (or reloads) the script: on success the new apps replace the old for new
  * connections and for the next event on every existing one. On failure the old
  * version stays and *err (malloc'd) says why, with file:line. 0 or -1. */
