@@ -1,7 +1,7 @@
 /* bench.h — shared declarations of the edgews-bench load generator: options, the
  * latency histogram, /proc and rusage sampling, the WebSocket client connection
  * (conn.c) with its optional TLS layer (tls.c) and permessage-deflate (pmd.c),
- * message payloads (payload.c) and the three modes (echo.c, hsmode.c, idle.c) that
+ * message payloads (payload.c) and the four modes (echo.c, hsmode.c, idle.c, fanout.c) that
  * drive connections through hooks. Everything runs on one libuv loop in one
  * thread. */
 #ifndef EWS_BENCH_H
@@ -18,7 +18,7 @@
 
 /* ---- options (main.c) --------------------------------------------------------- */
 
-typedef enum { MODE_ECHO, MODE_HANDSHAKE, MODE_IDLE } bench_mode_t;
+typedef enum { MODE_ECHO, MODE_HANDSHAKE, MODE_IDLE, MODE_FANOUT } bench_mode_t;
 /* pattern: token + random bytes; json: JSON-like arrays (compressible); route: JSON
  * objects {"type":"echo",...} for the application-layer (router) benchmark. The
  * json and route kinds are pre-built variants, verified the same way. */
@@ -51,6 +51,8 @@ typedef struct {
   double settle;   /* idle: seconds to wait before reading RSS again */
   double hold;     /* idle: seconds to keep the connections open after measuring */
   int max_pending; /* handshakes outstanding at once while opening */
+  double rate;     /* fanout: messages published per second (0: window-bound only) */
+  int window;      /* fanout: messages outstanding (not yet received by everyone) */
   long server_pid; /* 0 = none */
   int json;
   int verbose;
@@ -61,7 +63,9 @@ extern bench_opts_t g_opt;
 /* ---- results (filled by the modes, printed by main.c) --------------------------- */
 
 typedef struct {
-  uint64_t done;        /* messages / handshakes completed in the measured interval */
+  uint64_t done;        /* messages / handshakes / deliveries (fanout) completed in the
+                         * measured interval */
+  uint64_t published;   /* fanout: messages published in the measured interval */
   double seconds;       /* measured wall time */
   uint64_t errors;
   char first_error[256];
@@ -202,6 +206,7 @@ typedef struct conn {
   uint8_t tok[16]; /* token of the current echo */
   uint64_t *ts;    /* send times, ring of depth entries */
   const uint8_t *expect; /* JSON payloads: the expected echo (payload.c's) */
+  uint64_t fo_seq, fo_ts; /* fanout: header of the message being received */
 } conn_t;
 
 typedef struct {
@@ -323,6 +328,7 @@ extern uint8_t *g_pattern; /* size + 256 bytes */
 int run_echo(void);
 int run_handshake(void);
 int run_idle(void);
+int run_fanout(void);
 
 /* Opening many connections with at most g_opt.max_pending handshakes outstanding
  * (used by echo and idle modes). */

@@ -53,6 +53,9 @@ static void usage(FILE *f) {
       "                    [--resume] [--server-pid PID] [--json]\n"
       "  edgews-bench idle --url URL -n N [--settle SECS] [--hold SECS] [--prime -s SIZE]\n"
       "                    [--deflate [MODE]] [--server-pid PID] [--json]\n"
+      "  edgews-bench fanout --url URL [-c SUBSCRIBERS] [-s SIZE] [--rate MSGS_PER_SEC]\n"
+      "                    [--window K] [--duration SECS] [--warmup SECS] [--server-pid PID]\n"
+      "                    [--json]\n"
       "  wss:// needs --ca FILE or --insecure\n"
       "options:\n"
       "  -u, --url URL          server URL, ws:// or wss://\n"
@@ -73,11 +76,16 @@ static void usage(FILE *f) {
       "                         (JSON-like, compressible; text; -s >= 64)\n"
       "      --prime            idle: each connection sends one -s message and waits for\n"
       "                         its echo before the memory is measured\n"
-      "  -c, --conns N          echo: connections (100); handshake: concurrent slots (32)\n"
+      "  -c, --conns N          echo: connections (100); handshake: concurrent slots (32);\n"
+      "                         fanout: subscribers (1000), plus one publisher\n"
       "  -n N                   idle: connections to open (1000)\n"
       "  -d, --depth N          echo: messages in flight per connection (1)\n"
       "  -s, --size BYTES       echo: payload size, suffix k for KiB (32)\n"
       "      --binary           echo: binary messages (default text)\n"
+      "      --rate N           fanout: messages published per second (1000; 0: as fast as\n"
+      "                         the window allows)\n"
+      "      --window K         fanout: at most K messages outstanding, i.e. not yet\n"
+      "                         received by every connection (16)\n"
       "  -t, --duration SECS    measured interval (10)\n"
       "  -w, --warmup SECS      time before measuring (echo 2, handshake 1)\n"
       "  -p, --server-pid PID   sample the server process tree's CPU time (/proc/PID/stat)\n"
@@ -198,7 +206,10 @@ static void json_str(FILE *f, const char *s) {
 }
 
 static const char *mode_name(void) {
-  return g_opt.mode == MODE_ECHO ? "echo" : g_opt.mode == MODE_HANDSHAKE ? "handshake" : "idle";
+  return g_opt.mode == MODE_ECHO        ? "echo"
+         : g_opt.mode == MODE_HANDSHAKE ? "handshake"
+         : g_opt.mode == MODE_FANOUT    ? "fanout"
+                                        : "idle";
 }
 
 static void report(int rc) {
@@ -216,7 +227,8 @@ static void report(int rc) {
   if (other_util < 0) other_util = 0;
   int have_rss = g_opt.mode == MODE_IDLE && r->rss_before >= 0 && r->rss_after >= 0 && r->opened > 0;
   double rss_per = have_rss ? (double)(r->rss_after - r->rss_before) / r->opened : 0;
-  const char *unit = g_opt.mode == MODE_ECHO ? "msg" : "handshake";
+  int fanout = g_opt.mode == MODE_FANOUT;
+  const char *unit = g_opt.mode == MODE_ECHO ? "msg" : fanout ? "delivery" : "handshake";
   double gen_us = timed && r->done ? r->gen_cpu_s * 1e6 / (double)r->done : 0;
   static const char *deflate_names[] = {"off", "shared", "takeover"};
   const char *dname = deflate_names[g_opt.deflate];
@@ -231,6 +243,13 @@ static void report(int rc) {
             g_opt.binary ? "binary" : "text");
   else if (g_opt.mode == MODE_HANDSHAKE)
     fprintf(h, "  load         %d concurrent connect/handshake/close loops\n", g_opt.conns);
+  else if (fanout) {
+    char rbuf[32];
+    if (g_opt.rate > 0) snprintf(rbuf, sizeof rbuf, "%.0f msgs/s", g_opt.rate);
+    else snprintf(rbuf, sizeof rbuf, "unlimited rate");
+    fprintf(h, "  load         1 publisher -> %d subscribers + itself, %zu B text, %s, window %d\n",
+            g_opt.conns, g_opt.size, rbuf, g_opt.window);
+  }
   if (g_opt.tls)
     fprintf(h, "  tls          TLS 1.2 %s; handshakes %llu full, %llu resumed%s\n",
             r->tls_suite[0] ? r->tls_suite : "(none completed)",
@@ -245,9 +264,12 @@ static void report(int rc) {
               (unsigned long long)r->rx_raw, (unsigned long long)r->rx_wire);
   }
   if (timed) {
+    if (fanout)
+      fprintf(h, "  published    %llu in %.2f s = %.0f msgs/s\n", (unsigned long long)r->published,
+              r->seconds, (double)r->published / r->seconds);
     fprintf(h, "  %-12s %llu in %.2f s = %.0f/s\n",
-            g_opt.mode == MODE_ECHO ? "messages" : "handshakes", (unsigned long long)r->done,
-            r->seconds, rate);
+            g_opt.mode == MODE_ECHO ? "messages" : fanout ? "deliveries" : "handshakes",
+            (unsigned long long)r->done, r->seconds, rate);
     fprintf(h, "  latency      p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us, mean %.1f us\n",
             hist_quantile_us(&g_hist, 0.50), hist_quantile_us(&g_hist, 0.99),
             hist_quantile_us(&g_hist, 0.999), hist_max_us(&g_hist), hist_mean_us(&g_hist));
@@ -278,6 +300,9 @@ static void report(int rc) {
   fprintf(f, "{\"mode\":\"%s\",\"url\":", mode_name());
   json_str(f, g_opt.url);
   fprintf(f, ",\"conns\":%d", g_opt.conns);
+  if (fanout)
+    fprintf(f, ",\"subscribers\":%d,\"size\":%zu,\"rate\":%.1f,\"window\":%d", g_opt.conns,
+            g_opt.size, g_opt.rate, g_opt.window);
   if (g_opt.mode == MODE_ECHO || g_opt.prime)
     fprintf(f, ",\"depth\":%d,\"size\":%zu,\"binary\":%s,\"payload\":\"%s\"", g_opt.depth,
             g_opt.size, g_opt.binary ? "true" : "false",
@@ -300,6 +325,11 @@ static void report(int rc) {
     fprintf(f, ",\"duration_s\":%.3f,\"warmup_s\":%.3f", r->seconds, g_opt.warmup);
     if (g_opt.mode == MODE_ECHO)
       fprintf(f, ",\"messages\":%llu,\"msgs_per_sec\":%.1f", (unsigned long long)r->done, rate);
+    else if (fanout)
+      fprintf(f, ",\"published\":%llu,\"published_per_sec\":%.1f,\"deliveries\":%llu,"
+                 "\"deliveries_per_sec\":%.1f",
+              (unsigned long long)r->published, (double)r->published / r->seconds,
+              (unsigned long long)r->done, rate);
     else
       fprintf(f, ",\"handshakes\":%llu,\"handshakes_per_sec\":%.1f", (unsigned long long)r->done,
               rate);
@@ -310,12 +340,16 @@ static void report(int rc) {
     json_num(f, "max_us", hist_max_us(&g_hist), timed, "%.1f");
     json_num(f, "mean_us", hist_mean_us(&g_hist), timed, "%.1f");
     json_num(f, "server_cpu_s", r->server_cpu_s, have_srv, "%.3f");
-    json_num(f, g_opt.mode == MODE_ECHO ? "server_cpu_us_per_msg" : "server_cpu_us_per_handshake",
+    json_num(f, g_opt.mode == MODE_ECHO ? "server_cpu_us_per_msg"
+                : fanout                ? "server_cpu_us_per_delivery"
+                                        : "server_cpu_us_per_handshake",
              srv_us, have_srv && r->done, "%.3f");
     json_num(f, "server_cpu_util", srv_util, have_srv, "%.3f");
     fprintf(f, ",\"server_procs\":%d", r->server_procs);
     json_num(f, "gen_cpu_util", gen_util, timed, "%.3f");
-    json_num(f, g_opt.mode == MODE_ECHO ? "gen_cpu_us_per_msg" : "gen_cpu_us_per_handshake",
+    json_num(f, g_opt.mode == MODE_ECHO ? "gen_cpu_us_per_msg"
+                : fanout                ? "gen_cpu_us_per_delivery"
+                                        : "gen_cpu_us_per_handshake",
              gen_us, timed && r->done, "%.3f");
     fprintf(f, ",\"gen_bottleneck\":%s", gen_bottleneck ? "true" : "false");
     json_num(f, "other_cpu_util", other_util, have_other, "%.3f");
@@ -347,23 +381,27 @@ int main(int argc, char **argv) {
     g_opt.mode = MODE_HANDSHAKE;
   else if (strcmp(mode, "idle") == 0)
     g_opt.mode = MODE_IDLE;
+  else if (strcmp(mode, "fanout") == 0)
+    g_opt.mode = MODE_FANOUT;
   else {
     fprintf(stderr, "edgews-bench: unknown mode '%s'\n", mode);
     usage(stderr);
     return 2;
   }
   g_opt.conns = g_opt.mode == MODE_ECHO ? 100 : g_opt.mode == MODE_HANDSHAKE ? 32 : 1000;
+  g_opt.rate = 1000;
+  g_opt.window = 16;
   g_opt.depth = 1;
   g_opt.size = 32;
   g_opt.duration = 10;
-  g_opt.warmup = g_opt.mode == MODE_ECHO ? 2 : 1;
+  g_opt.warmup = g_opt.mode == MODE_ECHO || g_opt.mode == MODE_FANOUT ? 2 : 1;
   g_opt.settle = 2;
   g_opt.hold = 0;
   g_opt.max_pending = 200;
   g_opt.deflate_level = 1;
 
   enum { O_BINARY = 256, O_JSON, O_SETTLE, O_HOLD, O_MAXPEND, O_CA, O_INSECURE, O_SNI, O_RESUME,
-         O_DEFLATE, O_DEFLATE_LEVEL, O_PAYLOAD, O_PRIME, O_CLIENT_CTX };
+         O_DEFLATE, O_DEFLATE_LEVEL, O_PAYLOAD, O_PRIME, O_CLIENT_CTX, O_RATE, O_WINDOW };
   static const struct option longopts[] = {
       {"url", required_argument, NULL, 'u'},
       {"conns", required_argument, NULL, 'c'},
@@ -386,6 +424,8 @@ int main(int argc, char **argv) {
       {"payload", required_argument, NULL, O_PAYLOAD},
       {"prime", no_argument, NULL, O_PRIME},
       {"client-context", no_argument, NULL, O_CLIENT_CTX},
+      {"rate", required_argument, NULL, O_RATE},
+      {"window", required_argument, NULL, O_WINDOW},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -436,6 +476,8 @@ int main(int argc, char **argv) {
         break;
       case O_PRIME: g_opt.prime = 1; break;
       case O_CLIENT_CTX: g_opt.client_context = 1; break;
+      case O_RATE: bad = parse_double(optarg, &g_opt.rate); break;
+      case O_WINDOW: bad = parse_int(optarg, 1, 65536, &v); g_opt.window = (int)v; break;
       case 'v': g_opt.verbose = 1; break;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
@@ -466,6 +508,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "edgews-bench: --payload json needs -s %d or more\n", PAYLOAD_JSON_MIN);
     return 2;
   }
+  if (g_opt.mode == MODE_FANOUT &&
+      (g_opt.deflate || g_opt.binary || g_opt.payload != PAYLOAD_PATTERN || g_opt.size < 32)) {
+    fprintf(stderr, "edgews-bench: fanout sends text messages of -s 32 or more, without "
+                    "--deflate, --binary or --payload\n");
+    return 2;
+  }
   if (g_opt.prime && g_opt.mode != MODE_IDLE) {
     fprintf(stderr, "edgews-bench: --prime is for idle mode\n");
     return 2;
@@ -477,7 +525,7 @@ int main(int argc, char **argv) {
 
   signal(SIGPIPE, SIG_IGN);
   long nofile = raise_nofile_limit();
-  if (nofile > 0 && g_opt.conns + 64 > nofile) {
+  if (nofile > 0 && g_opt.conns + (g_opt.mode == MODE_FANOUT) + 64 > nofile) {
     fprintf(stderr, "edgews-bench: %d connections need more than the open-file limit %ld\n",
             g_opt.conns, nofile);
     return 2;
@@ -502,6 +550,7 @@ int main(int argc, char **argv) {
   switch (g_opt.mode) {
     case MODE_ECHO: rc = run_echo(); break;
     case MODE_HANDSHAKE: rc = run_handshake(); break;
+    case MODE_FANOUT: rc = run_fanout(); break;
     default: rc = run_idle(); break;
   }
   if (g_opt.mode != MODE_HANDSHAKE) { /* handshake mode counts the measured interval */
