@@ -284,7 +284,8 @@ function _M.build(app)
       if maybe_refresh(app, socket, data) then return end
     end
     if rl and not within_limits(rl, scope, socket, data) then return end
-    local msg = { data = data, is_binary = is_binary }
+    -- all four fields from the start: adding two later would rehash the table
+    local msg = { data = data, is_binary = is_binary, type = false, body = false }
     if router then
       local body, code, message, details = router:decode(data, is_binary)
       if not body then
