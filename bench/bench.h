@@ -254,6 +254,12 @@ void conn_tls_ready(conn_t *c);
 void conn_close_ws(conn_t *c, unsigned code);
 /* Closes the TCP handle now (idempotent). */
 void conn_abort(conn_t *c);
+/* Ends the run's connections: a close frame with `code` on every open one, an abort
+ * on the rest. Then `done` right away when no handle is left, else `on_timeout`
+ * after `grace` seconds unless the last close comes first (the mode calls `done`
+ * from its on_closed hook). */
+void conns_close_all(conn_t *conns, int n, unsigned code, double grace, void (*done)(void),
+                     void (*on_timeout)(void));
 /* Marks the connection failed (once), reports to the hooks, closes the handle. */
 void conn_fail(conn_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Frees the out buffers and echo ring of a closed connection. */

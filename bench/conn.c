@@ -572,6 +572,17 @@ static void on_phase(uv_timer_t *t) {
   if (cb) cb();
 }
 
+void conns_close_all(conn_t *conns, int n, unsigned code, double grace, void (*done)(void),
+                     void (*on_timeout)(void)) {
+  for (int i = 0; i < n; i++) {
+    conn_t *c = &conns[i];
+    if (c->state == CS_OPEN) conn_close_ws(c, code);
+    else conn_abort(c);
+  }
+  if (g_live == 0) done();
+  else phase_timer(grace, on_timeout);
+}
+
 void phase_timer(double seconds, void (*cb)(void)) {
   if (!g_phase_init) {
     uv_timer_init(g_loop, &g_phase);

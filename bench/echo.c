@@ -174,17 +174,7 @@ static void start_close(void) {
   if (g_phase_id >= PH_CLOSING) return;
   g_phase_id = PH_CLOSING;
   g_sending = 0;
-  for (int i = 0; i < g_opt.conns; i++) {
-    conn_t *c = &g_conns[i];
-    if (c->state == CS_OPEN)
-      conn_close_ws(c, 1000);
-    else
-      conn_abort(c);
-  }
-  if (g_live == 0)
-    finish();
-  else
-    phase_timer(3.0, force_close);
+  conns_close_all(g_conns, g_opt.conns, 1000, 3.0, finish, force_close);
 }
 
 static void drain_timeout(void) {

@@ -220,17 +220,7 @@ static void start_close(void) {
   g_phase_id = PH_CLOSING;
   g_sending = 0;
   tick_close();
-  for (int i = 0; i < g_nconns; i++) {
-    conn_t *c = &g_conns[i];
-    if (c->state == CS_OPEN)
-      conn_close_ws(c, 1000);
-    else
-      conn_abort(c);
-  }
-  if (g_live == 0)
-    finish();
-  else
-    phase_timer(5.0, force_close);
+  conns_close_all(g_conns, g_nconns, 1000, 5.0, finish, force_close);
 }
 
 static void drain_timeout(void) {

@@ -35,17 +35,7 @@ static void start_close(void) {
   if (g_ph >= PH_CLOSING) return;
   g_ph = PH_CLOSING;
   phase_timer_stop();
-  for (int i = 0; i < g_opt.conns; i++) {
-    conn_t *c = &g_conns[i];
-    if (c->state == CS_OPEN)
-      conn_close_ws(c, 1001);
-    else
-      conn_abort(c);
-  }
-  if (g_live == 0)
-    finish();
-  else
-    phase_timer(5.0, force_close);
+  conns_close_all(g_conns, g_opt.conns, 1001, 5.0, finish, force_close);
 }
 
 static int count_open(void) {
