@@ -62,6 +62,30 @@ static int test_checks_;
   (fprintf(stderr, "%d checks, %d failed\n", test_checks_, test_failures_), \
    test_failures_ > 100 ? 100 : test_failures_)
 
+/* A growable byte buffer for tests (rd: a read position for tests that use it as a
+ * pipe). Aborts when out of memory. */
+typedef struct {
+  uint8_t *p;
+  size_t n, cap, rd;
+} test_bytes_t;
+
+static inline void test_bytes_put(test_bytes_t *b, const void *d, size_t n) {
+  if (b->n + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + n) cap *= 2;
+    b->p = realloc(b->p, cap);
+    if (!b->p) abort();
+    b->cap = cap;
+  }
+  if (n) memcpy(b->p + b->n, d, n);
+  b->n += n;
+}
+
+static inline void test_bytes_free(test_bytes_t *b) {
+  free(b->p);
+  memset(b, 0, sizeof *b);
+}
+
 /* Copy n bytes so that they end exactly at a PROT_NONE page. Free with guard_free. */
 static inline void *guard_copy(const void *src, size_t n) {
   size_t page = (size_t)sysconf(_SC_PAGESIZE);

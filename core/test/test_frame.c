@@ -8,37 +8,13 @@
 
 #include "test.h"
 
-/* ---- a growable byte buffer ---- */
-
-typedef struct {
-  uint8_t *p;
-  size_t n, cap;
-} buf_t;
-
-static void buf_put(buf_t *b, const void *d, size_t n) {
-  if (b->n + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + n) cap *= 2;
-    b->p = realloc(b->p, cap);
-    if (!b->p) abort();
-    b->cap = cap;
-  }
-  if (n) memcpy(b->p + b->n, d, n);
-  b->n += n;
-}
-
-static void buf_free(buf_t *b) {
-  free(b->p);
-  memset(b, 0, sizeof *b);
-}
-
 /* ---- recording handler ----
  * The log is a normalised, chunking-independent record of what was received:
  * complete messages and control frames in order. Chunk-level rules (first/last
  * flags, opcode, control size) are checked as they happen and counted in `bad`. */
 
 typedef struct {
-  buf_t log, cur;
+  test_bytes_t log, cur;
   int in_msg, cur_op, cur_comp;
   int bad;
   int data_calls, ctl_calls;
@@ -49,14 +25,14 @@ typedef struct {
   int stop_at_call; /* return 42 from this callback number (1-based), 0 = never */
 } rec_t;
 
-static void log_entry(buf_t *log, char kind, int op, int comp, const uint8_t *p, size_t n) {
+static void log_entry(test_bytes_t *log, char kind, int op, int comp, const uint8_t *p, size_t n) {
   uint8_t h[3 + 8];
   h[0] = (uint8_t)kind;
   h[1] = (uint8_t)op;
   h[2] = (uint8_t)comp;
   for (int i = 0; i < 8; i++) h[3 + i] = (uint8_t)((uint64_t)n >> (8 * i));
-  buf_put(log, h, sizeof h);
-  buf_put(log, p, n);
+  test_bytes_put(log, h, sizeof h);
+  test_bytes_put(log, p, n);
 }
 
 static int rec_data(void *ud, int op, uint8_t *p, size_t n, int first, int last,
@@ -77,7 +53,7 @@ static int rec_data(void *ud, int op, uint8_t *p, size_t n, int first, int last,
   } else if (!r->in_msg || op != r->cur_op || comp != r->cur_comp) {
     r->bad++;
   }
-  buf_put(&r->cur, p, n);
+  test_bytes_put(&r->cur, p, n);
   if (last) {
     log_entry(&r->log, 'M', op, comp, r->cur.p, r->cur.n);
     r->in_msg = 0;
@@ -98,8 +74,8 @@ static int rec_ctl(void *ud, int op, uint8_t *p, size_t n) {
 static const ews_rx_handler_t handler = {rec_data, rec_ctl};
 
 static void rec_free(rec_t *r) {
-  buf_free(&r->log);
-  buf_free(&r->cur);
+  test_bytes_free(&r->log);
+  test_bytes_free(&r->cur);
 }
 
 /* Feeds d[0..n) cut at cuts[0..ncuts) (ascending), each piece in its own guarded
@@ -131,7 +107,7 @@ static int feed_whole(const uint8_t *d, size_t n, const ews_rx_config_t *cfg, re
  * big inputs, plus all splits near both ends). All must agree with each other and,
  * when `want_log` is given, with the expected result. */
 static void check_splits(const uint8_t *d, size_t n, const ews_rx_config_t *cfg,
-                         int want_rc, const buf_t *want_log, size_t stride) {
+                         int want_rc, const test_bytes_t *want_log, size_t stride) {
   rec_t ref = {0};
   int rc = feed_whole(d, n, cfg, &ref);
   CHECK_EQ(rc, want_rc);
@@ -176,10 +152,10 @@ static const uint8_t rfc_key[4] = {0x37, 0xfa, 0x21, 0x3d};
 #define B(...) ((const uint8_t[]){__VA_ARGS__})
 #define BN(...) sizeof((const uint8_t[]){__VA_ARGS__})
 
-static void expect_msg(buf_t *log, int op, int comp, const void *p, size_t n) {
+static void expect_msg(test_bytes_t *log, int op, int comp, const void *p, size_t n) {
   log_entry(log, 'M', op, comp, p, n);
 }
-static void expect_ctl(buf_t *log, int op, const void *p, size_t n) {
+static void expect_ctl(test_bytes_t *log, int op, const void *p, size_t n) {
   log_entry(log, 'C', op, 0, p, n);
 }
 
@@ -244,7 +220,7 @@ TEST(rfc_encode) {
 }
 
 TEST(rfc_decode) {
-  buf_t want = {0};
+  test_bytes_t want = {0};
 
   expect_msg(&want, EWS_OP_TEXT, 0, "Hello", 5);
   check_splits(rfc_text, sizeof rfc_text, &client_cfg, 0, &want, 1);
@@ -285,20 +261,20 @@ TEST(rfc_decode) {
 
   free(m);
   free(f);
-  buf_free(&want);
+  test_bytes_free(&want);
 }
 
 /* Several frames back to back in one stream. */
 TEST(stream_of_frames) {
-  buf_t in = {0}, want = {0};
-  buf_put(&in, rfc_text, sizeof rfc_text);
-  buf_put(&in, rfc_ping, sizeof rfc_ping);
-  buf_put(&in, rfc_frag, 5);     /* "Hel" */
-  buf_put(&in, rfc_ping, sizeof rfc_ping); /* control between fragments */
-  buf_put(&in, B(0x8A, 0x00), 2);          /* empty pong, too */
-  buf_put(&in, rfc_frag + 5, 4); /* "lo" */
-  buf_put(&in, B(0x82, 0x00), 2);          /* empty binary message */
-  buf_put(&in, B(0x88, 0x02, 0x03, 0xE8), 4);
+  test_bytes_t in = {0}, want = {0};
+  test_bytes_put(&in, rfc_text, sizeof rfc_text);
+  test_bytes_put(&in, rfc_ping, sizeof rfc_ping);
+  test_bytes_put(&in, rfc_frag, 5);     /* "Hel" */
+  test_bytes_put(&in, rfc_ping, sizeof rfc_ping); /* control between fragments */
+  test_bytes_put(&in, B(0x8A, 0x00), 2);          /* empty pong, too */
+  test_bytes_put(&in, rfc_frag + 5, 4); /* "lo" */
+  test_bytes_put(&in, B(0x82, 0x00), 2);          /* empty binary message */
+  test_bytes_put(&in, B(0x88, 0x02, 0x03, 0xE8), 4);
   expect_msg(&want, EWS_OP_TEXT, 0, "Hello", 5);
   expect_ctl(&want, EWS_OP_PING, "Hello", 5);
   expect_ctl(&want, EWS_OP_PING, "Hello", 5);
@@ -309,25 +285,25 @@ TEST(stream_of_frames) {
   check_splits(in.p, in.n, &client_cfg, 0, &want, 1);
 
   /* the same stream masked with a different key per frame, on the server side */
-  buf_t min = {0};
+  test_bytes_t min = {0};
   size_t at = 0;
   uint8_t key[4] = {1, 2, 3, 4};
   while (at < in.n) {
     uint8_t b0 = in.p[at], l = in.p[at + 1];
     uint8_t h[EWS_FRAME_MAX_HEADER];
     size_t hl = ews_frame_header(h, b0 & 0x0F, b0 >> 7, 0, l, key);
-    buf_put(&min, h, hl);
+    test_bytes_put(&min, h, hl);
     uint8_t pl[125];
     memcpy(pl, in.p + at + 2, l);
     ews_mask(pl, l, key, 0);
-    buf_put(&min, pl, l);
+    test_bytes_put(&min, pl, l);
     at += 2 + (size_t)l;
     for (int k = 0; k < 4; k++) key[k] = (uint8_t)(key[k] * 5 + 17);
   }
   check_splits(min.p, min.n, &server_cfg, 0, &want, 1);
-  buf_free(&min);
-  buf_free(&in);
-  buf_free(&want);
+  test_bytes_free(&min);
+  test_bytes_free(&in);
+  test_bytes_free(&want);
 }
 
 /* ---- protocol errors: exact codes, whatever the split ---- */
@@ -423,7 +399,7 @@ TEST(error_is_sticky) {
  * checked here, and a control frame between its fragments is fine. */
 TEST(rsv1_compressed) {
   ews_rx_config_t cfg = {0, 0, 0, 1};
-  buf_t want = {0};
+  test_bytes_t want = {0};
   expect_msg(&want, EWS_OP_TEXT, 1, "\xFF\xFE", 2);
   check_splits(B(0xC1, 0x02, 0xFF, 0xFE), 4, &cfg, 0, &want, 1);
   check_splits(B(0x41, 0x01, 0xFF, 0x89, 0x00, 0x80, 0x01, 0xFE), 8, &cfg, 0, NULL, 1);
@@ -431,12 +407,12 @@ TEST(rsv1_compressed) {
   expect_msg(&want, EWS_OP_BINARY, 1, "ab", 2);
   expect_msg(&want, EWS_OP_BINARY, 0, "c", 1);
   check_splits(B(0xC2, 0x02, 'a', 'b', 0x82, 0x01, 'c'), 7, &cfg, 0, &want, 1);
-  buf_free(&want);
+  test_bytes_free(&want);
 }
 
 /* A code point split across frames, with control frames in between. */
 TEST(utf8_across_frames) {
-  buf_t want = {0};
+  test_bytes_t want = {0};
   expect_ctl(&want, EWS_OP_PING, "", 0);
   expect_ctl(&want, EWS_OP_PONG, "x", 1);
   expect_msg(&want, EWS_OP_TEXT, 0, "\xE2\x82\xAC", 3);
@@ -452,7 +428,7 @@ TEST(utf8_across_frames) {
   want.n = 0;
   expect_msg(&want, EWS_OP_BINARY, 0, "\xE2", 1);
   check_splits(B(0x82, 0x01, 0xE2), 3, &client_cfg, 0, &want, 1);
-  buf_free(&want);
+  test_bytes_free(&want);
 }
 
 /* The error comes with the bad byte, before the frame is complete. */
@@ -531,12 +507,12 @@ TEST(empty_messages) {
   CHECK_EQ(r.last_n, 0);
   CHECK(!r.last_first && r.last_last);
   CHECK_EQ(r.bad, 0);
-  buf_t want = {0};
+  test_bytes_t want = {0};
   expect_msg(&want, EWS_OP_TEXT, 0, "a", 1);
   CHECK_EQ(r.log.n, want.n);
   if (r.log.n == want.n) CHECK_MEM(r.log.p, want.p, want.n);
   ews_rx_free(&rx);
-  buf_free(&want);
+  test_bytes_free(&want);
 
   /* empty control frames */
   rec_free(&r);
@@ -574,7 +550,7 @@ TEST(limits) {
   /* max_message: counted over fragments, refused at the header that exceeds it */
   cfg.max_frame = 0;
   cfg.max_message = 10;
-  buf_t want = {0};
+  test_bytes_t want = {0};
   expect_ctl(&want, EWS_OP_PING, "Hello", 5);
   expect_msg(&want, EWS_OP_BINARY, 0, "abcdefghij", 10);
   expect_msg(&want, EWS_OP_BINARY, 0, "0123456789", 10);
@@ -600,7 +576,7 @@ TEST(limits) {
            11);
   CHECK(ews_rx_in_message(&rx));
   ews_rx_free(&rx);
-  buf_free(&want);
+  test_bytes_free(&want);
   rec_free(&r);
 }
 

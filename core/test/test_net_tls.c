@@ -61,40 +61,19 @@ static _Thread_local ews_bufpool_t g_pool; /* one per thread, like a worker's */
 
 #define RBUF (64u * 1024u)
 
-typedef struct {
-  uint8_t *p;
-  size_t n, cap, rd;
-} pipe_t;
-
-static void pipe_put(pipe_t *b, const void *d, size_t n) {
-  if (b->n + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->n + n) cap *= 2;
-    b->p = realloc(b->p, cap);
-    if (!b->p) abort();
-    b->cap = cap;
-  }
-  if (n) memcpy(b->p + b->n, d, n);
-  b->n += n;
-}
-
-static void pipe_free(pipe_t *b) {
-  free(b->p);
-  memset(b, 0, sizeof *b);
-}
 
 typedef struct {
   mbedtls_ssl_context ssl;
   mbedtls_ssl_config conf;
   mbedtls_x509_crt ca;
-  pipe_t *tx, *rx;
+  test_bytes_t *tx, *rx;
 } cli_t;
 
 typedef struct {
   ews_tls_t *t;
   ews_writeq_t out;
   uint8_t *rbuf;
-  pipe_t got;
+  test_bytes_t got;
   int st;
   size_t chunk;
   size_t max_reserve;
@@ -103,7 +82,7 @@ typedef struct {
 typedef struct {
   cli_t c;
   srv_t s;
-  pipe_t c2s, s2c;
+  test_bytes_t c2s, s2c;
 } pair_t;
 
 typedef struct {
@@ -117,7 +96,7 @@ typedef struct {
 
 static int cli_send(void *p, const unsigned char *b, size_t n) {
   cli_t *c = p;
-  pipe_put(c->tx, b, n);
+  test_bytes_put(c->tx, b, n);
   return (int)n;
 }
 
@@ -131,7 +110,7 @@ static int cli_recv(void *p, unsigned char *b, size_t n) {
   return (int)n;
 }
 
-static void cli_init(cli_t *c, const opts_t *o, pipe_t *tx, pipe_t *rx) {
+static void cli_init(cli_t *c, const opts_t *o, test_bytes_t *tx, test_bytes_t *rx) {
   mbedtls_ssl_init(&c->ssl);
   mbedtls_ssl_config_init(&c->conf);
   mbedtls_x509_crt_init(&c->ca);
@@ -173,14 +152,14 @@ static void srv_free(srv_t *s) {
   ews_tls_free(s->t);
   ews_wq_free(&s->out);
   free(s->rbuf);
-  pipe_free(&s->got);
+  test_bytes_free(&s->got);
 }
 
 static int terminal(int st) { return st == EWS_ETLS || st == EWS_ECLOSED || st == EWS_ENOMEM; }
 
 /* Reads everything unread in `in` the way conn.c would: each read lands after the
  * reserve, in pieces of at most s->chunk bytes. */
-static void srv_feed(srv_t *s, pipe_t *in) {
+static void srv_feed(srv_t *s, test_bytes_t *in) {
   while (in->rd < in->n && !terminal(s->st)) {
     size_t res = ews_tls_read_reserve(s->t);
     if (res > s->max_reserve) s->max_reserve = res;
@@ -192,17 +171,17 @@ static void srv_feed(srv_t *s, pipe_t *in) {
     size_t plain = 99;
     s->st = ews_tls_read(s->t, s->rbuf, n, &plain);
     if (s->st == EWS_EAGAIN) CHECK_EQ(plain, 0);
-    pipe_put(&s->got, s->rbuf, plain);
+    test_bytes_put(&s->got, s->rbuf, plain);
   }
 }
 
 /* Moves the server's ciphertext queue to the wire, as a flush would. */
-static void srv_drain(srv_t *s, pipe_t *wire) {
+static void srv_drain(srv_t *s, test_bytes_t *wire) {
   struct iovec iov[64];
   size_t total;
   while (s->out.bytes) {
     int n = ews_wq_iov(&s->out, iov, 64, &total);
-    for (int i = 0; i < n; i++) pipe_put(wire, iov[i].iov_base, iov[i].iov_len);
+    for (int i = 0; i < n; i++) test_bytes_put(wire, iov[i].iov_base, iov[i].iov_len);
     ews_wq_consume(&s->out, total);
   }
 }
@@ -241,8 +220,8 @@ static int pair_open(pair_t *p, ews_tls_ctx_t *ctx, const opts_t *o) {
 static void pair_free(pair_t *p) {
   cli_free(&p->c);
   srv_free(&p->s);
-  pipe_free(&p->c2s);
-  pipe_free(&p->s2c);
+  test_bytes_free(&p->c2s);
+  test_bytes_free(&p->s2c);
 }
 
 static void cli_write(pair_t *p, const void *d, size_t n) {
@@ -259,12 +238,12 @@ static void cli_write(pair_t *p, const void *d, size_t n) {
 }
 
 /* Reads all the client can; returns the last mbedTLS result (WANT_READ when drained). */
-static int cli_read(pair_t *p, pipe_t *dst) {
+static int cli_read(pair_t *p, test_bytes_t *dst) {
   uint8_t tmp[8192];
   for (;;) {
     int r = mbedtls_ssl_read(&p->c.ssl, tmp, sizeof tmp);
     if (r > 0) {
-      pipe_put(dst, tmp, (size_t)r);
+      test_bytes_put(dst, tmp, (size_t)r);
       continue;
     }
     return r;
@@ -273,7 +252,7 @@ static int cli_read(pair_t *p, pipe_t *dst) {
 
 /* Counts records on the wire from offset `from` (whole records only); the largest
  * record length of `type` goes to *maxlen. */
-static int count_records(const pipe_t *w, size_t from, int type, size_t *maxlen) {
+static int count_records(const test_bytes_t *w, size_t from, int type, size_t *maxlen) {
   int k = 0;
   size_t mx = 0;
   while (from + 5 <= w->n) {
@@ -331,10 +310,10 @@ TEST(handshake_each_suite) {
     struct iovec v[2] = {{"hello ", 6}, {"client", 6}};
     CHECK_EQ(ews_tls_write(p.s.t, v, 2), 0);
     pump(&p);
-    pipe_t got = {0};
+    test_bytes_t got = {0};
     CHECK_EQ(cli_read(&p, &got), MBEDTLS_ERR_SSL_WANT_READ);
     CHECK(got.n == 12 && memcmp(got.p, "hello client", 12) == 0);
-    pipe_free(&got);
+    test_bytes_free(&got);
     pair_free(&p);
   }
   /* A client offering everything gets the server's first choice. */
@@ -396,10 +375,10 @@ TEST(transfer_1mib_both_ways) {
     int recs = count_records(&p.s2c, from, 23, &mx);
     CHECK_EQ(recs, (N + EWS_TLS_MAX_PLAIN - 1) / EWS_TLS_MAX_PLAIN); /* 65 */
     CHECK(mx <= EWS_BUF_BLOCK - 5);
-    pipe_t got = {0};
+    test_bytes_t got = {0};
     CHECK_EQ(cli_read(&p, &got), MBEDTLS_ERR_SSL_WANT_READ);
     CHECK(got.n == N && memcmp(got.p, d, N) == 0);
-    pipe_free(&got);
+    test_bytes_free(&got);
     pair_free(&p);
   }
   free(d);
@@ -410,7 +389,7 @@ TEST(small_writes_coalesce) {
   opts_t o = {0};
   CHECK_EQ(pair_open(&p, ctx_a, &o), 0);
   ews_writeq_t plain = {0};
-  pipe_t expect = {0}, got = {0};
+  test_bytes_t expect = {0}, got = {0};
 
   /* 1000 frames of 10 bytes queued in one loop iteration -> one record. */
   size_t from = p.s2c.n;
@@ -418,8 +397,8 @@ TEST(small_writes_coalesce) {
     uint8_t hdr[2] = {0x82, 8}, pay[8];
     fill(pay, 8, (uint32_t)i);
     CHECK_EQ(ews_wq_append(&plain, &g_pool, hdr, 2, pay, 8), 0);
-    pipe_put(&expect, hdr, 2);
-    pipe_put(&expect, pay, 8);
+    test_bytes_put(&expect, hdr, 2);
+    test_bytes_put(&expect, pay, 8);
   }
   CHECK_EQ(ews_tls_write_wq(p.s.t, &plain), 0);
   CHECK_EQ(plain.bytes, 0);
@@ -432,7 +411,7 @@ TEST(small_writes_coalesce) {
     uint8_t pay[1000];
     fill(pay, sizeof pay, 1000u + (uint32_t)i);
     CHECK_EQ(ews_wq_append(&plain, &g_pool, pay, sizeof pay, NULL, 0), 0);
-    pipe_put(&expect, pay, sizeof pay);
+    test_bytes_put(&expect, pay, sizeof pay);
   }
   CHECK_EQ(ews_tls_write_wq(p.s.t, &plain), 0);
   pump(&p);
@@ -446,7 +425,7 @@ TEST(small_writes_coalesce) {
   shared->len = 100;
   for (int i = 0; i < 300; i++) {
     CHECK_EQ(ews_wq_append_shared(&plain, shared, 0, 100), 0);
-    pipe_put(&expect, shared->data, 100);
+    test_bytes_put(&expect, shared->data, 100);
   }
   ews_buf_unref(shared);
   CHECK_EQ(plain.n, 300);
@@ -461,7 +440,7 @@ TEST(small_writes_coalesce) {
   for (int i = 0; i < 50; i++) {
     struct iovec v = {(void *)"twenty bytes of data", 20};
     CHECK_EQ(ews_tls_write(p.s.t, &v, 1), 0);
-    pipe_put(&expect, "twenty bytes of data", 20);
+    test_bytes_put(&expect, "twenty bytes of data", 20);
   }
   CHECK(p.s.out.n <= 2);
   pump(&p);
@@ -470,8 +449,8 @@ TEST(small_writes_coalesce) {
   CHECK_EQ(cli_read(&p, &got), MBEDTLS_ERR_SSL_WANT_READ);
   CHECK(got.n == expect.n && memcmp(got.p, expect.p, got.n) == 0);
   ews_wq_free(&plain);
-  pipe_free(&expect);
-  pipe_free(&got);
+  test_bytes_free(&expect);
+  test_bytes_free(&got);
   pair_free(&p);
 }
 
@@ -704,10 +683,10 @@ TEST(close_notify_both_ways) {
   CHECK_EQ(p.s.out.bytes, queued);
   CHECK_EQ(ews_tls_write(p.s.t, &v, 1), EWS_ECLOSED);
   pump(&p);
-  pipe_t got = {0};
+  test_bytes_t got = {0};
   CHECK_EQ(cli_read(&p, &got), MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY);
   CHECK(got.n == 3 && memcmp(got.p, "bye", 3) == 0);
-  pipe_free(&got);
+  test_bytes_free(&got);
   pair_free(&p);
 
   /* Client closes: its last data arrives with EWS_ECLOSED, and the server answers
@@ -724,7 +703,7 @@ TEST(close_notify_both_ways) {
   size_t plain;
   CHECK_EQ(ews_tls_read(p.s.t, p.s.rbuf, 0, &plain), EWS_ECLOSED);
   CHECK_EQ(ews_tls_write(p.s.t, &v, 1), EWS_ECLOSED);
-  pipe_free(&got);
+  test_bytes_free(&got);
   pair_free(&p);
 }
 
@@ -746,9 +725,9 @@ TEST(tampered_record_is_fatal) {
     char why[256];
     CHECK(contains(ews_tls_reason(p.s.t, why, sizeof why), "bad record MAC"));
     CHECK_EQ(count_records(&p.s2c, from, 21, NULL), 1); /* our fatal alert */
-    pipe_t got = {0};
+    test_bytes_t got = {0};
     CHECK_EQ(cli_read(&p, &got), MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE);
-    pipe_free(&got);
+    test_bytes_free(&got);
     pair_free(&p);
   }
   /* A record header claiming more than TLS allows. */
@@ -756,7 +735,7 @@ TEST(tampered_record_is_fatal) {
   opts_t o = {0};
   CHECK_EQ(pair_open(&p, ctx_a, &o), 0);
   static const uint8_t big[5] = {23, 3, 3, 0x48, 0x01};
-  pipe_put(&p.c2s, big, 5);
+  test_bytes_put(&p.c2s, big, 5);
   pump(&p);
   CHECK_EQ(p.s.st, EWS_ETLS);
   pair_free(&p);
@@ -788,10 +767,10 @@ TEST(ticket_resumption_with_data_after_finished) {
     struct iovec v = {(void *)"welcome back", 12};
     CHECK_EQ(ews_tls_write(p.s.t, &v, 1), 0);
     pump(&p);
-    pipe_t got = {0};
+    test_bytes_t got = {0};
     CHECK_EQ(cli_read(&p, &got), MBEDTLS_ERR_SSL_WANT_READ);
     CHECK(got.n == 12 && memcmp(got.p, "welcome back", 12) == 0);
-    pipe_free(&got);
+    test_bytes_free(&got);
     pair_free(&p);
     mbedtls_ssl_session_free(&sess);
   }
@@ -810,10 +789,10 @@ TEST(max_fragment_length_respected) {
   size_t mx;
   CHECK_EQ(count_records(&p.s2c, from, 23, &mx), 8);
   CHECK(mx <= 512 + 24);
-  pipe_t got = {0};
+  test_bytes_t got = {0};
   CHECK_EQ(cli_read(&p, &got), MBEDTLS_ERR_SSL_WANT_READ);
   CHECK(got.n == sizeof d && memcmp(got.p, d, sizeof d) == 0);
-  pipe_free(&got);
+  test_bytes_free(&got);
   pair_free(&p);
 }
 
@@ -879,7 +858,7 @@ static size_t mbedtls_native_idle(void) {
       mbedtls_ssl_conf_own_cert(&conf, &crt, &key))
     abort();
   mbedtls_ssl_conf_rng(&conf, mbedtls_ctr_drbg_random, &g_drbg);
-  pipe_t c2s = {0}, s2c = {0};
+  test_bytes_t c2s = {0}, s2c = {0};
   cli_t c;
   opts_t o = {0};
   cli_init(&c, &o, &c2s, &s2c);
@@ -904,8 +883,8 @@ static size_t mbedtls_native_idle(void) {
     mbedtls_ssl_free(&s.ssl);
   }
   cli_free(&c);
-  pipe_free(&c2s);
-  pipe_free(&s2c);
+  test_bytes_free(&c2s);
+  test_bytes_free(&s2c);
   mbedtls_ssl_config_free(&conf);
   mbedtls_x509_crt_free(&crt);
   mbedtls_pk_free(&key);
