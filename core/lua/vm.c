@@ -14,8 +14,6 @@
 #define EWS_LUA_DIR "lua"
 #endif
 
-static char refs_key; /* registry key of the ews_vm_refs_t userdata */
-
 static int traceback(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (!msg) {
@@ -24,14 +22,6 @@ static int traceback(lua_State *L) {
   }
   luaL_traceback(L, L, msg, 1);
   return 1;
-}
-
-ews_vm_refs_t *ews_vm_refs(lua_State *L) {
-  lua_pushlightuserdata(L, &refs_key);
-  lua_rawget(L, LUA_REGISTRYINDEX);
-  ews_vm_refs_t *r = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return r;
 }
 
 static char *dup_err(lua_State *L, int idx, const char *fallback) {
@@ -74,10 +64,7 @@ lua_State *ews_vm_new(ews_worker_t *w, const char *script_dir, char **err) {
   lua_setfield(L, -2, "edgews.core");
   lua_pop(L, 2);
 
-  ews_vm_refs_t *refs = lua_newuserdata(L, sizeof *refs);
-  lua_pushlightuserdata(L, &refs_key);
-  lua_insert(L, -2);
-  lua_rawset(L, LUA_REGISTRYINDEX);
+  ews_vm_refs_t local_refs, *refs = w ? &w->refs : &local_refs;
 
   lua_getglobal(L, "require");
   lua_pushliteral(L, "edgews");
@@ -97,7 +84,6 @@ lua_State *ews_vm_new(ews_worker_t *w, const char *script_dir, char **err) {
   refs->bus = ref_field(L, t, "_bus");
   refs->socket_mt = ref_field(L, t, "_Socket");
   lua_settop(L, 1);
-  if (w) w->refs = *refs;
   if (refs->dispatch_open == LUA_NOREF || refs->dispatch_message == LUA_NOREF ||
       refs->dispatch_close == LUA_NOREF || refs->enqueue_message == LUA_NOREF ||
       refs->enqueue_close == LUA_NOREF || refs->run_timer == LUA_NOREF || refs->authenticate == LUA_NOREF || refs->bus == LUA_NOREF ||

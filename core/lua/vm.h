@@ -31,7 +31,6 @@ lua_State *ews_vm_new(struct ews_worker *w, const char *script_dir, char **err);
  * version stays and *err (malloc'd) says why, with file:line. 0 or -1. */
 int ews_vm_load(lua_State *L, const char *script, char **err);
 void ews_vm_close(lua_State *L);
-ews_vm_refs_t *ews_vm_refs(lua_State *L);
 
 /* Reads edgews.configure{...} from a loaded VM into cfg (fields the command line set
  * are kept). 0, or -1 with *err (malloc'd). */
