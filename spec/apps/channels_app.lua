@@ -5,6 +5,7 @@
 --   pubx:<ch>:<text>  publish, excluding the sender
 --   count:<ch>        replies "count:<n>" (subscribers on every worker)
 --   worker            replies "worker:<id>"
+--   closeall          app:close_all(4000, "bye"): every socket of the app, every worker
 local edgews = require "edgews"
 
 local app = edgews.app { path = "/ch", max_buffered = 8 * 1024 * 1024, on_backpressure = "drop",
@@ -23,6 +24,8 @@ app:on("message", function(socket, data)
     edgews.channel(ch):publish(text, cmd == "pubx" and { exclude = socket } or nil)
   elseif cmd == "count" then
     socket:send("count:" .. edgews.channel(rest):count())
+  elseif cmd == "closeall" then
+    app:close_all(4000, "bye")
   elseif cmd == "worker" then
     socket:send("worker:" .. edgews.worker_id())
   end

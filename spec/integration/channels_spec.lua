@@ -55,4 +55,26 @@ describe("channels #integration", function()
       "sub:u,pub:u:one,unsub:u,pub:u:two,unsub:u,count:u", "--expect", "5"))
     assert.are.same({ "subscribed:u", "one", "unsubscribed:u", "not subscribed", "count:0" }, res.received)
   end)
+
+  it("app:close_all closes the app's sockets on both workers", function()
+    local holders, workers_seen = {}, {}
+    for i = 1, 8 do
+      local h = helper.spawn(helper.py_argv("hold", "--url", url, "--seconds", "10", "--expect-code", "4000"))
+      holders[i] = h
+      assert.are.equal("connected", (h:read_json(5) or {}).event)
+    end
+    -- which workers hold them (socket ids carry the worker in their low 8 bits: ask
+    -- a few fresh sockets instead, the kernel spreads them the same way)
+    for _ = 1, 6 do
+      local r = helper.py("burst", "--url", url, "--send", "worker", "--expect", "1")
+      workers_seen[r.received and r.received[1] or "?"] = true
+    end
+    assert.is_true(workers_seen["worker:0"] and workers_seen["worker:1"], "one worker only")
+    helper.py("burst", "--url", url, "--send", "closeall", "--close-after-send")
+    for i, h in ipairs(holders) do
+      local res = h:read_json(10) or {}
+      assert.are.equal(4000, res.close_code, "holder " .. i .. ": " .. cjson.encode(res))
+    end
+  end)
 end)
+
