@@ -33,6 +33,9 @@ static const char usage[] =
     "                        takeover, one compressor per worker, no memory per\n"
     "                        connection) or dedicated[:KB] (context takeover, a KB KiB\n"
     "                        window per connection, KB in 1,2,4,8,16,32; default 32)\n"
+    "  --data DIR            durable storage: pub/sub history and notifications in\n"
+    "                        DIR/edgews.db (SQLite, WAL); without it pub/sub history\n"
+    "                        is kept in memory and notifications are unavailable\n"
     "  --no-watch            do not reload when the script's directory changes\n"
     "                        (SIGHUP still reloads)\n"
     "  --version             print the version and exit\n"
@@ -60,6 +63,10 @@ void ews_config_defaults(ews_config_t *cfg) {
   cfg->max_headers = 64;
   cfg->backlog = 1024;
   cfg->watch = 1;
+  cfg->pubsub_persist = -1;
+  cfg->pubsub_max_queue = 10000;
+  cfg->pubsub_max_recover = 10000;
+  cfg->notif_max_per_user = 1000;
 }
 
 int ews_config_parse_addr(const char *s, char *host, int *portp) {
@@ -194,6 +201,15 @@ int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
       }
       cfg->compression_window_kb = kb;
       cfg->cli_set |= EWS_CLI_COMPRESSION;
+    } else if (!strcmp(a, "--data")) {
+      NEED_VALUE();
+      if (!*val) {
+        fprintf(stderr, "edgews-lua: --data needs a directory\n");
+        return -1;
+      }
+      free(cfg->data_dir);
+      cfg->data_dir = strdup(val);
+      cfg->cli_set |= EWS_CLI_DATA;
     } else if (!strcmp(a, "--no-watch")) {
       cfg->watch = 0;
       cfg->cli_set |= EWS_CLI_WATCH;
@@ -234,5 +250,6 @@ void ews_config_free(ews_config_t *cfg) {
   free(cfg->script_dir);
   free(cfg->tls_cert);
   free(cfg->tls_key);
+  free(cfg->data_dir);
   cfg->script = cfg->script_dir = cfg->tls_cert = cfg->tls_key = NULL;
 }

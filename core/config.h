@@ -31,6 +31,14 @@ typedef struct {
   int watch;                     /* hot reload on file change */
   int compression;               /* -1: each app decides; 0 off; 1 shared; 2 dedicated */
   int compression_window_kb;     /* dedicated: 1..32 */
+  /* Durable storage (hub/store.h): opened when data_dir is set. */
+  char *data_dir;                /* NULL: no store (pub/sub history in memory) */
+  int pubsub_persist;            /* -1: on when data_dir is set; 0: memory; 1: store */
+  int32_t pubsub_max_queue;      /* messages kept per topic (0 = unlimited on disk) */
+  int32_t pubsub_ttl;            /* seconds a message is kept (0 = forever) */
+  uint32_t pubsub_max_recover;   /* messages a recovering subscriber may replay */
+  int32_t notif_max_per_user;    /* notifications kept per user (0 = unlimited) */
+  int32_t notif_ttl;             /* default notification TTL, seconds (0 = forever) */
   /* Which fields the command line set (they win over the script). */
   unsigned cli_set;
 } ews_config_t;
@@ -44,7 +52,8 @@ enum {
   EWS_CLI_TLS = 1u << 5,
   EWS_CLI_PLAIN = 1u << 6,
   EWS_CLI_COMPRESSION = 1u << 7,
-  EWS_CLI_ADMIN = 1u << 8
+  EWS_CLI_ADMIN = 1u << 8,
+  EWS_CLI_DATA = 1u << 9
 };
 
 void ews_config_defaults(ews_config_t *cfg);

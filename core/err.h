@@ -55,7 +55,8 @@
   XX(TOKEN_EXPIRED,  -67, 4403, 0,   "token expired")                                 \
   XX(RATE_LIMIT,     -68, 1008, 429, "rate limit exceeded")                           \
   XX(TLS,            -80, 0,    0,   "TLS error")                                     \
-  XX(ZLIB,           -81, 1011, 0,   "zlib error")
+  XX(ZLIB,           -81, 1011, 0,   "zlib error")                                    \
+  XX(NOSTORE,        -90, 0,    0,   "no data directory (start with --data DIR)")
 
 typedef enum {
 #define EWS_ERR_ENUM(name, val, cc, hs, msg) EWS_E##name = (val),

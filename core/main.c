@@ -17,6 +17,8 @@
 #include "log.h"
 #include "lua/vm.h"
 #include "net/tls.h"
+#include "hub/pubsub.h"
+#include "hub/store.h"
 #include "worker.h"
 
 typedef struct {
@@ -193,6 +195,24 @@ int main(int argc, char **argv) {
     }
   }
 
+  if (m.cfg.data_dir) {
+    ews_store_config_t sc = {0};
+    sc.dir = m.cfg.data_dir;
+    sc.max_queue_size = m.cfg.pubsub_max_queue;
+    sc.message_ttl = m.cfg.pubsub_ttl;
+    sc.notif_max_per_user = m.cfg.notif_max_per_user;
+    sc.notif_ttl = m.cfg.notif_ttl;
+    sc.on_commit = ews_pubsub_on_commit;
+    int r = ews_store_open(&sc, &m.server.store);
+    if (r < 0) {
+      EWS_ERROR("cannot open the data store in %s: %s", m.cfg.data_dir, ews_strerror(r));
+      return 1;
+    }
+    ews_log_always(EWS_LOG_INFO, "data store %s/edgews.db (pub/sub history %s)", m.cfg.data_dir,
+                   m.cfg.pubsub_persist != 0 ? "on disk" : "in memory");
+  }
+  ews_pubsub_init(&m.cfg, m.server.store, m.cfg.pubsub_persist != 0, m.workers, m.cfg.workers);
+
   /* Worker 0 binds first; with port 0 the others join the ports it was given. */
   int ports[EWS_LISTEN_MAX] = {m.cfg.port, m.cfg.plain_port, m.cfg.admin_port};
   for (int i = 0; i < m.cfg.workers; i++) {
@@ -201,6 +221,7 @@ int main(int argc, char **argv) {
       EWS_ERROR("worker %d failed to start", i);
       for (int j = 0; j < i; j++) ews_worker_request_stop(&m.workers[j], 1);
       for (int j = 0; j < i; j++) ews_worker_join(&m.workers[j]);
+      ews_store_close(m.server.store);
       return 1;
     }
     m.nworkers = i + 1;
@@ -244,6 +265,9 @@ int main(int argc, char **argv) {
   uv_run(m.loop, UV_RUN_DEFAULT);
   uv_thread_join(&joiner);
   uv_loop_close(m.loop);
+  /* Every worker has closed its client: commit what is queued, then close. */
+  ews_store_close(m.server.store);
+  ews_pubsub_shutdown();
   free(m.workers);
   ews_tls_ctx_unref(m.tls);
   EWS_INFO("stopped");

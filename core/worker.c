@@ -12,6 +12,8 @@
 #include "err.h"
 #include "log.h"
 #include "hub/bus.h"
+#include "hub/pubsub.h"
+#include "hub/store.h"
 #include "lua/api.h"
 #include "lua/tasks.h"
 #include "lua/vm.h"
@@ -118,6 +120,7 @@ static void on_wakeup(uv_async_t *a) {
   if (__atomic_exchange_n(&w->req_reload, 0, __ATOMIC_ACQ_REL) && !w->stopping)
     ews_worker_load_script(w);
   ews_bus_drain(w);
+  if (w->store) ews_store_client_drain(w->store);
   ews_worker_run_pending(w);
   int stop = __atomic_load_n(&w->req_stop, __ATOMIC_ACQUIRE);
   int force = __atomic_load_n(&w->req_force, __ATOMIC_ACQUIRE);
@@ -172,6 +175,14 @@ typedef struct {
   int ports[EWS_LISTEN_MAX];
 } start_arg_t;
 
+/* The store's writer completed requests of this worker: drain them on its loop. */
+static void store_wake(void *ud) {
+  ews_worker_t *w = ud;
+  uv_mutex_lock(&w->post_lock);
+  if (w->alive) uv_async_send(&w->wakeup);
+  uv_mutex_unlock(&w->post_lock);
+}
+
 static void worker_main(void *arg) {
   start_arg_t *sa = arg;
   ews_worker_t *w = sa->w;
@@ -189,6 +200,16 @@ static void worker_main(void *arg) {
   ews_wheel_init(&w->wheel, uv_now(&w->loop));
   w->rbuf = malloc(EWS_READ_BUF);
   char *err = NULL;
+  if (w->server->store && ews_store_client_open(w->server->store, store_wake, w, &w->store) < 0) {
+    EWS_ERROR("cannot open the data store for this worker");
+    w->start_err = EWS_EIO;
+    free(sa);
+    free(w->rbuf);
+    w->rbuf = NULL;
+    uv_loop_close(&w->loop);
+    uv_sem_post(&w->ready);
+    return;
+  }
   w->L = w->rbuf ? ews_vm_new(w, w->server->cfg->script_dir, &err) : NULL;
   if (!w->L) {
     EWS_ERROR("cannot create the Lua VM: %s", err ? err : "out of memory");
@@ -230,6 +251,9 @@ static void worker_main(void *arg) {
   uv_mutex_lock(&w->post_lock);
   w->alive = 0;
   uv_mutex_unlock(&w->post_lock);
+  /* Runs the completions still due (a publish or store waiting in a handler). */
+  ews_store_client_close(w->store);
+  w->store = NULL;
   ews_ltimers_close_all(w);
   ews_bus_free(w);
   uv_walk(&w->loop, close_walk_cb, NULL);
@@ -239,6 +263,7 @@ static void worker_main(void *arg) {
   ews_task_pool_free(w);
   ews_routes_clear(&w->routes);
   ews_chans_free(&w->chans);
+  ews_topics_free(&w->topics);
   ews_tls_ctx_unref(w->tls_ctx);
   ews_tls_ctx_unref(w->pending_tls);
   w->tls_ctx = w->pending_tls = NULL;

@@ -15,6 +15,7 @@
 #include "net/buf.h"
 #include "net/timers.h"
 #include "hub/channels.h"
+#include "hub/names.h"
 #include "proto/deflate.h"
 
 typedef struct ews_conn ews_conn_t;
@@ -42,6 +43,7 @@ typedef struct {
   uint32_t nconns;           /* atomic: open connections over all workers */
   int nworkers;
   struct ews_worker *workers; /* for /metrics (counters are read without locks) */
+  struct ews_store *store;    /* durable storage (hub/store.h), or NULL */
 } ews_server_t;
 
 /* Counters the application layer (Lua) bumps by name: core.count(name). */
@@ -102,6 +104,8 @@ typedef struct ews_worker {
   struct ews_ltimer *ltimers; /* Lua timers (edgews.sleep/timer/every), for cleanup */
   ews_routes_t routes;
   ews_chans_t chans;    /* this worker's channel subscribers (hub/channels.h) */
+  ews_names_t topics;   /* this worker's pub/sub subscribers (hub/pubsub.h) */
+  struct ews_store_client *store; /* this worker's store client (hub/store.h), or NULL */
   ews_conn_t *conns;    /* all connections (doubly linked) */
   ews_conn_t *flush_head; /* connections with queued bytes */
   ews_conn_t *sweep_head; /* connections that ended: close event, then uv_close */

@@ -7,6 +7,7 @@
 
 #include "err.h"
 #include "hub/channels.h"
+#include "hub/pubsub.h"
 #include "log.h"
 #include "lua/tasks.h"
 #include "worker.h"
@@ -19,12 +20,17 @@ static ews_bus_msg_t *new_msg(const char *data, size_t len) {
   return m;
 }
 
+static void free_msg(ews_bus_msg_t *m) {
+  if (m->frame) ews_buf_unref(m->frame);
+  if (m->raw) ews_buf_unref(m->raw);
+  free(m);
+}
+
 static int enqueue(ews_worker_t *to, ews_bus_msg_t *m) {
   uv_mutex_lock(&to->post_lock);
   if (!to->alive) {
     uv_mutex_unlock(&to->post_lock);
-    if (m->frame) ews_buf_unref(m->frame);
-    free(m);
+    free_msg(m);
     return EWS_ECLOSED;
   }
   if (to->inbox_tail) to->inbox_tail->next = m;
@@ -54,6 +60,25 @@ int ews_bus_post_publish(ews_worker_t *to, const char *name, size_t len, ews_buf
   return r;
 }
 
+int ews_bus_post_pubsub(ews_worker_t *to, const char *topic, size_t tl, ews_buf_t *env,
+                        size_t env_hl, ews_buf_t *raw, size_t raw_hl, uint64_t epoch,
+                        int64_t offset, int64_t time, int json) {
+  ews_bus_msg_t *m = new_msg(topic, tl);
+  if (!m) return EWS_ENOMEM;
+  m->kind = EWS_BUS_PUBSUB;
+  m->frame = env;
+  m->header_len = env_hl;
+  m->raw = raw;
+  m->raw_hl = raw_hl;
+  m->epoch = epoch;
+  m->offset = offset;
+  m->time = time;
+  m->json = json;
+  ews_buf_ref(env);
+  ews_buf_ref(raw);
+  return enqueue(to, m);
+}
+
 void ews_bus_drain(ews_worker_t *w) {
   uv_mutex_lock(&w->post_lock);
   ews_bus_msg_t *m = w->inbox_head;
@@ -63,8 +88,13 @@ void ews_bus_drain(ews_worker_t *w) {
     ews_bus_msg_t *next = m->next;
     if (m->kind == EWS_BUS_PUBLISH) {
       ews_chan_deliver(w, m->data, m->len, m->frame, m->header_len, m->opcode, m->exclude_id);
-      ews_buf_unref(m->frame);
-      free(m);
+      free_msg(m);
+      m = next;
+      continue;
+    }
+    if (m->kind == EWS_BUS_PUBSUB) {
+      ews_pubsub_deliver(w, m);
+      free_msg(m);
       m = next;
       continue;
     }
@@ -85,8 +115,7 @@ void ews_bus_free(ews_worker_t *w) {
   ews_bus_msg_t *m = w->inbox_head;
   while (m) {
     ews_bus_msg_t *next = m->next;
-    if (m->frame) ews_buf_unref(m->frame);
-    free(m);
+    free_msg(m);
     m = next;
   }
   w->inbox_head = w->inbox_tail = NULL;

@@ -14,7 +14,7 @@ struct ews_worker;
 
 #include "net/buf.h"
 
-enum { EWS_BUS_LUA = 0, EWS_BUS_PUBLISH = 1 };
+enum { EWS_BUS_LUA = 0, EWS_BUS_PUBLISH = 1, EWS_BUS_PUBSUB = 2 };
 
 typedef struct ews_bus_msg {
   struct ews_bus_msg *next;
@@ -25,6 +25,13 @@ typedef struct ews_bus_msg {
   size_t header_len;
   int opcode;
   uint64_t exclude_id;
+  /* EWS_BUS_PUBSUB (hub/pubsub.h): frame = the envelope, raw = the data alone
+   * (both referenced); data = the topic name. */
+  ews_buf_t *raw;
+  size_t raw_hl;
+  uint64_t epoch;
+  int64_t offset, time;
+  int json;
   size_t len;
   char data[];
 } ews_bus_msg_t;
@@ -33,6 +40,12 @@ typedef struct ews_bus_msg {
  * channel name[0..len). Takes a reference on frame. 0 or an error. */
 int ews_bus_post_publish(struct ews_worker *to, const char *name, size_t len, ews_buf_t *frame,
                          size_t header_len, int opcode, uint64_t exclude_id);
+
+/* Posts a pub/sub message (see the fields above); takes a reference on both
+ * buffers. 0 or an error. */
+int ews_bus_post_pubsub(struct ews_worker *to, const char *topic, size_t tl, ews_buf_t *env,
+                        size_t env_hl, ews_buf_t *raw, size_t raw_hl, uint64_t epoch,
+                        int64_t offset, int64_t time, int json);
 
 /* Copies data[0..len) into a message for worker `to`. 0, EWS_ENOMEM, or
  * EWS_ECLOSED when the worker is gone. */

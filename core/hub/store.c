@@ -743,6 +743,9 @@ static void *writer_main(void *arg) {
     }
     if (n) {
       run_batch(s, batch, n);
+      if (s->cfg.on_commit)
+        for (ews_store_req_t *r = batch; r; r = r->next)
+          if (r->status == 0) s->cfg.on_commit(s->cfg.commit_ud, r);
       complete_batch(s, batch);
     }
     pthread_mutex_lock(&s->lock);

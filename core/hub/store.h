@@ -95,6 +95,13 @@ typedef struct {
    * NULL = CLOCK_REALTIME. Tests use it to move time. */
   int64_t (*clock_ms)(void *ud);
   void *clock_ud;
+  /* Called on the WRITER thread after each committed batch, once per request of it
+   * that succeeded, in commit order (so APPENDs of a topic come in offset order),
+   * before the requests are completed to their clients. The request is read-only
+   * there. Pub/sub uses it to post each stored message to every worker in order.
+   * NULL = none. */
+  void (*on_commit)(void *ud, const ews_store_req_t *req);
+  void *commit_ud;
 } ews_store_config_t;
 
 typedef struct {

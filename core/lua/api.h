@@ -5,9 +5,34 @@
 #ifndef EWS_API_H
 #define EWS_API_H
 
+#include <lauxlib.h>
 #include <lua.h>
+#include <stdint.h>
 
 struct ews_worker;
+struct ews_conn;
+
+/* The socket argument: the `_c` of a Lua socket (the connection's address as a
+ * number). */
+static inline struct ews_conn *ews_api_conn(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TNUMBER) luaL_argerror(L, idx, "open socket expected");
+  return (struct ews_conn *)(uintptr_t)lua_tonumber(L, idx);
+}
+
+/* 0 -> true; an error -> nil, code. Returns the number of values pushed. */
+static inline int ews_api_result(lua_State *L, int r) {
+  if (r == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushinteger(L, r);
+  return 2;
+}
+
+/* pub/sub (api_pubsub.c) and notifications (api_notify.c). */
+void ews_api_pubsub_register(lua_State *L, void *w);
+void ews_api_notify_register(lua_State *L, void *w);
 
 void ews_api_timer_register(lua_State *L, void *w);
 /* At worker shutdown: stops and frees every Lua timer (and the tasks sleeping). */

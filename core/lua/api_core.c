@@ -46,20 +46,8 @@ static ews_worker_t *worker_of(lua_State *L) {
   return lua_touserdata(L, lua_upvalueindex(1));
 }
 
-static ews_conn_t *check_conn(lua_State *L, int idx) {
-  if (lua_type(L, idx) != LUA_TNUMBER) luaL_argerror(L, idx, "open socket expected");
-  return (ews_conn_t *)(uintptr_t)lua_tonumber(L, idx);
-}
-
-static int push_result(lua_State *L, int r) {
-  if (r == 0) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  lua_pushnil(L);
-  lua_pushinteger(L, r);
-  return 2;
-}
+#define check_conn ews_api_conn
+#define push_result ews_api_result
 
 static int l_send(lua_State *L) {
   ews_conn_t *c = check_conn(L, 1);
@@ -610,6 +598,8 @@ int ews_luaopen_core(lua_State *L) {
     lua_setfield(L, -2, r->name);
   }
   ews_api_timer_register(L, w);
+  ews_api_pubsub_register(L, w);
+  ews_api_notify_register(L, w);
   /* Error codes by number -> short lower-case name ("closed", "backpressure", ...). */
   lua_createtable(L, 0, 48);
 #define XX(name, val, cc, hs, msg)        \

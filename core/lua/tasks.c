@@ -24,6 +24,7 @@ ews_task_t *ews_task_get(ews_worker_t *w) {
   t = calloc(1, sizeof *t);
   if (!t) return NULL;
   t->co = lua_newthread(w->L);
+  t->w = w;
   t->ref = luaL_ref(w->L, LUA_REGISTRYINDEX);
   return t;
 }

@@ -23,6 +23,7 @@ typedef struct ews_task {
   lua_State *co;
   int ref;                 /* registry reference keeping the thread alive */
   struct ews_conn *conn;   /* the connection it serves, or NULL */
+  struct ews_worker *w;    /* the worker whose VM it belongs to */
   struct ews_task *next;   /* free list */
   int waiting;             /* set by an async primitive just before it yields */
 } ews_task_t;

@@ -82,11 +82,12 @@ lua_State *ews_vm_new(ews_worker_t *w, const char *script_dir, char **err) {
   refs->run_timer = ref_field(L, t, "_run_timer");
   refs->authenticate = ref_field(L, t, "_authenticate");
   refs->bus = ref_field(L, t, "_bus");
+  refs->pubsub = ref_field(L, t, "_pubsub");
   refs->socket_mt = ref_field(L, t, "_Socket");
   lua_settop(L, 1);
   if (refs->dispatch_open == LUA_NOREF || refs->dispatch_message == LUA_NOREF ||
       refs->dispatch_close == LUA_NOREF || refs->enqueue_message == LUA_NOREF ||
-      refs->enqueue_close == LUA_NOREF || refs->run_timer == LUA_NOREF || refs->authenticate == LUA_NOREF || refs->bus == LUA_NOREF ||
+      refs->enqueue_close == LUA_NOREF || refs->run_timer == LUA_NOREF || refs->authenticate == LUA_NOREF || refs->bus == LUA_NOREF || refs->pubsub == LUA_NOREF ||
       refs->socket_mt == LUA_NOREF) {
     *err = strdup("the edgews module lacks its dispatch functions");
     lua_close(L);
@@ -185,6 +186,34 @@ int ews_vm_read_config(lua_State *L, ews_config_t *cfg, char **err) {
     lua_pop(L, 1);
     lua_getfield(L, t, "watch");
     if (lua_isboolean(L, -1) && !(cfg->cli_set & EWS_CLI_WATCH)) cfg->watch = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, t, "data_dir");
+    const char *dd = lua_tostring(L, -1);
+    if (dd && !(cfg->cli_set & EWS_CLI_DATA)) {
+      /* Relative to the script's directory, like the TLS files. */
+      free(cfg->data_dir);
+      if (dd[0] == '/') cfg->data_dir = strdup(dd);
+      else if ((cfg->data_dir = malloc(strlen(cfg->script_dir) + strlen(dd) + 2)))
+        sprintf(cfg->data_dir, "%s/%s", cfg->script_dir, dd);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, t, "pubsub");
+    if (lua_istable(L, -1)) {
+      int ps = lua_gettop(L);
+      lua_getfield(L, ps, "persistence");
+      if (lua_isboolean(L, -1)) cfg->pubsub_persist = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+      if (get_number(L, ps, "max_queue_size", &v)) cfg->pubsub_max_queue = (int32_t)v;
+      if (get_number(L, ps, "message_ttl", &v)) cfg->pubsub_ttl = (int32_t)v;
+      if (get_number(L, ps, "max_recover", &v)) cfg->pubsub_max_recover = (uint32_t)v;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, t, "notifications");
+    if (lua_istable(L, -1)) {
+      int ns = lua_gettop(L);
+      if (get_number(L, ns, "max_per_user", &v)) cfg->notif_max_per_user = (int32_t)v;
+      if (get_number(L, ns, "ttl", &v)) cfg->notif_ttl = (int32_t)v;
+    }
     lua_pop(L, 1);
   }
   lua_settop(L, 1);

@@ -19,6 +19,7 @@ typedef struct {
   int run_timer;
   int authenticate;
   int bus;
+  int pubsub; /* Lua subscribers of pub/sub topics */
   int socket_mt;
 } ews_vm_refs_t;
 

@@ -97,6 +97,7 @@ typedef struct ews_conn {
   ews_pending_t *pend;     /* upgrade waiting for authentication */
   ews_acct_t *acct;        /* per-IP / per-user counters, when limited */
   void *subs;              /* ews_conn_subs_t: channel subscriptions (hub/channels.h) */
+  void *topics;            /* pub/sub subscriptions (hub/pubsub.c) */
   ews_writeq_t wq;
   ews_rx_t rx;
   uint8_t *in;             /* request head, then a message being reassembled */

@@ -138,7 +138,8 @@ local server_fields = {
   listen = true, workers = true, log_level = true, drain_timeout = true,
   handshake_timeout = true, close_timeout = true, max_head_size = true,
   max_headers = true, backlog = true, watch = true, tls = true, plain_listen = true,
-  admin_listen = true, metrics = true, health = true,
+  admin_listen = true, metrics = true, health = true, data_dir = true, pubsub = true,
+  notifications = true,
 }
 local log_levels = { debug = true, info = true, warn = true, error = true, off = true }
 
@@ -192,6 +193,39 @@ function _M.server(t, level)
     fail(level, "edgews.configure: watch must be a boolean")
   end
   c.watch = t.watch
+  if t.data_dir ~= nil and (type(t.data_dir) ~= "string" or t.data_dir == "") then
+    fail(level, "edgews.configure: data_dir must be a directory path")
+  end
+  c.data_dir = t.data_dir
+  local function section(name, fields)
+    local v = t[name]
+    if v == nil then return nil end
+    if type(v) ~= "table" then fail(level + 1, "edgews.configure: %s must be a table", name) end
+    for k in pairs(v) do
+      if not fields[k] then fail(level + 1, "edgews.configure: %s: unknown field '%s'", name, tostring(k)) end
+    end
+    return v
+  end
+  local ps = section("pubsub", { persistence = true, max_queue_size = true, message_ttl = true,
+                                 max_recover = true })
+  if ps then
+    if ps.persistence ~= nil and type(ps.persistence) ~= "boolean" then
+      fail(level, "edgews.configure: pubsub.persistence must be a boolean")
+    end
+    c.pubsub = {
+      persistence = ps.persistence,
+      max_queue_size = check_number(level, ps, "max_queue_size", 0, 2 ^ 31 - 1, true),
+      message_ttl = check_number(level, ps, "message_ttl", 0, 2 ^ 31 - 1, true),
+      max_recover = check_number(level, ps, "max_recover", 0, 1e8, true),
+    }
+  end
+  local ns = section("notifications", { max_per_user = true, ttl = true })
+  if ns then
+    c.notifications = {
+      max_per_user = check_number(level, ns, "max_per_user", 0, 2 ^ 31 - 1, true),
+      ttl = check_number(level, ns, "ttl", 0, 2 ^ 31 - 1, true),
+    }
+  end
   return c
 end
 

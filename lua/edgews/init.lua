@@ -26,6 +26,7 @@ local middleware = require "edgews.middleware"
 local pipeline = require "edgews.pipeline"
 local router = require "edgews.router"
 local workers = require "edgews.workers"
+local pubsub = require "edgews.pubsub"
 
 local type, pairs, ipairs, error, tostring, select = type, pairs, ipairs, error, tostring, select
 local xpcall, loadfile, setmetatable = xpcall, loadfile, setmetatable
@@ -188,12 +189,14 @@ function _M._load(path)
     end
   end
   loading = { list = {}, by_path = {} }
+  pubsub._begin_load()
   local fn, err = loadfile(path)
   local ok = fn ~= nil
   if ok then ok, err = xpcall(fn, traceback) end
   if ok and #loading.list == 0 then
     ok, err = false, path .. ": the script defines no app (call edgews.app{ path = ... })"
   end
+  pubsub._end_load(ok)
   local new = loading
   loading = nil
   if not ok then
@@ -306,6 +309,13 @@ _M.user_sockets = workers.user_sockets
 
 --- edgews.channel(name) -> a channel (subscribe, unsubscribe, publish, count)
 _M.channel = require("edgews.channel").channel
+
+--- edgews.pubsub: topics with offsets, epochs, history and recovery (see README)
+_M.pubsub = pubsub
+function _M._pubsub(topic, epoch, offset, time, data, json)
+  local ok, err = xpcall(pubsub._dispatch, traceback, topic, epoch, offset, time, data, json)
+  if not ok then core.handler_error(false, "pubsub", tostring(err)) end
+end
 
 -- Before the 101, for an app with auth in "upgrade" mode: runs the strategy on
 -- the request (it may wait) and tells the core the verdict.

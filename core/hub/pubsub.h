@@ -1,0 +1,155 @@
+/* pubsub.h — topics with offsets, an epoch and history, across every worker.
+ *
+ * Sequencing
+ *   Every message of a topic gets the next offset (1, 2, ... within an epoch) from
+ *   one sequencer, which then posts it to EVERY worker's inbox while it still holds
+ *   the order: so each worker sees a topic's messages in offset order, whichever
+ *   worker published them.
+ *     memory     (no store, or persistence off): the sequencer is a process-wide
+ *                table of topics under one mutex; each topic keeps a ring of its
+ *                last max_queue_size messages (and drops those older than
+ *                message_ttl) for recovery. Epochs are random per topic and per
+ *                process run, so a restart is seen as a new epoch.
+ *     persistent (hub/store.h): the writer thread assigns offsets in commit order
+ *                and, after the COMMIT (fsynced), posts each stored message from
+ *                its commit hook. A message is delivered only once it is durable.
+ *   The sequencer builds the message's frames once: the JSON envelope
+ *     {"type":"pub","topic":T,"epoch":"<16 hex>","offset":N,"time":MS,"data":D}
+ *   and the raw frame (the data alone), in shared buffers every worker's
+ *   subscribers point at: no encoding or copy per worker or per subscriber.
+ *
+ * Subscribers (per worker)
+ *   A worker keeps, per topic it has subscribers for, its sockets (envelope or raw
+ *   frames) and a count of Lua subscribers (run through the Lua dispatcher
+ *   `_pubsub`). Recovery happens in one worker turn: the history after the
+ *   client's offset is read (ring or SQLite snapshot) and queued to the socket,
+ *   then the socket is registered with that snapshot's last offset as its "skip"
+ *   mark: messages still in the worker's inbox at or below it were in the history
+ *   and are skipped for this socket, everything above is live. No gap, no
+ *   duplicate. When the client's offset is no longer covered (retention, a new
+ *   epoch, or more than max_recover behind) it first gets
+ *     {"type":"gap","topic":T,"epoch":E,"from":A,"to":B,"reason":R}
+ *   (messages A..B are gone; R = "retention", "epoch" or "limit").
+ *   A subscription ends with its socket. */
+#ifndef EWS_PUBSUB_H
+#define EWS_PUBSUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "hub/names.h"
+#include "hub/store.h"
+#include "net/buf.h"
+
+struct ews_worker;
+struct ews_conn;
+struct ews_bus_msg;
+
+
+#define EWS_PUBSUB_MAX_TOPIC 500
+
+/* ---- process-wide (main thread) ------------------------------------------------ */
+
+/* Before the workers start. store may be NULL (memory history only); persistent
+ * says whether topics go to the store. The workers array must be the server's. */
+void ews_pubsub_init(const ews_config_t *cfg, ews_store_t *store, int persistent,
+                     struct ews_worker *workers, int nworkers);
+/* After the workers stopped (frees the memory topics). */
+void ews_pubsub_shutdown(void);
+/* The store's commit hook (ews_store_config_t.on_commit). */
+void ews_pubsub_on_commit(void *ud, const ews_store_req_t *req);
+/* 1 when topics are stored. */
+int ews_pubsub_persistent(void);
+
+/* ---- publishing (any worker) -------------------------------------------------- */
+
+typedef struct {
+  uint64_t epoch;
+  int64_t offset;
+  int64_t time; /* ms since the Unix epoch */
+} ews_pubsub_pos_t;
+
+/* Completion of a persistent publish, on the publishing worker. status 0 or an
+ * EWS_E* code (then nothing was stored or delivered). */
+typedef void (*ews_pubsub_done_fn)(struct ews_worker *w, void *ud, int status,
+                                   const ews_pubsub_pos_t *pos);
+
+/* Publishes data[0..n) to topic. json = 1: data is a JSON text (embedded as is in
+ * the envelope); 0: a UTF-8 string (embedded as a JSON string). Memory: sequenced
+ * and posted now, *pos filled, returns 0. Persistent: submitted to the store,
+ * returns 1, and done(w, ud, ...) runs on this worker once it is committed (done
+ * may be NULL: fire and forget, order still kept). Errors: EWS_EINVAL (bad topic
+ * or not UTF-8), EWS_ENOMEM, EWS_EBACKPRESSURE (store queue full), EWS_ESHUTDOWN. */
+int ews_pubsub_publish(struct ews_worker *w, const char *topic, size_t tl, int json,
+                       const void *data, size_t n, ews_pubsub_done_fn done, void *ud,
+                       ews_pubsub_pos_t *pos);
+
+/* ---- subscribing (the worker owning the socket) ------------------------------- */
+
+typedef struct {
+  int recover;          /* replay what the client missed after since_offset */
+  int64_t since_offset; /* the last offset the client has (0: from the start) */
+  int has_epoch;        /* epoch given: it must match, else the history restarts */
+  uint64_t epoch;
+  int raw;              /* frames carry the data alone, without the envelope */
+} ews_pubsub_sub_opts_t;
+
+typedef struct {
+  uint64_t epoch;      /* the topic's epoch (0: nothing published yet, persistent) */
+  int64_t offset;      /* the topic's last offset at subscription */
+  int recovered;       /* everything after since_offset was replayed */
+  int64_t replayed;    /* messages queued from history */
+  int gap;             /* a gap message was sent */
+} ews_pubsub_sub_result_t;
+
+/* 0 (also when already subscribed: nothing replayed then), EWS_ECLOSED,
+ * EWS_ENOMEM, EWS_EINVAL, EWS_EIO (history unreadable: not subscribed). */
+int ews_pubsub_subscribe(struct ews_worker *w, struct ews_conn *c, const char *topic,
+                         size_t tl, const ews_pubsub_sub_opts_t *o,
+                         ews_pubsub_sub_result_t *res);
+/* 0, or EWS_EINVAL when it was not subscribed. */
+int ews_pubsub_unsubscribe(struct ews_worker *w, struct ews_conn *c, const char *topic,
+                           size_t tl);
+/* Ends every subscription of a closing connection. */
+void ews_pubsub_drop_conn(struct ews_worker *w, struct ews_conn *c);
+/* Lua subscribers of this worker: delta +1 / -1. 0 or EWS_ENOMEM. */
+int ews_pubsub_lua_subs(struct ews_worker *w, const char *topic, size_t tl, int delta);
+/* Sockets subscribed to the topic on this worker. */
+uint32_t ews_pubsub_local_count(struct ews_worker *w, const char *topic, size_t tl);
+
+/* Runs a message from the inbox (hub/bus.c). */
+void ews_pubsub_deliver(struct ews_worker *w, struct ews_bus_msg *m);
+/* Frees the table (worker exit). */
+void ews_topics_free(ews_names_t *t);
+
+/* ---- history reads (any worker) ------------------------------------------------ */
+
+typedef struct {
+  int64_t offset, time;
+  int json;
+  const char *data;
+  size_t len;
+} ews_pubsub_item_t;
+
+typedef struct {
+  uint64_t epoch;
+  int64_t first_offset, last_offset;
+  size_t n;
+  ews_pubsub_item_t *items;
+  /* private */
+  ews_store_history_t h;
+  ews_buf_t **refs;
+} ews_pubsub_history_t;
+
+/* Up to limit (<= EWS_STORE_MAX_LIMIT) messages after since_offset, oldest first.
+ * Release with ews_pubsub_history_free. 0 or EWS_EINVAL / EWS_EIO / EWS_ENOMEM. */
+int ews_pubsub_history(struct ews_worker *w, const char *topic, size_t tl, int64_t since,
+                       uint32_t limit, ews_pubsub_history_t *out);
+void ews_pubsub_history_free(ews_pubsub_history_t *h);
+
+/* Hex form of an epoch (17 bytes with the NUL) and back (0 on success). */
+void ews_pubsub_epoch_hex(uint64_t epoch, char out[17]);
+int ews_pubsub_epoch_parse(const char *s, size_t n, uint64_t *out);
+
+#endif
