@@ -42,9 +42,10 @@ static void on_done_ignored(ews_store_req_t *req, void *ud) {
   (void)ud;
 }
 
-/* Submits req; inside a task, parks it until the commit (resumed by on_done). */
-static int submit(lua_State *L, ews_worker_t *w, ews_store_req_t *req) {
-  ews_task_t *task = ews_task_current(w, L);
+/* Submits req; inside a task and when asked to wait, parks it until the commit
+ * (resumed by on_done). */
+static int submit(lua_State *L, ews_worker_t *w, ews_store_req_t *req, int wait) {
+  ews_task_t *task = wait ? ews_task_current(w, L) : NULL;
   int r = ews_store_submit(w->store, req, task ? on_done : on_done_ignored, task);
   if (r < 0) return ews_api_result(L, r);
   if (!task) {
@@ -67,10 +68,10 @@ static int l_store(lua_State *L) {
   ews_store_req_t *req;
   int r = ews_store_req_notif(&req, user, ul, p, n, ttl);
   if (r < 0) return ews_api_result(L, r);
-  return submit(L, w, req);
+  return submit(L, w, req, 1);
 }
 
-/* core.notif_mark(user|nil, {ids}, state) -> changed | nil, code */
+/* core.notif_mark(user|nil, {ids}, state, wait) -> changed | true | nil, code */
 static int l_mark(lua_State *L) {
   ews_worker_t *w = worker_of(L);
   size_t ul = 0;
@@ -90,7 +91,7 @@ static int l_mark(lua_State *L) {
   ews_store_req_t *req;
   int r = ews_store_req_mark(&req, user, ul, ids, n, (ews_notif_state_t)state);
   if (r < 0) return ews_api_result(L, r);
-  return submit(L, w, req);
+  return submit(L, w, req, lua_toboolean(L, 4));
 }
 
 static void push_rows(lua_State *L, const ews_store_notifs_t *res) {

@@ -29,6 +29,7 @@ local app_fields = {
   idle_timeout = true, heartbeat = true, max_buffered = true, on_backpressure = true,
   compression = true, origins = true, max_connections = true, max_connections_per_ip = true,
   max_connections_per_user = true, auth = true, rate_limit = true, max_json_size = true,
+  notifications = true,
 }
 local compression_fields = {
   mode = true, level = true, threshold = true, window_kb = true, client_no_context_takeover = true,
@@ -101,6 +102,10 @@ function _M.app(t, level)
   c.max_connections_per_ip = check_number(level, t, "max_connections_per_ip", 0, 2 ^ 31 - 1, true) or 0
   c.max_connections_per_user = check_number(level, t, "max_connections_per_user", 0, 2 ^ 31 - 1, true) or 0
   c.max_json_size = check_number(level, t, "max_json_size", 1, 2 ^ 31 - 1, true)
+  if t.notifications ~= nil and type(t.notifications) ~= "boolean" then
+    fail(level, "edgews.app: notifications must be a boolean")
+  end
+  c.notifications = t.notifications
   local z = t.compression
   if z == false or z == nil then
     c.compression = { mode = "off" }

@@ -42,6 +42,7 @@ _M.Socket = socket.methods -- add methods here to extend every socket
 -- path -> app, for every app of the current script version; apps that a reload
 -- removed stay here so their open connections keep their handlers.
 local apps = {}
+workers.apps = apps
 local loading -- while a script runs: { list = {...}, by_path = {...}, server = nil }
 
 local App = {}
@@ -309,6 +310,9 @@ _M.user_sockets = workers.user_sockets
 
 --- edgews.channel(name) -> a channel (subscribe, unsubscribe, publish, count)
 _M.channel = require("edgews.channel").channel
+
+--- edgews.notifications: per-user stored notifications (see README)
+_M.notifications = require "edgews.notifications"
 
 --- edgews.pubsub: topics with offsets, epochs, history and recovery (see README)
 _M.pubsub = pubsub

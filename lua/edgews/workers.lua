@@ -25,6 +25,17 @@ local _M = {}
 
 local local_users = {} -- uid -> { [socket] = true } on this worker
 
+-- Other modules' cross-worker operations: op name -> fn(message) on the target.
+_M.ops = {}
+
+--- This worker's sockets of a user (a list, possibly empty).
+function _M.local_user_sockets(uid)
+  local list = {}
+  local set = local_users[uid]
+  if set then for s in pairs(set) do list[#list + 1] = s end end
+  return list
+end
+
 function _M.add_user(sock, user)
   local uid = user and user.id
   if uid == nil then return end
@@ -38,6 +49,8 @@ function _M.add_user(sock, user)
   if not set then set = {}; local_users[uid] = set end
   set[sock] = true
   core.user_add(uid, sock.id)
+  local hook = _M.user_hook -- notifications: deliver what is pending
+  if hook then hook(sock, uid) end
 end
 
 function _M.remove_user(sock)
@@ -178,6 +191,8 @@ function _M.dispatch(blob, apps)
   elseif m.op == "close_all" then
     local app = apps[m.path]
     if app then app:_close_all_local(m.code, m.reason) end
+  elseif _M.ops[m.op] then
+    _M.ops[m.op](m)
   elseif m.op == "broadcast" then
     local app = apps[m.path]
     if app then
