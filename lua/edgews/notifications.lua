@@ -29,6 +29,7 @@ local encode = buffer.encode
 local _M = {}
 
 local STATE = { pending = 0, delivered = 1, read = 2 }
+local NO_STORE = "no data directory (start with --data DIR)"
 local MAX_PENDING_ON_CONNECT = 1000
 
 local function check_user(user, what)
@@ -96,6 +97,7 @@ end
 --  configured default (notifications.ttl), -1 = never expires.
 function _M.store(user, data, opts)
   user = check_user(user, "store")
+  if not core.has_store() then return nil, NO_STORE end
   local payload, err = cjson.encode(data)
   if not payload then error("notifications.store: data cannot be encoded as JSON: " .. tostring(err), 2) end
   local ttl = opts and opts.ttl or 0
@@ -133,6 +135,7 @@ end
 --- notifications.pending(user [, { limit = 100 }]) -> list (oldest first), total
 function _M.pending(user, opts)
   user = check_user(user, "pending")
+  if not core.has_store() then return nil, NO_STORE end
   local rows, total = core.notif_pending(user, opts and opts.limit or 100)
   if not rows then return nil, error_name(total) end
   return decode_rows(rows), total
@@ -142,6 +145,7 @@ end
 ---   -> { total = n, items = { {id, created_at, expires_at, state, data}, ... } }
 function _M.list(user, opts)
   user = check_user(user, "list")
+  if not core.has_store() then return nil, NO_STORE end
   local limit = opts and opts.limit or 20
   local offset = opts and opts.offset or 0
   if type(limit) ~= "number" or limit < 0 or type(offset) ~= "number" or offset < 0 then
@@ -158,6 +162,7 @@ local function mark(what, user, ids, state)
   if type(ids) ~= "table" or #ids == 0 or #ids > 1000 then
     error("notifications." .. what .. ": ids must be a number or a list of 1..1000 numbers", 3)
   end
+  if not core.has_store() then return nil, NO_STORE end
   local changed, err = core.notif_mark(user, ids, state, true)
   if changed == nil then return nil, error_name(err) end
   return changed

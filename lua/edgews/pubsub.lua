@@ -158,8 +158,9 @@ local function subscribe_socket(topic, sock, opts)
   local e, offset, recovered, replayed, gap =
     core.pubsub_subscribe(c, topic, since ~= nil, since or 0, epoch, raw)
   if not e then return nil, error_name(offset) end
-  return { epoch = e, offset = offset, recovered = since ~= nil and recovered or nil,
-           replayed = replayed, gap = gap }
+  local r = { epoch = e, offset = offset, replayed = replayed, gap = gap }
+  if since ~= nil then r.recovered = recovered end -- only when recovery was asked for
+  return r
 end
 
 --- pubsub.subscribe(topic, fn) -> unsubscribe function

@@ -103,3 +103,15 @@ end)
 app:route("whoami", function(socket)
   send(socket, { type = "whoami", user = socket.ctx.user.id, worker = edgews.worker_id() })
 end)
+
+-- Publishes n messages and subscribes the caller with since_offset in the same
+-- handler turn: the history holds them and so does this worker's inbox (memory
+-- topics post synchronously), so each must still arrive exactly once.
+app:route("burst_then_subscribe", function(socket, msg)
+  local last
+  for i = 1, msg.n do last = pubsub.publish(msg.topic, { i = i }, { wait = i == msg.n }) end
+  local r, err = pubsub.subscribe(msg.topic, socket, { since_offset = msg.since_offset or 0 })
+  if not r then return fail(socket, msg, err) end
+  r.type, r.topic, r.last = "subscribed", msg.topic, last and last.offset
+  send(socket, r)
+end)

@@ -1,0 +1,378 @@
+-- Pub/sub with history and recovery, and notifications (edgews.pubsub,
+-- edgews.notifications), end to end with --workers 2 and real clients, for both
+-- history back-ends: memory (no --data) and SQLite (--data DIR). Covers recovery
+-- under concurrent publishing with every offset exactly once and in order,
+-- explicit gaps (retention, epoch, TTL), Lua subscribers running once per message
+-- in the process, restarts and SIGKILL (pub/sub history and notifications),
+-- delivery of notifications to online users on any worker and on connect, paging,
+-- per-user caps and TTLs. App: spec/apps/realtime_app.lua.
+local helper = require "spec.helper"
+local cjson = require "cjson"
+
+local APP = helper.app "realtime_app.lua"
+
+local function start(args, env)
+  return helper.start_server { app = APP, workers = 2, args = args, env = env }
+end
+
+-- A scripted client (tests/clients/app_client.py) with helpers bound to a server.
+local function client(srv)
+  local c = helper.app_client()
+  local n = 0
+  local api = {}
+  function api.open(user)
+    n = n + 1
+    local id = "c" .. n
+    local r = c:call { op = "open", id = id, url = srv:url("/rt?user=" .. (user or "anon")) }
+    assert.are.equal(101, r.status, cjson.encode(r))
+    return id
+  end
+  function api.send(id, t) c:call { op = "send", id = id, data = cjson.encode(t) } end
+  function api.sendmany(id, list)
+    local datas = {}
+    for i, t in ipairs(list) do datas[i] = cjson.encode(t) end
+    c:call { op = "send", id = id, datas = datas }
+  end
+  -- n JSON messages (fewer when the timeout passes)
+  function api.recv(id, count, timeout)
+    local r = c:call { op = "recv", id = id, n = count or 1, timeout = timeout or 5 }
+    return r.json, r
+  end
+  function api.call(id, t, timeout)
+    api.send(id, t)
+    return api.recv(id, 1, timeout)[1]
+  end
+  function api.close(id) c:call { op = "close", id = id } end
+  return api
+end
+
+local function offsets(msgs)
+  local o = {}
+  for _, m in ipairs(msgs) do
+    if m.type == "pub" then o[#o + 1] = m.offset end
+  end
+  return o
+end
+
+local function range(a, b)
+  local t = {}
+  for i = a, b do t[#t + 1] = i end
+  return t
+end
+
+for _, mode in ipairs { "memory", "disk" } do
+  describe("pub/sub (" .. mode .. ") #integration #realtime", function()
+    local srv, c
+    setup(function()
+      srv = start(mode == "disk" and { "--data", helper.tmpdir() } or {})
+      c = client(srv)
+    end)
+    teardown(function() helper.cleanup() end)
+
+    it("recovery under concurrent publishing: every subscriber gets 1..N once, in order", function()
+      local res, rc = helper.run({ helper.PYTHON, helper.CLIENTS .. "/pubsub_recovery.py",
+        "--url", srv:url "/rt", "--topic", "load", "--publishers", "3", "--messages", "300",
+        "--subscribers", "4", "--reconnects", "6" }, 90)
+      assert.are.equal(0, rc, cjson.encode(res))
+      assert.are.equal(900, res.published)
+      assert.is_true(res.offsets_unique) -- the publishers' acks: 1..900, no offset twice
+      local replayed, workers = 0, {}
+      for _, s in ipairs(res.subscribers) do
+        assert.are.equal(900, s.seen, cjson.encode(s))
+        assert.is_true(s.in_order, cjson.encode(s))
+        assert.are.equal(0, s.duplicates)
+        assert.are.equal(0, s.missing)
+        assert.are.equal(0, s.gaps)
+        assert.are.equal(6, s.reconnects)
+        replayed = replayed + s.replayed
+        for _, w in ipairs(s.workers) do workers[w] = true end
+      end
+      assert.is_true(replayed > 0, "no subscriber needed its history")
+      assert.is_true(workers[0] and workers[1], "subscribers were not on both workers")
+    end)
+
+    it("a subscription in the same turn as the publishes it replays gets each once", function()
+      local id = c.open "burst"
+      c.send(id, { type = "burst_then_subscribe", topic = "burst", n = 40 })
+      local msgs = c.recv(id, 41)
+      assert.are.same(range(1, 40), offsets(msgs))
+      assert.are.equal("subscribed", msgs[41].type)
+      assert.are.equal(40, msgs[41].replayed)
+      local more = c.recv(id, 1, 0.5) -- the inbox copies must not follow
+      assert.are.same({}, more)
+    end)
+
+    it("a reconnect replays exactly what was missed, then continues live", function()
+      local sub, pub = c.open "s1", c.open "p1"
+      local r = c.call(sub, { type = "subscribe", topic = "news" })
+      assert.are.equal("subscribed", r.type)
+      assert.are.equal(0, r.offset)
+      for i = 1, 3 do assert.are.equal(i, c.call(pub, { type = "publish", topic = "news", data = { n = i } }).offset) end
+      local got = c.recv(sub, 3)
+      assert.are.same({ 1, 2, 3 }, offsets(got))
+      assert.are.same({ n = 2 }, got[2].data)
+      local epoch = got[3].epoch
+      assert.matches("^%x+$", epoch)
+      c.close(sub)
+      for i = 4, 6 do c.call(pub, { type = "publish", topic = "news", data = "text " .. i }) end
+      local again = c.open "s1"
+      c.send(again, { type = "subscribe", topic = "news", since_offset = 3, epoch = epoch })
+      local msgs = c.recv(again, 4)
+      assert.are.same({ 4, 5, 6 }, offsets(msgs))
+      assert.are.equal("text 5", msgs[2].data) -- a string is a JSON string in the envelope
+      assert.are.same({ type = "subscribed", topic = "news", epoch = epoch, offset = 6, recovered = true,
+                        replayed = 3, gap = false, worker = msgs[4].worker }, msgs[4])
+      c.call(pub, { type = "publish", topic = "news", data = 7 })
+      assert.are.same({ 7 }, offsets(c.recv(again, 1)))
+      local h = c.call(pub, { type = "history", topic = "news", since_offset = 2, limit = 2 })
+      assert.are.equal(epoch, h.epoch)
+      assert.are.equal(7, h.last_offset)
+      assert.are.equal(2, #h.messages)
+      assert.are.equal(3, h.messages[1].offset)
+    end)
+
+    it("a client of another epoch is told so and gets the current epoch's history", function()
+      local pub = c.open "p2"
+      for i = 1, 2 do c.call(pub, { type = "publish", topic = "ep", data = i }) end
+      local s = c.open "s2"
+      c.send(s, { type = "subscribe", topic = "ep", since_offset = 2, epoch = "123abc" })
+      local msgs = c.recv(s, 4)
+      assert.are.equal("gap", msgs[1].type)
+      assert.are.equal("epoch", msgs[1].reason)
+      assert.are.same({ 1, 2 }, offsets(msgs))
+      assert.is_false(msgs[4].recovered)
+      assert.is_true(msgs[4].gap)
+    end)
+
+    it("raw subscribers get the data alone", function()
+      local s, pub = c.open "raw", c.open "p3"
+      assert.are.equal("subscribed", c.call(s, { type = "subscribe", topic = "rawt", raw = true }).type)
+      c.call(pub, { type = "publish", topic = "rawt", data = "hello" })
+      c.call(pub, { type = "publish", topic = "rawt", data = { k = 1 } })
+      local _, r = c.recv(s, 2)
+      assert.are.same({ "hello", '{"k":1}' }, r.messages)
+    end)
+
+    it("a Lua subscriber registered at load runs once per message in the process", function()
+      local s = c.open "audit"
+      c.call(s, { type = "subscribe", topic = "audit.log" })
+      local pubs = {}
+      for i = 1, 4 do pubs[i] = c.open("ap" .. i) end -- spread over both workers
+      for i = 1, 12 do c.call(pubs[(i % 4) + 1], { type = "publish", topic = "audit", data = { i = i } }) end
+      local msgs = c.recv(s, 12)
+      local seen = {}
+      for _, m in ipairs(msgs) do seen[#seen + 1] = m.data.seen end
+      table.sort(seen)
+      assert.are.same(range(1, 12), seen)
+      assert.are.same({}, c.recv(s, 1, 0.5)) -- no second copy from the other worker
+    end)
+
+    it("unsubscribe stops deliveries; bad requests get clear errors", function()
+      local s, pub = c.open "u", c.open "p4"
+      c.call(s, { type = "subscribe", topic = "u" })
+      assert.are.equal("unsubscribed", c.call(s, { type = "unsubscribe", topic = "u" }).type)
+      c.call(pub, { type = "publish", topic = "u", data = 1 })
+      assert.are.same({}, c.recv(s, 1, 0.4))
+      assert.are.equal("not subscribed", c.call(s, { type = "unsubscribe", topic = "u" }).error)
+      local e = c.call(s, { type = "subscribe", topic = "u", since_offset = -1 })
+      assert.are.same({ type = "error", error = "since_offset must be a non-negative integer" }, e)
+      e = c.call(s, { type = "subscribe", topic = "u", since_offset = 1, epoch = "xyz" })
+      assert.are.equal("epoch must be the hex string a message carried", e.error)
+      e = c.call(s, { type = "subscribe", topic = "" })
+      assert.are.equal("error", e.type)
+      assert.matches("handler_error", cjson.encode(e))
+    end)
+  end)
+end
+
+describe("pub/sub history bounds #integration #realtime", function()
+  teardown(function() helper.cleanup() end)
+  for _, mode in ipairs { "memory", "disk" } do
+    it("max_queue_size and message_ttl (" .. mode .. "): the lost part is announced as a gap", function()
+      local srv = start(mode == "disk" and { "--data", helper.tmpdir() } or {},
+        { RT_MAXQ = "5", RT_TTL = "1" })
+      local c = client(srv)
+      local pub = c.open "p"
+      for i = 1, 12 do c.call(pub, { type = "publish", topic = "q", data = i }) end
+      local s = c.open "s"
+      c.send(s, { type = "subscribe", topic = "q", since_offset = 2 })
+      local msgs = c.recv(s, 7)
+      assert.are.same({ type = "gap", topic = "q", epoch = msgs[1].epoch, from = 3, to = 7,
+                        reason = "retention" }, msgs[1])
+      assert.are.same(range(8, 12), offsets(msgs))
+      assert.is_true(msgs[7].gap)
+      assert.is_false(msgs[7].recovered)
+      -- TTL: 1 s (the store sweeps once a second)
+      helper.sleep(2.3)
+      local h = c.call(pub, { type = "history", topic = "q" })
+      assert.are.same({}, h.messages)
+      assert.are.equal(12, h.last_offset)
+      assert.are.equal(13, h.first_offset)
+      local s2 = c.open "s2"
+      c.send(s2, { type = "subscribe", topic = "q", since_offset = 10 })
+      msgs = c.recv(s2, 2)
+      assert.are.equal("gap", msgs[1].type)
+      assert.are.same({ 11, 12 }, { msgs[1].from, msgs[1].to })
+      assert.are.equal(12, c.call(pub, { type = "publish", topic = "q", data = 13 }).offset - 1)
+      srv:stop()
+    end)
+  end
+end)
+
+describe("pub/sub durability #integration #realtime", function()
+  teardown(function() helper.cleanup() end)
+
+  it("history, offsets and epoch survive a restart; recovery works across it", function()
+    local dir = helper.tmpdir()
+    local srv = start { "--data", dir }
+    local c = client(srv)
+    local pub = c.open "p"
+    local epoch
+    for i = 1, 30 do epoch = c.call(pub, { type = "publish", topic = "r", data = { i = i } }).epoch end
+    assert.are.equal(0, select(2, srv:stop()))
+    srv = start { "--data", dir }
+    c = client(srv)
+    local s = c.open "s"
+    c.send(s, { type = "subscribe", topic = "r", since_offset = 10, epoch = epoch })
+    local msgs = c.recv(s, 21)
+    assert.are.same(range(11, 30), offsets(msgs))
+    assert.are.same({ i = 30 }, msgs[20].data)
+    assert.is_true(msgs[21].recovered)
+    assert.are.equal(epoch, msgs[21].epoch)
+    local r = c.call(c.open "p2", { type = "publish", topic = "r", data = "after" })
+    assert.are.same({ 31, epoch }, { r.offset, r.epoch })
+    assert.are.same({ 31 }, offsets(c.recv(s, 1)))
+  end)
+
+  it("every acknowledged publish survives SIGKILL", function()
+    local dir = helper.tmpdir()
+    local srv = start { "--data", dir }
+    local c = client(srv)
+    local pub = c.open "p"
+    local batch = {}
+    for i = 1, 200 do batch[i] = { type = "publish", topic = "k", data = { i = i } } end
+    c.sendmany(pub, batch)
+    local acks = c.recv(pub, 200, 20)
+    assert.are.equal(200, #acks)
+    assert.is_true(srv:signal "KILL") -- right after the last acknowledgement
+    srv:wait(5)
+    srv = start { "--data", dir }
+    c = client(srv)
+    local h = c.call(c.open "r", { type = "history", topic = "k", limit = 1000 })
+    assert.are.equal(200, #h.messages)
+    assert.are.equal(200, h.last_offset)
+    for i, m in ipairs(h.messages) do
+      assert.are.same({ i, { i = i } }, { m.offset, m.data })
+    end
+  end)
+end)
+
+describe("notifications #integration #realtime", function()
+  local srv, c, dir
+  setup(function()
+    dir = helper.tmpdir()
+    srv = start({ "--data", dir }, { RT_NMAX = "5" })
+    c = client(srv)
+  end)
+  teardown(function() helper.cleanup() end)
+
+  it("reach every socket of an online user at once, on both workers", function()
+    local socks, workers = {}, {}
+    for i = 1, 8 do
+      socks[i] = c.open "bob"
+      workers[c.call(socks[i], { type = "whoami" }).worker] = true
+    end
+    assert.is_true(workers[0] and workers[1], "bob's sockets are not on both workers")
+    local alice = c.open "alice"
+    local r = c.call(alice, { type = "notify", user = "bob", data = { text = "hi bob" } })
+    assert.are.equal("stored", r.type)
+    assert.is_true(r.delivered)
+    for i = 1, 8 do
+      local m = c.recv(socks[i], 1)[1]
+      assert.are.same({ type = "notification", id = r.id, created_at = r.created_at,
+                        data = { text = "hi bob" } }, m)
+    end
+    helper.wait_until(function()
+      local l = c.call(alice, { type = "list", user = "bob" })
+      return l.items[1].state == "delivered"
+    end, 3)
+    assert.are.equal("delivered", c.call(alice, { type = "list", user = "bob" }).items[1].state)
+  end)
+
+  it("wait for an offline user, arrive on connect, and can be marked read", function()
+    local alice = c.open "alice"
+    local r1 = c.call(alice, { type = "notify", user = "carol", data = "one" })
+    local r2 = c.call(alice, { type = "notify", user = "carol", data = { n = 2 } })
+    assert.is_false(r1.delivered)
+    local carol = c.open "carol"
+    local got = c.recv(carol, 2)
+    assert.are.same({ r1.id, r2.id }, { got[1].id, got[2].id })
+    assert.are.same({ "one", { n = 2 } }, { got[1].data, got[2].data })
+    helper.wait_until(function() return c.call(carol, { type = "pending" }).total == 0 end, 3)
+    local m = c.call(carol, { type = "read", ids = { r1.id } })
+    assert.are.equal(1, m.changed)
+    local l = c.call(carol, { type = "list" })
+    assert.are.equal(2, l.total)
+    assert.are.same({ "delivered", "read" }, { l.items[1].state, l.items[2].state }) -- newest first
+    assert.are.same({}, c.recv(c.open "carol", 1, 0.4)) -- nothing pending any more
+  end)
+
+  it("list pages newest first; at most max_per_user are kept; TTL", function()
+    local a = c.open "alice"
+    local ids = {}
+    for i = 1, 8 do ids[i] = c.call(a, { type = "notify", user = "dave", data = i }).id end
+    local l = c.call(a, { type = "list", user = "dave", limit = 10 })
+    assert.are.equal(5, l.total) -- the oldest three were dropped
+    local got = {}
+    for i, it in ipairs(l.items) do got[i] = it.data end
+    assert.are.same({ 8, 7, 6, 5, 4 }, got)
+    local page = c.call(a, { type = "list", user = "dave", limit = 2, offset = 2 })
+    assert.are.same({ ids[6], ids[5] }, { page.items[1].id, page.items[2].id })
+    c.call(a, { type = "notify", user = "erin", data = "short", ttl = 1 })
+    c.call(a, { type = "notify", user = "erin", data = "long", ttl = 60 })
+    assert.are.equal(2, c.call(a, { type = "list", user = "erin" }).total)
+    helper.sleep(1.3)
+    local e = c.call(a, { type = "list", user = "erin" })
+    assert.are.equal(1, e.total)
+    assert.are.equal("long", e.items[1].data)
+    assert.is_not_nil(e.items[1].expires_at)
+  end)
+
+  it("every stored notification survives SIGKILL right after store returns", function()
+    local kdir = helper.tmpdir()
+    local ksrv = start({ "--data", kdir })
+    local kc = client(ksrv)
+    local conns, ids = { kc.open "n1", kc.open "n2", kc.open "n3" }, {}
+    for k, id in ipairs(conns) do
+      local batch = {}
+      for i = 1, 100 do batch[i] = { type = "notify", user = "u" .. (i % 4), data = { k = k, i = i } } end
+      kc.sendmany(id, batch)
+    end
+    for _, id in ipairs(conns) do
+      for _, r in ipairs(kc.recv(id, 100, 20)) do
+        assert.are.equal("stored", r.type)
+        ids[r.id] = true
+      end
+    end
+    assert.is_true(ksrv:signal "KILL")
+    ksrv:wait(5)
+    ksrv = start({ "--data", kdir })
+    kc = client(ksrv)
+    local r = kc.open "reader"
+    local found, total = {}, 0
+    for u = 0, 3 do
+      local l = kc.call(r, { type = "list", user = "u" .. u, limit = 200 })
+      total = total + l.total
+      for _, it in ipairs(l.items) do found[it.id] = true end
+    end
+    assert.are.equal(300, total)
+    for id in pairs(ids) do assert.is_true(found[id], "notification " .. id .. " lost") end
+  end)
+
+  it("without --data, notifications answer a clear error", function()
+    local msrv = start {}
+    local mc = client(msrv)
+    local r = mc.call(mc.open "x", { type = "notify", user = "y", data = 1 })
+    assert.are.same({ type = "error", error = "no data directory (start with --data DIR)" }, r)
+  end)
+end)

@@ -1,0 +1,147 @@
+#!/usr/bin/python3
+"""pubsub_recovery.py - pub/sub recovery under load, for realtime_spec.
+
+Against spec/apps/realtime_app.lua (/rt): `--subscribers` clients subscribe to one
+topic; `--publishers` clients publish `--messages` messages each (a window of 16
+outstanding, `--interval` apart) while every subscriber disconnects `--reconnects` times at random
+moments and resubscribes with {since_offset: last offset seen, epoch}. At the end
+every subscriber must have seen each offset 1..N exactly once, in order (the
+replayed history and the live messages together), where N is the number of
+acknowledged publishes. Prints one JSON line:
+  {"published": N, "offsets_unique": bool, "last_offset": L,
+   "subscribers": [{"seen": n, "in_order": bool, "duplicates": d, "missing": m,
+                    "reconnects": r, "replayed": k, "gaps": g, "workers": [..]}]}
+Standard library + websockets; run with /usr/bin/python3.
+"""
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+
+import websockets
+
+
+async def publisher(url, topic, n, offsets, idx, interval):
+    async with websockets.connect(url + "?user=pub%d" % idx, max_size=None, max_queue=None) as ws:
+        window = asyncio.Semaphore(16)
+        done = asyncio.Event()
+        acked = 0
+
+        async def reader():
+            nonlocal acked
+            async for raw in ws:
+                m = json.loads(raw)
+                if m.get("type") == "published":
+                    offsets.append(m["offset"])
+                    acked += 1
+                    window.release()
+                    if acked == n:
+                        done.set()
+                        return
+                elif m.get("type") == "error":
+                    print(json.dumps({"error": m}), file=sys.stderr)
+                    window.release()
+
+        task = asyncio.create_task(reader())
+        for i in range(n):
+            await window.acquire()
+            if interval:
+                await asyncio.sleep(interval)
+            await ws.send(json.dumps({"type": "publish", "topic": topic,
+                                      "data": {"p": idx, "i": i}}))
+        await asyncio.wait_for(done.wait(), 60)
+        await task
+
+
+class Sub:
+    def __init__(self):
+        self.seen = []
+        self.epoch = None
+        self.reconnects = 0
+        self.replayed = 0
+        self.gaps = 0
+        self.workers = set()
+
+
+async def subscriber(url, topic, idx, sub, reconnects, stop, target):
+    left = reconnects
+    while True:
+        async with websockets.connect(url + "?user=sub%d" % idx, max_size=None, max_queue=None, close_timeout=2) as ws:
+            req = {"type": "subscribe", "topic": topic}
+            if sub.seen or sub.epoch:
+                req["since_offset"] = sub.seen[-1] if sub.seen else 0
+                if sub.epoch:
+                    req["epoch"] = sub.epoch
+            await ws.send(json.dumps(req))
+            # Drop this connection after a random number of messages.
+            budget = random.randint(5, 60) if left > 0 else None
+            got = 0
+            while True:
+                if stop.is_set() and target[0] and sub.seen and sub.seen[-1] >= target[0]:
+                    return
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 0.2)
+                except asyncio.TimeoutError:
+                    continue
+                m = json.loads(raw)
+                t = m.get("type")
+                if t == "subscribed":
+                    sub.workers.add(m["worker"])
+                    sub.replayed += m.get("replayed", 0)
+                    if m.get("gap"):
+                        sub.gaps += 1
+                elif t == "gap":
+                    sub.gaps += 1
+                elif t == "pub":
+                    sub.epoch = m["epoch"]
+                    sub.seen.append(m["offset"])
+                    got += 1
+                    if budget is not None and got >= budget:
+                        break
+        left -= 1
+        sub.reconnects += 1
+        await asyncio.sleep(random.random() * 0.05)
+
+
+async def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--topic", default="load")
+    ap.add_argument("--publishers", type=int, default=3)
+    ap.add_argument("--messages", type=int, default=200)
+    ap.add_argument("--subscribers", type=int, default=4)
+    ap.add_argument("--reconnects", type=int, default=5)
+    ap.add_argument("--interval", type=float, default=0.002,
+                    help="seconds between a publisher's messages")
+    a = ap.parse_args()
+    offsets = []
+    stop = asyncio.Event()
+    target = [None]
+    subs = [Sub() for _ in range(a.subscribers)]
+    sub_tasks = [asyncio.create_task(subscriber(a.url, a.topic, i, s, a.reconnects, stop, target))
+                 for i, s in enumerate(subs)]
+    await asyncio.sleep(0.3)
+    await asyncio.gather(*[publisher(a.url, a.topic, a.messages, offsets, i, a.interval)
+                           for i in range(a.publishers)])
+    target[0] = max(offsets) if offsets else 0
+    stop.set()
+    try:
+        await asyncio.wait_for(asyncio.gather(*sub_tasks), 30)
+    except asyncio.TimeoutError:
+        pass
+    n = len(offsets)
+    expected = list(range(1, n + 1))
+    out = {"published": n, "offsets_unique": sorted(offsets) == expected,
+           "last_offset": target[0], "subscribers": []}
+    for s in subs:
+        dup = len(s.seen) - len(set(s.seen))
+        out["subscribers"].append({
+            "seen": len(s.seen), "in_order": s.seen == expected, "duplicates": dup,
+            "missing": len(set(expected) - set(s.seen)), "reconnects": s.reconnects,
+            "replayed": s.replayed, "gaps": s.gaps, "workers": sorted(s.workers)})
+    print(json.dumps(out))
+
+
+asyncio.run(main())
