@@ -306,6 +306,8 @@ _M.user_sockets = workers.user_sockets
 
 --- edgews.channel(name) -> a channel (subscribe, unsubscribe, publish, count)
 _M.channel = require("edgews.channel").channel
+--- edgews.presence: who is present in which channel, and user status (see README)
+_M.presence = require "edgews.presence"
 
 -- Before the 101, for an app with auth in "upgrade" mode: runs the strategy on
 -- the request (it may wait) and tells the core the verdict.
