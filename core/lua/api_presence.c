@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "hub/bus.h"
 #include "hub/channels.h"
 #include "hub/presence.h"
 #include "lua/api.h"
@@ -38,9 +39,14 @@ static double mono_now(void) { return (double)uv_hrtime() / 1e9; }
 
 static ews_worker_t *worker_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
 
-static int flush(ews_worker_t *w, double now, int force) {
+/* Publishes the pending batch (if one is due, or forced). From the timer, the
+ * worker's inbox is run first: a batch another worker published earlier may still be
+ * queued there, and this worker's subscribers must see batches in order. (Not from
+ * presence.flush(): the inbox starts Lua tasks, which must not run inside a Lua call.) */
+static int flush(ews_worker_t *w, double now, int force, int from_timer) {
   ews_presence_event_t *e = ews_presence_take(now, force);
   int n = 0;
+  if (e && from_timer) ews_bus_drain(w);
   for (ews_presence_event_t *x = e; x; x = x->next, n++)
     ews_chan_publish(w, x->channel, x->channel_len, EWS_OP_TEXT, x->json, x->json_len, 0);
   ews_presence_events_free(e);
@@ -72,7 +78,7 @@ static void on_tick(uv_timer_t *t) {
   presence_worker_t *pw = t->data;
   ews_worker_t *w = pw->w;
   double now = mono_now();
-  flush(w, now, 0);
+  flush(w, now, 0, 1);
   if (!ews_presence_conns() || now < pw->next_sweep) return;
   ews_presence_config_t cfg;
   ews_presence_get_config(&cfg);
@@ -266,7 +272,7 @@ static int l_count(lua_State *L) {
 /* core.presence_flush() -> events published: the pending batch now */
 static int l_flush(lua_State *L) {
   ews_worker_t *w = worker_of(L);
-  lua_pushinteger(L, w ? flush(w, mono_now(), 1) : 0);
+  lua_pushinteger(L, w ? flush(w, mono_now(), 1, 0) : 0);
   return 1;
 }
 
