@@ -10,6 +10,7 @@
 --   {"op":"count","ch":C}                      -> {count}
 --   {"op":"worker"}                            -> {worker}
 --   {"op":"bad"}                               -> {error = the message of a misuse error}
+-- /pa?user=U is the same with authentication: the user is U.
 -- A short heartbeat (pinged after 0.3 s of silence, gone after 1 s) for the spec.
 local edgews = require "edgews"
 local cjson = require "cjson.safe"
@@ -72,10 +73,16 @@ function handlers.bad(socket)
   return { error = not ok and tostring(err) or "no error" }
 end
 
-app:on("message", function(socket, data)
+local function on_message(socket, data)
   local m = cjson.decode(data)
   local h = m and handlers[m.op]
   local res = h and h(socket, m) or { error = "unknown op" }
   res.reply = m and m.op
   socket:send(cjson.encode(res))
-end)
+end
+app:on("message", on_message)
+
+-- /pa?user=U: an authenticated app (the user is U, whatever a join says)
+local authed = edgews.app { path = "/pa", heartbeat = false,
+  auth = edgews.auth.custom(function(req) return { id = req.params.user } end) }
+authed:on("message", on_message)

@@ -202,6 +202,20 @@ describe("presence #integration", function()
     assert.is_truthy(helper.wait_until(function() return count("pages") == 0 end, 3))
   end)
 
+  it("an authenticated socket is its user, and online without joining anything", function()
+    cmd { op = "open", id = "carl", url = srv:url "/pa?user=carl" }
+    assert.are.same({ status = "online", online = true }, call("s0", { op = "get", users = { "carl" } }).res.carl)
+    assert.are.same({ reply = "join", ok = true, new = true },
+      call("carl", { op = "join", ch = "authroom", user = "not-carl" }))
+    local m = call("s1", { op = "list", ch = "authroom" }).members
+    assert.are.same({ { user = "carl", status = "online", meta = {}, connections = 1 } }, m)
+    cmd { op = "close", id = "carl" }
+    assert.is_truthy(helper.wait_until(function()
+      return call("s0", { op = "get", users = { "carl" } }).res.carl.status == "offline"
+    end, 3))
+    assert.are.equal(0, count("authroom"))
+  end)
+
   it("misuse raises a clear error", function()
     local e = call("s0", { op = "bad" }).error
     assert.is_truthy(e:find("presence.join: channel must be a non-empty string", 1, true), e)
