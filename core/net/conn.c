@@ -21,6 +21,7 @@
 #include "log.h"
 #include "hub/channels.h"
 #include "hub/pubsub.h"
+#include "hub/presence.h"
 #include "hub/counters.h"
 #include "lua/events.h"
 #include "net/metrics.h"
@@ -874,6 +875,7 @@ static void on_closed(uv_handle_t *h) {
   if (c->task) ews_task_detach(c->task);
   ews_chan_drop_conn(w, c);
   ews_pubsub_drop_conn(w, c);
+  ews_presence_drop_conn(c->id);
   if (c->prev) c->prev->next = c->next;
   else w->conns = c->next;
   if (c->next) c->next->prev = c->prev;

@@ -310,6 +310,8 @@ _M.user_sockets = workers.user_sockets
 
 --- edgews.channel(name) -> a channel (subscribe, unsubscribe, publish, count)
 _M.channel = require("edgews.channel").channel
+--- edgews.presence: who is present in which channel, and user status (see README)
+_M.presence = require "edgews.presence"
 
 --- edgews.notifications: per-user stored notifications (see README)
 _M.notifications = require "edgews.notifications"

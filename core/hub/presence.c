@@ -1,0 +1,822 @@
+/* presence.c — the process-wide presence tables (see presence.h): channels ->
+ * members -> connections, users (global status, the channels they are in), member
+ * connections by id, and the pending join/leave diffs.
+ *
+ * Four chained hash tables share one small implementation (`tab_t`): channels by
+ * name, each channel's members and pending diff by user id, users by id, and
+ * connections by id. A member holds its user (one user_t per id, however many
+ * channels), its connections (a short list: the tabs of one user) and its own
+ * status/meta; a connection record lists its memberships, so a close ends them all
+ * without searching. Pagination sorts a channel's members on demand: members change
+ * far more often than anyone pages through them. */
+#include "hub/presence.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "hub/hash.h"
+#include "hub/users.h"
+#include "proto/utf8.h"
+
+/* ---- a chained hash table of nodes embedded at the start of each entry ---------- */
+
+typedef struct node {
+  struct node *next;
+  const char *key;
+  uint32_t hash, len;
+} node_t;
+
+typedef struct {
+  node_t **b;
+  size_t nb, n;
+} tab_t;
+
+static node_t *tab_find(const tab_t *t, const char *key, size_t len, uint32_t h) {
+  if (!t->nb) return NULL;
+  for (node_t *n = t->b[h & (t->nb - 1)]; n; n = n->next)
+    if (n->hash == h && n->len == len && !memcmp(n->key, key, len)) return n;
+  return NULL;
+}
+
+/* 0, or EWS_ENOMEM when the table has no buckets and none can be allocated (a
+ * failed growth only makes chains longer). */
+static int tab_add(tab_t *t, node_t *n) {
+  if (t->n + 1 > t->nb) {
+    size_t nb = t->nb ? t->nb * 2 : 8;
+    node_t **b = calloc(nb, sizeof *b);
+    if (b) {
+      for (size_t i = 0; i < t->nb; i++) {
+        for (node_t *x = t->b[i], *next; x; x = next) {
+          next = x->next;
+          x->next = b[x->hash & (nb - 1)];
+          b[x->hash & (nb - 1)] = x;
+        }
+      }
+      free(t->b);
+      t->b = b;
+      t->nb = nb;
+    } else if (!t->nb) {
+      return EWS_ENOMEM;
+    }
+  }
+  node_t **slot = &t->b[n->hash & (t->nb - 1)];
+  n->next = *slot;
+  *slot = n;
+  t->n++;
+  return 0;
+}
+
+static void tab_del(tab_t *t, node_t *n) {
+  node_t **pp = &t->b[n->hash & (t->nb - 1)];
+  while (*pp != n) pp = &(*pp)->next;
+  *pp = n->next;
+  t->n--;
+}
+
+static void tab_free(tab_t *t) {
+  free(t->b);
+  memset(t, 0, sizeof *t);
+}
+
+/* ---- entries ------------------------------------------------------------------ */
+
+typedef struct member member_t;
+typedef struct mconn mconn_t;
+
+typedef struct user {
+  node_t n;
+  char *status, *meta; /* explicit global status (NULL: default) */
+  uint32_t sl, ml;
+  double expires;      /* 0: never */
+  member_t *members;   /* its memberships (linked through u_next) */
+  uint32_t nmembers;
+  char id[];
+} user_t;
+
+typedef struct pend {
+  node_t n;
+  struct pend *next; /* arrival order */
+  int was_present;   /* at the last batch */
+  char uid[];
+} pend_t;
+
+typedef struct chan {
+  node_t n;
+  tab_t members; /* by user id */
+  tab_t pending; /* by user id: users whose presence changed since the last batch */
+  pend_t *pend_head, *pend_tail;
+  struct chan *pend_next; /* in the list of channels with a pending diff */
+  int queued;
+  char name[];
+} chan_t;
+
+struct member {
+  node_t n; /* key: the user's id */
+  chan_t *ch;
+  user_t *u;
+  member_t *u_next, *u_prev;
+  mconn_t *conns;
+  uint32_t nconns;
+  char *status, *meta; /* NULL: the user's global status / "{}" */
+  uint32_t sl, ml;
+};
+
+typedef struct rec {
+  node_t n; /* key: the 8 bytes of id */
+  uint64_t id;
+  int worker;
+  void *conn;
+  double last_ping;
+  mconn_t *list;
+} rec_t;
+
+struct mconn {
+  mconn_t *m_next; /* the member's connections */
+  mconn_t *r_next; /* the connection's memberships */
+  member_t *m;
+  rec_t *rec;
+  double joined;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static tab_t chans, users, recs;
+static chan_t *pend_head, *pend_tail;
+static size_t nrecs; /* atomic copy of recs.n, read without the lock */
+static double last_take = -1e300, last_gc;
+static ews_presence_config_t config = {0.1, 25, 60, 300};
+
+void ews_presence_configure(const ews_presence_config_t *cfg) {
+  pthread_mutex_lock(&lock);
+  config = *cfg;
+  pthread_mutex_unlock(&lock);
+}
+
+void ews_presence_get_config(ews_presence_config_t *out) {
+  pthread_mutex_lock(&lock);
+  *out = config;
+  pthread_mutex_unlock(&lock);
+}
+
+static int dup_into(char **dst, uint32_t *dl, const char *s, size_t n) {
+  char *p = NULL;
+  if (s) {
+    if (!(p = malloc(n ? n : 1))) return EWS_ENOMEM;
+    memcpy(p, s, n);
+  }
+  free(*dst);
+  *dst = p;
+  *dl = (uint32_t)n;
+  return 0;
+}
+
+static int status_live(const user_t *u, double now) {
+  return u->status && (u->expires == 0 || now < u->expires);
+}
+
+static user_t *user_get(const char *uid, size_t ul, int create) {
+  uint32_t h = ews_hash(uid, ul);
+  user_t *u = (user_t *)tab_find(&users, uid, ul, h);
+  if (u || !create) return u;
+  if (!(u = calloc(1, sizeof *u + ul))) return NULL;
+  memcpy(u->id, uid, ul);
+  u->n = (node_t){NULL, u->id, h, (uint32_t)ul};
+  if (tab_add(&users, &u->n) != 0) {
+    free(u);
+    return NULL;
+  }
+  return u;
+}
+
+static void user_maybe_free(user_t *u, double now) {
+  if (u->nmembers || status_live(u, now)) return;
+  tab_del(&users, &u->n);
+  free(u->status);
+  free(u->meta);
+  free(u);
+}
+
+static chan_t *chan_get(const char *name, size_t len, int create) {
+  uint32_t h = ews_hash(name, len);
+  chan_t *c = (chan_t *)tab_find(&chans, name, len, h);
+  if (c || !create) return c;
+  if (!(c = calloc(1, sizeof *c + len))) return NULL;
+  memcpy(c->name, name, len);
+  c->n = (node_t){NULL, c->name, h, (uint32_t)len};
+  if (tab_add(&chans, &c->n) != 0) {
+    free(c);
+    return NULL;
+  }
+  return c;
+}
+
+static void chan_maybe_free(chan_t *c) {
+  if (c->members.n || c->queued) return;
+  tab_del(&chans, &c->n);
+  tab_free(&c->members);
+  tab_free(&c->pending);
+  free(c);
+}
+
+static rec_t *rec_find(uint64_t id) {
+  return (rec_t *)tab_find(&recs, (const char *)&id, sizeof id, ews_hash((const char *)&id, sizeof id));
+}
+
+static void rec_free(rec_t *r) {
+  tab_del(&recs, &r->n);
+  __atomic_store_n(&nrecs, recs.n, __ATOMIC_RELEASE);
+  free(r);
+}
+
+/* Notes that the user's presence in the channel changed (was_present: before this
+ * change). Only the first change in a batch records the earlier state. Failing
+ * (out of memory) loses the event, not the membership. */
+static void touch(chan_t *c, const user_t *u, int was_present) {
+  if (tab_find(&c->pending, u->id, u->n.len, u->n.hash)) return;
+  pend_t *p = calloc(1, sizeof *p + u->n.len);
+  if (!p) return;
+  memcpy(p->uid, u->id, u->n.len);
+  p->n = (node_t){NULL, p->uid, u->n.hash, u->n.len};
+  p->was_present = was_present;
+  if (tab_add(&c->pending, &p->n) != 0) {
+    free(p);
+    return;
+  }
+  if (c->pend_tail) c->pend_tail->next = p;
+  else c->pend_head = p;
+  c->pend_tail = p;
+  if (!c->queued) {
+    c->queued = 1;
+    c->pend_next = NULL;
+    if (pend_tail) pend_tail->pend_next = c;
+    else pend_head = c;
+    pend_tail = c;
+  }
+}
+
+/* Unlinks one membership of a connection (not from its record's list: the caller
+ * does that). Returns 1 when the user left the channel. */
+static int mconn_remove(mconn_t *mc, double now) {
+  member_t *m = mc->m;
+  mconn_t **pp = &m->conns;
+  while (*pp != mc) pp = &(*pp)->m_next;
+  *pp = mc->m_next;
+  m->nconns--;
+  free(mc);
+  if (m->nconns) return 0;
+  chan_t *c = m->ch;
+  user_t *u = m->u;
+  touch(c, u, 1);
+  tab_del(&c->members, &m->n);
+  if (m->u_prev) m->u_prev->u_next = m->u_next;
+  else u->members = m->u_next;
+  if (m->u_next) m->u_next->u_prev = m->u_prev;
+  u->nmembers--;
+  free(m->status);
+  free(m->meta);
+  free(m);
+  user_maybe_free(u, now);
+  chan_maybe_free(c);
+  return 1;
+}
+
+/* Removes mc from its record's list; frees the record when it was the last. */
+static int rec_remove(mconn_t *mc, double now) {
+  rec_t *r = mc->rec;
+  mconn_t **pp = &r->list;
+  while (*pp != mc) pp = &(*pp)->r_next;
+  *pp = mc->r_next;
+  int left = mconn_remove(mc, now);
+  if (!r->list) rec_free(r);
+  return left;
+}
+
+/* The latest time a caller passed: removals (leave, close, sweep) have no clock of
+ * their own, and an older time only keeps an expiring status a little longer. */
+static double now_of_last_call;
+static void seen(double now) {
+  if (now > now_of_last_call) now_of_last_call = now;
+}
+
+int ews_presence_join(const char *ch, size_t chl, const char *uid, size_t ul, const char *status,
+                      size_t sl, const char *meta, size_t ml, int worker, uint64_t conn_id,
+                      void *conn, double now) {
+  if (meta && !ews_utf8_valid((const uint8_t *)meta, ml)) return EWS_EINVAL;
+  int rc = EWS_ENOMEM, is_new = 0;
+  char *st = NULL, *mt = NULL; /* new strings first, so that a failure changes nothing */
+  uint32_t stl = 0, mtl = 0;
+  pthread_mutex_lock(&lock);
+  seen(now);
+  chan_t *c = chan_get(ch, chl, 1);
+  user_t *u = c ? user_get(uid, ul, 1) : NULL;
+  rec_t *r = u ? rec_find(conn_id) : NULL;
+  mconn_t *mc = NULL;
+  member_t *m = NULL;
+  if (!u) goto out;
+  if (r) {
+    for (mc = r->list; mc && mc->m->ch != c; mc = mc->r_next) {}
+    if (mc && mc->m->u != u) {
+      rec_remove(mc, now); /* may free r, c and u: look them up again */
+      mc = NULL;
+      r = rec_find(conn_id);
+      c = chan_get(ch, chl, 1);
+      u = c ? user_get(uid, ul, 1) : NULL;
+      if (!u) goto out;
+    }
+  }
+  m = mc ? mc->m : (member_t *)tab_find(&c->members, u->id, ul, u->n.hash);
+  if ((status && dup_into(&st, &stl, status, sl) != 0) || (meta && dup_into(&mt, &mtl, meta, ml) != 0))
+    goto fail;
+  is_new = !m;
+  if (!m) {
+    if (!(m = calloc(1, sizeof *m))) goto fail;
+    m->n = (node_t){NULL, u->id, u->n.hash, u->n.len};
+    m->ch = c;
+    m->u = u;
+    if (tab_add(&c->members, &m->n) != 0) {
+      free(m);
+      goto fail;
+    }
+  }
+  if (!mc) {
+    int new_rec = !r;
+    if (!r && (r = calloc(1, sizeof *r))) {
+      r->id = conn_id;
+      r->worker = worker;
+      r->conn = conn;
+      r->n = (node_t){NULL, (const char *)&r->id, ews_hash((const char *)&conn_id, sizeof conn_id),
+                      sizeof conn_id};
+      if (tab_add(&recs, &r->n) != 0) {
+        free(r);
+        r = NULL;
+      }
+    }
+    if (r) mc = calloc(1, sizeof *mc);
+    if (!mc) {
+      if (r && new_rec) rec_free(r);
+      if (is_new) {
+        tab_del(&c->members, &m->n);
+        free(m);
+      }
+      goto fail;
+    }
+    __atomic_store_n(&nrecs, recs.n, __ATOMIC_RELEASE);
+    mc->m = m;
+    mc->rec = r;
+    mc->joined = now;
+    mc->m_next = m->conns;
+    m->conns = mc;
+    m->nconns++;
+    mc->r_next = r->list;
+    r->list = mc;
+  }
+  if (is_new) {
+    m->u_next = u->members;
+    if (u->members) u->members->u_prev = m;
+    u->members = m;
+    u->nmembers++;
+    touch(c, u, 0);
+  }
+  if (status) {
+    free(m->status);
+    m->status = st;
+    m->sl = stl;
+  }
+  if (meta) {
+    free(m->meta);
+    m->meta = mt;
+    m->ml = mtl;
+  }
+  rc = is_new;
+  goto out;
+fail:
+  free(st);
+  free(mt);
+out:
+  if (rc < 0) {
+    if (u) user_maybe_free(u, now);
+    if (c) chan_maybe_free(c);
+  }
+  pthread_mutex_unlock(&lock);
+  return rc;
+}
+
+int ews_presence_leave(const char *ch, size_t chl, uint64_t conn_id) {
+  int rc = EWS_EINVAL;
+  pthread_mutex_lock(&lock);
+  chan_t *c = chan_get(ch, chl, 0);
+  rec_t *r = c ? rec_find(conn_id) : NULL;
+  for (mconn_t *mc = r ? r->list : NULL; mc; mc = mc->r_next) {
+    if (mc->m->ch == c) {
+      rc = rec_remove(mc, now_of_last_call);
+      break;
+    }
+  }
+  pthread_mutex_unlock(&lock);
+  return rc;
+}
+
+int ews_presence_drop_conn(uint64_t conn_id) {
+  if (!__atomic_load_n(&nrecs, __ATOMIC_ACQUIRE)) return 0;
+  int left = 0;
+  pthread_mutex_lock(&lock);
+  rec_t *r = rec_find(conn_id);
+  if (r) {
+    for (mconn_t *mc = r->list, *next; mc; mc = next) {
+      next = mc->r_next;
+      left += mconn_remove(mc, now_of_last_call);
+    }
+    rec_free(r);
+  }
+  pthread_mutex_unlock(&lock);
+  return left;
+}
+
+int ews_presence_set_status(const char *uid, size_t ul, const char *status, size_t sl,
+                            const char *meta, size_t ml, double expire_s, double now) {
+  if (meta && !ews_utf8_valid((const uint8_t *)meta, ml)) return EWS_EINVAL;
+  int rc = 0;
+  pthread_mutex_lock(&lock);
+  seen(now);
+  user_t *u = user_get(uid, ul, status != NULL);
+  if (u) {
+    char *st = NULL, *mt = NULL;
+    uint32_t stl = 0, mtl = 0;
+    if (dup_into(&st, &stl, status, sl) != 0 || dup_into(&mt, &mtl, meta, ml) != 0) {
+      free(st);
+      rc = EWS_ENOMEM;
+    } else {
+      free(u->status);
+      free(u->meta);
+      u->status = st;
+      u->sl = stl;
+      u->meta = mt;
+      u->ml = mtl;
+      u->expires = status && expire_s > 0 ? now + expire_s : 0;
+    }
+    user_maybe_free(u, now);
+  } else if (status) {
+    rc = EWS_ENOMEM;
+  }
+  pthread_mutex_unlock(&lock);
+  return rc;
+}
+
+/* ---- reading ------------------------------------------------------------------- */
+
+static int user_online(const user_t *u, const char *uid, size_t ul) {
+  if (u && u->nmembers) return 1;
+  ews_user_socket_t one[1];
+  return ews_users_list(uid, ul, one, 1) > 0;
+}
+
+/* The global status of a user (u may be NULL): explicit, or the default. */
+static void global_status(user_t *u, const char *uid, size_t ul, double now, const char **s,
+                          size_t *sl, const char **meta, size_t *ml, int *online) {
+  *online = user_online(u, uid, ul);
+  if (u && status_live(u, now)) {
+    *s = u->status, *sl = u->sl;
+    *meta = u->meta, *ml = u->ml;
+    return;
+  }
+  *s = *online ? "online" : "offline";
+  *sl = strlen(*s);
+  *meta = NULL, *ml = 0;
+}
+
+/* Fills e with copies of the strings (one allocation). */
+static int entry_fill(ews_presence_entry_t *e, const char *user, size_t ul, const char *st,
+                      size_t sl, const char *meta, size_t ml, const char *chs, size_t cl) {
+  char *p = malloc(ul + sl + ml + cl + 1);
+  if (!p) return EWS_ENOMEM;
+  e->mem = p;
+  e->user = memcpy(p, user, ul), e->user_len = ul, p += ul;
+  e->status = memcpy(p, st, sl), e->status_len = sl, p += sl;
+  e->meta = meta ? memcpy(p, meta, ml) : NULL, e->meta_len = ml, p += ml;
+  e->channels = cl ? memcpy(p, chs, cl) : p, e->channels_len = cl;
+  return 0;
+}
+
+void ews_presence_result_free(ews_presence_result_t *r) {
+  for (size_t i = 0; i < r->n; i++) free(r->v[i].mem);
+  free(r->v);
+  memset(r, 0, sizeof *r);
+}
+
+int ews_presence_get(const char *const *uids, const size_t *lens, size_t n, double now,
+                     ews_presence_result_t *out) {
+  memset(out, 0, sizeof *out);
+  if (!n) return 0;
+  if (!(out->v = calloc(n, sizeof *out->v))) return EWS_ENOMEM;
+  int rc = 0;
+  pthread_mutex_lock(&lock);
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    user_t *u = user_get(uids[i], lens[i], 0);
+    ews_presence_entry_t *e = &out->v[i];
+    const char *st, *meta;
+    size_t sl, ml;
+    global_status(u, uids[i], lens[i], now, &st, &sl, &meta, &ml, &e->online);
+    size_t cl = 0;
+    for (member_t *m = u ? u->members : NULL; m; m = m->u_next) cl += m->ch->n.len + 1;
+    char *chs = cl ? malloc(cl) : NULL;
+    if (cl && !chs) {
+      rc = EWS_ENOMEM;
+      break;
+    }
+    size_t off = 0;
+    for (member_t *m = u ? u->members : NULL; m; m = m->u_next) {
+      memcpy(chs + off, m->ch->name, m->ch->n.len);
+      off += m->ch->n.len;
+      chs[off++] = 0;
+      e->nchannels++;
+    }
+    rc = entry_fill(e, uids[i], lens[i], st, sl, meta, ml, chs, cl);
+    free(chs);
+    if (rc == 0) out->n++;
+  }
+  pthread_mutex_unlock(&lock);
+  if (rc != 0) ews_presence_result_free(out);
+  return rc;
+}
+
+static int cmp_key(const char *a, size_t al, const char *b, size_t bl) {
+  int c = memcmp(a, b, al < bl ? al : bl);
+  return c ? c : (al > bl) - (al < bl);
+}
+
+static int cmp_members(const void *pa, const void *pb) {
+  const member_t *a = *(member_t *const *)pa, *b = *(member_t *const *)pb;
+  return cmp_key(a->n.key, a->n.len, b->n.key, b->n.len);
+}
+
+/* The status a member shows: its own, or its user's global one. */
+static void member_status(member_t *m, double now, const char **s, size_t *sl) {
+  if (m->status) {
+    *s = m->status, *sl = m->sl;
+    return;
+  }
+  const char *meta;
+  size_t ml;
+  int online;
+  global_status(m->u, m->u->id, m->u->n.len, now, s, sl, &meta, &ml, &online);
+}
+
+int ews_presence_list(const char *ch, size_t chl, const char *cursor, size_t curl, size_t limit,
+                      double now, ews_presence_result_t *out) {
+  memset(out, 0, sizeof *out);
+  int rc = 0;
+  pthread_mutex_lock(&lock);
+  chan_t *c = chan_get(ch, chl, 0);
+  size_t n = c ? c->members.n : 0, k = 0;
+  member_t **all = n ? malloc(n * sizeof *all) : NULL;
+  if (n && !all) {
+    rc = EWS_ENOMEM;
+    goto done;
+  }
+  for (size_t i = 0; c && i < c->members.nb; i++)
+    for (node_t *x = c->members.b[i]; x; x = x->next) all[k++] = (member_t *)x;
+  if (n) qsort(all, n, sizeof *all, cmp_members);
+  size_t lo = 0, hi = n; /* first member after the cursor */
+  while (cursor && lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (cmp_key(all[mid]->n.key, all[mid]->n.len, cursor, curl) <= 0) lo = mid + 1;
+    else hi = mid;
+  }
+  size_t take = n - lo < limit ? n - lo : limit;
+  if (take && !(out->v = calloc(take, sizeof *out->v))) {
+    rc = EWS_ENOMEM;
+    goto done;
+  }
+  for (size_t i = 0; i < take && rc == 0; i++) {
+    member_t *m = all[lo + i];
+    const char *st;
+    size_t sl;
+    member_status(m, now, &st, &sl);
+    ews_presence_entry_t *e = &out->v[i];
+    rc = entry_fill(e, m->n.key, m->n.len, st, sl, m->meta ? m->meta : "{}", m->meta ? m->ml : 2,
+                    NULL, 0);
+    e->connections = m->nconns;
+    e->online = 1;
+    if (rc == 0) out->n++;
+  }
+  if (rc == 0 && take && lo + take < n) {
+    out->next_cursor = out->v[take - 1].user;
+    out->next_cursor_len = out->v[take - 1].user_len;
+  }
+done:
+  pthread_mutex_unlock(&lock);
+  free(all);
+  if (rc != 0) ews_presence_result_free(out);
+  return rc;
+}
+
+uint32_t ews_presence_count(const char *ch, size_t chl) {
+  pthread_mutex_lock(&lock);
+  chan_t *c = chan_get(ch, chl, 0);
+  uint32_t n = c ? (uint32_t)c->members.n : 0;
+  pthread_mutex_unlock(&lock);
+  return n;
+}
+
+size_t ews_presence_conns(void) { return __atomic_load_n(&nrecs, __ATOMIC_ACQUIRE); }
+
+size_t ews_presence_channels(void) {
+  pthread_mutex_lock(&lock);
+  size_t n = chans.n;
+  pthread_mutex_unlock(&lock);
+  return n;
+}
+
+size_t ews_presence_users(void) {
+  pthread_mutex_lock(&lock);
+  size_t n = users.n;
+  pthread_mutex_unlock(&lock);
+  return n;
+}
+
+/* ---- batches ------------------------------------------------------------------- */
+
+typedef struct {
+  char *p;
+  size_t n, cap;
+  int oom;
+} sb_t;
+
+static void sb_put(sb_t *b, const void *s, size_t n) {
+  if (b->oom) return;
+  if (b->n + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + n) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+      b->oom = 1;
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, s, n);
+  b->n += n;
+}
+
+#define SB_LIT(b, s) sb_put(b, s, sizeof s - 1)
+
+/* A JSON string. Bytes of invalid UTF-8 are escaped one by one (\u00XX), so the
+ * event is always valid UTF-8 (a text frame) and valid JSON. */
+static void sb_json_str(sb_t *b, const char *s, size_t n) {
+  int raw_high = ews_utf8_valid((const uint8_t *)s, n);
+  static const char hex[] = "0123456789abcdef";
+  SB_LIT(b, "\"");
+  size_t run = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t ch = (uint8_t)s[i];
+    if (ch >= 0x20 && ch != '"' && ch != '\\' && (ch < 0x80 || raw_high)) continue;
+    sb_put(b, s + run, i - run);
+    run = i + 1;
+    if (ch == '"') SB_LIT(b, "\\\"");
+    else if (ch == '\\') SB_LIT(b, "\\\\");
+    else if (ch == '\n') SB_LIT(b, "\\n");
+    else if (ch == '\r') SB_LIT(b, "\\r");
+    else if (ch == '\t') SB_LIT(b, "\\t");
+    else {
+      char e[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+      sb_put(b, e, 6);
+    }
+  }
+  sb_put(b, s + run, n - run);
+  SB_LIT(b, "\"");
+}
+
+/* Builds the channel's event from its pending diff and empties the diff. NULL when
+ * nothing changed (or out of memory: the batch is lost, never half-sent). */
+static ews_presence_event_t *build_event(chan_t *c, double now) {
+  sb_t j = {0}, l = {0};
+  for (pend_t *p = c->pend_head, *next; p; p = next) {
+    next = p->next;
+    member_t *m = (member_t *)tab_find(&c->members, p->uid, p->n.len, p->n.hash);
+    if (m && !p->was_present) {
+      const char *st;
+      size_t sl;
+      member_status(m, now, &st, &sl);
+      if (j.n) SB_LIT(&j, ",");
+      SB_LIT(&j, "{\"user\":");
+      sb_json_str(&j, p->uid, p->n.len);
+      SB_LIT(&j, ",\"status\":");
+      sb_json_str(&j, st, sl);
+      SB_LIT(&j, ",\"meta\":");
+      if (m->meta) sb_put(&j, m->meta, m->ml);
+      else SB_LIT(&j, "{}");
+      SB_LIT(&j, "}");
+    } else if (!m && p->was_present) {
+      if (l.n) SB_LIT(&l, ",");
+      sb_json_str(&l, p->uid, p->n.len);
+    }
+    free(p);
+  }
+  tab_free(&c->pending);
+  c->pend_head = c->pend_tail = NULL;
+  ews_presence_event_t *e = NULL;
+  if (j.n || l.n) {
+    sb_t out = {0};
+    SB_LIT(&out, "{\"type\":\"presence\",\"channel\":");
+    sb_json_str(&out, c->name, c->n.len);
+    SB_LIT(&out, ",\"joins\":[");
+    if (j.n) sb_put(&out, j.p, j.n);
+    SB_LIT(&out, "],\"leaves\":[");
+    if (l.n) sb_put(&out, l.p, l.n);
+    SB_LIT(&out, "]}");
+    if (!out.oom && !j.oom && !l.oom && (e = calloc(1, sizeof *e)) &&
+        (e->channel = malloc(c->n.len ? c->n.len : 1))) {
+      memcpy(e->channel, c->name, c->n.len);
+      e->channel_len = c->n.len;
+      e->json = out.p;
+      e->json_len = out.n;
+      out.p = NULL;
+    } else if (e) {
+      free(e);
+      e = NULL;
+    }
+    free(out.p);
+  }
+  free(j.p);
+  free(l.p);
+  return e;
+}
+
+/* Frees the users whose status expired and who are in no channel (once a second). */
+static void gc_users(double now) {
+  if (now - last_gc < 1) return;
+  last_gc = now;
+  for (size_t i = 0; i < users.nb; i++) {
+    for (node_t *x = users.b[i], *next; x; x = next) {
+      next = x->next;
+      user_t *u = (user_t *)x;
+      if (u->status && !status_live(u, now)) {
+        free(u->status);
+        free(u->meta);
+        u->status = u->meta = NULL;
+        user_maybe_free(u, now);
+      }
+    }
+  }
+}
+
+ews_presence_event_t *ews_presence_take(double now, int force) {
+  ews_presence_event_t *head = NULL, **tail = &head;
+  pthread_mutex_lock(&lock);
+  seen(now);
+  /* 0.9: the workers' timers tick at the same interval with different phases; one
+   * of them takes each batch, without stretching the interval to the next tick. */
+  if (force || now - last_take >= config.batch_interval * 0.9) {
+    gc_users(now);
+    if (pend_head) last_take = now;
+    chan_t *c = pend_head;
+    pend_head = pend_tail = NULL;
+    while (c) {
+      chan_t *next = c->pend_next;
+      c->queued = 0;
+      c->pend_next = NULL;
+      ews_presence_event_t *e = build_event(c, now);
+      if (e) {
+        *tail = e;
+        tail = &e->next;
+      }
+      chan_maybe_free(c);
+      c = next;
+    }
+  }
+  pthread_mutex_unlock(&lock);
+  return head;
+}
+
+void ews_presence_events_free(ews_presence_event_t *e) {
+  while (e) {
+    ews_presence_event_t *next = e->next;
+    free(e->channel);
+    free(e->json);
+    free(e);
+    e = next;
+  }
+}
+
+size_t ews_presence_sweep(int worker, ews_presence_probe_fn probe, void *ud) {
+  if (!__atomic_load_n(&nrecs, __ATOMIC_ACQUIRE)) return 0;
+  size_t dropped = 0;
+  pthread_mutex_lock(&lock);
+  for (size_t i = 0; i < recs.nb; i++) {
+    for (node_t *x = recs.b[i], *next; x; x = next) {
+      next = x->next;
+      rec_t *r = (rec_t *)x;
+      if (r->worker != worker || !probe(r->conn, &r->last_ping, ud)) continue;
+      for (mconn_t *mc = r->list, *n2; mc; mc = n2) {
+        n2 = mc->r_next;
+        mconn_remove(mc, now_of_last_call);
+      }
+      rec_free(r);
+      dropped++;
+    }
+  }
+  pthread_mutex_unlock(&lock);
+  return dropped;
+}
