@@ -111,15 +111,15 @@ function _M.store(user, data, opts)
   -- that connects meanwhile reads it as pending (it registers before reading).
   local delivered = false
   local me = core.worker_id()
-  local others = {}
+  local done = {} -- workers already handled (a user may have many sockets on each)
   for _, e in ipairs(core.user_list(user)) do
     local w = e[1]
-    if w == me then
-      if not delivered then delivered = deliver_local(user, id, created_at, payload) end
-    elseif not others[w] then
-      others[w] = true
-      if core.post(w, encode({ op = "notify", uid = user, id = id, created_at = created_at,
-                               payload = payload })) then
+    if not done[w] then
+      done[w] = true
+      if w == me then
+        if deliver_local(user, id, created_at, payload) then delivered = true end
+      elseif core.post(w, encode({ op = "notify", uid = user, id = id, created_at = created_at,
+                                   payload = payload })) then
         delivered = true
       end
     end
