@@ -558,7 +558,7 @@ static void send_to(ews_worker_t *w, connv_t *cv, ews_buf_t *frame, size_t hl, w
   }
   /* Some sockets got this offset from their history: leave them out (rare: only
    * right after a recovery, until the worker's inbox has caught up). */
-  ews_conn_t *stackv[64], **v = cv->n <= 64 ? stackv : malloc(cv->n * sizeof *v);
+  ews_conn_t *stackv[64] = {0}, **v = cv->n <= 64 ? stackv : malloc(cv->n * sizeof *v);
   if (!v) return;
   uint32_t k = 0;
   for (uint32_t i = 0; i < cv->n; i++) {

@@ -11,8 +11,11 @@ local cjson = require "cjson"
 
 local APP = helper.app "realtime_app.lua"
 
+-- A short drain: the scripted clients answer a close frame only when they read.
 local function start(args, env)
-  return helper.start_server { app = APP, workers = 2, args = args, env = env }
+  local argv = { "--drain-timeout", "0.5" }
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+  return helper.start_server { app = APP, workers = 2, args = argv, env = env }
 end
 
 -- A scripted client (tests/clients/app_client.py) with helpers bound to a server.
