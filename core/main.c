@@ -265,9 +265,10 @@ int main(int argc, char **argv) {
   uv_run(m.loop, UV_RUN_DEFAULT);
   uv_thread_join(&joiner);
   uv_loop_close(m.loop);
-  /* Every worker has closed its client: commit what is queued, then close. */
-  ews_store_close(m.server.store);
+  /* Every worker has closed its client (so every request has completed): stop
+   * posting to the workers, then close the store. */
   ews_pubsub_shutdown();
+  ews_store_close(m.server.store);
   free(m.workers);
   ews_tls_ctx_unref(m.tls);
   EWS_INFO("stopped");

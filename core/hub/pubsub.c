@@ -227,6 +227,7 @@ void ews_pubsub_shutdown(void) {
   if (!G.inited) return;
   uv_mutex_lock(&G.lock);
   ews_names_clear(&G.topics, free_mtopic);
+  __atomic_store_n(&G.nworkers, 0, __ATOMIC_RELEASE); /* the workers are gone */
   uv_mutex_unlock(&G.lock);
 }
 
@@ -249,7 +250,8 @@ static mtopic_t *mtopic_get(const char *name, size_t len, int create) {
 /* Posts a sequenced message to every worker (the caller holds the order). */
 static void post_all(const char *topic, size_t tl, ews_buf_t *env, size_t env_hl, ews_buf_t *raw,
                      size_t raw_hl, uint64_t epoch, int64_t offset, int64_t time, int json) {
-  for (int i = 0; i < G.nworkers; i++) {
+  int n = __atomic_load_n(&G.nworkers, __ATOMIC_ACQUIRE);
+  for (int i = 0; i < n; i++) {
     int r = ews_bus_post_pubsub(&G.workers[i], topic, tl, env, env_hl, raw, raw_hl, epoch, offset,
                                 time, json);
     if (r == EWS_ENOMEM) EWS_ERROR("pubsub: out of memory posting %.*s#%lld to worker %d", (int)tl,

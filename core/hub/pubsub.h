@@ -55,7 +55,8 @@ struct ews_bus_msg;
  * says whether topics go to the store. The workers array must be the server's. */
 void ews_pubsub_init(const ews_config_t *cfg, ews_store_t *store, int persistent,
                      struct ews_worker *workers, int nworkers);
-/* After the workers stopped (frees the memory topics). */
+/* After the workers stopped, before the store closes: frees the memory topics
+ * and stops posting to workers. */
 void ews_pubsub_shutdown(void);
 /* The store's commit hook (ews_store_config_t.on_commit). */
 void ews_pubsub_on_commit(void *ud, const ews_store_req_t *req);
