@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hub/hash.h"
 #include "err.h"
 #include "hub/bus.h"
 #include "hub/counters.h"
@@ -15,79 +14,48 @@
 #include "worker.h"
 
 struct ews_chan {
-  ews_chan_t *next;
+  ews_named_t n; /* first: linked in the worker's table by name */
   ews_conn_t **subs;
-  uint32_t n, cap;
+  uint32_t nsubs, cap;
   ews_counter_t *count; /* subscribers on all workers: "chan:" + name */
-  uint32_t hash;
-  size_t len;
   char name[];
 };
 
-static ews_chan_t **find_slot(ews_chans_t *t, const char *name, size_t len, uint32_t h) {
-  if (!t->nbuckets) return NULL;
-  ews_chan_t **pp = &t->buckets[h % t->nbuckets];
-  while (*pp && !((*pp)->hash == h && (*pp)->len == len && !memcmp((*pp)->name, name, len)))
-    pp = &(*pp)->next;
-  return pp;
-}
-
-static int grow_table(ews_chans_t *t) {
-  size_t nb = t->nbuckets ? t->nbuckets * 2 : 64;
-  ews_chan_t **b = calloc(nb, sizeof *b);
-  if (!b) return EWS_ENOMEM;
-  for (size_t i = 0; i < t->nbuckets; i++) {
-    for (ews_chan_t *c = t->buckets[i], *next; c; c = next) {
-      next = c->next;
-      c->next = b[c->hash % nb];
-      b[c->hash % nb] = c;
-    }
-  }
-  free(t->buckets);
-  t->buckets = b;
-  t->nbuckets = nb;
-  return 0;
-}
-
 static ews_chan_t *get_chan(ews_chans_t *t, const char *name, size_t len, int create) {
-  uint32_t h = ews_hash(name, len);
-  ews_chan_t **pp = find_slot(t, name, len, h);
-  if (pp && *pp) return *pp;
-  if (!create) return NULL;
-  if ((t->count + 1) * 2 > t->nbuckets * 3 && grow_table(t) != 0) return NULL;
-  ews_chan_t *c = calloc(1, sizeof *c + len);
+  ews_chan_t *c = (ews_chan_t *)ews_names_find(t, name, len);
+  if (c || !create) return c;
+  c = calloc(1, sizeof *c + len);
   if (!c) return NULL;
   char key[520];
   int kl = snprintf(key, sizeof key, "chan:%.*s", (int)(len > 500 ? 500 : len), name);
   c->count = ews_counter_get(key, (size_t)kl);
-  if (!c->count) {
+  memcpy(c->name, name, len);
+  ews_named_init(&c->n, c->name, len);
+  if (!c->count || ews_names_insert(t, &c->n) != 0) {
+    if (c->count) ews_counter_put(c->count);
     free(c);
     return NULL;
   }
-  c->hash = h;
-  c->len = len;
-  memcpy(c->name, name, len);
-  pp = find_slot(t, name, len, h);
-  c->next = *pp;
-  *pp = c;
-  t->count++;
   return c;
 }
 
-static void free_chan_if_empty(ews_chans_t *t, ews_chan_t *c) {
-  if (c->n) return;
-  ews_chan_t **pp = find_slot(t, c->name, c->len, c->hash);
-  if (pp && *pp == c) *pp = c->next;
-  t->count--;
+static void free_chan(ews_named_t *r) {
+  ews_chan_t *c = (ews_chan_t *)r;
   ews_counter_put(c->count);
   free(c->subs);
   free(c);
 }
 
+static void free_chan_if_empty(ews_chans_t *t, ews_chan_t *c) {
+  if (c->nsubs) return;
+  ews_names_remove(t, &c->n);
+  free_chan(&c->n);
+}
+
 static void remove_sub(ews_chan_t *ch, ews_conn_t *c) {
-  for (uint32_t i = 0; i < ch->n; i++) {
+  for (uint32_t i = 0; i < ch->nsubs; i++) {
     if (ch->subs[i] == c) {
-      ch->subs[i] = ch->subs[--ch->n];
+      ch->subs[i] = ch->subs[--ch->nsubs];
       ews_counter_dec(ch->count);
       return;
     }
@@ -110,7 +78,7 @@ int ews_chan_subscribe(ews_worker_t *w, ews_conn_t *c, const char *name, size_t 
     s->list = l;
     s->cap = cap;
   }
-  if (ch->n == ch->cap) {
+  if (ch->nsubs == ch->cap) {
     uint32_t cap = ch->cap ? ch->cap * 2 : 4;
     ews_conn_t **l = realloc(ch->subs, cap * sizeof *l);
     if (!l) goto oom;
@@ -118,7 +86,7 @@ int ews_chan_subscribe(ews_worker_t *w, ews_conn_t *c, const char *name, size_t 
     ch->cap = cap;
   }
   s->list[s->n++] = ch;
-  ch->subs[ch->n++] = c;
+  ch->subs[ch->nsubs++] = c;
   ews_counter_inc(ch->count, 0);
   return 0;
 oom:
@@ -163,7 +131,7 @@ int ews_chan_publish(ews_worker_t *w, const char *name, size_t len, int opcode, 
     if (i != w->id) ews_bus_post_publish(&w->server->workers[i], name, len, frame, hl, opcode, exclude_id);
   int sent = 0;
   ews_chan_t *ch = get_chan(&w->chans, name, len, 0);
-  if (ch) sent = ews_fanout_frame(w, ch->subs, ch->n, opcode, p, n, frame, exclude_id);
+  if (ch) sent = ews_fanout_frame(w, ch->subs, ch->nsubs, opcode, p, n, frame, exclude_id);
   ews_buf_unref(frame);
   return sent;
 }
@@ -172,7 +140,7 @@ void ews_chan_deliver(ews_worker_t *w, const char *name, size_t len, ews_buf_t *
                       size_t header_len, int opcode, uint64_t exclude_id) {
   ews_chan_t *ch = get_chan(&w->chans, name, len, 0);
   if (!ch) return;
-  ews_fanout_frame(w, ch->subs, ch->n, opcode, frame->data + header_len,
+  ews_fanout_frame(w, ch->subs, ch->nsubs, opcode, frame->data + header_len,
                    frame->len - header_len, frame, exclude_id);
 }
 
@@ -182,15 +150,4 @@ uint32_t ews_chan_count(const char *name, size_t len) {
   return ews_counter_peek(key, (size_t)kl);
 }
 
-void ews_chans_free(ews_chans_t *t) {
-  for (size_t i = 0; i < t->nbuckets; i++) {
-    for (ews_chan_t *c = t->buckets[i], *next; c; c = next) {
-      next = c->next;
-      ews_counter_put(c->count);
-      free(c->subs);
-      free(c);
-    }
-  }
-  free(t->buckets);
-  memset(t, 0, sizeof *t);
-}
+void ews_chans_free(ews_chans_t *t) { ews_names_clear(t, free_chan); }

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hub/names.h"
 #include "net/buf.h"
 
 struct ews_worker;
@@ -23,10 +24,8 @@ struct ews_conn;
 
 typedef struct ews_chan ews_chan_t;
 
-typedef struct {
-  ews_chan_t **buckets;
-  size_t nbuckets, count;
-} ews_chans_t;
+/* A worker's channels with subscribers (hub/names.h). */
+typedef ews_names_t ews_chans_t;
 
 /* A connection's subscriptions (allocated on its first subscribe). */
 typedef struct {

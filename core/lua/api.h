@@ -19,6 +19,15 @@ static inline struct ews_conn *ews_api_conn(lua_State *L, int idx) {
   return (struct ews_conn *)(uintptr_t)lua_tonumber(L, idx);
 }
 
+/* Adds fns to the table on top of the stack, each with the worker as upvalue. */
+static inline void ews_api_add(lua_State *L, void *w, const luaL_Reg *fns) {
+  for (const luaL_Reg *r = fns; r->name; r++) {
+    lua_pushlightuserdata(L, w);
+    lua_pushcclosure(L, r->func, 1);
+    lua_setfield(L, -2, r->name);
+  }
+}
+
 /* 0 -> true; an error -> nil, code. Returns the number of values pushed. */
 static inline int ews_api_result(lua_State *L, int r) {
   if (r == 0) {

@@ -592,11 +592,7 @@ static const luaL_Reg core_fns[] = {
 int ews_luaopen_core(lua_State *L) {
   void *w = lua_touserdata(L, lua_upvalueindex(1));
   lua_createtable(L, 0, 24);
-  for (const luaL_Reg *r = core_fns; r->name; r++) {
-    lua_pushlightuserdata(L, w);
-    lua_pushcclosure(L, r->func, 1);
-    lua_setfield(L, -2, r->name);
-  }
+  ews_api_add(L, w, core_fns);
   ews_api_timer_register(L, w);
   ews_api_pubsub_register(L, w);
   ews_api_notify_register(L, w);

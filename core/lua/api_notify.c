@@ -160,9 +160,5 @@ void ews_api_notify_register(lua_State *L, void *w) {
   static const luaL_Reg fns[] = {{"notif_store", l_store}, {"notif_mark", l_mark},
                                  {"notif_pending", l_pending}, {"notif_list", l_list},
                                  {"has_store", l_has_store}, {NULL, NULL}};
-  for (const luaL_Reg *r = fns; r->name; r++) {
-    lua_pushlightuserdata(L, w);
-    lua_pushcclosure(L, r->func, 1);
-    lua_setfield(L, -2, r->name);
-  }
+  ews_api_add(L, w, fns);
 }

@@ -286,9 +286,5 @@ void ews_api_presence_register(lua_State *L, void *w) {
                                  {"presence_count", l_count},
                                  {"presence_flush", l_flush},
                                  {NULL, NULL}};
-  for (const luaL_Reg *r = fns; r->name; r++) {
-    lua_pushlightuserdata(L, w);
-    lua_pushcclosure(L, r->func, 1);
-    lua_setfield(L, -2, r->name);
-  }
+  ews_api_add(L, w, fns);
 }

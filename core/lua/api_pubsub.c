@@ -190,9 +190,5 @@ void ews_api_pubsub_register(lua_State *L, void *w) {
                                  {"pubsub_owner", l_owner},
                                  {"pubsub_persistent", l_persistent},
                                  {NULL, NULL}};
-  for (const luaL_Reg *r = fns; r->name; r++) {
-    lua_pushlightuserdata(L, w);
-    lua_pushcclosure(L, r->func, 1);
-    lua_setfield(L, -2, r->name);
-  }
+  ews_api_add(L, w, fns);
 }

@@ -126,11 +126,7 @@ static int l_timer_cancel(lua_State *L) {
 void ews_api_timer_register(lua_State *L, void *w) {
   static const luaL_Reg fns[] = {
       {"sleep", l_sleep}, {"timer", l_timer}, {"timer_cancel", l_timer_cancel}, {NULL, NULL}};
-  for (const luaL_Reg *r = fns; r->name; r++) {
-    lua_pushlightuserdata(L, w);
-    lua_pushcclosure(L, r->func, 1);
-    lua_setfield(L, -2, r->name);
-  }
+  ews_api_add(L, w, fns);
 }
 
 void ews_ltimers_close_all(ews_worker_t *w) {
