@@ -371,6 +371,40 @@ int ews_pubsub_publish(ews_worker_t *w, const char *topic, size_t tl, int json, 
   return 0;
 }
 
+int ews_pubsub_reset(ews_worker_t *w, const char *topic, size_t tl, ews_pubsub_done_fn done,
+                     void *ud, ews_pubsub_pos_t *pos) {
+  if (!valid_topic(topic, tl)) return EWS_EINVAL;
+  if (G.persistent) {
+    if (!w->store) return EWS_ENOSTORE;
+    ews_store_req_t *req;
+    int r = ews_store_req_reset(&req, topic, tl);
+    if (r < 0) return r;
+    pub_ctx_t *pc = malloc(sizeof *pc);
+    if (!pc) {
+      ews_store_req_free(req);
+      return EWS_ENOMEM;
+    }
+    *pc = (pub_ctx_t){w, done, ud};
+    r = ews_store_submit(w->store, req, on_stored, pc);
+    if (r < 0) free(pc);
+    return r < 0 ? r : 1;
+  }
+  uv_mutex_lock(&G.lock);
+  mtopic_t *t = mtopic_get(topic, tl, 1);
+  if (t) {
+    while (t->count) ring_drop_oldest(t);
+    t->head = 0;
+    t->last = 0;
+    uint64_t e;
+    do e = random_epoch();
+    while (e == t->epoch);
+    t->epoch = e;
+    if (pos) *pos = (ews_pubsub_pos_t){e, 0, now_ms()};
+  }
+  uv_mutex_unlock(&G.lock);
+  return t ? 0 : EWS_ENOMEM;
+}
+
 /* ---- a worker's topics ---------------------------------------------------------- */
 
 typedef struct {

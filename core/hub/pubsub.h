@@ -86,6 +86,14 @@ int ews_pubsub_publish(struct ews_worker *w, const char *topic, size_t tl, int j
                        const void *data, size_t n, ews_pubsub_done_fn done, void *ud,
                        ews_pubsub_pos_t *pos);
 
+/* Starts a new epoch of the topic: its history is dropped and offsets restart at
+ * 1 (created if missing). Subscribers keep their subscription and get the new
+ * epoch's messages; recovering clients of the old epoch get a gap "epoch". Memory:
+ * now (pos->epoch), returns 0; persistent: returns 1 and calls done once committed.
+ * Errors as for publish. */
+int ews_pubsub_reset(struct ews_worker *w, const char *topic, size_t tl,
+                     ews_pubsub_done_fn done, void *ud, ews_pubsub_pos_t *pos);
+
 /* ---- subscribing (the worker owning the socket) ------------------------------- */
 
 typedef struct {

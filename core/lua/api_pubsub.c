@@ -67,6 +67,27 @@ static int l_publish(lua_State *L) {
   return lua_yield(L, 0);
 }
 
+/* core.pubsub_reset(topic) -> epoch | nil, code (waits for the commit when stored) */
+static int l_reset(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  size_t tl;
+  const char *topic = luaL_checklstring(L, 1, &tl);
+  ews_task_t *task = ews_pubsub_persistent() ? ews_task_current(w, L) : NULL;
+  ews_pubsub_pos_t pos;
+  int r = ews_pubsub_reset(w, topic, tl, task ? on_published : NULL, task, &pos);
+  if (r < 0) return ews_api_result(L, r);
+  if (r == 0) {
+    push_pos(L, &pos);
+    return 3;
+  }
+  if (!task) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  task->waiting = 1;
+  return lua_yield(L, 0);
+}
+
 /* core.pubsub_subscribe(c, topic, recover, since_offset, epoch_hex|nil, raw)
  *   -> epoch, offset, recovered, replayed, gap | nil, code */
 static int l_subscribe(lua_State *L) {
@@ -183,6 +204,7 @@ static int l_persistent(lua_State *L) {
 void ews_api_pubsub_register(lua_State *L, void *w) {
   static const luaL_Reg fns[] = {{"pubsub_publish", l_publish},
                                  {"pubsub_subscribe", l_subscribe},
+                                 {"pubsub_reset", l_reset},
                                  {"pubsub_unsubscribe", l_unsubscribe},
                                  {"pubsub_lua", l_lua_subs},
                                  {"pubsub_local_count", l_local_count},

@@ -23,7 +23,7 @@ local buffer = require "string.buffer"
 
 local type, error, tostring, ipairs, pairs, math_floor, concat =
   type, error, tostring, ipairs, pairs, math.floor, table.concat
-local error_name = socket_mod.error_name
+local error_name = socket_mod.error_text
 local encode = buffer.encode
 
 local _M = {}

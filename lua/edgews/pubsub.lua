@@ -21,7 +21,7 @@ local socket_mod = require "edgews.socket"
 
 local type, error, tostring, tonumber, pairs, ipairs, next, xpcall, traceback, math_floor =
   type, error, tostring, tonumber, pairs, ipairs, next, xpcall, debug.traceback, math.floor
-local error_name = socket_mod.error_name
+local error_name = socket_mod.error_text
 
 local _M = {}
 
@@ -199,6 +199,16 @@ function _M.history(topic, opts)
     m.json = nil
   end
   return h
+end
+
+--- pubsub.reset(topic) -> { epoch = "hex" } | true (stored, outside a handler)
+--  | nil, err. A new epoch: history dropped, offsets restart at 1.
+function _M.reset(topic)
+  check_topic(topic, "reset")
+  local epoch, err = core.pubsub_reset(topic)
+  if epoch == nil then return nil, error_name(err) end
+  if epoch == true then return true end
+  return { epoch = epoch }
 end
 
 --- pubsub.local_count(topic) -> sockets subscribed on this worker

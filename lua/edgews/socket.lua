@@ -38,6 +38,15 @@ function _M.error_name(code)
 end
 local error_name = _M.error_name
 
+-- The same for the services' results (pub/sub, notifications): short names where
+-- a caller branches on them ("closed", "backpressure", "shutdown"), words otherwise.
+local texts = { inval = "invalid argument", nomem = "out of memory", io = "storage I/O error" }
+function _M.error_text(code)
+  local n = error_name(code)
+  if n == "nostore" then return core.errors[code] end
+  return texts[n] or n
+end
+
 --- socket:send(data [, is_binary]) -> true | nil, err
 -- Queues one message (a text frame unless is_binary). err is "closed" once the
 -- connection is closing, "backpressure" when the slow-consumer policy applied.

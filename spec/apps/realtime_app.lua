@@ -68,6 +68,12 @@ app:route("publish", function(socket, msg)
   send(socket, r)
 end)
 
+app:route("reset", function(socket, msg)
+  local r, err = pubsub.reset(msg.topic)
+  if not r then return fail(socket, msg, err) end
+  send(socket, { type = "reset", epoch = r.epoch })
+end)
+
 app:route("history", function(socket, msg)
   local h, err = pubsub.history(msg.topic, { since_offset = msg.since_offset, limit = msg.limit })
   if not h then return fail(socket, msg, err) end

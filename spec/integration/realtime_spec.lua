@@ -147,6 +147,27 @@ for _, mode in ipairs { "memory", "disk" } do
       assert.is_true(msgs[4].gap)
     end)
 
+    it("a reset starts a new epoch: live subscribers follow, old positions get a gap", function()
+      local pub, live = c.open "p6", c.open "l6"
+      c.call(live, { type = "subscribe", topic = "rs" })
+      local e1
+      for i = 1, 3 do e1 = c.call(pub, { type = "publish", topic = "rs", data = i }).epoch end
+      assert.are.same({ 1, 2, 3 }, offsets(c.recv(live, 3)))
+      local r = c.call(pub, { type = "reset", topic = "rs" })
+      assert.are.equal("reset", r.type)
+      assert.are_not.equal(e1, r.epoch)
+      local p1 = c.call(pub, { type = "publish", topic = "rs", data = "new" })
+      assert.are.same({ 1, r.epoch }, { p1.offset, p1.epoch })
+      local m = c.recv(live, 1)[1] -- offset 1 again, in the new epoch: not skipped
+      assert.are.same({ 1, r.epoch, "new" }, { m.offset, m.epoch, m.data })
+      local back = c.open "b6"
+      c.send(back, { type = "subscribe", topic = "rs", since_offset = 3, epoch = e1 })
+      local msgs = c.recv(back, 3)
+      assert.are.same({ "gap", "epoch" }, { msgs[1].type, msgs[1].reason })
+      assert.are.same({ 1 }, offsets(msgs))
+      assert.are.equal(r.epoch, msgs[3].epoch)
+    end)
+
     it("raw subscribers get the data alone", function()
       local s, pub = c.open "raw", c.open "p3"
       assert.are.equal("subscribed", c.call(s, { type = "subscribe", topic = "rawt", raw = true }).type)
@@ -168,6 +189,23 @@ for _, mode in ipairs { "memory", "disk" } do
       table.sort(seen)
       assert.are.same(range(1, 12), seen)
       assert.are.same({}, c.recv(s, 1, 0.5)) -- no second copy from the other worker
+    end)
+
+    it("a subscriber that stops reading does not hold the others back", function()
+      local muted, live, pub = c.open "muted", c.open "live", c.open "p5"
+      c.call(muted, { type = "subscribe", topic = "slow", raw = true })
+      c.call(live, { type = "subscribe", topic = "slow", raw = true })
+      local big = string.rep("x", 8000)
+      local batch = {}
+      for i = 1, 300 do batch[i] = { type = "publish", topic = "slow", data = big .. i, nowait = true } end
+      local t0 = helper.now()
+      c.sendmany(pub, batch) -- 2.4 MB that `muted` never reads while `live` reads
+      local _, r = c.recv(live, 300, 20)
+      assert.are.equal(300, #r.messages)
+      assert.are.equal(big .. "300", r.messages[300])
+      assert.is_true(helper.now() - t0 < 5, "the live subscriber took " .. (helper.now() - t0) .. " s")
+      local _, m = c.recv(muted, 300, 20) -- it was queued for muted all along
+      assert.are.equal(300, #m.messages)
     end)
 
     it("unsubscribe stops deliveries; bad requests get clear errors", function()
