@@ -72,6 +72,7 @@ enum {
 typedef struct ews_worker_stats {
   uint64_t conns_total, msgs_in, msgs_out, bytes_in, bytes_out, handler_errors;
   uint64_t compressed; /* messages compressed (a fan-out counts once) */
+  uint64_t published;  /* pub/sub messages published from this worker */
   uint64_t lua[EWS_LC_MAX];
   uint64_t rejected[EWS_RJ_MAX];
   uint64_t latency[EWS_LATENCY_BUCKETS]; /* cumulative-free bucket counts */

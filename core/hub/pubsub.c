@@ -325,8 +325,10 @@ int ews_pubsub_publish(ews_worker_t *w, const char *topic, size_t tl, int json, 
       free(pc);
       return r;
     }
+    w->stats.published++;
     return 1;
   }
+  if (w) w->stats.published++;
   int64_t now = now_ms();
   uv_mutex_lock(&G.lock);
   mtopic_t *t = mtopic_get(topic, tl, 1);

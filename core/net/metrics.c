@@ -8,6 +8,7 @@
 #include <sys/time.h>
 
 #include "err.h"
+#include "hub/store.h"
 #include "worker.h"
 
 const double ews_latency_bounds[EWS_LATENCY_BUCKETS] = {
@@ -86,6 +87,24 @@ int ews_metrics_text(const void *server, char **outp, size_t *len) {
   COUNTER("bytes_in_total", "Bytes received (on the wire).", bytes_in);
   COUNTER("bytes_out_total", "Bytes written (on the wire).", bytes_out);
   COUNTER("messages_compressed_total", "Messages compressed (a fan-out counts once).", compressed);
+  COUNTER("pubsub_published_total", "Pub/sub messages published.", published);
+  if (s->store) {
+    ews_store_stats_t st;
+    ews_store_stats(s->store, &st);
+    put(&o, "# HELP edgews_store_commits_total Write transactions committed (each fsynced).\n"
+            "# TYPE edgews_store_commits_total counter\nedgews_store_commits_total %llu\n"
+            "# HELP edgews_store_requests_total Store requests completed, by result.\n"
+            "# TYPE edgews_store_requests_total counter\n"
+            "edgews_store_requests_total{result=\"ok\"} %llu\n"
+            "edgews_store_requests_total{result=\"failed\"} %llu\n"
+            "# HELP edgews_store_queued Requests waiting for the writer.\n"
+            "# TYPE edgews_store_queued gauge\nedgews_store_queued %llu\n"
+            "# HELP edgews_store_max_batch Largest batch committed in one transaction.\n"
+            "# TYPE edgews_store_max_batch gauge\nedgews_store_max_batch %llu\n",
+        (unsigned long long)st.commits, (unsigned long long)st.requests,
+        (unsigned long long)st.failed, (unsigned long long)st.queued,
+        (unsigned long long)st.max_batch);
+  }
   put(&o, "# HELP edgews_errors_total Errors, by kind.\n# TYPE edgews_errors_total counter\n");
   for (int i = 0; i < s->nworkers; i++)
     put(&o, "edgews_errors_total{worker=\"%d\",kind=\"handler\"} %llu\n", i,

@@ -283,6 +283,15 @@ describe("pub/sub durability #integration #realtime", function()
     local r = c.call(c.open "p2", { type = "publish", topic = "r", data = "after" })
     assert.are.same({ 31, epoch }, { r.offset, r.epoch })
     assert.are.same({ 31 }, offsets(c.recv(s, 1)))
+    -- /metrics: the store's batches and the publishes of this process
+    local m = helper.app_client():call { op = "http", url = srv:http_url "/metrics" }
+    assert.are.equal(200, m.status)
+    local commits = tonumber(m.body:match("\nedgews_store_commits_total (%d+)"))
+    assert.is_true(commits ~= nil and commits >= 1, m.body)
+    assert.is_not_nil(m.body:match('edgews_store_requests_total{result="ok"} %d+'))
+    local published = 0
+    for n in m.body:gmatch('edgews_pubsub_published_total{worker="%d"} (%d+)') do published = published + tonumber(n) end
+    assert.are.equal(1, published) -- since the restart
   end)
 
   it("every acknowledged publish survives SIGKILL", function()
