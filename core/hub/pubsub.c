@@ -153,6 +153,8 @@ typedef struct {
   int64_t last;
   ring_ent_t *ring;
   uint32_t cap, head, count; /* ring[(head + i) % cap], i < count, oldest first */
+  uint32_t maxq;             /* retention of this topic (pubsub.retention) */
+  int64_t ttl_ms;            /* 0 = forever */
   char name[];
 } mtopic_t;
 
@@ -212,8 +214,8 @@ static void ring_drop_oldest(mtopic_t *t) {
 }
 
 static void ring_expire(mtopic_t *t, int64_t now) {
-  if (!G.ttl_ms) return;
-  while (t->count && t->ring[t->head].time + G.ttl_ms <= now) ring_drop_oldest(t);
+  if (!t->ttl_ms) return;
+  while (t->count && t->ring[t->head].time + t->ttl_ms <= now) ring_drop_oldest(t);
 }
 
 static void free_mtopic(ews_named_t *r) {
@@ -240,6 +242,8 @@ static mtopic_t *mtopic_get(const char *name, size_t len, int create) {
   memcpy(t->name, name, len);
   ews_named_init(&t->n, t->name, len);
   t->epoch = random_epoch();
+  t->maxq = G.max_queue;
+  t->ttl_ms = G.ttl_ms;
   if (ews_names_insert(&G.topics, &t->n) != 0) {
     free(t);
     return NULL;
@@ -343,9 +347,9 @@ int ews_pubsub_publish(ews_worker_t *w, const char *topic, size_t tl, int json, 
     uv_mutex_unlock(&G.lock);
     return EWS_ENOMEM;
   }
-  if (t->count == t->cap && t->cap < G.max_queue) {
-    uint32_t cap = t->cap ? t->cap * 2 : 16;
-    if (cap > G.max_queue) cap = G.max_queue;
+  if (t->count == t->cap && t->cap < t->maxq) {
+    uint32_t cap = t->cap ? (t->cap > UINT32_MAX / 2 ? UINT32_MAX : t->cap * 2) : 16;
+    if (cap > t->maxq) cap = t->maxq;
     ring_ent_t *ring = malloc(cap * sizeof *ring);
     if (ring) {
       for (uint32_t i = 0; i < t->count; i++) ring[i] = t->ring[(t->head + i) % t->cap];
@@ -355,7 +359,7 @@ int ews_pubsub_publish(ews_worker_t *w, const char *topic, size_t tl, int json, 
       t->head = 0;
     }
   }
-  if (t->count == t->cap && t->count) ring_drop_oldest(t);
+  while (t->count && (t->count >= t->maxq || t->count == t->cap)) ring_drop_oldest(t);
   ring_expire(t, now);
   if (t->cap) {
     ring_ent_t *e = &t->ring[(t->head + t->count) % t->cap];
@@ -402,6 +406,41 @@ int ews_pubsub_reset(ews_worker_t *w, const char *topic, size_t tl, ews_pubsub_d
     while (e == t->epoch);
     t->epoch = e;
     if (pos) *pos = (ews_pubsub_pos_t){e, 0, now_ms()};
+  }
+  uv_mutex_unlock(&G.lock);
+  return t ? 0 : EWS_ENOMEM;
+}
+
+int ews_pubsub_retention(ews_worker_t *w, const char *topic, size_t tl, int32_t max_queue_size,
+                         int32_t message_ttl, ews_pubsub_done_fn done, void *ud,
+                         ews_pubsub_pos_t *pos) {
+  if (!valid_topic(topic, tl) || max_queue_size < EWS_STORE_INHERIT ||
+      message_ttl < EWS_STORE_INHERIT)
+    return EWS_EINVAL;
+  if (G.persistent) {
+    if (!w->store) return EWS_ENOSTORE;
+    ews_store_req_t *req;
+    int r = ews_store_req_retention(&req, topic, tl, max_queue_size, message_ttl);
+    if (r < 0) return r;
+    pub_ctx_t *pc = malloc(sizeof *pc);
+    if (!pc) {
+      ews_store_req_free(req);
+      return EWS_ENOMEM;
+    }
+    *pc = (pub_ctx_t){w, done, ud};
+    r = ews_store_submit(w->store, req, on_stored, pc);
+    if (r < 0) free(pc);
+    return r < 0 ? r : 1;
+  }
+  uv_mutex_lock(&G.lock);
+  mtopic_t *t = mtopic_get(topic, tl, 1);
+  if (t) {
+    t->maxq = max_queue_size == EWS_STORE_INHERIT ? G.max_queue
+            : max_queue_size == 0 ? UINT32_MAX : (uint32_t)max_queue_size;
+    t->ttl_ms = message_ttl == EWS_STORE_INHERIT ? G.ttl_ms : (int64_t)message_ttl * 1000;
+    while (t->count > t->maxq) ring_drop_oldest(t);
+    ring_expire(t, now_ms());
+    if (pos) *pos = (ews_pubsub_pos_t){t->epoch, t->last, now_ms()};
   }
   uv_mutex_unlock(&G.lock);
   return t ? 0 : EWS_ENOMEM;

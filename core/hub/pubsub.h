@@ -94,6 +94,14 @@ int ews_pubsub_publish(struct ews_worker *w, const char *topic, size_t tl, int j
 int ews_pubsub_reset(struct ews_worker *w, const char *topic, size_t tl,
                      ews_pubsub_done_fn done, void *ud, ews_pubsub_pos_t *pos);
 
+/* The topic's own retention: max_queue_size messages (0 = unlimited) and
+ * message_ttl seconds (0 = forever), each >= 0 or EWS_STORE_INHERIT (the
+ * configured default). Applied at once. Memory: returns 0; persistent: 1 and done
+ * once committed (the setting is stored with the topic). */
+int ews_pubsub_retention(struct ews_worker *w, const char *topic, size_t tl,
+                         int32_t max_queue_size, int32_t message_ttl,
+                         ews_pubsub_done_fn done, void *ud, ews_pubsub_pos_t *pos);
+
 /* ---- subscribing (the worker owning the socket) ------------------------------- */
 
 typedef struct {

@@ -42,6 +42,8 @@ static void on_published(ews_worker_t *w, void *ud, int status, const ews_pubsub
   ews_task_resume(w, task, 3);
 }
 
+static int finish(lua_State *L, int r, ews_task_t *task, const ews_pubsub_pos_t *pos);
+
 /* core.pubsub_publish(topic, data, is_json, wait) -> epoch, offset, time | true
  * (persistent, not waited for) | nil, code */
 static int l_publish(lua_State *L) {
@@ -54,9 +56,15 @@ static int l_publish(lua_State *L) {
   ews_task_t *task = wait && ews_pubsub_persistent() ? ews_task_current(w, L) : NULL;
   ews_pubsub_pos_t pos;
   int r = ews_pubsub_publish(w, topic, tl, json, data, n, task ? on_published : NULL, task, &pos);
+  return finish(L, r, task, &pos);
+}
+
+/* Memory: the result now; stored: parks the handler until the commit (or, outside
+ * a handler, returns true at once). r is what the pubsub call returned. */
+static int finish(lua_State *L, int r, ews_task_t *task, const ews_pubsub_pos_t *pos) {
   if (r < 0) return ews_api_result(L, r);
   if (r == 0) {
-    push_pos(L, &pos);
+    push_pos(L, pos);
     return 3;
   }
   if (!task) {
@@ -67,7 +75,7 @@ static int l_publish(lua_State *L) {
   return lua_yield(L, 0);
 }
 
-/* core.pubsub_reset(topic) -> epoch | nil, code (waits for the commit when stored) */
+/* core.pubsub_reset(topic) -> epoch | true | nil, code */
 static int l_reset(lua_State *L) {
   ews_worker_t *w = worker_of(L);
   size_t tl;
@@ -75,17 +83,20 @@ static int l_reset(lua_State *L) {
   ews_task_t *task = ews_pubsub_persistent() ? ews_task_current(w, L) : NULL;
   ews_pubsub_pos_t pos;
   int r = ews_pubsub_reset(w, topic, tl, task ? on_published : NULL, task, &pos);
-  if (r < 0) return ews_api_result(L, r);
-  if (r == 0) {
-    push_pos(L, &pos);
-    return 3;
-  }
-  if (!task) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  task->waiting = 1;
-  return lua_yield(L, 0);
+  return finish(L, r, task, &pos);
+}
+
+/* core.pubsub_retention(topic, max_queue_size, message_ttl) (-1: the default)
+ *   -> epoch | true | nil, code */
+static int l_retention(lua_State *L) {
+  ews_worker_t *w = worker_of(L);
+  size_t tl;
+  const char *topic = luaL_checklstring(L, 1, &tl);
+  int32_t maxq = (int32_t)luaL_checkinteger(L, 2), ttl = (int32_t)luaL_checkinteger(L, 3);
+  ews_task_t *task = ews_pubsub_persistent() ? ews_task_current(w, L) : NULL;
+  ews_pubsub_pos_t pos;
+  int r = ews_pubsub_retention(w, topic, tl, maxq, ttl, task ? on_published : NULL, task, &pos);
+  return finish(L, r, task, &pos);
 }
 
 /* core.pubsub_subscribe(c, topic, recover, since_offset, epoch_hex|nil, raw)
@@ -205,6 +216,7 @@ void ews_api_pubsub_register(lua_State *L, void *w) {
   static const luaL_Reg fns[] = {{"pubsub_publish", l_publish},
                                  {"pubsub_subscribe", l_subscribe},
                                  {"pubsub_reset", l_reset},
+                                 {"pubsub_retention", l_retention},
                                  {"pubsub_unsubscribe", l_unsubscribe},
                                  {"pubsub_lua", l_lua_subs},
                                  {"pubsub_local_count", l_local_count},

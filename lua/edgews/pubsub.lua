@@ -211,6 +211,25 @@ function _M.reset(topic)
   return { epoch = epoch }
 end
 
+--- pubsub.retention(topic, { max_queue_size = n, message_ttl = s }) -> true | nil, err
+--  The topic's own bounds (0 = unlimited / forever; a field left out = the
+--  configured default), applied at once; stored topics keep them across restarts.
+function _M.retention(topic, opts)
+  check_topic(topic, "retention")
+  if type(opts) ~= "table" then error("pubsub.retention expects a table of bounds", 2) end
+  local function bound(name)
+    local v = opts[name]
+    if v == nil then return -1 end
+    if type(v) ~= "number" or v < 0 or v ~= math_floor(v) or v >= 2 ^ 31 then
+      error("pubsub.retention: " .. name .. " must be a non-negative integer", 3)
+    end
+    return v
+  end
+  local epoch, err = core.pubsub_retention(topic, bound("max_queue_size"), bound("message_ttl"))
+  if epoch == nil then return nil, error_name(err) end
+  return true
+end
+
 --- pubsub.local_count(topic) -> sockets subscribed on this worker
 function _M.local_count(topic)
   check_topic(topic, "local_count")

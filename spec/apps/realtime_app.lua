@@ -74,6 +74,11 @@ app:route("reset", function(socket, msg)
   send(socket, { type = "reset", epoch = r.epoch })
 end)
 
+app:route("retention", function(socket, msg)
+  local ok, err = pubsub.retention(msg.topic, { max_queue_size = msg.max_queue_size, message_ttl = msg.message_ttl })
+  send(socket, ok and { type = "retention" } or { type = "error", error = err })
+end)
+
 app:route("history", function(socket, msg)
   local h, err = pubsub.history(msg.topic, { since_offset = msg.since_offset, limit = msg.limit })
   if not h then return fail(socket, msg, err) end

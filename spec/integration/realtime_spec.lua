@@ -168,6 +168,23 @@ for _, mode in ipairs { "memory", "disk" } do
       assert.are.equal(r.epoch, msgs[3].epoch)
     end)
 
+    it("a topic's own retention bounds its history", function()
+      local pub = c.open "p7"
+      assert.are.equal("retention", c.call(pub, { type = "retention", topic = "own", max_queue_size = 3 }).type)
+      for i = 1, 6 do c.call(pub, { type = "publish", topic = "own", data = i }) end
+      local h = c.call(pub, { type = "history", topic = "own" })
+      assert.are.same({ 4, 6 }, { h.first_offset, h.last_offset })
+      assert.are.equal(3, #h.messages)
+      c.call(pub, { type = "retention", topic = "own", max_queue_size = 1 }) -- applied at once
+      h = c.call(pub, { type = "history", topic = "own" })
+      assert.are.same({ 6 }, offsets((function()
+        for _, m in ipairs(h.messages) do m.type = "pub" end
+        return h.messages
+      end)()))
+      local other = c.call(pub, { type = "history", topic = "burst" }) -- others keep the default
+      assert.are.equal(40, #other.messages)
+    end)
+
     it("raw subscribers get the data alone", function()
       local s, pub = c.open "raw", c.open "p3"
       assert.are.equal("subscribed", c.call(s, { type = "subscribe", topic = "rawt", raw = true }).type)
