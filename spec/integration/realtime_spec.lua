@@ -466,3 +466,50 @@ describe("pub/sub fan-out to 1,000 subscribers #integration #realtime", function
     end)
   end
 end)
+
+describe("pub/sub Lua subscribers across reloads #integration #realtime #reload", function()
+  teardown(function() helper.cleanup() end)
+
+  it("a reload replaces the load-time subscribers (no copy of the old version runs)", function()
+    local dir = helper.tmpdir()
+    local function write(version)
+      helper.write_file(dir .. "/app.lua", ([[
+local edgews = require "edgews"
+local pubsub = edgews.pubsub
+pubsub.subscribe("in", function(msg)
+  pubsub.publish("log", { version = %q, n = msg.data })
+end)
+local app = edgews.app { path = "/rl" }
+app:on("message", function(socket, data)
+  if data == "sub" then pubsub.subscribe("log", socket, { raw = true }); socket:send("ok")
+  else pubsub.publish("in", tonumber(data)) end
+end)
+]]):format(version))
+    end
+    write "v1"
+    local srv = helper.start_server { app = dir .. "/app.lua", workers = 2,
+      args = { "--no-watch", "--drain-timeout", "0.5" } }
+    local c = helper.app_client()
+    local s = c:call { op = "open", id = "s", url = srv:url "/rl" }
+    assert.are.equal(101, s.status)
+    c:call { op = "open", id = "p", url = srv:url "/rl" }
+    c:call { op = "send", id = "s", data = "sub" }
+    assert.are.same({ "ok" }, c:call { op = "recv", id = "s", n = 1 }.messages)
+    local function publish_and_collect(n)
+      c:call { op = "send", id = "p", data = tostring(n) }
+      local r = c:call { op = "recv", id = "s", n = 2, timeout = 0.6 }
+      return r.json or {}
+    end
+    assert.are.same({ { version = "v1", n = 1 } }, publish_and_collect(1))
+    write "v2"
+    assert.is_true(srv:signal "HUP")
+    local n, got = 1, nil
+    helper.wait_until(function()
+      n = n + 1
+      got = publish_and_collect(n)
+      return #got == 1 and got[1].version == "v2"
+    end, 8, 0.05)
+    assert.are.same({ { version = "v2", n = n } }, got)
+    assert.are.same({ { version = "v2", n = n + 1 } }, publish_and_collect(n + 1))
+  end)
+end)
