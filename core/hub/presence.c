@@ -99,6 +99,7 @@ typedef struct pend {
   node_t n;
   struct pend *next; /* arrival order */
   int was_present;   /* at the last batch */
+  int updated;       /* status or meta of a present member changed */
   char uid[];
 } pend_t;
 
@@ -232,10 +233,15 @@ static void rec_free(rec_t *r) {
 /* Notes that the user's presence in the channel changed (was_present: before this
  * change). Only the first change in a batch records the earlier state. Failing
  * (out of memory) loses the event, not the membership. */
-static void touch(chan_t *c, const user_t *u, int was_present) {
-  if (tab_find(&c->pending, u->id, u->n.len, u->n.hash)) return;
-  pend_t *p = calloc(1, sizeof *p + u->n.len);
+static void touch(chan_t *c, const user_t *u, int was_present, int updated) {
+  pend_t *p = (pend_t *)tab_find(&c->pending, u->id, u->n.len, u->n.hash);
+  if (p) {
+    p->updated |= updated;
+    return;
+  }
+  p = calloc(1, sizeof *p + u->n.len);
   if (!p) return;
+  p->updated = updated;
   memcpy(p->uid, u->id, u->n.len);
   p->n = (node_t){NULL, p->uid, u->n.hash, u->n.len};
   p->was_present = was_present;
@@ -267,7 +273,7 @@ static int mconn_remove(mconn_t *mc, double now) {
   if (m->nconns) return 0;
   chan_t *c = m->ch;
   user_t *u = m->u;
-  touch(c, u, 1);
+  touch(c, u, 1, 0);
   tab_del(&c->members, &m->n);
   if (m->u_prev) m->u_prev->u_next = m->u_next;
   else u->members = m->u_next;
@@ -376,8 +382,9 @@ int ews_presence_join(const char *ch, size_t chl, const char *uid, size_t ul, co
     if (u->members) u->members->u_prev = m;
     u->members = m;
     u->nmembers++;
-    touch(c, u, 0);
+    touch(c, u, 0, 0);
   }
+  if (!is_new && (status || meta)) touch(c, u, 1, 1); /* announced as an update */
   if (status) {
     free(m->status);
     m->status = st;
@@ -454,6 +461,9 @@ int ews_presence_set_status(const char *uid, size_t ul, const char *status, size
       u->meta = mt;
       u->ml = mtl;
       u->expires = status && expire_s > 0 ? now + expire_s : 0;
+      /* Members that show the global status: their channels hear of it. */
+      for (member_t *m = u->members; m; m = m->u_next)
+        if (!m->status) touch(m->ch, u, 1, 1);
     }
     user_maybe_free(u, now);
   } else if (status) {
@@ -691,23 +701,25 @@ static void sb_json_str(sb_t *b, const char *s, size_t n) {
 /* Builds the channel's event from its pending diff and empties the diff. NULL when
  * nothing changed (or out of memory: the batch is lost, never half-sent). */
 static ews_presence_event_t *build_event(chan_t *c, double now) {
-  sb_t j = {0}, l = {0};
+  sb_t j = {0}, l = {0}, up = {0};
   for (pend_t *p = c->pend_head, *next; p; p = next) {
     next = p->next;
     member_t *m = (member_t *)tab_find(&c->members, p->uid, p->n.len, p->n.hash);
-    if (m && !p->was_present) {
+    if (m && (!p->was_present || p->updated)) {
       const char *st;
       size_t sl;
       member_status(m, now, &st, &sl);
-      if (j.n) SB_LIT(&j, ",");
-      SB_LIT(&j, "{\"user\":");
-      sb_json_str(&j, p->uid, p->n.len);
-      SB_LIT(&j, ",\"status\":");
-      sb_json_str(&j, st, sl);
-      SB_LIT(&j, ",\"meta\":");
-      if (m->meta) sb_put(&j, m->meta, m->ml);
-      else SB_LIT(&j, "{}");
-      SB_LIT(&j, "}");
+      /* new in the channel: a join; present before and changed: an update */
+      sb_t *d = p->was_present ? &up : &j;
+      if (d->n) SB_LIT(d, ",");
+      SB_LIT(d, "{\"user\":");
+      sb_json_str(d, p->uid, p->n.len);
+      SB_LIT(d, ",\"status\":");
+      sb_json_str(d, st, sl);
+      SB_LIT(d, ",\"meta\":");
+      if (m->meta) sb_put(d, m->meta, m->ml);
+      else SB_LIT(d, "{}");
+      SB_LIT(d, "}");
     } else if (!m && p->was_present) {
       if (l.n) SB_LIT(&l, ",");
       sb_json_str(&l, p->uid, p->n.len);
@@ -717,7 +729,7 @@ static ews_presence_event_t *build_event(chan_t *c, double now) {
   tab_free(&c->pending);
   c->pend_head = c->pend_tail = NULL;
   ews_presence_event_t *e = NULL;
-  if (j.n || l.n) {
+  if (j.n || l.n || up.n) {
     sb_t out = {0};
     SB_LIT(&out, "{\"type\":\"presence\",\"channel\":");
     sb_json_str(&out, c->name, c->n.len);
@@ -725,8 +737,14 @@ static ews_presence_event_t *build_event(chan_t *c, double now) {
     if (j.n) sb_put(&out, j.p, j.n);
     SB_LIT(&out, "],\"leaves\":[");
     if (l.n) sb_put(&out, l.p, l.n);
-    SB_LIT(&out, "]}");
-    if (!out.oom && !j.oom && !l.oom && (e = calloc(1, sizeof *e)) &&
+    SB_LIT(&out, "]");
+    if (up.n) { /* only when there are some: the event stays as it was otherwise */
+      SB_LIT(&out, ",\"updates\":[");
+      sb_put(&out, up.p, up.n);
+      SB_LIT(&out, "]");
+    }
+    SB_LIT(&out, "}");
+    if (!out.oom && !j.oom && !l.oom && !up.oom && (e = calloc(1, sizeof *e)) &&
         (e->channel = malloc(c->n.len ? c->n.len : 1))) {
       memcpy(e->channel, c->name, c->n.len);
       e->channel_len = c->n.len;
@@ -741,6 +759,7 @@ static ews_presence_event_t *build_event(chan_t *c, double now) {
   }
   free(j.p);
   free(l.p);
+  free(up.p);
   return e;
 }
 

@@ -275,6 +275,33 @@ TEST(threads) {
   CHECK_EQ(ews_presence_users(), 0);
 }
 
+TEST(updates_of_present_members) {
+  CHECK_EQ(join("up", "ann", 40), 1);
+  CHECK_EQ(join("up", "bo", 41), 1);
+  take_all();
+  /* ann's socket joins again with a status of its own: an update, not a join */
+  CHECK_EQ(ews_presence_join(S("up"), S("ann"), S("away"), S("{\"x\":1}"), 0, 40, NULL, now), 0);
+  /* bo shows the global status: setting it is announced in bo's channels */
+  CHECK_EQ(ews_presence_set_status(S("bo"), S("busy"), NULL, 0, 0, now), 0);
+  CHECK_STR(take_all(), "{\"type\":\"presence\",\"channel\":\"up\",\"joins\":[],\"leaves\":[],"
+                        "\"updates\":[{\"user\":\"ann\",\"status\":\"away\",\"meta\":{\"x\":1}},"
+                        "{\"user\":\"bo\",\"status\":\"busy\",\"meta\":{}}]}\n");
+  /* a member with its own status does not follow the global one */
+  CHECK_EQ(ews_presence_set_status(S("ann"), S("gone"), NULL, 0, 0, now), 0);
+  CHECK_STR(take_all(), "");
+  /* a join and an update in one batch: one join with the latest status */
+  CHECK_EQ(join("up2", "cy", 42), 1);
+  CHECK_EQ(ews_presence_join(S("up2"), S("cy"), S("here"), NULL, 0, 0, 42, NULL, now), 0);
+  CHECK_STR(take_all(), "{\"type\":\"presence\",\"channel\":\"up2\",\"joins\":[{\"user\":\"cy\","
+                        "\"status\":\"here\",\"meta\":{}}],\"leaves\":[]}\n");
+  ews_presence_drop_conn(40);
+  ews_presence_drop_conn(41);
+  ews_presence_drop_conn(42);
+  ews_presence_set_status(S("bo"), NULL, 0, NULL, 0, 0, now);
+  ews_presence_set_status(S("ann"), NULL, 0, NULL, 0, 0, now);
+  take_all();
+}
+
 int main(void) {
   RUN(multi_connection_membership);
   RUN(batch_cancels_and_orders);
@@ -284,5 +311,6 @@ int main(void) {
   RUN(member_status_and_rejoin_as_other_user);
   RUN(sweep);
   RUN(threads);
+  RUN(updates_of_present_members);
   return TEST_EXIT();
 }

@@ -36,6 +36,30 @@ describe("presence #integration", function()
     assert.are.equal(1, cmd({ op = "open_on", id = "s1", url = url, worker = 1 }).worker)
   end)
 
+  it("status and meta changes of present members arrive as updates on both workers", function()
+    for _, s in ipairs { "s0", "s1" } do call(s, { op = "sub", ch = "upd" }) end
+    cmd { op = "open_on", id = "u0", url = url, worker = 0 }
+    cmd { op = "open_on", id = "u1", url = url, worker = 1 }
+    call("u0", { op = "join", ch = "upd", user = "uma", status = "online" })
+    call("u1", { op = "join", ch = "upd", user = "vic" })
+    for _, s in ipairs { "s0", "s1" } do events(s, 1, 0.3) end
+    call("u0", { op = "join", ch = "upd", user = "uma", status = "away", meta = { mood = "tea" } })
+    call("u1", { op = "set", user = "vic", status = "busy" }) -- vic shows the global status
+    for _, s in ipairs { "s0", "s1" } do
+      local ups = {}
+      for _, e in ipairs(events(s, 1, 0.4)) do
+        assert.are.same({}, list(e.joins))
+        assert.are.same({}, list(e.leaves))
+        for _, u in ipairs(e.updates) do ups[u.user] = { u.status, u.meta } end
+      end
+      assert.are.same({ uma = { "away", { mood = "tea" } }, vic = { "busy", {} } }, ups)
+    end
+    call("u1", { op = "set", user = "vic", status = cjson.null })
+    cmd { op = "close", id = "u0" }
+    cmd { op = "close", id = "u1" }
+    for _, s in ipairs { "s0", "s1" } do events(s, 1, 0.6) end -- drain them all
+  end)
+
   it("a user with connections on both workers joins once and leaves after the last", function()
     for _, s in ipairs { "s0", "s1" } do assert.is_true(call(s, { op = "sub", ch = "room" }).ok) end
     cmd { op = "open_on", id = "a0", url = url, worker = 0 }
@@ -44,15 +68,20 @@ describe("presence #integration", function()
     assert.are.same({ reply = "join", ok = true, new = true }, r)
     r = call("a1", { op = "join", ch = "room", user = "alice", status = "busy" })
     assert.are.same({ reply = "join", ok = true, new = false }, r)
-    local want = { { type = "presence", channel = "room", leaves = {},
-                     joins = { { user = "alice", status = "busy", meta = { name = "Alice" } } } } }
     for _, s in ipairs { "s0", "s1" } do
       local ev = events(s, 1, 0.3)
       ev[1].leaves = list(ev[1].leaves)
-      -- the second join (same batch or not) is not an event; its status wins when
-      -- both land in one batch, else the first event carries "online"
-      if #ev == 1 and ev[1].joins[1].status == "online" then want[1].joins[1].status = "online" end
-      assert.are.same(want, ev)
+      -- the second connection is not a join; its status wins when both land in one
+      -- batch, else the join carries "online" and the next batch an update to "busy"
+      local w = { { type = "presence", channel = "room", leaves = {},
+                    joins = { { user = "alice", status = "busy", meta = { name = "Alice" } } } } }
+      if #ev == 2 then
+        w[1].joins[1].status = "online"
+        w[2] = { type = "presence", channel = "room", joins = {}, leaves = {},
+                 updates = { { user = "alice", status = "busy", meta = { name = "Alice" } } } }
+        ev[2].joins, ev[2].leaves = list(ev[2].joins), list(ev[2].leaves)
+      end
+      assert.are.same(w, ev)
     end
     assert.are.equal(1, count("room"))
     local l = call("s0", { op = "list", ch = "room" })
