@@ -299,6 +299,20 @@ static void on_stored(ews_store_req_t *req, void *ud) {
   free(pc);
 }
 
+/* Queues req for the writer; done(w, ud, ...) runs on w once it is committed.
+ * Takes req in every case. 1, or an error (nothing queued). */
+static int submit(ews_worker_t *w, ews_store_req_t *req, ews_pubsub_done_fn done, void *ud) {
+  pub_ctx_t *pc = malloc(sizeof *pc);
+  if (!pc) {
+    ews_store_req_free(req);
+    return EWS_ENOMEM;
+  }
+  *pc = (pub_ctx_t){w, done, ud};
+  int r = ews_store_submit(w->store, req, on_stored, pc);
+  if (r < 0) free(pc);
+  return r < 0 ? r : 1;
+}
+
 static int valid_topic(const char *t, size_t n) {
   return n > 0 && n <= EWS_PUBSUB_MAX_TOPIC && ews_utf8_valid((const uint8_t *)t, n);
 }
@@ -316,21 +330,9 @@ int ews_pubsub_publish(ews_worker_t *w, const char *topic, size_t tl, int json, 
     int r = ews_store_req_append(&req, topic, tl, buf, n + 1);
     free(buf);
     if (r < 0) return r;
-    pub_ctx_t *pc = malloc(sizeof *pc);
-    if (!pc) {
-      ews_store_req_free(req);
-      return EWS_ENOMEM;
-    }
-    pc->w = w;
-    pc->done = done;
-    pc->ud = ud;
-    r = ews_store_submit(w->store, req, on_stored, pc);
-    if (r < 0) {
-      free(pc);
-      return r;
-    }
-    w->stats.published++;
-    return 1;
+    r = submit(w, req, done, ud);
+    if (r > 0) w->stats.published++;
+    return r;
   }
   if (w) w->stats.published++;
   int64_t now = now_ms();
@@ -385,15 +387,7 @@ int ews_pubsub_reset(ews_worker_t *w, const char *topic, size_t tl, ews_pubsub_d
     ews_store_req_t *req;
     int r = ews_store_req_reset(&req, topic, tl);
     if (r < 0) return r;
-    pub_ctx_t *pc = malloc(sizeof *pc);
-    if (!pc) {
-      ews_store_req_free(req);
-      return EWS_ENOMEM;
-    }
-    *pc = (pub_ctx_t){w, done, ud};
-    r = ews_store_submit(w->store, req, on_stored, pc);
-    if (r < 0) free(pc);
-    return r < 0 ? r : 1;
+    return submit(w, req, done, ud);
   }
   uv_mutex_lock(&G.lock);
   mtopic_t *t = mtopic_get(topic, tl, 1);
@@ -422,15 +416,7 @@ int ews_pubsub_retention(ews_worker_t *w, const char *topic, size_t tl, int32_t 
     ews_store_req_t *req;
     int r = ews_store_req_retention(&req, topic, tl, max_queue_size, message_ttl);
     if (r < 0) return r;
-    pub_ctx_t *pc = malloc(sizeof *pc);
-    if (!pc) {
-      ews_store_req_free(req);
-      return EWS_ENOMEM;
-    }
-    *pc = (pub_ctx_t){w, done, ud};
-    r = ews_store_submit(w->store, req, on_stored, pc);
-    if (r < 0) free(pc);
-    return r < 0 ? r : 1;
+    return submit(w, req, done, ud);
   }
   uv_mutex_lock(&G.lock);
   mtopic_t *t = mtopic_get(topic, tl, 1);
