@@ -52,28 +52,36 @@ static void free_chan_if_empty(ews_chans_t *t, ews_chan_t *c) {
   free_chan(&c->n);
 }
 
-static void remove_sub(ews_chan_t *ch, ews_conn_t *c) {
-  for (uint32_t i = 0; i < ch->nsubs; i++) {
-    if (ch->subs[i] == c) {
-      ch->subs[i] = ch->subs[--ch->nsubs];
-      ews_counter_dec(ch->count);
-      return;
-    }
+/* The entry of channel ch in connection c's list. */
+static ews_chan_sub_t *sub_of(ews_conn_t *c, ews_chan_t *ch) {
+  ews_conn_subs_t *s = c->subs;
+  if (s)
+    for (uint32_t i = 0; i < s->n; i++)
+      if (s->list[i].ch == ch) return &s->list[i];
+  return NULL;
+}
+
+/* Takes the subscriber at ch->subs[idx] out: the last one moves into its slot and
+ * its own entry learns its new index. */
+static void remove_at(ews_chan_t *ch, uint32_t idx) {
+  ews_conn_t *last = ch->subs[--ch->nsubs];
+  if (idx != ch->nsubs) {
+    ch->subs[idx] = last;
+    sub_of(last, ch)->idx = idx;
   }
+  ews_counter_dec(ch->count);
 }
 
 int ews_chan_subscribe(ews_worker_t *w, ews_conn_t *c, const char *name, size_t len) {
   if (c->state != EWS_CS_OPEN) return EWS_ECLOSED;
   ews_chan_t *ch = get_chan(&w->chans, name, len, 1);
   if (!ch) return EWS_ENOMEM;
+  if (sub_of(c, ch)) return 0;
   ews_conn_subs_t *s = c->subs;
-  if (s)
-    for (uint32_t i = 0; i < s->n; i++)
-      if (s->list[i] == ch) return 0;
   if (!s && !(s = c->subs = calloc(1, sizeof *s))) goto oom;
   if (s->n == s->cap) {
     uint32_t cap = s->cap ? s->cap * 2 : 4;
-    ews_chan_t **l = realloc(s->list, cap * sizeof *l);
+    ews_chan_sub_t *l = realloc(s->list, cap * sizeof *l);
     if (!l) goto oom;
     s->list = l;
     s->cap = cap;
@@ -85,7 +93,7 @@ int ews_chan_subscribe(ews_worker_t *w, ews_conn_t *c, const char *name, size_t 
     ch->subs = l;
     ch->cap = cap;
   }
-  s->list[s->n++] = ch;
+  s->list[s->n++] = (ews_chan_sub_t){ch, ch->nsubs};
   ch->subs[ch->nsubs++] = c;
   ews_counter_inc(ch->count, 0);
   return 0;
@@ -96,25 +104,25 @@ oom:
 
 int ews_chan_unsubscribe(ews_worker_t *w, ews_conn_t *c, const char *name, size_t len) {
   ews_chan_t *ch = get_chan(&w->chans, name, len, 0);
+  ews_chan_sub_t *e = ch ? sub_of(c, ch) : NULL;
+  if (!e) return EWS_EINVAL;
   ews_conn_subs_t *s = c->subs;
-  if (!ch || !s) return EWS_EINVAL;
-  for (uint32_t i = 0; i < s->n; i++) {
-    if (s->list[i] == ch) {
-      s->list[i] = s->list[--s->n];
-      remove_sub(ch, c);
-      free_chan_if_empty(&w->chans, ch);
-      return 0;
-    }
-  }
-  return EWS_EINVAL;
+  uint32_t idx = e->idx;
+  *e = s->list[--s->n];
+  remove_at(ch, idx);
+  free_chan_if_empty(&w->chans, ch);
+  return 0;
 }
 
 void ews_chan_drop_conn(ews_worker_t *w, ews_conn_t *c) {
   ews_conn_subs_t *s = c->subs;
   if (!s) return;
-  for (uint32_t i = 0; i < s->n; i++) {
-    remove_sub(s->list[i], c);
-    free_chan_if_empty(&w->chans, s->list[i]);
+  /* Last first: remove_at may look up another connection's entries, never ours
+   * (a connection is in a channel once), so our list can shrink as we go. */
+  while (s->n) {
+    ews_chan_sub_t e = s->list[--s->n];
+    remove_at(e.ch, e.idx);
+    free_chan_if_empty(&w->chans, e.ch);
   }
   free(s->list);
   free(s);

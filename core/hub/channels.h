@@ -27,9 +27,16 @@ typedef struct ews_chan ews_chan_t;
 /* A worker's channels with subscribers (hub/names.h). */
 typedef ews_names_t ews_chans_t;
 
-/* A connection's subscriptions (allocated on its first subscribe). */
+/* A connection's subscriptions (allocated on its first subscribe): each channel
+ * and the connection's index in that channel's subscriber array, so that leaving
+ * costs O(subscriptions of the connection), not O(subscribers of the channel). */
 typedef struct {
-  ews_chan_t **list;
+  ews_chan_t *ch;
+  uint32_t idx;
+} ews_chan_sub_t;
+
+typedef struct {
+  ews_chan_sub_t *list;
   uint32_t n, cap;
 } ews_conn_subs_t;
 

@@ -454,9 +454,16 @@ typedef struct {
   char name[];
 } wtopic_t;
 
-/* A connection's topics. */
+/* A connection's topics: each with the connection's index in that topic's env or
+ * raw array, so that leaving costs O(topics of the connection), not O(subscribers). */
 typedef struct {
-  wtopic_t **v;
+  wtopic_t *t;
+  uint32_t idx;
+  int raw;
+} tsub_t;
+
+typedef struct {
+  tsub_t *v;
   uint32_t n, cap;
 } conn_topics_t;
 
@@ -468,21 +475,6 @@ static int grow(void **v, uint32_t *cap, uint32_t need, size_t size) {
   if (!p) return EWS_ENOMEM;
   *v = p;
   *cap = c;
-  return 0;
-}
-
-static int connv_add(connv_t *cv, ews_conn_t *c) {
-  if (grow((void **)&cv->v, &cv->cap, cv->n + 1, sizeof *cv->v)) return EWS_ENOMEM;
-  cv->v[cv->n++] = c;
-  return 0;
-}
-
-static int connv_remove(connv_t *cv, ews_conn_t *c) {
-  for (uint32_t i = 0; i < cv->n; i++)
-    if (cv->v[i] == c) {
-      cv->v[i] = cv->v[--cv->n];
-      return 1;
-    }
   return 0;
 }
 
@@ -522,8 +514,24 @@ static void remove_skip(wtopic_t *t, ews_conn_t *c) {
     }
 }
 
-static void topic_remove_conn(wtopic_t *t, ews_conn_t *c) {
-  if (!connv_remove(&t->env, c)) connv_remove(&t->raw, c);
+static tsub_t *tsub_of(ews_conn_t *c, const wtopic_t *t) {
+  conn_topics_t *ct = c->topics;
+  if (ct)
+    for (uint32_t i = 0; i < ct->n; i++)
+      if (ct->v[i].t == t) return &ct->v[i];
+  return NULL;
+}
+
+/* Takes subscription e (of connection c) out of its topic's array: the last
+ * subscriber moves into its slot and its own entry learns the new index. */
+static void topic_remove(ews_conn_t *c, const tsub_t *e) {
+  wtopic_t *t = e->t;
+  connv_t *cv = e->raw ? &t->raw : &t->env;
+  ews_conn_t *last = cv->v[--cv->n];
+  if (e->idx != cv->n) {
+    cv->v[e->idx] = last;
+    tsub_of(last, t)->idx = e->idx;
+  }
   remove_skip(t, c);
 }
 
@@ -543,47 +551,39 @@ int ews_pubsub_lua_subs(ews_worker_t *w, const char *topic, size_t tl, int delta
   return 0;
 }
 
-static int subscribed(ews_conn_t *c, wtopic_t *t) {
-  conn_topics_t *ct = c->topics;
-  if (ct)
-    for (uint32_t i = 0; i < ct->n; i++)
-      if (ct->v[i] == t) return 1;
-  return 0;
-}
-
 static int link_conn(wtopic_t *t, ews_conn_t *c, int raw, int64_t skip) {
   conn_topics_t *ct = c->topics;
+  connv_t *cv = raw ? &t->raw : &t->env;
   if (!ct && !(ct = c->topics = calloc(1, sizeof *ct))) return EWS_ENOMEM;
-  if (grow((void **)&ct->v, &ct->cap, ct->n + 1, sizeof *ct->v)) return EWS_ENOMEM;
-  if (skip > 0 && grow((void **)&t->skips, &t->capskip, t->nskip + 1, sizeof *t->skips))
+  if (grow((void **)&ct->v, &ct->cap, ct->n + 1, sizeof *ct->v) ||
+      grow((void **)&cv->v, &cv->cap, cv->n + 1, sizeof *cv->v) ||
+      (skip > 0 && grow((void **)&t->skips, &t->capskip, t->nskip + 1, sizeof *t->skips)))
     return EWS_ENOMEM;
-  if (connv_add(raw ? &t->raw : &t->env, c)) return EWS_ENOMEM;
-  ct->v[ct->n++] = t;
+  ct->v[ct->n++] = (tsub_t){t, cv->n, raw};
+  cv->v[cv->n++] = c;
   if (skip > 0) t->skips[t->nskip++] = (skip_t){c, skip};
   return 0;
 }
 
 int ews_pubsub_unsubscribe(ews_worker_t *w, ews_conn_t *c, const char *topic, size_t tl) {
   wtopic_t *t = wtopic_get(w, topic, tl, 0);
+  tsub_t *e = t ? tsub_of(c, t) : NULL;
+  if (!e) return EWS_EINVAL;
   conn_topics_t *ct = c->topics;
-  if (!t || !ct) return EWS_EINVAL;
-  for (uint32_t i = 0; i < ct->n; i++) {
-    if (ct->v[i] == t) {
-      ct->v[i] = ct->v[--ct->n];
-      topic_remove_conn(t, c);
-      wtopic_release_if_empty(w, t);
-      return 0;
-    }
-  }
-  return EWS_EINVAL;
+  tsub_t gone = *e;
+  *e = ct->v[--ct->n];
+  topic_remove(c, &gone);
+  wtopic_release_if_empty(w, t);
+  return 0;
 }
 
 void ews_pubsub_drop_conn(ews_worker_t *w, ews_conn_t *c) {
   conn_topics_t *ct = c->topics;
   if (!ct) return;
-  for (uint32_t i = 0; i < ct->n; i++) {
-    topic_remove_conn(ct->v[i], c);
-    wtopic_release_if_empty(w, ct->v[i]);
+  while (ct->n) {
+    tsub_t e = ct->v[--ct->n];
+    topic_remove(c, &e);
+    wtopic_release_if_empty(w, e.t);
   }
   free(ct->v);
   free(ct);
@@ -823,7 +823,7 @@ int ews_pubsub_subscribe(ews_worker_t *w, ews_conn_t *c, const char *topic, size
   if (G.persistent && !w->store) return EWS_ENOSTORE;
   wtopic_t *t = wtopic_get(w, topic, tl, 1);
   if (!t) return EWS_ENOMEM;
-  if (subscribed(c, t)) return 0;
+  if (tsub_of(c, t)) return 0;
 
   /* Where the topic stands, and what the client is missing. */
   uint64_t epoch;
