@@ -772,6 +772,9 @@ static void gc_users(double now) {
       next = x->next;
       user_t *u = (user_t *)x;
       if (u->status && !status_live(u, now)) {
+        /* back to the default: the channels that show it hear of it */
+        for (member_t *m = u->members; m; m = m->u_next)
+          if (!m->status) touch(m->ch, u, 1, 1);
         free(u->status);
         free(u->meta);
         u->status = u->meta = NULL;

@@ -286,6 +286,12 @@ TEST(updates_of_present_members) {
   CHECK_STR(take_all(), "{\"type\":\"presence\",\"channel\":\"up\",\"joins\":[],\"leaves\":[],"
                         "\"updates\":[{\"user\":\"ann\",\"status\":\"away\",\"meta\":{\"x\":1}},"
                         "{\"user\":\"bo\",\"status\":\"busy\",\"meta\":{}}]}\n");
+  /* the expiry of a shown global status is announced (checked once a second) */
+  CHECK_EQ(ews_presence_set_status(S("bo"), S("brb"), NULL, 0, 5, now), 0);
+  take_all();
+  now += 6;
+  CHECK_STR(take_all(), "{\"type\":\"presence\",\"channel\":\"up\",\"joins\":[],\"leaves\":[],"
+                        "\"updates\":[{\"user\":\"bo\",\"status\":\"online\",\"meta\":{}}]}\n");
   /* a member with its own status does not follow the global one */
   CHECK_EQ(ews_presence_set_status(S("ann"), S("gone"), NULL, 0, 0, now), 0);
   CHECK_STR(take_all(), "");
