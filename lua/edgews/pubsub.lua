@@ -32,6 +32,13 @@ local function check_topic(topic, what)
   end
 end
 
+-- A stored topic that has never had a message has no epoch yet (the core says 0).
+local NO_EPOCH = "0000000000000000"
+local function epoch_or_nil(e)
+  if e == NO_EPOCH then return nil end
+  return e
+end
+
 local function check_offset(v, what)
   if v == nil then return nil end
   if type(v) == "string" then v = tonumber(v) end
@@ -158,7 +165,7 @@ local function subscribe_socket(topic, sock, opts)
   local e, offset, recovered, replayed, gap =
     core.pubsub_subscribe(c, topic, since ~= nil, since or 0, epoch, raw)
   if not e then return nil, error_name(offset) end
-  local r = { epoch = e, offset = offset, replayed = replayed, gap = gap }
+  local r = { epoch = epoch_or_nil(e), offset = offset, replayed = replayed, gap = gap }
   if since ~= nil then r.recovered = recovered end -- only when recovery was asked for
   return r
 end
@@ -194,6 +201,7 @@ function _M.history(topic, opts)
   if type(limit) ~= "number" or limit < 0 then return nil, "limit must be a non-negative number" end
   local h, rc = core.pubsub_history(topic, since or 0, limit)
   if not h then return nil, error_name(rc) end
+  h.epoch = epoch_or_nil(h.epoch)
   for _, m in ipairs(h.messages) do
     if m.json then m.data = cjson.decode(m.data) end
     m.json = nil

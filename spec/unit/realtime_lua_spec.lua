@@ -92,6 +92,8 @@ describe("edgews.pubsub", function()
     assert.are.same({ nil, "epoch must be the hex string a message carried" },
       { pubsub.subscribe("t", sock, { since_offset = 1, epoch = "xyz" }) })
     assert.are.same({ nil, "closed" }, { pubsub.subscribe("t", { id = 2, _c = false }) })
+    core.pubsub_subscribe = function() return "0000000000000000", 0, false, 0, false end
+    assert.is_nil(pubsub.subscribe("t", sock).epoch) -- a stored topic without messages yet
   end)
 
   it("counts Lua subscribers per topic in the core and decodes JSON for them", function()
