@@ -655,9 +655,9 @@ typedef struct {
 
 static void sb_put(sb_t *b, const void *s, size_t n) {
   if (b->oom) return;
-  if (b->n + n > b->cap) {
+  if (b->n + n + 1 > b->cap) { /* + 1: always NUL-terminated */
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + n) cap *= 2;
+    while (cap < b->n + n + 1) cap *= 2;
     char *p = realloc(b->p, cap);
     if (!p) {
       b->oom = 1;
@@ -668,6 +668,7 @@ static void sb_put(sb_t *b, const void *s, size_t n) {
   }
   memcpy(b->p + b->n, s, n);
   b->n += n;
+  b->p[b->n] = 0;
 }
 
 #define SB_LIT(b, s) sb_put(b, s, sizeof s - 1)
@@ -698,36 +699,13 @@ static void sb_json_str(sb_t *b, const char *s, size_t n) {
   SB_LIT(b, "\"");
 }
 
-/* Builds the channel's event from its pending diff and empties the diff. NULL when
- * nothing changed (or out of memory: the batch is lost, never half-sent). */
-static ews_presence_event_t *build_event(chan_t *c, double now) {
-  sb_t j = {0}, l = {0}, up = {0};
-  for (pend_t *p = c->pend_head, *next; p; p = next) {
-    next = p->next;
-    member_t *m = (member_t *)tab_find(&c->members, p->uid, p->n.len, p->n.hash);
-    if (m && (!p->was_present || p->updated)) {
-      const char *st;
-      size_t sl;
-      member_status(m, now, &st, &sl);
-      /* new in the channel: a join; present before and changed: an update */
-      sb_t *d = p->was_present ? &up : &j;
-      if (d->n) SB_LIT(d, ",");
-      SB_LIT(d, "{\"user\":");
-      sb_json_str(d, p->uid, p->n.len);
-      SB_LIT(d, ",\"status\":");
-      sb_json_str(d, st, sl);
-      SB_LIT(d, ",\"meta\":");
-      if (m->meta) sb_put(d, m->meta, m->ml);
-      else SB_LIT(d, "{}");
-      SB_LIT(d, "}");
-    } else if (!m && p->was_present) {
-      if (l.n) SB_LIT(&l, ",");
-      sb_json_str(&l, p->uid, p->n.len);
-    }
-    free(p);
-  }
-  tab_free(&c->pending);
-  c->pend_head = c->pend_tail = NULL;
+#define EVENT_CHUNK (64u * 1024u) /* bytes of entries per event before another starts */
+
+/* One event of the entries gathered in j (joins), l (leaves) and up (updates), which
+ * are emptied. NULL when there are none (or out of memory: that part is lost, never
+ * half-sent). */
+static ews_presence_event_t *make_event(const chan_t *c, sb_t *jp, sb_t *lp, sb_t *upp) {
+  sb_t j = *jp, l = *lp, up = *upp;
   ews_presence_event_t *e = NULL;
   if (j.n || l.n || up.n) {
     sb_t out = {0};
@@ -757,10 +735,50 @@ static ews_presence_event_t *build_event(chan_t *c, double now) {
     }
     free(out.p);
   }
+  jp->n = lp->n = upp->n = 0;
+  jp->oom = lp->oom = upp->oom = 0;
+  return e;
+}
+
+/* Builds the channel's events from its pending diff and empties the diff: one
+ * event, or several of about EVENT_CHUNK bytes each when many users changed at once
+ * (10,000 joins do not make one giant message). NULL when nothing changed. */
+static ews_presence_event_t *build_event(chan_t *c, double now) {
+  sb_t j = {0}, l = {0}, up = {0};
+  ews_presence_event_t *head = NULL, **tail = &head;
+  for (pend_t *p = c->pend_head, *next; p; p = next) {
+    next = p->next;
+    member_t *m = (member_t *)tab_find(&c->members, p->uid, p->n.len, p->n.hash);
+    if (m && (!p->was_present || p->updated)) {
+      const char *st;
+      size_t sl;
+      member_status(m, now, &st, &sl);
+      /* new in the channel: a join; present before and changed: an update */
+      sb_t *d = p->was_present ? &up : &j;
+      if (d->n) SB_LIT(d, ",");
+      SB_LIT(d, "{\"user\":");
+      sb_json_str(d, p->uid, p->n.len);
+      SB_LIT(d, ",\"status\":");
+      sb_json_str(d, st, sl);
+      SB_LIT(d, ",\"meta\":");
+      if (m->meta) sb_put(d, m->meta, m->ml);
+      else SB_LIT(d, "{}");
+      SB_LIT(d, "}");
+    } else if (!m && p->was_present) {
+      if (l.n) SB_LIT(&l, ",");
+      sb_json_str(&l, p->uid, p->n.len);
+    }
+    free(p);
+    if (j.n + l.n + up.n >= EVENT_CHUNK && (*tail = make_event(c, &j, &l, &up)))
+      tail = &(*tail)->next;
+  }
+  tab_free(&c->pending);
+  c->pend_head = c->pend_tail = NULL;
+  *tail = make_event(c, &j, &l, &up);
   free(j.p);
   free(l.p);
   free(up.p);
-  return e;
+  return head;
 }
 
 /* Frees the users whose status expired and who are in no channel (once a second). */
@@ -799,11 +817,8 @@ ews_presence_event_t *ews_presence_take(double now, int force) {
       chan_t *next = c->pend_next;
       c->queued = 0;
       c->pend_next = NULL;
-      ews_presence_event_t *e = build_event(c, now);
-      if (e) {
-        *tail = e;
-        tail = &e->next;
-      }
+      *tail = build_event(c, now);
+      while (*tail) tail = &(*tail)->next;
       chan_maybe_free(c);
       c = next;
     }

@@ -88,8 +88,9 @@ void ews_presence_result_free(ews_presence_result_t *r);
 /* Users present in the channel. */
 uint32_t ews_presence_count(const char *ch, size_t chl);
 
-/* One batch event: a JSON text for the channel's subscribers,
- * {"type":"presence","channel":C,"joins":[{"user":U,"status":S,"meta":M},...],"leaves":[U,...]} */
+/* One batch event: a JSON text (NUL-terminated) for the channel's subscribers,
+ * {"type":"presence","channel":C,"joins":[{"user":U,"status":S,"meta":M},...],"leaves":[U,...]}
+ * plus "updates":[{"user":U,"status":S,"meta":M},...] when present members changed. */
 typedef struct ews_presence_event {
   struct ews_presence_event *next;
   char *channel, *json;
@@ -97,8 +98,8 @@ typedef struct ews_presence_event {
 } ews_presence_event_t;
 
 /* Takes every pending diff when a batch interval has passed since the last take by
- * anyone (or always with force): one event per channel whose set of users changed,
- * or NULL. The caller publishes them and frees the list. */
+ * anyone (or always with force): one event per changed channel (several of about
+ * 64 KB each when many users changed at once), or NULL. The caller publishes them and frees the list. */
 ews_presence_event_t *ews_presence_take(double now, int force);
 void ews_presence_events_free(ews_presence_event_t *e);
 

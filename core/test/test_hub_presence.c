@@ -260,7 +260,10 @@ TEST(threads) {
   CHECK_EQ(ews_presence_count(S("shared")), 2000);
   CHECK_EQ(ews_presence_conns(), 4000);
   ews_presence_event_t *e = ews_presence_take(now, 1);
-  CHECK(e && !e->next);
+  int joins = 0; /* ~90 KB of joins: in two events */
+  for (ews_presence_event_t *x = e; x; x = x->next)
+    for (const char *p = x->json; (p = strstr(p, "\"user\":")); p++) joins++;
+  CHECK_EQ(joins, 2000);
   ews_presence_events_free(e);
   int left = 0;
   for (int t = 0; t < 4; t++)
@@ -308,6 +311,34 @@ TEST(updates_of_present_members) {
   take_all();
 }
 
+TEST(big_batches_are_split) {
+  char uid[32];
+  for (int i = 0; i < 6000; i++) {
+    snprintf(uid, sizeof uid, "split-user-%05d", i);
+    CHECK_EQ(join("huge", uid, 50000 + (uint64_t)i), 1);
+  }
+  ews_presence_event_t *e = ews_presence_take(now, 1);
+  int events = 0, joins = 0, small = 1;
+  for (ews_presence_event_t *x = e; x; x = x->next) {
+    events++;
+    if (x->json_len > 80 * 1024) small = 0;
+    CHECK(x->json[x->json_len - 1] == '}' && !strncmp(x->json, "{\"type\":\"presence\"", 18));
+    for (const char *p = x->json; (p = strstr(p, "\"user\":")); p++) joins++;
+  }
+  CHECK(events >= 4);   /* ~380 KB of joins in chunks of about 64 KB */
+  CHECK(small);
+  CHECK_EQ(joins, 6000); /* every user once */
+  ews_presence_events_free(e);
+  for (int i = 0; i < 6000; i++) ews_presence_drop_conn(50000 + (uint64_t)i);
+  e = ews_presence_take(now, 1);
+  int leaves = 0;
+  for (ews_presence_event_t *x = e; x; x = x->next)
+    for (const char *p = x->json; (p = strstr(p, "split-user-")); p++) leaves++;
+  CHECK_EQ(leaves, 6000);
+  ews_presence_events_free(e);
+  CHECK_EQ(ews_presence_channels(), 0);
+}
+
 int main(void) {
   RUN(multi_connection_membership);
   RUN(batch_cancels_and_orders);
@@ -318,5 +349,6 @@ int main(void) {
   RUN(sweep);
   RUN(threads);
   RUN(updates_of_present_members);
+  RUN(big_batches_are_split);
   return TEST_EXIT();
 }
