@@ -58,6 +58,7 @@ void ews_app_unref(ews_app_t *a) {
   free(a->protocols);
   for (size_t i = 0; i < a->n_origins; i++) free(a->origins[i]);
   free(a->origins);
+  free(a->token_prefix);
   free(a->path);
   ews_pmd_worker_free(a->pmd);
   ews_counter_put(a->total);

@@ -19,6 +19,8 @@ typedef struct ews_app {
   char *path;
   char **protocols;
   size_t n_protocols;
+  char *token_prefix;             /* subprotocol entries that carry a credential
+                                     besides "bearer." (never selected); or NULL */
   ews_rx_config_t rx;             /* max_frame, max_message, expect_masked = 1 */
   ews_rx_config_t rx_pmd;         /* the same with RSV1 allowed (compressed peers) */
   ews_pmd_config_t pmd_cfg;       /* permessage-deflate (enabled = 0: off) */

@@ -551,6 +551,12 @@ static int l_set_routes(lua_State *L) {
     lua_getfield(L, t, "on_backpressure");
     a->drop_on_backpressure = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "drop") == 0;
     lua_pop(L, 1);
+    lua_getfield(L, t, "token_protocol_prefix");
+    if (lua_isstring(L, -1) && !(a->token_prefix = strdup(lua_tostring(L, -1)))) {
+      ews_routes_clear(&nr);
+      return luaL_error(L, "out of memory");
+    }
+    lua_pop(L, 1);
     lua_getfield(L, t, "protocols");
     if (lua_istable(L, -1)) {
       size_t np = lua_objlen(L, -1);

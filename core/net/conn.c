@@ -559,6 +559,7 @@ static void free_pending(ews_conn_t *c) {
   if (c->pend->user_ref != LUA_NOREF_C) ews_lua_unref(c->w, c->pend->user_ref);
   free(c->pend->resp);
   free(c->pend->rest);
+  free(c->pend->proto);
   free(c->pend);
   c->pend = NULL;
 }
@@ -582,10 +583,12 @@ static void finish_upgrade(ews_conn_t *c) {
   uint8_t *rest = pd->rest;
   size_t rest_len = pd->rest_len;
   pd->rest = NULL;
-  const char *proto = pd->proto;
+  char *proto = pd->proto;
+  pd->proto = NULL;
   free_pending(c);
   ews_conn_unpause(c);
   ews_lua_on_open(c, proto, user_ref);
+  free(proto);
   if (rest_len && c->state == EWS_CS_OPEN) feed_frames(c, rest, rest_len);
   free(rest);
 }
@@ -697,13 +700,19 @@ static void on_request(ews_conn_t *c, const ews_http_request_t *req, uint8_t *re
       return;
     }
   }
-  if (app->n_protocols && up.protocols) {
-    int idx = ews_choose_protocol(up.protocols, up.protocols_len,
-                                  (const char *const *)app->protocols, app->n_protocols);
-    if (idx >= 0) pd->proto = app->protocols[idx];
+  const char *sel;
+  size_t sel_len;
+  r = ews_select_protocol(up.protocols, up.protocols_len, (const char *const *)app->protocols,
+                          app->n_protocols, app->token_prefix, &sel, &sel_len);
+  if (r != 0) {
+    respond_error(c, r);
+    return;
+  }
+  if (sel && !(pd->proto = strndup(sel, sel_len))) {
+    ews_conn_abort(c);
+    return;
   }
   char accept[EWS_ACCEPT_LEN + 1];
-  char resp[512];
   if (ews_accept_key(up.key, up.key_len, accept) != 0) {
     respond_error(c, EWS_EHTTP_WS_KEY);
     return;
@@ -741,16 +750,16 @@ static void on_request(ews_conn_t *c, const ews_http_request_t *req, uint8_t *re
     c->pmd->params = params;
     ews_inflater_init(&c->pmd->inf, &params, app->rx.max_message);
   }
-  int n = ews_write_101(resp, sizeof resp, accept, pd->proto,
-                        pd->proto ? strlen(pd->proto) : 0, ext_len > 0 ? ext : NULL,
-                        (size_t)(ext_len > 0 ? ext_len : 0));
-  pd->resp = n > 0 ? malloc((size_t)n) : NULL;
+  size_t cap = 256 + sel_len + (size_t)(ext_len > 0 ? ext_len : 0);
+  pd->resp = malloc(cap);
+  int n = pd->resp ? ews_write_101(pd->resp, cap, accept, pd->proto, sel_len,
+                                   ext_len > 0 ? ext : NULL, (size_t)(ext_len > 0 ? ext_len : 0))
+                   : EWS_ENOMEM;
   pd->rest = rest_len ? malloc(rest_len) : NULL;
-  if (!pd->resp || (rest_len && !pd->rest)) {
+  if (n <= 0 || (rest_len && !pd->rest)) {
     ews_conn_abort(c);
     return;
   }
-  memcpy(pd->resp, resp, (size_t)n);
   pd->resp_len = (size_t)n;
   if (rest_len) memcpy(pd->rest, rest, rest_len);
   pd->rest_len = rest_len;

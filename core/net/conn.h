@@ -73,7 +73,7 @@ typedef struct {
   size_t resp_len;
   uint8_t *rest;
   size_t rest_len;
-  const char *proto; /* in conn->app->protocols, or NULL */
+  char *proto;       /* the selected subprotocol (owned), or NULL */
   int user_ref;      /* the authenticated user (Lua registry), or LUA_NOREF */
   char ip[64];       /* the client's address, for the authenticator and limits */
   int port;

@@ -143,6 +143,37 @@ int ews_choose_protocol(const char *offered, size_t offered_len,
   return -1;
 }
 
+static int has_prefix(const char *e, size_t n, const char *prefix) {
+  size_t pl = prefix ? strlen(prefix) : 0;
+  return pl > 0 && n >= pl && memcmp(e, prefix, pl) == 0;
+}
+
+int ews_select_protocol(const char *offered, size_t offered_len,
+                        const char *const *supported, size_t n_supported,
+                        const char *token_prefix, const char **sel, size_t *sel_len) {
+  *sel = NULL;
+  *sel_len = 0;
+  if (offered == NULL) return 0;
+  size_t pos = 0, n, count = 0;
+  const char *e;
+  while (ews_http_list_next(offered, offered_len, &pos, &e, &n)) {
+    count++;
+    if (n_supported > 0) {
+      int i = ews_choose_protocol(e, n, supported, n_supported);
+      if (i >= 0) {
+        *sel = supported[i];
+        *sel_len = strlen(supported[i]);
+        return 0;
+      }
+    } else if (!has_prefix(e, n, "bearer.") && !has_prefix(e, n, token_prefix)) {
+      *sel = e;
+      *sel_len = n;
+      return 0;
+    }
+  }
+  return count ? EWS_EHTTP_PROTOCOL : 0;
+}
+
 /* A bounded output cursor: writes are dropped once the buffer is full, and the
  * overflow is reported once at the end instead of after every piece. */
 typedef struct {

@@ -45,10 +45,23 @@ int ews_accept_key(const char *key, size_t key_len, char out[EWS_ACCEPT_LEN + 1]
 
 /* Chooses a subprotocol: the first of the client's offered list (in the client's
  * order of preference) that is in `supported`. Returns its index in `supported`, or
- * -1 when none matches (the 101 then carries no Sec-WebSocket-Protocol). Matching is
- * case-sensitive (subprotocol names are tokens compared exactly). */
+ * -1 when none matches. Matching is case-sensitive (subprotocol names are tokens
+ * compared exactly). */
 int ews_choose_protocol(const char *offered, size_t offered_len,
                         const char *const *supported, size_t n_supported);
+
+/* The subprotocol policy of the upgrade (browsers, unlike RFC 6455, fail a
+ * connection whose 101 selects none of the protocols they offered):
+ *  - nothing offered: 0, *sel = NULL (no Sec-WebSocket-Protocol in the 101);
+ *  - the app lists protocols (n_supported > 0): the first offered that is listed,
+ *    *sel = supported[i];
+ *  - the app lists none: the first offered entry that is not a credential, i.e.
+ *    does not start with "bearer." or with `token_prefix` (may be NULL); *sel then
+ *    points into `offered` (*sel_len bytes, not NUL-terminated);
+ *  - otherwise EWS_EHTTP_PROTOCOL (400): no acceptable protocol was offered. */
+int ews_select_protocol(const char *offered, size_t offered_len,
+                        const char *const *supported, size_t n_supported,
+                        const char *token_prefix, const char **sel, size_t *sel_len);
 
 /* Writes the 101 Switching Protocols response into out (cap bytes). `protocol` and
  * `extensions` may be NULL (or empty: the header is then left out). Returns the

@@ -232,6 +232,50 @@ TEST(choose_protocol) {
   CHECK_EQ(ews_choose_protocol(NULL, 0, sup, 3), -1);
 }
 
+/* ews_select_protocol on a guarded copy; the selection as a string in out ("" for
+ * none), the return code as the result. */
+static int select_proto(const char *offered, const char *const *sup, size_t n,
+                        const char *prefix, char out[64]) {
+  size_t len = offered ? strlen(offered) : 0;
+  char *g = offered ? guard_copy(offered, len) : NULL;
+  const char *sel = (const char *)1;
+  size_t sl = 99;
+  int r = ews_select_protocol(g, len, sup, n, prefix, &sel, &sl);
+  out[0] = 0;
+  if (sel) snprintf(out, 64, "%.*s", (int)sl, sel);
+  else CHECK_EQ(sl, 0);
+  if (g) guard_free(g, len);
+  return r;
+}
+
+TEST(select_protocol) {
+  static const char *const sup[] = {"superchat", "chat"};
+  char got[64];
+  /* Nothing offered: no protocol, whatever the app lists. */
+  CHECK_EQ(select_proto(NULL, sup, 2, NULL, got), 0);
+  CHECK_STR(got, "");
+  CHECK_EQ(select_proto(" , ", NULL, 0, NULL, got), 0);
+  CHECK_STR(got, "");
+  /* The app lists protocols: the client's first listed one, else 400. */
+  CHECK_EQ(select_proto("bearer.abc, chat, superchat", sup, 2, NULL, got), 0);
+  CHECK_STR(got, "chat");
+  CHECK_EQ(select_proto("mqtt, v9", sup, 2, NULL, got), EWS_EHTTP_PROTOCOL);
+  CHECK_STR(got, "");
+  CHECK_EQ(select_proto("bearer.abc", sup, 2, NULL, got), EWS_EHTTP_PROTOCOL);
+  /* The app lists none: the first offered entry that is not a credential. */
+  CHECK_EQ(select_proto("chat, superchat", NULL, 0, NULL, got), 0);
+  CHECK_STR(got, "chat");
+  CHECK_EQ(select_proto("bearer.eyJ0.x.y , graphql-ws", NULL, 0, NULL, got), 0);
+  CHECK_STR(got, "graphql-ws");
+  CHECK_EQ(select_proto("tok.secret, bearer.x, v1", NULL, 0, "tok.", got), 0);
+  CHECK_STR(got, "v1");
+  CHECK_EQ(select_proto("bearer.only", NULL, 0, NULL, got), EWS_EHTTP_PROTOCOL);
+  CHECK_EQ(select_proto("tok.a, bearer.b", NULL, 0, "tok.", got), EWS_EHTTP_PROTOCOL);
+  /* "bearer" alone is a name like any other; an empty prefix excludes nothing more. */
+  CHECK_EQ(select_proto("bearer", NULL, 0, "", got), 0);
+  CHECK_STR(got, "bearer");
+}
+
 /* A zeroed output buffer of cap bytes that ends at a PROT_NONE page. */
 static char *out_buf(size_t cap) {
   static const char zeros[8192];
@@ -418,6 +462,7 @@ int main(void) {
   RUN(upgrade_failures);
   RUN(is_upgrade);
   RUN(choose_protocol);
+  RUN(select_protocol);
   RUN(write_101);
   RUN(write_error_exact);
   RUN(write_error_all_codes);

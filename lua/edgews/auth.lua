@@ -106,7 +106,7 @@ end
 
 local function strategy(mode, timeout, verify, field, o)
   local s = setmetatable({ mode = mode, timeout = timeout, verify = verify, field = field,
-                           refresh = o.refresh }, Strategy)
+                           refresh = o.refresh, protocol_prefix = o.protocol_prefix }, Strategy)
   if mode == "upgrade" then
     s.authenticate = function(req)
       local cred = find_credential(req, o)

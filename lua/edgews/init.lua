@@ -158,6 +158,7 @@ function _M.app(t)
     app._auth = auth.normalize(t.auth, 2)
     c.auth_before_upgrade = app._auth.mode == "upgrade"
     c.auth_timeout = app._auth.timeout
+    c.token_protocol_prefix = app._auth.protocol_prefix -- never selected as the subprotocol
   end
   if t.rate_limit ~= nil then app._rate_limit = pipeline.rate_limit_config(t.rate_limit, 2) end
   loading.by_path[c.path] = app

@@ -10,6 +10,7 @@
 --   5.6, 8.1           text (valid multi-byte UTF-8) and binary data frames
 --   10.4               message over the configured limit closed with 1009
 local helper = require "spec.helper"
+local cjson = require "cjson"
 
 local SIZES = "0,125,126,65535,65536,1048576"
 
@@ -89,12 +90,15 @@ describe("echo #integration", function()
     end)
   end
 
-  -- Node ws fails the handshake itself when it offered protocols and got none back,
-  -- so "no match" is checked with the Python client only.
-  it("accepts without a subprotocol when none of the offered ones is supported", function()
-    local res = helper.assert_ok(helper.py("protocol", "--url", url, "--offer", "x.v1,y.v2",
-      "--expect", "none"))
-    assert.are.equal(helper.null, res.protocol)
+  -- Browsers fail a 101 that selects none of the protocols they offered, so the
+  -- server says why instead: 400 with a JSON body.
+  it("refuses with 400 when none of the offered subprotocols is supported", function()
+    local c = helper.app_client()
+    local r = c:call { op = "open", id = "np", url = url, protocols = { "x.v1", "y.v2" } }
+    assert.are.equal(400, r.status, cjson.encode(r))
+    assert.is_nil(r.headers["sec-websocket-accept"])
+    assert.are.same({ error = "http_protocol",
+                      message = "none of the offered subprotocols is supported" }, r.json)
   end)
 
   it("accepts without a subprotocol when the client offers none", function()
