@@ -213,15 +213,33 @@ int main(int argc, char **argv) {
   }
   ews_pubsub_init(&m.cfg, m.server.store, m.cfg.pubsub_persist != 0, m.workers, m.cfg.workers);
 
+  /* Signals are caught from now on (a SIGTERM right after "listening on" must drain,
+   * not kill); they are handled once the loop runs, when every worker has started. */
+  m.loop = uv_default_loop();
+  uv_signal_init(m.loop, &m.sig_int);
+  uv_signal_init(m.loop, &m.sig_term);
+  uv_signal_init(m.loop, &m.sig_hup);
+  m.sig_int.data = m.sig_term.data = m.sig_hup.data = &m;
+  uv_signal_start(&m.sig_int, on_signal, SIGINT);
+  uv_signal_start(&m.sig_term, on_signal, SIGTERM);
+  uv_signal_start(&m.sig_hup, on_signal, SIGHUP);
+  for (int i = 0; i < m.cfg.workers; i++) {
+    if (ews_worker_init(&m.workers[i], &m.server, i) != 0) {
+      EWS_ERROR("out of memory");
+      return 1;
+    }
+  }
   /* Worker 0 binds first; with port 0 the others join the ports it was given. */
   int ports[EWS_LISTEN_MAX] = {m.cfg.port, m.cfg.plain_port, m.cfg.admin_port};
   for (int i = 0; i < m.cfg.workers; i++) {
-    int r = ews_worker_start(&m.workers[i], &m.server, i, ports, m.tls);
+    int r = ews_worker_start(&m.workers[i], ports, m.tls);
     if (r < 0) {
       EWS_ERROR("worker %d failed to start", i);
       for (int j = 0; j < i; j++) ews_worker_request_stop(&m.workers[j], 1);
       for (int j = 0; j < i; j++) ews_worker_join(&m.workers[j]);
+      ews_pubsub_shutdown();
       ews_store_close(m.server.store);
+      for (int j = 0; j < m.cfg.workers; j++) ews_worker_destroy(&m.workers[j]);
       return 1;
     }
     m.nworkers = i + 1;
@@ -238,14 +256,6 @@ int main(int argc, char **argv) {
     ews_log_always(EWS_LOG_INFO, "admin listener (/health, /metrics) on %s:%d", m.cfg.admin_host,
                    ports[EWS_LISTEN_ADMIN]);
 
-  m.loop = uv_default_loop();
-  uv_signal_init(m.loop, &m.sig_int);
-  uv_signal_init(m.loop, &m.sig_term);
-  uv_signal_init(m.loop, &m.sig_hup);
-  m.sig_int.data = m.sig_term.data = m.sig_hup.data = &m;
-  uv_signal_start(&m.sig_int, on_signal, SIGINT);
-  uv_signal_start(&m.sig_term, on_signal, SIGTERM);
-  uv_signal_start(&m.sig_hup, on_signal, SIGHUP);
   uv_timer_init(m.loop, &m.debounce);
   m.debounce.data = &m;
   uv_fs_event_init(m.loop, &m.watch);
@@ -269,6 +279,8 @@ int main(int argc, char **argv) {
    * posting to the workers, then close the store. */
   ews_pubsub_shutdown();
   ews_store_close(m.server.store);
+  /* Nothing can post to a worker any more: now their locks may go. */
+  for (int i = 0; i < m.cfg.workers; i++) ews_worker_destroy(&m.workers[i]);
   free(m.workers);
   ews_tls_ctx_unref(m.tls);
   EWS_INFO("stopped");

@@ -275,15 +275,22 @@ static void worker_main(void *arg) {
   free(sa);
 }
 
-int ews_worker_start(ews_worker_t *w, ews_server_t *server, int id,
-                     const int ports[EWS_LISTEN_MAX], ews_tls_ctx_t *tls) {
+int ews_worker_init(ews_worker_t *w, ews_server_t *server, int id) {
   memset(w, 0, sizeof *w);
   w->id = id;
   w->server = server;
+  if (uv_sem_init(&w->ready, 0) != 0) return EWS_ENOMEM;
+  if (uv_mutex_init(&w->post_lock) != 0) {
+    uv_sem_destroy(&w->ready);
+    return EWS_ENOMEM;
+  }
+  w->sync_inited = 1;
+  return 0;
+}
+
+int ews_worker_start(ews_worker_t *w, const int ports[EWS_LISTEN_MAX], ews_tls_ctx_t *tls) {
   if (tls) ews_tls_ctx_ref(tls);
   w->tls_ctx = tls;
-  if (uv_sem_init(&w->ready, 0) != 0) return EWS_ENOMEM;
-  if (uv_mutex_init(&w->post_lock) != 0) return EWS_ENOMEM;
   start_arg_t *sa = malloc(sizeof *sa);
   if (!sa) return EWS_ENOMEM;
   sa->w = w;
@@ -293,6 +300,7 @@ int ews_worker_start(ews_worker_t *w, ews_server_t *server, int id,
     free(sa);
     return r;
   }
+  w->thread_started = 1;
   uv_sem_wait(&w->ready);
   if (w->start_err < 0) {
     ews_worker_join(w);
@@ -328,7 +336,13 @@ void ews_worker_request_stop(ews_worker_t *w, int force) {
 }
 
 void ews_worker_join(ews_worker_t *w) {
-  uv_thread_join(&w->thread);
+  if (w->thread_started && !w->joined) uv_thread_join(&w->thread);
+  w->joined = 1;
+}
+
+void ews_worker_destroy(ews_worker_t *w) {
+  if (!w->sync_inited) return;
+  w->sync_inited = 0;
   uv_sem_destroy(&w->ready);
   uv_mutex_destroy(&w->post_lock);
 }

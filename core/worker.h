@@ -124,22 +124,32 @@ typedef struct ews_worker {
   /* Start-up handshake with the main thread. */
   uv_sem_t ready;
   int start_err;
+  uint8_t sync_inited, thread_started, joined;
 } ews_worker_t;
 
+/* Prepares worker `id` (zeroed, its post lock ready) so that other threads may post
+ * to it, finding it not alive, before it starts and after it stopped. Every worker
+ * is initialised before any starts. 0 or EWS_ENOMEM. */
+int ews_worker_init(ews_worker_t *w, ews_server_t *server, int id);
 /* Starts the worker thread: creates the VM, loads the script, binds its listeners
  * (ports[EWS_LISTEN_MAIN], and ports[EWS_LISTEN_PLAIN] when the config has a plain
  * address; port 0 = any free port, read back from w->listeners[k].bound_port) and
  * signals readiness. `tls` (referenced by the worker) makes the main listener wss://.
  * Returns 0 once it is serving, or a negative error (the thread has then exited and
  * been joined). */
-int ews_worker_start(ews_worker_t *w, ews_server_t *server, int id,
-                     const int ports[EWS_LISTEN_MAX], ews_tls_ctx_t *tls);
+int ews_worker_start(ews_worker_t *w, const int ports[EWS_LISTEN_MAX], ews_tls_ctx_t *tls);
 /* Hands the worker a reloaded TLS ctx (the worker takes over this reference). */
 void ews_worker_swap_tls(ews_worker_t *w, ews_tls_ctx_t *ctx);
 /* Requests: reload the script, stop gracefully (drain), stop now. Thread-safe. */
 void ews_worker_request_reload(ews_worker_t *w);
 void ews_worker_request_stop(ews_worker_t *w, int force);
+/* Waits for the worker's thread to end (idempotent). The worker's lock stays valid:
+ * other threads may still post to it (they find it not alive). */
 void ews_worker_join(ews_worker_t *w);
+/* Destroys what other threads use to reach the worker (its post lock). Only once no
+ * thread can post any more: every worker joined, the store's writer stopped, pub/sub
+ * shut down, and no signal handler running. */
+void ews_worker_destroy(ews_worker_t *w);
 
 /* Called by connections. */
 void ews_worker_conn_closed(ews_worker_t *w); /* after a connection was freed */
