@@ -35,6 +35,7 @@
   XX(FRAME_TOO_BIG,  -33, 1009, 0,   "frame exceeds the maximum frame size")          \
   XX(MSG_TOO_BIG,    -34, 1009, 0,   "message exceeds the maximum message size")      \
   XX(INFLATE,        -35, 1007, 0,   "compressed data is invalid")                    \
+  XX(INFLATE_BLOCKS, -36, 1007, 0,   "too many final DEFLATE blocks in one message")   \
   XX(HTTP_BAD,       -50, 0,    400, "malformed HTTP request")                        \
   XX(HTTP_TOO_LARGE, -51, 0,    431, "request head too large")                        \
   XX(HTTP_HEADERS,   -52, 0,    431, "too many request headers")                      \

@@ -621,6 +621,7 @@ static int inflate_run(ews_inflater_t *inf, const uint8_t *p, size_t n, int tail
     size_t used = take - z->avail_in, got = room - z->avail_out;
     p += used;
     n -= used;
+    inf->consumed += used;
     if (used) inf->fresh = 0;
     if (got) {
       if (budget == 0) return EWS_EMSG_TOO_BIG;
@@ -636,6 +637,9 @@ static int inflate_run(ews_inflater_t *inf, const uint8_t *p, size_t n, int tail
       case Z_BUF_ERROR:
         break;
       case Z_STREAM_END: {
+        if (++inf->restarts >
+            EWS_INFLATE_FREE_RESTARTS + inf->consumed / EWS_INFLATE_BYTES_PER_RESTART)
+          return EWS_EINFLATE_BLOCKS;
         int r = stream_restart(inf);
         if (r != 0) return r;
         inf->fresh = 1;
@@ -669,6 +673,8 @@ int ews_inflate(ews_inflater_t *inf, ews_pmd_worker_t *w, const uint8_t *p, size
     if (inf->in_msg) return inf_fail(inf, EWS_EINVAL);
     inf->in_msg = 1;
     inf->total = 0;
+    inf->restarts = 0;
+    inf->consumed = 0;
     inf->utf8 = EWS_UTF8_ACCEPT;
     inf->text = text != 0;
     inf->fresh = 1;

@@ -239,7 +239,18 @@ typedef struct {
   uint8_t text;
   uint8_t fresh;          /* no input went into the stream since (re)start in this
                              message */
+  uint32_t restarts;      /* final blocks (stream ends) in the current message */
+  uint64_t consumed;      /* compressed bytes of the current message */
 } ews_inflater_t;
+
+/* A DEFLATE stream that ends (a block with BFINAL) inside a message is restarted with
+ * its window, which costs a window-sized copy. A message may end this many streams,
+ * plus one per EWS_INFLATE_BYTES_PER_RESTART compressed bytes; beyond that
+ * ews_inflate fails with EWS_EINFLATE_BLOCKS (close 1007), so the work per input byte
+ * stays bounded (a message of 2-byte empty final blocks cannot stall a worker).
+ * Real encoders end a message's stream at most once. */
+#define EWS_INFLATE_FREE_RESTARTS 8u
+#define EWS_INFLATE_BYTES_PER_RESTART 4096u
 
 /* Prepares an inflater for the agreed parameters (window = client_window_bits,
  * reset per message when client_no_context_takeover). max_message is the hard limit
@@ -267,7 +278,8 @@ void ews_inflater_free(ews_inflater_t *inf, ews_pmd_worker_t *w);
  * at most the limit.
  * Returns 0, or: EWS_EMSG_TOO_BIG as soon as the inflated size would pass the limit;
  * EWS_EINFLATE for invalid data (including too-far distances and data that does not
- * end on a block boundary); EWS_EUTF8 for invalid or (at last) truncated UTF-8 in a
+ * end on a block boundary); EWS_EINFLATE_BLOCKS for more stream ends than the
+ * message may have (see EWS_INFLATE_FREE_RESTARTS); EWS_EUTF8 for invalid or (at last) truncated UTF-8 in a
  * text message; EWS_ENOMEM when the stream or out cannot be allocated; EWS_EINVAL
  * for first=1 inside a message or a chunk without a message; EWS_EZLIB otherwise.
  * Every error is sticky (later calls return it): close the connection with

@@ -1223,6 +1223,65 @@ TEST(alloc_failures) {
   CHECK_EQ(ews_pmd_worker_new(&w, &bad, NULL), EWS_EINVAL);
 }
 
+/* Final blocks: a message may end its DEFLATE stream a few times (a window copy each),
+ * not once per two bytes. */
+TEST(final_blocks) {
+  counter_t cnt;
+  ews_zalloc_t za = counting(&cnt);
+  ews_pmd_config_t cfg = cfg_of(EWS_PMD_SHARED, 15, 0, 0);
+  ews_pmd_worker_t *w;
+  CHECK_EQ(ews_pmd_worker_new(&w, &cfg, &za), 0);
+  ews_pmd_params_t p = params_of(1, 0, 15, 15);
+  ews_zbuf_t out = {0};
+  /* 2,000 empty fixed-Huffman final blocks ("03 00"): refused after the free restarts,
+   * having allocated a window for each of those only */
+  size_t n = 4000;
+  uint8_t *empty = malloc(n);
+  for (size_t i = 0; i < n; i += 2) empty[i] = 0x03, empty[i + 1] = 0x00;
+  for (size_t step = 1; step <= n; step = step * 7 + 1) {
+    ews_inflater_t inf;
+    ews_inflater_init(&inf, &p, 1 << 20);
+    size_t before = cnt.count;
+    out.len = 0;
+    CHECK_EQ(inflate_steps(&inf, w, empty, n, step, 0, &out), EWS_EINFLATE_BLOCKS);
+    CHECK(cnt.count - before <= EWS_INFLATE_FREE_RESTARTS + 2); /* + the stream itself */
+    CHECK_EQ(out.len, 0);
+    CHECK_EQ(ews_err_close_code(EWS_EINFLATE_BLOCKS), 1007);
+    ews_inflater_free(&inf, w);
+  }
+  free(empty);
+  /* 20 streams of 8 KiB of random bytes, each ended with BFINAL (Z_FINISH), as one
+   * message: every byte comes back */
+  enum { STREAMS = 20, PART = 8192 };
+  uint8_t *plain = malloc(STREAMS * PART);
+  fill_random(plain, STREAMS * PART);
+  ews_zbuf_t wire = {0};
+  for (int k = 0; k < STREAMS; k++) {
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    CHECK_EQ(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    CHECK_EQ(ews_zbuf_reserve(&wire, wire.len + deflateBound(&z, PART)), 0);
+    z.next_in = plain + (size_t)k * PART;
+    z.avail_in = PART;
+    z.next_out = wire.p + wire.len;
+    z.avail_out = (uInt)(wire.cap - wire.len);
+    CHECK_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+    wire.len = wire.cap - z.avail_out;
+    deflateEnd(&z);
+  }
+  ews_inflater_t inf;
+  ews_inflater_init(&inf, &p, 1 << 20);
+  out.len = 0;
+  CHECK_EQ(inflate_steps(&inf, w, wire.p, wire.len, 1000, 0, &out), 0);
+  CHECK_EQ(out.len, (size_t)STREAMS * PART);
+  CHECK(memcmp(out.p, plain, out.len) == 0);
+  ews_inflater_free(&inf, w);
+  free(plain);
+  ews_zbuf_free(&wire);
+  ews_zbuf_free(&out);
+  ews_pmd_worker_free(w);
+}
+
 int main(void) {
   RUN(negotiate_shared);
   RUN(negotiate_dedicated);
@@ -1242,5 +1301,6 @@ int main(void) {
   RUN(memory_table);
   RUN(dedicated_after_broadcast);
   RUN(alloc_failures);
+  RUN(final_blocks);
   return TEST_EXIT();
 }

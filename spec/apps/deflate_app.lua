@@ -1,5 +1,6 @@
 -- permessage-deflate apps for compression_spec: one echo app per compression setting.
--- Every app has a 1 MiB message limit (the decompression-bomb test relies on it).
+-- Every app but /dedicated-16m has a 1 MiB message limit (the decompression-bomb test
+-- relies on it).
 local edgews = require "edgews"
 
 edgews.configure { handshake_timeout = 2 }
@@ -21,11 +22,14 @@ local apps = {
   { "/off-mode",          { mode = "off" } },
 }
 
+-- with a 16 MiB message limit: room for a hostile message of many final blocks
+apps[#apps + 1] = { "/dedicated-16m", { mode = "dedicated" }, 16 * MiB }
+
 for _, a in ipairs(apps) do
   local app = edgews.app {
     path = a[1],
     compression = a[2],
-    max_message_size = MiB,
+    max_message_size = a[3] or MiB,
     idle_timeout = 0,
   }
   app:on("message", function(socket, data, is_binary)

@@ -512,6 +512,24 @@ describe("permessage-deflate decompression bomb #integration #lua", function()
       assert.is_true(srv:alive())
       helper.assert_ok(helper.run(raw_argv(srv:url "/dedicated", "pmd_echo")))
     end)
+
+  -- Each final block restarts the inflate stream (a window-sized copy): a message of
+  -- 2-byte empty final blocks used to cost a window per 2 input bytes (4 MB of them
+  -- stalled the worker for seconds, then echoed an empty message).
+  it("a message of 2,000,000 empty final DEFLATE blocks: 1007 at once; a bystander keeps its pongs",
+    function()
+      local srv = helper.start_server { app = helper.app "deflate_app.lua", workers = 1 }
+      local res, rc = helper.run(raw_argv(srv:url "/dedicated-16m", "pmd_final_blocks", nil,
+        "--final-blocks", "2000000", "--slow-timeout", "20"), 60)
+      helper.assert_ok(res, rc)
+      assert.are.equal(1007, res.close_code)
+      assert.are.equal("too many final DEFLATE blocks in one message", res.close_reason)
+      -- generous bounds (a loaded machine), far below the seconds the old code took
+      assert.is_true(res.close_after < 2, "the close came after " .. res.close_after .. " s")
+      assert.is_true(res.bystander_pings > 0)
+      assert.is_true(res.bystander_max_rtt < 1, "a bystander pong took " .. res.bystander_max_rtt .. " s")
+      assert.is_true(srv:alive())
+    end)
 end)
 
 describe("--compression flag #integration #lua", function()

@@ -827,6 +827,54 @@ def case_pmd_bomb_fragmented(conn, ctx, res):
     res["bytes_sent"] = send_until_closed(conn, frames)
 
 
+def case_pmd_final_blocks(conn, ctx, res):
+    """A compressed message made of --final-blocks empty DEFLATE blocks with BFINAL set
+    ("03 00" each, in 64 KiB frames), while a bystander connection to the same server
+    pings every 20 ms. Records how long until the server's close and the bystander's
+    slowest pong (res["bystander_max_rtt"], seconds)."""
+    import threading
+    body = b"\x03\x00" * ctx.final_blocks
+    step = 65536
+    parts = [body[i:i + step] for i in range(0, len(body), step)]
+    frames = [build_frame(OP_BINARY if i == 0 else OP_CONT, part, fin=(i == len(parts) - 1),
+                          rsv=4 if i == 0 else 0) for i, part in enumerate(parts)]
+    saved = ctx.offers
+    ctx.offers = []
+    by = handshake(ctx)  # no extension: a plain bystander
+    ctx.offers = saved
+    rtts, stop = [], threading.Event()
+
+    def pinger():
+        k = 0
+        while not stop.is_set():
+            payload = b"b%d" % k
+            k += 1
+            t = time.monotonic()
+            by.send(build_frame(OP_PING, payload))
+            deadline = t + 10
+            while True:
+                f = by.read_frame(deadline)
+                if f["opcode"] == OP_PONG and f["payload"] == payload:
+                    break
+            rtts.append(time.monotonic() - t)
+            stop.wait(0.02)
+
+    th = threading.Thread(target=pinger, daemon=True)
+    th.start()
+    try:
+        t0 = time.monotonic()
+        res["bytes_sent"] = send_until_closed(conn, frames)
+        await_close(conn, ctx, res, deadline=t0 + ctx.slow_timeout)
+        res["close_after"] = round(time.monotonic() - t0, 3)
+        time.sleep(0.1)  # a few pings after the close too
+    finally:
+        stop.set()
+        th.join(12)
+        by.close()
+    res["bystander_pings"] = len(rtts)
+    res["bystander_max_rtt"] = round(max(rtts), 3) if rtts else None
+
+
 def pmd_frames(build):
     """Frames that need the agreed extension (build(pmd) -> list of frames)."""
     def run(conn, ctx, res):
@@ -1102,6 +1150,9 @@ case("pmd_bomb", "deflate", 1009,
 case("pmd_bomb_fragmented", "deflate", 1009,
      "the --bomb-mib bomb split into 8 small frames: 1009 (RFC 6455 10.4)",
      case_pmd_bomb_fragmented)
+case("pmd_final_blocks", "deflate", 1007,
+     "--final-blocks empty final DEFLATE blocks in one message: 1007, promptly, while a"
+     " bystander's pings are answered", case_pmd_final_blocks)
 case("pmd_rsv1_ping", "deflate", 1002, "RSV1 on a ping (RFC 7692 6)",
      simple_frames(F(OP_PING, b"x", rsv=4)))
 case("pmd_rsv1_close", "deflate", 1002, "RSV1 on a close frame (RFC 7692 6)",
@@ -1200,6 +1251,8 @@ def main():
                     help="deflate cases: the server's compression threshold")
     ap.add_argument("--tls-delay", type=float, default=1.2,
                     help="tls_slow_then_head: seconds between the ClientHello halves")
+    ap.add_argument("--final-blocks", type=int, default=2000000,
+                    help="pmd_final_blocks: empty final blocks in the message")
     ap.add_argument("--bomb-mib", type=int, default=64,
                     help="pmd_bomb: MiB of zeros in the compressed message")
     a = ap.parse_args()
@@ -1218,6 +1271,7 @@ def main():
     ctx.hold_seconds = a.hold_seconds
     ctx.flood, ctx.stall = a.flood, a.stall
     ctx.offers, ctx.threshold, ctx.bomb_mib = list(a.extensions), a.threshold, a.bomb_mib
+    ctx.final_blocks = a.final_blocks
     ctx.tls_delay = a.tls_delay
     if a.case in ("all", "frames", "http"):
         names = [n for n, c in CASES.items()
