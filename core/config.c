@@ -36,6 +36,9 @@ static const char usage[] =
     "  --data DIR            durable storage: pub/sub history and notifications in\n"
     "                        DIR/edgews.db (SQLite, WAL); without it pub/sub history\n"
     "                        is kept in memory and notifications are unavailable\n"
+    "  --reuse-port          share the listening port with other processes that ask for\n"
+    "                        it too (SO_REUSEPORT across processes); by default a\n"
+    "                        port another process listens on is refused\n"
     "  --no-watch            do not reload when the script's directory changes\n"
     "                        (SIGHUP still reloads)\n"
     "  --version             print the version and exit\n"
@@ -210,6 +213,9 @@ int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
       free(cfg->data_dir);
       cfg->data_dir = strdup(val);
       cfg->cli_set |= EWS_CLI_DATA;
+    } else if (!strcmp(a, "--reuse-port")) {
+      cfg->reuse_port = 1;
+      cfg->cli_set |= EWS_CLI_REUSE_PORT;
     } else if (!strcmp(a, "--no-watch")) {
       cfg->watch = 0;
       cfg->cli_set |= EWS_CLI_WATCH;

@@ -29,6 +29,7 @@ typedef struct {
   uint32_t max_headers;
   int backlog;
   int watch;                     /* hot reload on file change */
+  int reuse_port;                /* share the port with other processes (explicit) */
   int compression;               /* -1: each app decides; 0 off; 1 shared; 2 dedicated */
   int compression_window_kb;     /* dedicated: 1..32 */
   /* Durable storage (hub/store.h): opened when data_dir is set. */
@@ -53,7 +54,8 @@ enum {
   EWS_CLI_PLAIN = 1u << 6,
   EWS_CLI_COMPRESSION = 1u << 7,
   EWS_CLI_ADMIN = 1u << 8,
-  EWS_CLI_DATA = 1u << 9
+  EWS_CLI_DATA = 1u << 9,
+  EWS_CLI_REUSE_PORT = 1u << 10
 };
 
 void ews_config_defaults(ews_config_t *cfg);

@@ -2,6 +2,7 @@
  * edgews.configure{...} read in a throw-away VM, then flags), the open-file limit,
  * starting the workers, signals (SIGINT/SIGTERM drain, SIGHUP reload) and watching
  * the script's directory for hot reload. The main thread serves no connection. */
+#include <errno.h>
 #include <lauxlib.h>
 #include <malloc.h>
 #include <signal.h>
@@ -9,11 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <uv.h>
 
 #include "config.h"
 #include "err.h"
+#include "owner.h"
 #include "log.h"
 #include "lua/vm.h"
 #include "net/tls.h"
@@ -172,6 +175,23 @@ int main(int argc, char **argv) {
   ews_log_level = m.cfg.log_level;
   if (m.cfg.workers < 1) m.cfg.workers = 1;
 
+  /* Each address belongs to this process only, unless sharing was asked for. */
+  if (!m.cfg.reuse_port) {
+    struct { const char *host; int port; } addrs[] = {
+        {m.cfg.host, m.cfg.port}, {m.cfg.plain_host, m.cfg.plain_port},
+        {m.cfg.admin_host, m.cfg.admin_port}};
+    for (size_t k = 0; k < sizeof addrs / sizeof addrs[0]; k++) {
+      if (addrs[k].port <= 0) continue;
+      int r = ews_own_address(addrs[k].host, addrs[k].port);
+      if (r < 0) {
+        EWS_ERROR("cannot listen on %s:%d: %s%s", addrs[k].host, addrs[k].port, uv_strerror(r),
+                  r == UV_EADDRINUSE ? " (another process listens there; --reuse-port shares it)"
+                                     : "");
+        return 1;
+      }
+    }
+  }
+
   struct timeval tv;
   gettimeofday(&tv, NULL);
   m.server.cfg = &m.cfg;
@@ -196,6 +216,25 @@ int main(int argc, char **argv) {
   }
 
   if (m.cfg.data_dir) {
+    /* One process per data directory: a second one would interleave offsets. */
+    long holder = 0;
+    if (mkdir(m.cfg.data_dir, 0750) != 0 && errno != EEXIST) {
+      EWS_ERROR("cannot create the data directory %s: %s", m.cfg.data_dir, strerror(errno));
+      return 1;
+    }
+    int lr = ews_own_data_dir(m.cfg.data_dir, &holder);
+    if (lr == UV_EBUSY) {
+      if (holder > 0)
+        EWS_ERROR("the data directory %s is in use by another edgews-lua (PID %ld)",
+                  m.cfg.data_dir, holder);
+      else
+        EWS_ERROR("the data directory %s is in use by another edgews-lua", m.cfg.data_dir);
+      return 1;
+    }
+    if (lr < 0) {
+      EWS_ERROR("cannot lock the data directory %s: %s", m.cfg.data_dir, uv_strerror(lr));
+      return 1;
+    }
     ews_store_config_t sc = {0};
     sc.dir = m.cfg.data_dir;
     sc.max_queue_size = m.cfg.pubsub_max_queue;

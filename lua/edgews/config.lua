@@ -144,7 +144,7 @@ local server_fields = {
   handshake_timeout = true, close_timeout = true, max_head_size = true,
   max_headers = true, backlog = true, watch = true, tls = true, plain_listen = true,
   admin_listen = true, metrics = true, health = true, data_dir = true, pubsub = true,
-  notifications = true,
+  notifications = true, reuse_port = true,
 }
 local log_levels = { debug = true, info = true, warn = true, error = true, off = true }
 
@@ -198,6 +198,10 @@ function _M.server(t, level)
     fail(level, "edgews.configure: watch must be a boolean")
   end
   c.watch = t.watch
+  if t.reuse_port ~= nil and type(t.reuse_port) ~= "boolean" then
+    fail(level, "edgews.configure: reuse_port must be a boolean")
+  end
+  c.reuse_port = t.reuse_port
   if t.data_dir ~= nil and (type(t.data_dir) ~= "string" or t.data_dir == "") then
     fail(level, "edgews.configure: data_dir must be a directory path")
   end
