@@ -22,8 +22,8 @@ ews_app_t *ews_app_new(const char *path) {
     return NULL;
   }
   a->refs = 1;
-  a->rx.max_frame = 16u << 20;
-  a->rx.max_message = 16u << 20;
+  a->rx.max_frame = 1u << 20;
+  a->rx.max_message = 1u << 20;
   a->rx.expect_masked = 1;
   a->idle_timeout_ms = 0;
   a->heartbeat_interval_ms = 30000;

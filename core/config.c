@@ -10,6 +10,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "net/msgmem.h"
 
 static const char usage[] =
     "usage: edgews-lua [options] app.lua\n"
@@ -36,6 +37,9 @@ static const char usage[] =
     "  --data DIR            durable storage: pub/sub history and notifications in\n"
     "                        DIR/edgews.db (SQLite, WAL); without it pub/sub history\n"
     "                        is kept in memory and notifications are unavailable\n"
+    "  --max-message-memory MIB  process-wide budget for incoming messages being\n"
+    "                        reassembled or inflated (default 256; 0: none); a message\n"
+    "                        that would pass it is closed with 1013\n"
     "  --reuse-port          share the listening port with other processes that ask for\n"
     "                        it too (SO_REUSEPORT across processes); by default a\n"
     "                        port another process listens on is refused\n"
@@ -66,6 +70,7 @@ void ews_config_defaults(ews_config_t *cfg) {
   cfg->max_headers = 64;
   cfg->backlog = 1024;
   cfg->watch = 1;
+  cfg->max_message_memory = EWS_MSGMEM_DEFAULT;
   cfg->pubsub_persist = -1;
   cfg->pubsub_max_queue = 10000;
   cfg->pubsub_max_recover = 10000;
@@ -213,6 +218,16 @@ int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
       free(cfg->data_dir);
       cfg->data_dir = strdup(val);
       cfg->cli_set |= EWS_CLI_DATA;
+    } else if (!strcmp(a, "--max-message-memory")) {
+      NEED_VALUE();
+      char *end;
+      double mib = strtod(val, &end);
+      if (end == val || *end || !(mib >= 0) || mib > 1e9) {
+        fprintf(stderr, "edgews-lua: bad --max-message-memory '%s' (MiB, 0 = no limit)\n", val);
+        return -1;
+      }
+      cfg->max_message_memory = (uint64_t)(mib * 1048576.0);
+      cfg->cli_set |= EWS_CLI_MSGMEM;
     } else if (!strcmp(a, "--reuse-port")) {
       cfg->reuse_port = 1;
       cfg->cli_set |= EWS_CLI_REUSE_PORT;

@@ -30,6 +30,7 @@ typedef struct {
   int backlog;
   int watch;                     /* hot reload on file change */
   int reuse_port;                /* share the port with other processes (explicit) */
+  uint64_t max_message_memory;   /* process-wide budget of incoming message buffers */
   int compression;               /* -1: each app decides; 0 off; 1 shared; 2 dedicated */
   int compression_window_kb;     /* dedicated: 1..32 */
   /* Durable storage (hub/store.h): opened when data_dir is set. */
@@ -55,7 +56,8 @@ enum {
   EWS_CLI_COMPRESSION = 1u << 7,
   EWS_CLI_ADMIN = 1u << 8,
   EWS_CLI_DATA = 1u << 9,
-  EWS_CLI_REUSE_PORT = 1u << 10
+  EWS_CLI_REUSE_PORT = 1u << 10,
+  EWS_CLI_MSGMEM = 1u << 11
 };
 
 void ews_config_defaults(ews_config_t *cfg);

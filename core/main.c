@@ -17,6 +17,7 @@
 #include "config.h"
 #include "err.h"
 #include "owner.h"
+#include "net/msgmem.h"
 #include "log.h"
 #include "lua/vm.h"
 #include "net/tls.h"
@@ -174,6 +175,7 @@ int main(int argc, char **argv) {
   if (read_script_config(&m.cfg) != 0) return 1;
   ews_log_level = m.cfg.log_level;
   if (m.cfg.workers < 1) m.cfg.workers = 1;
+  ews_msgmem_set_limit(m.cfg.max_message_memory);
 
   /* Each address belongs to this process only, unless sharing was asked for. */
   if (!m.cfg.reuse_port) {

@@ -187,6 +187,10 @@ int ews_vm_read_config(lua_State *L, ews_config_t *cfg, char **err) {
     lua_getfield(L, t, "watch");
     if (lua_isboolean(L, -1) && !(cfg->cli_set & EWS_CLI_WATCH)) cfg->watch = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, t, "max_message_memory");
+    if (lua_isnumber(L, -1) && !(cfg->cli_set & EWS_CLI_MSGMEM))
+      cfg->max_message_memory = (uint64_t)lua_tonumber(L, -1);
+    lua_pop(L, 1);
     lua_getfield(L, t, "reuse_port");
     if (lua_isboolean(L, -1) && !(cfg->cli_set & EWS_CLI_REUSE_PORT))
       cfg->reuse_port = lua_toboolean(L, -1);

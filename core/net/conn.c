@@ -8,6 +8,7 @@
  * message. Writes are queued and flushed by the worker once per loop iteration. */
 #include "net/conn.h"
 
+#include "net/msgmem.h"
 #include "net/tls.h"
 
 #include <stdio.h>
@@ -85,24 +86,33 @@ static int queue_compressed(ews_conn_t *c, int opcode, const void *p, size_t n) 
   return r;
 }
 
+/* `in` (the request head, then a message being reassembled or inflated) is charged
+ * to the process-wide message memory budget (net/msgmem.h). */
 static void free_in(ews_conn_t *c) {
-  free(c->in);
+  ews_msgmem_free(c->in, c->in_cap);
   c->in = NULL;
   c->in_len = c->in_cap = 0;
 }
 
 static int in_append(ews_conn_t *c, const uint8_t *p, size_t n) {
-  if (c->in_len + n > c->in_cap) {
-    size_t cap = c->in_cap ? c->in_cap : 1024;
-    while (cap < c->in_len + n) cap *= 2;
-    uint8_t *b = realloc(c->in, cap);
-    if (!b) return EWS_ENOMEM;
-    c->in = b;
-    c->in_cap = cap;
-  }
+  if (n > SIZE_MAX - c->in_len) return EWS_ENOMEM;
+  int r = ews_msgmem_reserve(&c->in, &c->in_cap, c->in_len + n, 0);
+  if (r != 0) return r;
   memcpy(c->in + c->in_len, p, n);
   c->in_len += n;
   return 0;
+}
+
+/* The inflater's output grows `in` under the budget too. */
+static int grow_in(ews_zbuf_t *b, size_t need) {
+  ews_conn_t *c = b->ud;
+  c->in = b->p;
+  c->in_cap = b->cap;
+  int r = ews_msgmem_reserve(&c->in, &c->in_cap, need, 1);
+  b->p = c->in;
+  b->cap = c->in_cap;
+  if (r == EWS_EBUDGET) c->flags |= EWS_CF_BUDGET;
+  return r;
 }
 
 static void set_close_reason(ews_conn_t *c, unsigned code, const char *reason, size_t len) {
@@ -395,11 +405,13 @@ static int on_data(void *ud, int opcode, uint8_t *p, size_t n, int first, int la
     ews_pmd_worker_t *pw;
     int r = ews_app_pmd(c->app, &pw);
     if (r < 0) return r;
-    ews_zbuf_t out = {c->in, c->in_len, c->in_cap, NULL, NULL};
+    ews_zbuf_t out = {c->in, c->in_len, c->in_cap, grow_in, c};
     r = ews_inflate(&c->pmd->inf, pw, p, n, first, last, opcode == EWS_OP_TEXT, &out);
     c->in = out.p;
     c->in_len = out.len;
     c->in_cap = out.cap;
+    /* the inflater reports a refused growth as ENOMEM: say what it was */
+    if (r == EWS_ENOMEM && (c->flags & EWS_CF_BUDGET)) r = EWS_EBUDGET;
     if (r < 0) return r;
     if (last) deliver_in(c, opcode);
     return c->state >= EWS_CS_DRAINING ? EWS_ESTOPPED : 0;
@@ -408,7 +420,8 @@ static int on_data(void *ud, int opcode, uint8_t *p, size_t n, int first, int la
     c->w->stats.msgs_in++;
     ews_lua_on_message(c, p, n, opcode == EWS_OP_BINARY);
   } else {
-    if (n && in_append(c, p, n) != 0) return EWS_ENOMEM;
+    int r = n ? in_append(c, p, n) : 0;
+    if (r != 0) return r;
     if (!last) return 0;
     deliver_in(c, opcode);
   }
@@ -781,6 +794,7 @@ static void on_head_bytes(ews_conn_t *c, uint8_t *p, size_t n) {
   ews_http_request_t req;
   uint8_t *data = p, *owned = NULL;
   size_t len = n;
+  size_t owned_cap = 0;
   if (c->in_len) {
     /* The head was split across reads: parse the accumulated copy. */
     if (in_append(c, p, n) != 0) {
@@ -798,12 +812,13 @@ static void on_head_bytes(ews_conn_t *c, uint8_t *p, size_t n) {
   /* Detach the head buffer: the bytes after the head may be frames, and `in` is
    * about to be reused for message reassembly. */
   if (owned) {
+    owned_cap = c->in_cap;
     c->in = NULL;
     c->in_len = c->in_cap = 0;
   }
   if (r < 0) respond_error(c, r);
   else on_request(c, &req, data + r, len - (size_t)r);
-  free(owned);
+  ews_msgmem_free(owned, owned_cap);
 }
 
 /* ---- libuv callbacks ------------------------------------------------------- */
@@ -902,7 +917,7 @@ static void on_closed(uv_handle_t *h) {
     ews_deflater_free(c->pmd->own);
     free(c->pmd);
   }
-  free(c->in);
+  free_in(c);
   free(c->close_reason);
   if (c->app) ews_app_unref(c->app);
   free(c);

@@ -63,7 +63,8 @@ enum {
   EWS_CF_COUNTED = 1u << 10,    /* counted in app->total */
   EWS_CF_AUTHING = 1u << 11,    /* the app's authenticator runs (state HEAD) */
   EWS_CF_ADMIN = 1u << 12,      /* accepted on the admin listener: /health, /metrics only */
-  EWS_CF_CLOSE_DONE = 1u << 13  /* both close frames exchanged: no need to linger */
+  EWS_CF_CLOSE_DONE = 1u << 13, /* both close frames exchanged: no need to linger */
+  EWS_CF_BUDGET = 1u << 14      /* a growth of `in` was refused by the memory budget */
 };
 
 /* Between a valid upgrade request and the 101 while the app's authenticator runs:

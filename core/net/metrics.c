@@ -9,6 +9,7 @@
 
 #include "err.h"
 #include "hub/store.h"
+#include "net/msgmem.h"
 #include "worker.h"
 
 const double ews_latency_bounds[EWS_LATENCY_BUCKETS] = {
@@ -88,6 +89,16 @@ int ews_metrics_text(const void *server, char **outp, size_t *len) {
   COUNTER("bytes_out_total", "Bytes written (on the wire).", bytes_out);
   COUNTER("messages_compressed_total", "Messages compressed (a fan-out counts once).", compressed);
   COUNTER("pubsub_published_total", "Pub/sub messages published.", published);
+  put(&o, "# HELP edgews_message_memory_bytes Bytes of incoming messages being reassembled or"
+          " inflated, all connections.\n# TYPE edgews_message_memory_bytes gauge\n"
+          "edgews_message_memory_bytes %llu\n"
+          "# HELP edgews_message_memory_limit_bytes The budget for them (0: none).\n"
+          "# TYPE edgews_message_memory_limit_bytes gauge\nedgews_message_memory_limit_bytes %llu\n"
+          "# HELP edgews_message_memory_refused_total Messages refused (close 1013) because the"
+          " budget was reached.\n# TYPE edgews_message_memory_refused_total counter\n"
+          "edgews_message_memory_refused_total %llu\n",
+      (unsigned long long)ews_msgmem_used(), (unsigned long long)ews_msgmem_limit(),
+      (unsigned long long)ews_msgmem_refused());
   if (s->store) {
     ews_store_stats_t st;
     ews_store_stats(s->store, &st);

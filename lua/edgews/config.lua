@@ -70,7 +70,7 @@ function _M.app(t, level)
       if not seen[p] then c.protocols[#c.protocols + 1] = p; seen[p] = true end
     end
   end
-  c.max_message_size = check_number(level, t, "max_message_size", 0, 2 ^ 31 - 1, true) or 16 * 1024 * 1024
+  c.max_message_size = check_number(level, t, "max_message_size", 0, 2 ^ 31 - 1, true) or 1024 * 1024
   c.max_frame_size = check_number(level, t, "max_frame_size", 0, 2 ^ 31 - 1, true) or c.max_message_size
   c.idle_timeout = check_number(level, t, "idle_timeout", 0, DAY, false) or 0
   c.max_buffered = check_number(level, t, "max_buffered", 0, 2 ^ 31 - 1, true) or 4 * 1024 * 1024
@@ -144,7 +144,7 @@ local server_fields = {
   handshake_timeout = true, close_timeout = true, max_head_size = true,
   max_headers = true, backlog = true, watch = true, tls = true, plain_listen = true,
   admin_listen = true, metrics = true, health = true, data_dir = true, pubsub = true,
-  notifications = true, reuse_port = true,
+  notifications = true, reuse_port = true, max_message_memory = true,
 }
 local log_levels = { debug = true, info = true, warn = true, error = true, off = true }
 
@@ -202,6 +202,7 @@ function _M.server(t, level)
     fail(level, "edgews.configure: reuse_port must be a boolean")
   end
   c.reuse_port = t.reuse_port
+  c.max_message_memory = check_number(level, t, "max_message_memory", 0, 2 ^ 50, true)
   if t.data_dir ~= nil and (type(t.data_dir) ~= "string" or t.data_dir == "") then
     fail(level, "edgews.configure: data_dir must be a directory path")
   end

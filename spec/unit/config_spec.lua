@@ -7,8 +7,8 @@ describe("edgews.config.app", function()
   it("fills every default for a bare path", function()
     local c = config.app({ path = "/echo" })
     assert.are.same({
-      path = "/echo", protocols = {}, max_message_size = 16 * 1024 * 1024,
-      max_frame_size = 16 * 1024 * 1024, idle_timeout = 0, max_buffered = 4 * 1024 * 1024,
+      path = "/echo", protocols = {}, max_message_size = 1024 * 1024,
+      max_frame_size = 1024 * 1024, idle_timeout = 0, max_buffered = 4 * 1024 * 1024,
       heartbeat_interval = 30, heartbeat_timeout = 10, on_backpressure = "close",
       compression = { mode = "off" }, max_connections = 0, max_connections_per_ip = 0,
       max_connections_per_user = 0,
@@ -86,11 +86,13 @@ describe("edgews.config.server", function()
     local c = config.server({
       listen = "127.0.0.1:9000", workers = 2, log_level = "debug", drain_timeout = 1,
       handshake_timeout = 2, close_timeout = 3, max_head_size = 4096, max_headers = 32,
-      backlog = 128, watch = false,
+      backlog = 128, watch = false, reuse_port = true, max_message_memory = 64 * 1024 * 1024,
     })
     assert.are.equal("127.0.0.1:9000", c.listen)
     assert.are.equal(2, c.workers)
     assert.are.equal(false, c.watch)
+    assert.are.equal(true, c.reuse_port)
+    assert.are.equal(64 * 1024 * 1024, c.max_message_memory)
   end)
 
   it("accepts IPv6 and host-less listen addresses", function()
@@ -105,6 +107,9 @@ describe("edgews.config.server", function()
     { "an unknown log level", { log_level = "loud" }, "log_level" },
     { "an unknown field", { port = 1 }, "unknown field 'port'" },
     { "a non-boolean watch", { watch = "yes" }, "watch must be" },
+    { "a non-boolean reuse_port", { reuse_port = 1 }, "reuse_port must be" },
+    { "a negative max_message_memory", { max_message_memory = -1 }, "max_message_memory must be" },
+    { "a fractional max_message_memory", { max_message_memory = 1.5 }, "max_message_memory must be" },
   }
   for _, case in ipairs(bad) do
     it("rejects " .. case[1], function()
