@@ -20,6 +20,7 @@
   XX(HANDLER,        -9,  1011, 500, "handler error")                                 \
   XX(SHUTDOWN,       -10, 1001, 503, "server shutting down")                          \
   XX(BUDGET,         -11, 1013, 503, "server message memory budget exhausted")        \
+  XX(INBOX_FULL,     -12, 0,    0,   "worker inbox full")                             \
   XX(PROTO,          -20, 1002, 0,   "protocol error")                                \
   XX(UNMASKED,       -21, 1002, 0,   "client frame is not masked")                    \
   XX(MASKED,         -22, 1002, 0,   "server frame is masked")                        \

@@ -75,7 +75,7 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   int r = ews_conn_accept(w, server, l->tls ? w->tls_ctx : NULL, l->kind == EWS_LISTEN_ADMIN);
-  if (r < 0) EWS_DEBUG("accept: %s", r > -100 && r < 0 ? ews_strerror(r) : uv_strerror(r));
+  if (r == EWS_ENOMEM) EWS_WARN("accept: %s", ews_strerror(r)); /* EWS_EIO was logged */
 }
 
 static void on_drain_timeout(uv_timer_t *t) {
@@ -218,7 +218,11 @@ static void worker_main(void *arg) {
   } else if (ews_worker_load_script(w) != 0) {
     r = EWS_EINVAL;
   } else {
-    uv_async_init(&w->loop, &w->wakeup, on_wakeup);
+    r = uv_async_init(&w->loop, &w->wakeup, on_wakeup);
+    if (r < 0) {
+      EWS_ERROR("cannot create the worker's wakeup handle: %s", uv_strerror(r));
+      goto started;
+    }
     w->wakeup.data = w;
     uv_timer_init(&w->loop, &w->ticker);
     w->ticker.data = w;
@@ -238,6 +242,7 @@ static void worker_main(void *arg) {
     if (r == 0 && cfg->admin_port >= 0)
       r = bind_listener(w, EWS_LISTEN_ADMIN, cfg->admin_host, sa->ports[EWS_LISTEN_ADMIN], 0);
   }
+started:
   w->start_err = r;
   if (r == 0) {
     uv_mutex_lock(&w->post_lock);

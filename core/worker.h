@@ -69,10 +69,27 @@ enum {
 
 #define EWS_LATENCY_BUCKETS 12 /* handler run time: 10 us .. 1 s, +Inf */
 
+/* Per-worker counters are written by their worker's thread only and read by others
+ * (/metrics, edgews.stats(true)): the writer stores with a relaxed atomic store (a
+ * plain load and add, no locked instruction), readers load atomically. */
+#define EWS_STAT_ADD(field, n)                              \
+  do {                                                      \
+    __typeof__(field) ews_v_ = (field) + (n);               \
+    __atomic_store(&(field), &ews_v_, __ATOMIC_RELAXED);    \
+  } while (0)
+#define EWS_STAT_LOAD(field)                                \
+  __extension__({                                           \
+    __typeof__((field) + 0) ews_v_;                         \
+    __atomic_load(&(field), &ews_v_, __ATOMIC_RELAXED);     \
+    ews_v_;                                                 \
+  })
+
 typedef struct ews_worker_stats {
   uint64_t conns_total, msgs_in, msgs_out, bytes_in, bytes_out, handler_errors;
   uint64_t compressed; /* messages compressed (a fan-out counts once) */
   uint64_t published;  /* pub/sub messages published from this worker */
+  uint64_t bus_dropped; /* messages to this worker refused (inbox full): written by the
+                           posting threads with an atomic add */
   uint64_t lua[EWS_LC_MAX];
   uint64_t rejected[EWS_RJ_MAX];
   uint64_t latency[EWS_LATENCY_BUCKETS]; /* cumulative-free bucket counts */
@@ -119,6 +136,7 @@ typedef struct ews_worker {
   uv_mutex_t post_lock;
   int alive;
   struct ews_bus_msg *inbox_head, *inbox_tail; /* hub/bus.h, under post_lock */
+  uint32_t inbox_n;                             /* messages in it, under post_lock */
   int stopping;
   uint64_t last_emfile_log;
   /* Start-up handshake with the main thread. */

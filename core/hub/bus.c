@@ -33,6 +33,20 @@ static int enqueue(ews_worker_t *to, ews_bus_msg_t *m) {
     free_msg(m);
     return EWS_ECLOSED;
   }
+  if (to->inbox_n >= EWS_INBOX_MAX) {
+    /* The worker has not drained for a long time (overloaded, or stuck): refuse
+     * rather than grow without bound. Counted; logged at most once a second. */
+    uv_mutex_unlock(&to->post_lock);
+    int kind = m->kind;
+    free_msg(m);
+    uint64_t n = __atomic_add_fetch(&to->stats.bus_dropped, 1, __ATOMIC_RELAXED);
+    if (n == 1 || n % 100000 == 0)
+      EWS_WARN("worker %d's inbox is full (%u messages): dropped %llu message(s) so far (last: %s)",
+               to->id, (unsigned)EWS_INBOX_MAX, (unsigned long long)n,
+               kind == EWS_BUS_PUBSUB ? "pub/sub" : kind == EWS_BUS_PUBLISH ? "channel" : "Lua");
+    return EWS_EINBOX_FULL;
+  }
+  to->inbox_n++;
   if (to->inbox_tail) to->inbox_tail->next = m;
   else to->inbox_head = m;
   to->inbox_tail = m;
@@ -83,6 +97,7 @@ void ews_bus_drain(ews_worker_t *w) {
   uv_mutex_lock(&w->post_lock);
   ews_bus_msg_t *m = w->inbox_head;
   w->inbox_head = w->inbox_tail = NULL;
+  w->inbox_n = 0;
   uv_mutex_unlock(&w->post_lock);
   while (m) {
     ews_bus_msg_t *next = m->next;
@@ -119,4 +134,5 @@ void ews_bus_free(ews_worker_t *w) {
     m = next;
   }
   w->inbox_head = w->inbox_tail = NULL;
+  w->inbox_n = 0;
 }

@@ -47,8 +47,13 @@ int ews_bus_post_pubsub(struct ews_worker *to, const char *topic, size_t tl, ews
                         size_t env_hl, ews_buf_t *raw, size_t raw_hl, uint64_t epoch,
                         int64_t offset, int64_t time, int json);
 
-/* Copies data[0..len) into a message for worker `to`. 0, EWS_ENOMEM, or
- * EWS_ECLOSED when the worker is gone. */
+/* A worker's inbox holds at most this many messages; posts beyond it fail with
+ * EWS_EINBOX_FULL (and are counted in the target's stats.bus_dropped). */
+#define EWS_INBOX_MAX (1u << 20)
+
+/* Copies data[0..len) into a message for worker `to`. 0, EWS_ENOMEM, EWS_EINBOX_FULL,
+ * or EWS_ECLOSED when the worker is gone. (The post functions above fail the same
+ * ways.) */
 int ews_bus_post(struct ews_worker *to, const char *data, size_t len);
 /* On the worker's wakeup: runs every message in its inbox, in order. */
 void ews_bus_drain(struct ews_worker *w);

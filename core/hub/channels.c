@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "log.h"
 #include "hub/bus.h"
 #include "hub/counters.h"
 #include "net/conn.h"
@@ -134,9 +135,16 @@ int ews_chan_publish(ews_worker_t *w, const char *name, size_t len, int opcode, 
   size_t hl;
   ews_buf_t *frame = ews_fanout_plain(opcode, p, n, &hl);
   if (!frame) return EWS_ENOMEM;
-  /* Other workers first, so they work in parallel with our own delivery. */
-  for (int i = 0; i < w->server->nworkers; i++)
-    if (i != w->id) ews_bus_post_publish(&w->server->workers[i], name, len, frame, hl, opcode, exclude_id);
+  /* Other workers first, so they work in parallel with our own delivery. A worker
+   * that is gone (shutdown) has no subscribers left; one whose inbox is full has the
+   * drop counted (bus.c); out of memory is logged here. */
+  for (int i = 0; i < w->server->nworkers; i++) {
+    if (i == w->id) continue;
+    int r = ews_bus_post_publish(&w->server->workers[i], name, len, frame, hl, opcode, exclude_id);
+    if (r == EWS_ENOMEM)
+      EWS_ERROR("channel %.*s: out of memory posting to worker %d", (int)(len > 200 ? 200 : len),
+                name, i);
+  }
   int sent = 0;
   ews_chan_t *ch = get_chan(&w->chans, name, len, 0);
   if (ch) sent = ews_fanout_frame(w, ch->subs, ch->nsubs, opcode, p, n, frame, exclude_id);

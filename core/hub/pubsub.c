@@ -331,10 +331,10 @@ int ews_pubsub_publish(ews_worker_t *w, const char *topic, size_t tl, int json, 
     free(buf);
     if (r < 0) return r;
     r = submit(w, req, done, ud);
-    if (r > 0) w->stats.published++;
+    if (r > 0) EWS_STAT_ADD(w->stats.published, 1);
     return r;
   }
-  if (w) w->stats.published++;
+  if (w) EWS_STAT_ADD(w->stats.published, 1);
   int64_t now = now_ms();
   uv_mutex_lock(&G.lock);
   mtopic_t *t = mtopic_get(topic, tl, 1);

@@ -164,7 +164,7 @@ static int l_handler_error(lua_State *L) {
   EWS_ERROR("%s handler error (conn %llu): %.*s", event, c ? (unsigned long long)c->id : 0ULL,
             head, msg);
   if (tb) EWS_DEBUG("%s", tb + 1);
-  if (w) w->stats.handler_errors++;
+  if (w) EWS_STAT_ADD(w->stats.handler_errors, 1);
   if (c && !lua_toboolean(L, 4)) ews_conn_fail(c, EWS_EHANDLER, NULL);
   return 0;
 }
@@ -263,15 +263,15 @@ static int l_stats_all(lua_State *L) {
   const ews_server_t *s = w->server;
   for (int i = 0; i < s->nworkers; i++) {
     const ews_worker_stats_t *st = &s->workers[i].stats;
-    sum.conns_total += st->conns_total;
-    sum.msgs_in += st->msgs_in;
-    sum.msgs_out += st->msgs_out;
-    sum.bytes_in += st->bytes_in;
-    sum.bytes_out += st->bytes_out;
-    sum.handler_errors += st->handler_errors;
-    sum.compressed += st->compressed;
-    for (int k = 0; k < EWS_LC_MAX; k++) sum.lua[k] += st->lua[k];
-    for (int k = 0; k < EWS_RJ_MAX; k++) sum.rejected[k] += st->rejected[k];
+    sum.conns_total += EWS_STAT_LOAD(st->conns_total);
+    sum.msgs_in += EWS_STAT_LOAD(st->msgs_in);
+    sum.msgs_out += EWS_STAT_LOAD(st->msgs_out);
+    sum.bytes_in += EWS_STAT_LOAD(st->bytes_in);
+    sum.bytes_out += EWS_STAT_LOAD(st->bytes_out);
+    sum.handler_errors += EWS_STAT_LOAD(st->handler_errors);
+    sum.compressed += EWS_STAT_LOAD(st->compressed);
+    for (int k = 0; k < EWS_LC_MAX; k++) sum.lua[k] += EWS_STAT_LOAD(st->lua[k]);
+    for (int k = 0; k < EWS_RJ_MAX; k++) sum.rejected[k] += EWS_STAT_LOAD(st->rejected[k]);
     open += __atomic_load_n(&s->workers[i].nconns, __ATOMIC_RELAXED);
   }
 #define F(name, v)                     \
@@ -360,7 +360,7 @@ static int l_count(lua_State *L) {
   };
   for (int i = 0; i < EWS_LC_MAX; i++) {
     if (!strcmp(names[i], name)) {
-      if (w) w->stats.lua[i]++;
+      if (w) EWS_STAT_ADD(w->stats.lua[i], 1);
       return 0;
     }
   }

@@ -52,8 +52,8 @@ static void record_latency(ews_worker_t *w, uint64_t ns) {
   double s = (double)ns / 1e9;
   int b = 0;
   while (b < EWS_LATENCY_BUCKETS - 1 && s > ews_latency_bounds[b]) b++;
-  w->stats.latency[b]++;
-  w->stats.latency_sum += s;
+  EWS_STAT_ADD(w->stats.latency[b], 1);
+  EWS_STAT_ADD(w->stats.latency_sum, s);
 }
 
 static void run(ews_worker_t *w, ews_task_t *t, int nargs) {

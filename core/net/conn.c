@@ -80,7 +80,7 @@ static int queue_compressed(ews_conn_t *c, int opcode, const void *p, size_t n) 
   size_t off;
   r = ews_deflate_frame(d, opcode, p, n, z, &off);
   if (r < 0) return r;
-  c->w->stats.compressed++;
+  EWS_STAT_ADD(c->w->stats.compressed, 1);
   r = queue_raw(c, z->p + off, z->len - off, NULL, 0);
   if (z->cap > 256 * 1024) ews_zbuf_free(z); /* do not keep a huge scratch */
   return r;
@@ -185,7 +185,7 @@ static void count_rejection(ews_conn_t *c, int err) {
     case EWS_ESHUTDOWN: reason = EWS_RJ_shutting_down; break;
     default: reason = EWS_RJ_bad_request;
   }
-  c->w->stats.rejected[reason]++;
+  EWS_STAT_ADD(c->w->stats.rejected[reason], 1);
 }
 
 static void respond_error(ews_conn_t *c, int err) {
@@ -217,7 +217,7 @@ int ews_conn_send_frame(ews_conn_t *c, ews_buf_t *frame) {
   if (r == 0) r = ews_wq_append_shared(&c->wq, frame, 0, frame->len);
   if (r == 0) {
     schedule_flush(c);
-    c->w->stats.msgs_out++;
+    EWS_STAT_ADD(c->w->stats.msgs_out, 1);
   }
   return r;
 }
@@ -230,7 +230,7 @@ int ews_conn_send(ews_conn_t *c, int opcode, const void *p, size_t n) {
   if (c->pmd && n >= app->pmd_cfg.threshold) r = queue_compressed(c, opcode, p, n);
   else r = queue_frame(c, opcode, p, n);
   if (r == 0) {
-    c->w->stats.msgs_out++;
+    EWS_STAT_ADD(c->w->stats.msgs_out, 1);
   }
   return r;
 }
@@ -388,7 +388,7 @@ void ews_conn_on_timer(ews_tnode_t *node, void *ud) {
 /* ---- frames in ------------------------------------------------------------- */
 
 static void deliver_in(ews_conn_t *c, int opcode) {
-  c->w->stats.msgs_in++;
+  EWS_STAT_ADD(c->w->stats.msgs_in, 1);
   ews_lua_on_message(c, c->in ? c->in : (const uint8_t *)"", c->in_len, opcode == EWS_OP_BINARY);
   /* An idle connection holds no buffer: with glibc's trimming off (main.c), the
    * next message's malloc is cheap. */
@@ -417,7 +417,7 @@ static int on_data(void *ud, int opcode, uint8_t *p, size_t n, int first, int la
     return c->state >= EWS_CS_DRAINING ? EWS_ESTOPPED : 0;
   }
   if (first && last) {
-    c->w->stats.msgs_in++;
+    EWS_STAT_ADD(c->w->stats.msgs_in, 1);
     ews_lua_on_message(c, p, n, opcode == EWS_OP_BINARY);
   } else {
     int r = n ? in_append(c, p, n) : 0;
@@ -869,7 +869,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread == 0) return;
-  c->w->stats.bytes_in += (uint64_t)nread;
+  EWS_STAT_ADD(c->w->stats.bytes_in, (uint64_t)nread);
   uint8_t *p = (uint8_t *)buf->base;
   size_t n = (size_t)nread;
   int tls_eof = 0;
@@ -921,7 +921,7 @@ static void on_closed(uv_handle_t *h) {
   free(c->close_reason);
   if (c->app) ews_app_unref(c->app);
   free(c);
-  w->nconns--;
+  EWS_STAT_ADD(w->nconns, -1);
   __atomic_sub_fetch(&w->server->nconns, 1, __ATOMIC_RELAXED);
   ews_worker_conn_closed(w);
 }
@@ -938,7 +938,7 @@ static void on_write(uv_write_t *req, int status) {
     return;
   }
   ews_wq_consume(c->tls ? &c->tls->out : &c->wq, total);
-  c->w->stats.bytes_out += total;
+  EWS_STAT_ADD(c->w->stats.bytes_out, total);
   schedule_flush(c);
 }
 
@@ -996,7 +996,7 @@ void ews_conn_flush(ews_conn_t *c) {
       return;
     }
     ews_wq_consume(q, (size_t)r);
-    c->w->stats.bytes_out += (uint64_t)r;
+    EWS_STAT_ADD(c->w->stats.bytes_out, (uint64_t)r);
     if ((size_t)r < total) break;
   }
   if (q->bytes) {
@@ -1052,7 +1052,8 @@ int ews_conn_accept(ews_worker_t *w, uv_stream_t *listener, ews_tls_ctx_t *tls, 
       free(c->tls);
     }
     free(c);
-    return r;
+    EWS_DEBUG("accept: %s", uv_strerror(r));
+    return EWS_EIO;
   }
   c->tcp.data = c;
   c->w = w;
@@ -1061,8 +1062,8 @@ int ews_conn_accept(ews_worker_t *w, uv_stream_t *listener, ews_tls_ctx_t *tls, 
   c->next = w->conns;
   if (w->conns) w->conns->prev = c;
   w->conns = c;
-  w->nconns++;
-  w->stats.conns_total++;
+  EWS_STAT_ADD(w->nconns, 1);
+  EWS_STAT_ADD(w->stats.conns_total, 1);
   __atomic_add_fetch(&w->server->nconns, 1, __ATOMIC_RELAXED);
   r = uv_accept(listener, (uv_stream_t *)&c->tcp);
   if (r == 0) r = uv_tcp_nodelay(&c->tcp, 1);
@@ -1070,7 +1071,8 @@ int ews_conn_accept(ews_worker_t *w, uv_stream_t *listener, ews_tls_ctx_t *tls, 
   if (r < 0) {
     c->state = EWS_CS_CLOSED;
     uv_close((uv_handle_t *)&c->tcp, on_closed);
-    return r;
+    EWS_DEBUG("accept: %s", uv_strerror(r));
+    return EWS_EIO;
   }
   c->since_ms = now_ms(c);
   set_timer(c, w->server->cfg->handshake_timeout_ms);

@@ -116,8 +116,9 @@ typedef struct ews_conn {
 } ews_conn_t;
 
 /* Accepts one connection from the listener; with `tls` it starts with a TLS
- * handshake. 0 or a negative error (then nothing was allocated and the pending
- * connection was refused). */
+ * handshake. 0, EWS_ENOMEM, or EWS_EIO when libuv refused (logged at debug level
+ * with libuv's reason); then nothing stays allocated and the pending connection was
+ * refused. */
 int ews_conn_accept(struct ews_worker *w, uv_stream_t *listener, struct ews_tls_ctx *tls,
                     int admin);
 

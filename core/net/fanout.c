@@ -46,7 +46,7 @@ static ews_buf_t *build_compressed(ews_worker_t *w, ews_conn_t *c, int opcode, c
   z->len = 0;
   size_t off;
   if (ews_deflate_frame(d, opcode, p, n, z, &off) < 0) return NULL;
-  w->stats.compressed++;
+  EWS_STAT_ADD(w->stats.compressed, 1);
   ews_buf_t *b = ews_buf_new(NULL, z->len - off);
   if (!b) return NULL;
   memcpy(b->data, z->p + off, z->len - off);

@@ -89,6 +89,8 @@ int ews_metrics_text(const void *server, char **outp, size_t *len) {
   COUNTER("bytes_out_total", "Bytes written (on the wire).", bytes_out);
   COUNTER("messages_compressed_total", "Messages compressed (a fan-out counts once).", compressed);
   COUNTER("pubsub_published_total", "Pub/sub messages published.", published);
+  COUNTER("inbox_dropped_total", "Cross-worker messages refused because the worker's inbox was full.",
+          bus_dropped);
   put(&o, "# HELP edgews_message_memory_bytes Bytes of incoming messages being reassembled or"
           " inflated, all connections.\n# TYPE edgews_message_memory_bytes gauge\n"
           "edgews_message_memory_bytes %llu\n"
@@ -144,7 +146,8 @@ int ews_metrics_text(const void *server, char **outp, size_t *len) {
         put(&o, "edgews_handler_seconds_bucket{worker=\"%d\",le=\"%g\"} %llu\n", i,
             ews_latency_bounds[b], (unsigned long long)cum);
     }
-    put(&o, "edgews_handler_seconds_sum{worker=\"%d\"} %.6f\n", i, s->workers[i].stats.latency_sum);
+    put(&o, "edgews_handler_seconds_sum{worker=\"%d\"} %.6f\n", i,
+        EWS_STAT_LOAD(s->workers[i].stats.latency_sum));
     put(&o, "edgews_handler_seconds_count{worker=\"%d\"} %llu\n", i, (unsigned long long)cum);
   }
   if (o.oom) {
