@@ -440,6 +440,7 @@ static int l_stats(lua_State *L) {
   FIELD("bytes_out", w->stats.bytes_out);
   FIELD("handler_errors", w->stats.handler_errors);
   FIELD("messages_compressed", w->stats.compressed);
+  FIELD("timers", w->nltimers);
 #undef FIELD
   return 1;
 }

@@ -368,9 +368,11 @@ end
 
 --- edgews.sleep(seconds): waits inside a handler (the handler's task is parked;
 -- the worker serves everyone else meanwhile). Events of the same socket that
--- arrive meanwhile run after this handler returns, in order.
+-- arrive meanwhile run after this handler returns, in order. Timers take any
+-- non-negative number of seconds (millisecond resolution, no upper limit:
+-- math.huge waits forever).
 function _M.sleep(secs)
-  if type(secs) ~= "number" or secs < 0 then error("edgews.sleep: seconds expected", 2) end
+  if type(secs) ~= "number" or not (secs >= 0) then error("edgews.sleep: seconds expected", 2) end
   return core.sleep(secs)
 end
 
@@ -384,14 +386,14 @@ end
 --- edgews.timer(seconds, fn) -> timer: runs fn once, later, in a task of its own
 -- (it may wait too). An error in fn is logged with file:line.
 function _M.timer(secs, fn)
-  if type(secs) ~= "number" or secs < 0 then error("edgews.timer: seconds expected", 2) end
+  if type(secs) ~= "number" or not (secs >= 0) then error("edgews.timer: seconds expected", 2) end
   if type(fn) ~= "function" then error("edgews.timer: function expected", 2) end
   return setmetatable({ id = core.timer(secs, fn, false) }, Timer)
 end
 
 --- edgews.every(seconds, fn) -> timer: runs fn every `seconds` until cancelled.
 function _M.every(secs, fn)
-  if type(secs) ~= "number" or secs < 0.001 then error("edgews.every: seconds >= 0.001 expected", 2) end
+  if type(secs) ~= "number" or not (secs >= 0.001) then error("edgews.every: seconds >= 0.001 expected", 2) end
   if type(fn) ~= "function" then error("edgews.every: function expected", 2) end
   return setmetatable({ id = core.timer(secs, fn, true) }, Timer)
 end
