@@ -158,6 +158,8 @@ function _M.app(t)
     app._auth = auth.normalize(t.auth, 2)
     c.auth_before_upgrade = app._auth.mode == "upgrade"
     c.auth_timeout = app._auth.timeout
+    -- until a first-message auth succeeds, the core holds messages to this size
+    if app._auth.mode == "message" then c.auth_max_message_size = app._auth.max_message_size end
   end
   if t.rate_limit ~= nil then app._rate_limit = pipeline.rate_limit_config(t.rate_limit, 2) end
   loading.by_path[c.path] = app

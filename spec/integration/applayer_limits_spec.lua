@@ -274,9 +274,10 @@ describe("application layer: limits, origins, rate limits, cross-worker #integra
       hello(r.id)
       assert.are.equal("limited", ask(r.id, { type = "limited", n = 1 }).type)
       assert.are.equal("limited", ask(r.id, { type = "limited", n = 2 }).type)
-      local e = ask(r.id, { type = "limited", n = 3 })
+      local e = ask(r.id, { type = "limited", n = 3, id = "q3" })
       assert.are.equal("error", e.type)
       assert.are.equal("rate_limited", e.error)
+      assert.are.equal("q3", e.id, "the reply has the request's id: " .. cjson.encode(e))
       for i = 1, 5 do
         assert.are.same({ type = "echo", i = i }, ask(r.id, { type = "echo", i = i }))
       end
