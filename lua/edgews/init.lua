@@ -350,6 +350,9 @@ function _M._enqueue_message(sock, data, is_binary)
 end
 
 function _M._enqueue_close(sock, code, reason)
+  -- The connection has ended now (its close event waits behind a handler): other
+  -- workers' stand-ins of the socket must say so at once (edgews.user_sockets).
+  if sock.ctx._auth then workers.remove_user(sock) end
   return enqueue(sock, 2, code, reason)
 end
 
