@@ -30,6 +30,7 @@
 -- 4403 itself: no Lua timer per connection, any length, and a refresh moves it.
 
 local core = require "edgews.core"
+local socket_mod = require "edgews.socket"
 local workers = require "edgews.workers"
 local router_mod = require "edgews.router"
 local ratelimit = require "edgews.ratelimit"
@@ -150,16 +151,26 @@ end
 
 -- ------------------------------------------------------------- authentication
 
+-- Sets the connection's authentication deadline in the core (see core.auth_deadline).
+-- A deadline that cannot be kept (out of memory) must not leave the connection
+-- authenticated forever: it is closed with 1011 instead.
+local function set_deadline(socket, kind, t)
+  local c = socket._c
+  if not c then return end
+  local ok, code = core.auth_deadline(c, kind, t)
+  if not ok and socket_mod.error_name(code) ~= "closed" then
+    socket:close(1011, "cannot keep the authentication deadline")
+  end
+end
+
 -- The connection's expiry: exp + the strategy's leeway, on the core's timer wheel
 -- (replacing an earlier one; no exp: none).
 local function expire_later(app, socket, user)
-  local c = socket._c
-  if not c then return end
   local exp = type(user) == "table" and tonumber(user.exp)
   if exp then
-    core.auth_deadline(c, "expiry", exp + (app._auth.leeway or 0))
+    set_deadline(socket, "expiry", exp + (app._auth.leeway or 0))
   else
-    core.auth_deadline(c, nil)
+    set_deadline(socket, nil)
   end
 end
 _M.expire_later = expire_later
@@ -172,7 +183,7 @@ function _M.on_open(app, socket)
     expire_later(app, socket, socket.ctx.user)
     return
   end
-  if socket._c then core.auth_deadline(socket._c, "timeout", strat.timeout) end
+  set_deadline(socket, "timeout", strat.timeout)
 end
 
 function _M.on_close(socket)
