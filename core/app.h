@@ -23,6 +23,10 @@ typedef struct ews_app {
                                      besides "bearer." (never selected); or NULL */
   ews_rx_config_t rx;             /* max_frame, max_message, expect_masked = 1 */
   ews_rx_config_t rx_pmd;         /* the same with RSV1 allowed (compressed peers) */
+  /* First-message auth: until the connection authenticates, messages (inflated size
+   * too) are limited to auth_max_message (rx_auth*.max_message); 0 = no such phase. */
+  uint64_t auth_max_message;
+  ews_rx_config_t rx_auth, rx_auth_pmd;
   ews_pmd_config_t pmd_cfg;       /* permessage-deflate (enabled = 0: off) */
   ews_pmd_worker_t *pmd;          /* its compressors and inflate streams (lazy) */
   uint32_t idle_timeout_ms;       /* 0 = none */

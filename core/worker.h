@@ -120,6 +120,9 @@ typedef struct ews_worker {
   unsigned task_free_n;
   struct ews_task *current_task;
   struct ews_ltimer *ltimers; /* Lua timers (edgews.sleep/timer/every), for cleanup */
+  uint32_t nltimers;          /* how many (edgews.stats().timers) */
+  int ltimer_map;             /* registry ref of the id -> timer table (0: none yet) */
+  double ltimer_seq;          /* the last timer id given out on this worker */
   ews_routes_t routes;
   ews_chans_t chans;    /* this worker's channel subscribers (hub/channels.h) */
   ews_names_t topics;   /* this worker's pub/sub subscribers (hub/pubsub.h) */

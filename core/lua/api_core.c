@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "err.h"
 #include "log.h"
@@ -202,6 +203,39 @@ static int l_count_user(lua_State *L) {
   ews_conn_t *c = check_conn(L, 1);
   const char *uid = luaL_checkstring(L, 2);
   return push_result(L, ews_conn_count_user(c, uid));
+}
+
+/* core.auth_deadline(c, kind, t) -> true | nil, err: the connection's authentication
+ * deadline, kept by the core on the worker's timer wheel. kind "timeout": t seconds
+ * from now, then close 4408; "expiry": t is the time (seconds since the epoch, the
+ * token's exp plus leeway) after which it closes 4403; nil: no deadline. Any length
+ * (a token valid for ten years is fine); a time already past closes at once. */
+static int l_auth_deadline(lua_State *L) {
+  ews_conn_t *c = check_conn(L, 1);
+  const char *kind = luaL_optstring(L, 2, NULL);
+  if (!kind) return push_result(L, ews_conn_auth_deadline(c, EWS_AUTH_DL_NONE, 0));
+  double t = luaL_checknumber(L, 3), ms;
+  int k;
+  if (!strcmp(kind, "timeout")) {
+    k = EWS_AUTH_DL_TIMEOUT;
+    ms = t * 1000.0;
+  } else if (!strcmp(kind, "expiry")) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    k = EWS_AUTH_DL_EXPIRY;
+    ms = (t - (double)ts.tv_sec) * 1000.0 - (double)ts.tv_nsec / 1e6;
+  } else {
+    return luaL_argerror(L, 2, "\"timeout\" or \"expiry\" expected");
+  }
+  /* NaN and the past: now. Beyond ~285,000 years: as good as never. */
+  uint64_t delay = !(ms > 0) ? 0 : ms >= 9e15 ? (uint64_t)9e15 : (uint64_t)(ms + 0.999);
+  return push_result(L, ews_conn_auth_deadline(c, k, delay));
+}
+
+/* core.authenticated(c): first-message auth succeeded; lifts the pre-auth size limit. */
+static int l_authenticated(lua_State *L) {
+  ews_conn_authenticated(check_conn(L, 1));
+  return 0;
 }
 
 /* core.post(worker_id, blob) -> true | nil, err: a bus message for another worker. */
@@ -440,6 +474,7 @@ static int l_stats(lua_State *L) {
   FIELD("bytes_out", w->stats.bytes_out);
   FIELD("handler_errors", w->stats.handler_errors);
   FIELD("messages_compressed", w->stats.compressed);
+  FIELD("timers", w->nltimers);
 #undef FIELD
   return 1;
 }
@@ -548,6 +583,20 @@ static int l_set_routes(lua_State *L) {
      * 64 KiB): allow that on the wire; the inflater enforces the real limit. */
     if (a->rx.max_message) a->rx_pmd.max_message = a->rx.max_message + a->rx.max_message / 64 + 1024;
     if (a->rx.max_frame) a->rx_pmd.max_frame = a->rx.max_frame + a->rx.max_frame / 64 + 1024;
+    /* First-message auth: a small limit until the connection has authenticated. */
+    a->auth_max_message = (uint64_t)opt_num(L, t, "auth_max_message_size", 0);
+    a->rx_auth = a->rx;
+    a->rx_auth_pmd = a->rx_pmd;
+    if (a->auth_max_message) {
+      uint64_t m = a->auth_max_message;
+      if (a->rx.max_message && a->rx.max_message < m) m = a->rx.max_message;
+      a->rx_auth.max_message = m;
+      if (!a->rx_auth.max_frame || a->rx_auth.max_frame > m) a->rx_auth.max_frame = m;
+      uint64_t wire = m + m / 64 + 1024; /* as for rx_pmd: deflate may expand a little */
+      a->rx_auth_pmd.max_message = wire;
+      if (!a->rx_auth_pmd.max_frame || a->rx_auth_pmd.max_frame > wire)
+        a->rx_auth_pmd.max_frame = wire;
+    }
     lua_getfield(L, t, "on_backpressure");
     a->drop_on_backpressure = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "drop") == 0;
     lua_pop(L, 1);
@@ -588,6 +637,7 @@ static const luaL_Reg core_fns[] = {
     {"handler_error", l_handler_error}, {"fanout", l_fanout},
     {"app_sockets", l_app_sockets}, {"auth_done", l_auth_done},
     {"count_user", l_count_user}, {"connection_count", l_connection_count},
+    {"auth_deadline", l_auth_deadline}, {"authenticated", l_authenticated},
     {"take", l_take}, {"count", l_count},
     {"post", l_post}, {"user_add", l_user_add}, {"user_remove", l_user_remove},
     {"user_list", l_user_list}, {"stats_all", l_stats_all},

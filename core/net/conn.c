@@ -34,6 +34,11 @@
 
 #define LUA_NOREF_C (-2) /* LUA_NOREF, without lua.h in the net layer */
 #define CONN_OF_TNODE(n) ((ews_conn_t *)((char *)(n) - offsetof(ews_conn_t, tnode)))
+/* The application layer's close codes for authentication deadlines. */
+#define CLOSE_AUTH_TIMEOUT 4408
+#define CLOSE_TOKEN_EXPIRED 4403
+/* A far deadline (a token valid for years) is re-armed on the wheel in steps. */
+#define AUTH_STEP_MS (24u * 3600u * 1000u)
 
 static inline uint32_t now_ms(const ews_conn_t *c) { return (uint32_t)uv_now(&c->w->loop); }
 
@@ -299,6 +304,65 @@ void ews_conn_unpause(ews_conn_t *c) {
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
+/* The frame limits of an open connection: an app with first-message auth holds a
+ * connection that has not authenticated yet to its small auth limit. */
+static const ews_rx_config_t *rx_config(const ews_conn_t *c, int authenticated) {
+  const ews_app_t *a = c->app;
+  if (a->auth_max_message && !authenticated) return c->pmd ? &a->rx_auth_pmd : &a->rx_auth;
+  return c->pmd ? &a->rx_pmd : &a->rx;
+}
+
+void ews_conn_authenticated(ews_conn_t *c) {
+  if (!c->app || !c->app->auth_max_message || c->state == EWS_CS_HEAD) return;
+  /* Read at the next frame header; a message in progress is held to the new limit. */
+  c->rx.cfg = rx_config(c, 1);
+  if (c->pmd) ews_inflater_set_limit(&c->pmd->inf, c->app->rx.max_message);
+}
+
+int ews_conn_auth_deadline(ews_conn_t *c, int kind, uint64_t delay_ms) {
+  if (c->state != EWS_CS_OPEN) return EWS_ECLOSED;
+  if (kind == EWS_AUTH_DL_NONE) {
+    if (c->acct) {
+      c->acct->auth_kind = EWS_AUTH_DL_NONE;
+      if (!c->acct->ip && !c->acct->user) {
+        free(c->acct);
+        c->acct = NULL;
+      }
+    }
+    return 0; /* the wheel node fires as planned and finds nothing to do */
+  }
+  if (!c->acct && !(c->acct = calloc(1, sizeof *c->acct))) return EWS_ENOMEM;
+  /* The loop's cached time may be a long iteration old (10,000 refreshes in one
+   * read): a deadline measured from it would come early. */
+  uv_update_time(&c->w->loop);
+  uint64_t now = uv_now(&c->w->loop);
+  c->acct->auth_kind = (uint8_t)kind;
+  c->acct->auth_due_ms = delay_ms > UINT64_MAX - now ? UINT64_MAX : now + delay_ms;
+  ews_wheel_schedule_min(&c->w->wheel, &c->tnode,
+                         delay_ms < AUTH_STEP_MS ? (uint32_t)delay_ms : AUTH_STEP_MS);
+  return 0;
+}
+
+/* An OPEN connection's authentication deadline: 0 when it passed (the connection is
+ * then closing), else the milliseconds until the wheel should look again. */
+static uint32_t check_auth_deadline(ews_conn_t *c) {
+  ews_acct_t *a = c->acct;
+  if (!a || a->auth_kind == EWS_AUTH_DL_NONE) return UINT32_MAX;
+  uint64_t now = uv_now(&c->w->loop);
+  if (now < a->auth_due_ms) {
+    uint64_t left = a->auth_due_ms - now;
+    return left < AUTH_STEP_MS ? (uint32_t)left : AUTH_STEP_MS;
+  }
+  static const char expired[] = "token expired", late[] = "authentication timeout";
+  int expiry = a->auth_kind == EWS_AUTH_DL_EXPIRY;
+  a->auth_kind = EWS_AUTH_DL_NONE;
+  c->w->stats.lua[expiry ? EWS_LC_auth_expired : EWS_LC_auth_failures]++;
+  EWS_DEBUG("conn %llu: %s", (unsigned long long)c->id, expiry ? expired : late);
+  if (expiry) ews_conn_close(c, CLOSE_TOKEN_EXPIRED, expired, sizeof expired - 1);
+  else ews_conn_close(c, CLOSE_AUTH_TIMEOUT, late, sizeof late - 1);
+  return 0;
+}
+
 void ews_conn_shutdown(ews_conn_t *c) {
   if (c->state == EWS_CS_HEAD) {
     ews_conn_abort(c);
@@ -335,6 +399,8 @@ void ews_conn_on_timer(ews_tnode_t *node, void *ud) {
       return;
     case EWS_CS_OPEN: {
       const ews_app_t *app = c->app;
+      uint32_t next = check_auth_deadline(c);
+      if (next == 0) return;
       if (c->flags & EWS_CF_PAUSED) { /* we are not reading: neither idle nor deaf */
         c->last_rx_ms = now;
         c->flags &= (uint16_t)~EWS_CF_PING_OUT;
@@ -346,8 +412,8 @@ void ews_conn_on_timer(ews_tnode_t *node, void *ud) {
         ews_conn_close(c, EWS_CLOSE_GOING_AWAY, why, sizeof why - 1);
         return;
       }
-      uint32_t next = UINT32_MAX;
-      if (app->idle_timeout_ms) next = app->idle_timeout_ms - idle;
+      if (app->idle_timeout_ms && app->idle_timeout_ms - idle < next)
+        next = app->idle_timeout_ms - idle;
       if (app->heartbeat_interval_ms) {
         if (c->flags & EWS_CF_PING_OUT) {
           uint32_t waited = now - c->ping_ms;
@@ -588,7 +654,7 @@ static void finish_upgrade(ews_conn_t *c) {
   }
   c->state = EWS_CS_OPEN;
   c->since_ms = c->last_rx_ms = c->ping_ms = now_ms(c);
-  ews_rx_init(&c->rx, c->pmd ? &c->app->rx_pmd : &c->app->rx);
+  ews_rx_init(&c->rx, rx_config(c, 0));
   ews_wheel_cancel(&w->wheel, &c->tnode);
   ews_conn_on_timer(&c->tnode, NULL); /* arms idle/heartbeat deadlines */
   int user_ref = pd->user_ref;
@@ -761,7 +827,8 @@ static void on_request(ews_conn_t *c, const ews_http_request_t *req, uint8_t *re
       return;
     }
     c->pmd->params = params;
-    ews_inflater_init(&c->pmd->inf, &params, app->rx.max_message);
+    ews_inflater_init(&c->pmd->inf, &params,
+                      app->auth_max_message ? app->rx_auth.max_message : app->rx.max_message);
   }
   size_t cap = 256 + sel_len + (size_t)(ext_len > 0 ? ext_len : 0);
   pd->resp = malloc(cap);

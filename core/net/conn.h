@@ -80,9 +80,20 @@ typedef struct {
   int port;
 } ews_pending_t;
 
-/* Per-IP and per-user connection counters a connection is counted in. */
+/* Authentication deadlines of an open connection (the application layer's): */
+enum {
+  EWS_AUTH_DL_NONE = 0,
+  EWS_AUTH_DL_TIMEOUT, /* first-message auth not done in time: close 4408 */
+  EWS_AUTH_DL_EXPIRY   /* the token expired (exp + leeway): close 4403 */
+};
+
+/* Rarely used per-connection state, allocated on first use and freed when the
+ * session ends: the per-IP and per-user connection counters a connection is counted
+ * in, and its authentication deadline. */
 typedef struct {
   struct ews_counter *ip, *user;
+  uint64_t auth_due_ms; /* loop time (uv_now) of the deadline */
+  uint8_t auth_kind;    /* EWS_AUTH_DL_* */
 } ews_acct_t;
 
 typedef struct ews_conn {
@@ -148,6 +159,16 @@ void ews_conn_auth_done(ews_conn_t *c, int ok, int user_ref, const char *user_id
 /* Counts an open connection in its app's per-user counter (authentication after
  * the upgrade). 0, or EWS_ELIMIT_USER when the user is at max_connections_per_user. */
 int ews_conn_count_user(ews_conn_t *c, const char *user_id);
+
+/* Sets (or, with EWS_AUTH_DL_NONE, clears) the authentication deadline of an open
+ * connection, delay_ms from now (any length: long deadlines are re-armed on the
+ * wheel in steps). When it passes, the server closes the connection with 4408
+ * "authentication timeout" (counted as an auth failure) or 4403 "token expired"
+ * (counted as auth_expired). 0, EWS_ECLOSED (not OPEN) or EWS_ENOMEM. */
+int ews_conn_auth_deadline(ews_conn_t *c, int kind, uint64_t delay_ms);
+/* First-message authentication succeeded: the app's full message limits apply from
+ * the next frame on (until then, the app's auth_max_message). */
+void ews_conn_authenticated(ews_conn_t *c);
 
 /* Stops reading from the client (its queued events are being worked off), and
  * starts again. A paused connection is not timed out by the heartbeat. */

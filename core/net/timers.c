@@ -16,21 +16,29 @@ void ews_wheel_init(ews_wheel_t *w, uint64_t now_ms) {
   w->count = 0;
 }
 
+/* Round up so a node never fires early; at least one tick ahead. */
+static uint32_t due_tick(const ews_wheel_t *w, uint32_t delay_ms) {
+  uint32_t ticks = delay_ms / EWS_TICK_MS + (delay_ms % EWS_TICK_MS != 0);
+  return w->now + (ticks ? ticks : 1);
+}
+
 void ews_wheel_schedule(ews_wheel_t *w, ews_tnode_t *n, uint32_t delay_ms) {
   if (n->next) {
     unlink_node(n);
     w->count--;
   }
-  /* Round up so a node never fires early; at least one tick ahead. */
-  uint32_t ticks = (delay_ms + EWS_TICK_MS - 1) / EWS_TICK_MS;
-  if (ticks == 0) ticks = 1;
-  n->due = w->now + ticks;
+  n->due = due_tick(w, delay_ms);
   ews_tnode_t *head = &w->slots[n->due % EWS_WHEEL_SLOTS];
   n->next = head;
   n->prev = head->prev;
   head->prev->next = n;
   head->prev = n;
   w->count++;
+}
+
+void ews_wheel_schedule_min(ews_wheel_t *w, ews_tnode_t *n, uint32_t delay_ms) {
+  if (n->next && (int32_t)(n->due - due_tick(w, delay_ms)) <= 0) return;
+  ews_wheel_schedule(w, n, delay_ms);
 }
 
 void ews_wheel_cancel(ews_wheel_t *w, ews_tnode_t *n) {

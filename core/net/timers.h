@@ -33,6 +33,10 @@ static inline uint32_t ews_wheel_ms_to_tick(uint64_t ms) { return (uint32_t)(ms 
 
 /* Schedules (or reschedules) node to fire at the first tick at or after now + delay. */
 void ews_wheel_schedule(ews_wheel_t *w, ews_tnode_t *node, uint32_t delay_ms);
+/* Schedules node for now + delay unless it is already scheduled to fire no later
+ * than that (a new, earlier deadline of its owner; the owner re-evaluates the rest
+ * when it fires). */
+void ews_wheel_schedule_min(ews_wheel_t *w, ews_tnode_t *node, uint32_t delay_ms);
 void ews_wheel_cancel(ews_wheel_t *w, ews_tnode_t *node);
 static inline int ews_wheel_scheduled(const ews_tnode_t *n) { return n->next != 0; }
 

@@ -258,6 +258,12 @@ typedef struct {
 void ews_inflater_init(ews_inflater_t *inf, const ews_pmd_params_t *params,
                        uint64_t max_message);
 
+/* Changes the limit on one message's inflated size (0: none), from the next byte on:
+ * a connection's limit is raised once it has authenticated. */
+static inline void ews_inflater_set_limit(ews_inflater_t *inf, uint64_t max_message) {
+  inf->limit = max_message ? max_message : UINT64_MAX;
+}
+
 /* Releases the stream (back to w's cache, or freed). Use the same w (or NULL) in
  * every call on one inflater. The inflater can be initialised again. */
 void ews_inflater_free(ews_inflater_t *inf, ews_pmd_worker_t *w);

@@ -1,7 +1,8 @@
 /* test_net_timers.c — the per-worker timer wheel: nodes fire at (not before) their
  * tick, in any order of scheduling, across several turns of the wheel, can be
- * rescheduled or cancelled (also from inside their callback), and a long stall
- * fires everything that is due once. */
+ * rescheduled or cancelled (also from inside their callback), schedule_min only
+ * ever moves a deadline earlier, the longest delay (UINT32_MAX ms) does not wrap,
+ * and a long stall fires everything that is due once. */
 #include "net/timers.h"
 #include "test.h"
 
@@ -88,7 +89,40 @@ TEST(a_long_stall_fires_everything_due_once) {
   CHECK_EQ(wheel.count, 0);
 }
 
+TEST(schedule_min_only_moves_earlier) {
+  now_ms = 0;
+  ews_wheel_init(&wheel, now_ms);
+  item_t a = {0}, b = {0};
+  ews_wheel_schedule_min(&wheel, &a.node, 500); /* not scheduled: schedules */
+  CHECK(ews_wheel_scheduled(&a.node));
+  ews_wheel_schedule_min(&wheel, &a.node, 5000); /* later: stays at 500 */
+  ews_wheel_schedule(&wheel, &b.node, 30000);
+  ews_wheel_schedule_min(&wheel, &b.node, 200); /* earlier: moves */
+  CHECK_EQ(wheel.count, 2);
+  advance_to(300);
+  CHECK_EQ(b.fired, 1);
+  CHECK_EQ(a.fired, 0);
+  advance_to(600);
+  CHECK_EQ(a.fired, 1);
+  CHECK(a.fired_at >= 500);
+  CHECK_EQ(wheel.count, 0);
+}
+
+TEST(the_longest_delay_does_not_wrap) {
+  now_ms = 77;
+  ews_wheel_init(&wheel, now_ms);
+  item_t a = {0};
+  ews_wheel_schedule(&wheel, &a.node, UINT32_MAX); /* ~49.7 days */
+  advance_to(77 + 100000);
+  CHECK_EQ(a.fired, 0);
+  CHECK((int32_t)(a.node.due - wheel.now) > 0);
+  ews_wheel_cancel(&wheel, &a.node);
+  CHECK_EQ(wheel.count, 0);
+}
+
 int main(void) {
+  RUN(schedule_min_only_moves_earlier);
+  RUN(the_longest_delay_does_not_wrap);
   RUN(fires_on_time_never_early);
   RUN(reschedule_and_cancel);
   RUN(a_long_stall_fires_everything_due_once);

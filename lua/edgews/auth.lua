@@ -18,10 +18,17 @@
 --                 in messages: first-message auth and token refresh)
 --   field         the credential's field in an auth message ("token" or "key")
 --   timeout       seconds the authenticator (or the first message) may take
+--   max_message_size  ("message" mode) bytes a message may have until the
+--                 connection has authenticated (default 16 KiB): the core closes
+--                 a bigger one with 1009 from its frame header
 --   refresh       true when {"type":"auth:refresh","token":...} renews the user
+--   leeway        seconds added to user.exp before the connection expires (JWT)
 -- A user is a table; user.id (string or number) identifies the user for the
 -- per-user connection limit and edgews.user_sockets; user.exp (seconds since the
--- epoch), when set, closes the connection with 4403 unless a refresh comes first.
+-- epoch), when set, closes the connection with 4403 at exp (+ leeway) unless a
+-- refresh comes first. A JWT user must have an id: a token without `sub` is
+-- refused unless the app's user function gives one, and a refresh must be for the
+-- same id (an anonymous connection could otherwise be refreshed into anyone).
 -- Validators may wait (they run in the connection's task). The request table:
 -- method, path, query (raw), params (parsed query), headers (lower-case names),
 -- remote_addr, remote_port, protocols (offered subprotocols, a list).
@@ -64,16 +71,22 @@ function _M.protocols(req)
   return list
 end
 
+local DEFAULT_AUTH_MAX_MESSAGE = 16 * 1024
+
 local function check_mode(opts, level)
   local mode = opts.mode or "upgrade"
   if mode ~= "upgrade" and mode ~= "message" then
     error("edgews.auth: mode must be \"upgrade\" or \"message\"", level + 1)
   end
   local timeout = opts.timeout or 10
-  if type(timeout) ~= "number" or timeout <= 0 then
+  if type(timeout) ~= "number" or not (timeout > 0) or timeout == math.huge then
     error("edgews.auth: timeout must be a positive number of seconds", level + 1)
   end
-  return mode, timeout
+  local max = opts.max_message_size or DEFAULT_AUTH_MAX_MESSAGE
+  if type(max) ~= "number" or max < 1 or max > 2 ^ 31 - 1 or max % 1 ~= 0 then
+    error("edgews.auth: max_message_size must be a whole number of bytes (1 .. 2^31-1)", level + 1)
+  end
+  return mode, timeout, max
 end
 
 -- Where a credential is looked up before the upgrade, in order.
@@ -106,7 +119,9 @@ end
 
 local function strategy(mode, timeout, verify, field, o)
   local s = setmetatable({ mode = mode, timeout = timeout, verify = verify, field = field,
-                           refresh = o.refresh, protocol_prefix = o.protocol_prefix }, Strategy)
+                           refresh = o.refresh, leeway = o.leeway or 0,
+                           max_message_size = o.max_message_size,
+                           protocol_prefix = o.protocol_prefix }, Strategy)
   if mode == "upgrade" then
     s.authenticate = function(req)
       local cred = find_credential(req, o)
@@ -129,11 +144,14 @@ local function check_from(from, level)
 end
 
 --- auth.jwt{ secret =, alg = "HS256", iss =, aud =, leeway = 0, mode =, timeout =,
---            from = {"header", "query", "protocol"}, query_param = "token",
---            protocol_prefix = "bearer.", user = function(claims) -> user }
--- The default user is { id = claims.sub, exp = claims.exp, claims = claims }.
+--            max_message_size = 16384, from = {"header", "query", "protocol"},
+--            query_param = "token", protocol_prefix = "bearer.",
+--            user = function(claims) -> user }
+-- The default user is { id = claims.sub, exp = claims.exp, claims = claims }; a
+-- token without a `sub` (a non-empty string) is refused ("missing subject"), as is
+-- a user from the user function without an id (a string or a number).
 -- Token refresh is on: {"type":"auth:refresh","token":...} with a token for the
--- same subject renews the user and its expiry.
+-- same user id renews the user and its expiry.
 function _M.jwt(opts)
   if type(opts) ~= "table" then error("edgews.auth.jwt expects a table", 2) end
   if type(opts.secret) ~= "string" or #opts.secret == 0 then
@@ -143,25 +161,40 @@ function _M.jwt(opts)
   if alg ~= "HS256" and alg ~= "HS384" and alg ~= "HS512" then
     error("edgews.auth.jwt: alg must be HS256, HS384 or HS512", 2)
   end
-  local mode, timeout = check_mode(opts, 2)
+  local mode, timeout, max_message_size = check_mode(opts, 2)
   local from = opts.from or { "header", "query", "protocol" }
   check_from(from, 2)
-  local to_user = opts.user or function(claims)
-    return { id = claims.sub, exp = claims.exp, claims = claims }
+  if opts.user ~= nil and type(opts.user) ~= "function" then
+    error("edgews.auth.jwt: user must be a function(claims) -> user", 2)
   end
-  local vopts = { alg = alg, iss = opts.iss, aud = opts.aud, leeway = opts.leeway or 0, now = opts.now }
+  local to_user = opts.user
+  local leeway = opts.leeway or 0
+  if type(leeway) ~= "number" or not (leeway >= 0) or leeway == math.huge then
+    error("edgews.auth.jwt: leeway must be a non-negative number of seconds", 2)
+  end
+  local vopts = { alg = alg, iss = opts.iss, aud = opts.aud, leeway = leeway, now = opts.now }
   local secret = opts.secret
   local function verify(token)
     if type(token) ~= "string" then return nil, "malformed" end
     local claims, err = jwt.verify(token, secret, vopts)
     if not claims then return nil, err end
+    if not to_user then
+      local sub = claims.sub
+      if type(sub) ~= "string" or sub == "" then return nil, "missing subject" end
+      return { id = sub, exp = claims.exp, claims = claims }
+    end
     local user, uerr = to_user(claims)
     if not user then return nil, uerr or "rejected" end
+    local id = type(user) == "table" and user.id
+    if not ((type(id) == "string" and id ~= "") or (type(id) == "number" and id == id)) then
+      return nil, "no user id"
+    end
     return user
   end
   return strategy(mode, timeout, verify, "token", {
     from = from, header = "authorization", scheme = "bearer", query_param = opts.query_param or "token",
     protocol_prefix = opts.protocol_prefix or "bearer.", refresh = opts.refresh ~= false,
+    leeway = leeway, max_message_size = max_message_size,
   })
 end
 
@@ -171,13 +204,14 @@ function _M.api_key(opts)
   if type(opts) ~= "table" or type(opts.validate) ~= "function" then
     error("edgews.auth.api_key expects { validate = function(key, req) ... }", 2)
   end
-  local mode, timeout = check_mode(opts, 2)
+  local mode, timeout, max_message_size = check_mode(opts, 2)
   local from = opts.from or { "header", "query" }
   check_from(from, 2)
   local validate = opts.validate
   return strategy(mode, timeout, function(key, req) return validate(key, req) end, "key", {
     from = from, header = string_lower(opts.header or "x-api-key"),
     query_param = opts.query_param or "api_key", protocol_prefix = opts.protocol_prefix or "key.",
+    max_message_size = max_message_size,
   })
 end
 

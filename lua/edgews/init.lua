@@ -159,6 +159,8 @@ function _M.app(t)
     c.auth_before_upgrade = app._auth.mode == "upgrade"
     c.auth_timeout = app._auth.timeout
     c.token_protocol_prefix = app._auth.protocol_prefix -- never selected as the subprotocol
+    -- until a first-message auth succeeds, the core holds messages to this size
+    if app._auth.mode == "message" then c.auth_max_message_size = app._auth.max_message_size end
   end
   if t.rate_limit ~= nil then app._rate_limit = pipeline.rate_limit_config(t.rate_limit, 2) end
   loading.by_path[c.path] = app
@@ -349,6 +351,9 @@ function _M._enqueue_message(sock, data, is_binary)
 end
 
 function _M._enqueue_close(sock, code, reason)
+  -- The connection has ended now (its close event waits behind a handler): other
+  -- workers' stand-ins of the socket must say so at once (edgews.user_sockets).
+  if sock.ctx._auth then workers.remove_user(sock) end
   return enqueue(sock, 2, code, reason)
 end
 
@@ -369,9 +374,11 @@ end
 
 --- edgews.sleep(seconds): waits inside a handler (the handler's task is parked;
 -- the worker serves everyone else meanwhile). Events of the same socket that
--- arrive meanwhile run after this handler returns, in order.
+-- arrive meanwhile run after this handler returns, in order. Timers take any
+-- non-negative number of seconds (millisecond resolution, no upper limit:
+-- math.huge waits forever).
 function _M.sleep(secs)
-  if type(secs) ~= "number" or secs < 0 then error("edgews.sleep: seconds expected", 2) end
+  if type(secs) ~= "number" or not (secs >= 0) then error("edgews.sleep: seconds expected", 2) end
   return core.sleep(secs)
 end
 
@@ -385,14 +392,14 @@ end
 --- edgews.timer(seconds, fn) -> timer: runs fn once, later, in a task of its own
 -- (it may wait too). An error in fn is logged with file:line.
 function _M.timer(secs, fn)
-  if type(secs) ~= "number" or secs < 0 then error("edgews.timer: seconds expected", 2) end
+  if type(secs) ~= "number" or not (secs >= 0) then error("edgews.timer: seconds expected", 2) end
   if type(fn) ~= "function" then error("edgews.timer: function expected", 2) end
   return setmetatable({ id = core.timer(secs, fn, false) }, Timer)
 end
 
 --- edgews.every(seconds, fn) -> timer: runs fn every `seconds` until cancelled.
 function _M.every(secs, fn)
-  if type(secs) ~= "number" or secs < 0.001 then error("edgews.every: seconds >= 0.001 expected", 2) end
+  if type(secs) ~= "number" or not (secs >= 0.001) then error("edgews.every: seconds >= 0.001 expected", 2) end
   if type(fn) ~= "function" then error("edgews.every: function expected", 2) end
   return setmetatable({ id = core.timer(secs, fn, true) }, Timer)
 end

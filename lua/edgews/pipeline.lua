@@ -2,11 +2,13 @@
 -- layer (auth = ..., rate_limit = ..., app:use, app:route). In order:
 --
 --   1. authentication gate: with auth in "message" mode, the first message must be
---      {"type":"auth", <token|key>: ...}; until it succeeds nothing else runs.
---      {"type":"auth:refresh","token":...} renews a JWT user (both modes).
+--      {"type":"auth", <token|key>: ...}; until it succeeds nothing else runs (and
+--      the core holds the connection to auth.max_message_size per message).
 --   2. rate limits: token buckets per connection, per user and per IP, for
 --      messages and bytes; over the limit answers {"type":"error","error":
---      "rate_limited"} or closes with 1008, as configured.
+--      "rate_limited"} or closes with 1008, as configured. A refresh counts too.
+--   2b. {"type":"auth:refresh","token":...} renews a JWT user (both modes; same
+--      user id only).
 --   3. JSON decode (when the app has routes): invalid input gets one error reply
 --      with a stable code (edgews.router) and the connection stays open.
 --   4. middleware chain: fn(socket, msg, ctx, next), msg = { data =, is_binary =,
@@ -20,9 +22,15 @@
 --
 -- Close codes (documented in the README): 4401 authentication failed or
 -- required, 4408 no authentication in time, 4403 token expired, 4429 too many
--- connections for the user, 1008 rate limit (action = "close").
+-- connections for the user, 1008 rate limit (action = "close"), 1009 a first
+-- message over max_json_size.
+--
+-- Deadlines (the first-message timeout, a token's exp + leeway) are kept by the
+-- core on the worker's timer wheel (core.auth_deadline), which closes with 4408 or
+-- 4403 itself: no Lua timer per connection, any length, and a refresh moves it.
 
 local core = require "edgews.core"
+local socket_mod = require "edgews.socket"
 local workers = require "edgews.workers"
 local router_mod = require "edgews.router"
 local ratelimit = require "edgews.ratelimit"
@@ -31,7 +39,7 @@ local cjson = require "cjson.safe"
 local type, pairs, ipairs, tostring, tonumber, xpcall, error, setmetatable =
   type, pairs, ipairs, tostring, tonumber, xpcall, error, setmetatable
 local traceback = debug.traceback
-local string_find, os_time = string.find, os.time
+local string_find = string.find
 
 local _M = {}
 
@@ -103,8 +111,9 @@ local function limiter_for(cfg, lim)
   return l
 end
 
--- -> true, or false after answering / closing
-local function within_limits(cfg, scope, socket, data)
+-- -> true, or false after answering / closing (the answer carries `id`, the
+-- request's id when it is known)
+local function within_limits(cfg, scope, socket, data, id)
   for _, lim in ipairs(cfg.limits) do
     local cost = lim.what == "bytes" and #data or 1
     for _, p in ipairs(cfg.per) do
@@ -130,7 +139,8 @@ local function within_limits(cfg, scope, socket, data)
         if cfg.action == "close" then
           socket:close(1008, "rate limit exceeded")
         else
-          reply_error(socket, "rate_limited", "rate limit exceeded (" .. lim.what .. " per " .. p .. ")")
+          reply_error(socket, "rate_limited", "rate limit exceeded (" .. lim.what .. " per " .. p .. ")",
+            nil, id)
         end
         return false
       end
@@ -141,21 +151,27 @@ end
 
 -- ------------------------------------------------------------- authentication
 
+-- Sets the connection's authentication deadline in the core (see core.auth_deadline).
+-- A deadline that cannot be kept (out of memory) must not leave the connection
+-- authenticated forever: it is closed with 1011 instead.
+local function set_deadline(socket, kind, t)
+  local c = socket._c
+  if not c then return end
+  local ok, code = core.auth_deadline(c, kind, t)
+  if not ok and socket_mod.error_name(code) ~= "closed" then
+    socket:close(1011, "cannot keep the authentication deadline")
+  end
+end
+
+-- The connection's expiry: exp + the strategy's leeway, on the core's timer wheel
+-- (replacing an earlier one; no exp: none).
 local function expire_later(app, socket, user)
-  local a = socket.ctx._auth
-  if not a then a = {}; socket.ctx._auth = a end
-  if a.timer then a.timer:cancel(); a.timer = nil end
   local exp = type(user) == "table" and tonumber(user.exp)
-  if not exp then return end
-  local edgews = require "edgews"
-  local delay = exp - os_time()
-  a.exp = exp
-  a.timer = edgews.timer(delay > 0 and delay or 0, function()
-    if socket.ctx._auth == a and a.exp == exp then
-      core.count("auth_expired")
-      socket:close(CLOSE_TOKEN_EXPIRED, "token expired")
-    end
-  end)
+  if exp then
+    set_deadline(socket, "expiry", exp + (app._auth.leeway or 0))
+  else
+    set_deadline(socket, nil)
+  end
 end
 _M.expire_later = expire_later
 
@@ -167,20 +183,10 @@ function _M.on_open(app, socket)
     expire_later(app, socket, socket.ctx.user)
     return
   end
-  local edgews = require "edgews"
-  local a = { }
-  socket.ctx._auth = a
-  a.timer = edgews.timer(strat.timeout, function()
-    if not socket.ctx.user and socket:is_open() then
-      core.count("auth_failures")
-      socket:close(CLOSE_AUTH_TIMEOUT, "authentication timeout")
-    end
-  end)
+  set_deadline(socket, "timeout", strat.timeout)
 end
 
 function _M.on_close(socket)
-  local a = socket.ctx._auth
-  if a and a.timer then a.timer:cancel() end
   workers.remove_user(socket)
 end
 
@@ -193,6 +199,7 @@ local function accept_user(app, socket, user)
     end
   end
   socket.ctx.user = user
+  if socket._c then core.authenticated(socket._c) end
   workers.add_user(socket, user)
   expire_later(app, socket, user)
   return true
@@ -201,6 +208,11 @@ end
 -- The first message of a "message"-mode socket. -> nothing (handled)
 local function first_message(app, socket, data)
   local strat = app._auth
+  if #data > (app.config.max_json_size or router_mod.DEFAULT_MAX_SIZE) then
+    core.count("auth_failures")
+    socket:close(1009, "authentication message too large")
+    return
+  end
   local msg = cjson.decode(data)
   local cred = type(msg) == "table" and msg.type == "auth" and msg[strat.field]
   if not cred then
@@ -228,7 +240,11 @@ local function maybe_refresh(app, socket, data)
   local user, err = nil, "refresh is not supported"
   if strat.refresh and strat.verify then user, err = strat.verify(msg.token) end
   local old = socket.ctx.user
-  if user and old and old.id ~= nil and user.id ~= old.id then user, err = nil, "token is for another user" end
+  -- Same user only: the connection is registered (user_sockets, per-user limits)
+  -- under its id. A connection without an id cannot become someone.
+  if user and not (old and old.id ~= nil and tostring(user.id) == tostring(old.id)) then
+    user, err = nil, "token is for another user"
+  end
   if not user then
     core.count("auth_failures")
     reply_error(socket, "auth_failed", "token refresh failed: " .. tostring(err), nil, msg.id)
@@ -264,8 +280,10 @@ function _M.build(app)
       local body = msg.body
       local _, opts = router:get(body.type)
       local route_rl = opts and opts._rate_limit
-      if route_rl and not within_limits(route_rl, scope .. "\0" .. body.type, socket, msg.data) then
-        return
+      if route_rl then
+        local id = body.id
+        if type(id) ~= "string" and type(id) ~= "number" then id = nil end
+        if not within_limits(route_rl, scope .. "\0" .. body.type, socket, msg.data, id) then return end
       end
       return router:dispatch_decoded(socket, body, ctx, reply_error)
     elseif raw_handler then
@@ -279,11 +297,12 @@ function _M.build(app)
   end
 
   return function(socket, data, is_binary)
-    if strat then
-      if strat.mode == "message" and not socket.ctx.user then return first_message(app, socket, data) end
-      if maybe_refresh(app, socket, data) then return end
+    if strat and strat.mode == "message" and not socket.ctx.user then
+      return first_message(app, socket, data)
     end
+    -- Before anything is parsed: a refresh (a JSON decode and an HMAC) counts too.
     if rl and not within_limits(rl, scope, socket, data) then return end
+    if strat and maybe_refresh(app, socket, data) then return end
     -- all four fields from the start: adding two later would rehash the table
     local msg = { data = data, is_binary = is_binary, type = false, body = false }
     if router then

@@ -11,6 +11,7 @@
 --               (`s.id ~= sender.id`) rather than socket tables.
 
 local core = require "edgews.core"
+local config = require "edgews.config"
 local buffer = require "string.buffer"
 
 local type, pairs, ipairs, next, tostring, error, setmetatable, load =
@@ -74,30 +75,55 @@ local function local_socket(uid, id)
   end
 end
 
--- A socket of another worker: send and close travel to its worker.
+-- A socket of another worker (a stand-in): send and close travel to its worker
+-- as messages. What it promises:
+--   is_open()  true while the socket is registered for its user in the
+--              process-wide registry: from its authentication until its
+--              connection ends (the owner unregisters it at that moment).
+--   send/close nil, "closed" when is_open() is false; otherwise true once the
+--              message is on the owner's inbox. Delivery is asynchronous: if
+--              the socket ends before the owner runs the message, it is dropped
+--              (as a local socket:send to a closing socket would be), and the
+--              owner's slow-consumer policy applies there, not here.
 local Remote = {}
 Remote.__index = Remote
 _M.Remote = Remote
 
-function Remote:send(data, is_binary)
-  if type(data) ~= "string" then error("socket:send expects a string, got " .. type(data), 2) end
-  local ok, err = core.post(self.worker, encode({ op = "send", uid = self.user, id = self.id,
-                                                  data = data, bin = is_binary and true or false }))
+local function registered(r)
+  for _, e in ipairs(core.user_list(r.user)) do
+    if e[1] == r.worker and e[2] == r.id then return true end
+  end
+  return false
+end
+
+function Remote:is_open()
+  return registered(self)
+end
+
+local function post(r, msg)
+  if not registered(r) then return nil, "closed" end
+  local ok, err = core.post(r.worker, encode(msg))
   if ok then return true end
   return nil, err == -4 and "closed" or "error " .. tostring(err)
 end
 
-function Remote:close(code, reason)
-  local ok = core.post(self.worker, encode({ op = "close", uid = self.user, id = self.id,
-                                             code = code, reason = reason }))
-  return ok and true or nil
+function Remote:send(data, is_binary)
+  if type(data) ~= "string" then error("socket:send expects a string, got " .. type(data), 2) end
+  return post(self, { op = "send", uid = self.user, id = self.id, data = data,
+                      bin = is_binary and true or false })
 end
 
-function Remote:is_open() return true end
+function Remote:close(code, reason)
+  if code ~= nil and not config.valid_close_code(code) then
+    error("socket:close: invalid close code " .. tostring(code), 2)
+  end
+  if reason ~= nil and type(reason) ~= "string" then error("socket:close: reason must be a string", 2) end
+  return post(self, { op = "close", uid = self.user, id = self.id, code = code, reason = reason })
+end
 
 --- edgews.user_sockets(user_id) -> list of the user's sockets on every worker:
 -- this worker's are the socket objects themselves, other workers' are stand-ins
--- with send, close and the fields id, worker (is_remote = true).
+-- with send, close, is_open and the fields id, worker (is_remote = true).
 function _M.user_sockets(uid)
   uid = tostring(uid)
   local me = core.worker_id()

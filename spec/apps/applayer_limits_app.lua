@@ -20,6 +20,12 @@
 --                shout {text}: app:broadcast to all but the sender;
 --                reply {"type":"shouted","n":<queued on this worker>}
 --                count: {"type":"count","n":app:connection_count()}
+--                grab {uid}: keeps edgews.user_sockets(uid) (on this worker) for check;
+--                reply {"type":"grabbed","n":#list}
+--                check: for each kept socket {id, worker, remote, open = is_open(),
+--                sent = send(...) == true, err}; reply {"type":"checked","list":[...]}
+--                (the kept sockets get {"type":"ping-check"} when sent is true)
+--                nap {secs}: edgews.sleep(secs), then {"type":"napped"}
 local edgews = require "edgews"
 local cjson = require "cjson"
 
@@ -78,6 +84,28 @@ xw:route("shout", function(socket, body)
   local n = xw:broadcast(cjson.encode { type = "shout", text = body.text }, false,
     function(s) return s.id ~= sender end)
   socket:send(cjson.encode { type = "shouted", n = n })
+end)
+
+local kept = {}
+xw:route("grab", function(socket, body)
+  kept = edgews.user_sockets(body.uid)
+  socket:send(cjson.encode { type = "grabbed", n = #kept })
+end)
+
+xw:route("check", function(socket)
+  local list = {}
+  for i, s in ipairs(kept) do
+    local open = s:is_open()
+    local ok, err = s:send(cjson.encode { type = "ping-check" })
+    list[i] = { id = s.id, worker = s.worker or edgews.worker_id(), remote = s.is_remote == true,
+      open = open, sent = ok == true, err = err or cjson.null }
+  end
+  socket:send(cjson.encode { type = "checked", list = list })
+end)
+
+xw:route("nap", function(socket, body)
+  edgews.sleep(body.secs)
+  socket:send(cjson.encode { type = "napped" })
 end)
 
 xw:route("count", function(socket)

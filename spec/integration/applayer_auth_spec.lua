@@ -11,8 +11,17 @@
 --   * first-message auth (mode = "message"): auth:ok, 4401 for a bad token or a non-auth
 --     first message, 4408 when nothing comes in time
 --   * token refresh: auth:refreshed keeps the connection past the first token's exp; an
---     unrefreshed connection is closed with 4403 at exp; a refresh for another subject is
---     refused with an error reply and the connection stays.
+--     unrefreshed connection is closed with 4403 at exp; a refresh to an earlier exp
+--     moves the deadline; a refresh for another subject is refused with an error reply
+--     and the connection stays; refreshes count against the rate limit
+--   * long-lived tokens (1 and 10 years) work before the upgrade, by first message and
+--     in a refresh; edgews.timer/every/sleep take delays of years (and math.huge)
+--   * leeway applies to the expiry deadline (exp + leeway), not only at the upgrade
+--   * a token without `sub` is refused (401 / 4401) unless the app's user function
+--     gives an id
+--   * until first-message auth succeeds, messages are capped at auth.max_message_size
+--     (1009 from the frame header, before the payload; inflated size too), and the
+--     first message is bounded by max_json_size; after auth:ok the app's limit applies
 local helper = require "spec.helper"
 local cjson = require "cjson"
 
@@ -250,6 +259,16 @@ describe("application layer: authentication #integration #lua", function()
       assert.is_true(cl.elapsed >= 0.4 and cl.elapsed < 2.5, "elapsed " .. cl.elapsed)
     end)
 
+    it("a token without sub -> close 4401 \"missing subject\"", function()
+      local r = open("/msg")
+      assert_upgraded(r)
+      c:call { op = "send", id = r.id, data = cjson.encode { type = "auth", token = token { sub = cjson.null } } }
+      local cl = c:call { op = "wait_close", id = r.id, timeout = 3 }
+      assert.are.equal(4401, cl.code, cjson.encode(cl))
+      assert.are.equal("authentication failed: missing subject", cl.reason)
+      assert.are.equal(0, #cl.messages, cjson.encode(cl))
+    end)
+
     it("a connection that authenticated in time is not closed by the auth timeout", function()
       local r = open("/msg")
       assert.are.equal("auth:ok", ask(r.id, { type = "auth", token = token() }).type)
@@ -296,6 +315,45 @@ describe("application layer: authentication #integration #lua", function()
       assert.are.equal("alice", ask(a.id, { type = "whoami" }).user)
     end)
 
+    it("a refresh to an earlier exp moves the deadline: 4403 at the new exp", function()
+      local a = open("/jwt", { headers = { Authorization = "Bearer " .. token { exp = os.time() + 300 } } })
+      assert_upgraded(a)
+      local exp = os.time() + 2
+      local rr = ask(a.id, { type = "auth:refresh", token = token { exp = exp } })
+      assert.are.same({ type = "auth:refreshed", exp = exp }, rr)
+      local cl = c:call { op = "wait_close", id = a.id, timeout = 6 }
+      assert.are.equal(4403, cl.code, cjson.encode(cl))
+      assert.are.equal("token expired", cl.reason)
+      local now = c:call({ op = "now" }).time
+      assert.is_true(now >= exp - 0.1, ("closed %.2f s before exp"):format(exp - now))
+    end)
+
+    it("refreshes count against the rate limit (3 burst): the 4th and later are rate_limited", function()
+      local a = open("/rl_refresh", { headers = { Authorization = "Bearer " .. token() } })
+      assert_upgraded(a)
+      local datas = {}
+      for i = 1, 6 do
+        datas[i] = cjson.encode { type = "auth:refresh", id = i, token = token { exp = os.time() + 100 + i } }
+      end
+      c:call { op = "send", id = a.id, datas = datas }
+      local r = c:call { op = "recv", id = a.id, n = 6, timeout = 3 }
+      assert.are.equal(6, #r.messages, cjson.encode(r))
+      for i = 1, 3 do assert.are.equal("auth:refreshed", r.json[i].type, cjson.encode(r.json[i])) end
+      for i = 4, 6 do
+        assert.are.equal("error", r.json[i].type, cjson.encode(r.json[i]))
+        assert.are.equal("rate_limited", r.json[i].error)
+      end
+    end)
+
+    it("a refresh without the same user is refused on a first-message connection too", function()
+      local r = open("/msg")
+      assert.are.equal("auth:ok", ask(r.id, { type = "auth", token = token { sub = "gina" } }).type)
+      local e = ask(r.id, { type = "auth:refresh", id = "x", token = token { sub = "admin" } })
+      assert.are.equal("auth_failed", e.error)
+      assert.are.equal("x", e.id)
+      assert.are.equal("gina", ask(r.id, { type = "whoami" }).user)
+    end)
+
     it("first-message auth connections refresh too", function()
       local r = open("/msg")
       local ok = ask(r.id, { type = "auth", token = token { exp = os.time() + 30 } })
@@ -305,6 +363,139 @@ describe("application layer: authentication #integration #lua", function()
       assert.are.equal("auth:refreshed", rr.type)
       assert.are.equal(new_exp, rr.exp)
       assert.are.equal(new_exp, ask(r.id, { type = "whoami" }).exp)
+    end)
+  end)
+
+  describe("long-lived tokens and long timers", function()
+    local YEAR = 365 * 86400
+
+    it("a token valid for a year, or ten, is accepted before the upgrade and the connection stays", function()
+      for _, years in ipairs { 1, 10 } do
+        local exp = os.time() + years * YEAR
+        local r = open("/jwt", { headers = { Authorization = "Bearer " .. token { exp = exp } } })
+        assert_upgraded(r)
+        local who = ask(r.id, { type = "whoami" })
+        assert.are.equal("whoami", who.type, cjson.encode(who))
+        assert.are.equal(exp, who.exp)
+        assert.are.equal("alice", ask(r.id, { type = "whoami" }).user)
+      end
+    end)
+
+    it("by first message and in a refresh", function()
+      local r = open("/msg")
+      local ok = ask(r.id, { type = "auth", token = token { exp = os.time() + YEAR } })
+      assert.are.equal("auth:ok", ok.type, cjson.encode(ok))
+      local exp = os.time() + 10 * YEAR
+      local rr = ask(r.id, { type = "auth:refresh", token = token { exp = exp } })
+      assert.are.same({ type = "auth:refreshed", exp = exp }, rr)
+      assert.are.equal(exp, ask(r.id, { type = "whoami" }).exp)
+    end)
+
+    it("edgews.timer/every take delays of years and math.huge; cancel works on each", function()
+      local r = open("/jwt", { headers = { Authorization = "Bearer " .. token() } })
+      local m = ask(r.id, { type = "long_timers", id = 1 })
+      assert.are.same({ type = "long_timers", cancelled = { true, true, true }, again = false,
+        started = 3, left = 0, id = 1 }, m)
+    end)
+
+    it("edgews.sleep takes a year: the handler waits (no error), the socket still closes cleanly", function()
+      local r = open("/jwt", { headers = { Authorization = "Bearer " .. token() } })
+      c:call { op = "send", id = r.id, data = cjson.encode { type = "sleep_long" } }
+      local got = c:call { op = "recv", id = r.id, n = 1, timeout = 0.5 }
+      assert.are.equal(0, #got.messages, "the handler did not wait: " .. cjson.encode(got))
+      local cl = c:call { op = "close", id = r.id, timeout = 3 }
+      assert.are.equal(1000, cl.code, cjson.encode(cl))
+    end)
+  end)
+
+  describe("leeway", function()
+    it("a token expired 10 s ago with leeway 30 is accepted and kept open", function()
+      local r = open("/leeway", { headers = { Authorization = "Bearer " .. token { exp = os.time() - 10 } } })
+      assert_upgraded(r)
+      assert.are.equal("alice", ask(r.id, { type = "whoami" }).user)
+      helper.sleep(1.2)
+      assert.are.equal("alice", ask(r.id, { type = "whoami" }).user)
+    end)
+
+    it("the connection expires at exp + leeway (4403)", function()
+      local exp = os.time() - 28
+      local r = open("/leeway", { headers = { Authorization = "Bearer " .. token { exp = exp } } })
+      assert_upgraded(r)
+      local cl = c:call { op = "wait_close", id = r.id, timeout = 6 }
+      assert.are.equal(4403, cl.code, cjson.encode(cl))
+      local now = c:call({ op = "now" }).time
+      assert.is_true(now >= exp + 30 - 0.1, ("closed %.2f s before exp + leeway"):format(exp + 30 - now))
+    end)
+  end)
+
+  describe("tokens without sub", function()
+    it("are refused before the upgrade: 401 missing subject", function()
+      assert_refused(open("/jwt", { headers = { Authorization = "Bearer " .. token { sub = cjson.null } } }),
+        401, "unauthorized", "missing subject")
+      assert_refused(open("/jwt", { headers = { Authorization = "Bearer " .. token { sub = "" } } }),
+        401, "unauthorized", "missing subject")
+    end)
+
+    it("are accepted when the app's user function gives an id; refused when it gives none", function()
+      local r = open("/usermap", { headers = { Authorization = "Bearer " .. token { sub = cjson.null, uid = "u-42" } } })
+      assert_upgraded(r)
+      assert.are.equal("u-42", ask(r.id, { type = "whoami" }).user)
+      -- a refresh must keep that id
+      local e = ask(r.id, { type = "auth:refresh", token = token { sub = cjson.null, uid = "u-43" } })
+      assert.are.equal("auth_failed", e.error)
+      assert.are.equal("auth:refreshed",
+        ask(r.id, { type = "auth:refresh", token = token { sub = cjson.null, uid = "u-42" } }).type)
+      assert_refused(open("/usermap", { headers = { Authorization = "Bearer " .. token { sub = "alice" } } }),
+        401, "unauthorized", "no user id")
+    end)
+  end)
+
+  describe("size limit until first-message auth", function()
+    local function first_message_closes(path, data, code)
+      local r = open(path)
+      assert_upgraded(r)
+      c:call { op = "send", id = r.id, data = data }
+      local cl = c:call { op = "wait_close", id = r.id, timeout = 3 }
+      assert.are.equal(code, cl.code, cjson.encode(cl))
+      return cl
+    end
+
+    it("a frame header announcing 1 MB closes 1009 at once, before any payload", function()
+      local r = open("/msg")
+      assert_upgraded(r)
+      c:call { op = "send_header", id = r.id, length = 1024 * 1024 }
+      local cl = c:call { op = "wait_close", id = r.id, timeout = 3 }
+      assert.are.equal(1009, cl.code, cjson.encode(cl))
+      assert.is_true(cl.elapsed < 0.5, "not at once: " .. cl.elapsed)
+    end)
+
+    it("a 20,000-byte first message closes 1009; exactly 16 KiB is read", function()
+      first_message_closes("/msg", cjson.encode { type = "auth", token = token(), pad = ("x"):rep(20000) }, 1009)
+      local r = open("/msg")
+      local msg = cjson.encode { type = "auth", token = token(), pad = "" }
+      msg = msg:gsub('"pad":""', '"pad":"' .. ("x"):rep(16384 - #msg) .. '"')
+      assert.are.equal(16384, #msg)
+      c:call { op = "send", id = r.id, data = msg }
+      local ok = c:call { op = "recv", id = r.id, n = 1, timeout = 3 }
+      assert.are.equal("auth:ok", ok.json[1] and ok.json[1].type, cjson.encode(ok))
+      -- after auth:ok the app's own limit (1 MiB) applies
+      local who = ask(r.id, { type = "whoami", pad = ("y"):rep(30000) })
+      assert.are.equal("alice", who.user)
+    end)
+
+    it("auth.max_message_size bounds the inflated size of a compressed first message", function()
+      -- 20,000 'a' deflate to a few dozen bytes on the wire: only the inflater sees the size
+      local res = helper.py("send", "--url", url("/msg_small"), "--compression", "deflate",
+        "--message", ("a"):rep(20000), "--expect-close", "1009", "--timeout", "3")
+      assert.are.equal(1009, res.close_code, cjson.encode(res))
+      assert.are.equal("message exceeds the maximum message size", res.close_reason, cjson.encode(res))
+    end)
+
+    it("a first message over max_json_size (but under the auth limit) closes 1009", function()
+      local data = cjson.encode { type = "auth", token = token(), pad = ("x"):rep(600) }
+      assert.is_true(#data > 500 and #data < 1000, #data)
+      local cl = first_message_closes("/msg_small", data, 1009)
+      assert.are.equal("authentication message too large", cl.reason)
     end)
   end)
 end)

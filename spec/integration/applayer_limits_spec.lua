@@ -12,7 +12,8 @@
 --     (shared buckets), a bytes budget, a per-route limit in app:route opts
 --   * cross-worker: edgews.user_sockets reaches the user's sockets on both workers,
 --     app:broadcast with a filter excluding the sender reaches both workers,
---     app:connection_count() counts both workers.
+--     app:connection_count() counts both workers; stand-ins of other workers' sockets
+--     say is_open() == false and send -> nil, "closed" once those sockets closed.
 local helper = require "spec.helper"
 local cjson = require "cjson"
 
@@ -274,9 +275,10 @@ describe("application layer: limits, origins, rate limits, cross-worker #integra
       hello(r.id)
       assert.are.equal("limited", ask(r.id, { type = "limited", n = 1 }).type)
       assert.are.equal("limited", ask(r.id, { type = "limited", n = 2 }).type)
-      local e = ask(r.id, { type = "limited", n = 3 })
+      local e = ask(r.id, { type = "limited", n = 3, id = "q3" })
       assert.are.equal("error", e.type)
       assert.are.equal("rate_limited", e.error)
+      assert.are.equal("q3", e.id, "the reply has the request's id: " .. cjson.encode(e))
       for i = 1, 5 do
         assert.are.same({ type = "echo", i = i }, ask(r.id, { type = "echo", i = i }))
       end
@@ -357,6 +359,50 @@ describe("application layer: limits, origins, rate limits, cross-worker #integra
       end, 3, 0.1)
       assert.are.same({ type = "notified", n = 3 }, left)
       assert.is_truthy(carol_worker)
+    end)
+
+    -- user: one socket on each worker; the worker-0 one keeps stand-ins of all of them.
+    -- busy: the worker-1 socket's handler is waiting (edgews.sleep 30 s) when it closes,
+    -- so its close event is queued behind that handler.
+    local function stand_in_truth(user, busy)
+      local d = open_spread("/xw", { 1, 1 }, { user = user })
+      local here, there = d[0][1], d[1][1]
+      assert.are.same({ type = "grabbed", n = 2 }, ask(here, { type = "grab", uid = user }))
+      local function check()
+        c:call { op = "send", id = here, data = cjson.encode { type = "check" } }
+        -- the local socket is "here" itself: its ping-check arrives before the reply
+        local r = recv(here, 2)
+        local m = r.json[1] and r.json[1].type == "checked" and r.json[1] or r.json[2]
+        assert.are.equal("checked", m and m.type, cjson.encode(r))
+        local remote
+        for _, e in ipairs(m.list) do if e.remote then remote = e end end
+        assert.is_table(remote, "no stand-in: " .. cjson.encode(m))
+        return remote
+      end
+      local remote = check()
+      assert.are.equal(1, remote.worker)
+      assert.is_true(remote.open, cjson.encode(remote))
+      assert.is_true(remote.sent, cjson.encode(remote))
+      local got = recv(there, 1)
+      assert.are.equal("ping-check", got.json[1] and got.json[1].type, cjson.encode(got))
+      if busy then c:call { op = "send", id = there, data = cjson.encode { type = "nap", secs = 30 } } end
+      close(there)
+      local after = helper.wait_until(function()
+        local e = check()
+        return not e.open and e
+      end, 5, 0.1)
+      assert.is_table(after, "the stand-in still says open after its socket closed")
+      assert.is_false(after.sent)
+      assert.are.equal("closed", after.err)
+      close(here)
+    end
+
+    it("stand-ins of another worker's sockets tell the truth after those close", function()
+      stand_in_truth("dora")
+    end)
+
+    it("... also when the closed socket's handler is still waiting", function()
+      stand_in_truth("edna", true)
     end)
   end)
 end)

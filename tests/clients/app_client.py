@@ -18,6 +18,8 @@ Commands (fields in brackets are optional):
             On a 101 the connection stays open under `id`; otherwise it is closed.
   send   id (data "text" | datas ["..", ..]) [binary] -> sent (number of messages)
          binary data is given as text and sent as its UTF-8 bytes.
+  send_header id length [opcode 1] -> sent: only the header of a (masked, final)
+         frame announcing `length` payload bytes; none of the payload follows
   recv   id [n 1] [timeout 2] -> messages [..], binary [bool..], json [decoded|null..],
          closed, code, reason, elapsed: reads until n data messages arrived, the
          server closed, or the timeout passed (then timeout = true).
@@ -346,6 +348,20 @@ def op_send(c):
     return {"sent": len(datas)}
 
 
+def op_send_header(c):
+    conn = conn_of(c)
+    n = int(c["length"])
+    b0 = 0x80 | int(c.get("opcode", 1))
+    if n < 126:
+        head = bytes([b0, 0x80 | n])
+    elif n < 65536:
+        head = bytes([b0, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([b0, 0x80 | 127]) + n.to_bytes(8, "big")
+    conn.sock.sendall(head + os.urandom(4))
+    return {"sent": 1}
+
+
 def op_recv(c):
     conn = conn_of(c)
     return conn.read(int(c.get("n", 1)), float(c.get("timeout", 2)))
@@ -404,7 +420,7 @@ def op_open_ids(c):
     return {"ids": sorted(k for k, v in CONNS.items() if not v.closed)}
 
 
-OPS = {"open": op_open, "send": op_send, "recv": op_recv, "wait_close": op_wait_close,
+OPS = {"open": op_open, "send": op_send, "send_header": op_send_header, "recv": op_recv, "wait_close": op_wait_close,
        "close": op_close, "drop": op_drop, "http": op_http, "jwt": op_jwt, "now": op_now,
        "open_ids": op_open_ids}
 
