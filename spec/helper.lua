@@ -358,10 +358,11 @@ function M.cleanup()
   end
 end
 
--- The first AddressSanitizer / UndefinedBehaviorSanitizer report in a log (a server
--- built with EDGEWS_SANITIZE), or nil.
+-- The first AddressSanitizer / UndefinedBehaviorSanitizer / ThreadSanitizer report in
+-- a log (a server built with EDGEWS_SANITIZE), or nil.
 function M.sanitizer_report(log)
   local s = log:find("==%d+==ERROR: %a*Sanitizer") or log:find("[^\n]*: runtime error: ")
+    or log:find("WARNING: ThreadSanitizer:", 1, true)
   if s then return log:sub(s, s + 4000) end
 end
 

@@ -1011,6 +1011,13 @@ int ews_store_submit(ews_store_client_t *c, ews_store_req_t *req, ews_store_done
   req->next = NULL;
   req->status = 0;
   pthread_mutex_lock(&c->lock);
+  if (c->closing) {
+    /* A completion run by ews_store_client_close submits again: refused, so the
+     * client can be freed once what was pending has completed. */
+    pthread_mutex_unlock(&c->lock);
+    free(req);
+    return EWS_ESHUTDOWN;
+  }
   c->pending++;
   pthread_mutex_unlock(&c->lock);
 

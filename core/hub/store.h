@@ -143,7 +143,10 @@ int ews_store_client_open(ews_store_t *s, ews_store_wake_fn wake, void *wake_ud,
                           ews_store_client_t **out);
 /* Waits until the writer has completed every request this client submitted (at
  * most the batches in flight), runs their done callbacks, closes the connection
- * and frees the client. Not from inside a done callback. NULL is a no-op. */
+ * and frees the client. From the moment it is called, ews_store_submit on this client
+ * fails with EWS_ESHUTDOWN (a done callback that submits again is refused, so nothing
+ * can be left in flight when it is freed). Not from inside a done callback. NULL is a
+ * no-op. */
 void ews_store_client_close(ews_store_client_t *c);
 /* Runs the done callback of every completed request in the inbox, in submission
  * order, freeing each request after its callback returns. Returns how many ran. */

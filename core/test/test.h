@@ -17,12 +17,14 @@
 
 static int test_failures_;
 static int test_checks_;
+/* Checks may run on several threads (tests of thread-safe code): count atomically. */
+#define TEST_COUNT_(v) __atomic_add_fetch(&(v), 1, __ATOMIC_RELAXED)
 
 #define CHECK(cond)                                                          \
   do {                                                                       \
-    test_checks_++;                                                          \
+    TEST_COUNT_(test_checks_);                                               \
     if (!(cond)) {                                                           \
-      test_failures_++;                                                      \
+      TEST_COUNT_(test_failures_);                                           \
       fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
     }                                                                        \
   } while (0)
@@ -30,9 +32,9 @@ static int test_checks_;
 #define CHECK_EQ(a, b)                                                           \
   do {                                                                           \
     long long a_ = (long long)(a), b_ = (long long)(b);                          \
-    test_checks_++;                                                              \
+    TEST_COUNT_(test_checks_);                                                   \
     if (a_ != b_) {                                                              \
-      test_failures_++;                                                          \
+      TEST_COUNT_(test_failures_);                                               \
       fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %s (%lld != %lld)\n",       \
               __FILE__, __LINE__, #a, #b, a_, b_);                               \
     }                                                                            \
@@ -40,9 +42,9 @@ static int test_checks_;
 
 #define CHECK_MEM(a, b, n)                                                       \
   do {                                                                           \
-    test_checks_++;                                                              \
+    TEST_COUNT_(test_checks_);                                                   \
     if (memcmp((a), (b), (n)) != 0) {                                            \
-      test_failures_++;                                                          \
+      TEST_COUNT_(test_failures_);                                               \
       fprintf(stderr, "%s:%d: CHECK_MEM failed: %s vs %s\n", __FILE__, __LINE__, \
               #a, #b);                                                           \
     }                                                                            \

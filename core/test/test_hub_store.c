@@ -932,6 +932,42 @@ static void parse_acks(const char *buf, size_t len, int64_t *offs, uint64_t *epo
   }
 }
 
+/* A completion that runs while its client closes and submits again (a Lua handler
+ * resumed at shutdown publishing once more) is refused with EWS_ESHUTDOWN: the client
+ * is freed with nothing left in flight (the writer used to complete the new request
+ * into the freed client: a use-after-free under ASan/TSan). */
+typedef struct {
+  ews_store_client_t *c;
+  int calls, resubmit_status;
+} resubmit_t;
+
+static void resubmit_done(ews_store_req_t *r, void *ud) {
+  resubmit_t *x = ud;
+  (void)r;
+  x->calls++;
+  ews_store_req_t *again;
+  if (ews_store_req_append(&again, "again", 5, "x", 1)) abort();
+  x->resubmit_status = ews_store_submit(x->c, again, copy_result, NULL);
+}
+
+TEST(submit_while_closing) {
+  char dir[64];
+  ews_store_config_t cfg = base_cfg(new_dir(dir, sizeof dir));
+  ews_store_t *s = open_store(&cfg);
+  for (int round = 0; round < 20; round++) {
+    waiter_t w;
+    waiter_open(&w, s);
+    resubmit_t x = {w.c, 0, 1};
+    ews_store_req_t *r;
+    ews_store_req_append(&r, "first", 5, "p", 1);
+    CHECK_EQ(ews_store_submit(w.c, r, resubmit_done, &x), 0);
+    waiter_close(&w); /* runs resubmit_done, whose submit is refused */
+    CHECK_EQ(x.calls, 1);
+    CHECK_EQ(x.resubmit_status, EWS_ESHUTDOWN);
+  }
+  ews_store_close(s);
+}
+
 TEST(durability_sigkill) {
   char dir[64];
   new_dir(dir, sizeof dir);
@@ -1222,6 +1258,7 @@ int main(int argc, char **argv) {
   RUN(busy_and_backpressure);
   RUN(one_bad_request_in_a_batch);
   RUN(clean_reopen);
+  RUN(submit_while_closing);
   RUN(durability_sigkill);
   return TEST_EXIT();
 }

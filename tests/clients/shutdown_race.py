@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer|ThreadSanitizer)|runtime error:|"
+REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|WARNING: ThreadSanitizer|runtime error:|"
                     r"Assertion .* failed|Aborted|SUMMARY: ")
 
 
