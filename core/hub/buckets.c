@@ -1,47 +1,43 @@
-/* buckets.c — the shared token-bucket table (see buckets.h). */
+/* buckets.c — the shared token-bucket table (see buckets.h), one hub hash table
+ * (hub/htable.h) under one mutex.
+ *
+ * Full buckets are dropped by a sweep that visits SWEEP_BUCKETS buckets every
+ * SWEEP_EVERY takes, wrapping around. The sweep must outpace creation: if each take
+ * made a new key, a pass over nb buckets takes nb * SWEEP_EVERY / SWEEP_BUCKETS =
+ * nb / 4 takes, so at most a quarter of the table is keys that are not yet swept;
+ * the rest are keys still refilling. With a ratio of 1 or less the table could keep
+ * growing faster than the sweep comes round. */
 #include "hub/buckets.h"
-
-#include "hub/hash.h"
 
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define BUCKETS 4096u
-#define SWEEP_EVERY 1024u
+#define SWEEP_EVERY 64u
+#define SWEEP_BUCKETS 256u
 
 typedef struct bucket {
-  struct bucket *next;
+  ews_hnode_t n; /* first; key: the limit's key */
   double tokens, last, rate, burst;
-  uint32_t hash;
-  size_t len;
   char key[];
 } bucket_t;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static bucket_t *table[BUCKETS];
-static unsigned takes, sweep_at;
+static ews_htable_t table;
+static unsigned takes;
+static size_t sweep_at;
 
 static double refill(const bucket_t *b, double now) {
   double t = b->tokens + (now > b->last ? now - b->last : 0) * b->rate;
   return t > b->burst ? b->burst : t;
 }
 
-/* Drops the full buckets of a few slots (a full bucket is the same as none). */
-static void sweep(double now) {
-  for (unsigned i = 0; i < 16; i++) {
-    bucket_t **pp = &table[sweep_at];
-    while (*pp) {
-      bucket_t *b = *pp;
-      if (refill(b, now) >= b->burst) {
-        *pp = b->next;
-        free(b);
-      } else {
-        pp = &b->next;
-      }
-    }
-    sweep_at = (sweep_at + 1) % BUCKETS;
+static void drop_if_full(ews_hnode_t *n, void *ud) {
+  bucket_t *b = (bucket_t *)n;
+  if (refill(b, *(const double *)ud) >= b->burst) {
+    ews_ht_remove(&table, n);
+    free(b);
   }
 }
 
@@ -50,17 +46,18 @@ int ews_bucket_take(const char *key, size_t len, double rate, double burst, doub
   uint32_t h = ews_hash(key, len);
   int ok;
   pthread_mutex_lock(&lock);
-  if (++takes % SWEEP_EVERY == 0) sweep(now);
-  bucket_t *b = table[h % BUCKETS];
-  while (b && !(b->hash == h && b->len == len && memcmp(b->key, key, len) == 0)) b = b->next;
+  if (++takes % SWEEP_EVERY == 0) /* a full bucket is the same as none */
+    sweep_at = ews_ht_walk(&table, sweep_at, SWEEP_BUCKETS, drop_if_full, &now);
+  bucket_t *b = (bucket_t *)ews_ht_find(&table, key, len, h);
   if (!b && (b = malloc(sizeof *b + len))) {
-    b->hash = h;
-    b->len = len;
     memcpy(b->key, key, len);
+    b->n = (ews_hnode_t){NULL, b->key, h, (uint32_t)len};
     b->tokens = burst;
     b->last = now;
-    b->next = table[h % BUCKETS];
-    table[h % BUCKETS] = b;
+    if (ews_ht_insert(&table, &b->n) != 0) {
+      free(b);
+      b = NULL;
+    }
   }
   if (!b) { /* out of memory: fail open rather than block everyone */
     pthread_mutex_unlock(&lock);
@@ -79,4 +76,17 @@ int ews_bucket_take(const char *key, size_t len, double rate, double burst, doub
   }
   pthread_mutex_unlock(&lock);
   return ok;
+}
+
+size_t ews_buckets_count(void) {
+  pthread_mutex_lock(&lock);
+  size_t n = table.n;
+  pthread_mutex_unlock(&lock);
+  return n;
+}
+
+void ews_buckets_stats(ews_ht_stats_t *out) {
+  pthread_mutex_lock(&lock);
+  ews_ht_stats(&table, out);
+  pthread_mutex_unlock(&lock);
 }
