@@ -1,12 +1,14 @@
 /* buckets.c — the shared token-bucket table (see buckets.h), one hub hash table
  * (hub/htable.h) under one mutex.
  *
- * Full buckets are dropped by a sweep that visits SWEEP_BUCKETS buckets every
- * SWEEP_EVERY takes, wrapping around. The sweep must outpace creation: if each take
- * made a new key, a pass over nb buckets takes nb * SWEEP_EVERY / SWEEP_BUCKETS =
- * nb / 4 takes, so at most a quarter of the table is keys that are not yet swept;
- * the rest are keys still refilling. With a ratio of 1 or less the table could keep
- * growing faster than the sweep comes round. */
+ * Full buckets are dropped by a sweep that visits SWEEP_BUCKETS buckets at a time,
+ * wrapping around, when enough sweep work is owed: NEW_KEY_DEBT buckets for each
+ * key created, so the sweep outpaces creation (a pass over nb buckets comes round
+ * within nb / 4 new keys, so at most about a quarter of the table is keys that
+ * are full but not yet swept; with one bucket per new key or less the table
+ * could keep growing ahead of the sweep), and TAKE_DEBT per take so that a table
+ * no longer growing is still emptied in the end (one bucket per 64 takes). A take
+ * of a key that exists costs no sweep work of its own. */
 #include "hub/buckets.h"
 
 #include <pthread.h>
@@ -14,8 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SWEEP_EVERY 64u
+/* Debt in 1/64 buckets. */
 #define SWEEP_BUCKETS 256u
+#define NEW_KEY_DEBT (4u * 64)
+#define TAKE_DEBT 1u
 
 typedef struct bucket {
   ews_hnode_t n; /* first; key: the limit's key */
@@ -25,7 +29,7 @@ typedef struct bucket {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static ews_htable_t table;
-static unsigned takes;
+static unsigned debt;
 static size_t sweep_at;
 
 static double refill(const bucket_t *b, double now) {
@@ -46,10 +50,13 @@ int ews_bucket_take(const char *key, size_t len, double rate, double burst, doub
   uint32_t h = ews_hash(key, len);
   int ok;
   pthread_mutex_lock(&lock);
-  if (++takes % SWEEP_EVERY == 0) /* a full bucket is the same as none */
+  if ((debt += TAKE_DEBT) >= SWEEP_BUCKETS * 64) { /* a full bucket is the same as none */
+    debt -= SWEEP_BUCKETS * 64;
     sweep_at = ews_ht_walk(&table, sweep_at, SWEEP_BUCKETS, drop_if_full, &now);
+  }
   bucket_t *b = (bucket_t *)ews_ht_find(&table, key, len, h);
   if (!b && (b = malloc(sizeof *b + len))) {
+    debt += NEW_KEY_DEBT;
     memcpy(b->key, key, len);
     b->n = (ews_hnode_t){NULL, b->key, h, (uint32_t)len};
     b->tokens = burst;

@@ -45,7 +45,15 @@ static inline uint64_t siphash(uint64_t k0, uint64_t k1, const uint8_t *p, size_
     v0 ^= m;
   }
   uint64_t m = (uint64_t)len << 56; /* the last word: the tail bytes and the length */
-  for (size_t i = 0; i < (len & 7); i++) m |= (uint64_t)p[i] << (8 * i);
+  switch (len & 7) {
+  case 7: m |= (uint64_t)p[6] << 48; /* fall through */
+  case 6: m |= (uint64_t)p[5] << 40; /* fall through */
+  case 5: m |= (uint64_t)p[4] << 32; /* fall through */
+  case 4: m |= (uint64_t)p[3] << 24; /* fall through */
+  case 3: m |= (uint64_t)p[2] << 16; /* fall through */
+  case 2: m |= (uint64_t)p[1] << 8;  /* fall through */
+  case 1: m |= (uint64_t)p[0];
+  }
   v3 ^= m;
   for (int i = 0; i < c; i++) SIPROUND();
   v0 ^= m;
@@ -65,10 +73,11 @@ uint64_t ews_siphash24(uint64_t k0, uint64_t k1, const void *p, size_t len) {
 /* ---- the process key -------------------------------------------------------- */
 
 static uint64_t key[2];
+static int key_ready; /* atomic: key is set */
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
 static void draw_key(void) {
-  if (getrandom(key, sizeof key, 0) == (ssize_t)sizeof key) return;
+  if (getrandom(key, sizeof key, 0) == (ssize_t)sizeof key) goto done;
   /* No kernel randomness (a seccomp filter, a very old kernel): the clock and the
    * address space are far weaker, but still unknown to a remote client. */
   struct timespec rt, mt;
@@ -78,9 +87,12 @@ static void draw_key(void) {
                (uint64_t)(uintptr_t)&rt ^ ((uint64_t)getpid() << 48);
   key[0] = ews_splitmix64(&s);
   key[1] = ews_splitmix64(&s);
+done:
+  __atomic_store_n(&key_ready, 1, __ATOMIC_RELEASE);
 }
 
 uint64_t ews_hash64(const void *p, size_t len) {
-  pthread_once(&key_once, draw_key);
+  if (__builtin_expect(!__atomic_load_n(&key_ready, __ATOMIC_ACQUIRE), 0))
+    pthread_once(&key_once, draw_key);
   return siphash(key[0], key[1], p, len, 1, 3);
 }
