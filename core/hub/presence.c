@@ -161,7 +161,8 @@ static void chan_maybe_free(chan_t *c) {
 }
 
 static rec_t *rec_find(uint64_t id) {
-  return (rec_t *)ews_ht_find(&recs, (const char *)&id, sizeof id, ews_hash((const char *)&id, sizeof id));
+  const char *k = (const char *)&id;
+  return (rec_t *)ews_ht_find(&recs, k, sizeof id, ews_hash(k, sizeof id));
 }
 
 static void rec_free(rec_t *r) {
@@ -291,8 +292,7 @@ int ews_presence_join(const char *ch, size_t chl, const char *uid, size_t ul, co
       r->id = conn_id;
       r->worker = worker;
       r->conn = conn;
-      r->n = (ews_hnode_t){NULL, (const char *)&r->id, ews_hash((const char *)&conn_id, sizeof conn_id),
-                      sizeof conn_id};
+      ews_hnode_init(&r->n, (const char *)&r->id, sizeof r->id);
       if (ews_ht_insert(&recs, &r->n) != 0) {
         free(r);
         r = NULL;

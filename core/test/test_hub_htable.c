@@ -60,7 +60,8 @@ TEST(siphash_vectors) {
   /* SipHash-1-3, zero key (the reference built with cROUNDS 1, dROUNDS 3) */
   static const uint64_t h13[] = {0xd1fba762150c532cull, 0x68a914128e01e473ull,
                                  0x010bac45c41e3669ull, 0x4d4c9a4a8ef6e0adull};
-  for (size_t i = 0; i < sizeof h13 / sizeof h13[0]; i++) CHECK(ews_siphash13(0, 0, msg, i) == h13[i]);
+  for (size_t i = 0; i < sizeof h13 / sizeof h13[0]; i++)
+    CHECK(ews_siphash13(0, 0, msg, i) == h13[i]);
 }
 
 /* The process key is secret and fixed: the table hash is neither SipHash under
