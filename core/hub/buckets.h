@@ -9,9 +9,15 @@
 
 #include <stddef.h>
 
+#include "hub/htable.h"
+
 /* Takes n tokens from the bucket `key` at time `now` (seconds). Returns 1 when
  * allowed, else 0 and *retry_after = seconds until n tokens are there. */
 int ews_bucket_take(const char *key, size_t len, double rate, double burst, double n, double now,
                     double *retry_after);
+/* Buckets held (keys not yet full or not yet swept), and the table's shape
+ * (hub/htable.h): for tests. */
+size_t ews_buckets_count(void);
+void ews_buckets_stats(ews_ht_stats_t *out);
 
 #endif

@@ -1,42 +1,32 @@
-/* counters.c — the process-wide counter table (see counters.h). */
+/* counters.c — the process-wide counter table (see counters.h), one hub hash table
+ * (hub/htable.h) under one mutex. */
 #include "hub/counters.h"
-
-#include "hub/hash.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define BUCKETS 1024u
-
 struct ews_counter {
-  struct ews_counter *next;
+  ews_hnode_t n;    /* first; key: the counter's name */
   uint32_t count;   /* atomic */
   uint32_t holders; /* under table_lock */
-  uint32_t hash;
-  size_t len;
   char key[];
 };
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
-static ews_counter_t *table[BUCKETS];
-
-static ews_counter_t *find(uint32_t h, const char *key, size_t len) {
-  for (ews_counter_t *c = table[h % BUCKETS]; c; c = c->next)
-    if (c->hash == h && c->len == len && memcmp(c->key, key, len) == 0) return c;
-  return NULL;
-}
+static ews_htable_t table;
 
 ews_counter_t *ews_counter_get(const char *key, size_t len) {
   uint32_t h = ews_hash(key, len);
   pthread_mutex_lock(&table_lock);
-  ews_counter_t *c = find(h, key, len);
+  ews_counter_t *c = (ews_counter_t *)ews_ht_find(&table, key, len, h);
   if (!c && (c = calloc(1, sizeof *c + len))) {
-    c->hash = h;
-    c->len = len;
     memcpy(c->key, key, len);
-    c->next = table[h % BUCKETS];
-    table[h % BUCKETS] = c;
+    c->n = (ews_hnode_t){NULL, c->key, h, (uint32_t)len};
+    if (ews_ht_insert(&table, &c->n) != 0) {
+      free(c);
+      c = NULL;
+    }
   }
   if (c) c->holders++;
   pthread_mutex_unlock(&table_lock);
@@ -47,9 +37,7 @@ void ews_counter_put(ews_counter_t *c) {
   if (!c) return;
   pthread_mutex_lock(&table_lock);
   if (--c->holders == 0) {
-    ews_counter_t **pp = &table[c->hash % BUCKETS];
-    while (*pp != c) pp = &(*pp)->next;
-    *pp = c->next;
+    ews_ht_remove(&table, &c->n);
     free(c);
   }
   pthread_mutex_unlock(&table_lock);
@@ -73,8 +61,14 @@ uint32_t ews_counter_value(const ews_counter_t *c) {
 uint32_t ews_counter_peek(const char *key, size_t len) {
   uint32_t h = ews_hash(key, len), v = 0;
   pthread_mutex_lock(&table_lock);
-  ews_counter_t *c = find(h, key, len);
+  ews_counter_t *c = (ews_counter_t *)ews_ht_find(&table, key, len, h);
   if (c) v = ews_counter_value(c);
   pthread_mutex_unlock(&table_lock);
   return v;
+}
+
+void ews_counters_stats(ews_ht_stats_t *out) {
+  pthread_mutex_lock(&table_lock);
+  ews_ht_stats(&table, out);
+  pthread_mutex_unlock(&table_lock);
 }

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hub/htable.h"
+
 typedef struct ews_counter ews_counter_t;
 
 /* The counter named key[0..len), created at 0 if missing, with one more holder.
@@ -24,5 +26,7 @@ void ews_counter_dec(ews_counter_t *c);
 uint32_t ews_counter_value(const ews_counter_t *c);
 /* The value of a counter by name without holding it (0 when there is none). */
 uint32_t ews_counter_peek(const char *key, size_t len);
+/* The shape of the counter table (hub/htable.h), for tests. */
+void ews_counters_stats(ews_ht_stats_t *out);
 
 #endif

@@ -2,13 +2,13 @@
  * members -> connections, users (global status, the channels they are in), member
  * connections by id, and the pending join/leave diffs.
  *
- * Four chained hash tables share one small implementation (`tab_t`): channels by
- * name, each channel's members and pending diff by user id, users by id, and
- * connections by id. A member holds its user (one user_t per id, however many
- * channels), its connections (a short list: the tabs of one user) and its own
- * status/meta; a connection record lists its memberships, so a close ends them all
- * without searching. Pagination sorts a channel's members on demand: members change
- * far more often than anyone pages through them. */
+ * The tables are the hub's hash table (hub/htable.h, keyed hash, grows and
+ * shrinks): channels by name, each channel's members and pending diff by user id,
+ * users by id, and connections by id. A member holds its user (one user_t per id,
+ * however many channels), its connections (a short list: the tabs of one user)
+ * and its own status/meta; a connection record lists its memberships, so a close
+ * ends them all without searching. Pagination sorts a channel's members on
+ * demand: members change far more often than anyone pages through them. */
 #include "hub/presence.h"
 
 #include <pthread.h>
@@ -16,69 +16,9 @@
 #include <string.h>
 
 #include "err.h"
-#include "hub/hash.h"
+#include "hub/htable.h"
 #include "hub/users.h"
 #include "proto/utf8.h"
-
-/* ---- a chained hash table of nodes embedded at the start of each entry ---------- */
-
-typedef struct node {
-  struct node *next;
-  const char *key;
-  uint32_t hash, len;
-} node_t;
-
-typedef struct {
-  node_t **b;
-  size_t nb, n;
-} tab_t;
-
-static node_t *tab_find(const tab_t *t, const char *key, size_t len, uint32_t h) {
-  if (!t->nb) return NULL;
-  for (node_t *n = t->b[h & (t->nb - 1)]; n; n = n->next)
-    if (n->hash == h && n->len == len && !memcmp(n->key, key, len)) return n;
-  return NULL;
-}
-
-/* 0, or EWS_ENOMEM when the table has no buckets and none can be allocated (a
- * failed growth only makes chains longer). */
-static int tab_add(tab_t *t, node_t *n) {
-  if (t->n + 1 > t->nb) {
-    size_t nb = t->nb ? t->nb * 2 : 8;
-    node_t **b = calloc(nb, sizeof *b);
-    if (b) {
-      for (size_t i = 0; i < t->nb; i++) {
-        for (node_t *x = t->b[i], *next; x; x = next) {
-          next = x->next;
-          x->next = b[x->hash & (nb - 1)];
-          b[x->hash & (nb - 1)] = x;
-        }
-      }
-      free(t->b);
-      t->b = b;
-      t->nb = nb;
-    } else if (!t->nb) {
-      return EWS_ENOMEM;
-    }
-  }
-  node_t **slot = &t->b[n->hash & (t->nb - 1)];
-  n->next = *slot;
-  *slot = n;
-  t->n++;
-  return 0;
-}
-
-static void tab_del(tab_t *t, node_t *n) {
-  node_t **pp = &t->b[n->hash & (t->nb - 1)];
-  while (*pp != n) pp = &(*pp)->next;
-  *pp = n->next;
-  t->n--;
-}
-
-static void tab_free(tab_t *t) {
-  free(t->b);
-  memset(t, 0, sizeof *t);
-}
 
 /* ---- entries ------------------------------------------------------------------ */
 
@@ -86,7 +26,7 @@ typedef struct member member_t;
 typedef struct mconn mconn_t;
 
 typedef struct user {
-  node_t n;
+  ews_hnode_t n;
   char *status, *meta; /* explicit global status (NULL: default) */
   uint32_t sl, ml;
   double expires;      /* 0: never */
@@ -96,7 +36,7 @@ typedef struct user {
 } user_t;
 
 typedef struct pend {
-  node_t n;
+  ews_hnode_t n;
   struct pend *next; /* arrival order */
   int was_present;   /* at the last batch */
   int updated;       /* status or meta of a present member changed */
@@ -104,9 +44,9 @@ typedef struct pend {
 } pend_t;
 
 typedef struct chan {
-  node_t n;
-  tab_t members; /* by user id */
-  tab_t pending; /* by user id: users whose presence changed since the last batch */
+  ews_hnode_t n;
+  ews_htable_t members; /* by user id */
+  ews_htable_t pending; /* by user id: users whose presence changed since the last batch */
   pend_t *pend_head, *pend_tail;
   struct chan *pend_next; /* in the list of channels with a pending diff */
   int queued;
@@ -114,7 +54,7 @@ typedef struct chan {
 } chan_t;
 
 struct member {
-  node_t n; /* key: the user's id */
+  ews_hnode_t n; /* key: the user's id */
   chan_t *ch;
   user_t *u;
   member_t *u_next, *u_prev;
@@ -125,7 +65,7 @@ struct member {
 };
 
 typedef struct rec {
-  node_t n; /* key: the 8 bytes of id */
+  ews_hnode_t n; /* key: the 8 bytes of id */
   uint64_t id;
   int worker;
   void *conn;
@@ -142,7 +82,7 @@ struct mconn {
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static tab_t chans, users, recs;
+static ews_htable_t chans, users, recs;
 static chan_t *pend_head, *pend_tail;
 static size_t nrecs; /* atomic copy of recs.n, read without the lock */
 static double last_take = -1e300, last_gc;
@@ -178,12 +118,12 @@ static int status_live(const user_t *u, double now) {
 
 static user_t *user_get(const char *uid, size_t ul, int create) {
   uint32_t h = ews_hash(uid, ul);
-  user_t *u = (user_t *)tab_find(&users, uid, ul, h);
+  user_t *u = (user_t *)ews_ht_find(&users, uid, ul, h);
   if (u || !create) return u;
   if (!(u = calloc(1, sizeof *u + ul))) return NULL;
   memcpy(u->id, uid, ul);
-  u->n = (node_t){NULL, u->id, h, (uint32_t)ul};
-  if (tab_add(&users, &u->n) != 0) {
+  u->n = (ews_hnode_t){NULL, u->id, h, (uint32_t)ul};
+  if (ews_ht_insert(&users, &u->n) != 0) {
     free(u);
     return NULL;
   }
@@ -192,7 +132,7 @@ static user_t *user_get(const char *uid, size_t ul, int create) {
 
 static void user_maybe_free(user_t *u, double now) {
   if (u->nmembers || status_live(u, now)) return;
-  tab_del(&users, &u->n);
+  ews_ht_remove(&users, &u->n);
   free(u->status);
   free(u->meta);
   free(u);
@@ -200,12 +140,12 @@ static void user_maybe_free(user_t *u, double now) {
 
 static chan_t *chan_get(const char *name, size_t len, int create) {
   uint32_t h = ews_hash(name, len);
-  chan_t *c = (chan_t *)tab_find(&chans, name, len, h);
+  chan_t *c = (chan_t *)ews_ht_find(&chans, name, len, h);
   if (c || !create) return c;
   if (!(c = calloc(1, sizeof *c + len))) return NULL;
   memcpy(c->name, name, len);
-  c->n = (node_t){NULL, c->name, h, (uint32_t)len};
-  if (tab_add(&chans, &c->n) != 0) {
+  c->n = (ews_hnode_t){NULL, c->name, h, (uint32_t)len};
+  if (ews_ht_insert(&chans, &c->n) != 0) {
     free(c);
     return NULL;
   }
@@ -214,18 +154,19 @@ static chan_t *chan_get(const char *name, size_t len, int create) {
 
 static void chan_maybe_free(chan_t *c) {
   if (c->members.n || c->queued) return;
-  tab_del(&chans, &c->n);
-  tab_free(&c->members);
-  tab_free(&c->pending);
+  ews_ht_remove(&chans, &c->n);
+  ews_ht_free(&c->members);
+  ews_ht_free(&c->pending);
   free(c);
 }
 
 static rec_t *rec_find(uint64_t id) {
-  return (rec_t *)tab_find(&recs, (const char *)&id, sizeof id, ews_hash((const char *)&id, sizeof id));
+  const char *k = (const char *)&id;
+  return (rec_t *)ews_ht_find(&recs, k, sizeof id, ews_hash(k, sizeof id));
 }
 
 static void rec_free(rec_t *r) {
-  tab_del(&recs, &r->n);
+  ews_ht_remove(&recs, &r->n);
   __atomic_store_n(&nrecs, recs.n, __ATOMIC_RELEASE);
   free(r);
 }
@@ -234,7 +175,7 @@ static void rec_free(rec_t *r) {
  * change). Only the first change in a batch records the earlier state. Failing
  * (out of memory) loses the event, not the membership. */
 static void touch(chan_t *c, const user_t *u, int was_present, int updated) {
-  pend_t *p = (pend_t *)tab_find(&c->pending, u->id, u->n.len, u->n.hash);
+  pend_t *p = (pend_t *)ews_ht_find(&c->pending, u->id, u->n.len, u->n.hash);
   if (p) {
     p->updated |= updated;
     return;
@@ -243,9 +184,9 @@ static void touch(chan_t *c, const user_t *u, int was_present, int updated) {
   if (!p) return;
   p->updated = updated;
   memcpy(p->uid, u->id, u->n.len);
-  p->n = (node_t){NULL, p->uid, u->n.hash, u->n.len};
+  p->n = (ews_hnode_t){NULL, p->uid, u->n.hash, u->n.len};
   p->was_present = was_present;
-  if (tab_add(&c->pending, &p->n) != 0) {
+  if (ews_ht_insert(&c->pending, &p->n) != 0) {
     free(p);
     return;
   }
@@ -274,7 +215,7 @@ static int mconn_remove(mconn_t *mc, double now) {
   chan_t *c = m->ch;
   user_t *u = m->u;
   touch(c, u, 1, 0);
-  tab_del(&c->members, &m->n);
+  ews_ht_remove(&c->members, &m->n);
   if (m->u_prev) m->u_prev->u_next = m->u_next;
   else u->members = m->u_next;
   if (m->u_next) m->u_next->u_prev = m->u_prev;
@@ -331,16 +272,16 @@ int ews_presence_join(const char *ch, size_t chl, const char *uid, size_t ul, co
       if (!u) goto out;
     }
   }
-  m = mc ? mc->m : (member_t *)tab_find(&c->members, u->id, ul, u->n.hash);
+  m = mc ? mc->m : (member_t *)ews_ht_find(&c->members, u->id, ul, u->n.hash);
   if ((status && dup_into(&st, &stl, status, sl) != 0) || (meta && dup_into(&mt, &mtl, meta, ml) != 0))
     goto fail;
   is_new = !m;
   if (!m) {
     if (!(m = calloc(1, sizeof *m))) goto fail;
-    m->n = (node_t){NULL, u->id, u->n.hash, u->n.len};
+    m->n = (ews_hnode_t){NULL, u->id, u->n.hash, u->n.len};
     m->ch = c;
     m->u = u;
-    if (tab_add(&c->members, &m->n) != 0) {
+    if (ews_ht_insert(&c->members, &m->n) != 0) {
       free(m);
       goto fail;
     }
@@ -351,9 +292,8 @@ int ews_presence_join(const char *ch, size_t chl, const char *uid, size_t ul, co
       r->id = conn_id;
       r->worker = worker;
       r->conn = conn;
-      r->n = (node_t){NULL, (const char *)&r->id, ews_hash((const char *)&conn_id, sizeof conn_id),
-                      sizeof conn_id};
-      if (tab_add(&recs, &r->n) != 0) {
+      ews_hnode_init(&r->n, (const char *)&r->id, sizeof r->id);
+      if (ews_ht_insert(&recs, &r->n) != 0) {
         free(r);
         r = NULL;
       }
@@ -362,7 +302,7 @@ int ews_presence_join(const char *ch, size_t chl, const char *uid, size_t ul, co
     if (!mc) {
       if (r && new_rec) rec_free(r);
       if (is_new) {
-        tab_del(&c->members, &m->n);
+        ews_ht_remove(&c->members, &m->n);
         free(m);
       }
       goto fail;
@@ -572,20 +512,24 @@ static void member_status(member_t *m, double now, const char **s, size_t *sl) {
   global_status(m->u, m->u->id, m->u->n.len, now, s, sl, &meta, &ml, &online);
 }
 
+static void collect(ews_hnode_t *x, void *ud) {
+  member_t ***fill = ud;
+  *(*fill)++ = (member_t *)x;
+}
+
 int ews_presence_list(const char *ch, size_t chl, const char *cursor, size_t curl, size_t limit,
                       double now, ews_presence_result_t *out) {
   memset(out, 0, sizeof *out);
   int rc = 0;
   pthread_mutex_lock(&lock);
   chan_t *c = chan_get(ch, chl, 0);
-  size_t n = c ? c->members.n : 0, k = 0;
-  member_t **all = n ? malloc(n * sizeof *all) : NULL;
+  size_t n = c ? c->members.n : 0;
+  member_t **all = n ? malloc(n * sizeof *all) : NULL, **fill = all;
   if (n && !all) {
     rc = EWS_ENOMEM;
     goto done;
   }
-  for (size_t i = 0; c && i < c->members.nb; i++)
-    for (node_t *x = c->members.b[i]; x; x = x->next) all[k++] = (member_t *)x;
+  if (c) ews_ht_walk(&c->members, 0, SIZE_MAX, collect, &fill);
   if (n) qsort(all, n, sizeof *all, cmp_members);
   size_t lo = 0, hi = n; /* first member after the cursor */
   while (cursor && lo < hi) {
@@ -643,6 +587,17 @@ size_t ews_presence_users(void) {
   size_t n = users.n;
   pthread_mutex_unlock(&lock);
   return n;
+}
+
+int ews_presence_stats(const char *ch, size_t chl, ews_ht_stats_t *out) {
+  int rc = 0;
+  pthread_mutex_lock(&lock);
+  chan_t *c = ch ? chan_get(ch, chl, 0) : NULL;
+  if (!ch) ews_ht_stats(&chans, out);
+  else if (c) ews_ht_stats(&c->members, out);
+  else rc = EWS_EINVAL;
+  pthread_mutex_unlock(&lock);
+  return rc;
 }
 
 /* ---- batches ------------------------------------------------------------------- */
@@ -748,7 +703,7 @@ static ews_presence_event_t *build_event(chan_t *c, double now) {
   ews_presence_event_t *head = NULL, **tail = &head;
   for (pend_t *p = c->pend_head, *next; p; p = next) {
     next = p->next;
-    member_t *m = (member_t *)tab_find(&c->members, p->uid, p->n.len, p->n.hash);
+    member_t *m = (member_t *)ews_ht_find(&c->members, p->uid, p->n.len, p->n.hash);
     if (m && (!p->was_present || p->updated)) {
       const char *st;
       size_t sl;
@@ -772,7 +727,7 @@ static ews_presence_event_t *build_event(chan_t *c, double now) {
     if (j.n + l.n + up.n >= EVENT_CHUNK && (*tail = make_event(c, &j, &l, &up)))
       tail = &(*tail)->next;
   }
-  tab_free(&c->pending);
+  ews_ht_free(&c->pending);
   c->pend_head = c->pend_tail = NULL;
   *tail = make_event(c, &j, &l, &up);
   free(j.p);
@@ -781,25 +736,25 @@ static ews_presence_event_t *build_event(chan_t *c, double now) {
   return head;
 }
 
+/* A user whose global status expired goes back to the default (the channels that
+ * show it hear of it) and is freed when it is in no channel. */
+static void expire_status(ews_hnode_t *x, void *ud) {
+  user_t *u = (user_t *)x;
+  double now = *(const double *)ud;
+  if (!u->status || status_live(u, now)) return;
+  for (member_t *m = u->members; m; m = m->u_next)
+    if (!m->status) touch(m->ch, u, 1, 1);
+  free(u->status);
+  free(u->meta);
+  u->status = u->meta = NULL;
+  user_maybe_free(u, now);
+}
+
 /* Frees the users whose status expired and who are in no channel (once a second). */
 static void gc_users(double now) {
   if (now - last_gc < 1) return;
   last_gc = now;
-  for (size_t i = 0; i < users.nb; i++) {
-    for (node_t *x = users.b[i], *next; x; x = next) {
-      next = x->next;
-      user_t *u = (user_t *)x;
-      if (u->status && !status_live(u, now)) {
-        /* back to the default: the channels that show it hear of it */
-        for (member_t *m = u->members; m; m = m->u_next)
-          if (!m->status) touch(m->ch, u, 1, 1);
-        free(u->status);
-        free(u->meta);
-        u->status = u->meta = NULL;
-        user_maybe_free(u, now);
-      }
-    }
-  }
+  ews_ht_walk(&users, 0, SIZE_MAX, expire_status, &now);
 }
 
 ews_presence_event_t *ews_presence_take(double now, int force) {
@@ -837,23 +792,31 @@ void ews_presence_events_free(ews_presence_event_t *e) {
   }
 }
 
+typedef struct {
+  int worker;
+  ews_presence_probe_fn probe;
+  void *ud;
+  size_t dropped;
+} sweep_t;
+
+/* Probes one connection of the sweeping worker; ends its memberships if asked. */
+static void sweep_one(ews_hnode_t *x, void *ud) {
+  sweep_t *sw = ud;
+  rec_t *r = (rec_t *)x;
+  if (r->worker != sw->worker || !sw->probe(r->conn, &r->last_ping, sw->ud)) return;
+  for (mconn_t *mc = r->list, *next; mc; mc = next) {
+    next = mc->r_next;
+    mconn_remove(mc, now_of_last_call);
+  }
+  rec_free(r);
+  sw->dropped++;
+}
+
 size_t ews_presence_sweep(int worker, ews_presence_probe_fn probe, void *ud) {
   if (!__atomic_load_n(&nrecs, __ATOMIC_ACQUIRE)) return 0;
-  size_t dropped = 0;
+  sweep_t sw = {worker, probe, ud, 0};
   pthread_mutex_lock(&lock);
-  for (size_t i = 0; i < recs.nb; i++) {
-    for (node_t *x = recs.b[i], *next; x; x = next) {
-      next = x->next;
-      rec_t *r = (rec_t *)x;
-      if (r->worker != worker || !probe(r->conn, &r->last_ping, ud)) continue;
-      for (mconn_t *mc = r->list, *n2; mc; mc = n2) {
-        n2 = mc->r_next;
-        mconn_remove(mc, now_of_last_call);
-      }
-      rec_free(r);
-      dropped++;
-    }
-  }
+  ews_ht_walk(&recs, 0, SIZE_MAX, sweep_one, &sw);
   pthread_mutex_unlock(&lock);
-  return dropped;
+  return sw.dropped;
 }

@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hub/htable.h"
+
 typedef struct {
   double batch_interval;     /* s between two batches (default 0.1) */
   double heartbeat_interval; /* s of silence before a member connection is pinged (25; 0: never) */
@@ -114,5 +116,8 @@ size_t ews_presence_sweep(int worker, ews_presence_probe_fn probe, void *ud);
 size_t ews_presence_conns(void);
 size_t ews_presence_channels(void);
 size_t ews_presence_users(void);
+/* The shape of the channel table (ch NULL) or of the channel's member table
+ * (hub/htable.h), for tests. 0, or EWS_EINVAL when there is no such channel. */
+int ews_presence_stats(const char *ch, size_t chl, ews_ht_stats_t *out);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "err.h"
 #include "hub/bus.h"
+#include "hub/hash.h"
 #include "log.h"
 #include "lua/tasks.h"
 #include "net/conn.h"
@@ -180,10 +181,7 @@ static int64_t now_ms(void) {
 
 static uint64_t random_epoch(void) {
   /* splitmix64 over a seed mixed from the clock and the address space. */
-  uint64_t z = (G.seed += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
+  uint64_t z = ews_splitmix64(&G.seed);
   return z ? z : 1;
 }
 

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "err.h"
+#include "hub/hash.h"
 #include "log.h"
 
 #define DB_NAME "edgews.db"
@@ -218,16 +219,9 @@ static int64_t store_now(const ews_store_t *s) {
   return s->cfg.clock_ms ? s->cfg.clock_ms(s->cfg.clock_ud) : real_clock_ms();
 }
 
-static uint64_t splitmix64(uint64_t *x) {
-  uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 static int64_t new_epoch(ews_store_t *s) {
   uint64_t e;
-  do e = splitmix64(&s->rng);
+  do e = ews_splitmix64(&s->rng);
   while (e == 0);
   return (int64_t)e; /* stored as SQLite's signed 64-bit integer, read back as uint64 */
 }

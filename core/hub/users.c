@@ -1,51 +1,40 @@
-/* users.c — the user -> sockets registry (see users.h). */
+/* users.c — the user -> sockets registry (see users.h), one hub hash table
+ * (hub/htable.h) of users under one mutex. */
 #include "hub/users.h"
-
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "hub/hash.h"
 #include "err.h"
 
-#define BUCKETS 4096u
-
 typedef struct user {
-  struct user *next;
+  ews_hnode_t n; /* first; key: the user id */
   ews_user_socket_t *socks;
-  size_t n, cap;
-  uint32_t hash;
-  size_t len;
+  size_t count, cap;
   char id[];
 } user_t;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static user_t *table[BUCKETS];
-
-static user_t **slot(const char *uid, size_t len, uint32_t h) {
-  user_t **pp = &table[h % BUCKETS];
-  while (*pp && !((*pp)->hash == h && (*pp)->len == len && !memcmp((*pp)->id, uid, len)))
-    pp = &(*pp)->next;
-  return pp;
-}
+static ews_htable_t table;
 
 int ews_users_add(const char *uid, size_t len, int worker, double socket_id) {
   uint32_t h = ews_hash(uid, len);
   int rc = 0;
   pthread_mutex_lock(&lock);
-  user_t **pp = slot(uid, len, h);
-  user_t *u = *pp;
+  user_t *u = (user_t *)ews_ht_find(&table, uid, len, h);
   if (!u && (u = calloc(1, sizeof *u + len))) {
-    u->hash = h;
-    u->len = len;
     memcpy(u->id, uid, len);
-    *pp = u;
+    u->n = (ews_hnode_t){NULL, u->id, h, (uint32_t)len};
+    if (ews_ht_insert(&table, &u->n) != 0) {
+      free(u);
+      u = NULL;
+    }
   }
   if (!u) {
     rc = EWS_ENOMEM;
   } else {
-    if (u->n == u->cap) {
+    if (u->count == u->cap) {
       size_t cap = u->cap ? u->cap * 2 : 2;
       ews_user_socket_t *s = realloc(u->socks, cap * sizeof *s);
       if (!s) rc = EWS_ENOMEM;
@@ -54,7 +43,12 @@ int ews_users_add(const char *uid, size_t len, int worker, double socket_id) {
         u->cap = cap;
       }
     }
-    if (rc == 0) u->socks[u->n++] = (ews_user_socket_t){worker, socket_id};
+    if (rc == 0) u->socks[u->count++] = (ews_user_socket_t){worker, socket_id};
+    else if (u->count == 0) { /* just created: leave nothing behind */
+      ews_ht_remove(&table, &u->n);
+      free(u->socks);
+      free(u);
+    }
   }
   pthread_mutex_unlock(&lock);
   return rc;
@@ -63,17 +57,16 @@ int ews_users_add(const char *uid, size_t len, int worker, double socket_id) {
 void ews_users_remove(const char *uid, size_t len, int worker, double socket_id) {
   uint32_t h = ews_hash(uid, len);
   pthread_mutex_lock(&lock);
-  user_t **pp = slot(uid, len, h);
-  user_t *u = *pp;
+  user_t *u = (user_t *)ews_ht_find(&table, uid, len, h);
   if (u) {
-    for (size_t i = 0; i < u->n; i++) {
+    for (size_t i = 0; i < u->count; i++) {
       if (u->socks[i].worker == worker && u->socks[i].socket_id == socket_id) {
-        u->socks[i] = u->socks[--u->n];
+        u->socks[i] = u->socks[--u->count];
         break;
       }
     }
-    if (u->n == 0) {
-      *pp = u->next;
+    if (u->count == 0) {
+      ews_ht_remove(&table, &u->n);
       free(u->socks);
       free(u);
     }
@@ -85,11 +78,17 @@ size_t ews_users_list(const char *uid, size_t len, ews_user_socket_t *out, size_
   uint32_t h = ews_hash(uid, len);
   size_t n = 0;
   pthread_mutex_lock(&lock);
-  user_t *u = *slot(uid, len, h);
+  user_t *u = (user_t *)ews_ht_find(&table, uid, len, h);
   if (u) {
-    n = u->n;
+    n = u->count;
     memcpy(out, u->socks, (n < cap ? n : cap) * sizeof *out);
   }
   pthread_mutex_unlock(&lock);
   return n;
+}
+
+void ews_users_stats(ews_ht_stats_t *out) {
+  pthread_mutex_lock(&lock);
+  ews_ht_stats(&table, out);
+  pthread_mutex_unlock(&lock);
 }

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hub/htable.h"
+
 typedef struct {
   int worker;
   double socket_id;
@@ -19,5 +21,7 @@ int ews_users_add(const char *uid, size_t len, int worker, double socket_id);
 void ews_users_remove(const char *uid, size_t len, int worker, double socket_id);
 /* Copies up to cap entries into out; returns how many the user has (may be > cap). */
 size_t ews_users_list(const char *uid, size_t len, ews_user_socket_t *out, size_t cap);
+/* The shape of the user table (hub/htable.h), for tests. */
+void ews_users_stats(ews_ht_stats_t *out);
 
 #endif
