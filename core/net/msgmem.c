@@ -41,15 +41,19 @@ static size_t page_round(size_t n) {
 
 static uint8_t *grow_buffer(uint8_t *p, size_t cap, size_t ncap) {
   if (ncap < EWS_MSGMEM_MAP_MIN) return realloc(p, ncap);
+#if !defined(__SANITIZE_THREAD__)
+  /* (ThreadSanitizer does not see mremap: there a new mapping and a copy.) */
   if (cap >= EWS_MSGMEM_MAP_MIN) {
     void *q = mremap(p, cap, ncap, MREMAP_MAYMOVE);
     return q == MAP_FAILED ? NULL : q;
   }
+#endif
   void *q = mmap(NULL, ncap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (q == MAP_FAILED) return NULL;
   if (p) {
     memcpy(q, p, cap);
-    free(p);
+    if (cap >= EWS_MSGMEM_MAP_MIN) munmap(p, cap);
+    else free(p);
   }
   return q;
 }

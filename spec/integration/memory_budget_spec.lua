@@ -30,7 +30,7 @@ describe("message memory budget #integration", function()
     for _ = 1, 4 do helper.assert_ok(helper.py("echo", "--url", srv:url "/echo", "--sizes", "100")) end
     local hwm0 = assert(status_kib(srv.pid, "VmHWM"))
     local res, rc = helper.run({ helper.PYTHON, helper.CLIENTS .. "/memory_flood.py",
-      "--url", srv:url "/echo", "--conns", "1000", "--size", "15000000" }, 300)
+      "--url", srv:url "/echo", "--conns", "1000", "--size", "15000000", "--parallel", "50" }, 300)
     assert.are.equal(0, rc, cjson.encode(res))
     local hwm1 = assert(status_kib(srv.pid, "VmHWM"))
     -- the budget, plus slack for 1,000 connections' own state and the allocator
