@@ -356,7 +356,7 @@ static uint32_t check_auth_deadline(ews_conn_t *c) {
   static const char expired[] = "token expired", late[] = "authentication timeout";
   int expiry = a->auth_kind == EWS_AUTH_DL_EXPIRY;
   a->auth_kind = EWS_AUTH_DL_NONE;
-  c->w->stats.lua[expiry ? EWS_LC_auth_expired : EWS_LC_auth_failures]++;
+  EWS_STAT_ADD(c->w->stats.lua[expiry ? EWS_LC_auth_expired : EWS_LC_auth_failures], 1);
   EWS_DEBUG("conn %llu: %s", (unsigned long long)c->id, expiry ? expired : late);
   if (expiry) ews_conn_close(c, CLOSE_TOKEN_EXPIRED, expired, sizeof expired - 1);
   else ews_conn_close(c, CLOSE_AUTH_TIMEOUT, late, sizeof late - 1);
