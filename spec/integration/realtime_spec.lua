@@ -49,6 +49,7 @@ local function client(srv)
     return api.recv(id, 1, timeout)[1]
   end
   function api.close(id) c:call { op = "close", id = id } end
+  function api.drop(id) c:call { op = "drop", id = id } end -- TCP closed, no close frame
   return api
 end
 
@@ -280,6 +281,70 @@ for _, mode in ipairs { "memory", "disk" } do
       assert.are.same({ "subscribed", true, 160, false },
                       { msgs[161].type, msgs[161].recovered, msgs[161].replayed, msgs[161].gap })
       assert.are.equal(0, c.call(b, { type = "probe" }).subscribing)
+      -- a socket that goes away during its replay: the waiting handler is resumed
+      local r2
+      for i = 1, 40 do
+        local x = c.open_at("/rtdrop", "r6b_" .. i)
+        if c.call(x, { type = "whoami" }).worker == wid then
+          r2 = x
+          break
+        end
+        c.close(x)
+      end
+      assert.is_truthy(r2, "no connection landed on worker " .. wid)
+      c.send(r2, { type = "subscribe", topic = "slowreplay", since_offset = 0 })
+      local function probe_until(want)
+        local n, limit = -1, helper.now() + 10
+        repeat n = c.call(b, { type = "probe" }).subscribing until n == want or helper.now() > limit
+        return n
+      end
+      assert.are.equal(1, probe_until(1))
+      c.drop(r2)
+      assert.are.equal(0, probe_until(0))
+    end)
+
+    it("a paced replay overtaken by retention gets the lost part as a gap, in order", function()
+      local pub = c.open "p7r"
+      assert.are.equal("retention", c.call(pub, { type = "retention", topic = "overtaken", max_queue_size = 1000 }).type)
+      assert.are.equal(1000, c.call(pub, { type = "fill", topic = "overtaken", n = 1000, size = 12000 }, 30).offset)
+      local r = c.open_at("/rtdrop", "r7r")
+      local wid = c.call(r, { type = "whoami" }).worker
+      c.send(r, { type = "subscribe", topic = "overtaken", since_offset = 0 }) -- 12 MB; r does not read yet
+      local b
+      for i = 1, 40 do
+        local x = c.open_at("/rtdrop", "b7r_" .. i)
+        if c.call(x, { type = "whoami" }).worker == wid then
+          b = x
+          break
+        end
+        c.close(x)
+      end
+      assert.is_truthy(b, "no connection landed on worker " .. wid)
+      local seen, deadline = 0, helper.now() + 10
+      repeat seen = c.call(b, { type = "probe" }).subscribing until seen > 0 or helper.now() > deadline
+      assert.are.equal(1, seen) -- its replay waits for r to read
+      -- 1,000 more: the history now holds 1001..2000 only
+      assert.are.equal(2000, c.call(pub, { type = "fill", topic = "overtaken", n = 1000, size = 12000 }, 30).offset)
+      local next_off, gaps, answer = 1, 0, nil
+      local limit = helper.now() + 30
+      while not answer and helper.now() < limit do
+        for _, m in ipairs(c.recv_brief(r, 100, 0.5)) do -- the last batch is a short one
+          if m.type == "pub" then
+            assert.are.equal(next_off, m.offset)
+            next_off = next_off + 1
+          elseif m.type == "gap" then
+            assert.are.same({ "retention", next_off }, { m.reason, m.from })
+            next_off = m.to + 1
+            gaps = gaps + 1
+          else
+            answer = m
+          end
+        end
+      end
+      assert.is_truthy(answer, "no answer to the subscribe")
+      assert.are.equal(2001, next_off) -- every offset arrived or was announced, in order
+      assert.is_true(gaps >= 1) -- (two when a page read fell between the fill's commits)
+      assert.are.same({ "subscribed", false, true, 2000 }, { answer.type, answer.recovered, answer.gap, answer.offset })
     end)
 
     it("subscribing again on the same socket answers where the topic stands and honours since_offset", function()
