@@ -154,7 +154,8 @@ typedef void (*ews_pubsub_sub_fn)(struct ews_worker *w, void *ud, int status,
  * subscription does not cover (since_offset below where it started, another
  * epoch, or past the topic's last offset): then the subscription restarts as a
  * new one from since_offset (its replay may repeat offsets the socket was sent
- * before, in order). EWS_EAGAIN when its first replay is still going on.
+ * before, in order). EWS_EAGAIN while a replay of it on that topic is going on
+ * (its first one, or a catch-up).
  * Errors: EWS_ECLOSED, EWS_ENOMEM, EWS_EINVAL, EWS_EIO (history unreadable: not
  * subscribed), EWS_ENOSTORE. */
 int ews_pubsub_subscribe(struct ews_worker *w, struct ews_conn *c, const char *topic,
