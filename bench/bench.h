@@ -1,7 +1,8 @@
 /* bench.h — shared declarations of the edgews-bench load generator: options, the
  * latency histogram, /proc and rusage sampling, the WebSocket client connection
  * (conn.c) with its optional TLS layer (tls.c) and permessage-deflate (pmd.c),
- * message payloads (payload.c) and the four modes (echo.c, hsmode.c, idle.c, fanout.c) that
+ * message payloads (payload.c) and the five modes (echo.c, hsmode.c, idle.c, fanout.c,
+ * recover.c) that
  * drive connections through hooks. Everything runs on one libuv loop in one
  * thread. */
 #ifndef EWS_BENCH_H
@@ -18,7 +19,7 @@
 
 /* ---- options (main.c) --------------------------------------------------------- */
 
-typedef enum { MODE_ECHO, MODE_HANDSHAKE, MODE_IDLE, MODE_FANOUT } bench_mode_t;
+typedef enum { MODE_ECHO, MODE_HANDSHAKE, MODE_IDLE, MODE_FANOUT, MODE_RECOVER } bench_mode_t;
 /* pattern: token + random bytes; json: JSON-like arrays (compressible); route: JSON
  * objects {"type":"echo",...} for the application-layer (router) benchmark. The
  * json and route kinds are pre-built variants, verified the same way. */
@@ -53,6 +54,8 @@ typedef struct {
   int max_pending; /* handshakes outstanding at once while opening */
   double rate;     /* fanout: messages published per second (0: window-bound only) */
   int window;      /* fanout: messages outstanding (not yet received by everyone) */
+  int messages;    /* recover: messages in the topic's history */
+  int rounds;      /* recover: recoveries of every connection */
   long server_pid; /* 0 = none */
   int json;
   int verbose;
@@ -335,6 +338,9 @@ int run_echo(void);
 int run_handshake(void);
 int run_idle(void);
 int run_fanout(void);
+int run_recover(void);
+/* recover mode prints its own report (recover.c). */
+void recover_report(int rc);
 
 /* Opening many connections with at most g_opt.max_pending handshakes outstanding
  * (used by echo and idle modes). */

@@ -56,6 +56,8 @@ static void usage(FILE *f) {
       "  edgews-bench fanout --url URL [-c SUBSCRIBERS] [-s SIZE] [--rate MSGS_PER_SEC]\n"
       "                    [--window K] [--duration SECS] [--warmup SECS] [--server-pid PID]\n"
       "                    [--json]\n"
+      "  edgews-bench recover --url URL [-c CONNS] [--messages M] [--rounds R] [--rate ECHOES]\n"
+      "                    [--server-pid PID] [--json]   (bench/apps/recovery.lua)\n"
       "  wss:// needs --ca FILE or --insecure\n"
       "options:\n"
       "  -u, --url URL          server URL, ws:// or wss://\n"
@@ -82,6 +84,8 @@ static void usage(FILE *f) {
       "  -d, --depth N          echo: messages in flight per connection (1)\n"
       "  -s, --size BYTES       echo: payload size, suffix k for KiB (32)\n"
       "      --binary           echo: binary messages (default text)\n"
+      "      --messages M       recover: messages in the topic's history (10000)\n"
+      "      --rounds R         recover: recoveries of every connection (3)\n"
       "      --rate N           fanout: messages published per second (1000; 0: as fast as\n"
       "                         the window allows)\n"
       "      --window K         fanout: at most K messages outstanding, i.e. not yet\n"
@@ -383,12 +387,18 @@ int main(int argc, char **argv) {
     g_opt.mode = MODE_IDLE;
   else if (strcmp(mode, "fanout") == 0)
     g_opt.mode = MODE_FANOUT;
+  else if (strcmp(mode, "recover") == 0)
+    g_opt.mode = MODE_RECOVER;
   else {
     fprintf(stderr, "edgews-bench: unknown mode '%s'\n", mode);
     usage(stderr);
     return 2;
   }
-  g_opt.conns = g_opt.mode == MODE_ECHO ? 100 : g_opt.mode == MODE_HANDSHAKE ? 32 : 1000;
+  g_opt.conns = g_opt.mode == MODE_ECHO || g_opt.mode == MODE_RECOVER ? 100
+                : g_opt.mode == MODE_HANDSHAKE                        ? 32
+                                                                      : 1000;
+  g_opt.messages = 10000;
+  g_opt.rounds = 3;
   g_opt.rate = 1000;
   g_opt.window = 16;
   g_opt.depth = 1;
@@ -401,7 +411,8 @@ int main(int argc, char **argv) {
   g_opt.deflate_level = 1;
 
   enum { O_BINARY = 256, O_JSON, O_SETTLE, O_HOLD, O_MAXPEND, O_CA, O_INSECURE, O_SNI, O_RESUME,
-         O_DEFLATE, O_DEFLATE_LEVEL, O_PAYLOAD, O_PRIME, O_CLIENT_CTX, O_RATE, O_WINDOW };
+         O_DEFLATE, O_DEFLATE_LEVEL, O_PAYLOAD, O_PRIME, O_CLIENT_CTX, O_RATE, O_WINDOW,
+         O_MESSAGES, O_ROUNDS };
   static const struct option longopts[] = {
       {"url", required_argument, NULL, 'u'},
       {"conns", required_argument, NULL, 'c'},
@@ -425,6 +436,8 @@ int main(int argc, char **argv) {
       {"prime", no_argument, NULL, O_PRIME},
       {"client-context", no_argument, NULL, O_CLIENT_CTX},
       {"rate", required_argument, NULL, O_RATE},
+      {"messages", required_argument, NULL, O_MESSAGES},
+      {"rounds", required_argument, NULL, O_ROUNDS},
       {"window", required_argument, NULL, O_WINDOW},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
@@ -477,6 +490,8 @@ int main(int argc, char **argv) {
       case O_PRIME: g_opt.prime = 1; break;
       case O_CLIENT_CTX: g_opt.client_context = 1; break;
       case O_RATE: bad = parse_double(optarg, &g_opt.rate); break;
+      case O_MESSAGES: bad = parse_int(optarg, 1, 100000000, &v); g_opt.messages = (int)v; break;
+      case O_ROUNDS: bad = parse_int(optarg, 1, 64, &v); g_opt.rounds = (int)v; break;
       case O_WINDOW: bad = parse_int(optarg, 1, 65536, &v); g_opt.window = (int)v; break;
       case 'v': g_opt.verbose = 1; break;
       case 'h': usage(stdout); return 0;
@@ -551,13 +566,15 @@ int main(int argc, char **argv) {
     case MODE_ECHO: rc = run_echo(); break;
     case MODE_HANDSHAKE: rc = run_handshake(); break;
     case MODE_FANOUT: rc = run_fanout(); break;
+    case MODE_RECOVER: rc = run_recover(); break;
     default: rc = run_idle(); break;
   }
   if (g_opt.mode != MODE_HANDSHAKE) { /* handshake mode counts the measured interval */
     g_res.tls_full = g_tls_full;
     g_res.tls_resumed = g_tls_resumed;
   }
-  report(rc);
+  if (g_opt.mode == MODE_RECOVER) recover_report(rc);
+  else report(rc);
   uv_loop_close(g_loop);
   tls_global_free();
   pmd_global_free();

@@ -52,8 +52,15 @@ void ews_worker_run_pending(ews_worker_t *w) {
   }
 }
 
-static void on_prepare(uv_prepare_t *h) { ews_worker_run_pending(h->data); }
-static void on_check(uv_check_t *h) { ews_worker_run_pending(h->data); }
+static void on_prepare(uv_prepare_t *h) {
+  ews_worker_run_pending(h->data);
+  ews_pubsub_tick(h->data, 0);
+}
+
+static void on_check(uv_check_t *h) {
+  ews_worker_run_pending(h->data);
+  ews_pubsub_tick(h->data, 1);
+}
 
 static void on_tick(uv_timer_t *t) {
   ews_worker_t *w = t->data;
@@ -268,6 +275,7 @@ started:
   ews_task_pool_free(w);
   ews_routes_clear(&w->routes);
   ews_chans_free(&w->chans);
+  ews_pubsub_worker_free(w);
   ews_topics_free(&w->topics);
   ews_tls_ctx_unref(w->tls_ctx);
   ews_tls_ctx_unref(w->pending_tls);

@@ -126,6 +126,7 @@ typedef struct ews_worker {
   ews_routes_t routes;
   ews_chans_t chans;    /* this worker's channel subscribers (hub/channels.h) */
   ews_names_t topics;   /* this worker's pub/sub subscribers (hub/pubsub.h) */
+  struct ews_pubsub_w *pubsub; /* its pub/sub replays in progress (hub/pubsub_subs.c) */
   struct ews_store_client *store; /* this worker's store client (hub/store.h), or NULL */
   ews_conn_t *conns;    /* all connections (doubly linked) */
   ews_conn_t *flush_head; /* connections with queued bytes */

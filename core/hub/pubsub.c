@@ -1,9 +1,10 @@
-/* pubsub.c — topics with offsets, epochs and history across workers: the
- * sequencers (memory ring or the store's commit hook), the frames built once per
- * message, each worker's subscribers, recovery and history reads (see pubsub.h). */
+/* pubsub.c — the process-wide half of pub/sub (see pubsub.h): the frames built
+ * once per message, the memory sequencer (topics, rings, the ordered hand-off of
+ * each message to every worker), the store's commit hook, publish / reset /
+ * retention, and history reads (pages for replays and for pubsub.history). A
+ * worker's subscribers and replays are in pubsub_subs.c. */
 #include "hub/pubsub.h"
 
-#include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,9 +14,8 @@
 #include "err.h"
 #include "hub/bus.h"
 #include "hub/hash.h"
+#include "hub/pubsub_int.h"
 #include "log.h"
-#include "lua/tasks.h"
-#include "net/conn.h"
 #include "net/fanout.h"
 #include "proto/frame.h"
 #include "proto/utf8.h"
@@ -76,55 +76,95 @@ int ews_pubsub_epoch_parse(const char *s, size_t n, uint64_t *out) {
   return 0;
 }
 
-/* A text frame of pre[0..pl) + (json ? data : "data") + post[0..ql) in a fresh
- * shared buffer, where `name` (a JSON string) sits between pre0 and pre. */
-static ews_buf_t *build_text(const char *head, size_t hl0, const char *name, size_t nl,
-                             const char *mid, size_t ml, int json, const char *data,
-                             size_t dl, const char *tail, size_t tl, size_t *hlp) {
-  size_t total = hl0 + json_str_len(name, nl) + ml + (json ? dl : json_str_len(data, dl)) + tl;
+/* A text frame head + name (as a JSON string) + mid + data (as is when json,
+ * else as a JSON string) + tail. The lengths of name and data as JSON strings
+ * are given (nj, dj); the buffer is allocated by the caller with room for it. */
+typedef struct {
+  const char *head, *name, *mid, *data, *tail;
+  size_t hl0, nl, nj, ml, dl, dj, tl;
+  int json;
+} text_t;
+
+static size_t text_len(const text_t *x) {
+  return x->hl0 + x->nj + x->ml + (x->json ? x->dl : x->dj) + x->tl;
+}
+
+/* Room for the frame of x, with its mid up to mid_max bytes. */
+static ews_buf_t *text_alloc(const text_t *x, size_t mid_max) {
+  size_t total = text_len(x) - x->ml + mid_max;
   uint8_t hdr[EWS_FRAME_MAX_HEADER];
   size_t hl = ews_frame_header(hdr, EWS_OP_TEXT, 1, 0, total, NULL);
-  ews_buf_t *b = ews_buf_new(NULL, hl + total);
-  if (!b) return NULL;
+  return ews_buf_new(NULL, hl + total);
+}
+
+/* Writes the frame of x into b (allocated by text_alloc). Cannot fail. */
+static void text_fill(ews_buf_t *b, const text_t *x, size_t *hlp) {
+  size_t total = text_len(x);
   uint8_t *o = b->data;
-  memcpy(o, hdr, hl);
+  size_t hl = ews_frame_header(o, EWS_OP_TEXT, 1, 0, total, NULL);
   o += hl;
-  memcpy(o, head, hl0);
-  o += hl0;
-  o = json_str_put(o, name, nl);
-  memcpy(o, mid, ml);
-  o += ml;
-  if (json) {
-    memcpy(o, data, dl);
-    o += dl;
+  memcpy(o, x->head, x->hl0);
+  o += x->hl0;
+  o = json_str_put(o, x->name, x->nl);
+  memcpy(o, x->mid, x->ml);
+  o += x->ml;
+  if (x->json) {
+    memcpy(o, x->data, x->dl);
+    o += x->dl;
   } else {
-    o = json_str_put(o, data, dl);
+    o = json_str_put(o, x->data, x->dl);
   }
-  memcpy(o, tail, tl);
-  o += tl;
+  memcpy(o, x->tail, x->tl);
+  o += x->tl;
   b->len = (uint32_t)(o - b->data);
   *hlp = hl;
+}
+
+static ews_buf_t *text_build(text_t *x, size_t *hl) {
+  ews_buf_t *b = text_alloc(x, x->ml);
+  if (b) text_fill(b, x, hl);
   return b;
 }
 
 static const char PUB_HEAD[] = "{\"type\":\"pub\",\"topic\":";
+/* ,"epoch":"<16>","offset":<20>,"time":<20>,"data": */
+#define PUB_MID_MAX 96
+
+static void envelope_text(text_t *x, const char *topic, size_t tl, int json, const char *data,
+                          size_t n) {
+  *x = (text_t){.head = PUB_HEAD, .hl0 = sizeof PUB_HEAD - 1, .name = topic, .nl = tl,
+                .nj = json_str_len(topic, tl), .mid = "", .ml = 0, .json = json, .data = data,
+                .dl = n, .dj = json ? 0 : json_str_len(data, n), .tail = "}", .tl = 1};
+}
+
+static size_t envelope_mid(char mid[128], uint64_t epoch, int64_t offset, int64_t time) {
+  return (size_t)snprintf(mid, 128, ",\"epoch\":\"%016llx\",\"offset\":%lld,\"time\":%lld,\"data\":",
+                          (unsigned long long)epoch, (long long)offset, (long long)time);
+}
 
 static ews_buf_t *build_envelope(const char *topic, size_t tl, uint64_t epoch, int64_t offset,
                                  int64_t time, int json, const char *data, size_t n, size_t *hl) {
+  text_t x;
   char mid[128];
-  int ml = snprintf(mid, sizeof mid, ",\"epoch\":\"%016llx\",\"offset\":%lld,\"time\":%lld,\"data\":",
-                    (unsigned long long)epoch, (long long)offset, (long long)time);
-  return build_text(PUB_HEAD, sizeof PUB_HEAD - 1, topic, tl, mid, (size_t)ml, json, data, n,
-                    "}", 1, hl);
+  envelope_text(&x, topic, tl, json, data, n);
+  x.mid = mid;
+  x.ml = envelope_mid(mid, epoch, offset, time);
+  return text_build(&x, hl);
 }
 
-static ews_buf_t *build_gap(const char *topic, size_t tl, uint64_t epoch, int64_t from,
-                            int64_t to, const char *reason, size_t *hl) {
+ews_buf_t *ews_ps_gap_frame(const char *topic, size_t tl, uint64_t epoch, int64_t from,
+                            int64_t to, const char *reason) {
   static const char head[] = "{\"type\":\"gap\",\"topic\":";
-  char mid[160];
-  int ml = snprintf(mid, sizeof mid, ",\"epoch\":\"%016llx\",\"from\":%lld,\"to\":%lld,\"reason\":\"%s\"}",
-                    (unsigned long long)epoch, (long long)from, (long long)to, reason);
-  return build_text(head, sizeof head - 1, topic, tl, mid, (size_t)ml, 1, "", 0, "", 0, hl);
+  char mid[160], e[24];
+  if (epoch) snprintf(e, sizeof e, "\"%016llx\"", (unsigned long long)epoch);
+  else memcpy(e, "null", 5);
+  int ml = snprintf(mid, sizeof mid, ",\"epoch\":%s,\"from\":%lld,\"to\":%lld,\"reason\":\"%s\"}", e,
+                    (long long)from, (long long)to, reason);
+  text_t x = {.head = head, .hl0 = sizeof head - 1, .name = topic, .nl = tl,
+              .nj = json_str_len(topic, tl), .mid = mid, .ml = (size_t)ml, .json = 1, .data = "",
+              .tail = ""};
+  size_t hl;
+  return text_build(&x, &hl);
 }
 
 /* Both frames of a message. 0 or EWS_ENOMEM. */
@@ -148,21 +188,40 @@ typedef struct {
   size_t env_hl, raw_hl;
 } ring_ent_t;
 
+/* A memory topic. Created on first use and kept for the life of the process (so
+ * that its offsets never go back): a pointer to it stays valid without the table
+ * lock. Every field below `n` is under the topic's stripe lock. */
 typedef struct {
   ews_named_t n; /* first */
+  /* Reservations: the epoch and last offset handed out to publishers, and the
+   * tickets that order their hand-off to the workers. */
   uint64_t epoch;
   int64_t last;
+  uint64_t tickets, serving;
+  /* What was handed off (in ring and inboxes), i.e. what readers see. */
+  uint64_t view_epoch;
+  int64_t view_last;
   ring_ent_t *ring;
-  uint32_t cap, head, count; /* ring[(head + i) % cap], i < count, oldest first */
+  uint32_t cap, head, count; /* ring[(head + i) % cap], i < count, oldest first;
+                                offsets are consecutive */
   uint32_t maxq;             /* retention of this topic (pubsub.retention) */
   int64_t ttl_ms;            /* 0 = forever */
   char name[];
 } mtopic_t;
 
-static struct {
+/* Topics share 64 locks (by address): a lock (and its condition variable, for
+ * the turns) per topic would cost ~100 bytes a topic. */
+#define NSTRIPES 64
+typedef struct {
   uv_mutex_t lock;
+  uv_cond_t turn;
+} stripe_t;
+
+static struct {
+  uv_mutex_t lock;    /* the table of memory topics: find and insert only */
   int inited;
-  ews_names_t topics; /* memory topics, under lock */
+  ews_names_t topics;
+  stripe_t stripes[NSTRIPES];
   ews_store_t *store;
   int persistent;
   ews_worker_t *workers;
@@ -170,8 +229,12 @@ static struct {
   uint32_t max_queue;  /* memory ring size */
   int64_t ttl_ms;      /* 0 = forever */
   uint32_t max_recover;
-  uint64_t seed;
+  uint64_t seed;       /* atomic */
 } G;
+
+static stripe_t *stripe_of(const mtopic_t *t) {
+  return &G.stripes[((uint64_t)(uintptr_t)t * 0x9e3779b97f4a7c15ull) >> 58];
+}
 
 static int64_t now_ms(void) {
   struct timespec ts;
@@ -187,7 +250,13 @@ static uint64_t random_epoch(void) {
 
 void ews_pubsub_init(const ews_config_t *cfg, ews_store_t *store, int persistent,
                      ews_worker_t *workers, int nworkers) {
-  if (!G.inited) uv_mutex_init(&G.lock);
+  if (!G.inited) {
+    uv_mutex_init(&G.lock);
+    for (int i = 0; i < NSTRIPES; i++) {
+      uv_mutex_init(&G.stripes[i].lock);
+      uv_cond_init(&G.stripes[i].turn);
+    }
+  }
   G.inited = 1;
   G.store = store;
   G.persistent = persistent && store;
@@ -202,6 +271,7 @@ void ews_pubsub_init(const ews_config_t *cfg, ews_store_t *store, int persistent
 }
 
 int ews_pubsub_persistent(void) { return G.persistent; }
+uint32_t ews_ps_max_recover(void) { return G.max_recover; }
 
 static void ring_drop_oldest(mtopic_t *t) {
   ring_ent_t *e = &t->ring[t->head];
@@ -214,6 +284,31 @@ static void ring_drop_oldest(mtopic_t *t) {
 static void ring_expire(mtopic_t *t, int64_t now) {
   if (!t->ttl_ms) return;
   while (t->count && t->ring[t->head].time + t->ttl_ms <= now) ring_drop_oldest(t);
+}
+
+/* Appends a message (its offset follows view_last) and applies the bounds. */
+static void ring_put(mtopic_t *t, const ring_ent_t *m) {
+  if (t->count == t->cap && t->cap < t->maxq) {
+    uint32_t cap = t->cap ? (t->cap > UINT32_MAX / 2 ? UINT32_MAX : t->cap * 2) : 16;
+    if (cap > t->maxq) cap = t->maxq;
+    ring_ent_t *ring = malloc(cap * sizeof *ring);
+    if (ring) { /* else the ring keeps its size: older messages go sooner */
+      for (uint32_t i = 0; i < t->count; i++) ring[i] = t->ring[(t->head + i) % t->cap];
+      free(t->ring);
+      t->ring = ring;
+      t->cap = cap;
+      t->head = 0;
+    }
+  }
+  while (t->count && (t->count >= t->maxq || t->count == t->cap)) ring_drop_oldest(t);
+  ring_expire(t, m->time);
+  if (t->cap) {
+    t->ring[(t->head + t->count) % t->cap] = *m;
+    ews_buf_ref(m->env);
+    ews_buf_ref(m->raw);
+    t->count++;
+  }
+  t->view_last = m->offset;
 }
 
 static void free_mtopic(ews_named_t *r) {
@@ -231,22 +326,37 @@ void ews_pubsub_shutdown(void) {
   uv_mutex_unlock(&G.lock);
 }
 
-/* Under G.lock. */
-static mtopic_t *mtopic_get(const char *name, size_t len, int create) {
+/* The memory topic named name, created if missing; NULL when out of memory. */
+static mtopic_t *mtopic_get(const char *name, size_t len) {
+  uv_mutex_lock(&G.lock);
   mtopic_t *t = (mtopic_t *)ews_names_find(&G.topics, name, len);
-  if (t || !create) return t;
-  t = calloc(1, sizeof *t + len);
-  if (!t) return NULL;
-  memcpy(t->name, name, len);
-  ews_named_init(&t->n, t->name, len);
-  t->epoch = random_epoch();
-  t->maxq = G.max_queue;
-  t->ttl_ms = G.ttl_ms;
-  if (ews_names_insert(&G.topics, &t->n) != 0) {
-    free(t);
-    return NULL;
+  if (!t && (t = calloc(1, sizeof *t + len))) {
+    memcpy(t->name, name, len);
+    ews_named_init(&t->n, t->name, len);
+    t->epoch = t->view_epoch = random_epoch();
+    t->maxq = G.max_queue;
+    t->ttl_ms = G.ttl_ms;
+    if (ews_names_insert(&G.topics, &t->n) != 0) {
+      free(t);
+      t = NULL;
+    }
   }
+  uv_mutex_unlock(&G.lock);
   return t;
+}
+
+/* Takes the next ticket of t (under its stripe lock). */
+static uint64_t take_ticket(mtopic_t *t) { return t->tickets++; }
+
+/* Waits (stripe lock held) until it is ticket's turn. */
+static void wait_turn(stripe_t *s, mtopic_t *t, uint64_t ticket) {
+  while (t->serving != ticket) uv_cond_wait(&s->turn, &s->lock);
+}
+
+/* Ends the current turn (stripe lock held). */
+static void end_turn(stripe_t *s, mtopic_t *t) {
+  t->serving++;
+  uv_cond_broadcast(&s->turn);
 }
 
 /* Posts a sequenced message to every worker (the caller holds the order). */
@@ -311,13 +421,58 @@ static int submit(ews_worker_t *w, ews_store_req_t *req, ews_pubsub_done_fn done
   return r < 0 ? r : 1;
 }
 
-static int valid_topic(const char *t, size_t n) {
+int ews_ps_valid_topic(const char *t, size_t n) {
   return n > 0 && n <= EWS_PUBSUB_MAX_TOPIC && ews_utf8_valid((const uint8_t *)t, n);
+}
+
+/* Memory publish: everything that can fail (allocations) comes before the offset
+ * is taken, so an offset handed out is always delivered. The envelope is written
+ * with no lock held; the lock is taken for the ticket and for the ring. */
+static int mem_publish(const char *topic, size_t tl, int json, const void *data, size_t n,
+                       ews_pubsub_pos_t *pos) {
+  text_t x;
+  envelope_text(&x, topic, tl, json, data, n);
+  size_t rhl, ehl;
+  ews_buf_t *env = text_alloc(&x, PUB_MID_MAX);
+  ews_buf_t *raw = env ? ews_fanout_plain(EWS_OP_TEXT, data, n, &rhl) : NULL;
+  mtopic_t *t = raw ? mtopic_get(topic, tl) : NULL;
+  if (!t) {
+    if (env) ews_buf_unref(env);
+    if (raw) ews_buf_unref(raw);
+    return EWS_ENOMEM;
+  }
+  stripe_t *s = stripe_of(t);
+  uv_mutex_lock(&s->lock);
+  uint64_t ticket = take_ticket(t);
+  int64_t offset = ++t->last, now = now_ms();
+  uint64_t epoch = t->epoch;
+  uv_mutex_unlock(&s->lock);
+
+  char mid[128];
+  x.mid = mid;
+  x.ml = envelope_mid(mid, epoch, offset, now);
+  text_fill(env, &x, &ehl);
+
+  uv_mutex_lock(&s->lock);
+  wait_turn(s, t, ticket);
+  ring_ent_t e = {offset, now, json, env, raw, ehl, rhl};
+  ring_put(t, &e);
+  uv_mutex_unlock(&s->lock);
+  /* Our turn until end_turn: nobody else posts this topic meanwhile, so every
+   * worker gets its messages in offset order. */
+  post_all(topic, tl, env, ehl, raw, rhl, epoch, offset, now, json);
+  uv_mutex_lock(&s->lock);
+  end_turn(s, t);
+  uv_mutex_unlock(&s->lock);
+  ews_buf_unref(env);
+  ews_buf_unref(raw);
+  if (pos) *pos = (ews_pubsub_pos_t){epoch, offset, now};
+  return 0;
 }
 
 int ews_pubsub_publish(ews_worker_t *w, const char *topic, size_t tl, int json, const void *data,
                        size_t n, ews_pubsub_done_fn done, void *ud, ews_pubsub_pos_t *pos) {
-  if (!valid_topic(topic, tl) || !ews_utf8_valid(data, n)) return EWS_EINVAL;
+  if (!ews_ps_valid_topic(topic, tl) || !ews_utf8_valid(data, n)) return EWS_EINVAL;
   if (G.persistent) {
     if (!w->store) return EWS_ENOSTORE;
     char *buf = malloc(n + 1);
@@ -332,54 +487,14 @@ int ews_pubsub_publish(ews_worker_t *w, const char *topic, size_t tl, int json, 
     if (r > 0) EWS_STAT_ADD(w->stats.published, 1);
     return r;
   }
-  if (w) EWS_STAT_ADD(w->stats.published, 1);
-  int64_t now = now_ms();
-  uv_mutex_lock(&G.lock);
-  mtopic_t *t = mtopic_get(topic, tl, 1);
-  if (!t) {
-    uv_mutex_unlock(&G.lock);
-    return EWS_ENOMEM;
-  }
-  int64_t offset = t->last + 1;
-  ews_buf_t *env, *raw;
-  size_t ehl, rhl;
-  if (build_frames(topic, tl, t->epoch, offset, now, json, data, n, &env, &ehl, &raw, &rhl) != 0) {
-    uv_mutex_unlock(&G.lock);
-    return EWS_ENOMEM;
-  }
-  if (t->count == t->cap && t->cap < t->maxq) {
-    uint32_t cap = t->cap ? (t->cap > UINT32_MAX / 2 ? UINT32_MAX : t->cap * 2) : 16;
-    if (cap > t->maxq) cap = t->maxq;
-    ring_ent_t *ring = malloc(cap * sizeof *ring);
-    if (ring) {
-      for (uint32_t i = 0; i < t->count; i++) ring[i] = t->ring[(t->head + i) % t->cap];
-      free(t->ring);
-      t->ring = ring;
-      t->cap = cap;
-      t->head = 0;
-    }
-  }
-  while (t->count && (t->count >= t->maxq || t->count == t->cap)) ring_drop_oldest(t);
-  ring_expire(t, now);
-  if (t->cap) {
-    ring_ent_t *e = &t->ring[(t->head + t->count) % t->cap];
-    *e = (ring_ent_t){offset, now, json, env, raw, ehl, rhl};
-    ews_buf_ref(env);
-    ews_buf_ref(raw);
-    t->count++;
-  }
-  t->last = offset;
-  post_all(topic, tl, env, ehl, raw, rhl, t->epoch, offset, now, json);
-  if (pos) *pos = (ews_pubsub_pos_t){t->epoch, offset, now};
-  uv_mutex_unlock(&G.lock);
-  ews_buf_unref(env);
-  ews_buf_unref(raw);
-  return 0;
+  int r = mem_publish(topic, tl, json, data, n, pos);
+  if (r == 0 && w) EWS_STAT_ADD(w->stats.published, 1);
+  return r;
 }
 
 int ews_pubsub_reset(ews_worker_t *w, const char *topic, size_t tl, ews_pubsub_done_fn done,
                      void *ud, ews_pubsub_pos_t *pos) {
-  if (!valid_topic(topic, tl)) return EWS_EINVAL;
+  if (!ews_ps_valid_topic(topic, tl)) return EWS_EINVAL;
   if (G.persistent) {
     if (!w->store) return EWS_ENOSTORE;
     ews_store_req_t *req;
@@ -387,26 +502,32 @@ int ews_pubsub_reset(ews_worker_t *w, const char *topic, size_t tl, ews_pubsub_d
     if (r < 0) return r;
     return submit(w, req, done, ud);
   }
-  uv_mutex_lock(&G.lock);
-  mtopic_t *t = mtopic_get(topic, tl, 1);
-  if (t) {
-    while (t->count) ring_drop_oldest(t);
-    t->head = 0;
-    t->last = 0;
-    uint64_t e;
-    do e = random_epoch();
-    while (e == t->epoch);
-    t->epoch = e;
-    if (pos) *pos = (ews_pubsub_pos_t){e, 0, now_ms()};
-  }
-  uv_mutex_unlock(&G.lock);
-  return t ? 0 : EWS_ENOMEM;
+  mtopic_t *t = mtopic_get(topic, tl);
+  if (!t) return EWS_ENOMEM;
+  stripe_t *s = stripe_of(t);
+  uv_mutex_lock(&s->lock);
+  /* Publishes that took their offset before us are handed off first, in the old
+   * epoch; those after us get offsets of the new one. */
+  uint64_t ticket = take_ticket(t), e;
+  do e = random_epoch();
+  while (e == t->epoch);
+  t->epoch = e;
+  t->last = 0;
+  wait_turn(s, t, ticket);
+  while (t->count) ring_drop_oldest(t);
+  t->head = 0;
+  t->view_epoch = e;
+  t->view_last = 0;
+  end_turn(s, t);
+  uv_mutex_unlock(&s->lock);
+  if (pos) *pos = (ews_pubsub_pos_t){e, 0, now_ms()};
+  return 0;
 }
 
 int ews_pubsub_retention(ews_worker_t *w, const char *topic, size_t tl, int32_t max_queue_size,
                          int32_t message_ttl, ews_pubsub_done_fn done, void *ud,
                          ews_pubsub_pos_t *pos) {
-  if (!valid_topic(topic, tl) || max_queue_size < EWS_STORE_INHERIT ||
+  if (!ews_ps_valid_topic(topic, tl) || max_queue_size < EWS_STORE_INHERIT ||
       message_ttl < EWS_STORE_INHERIT)
     return EWS_EINVAL;
   if (G.persistent) {
@@ -416,292 +537,98 @@ int ews_pubsub_retention(ews_worker_t *w, const char *topic, size_t tl, int32_t 
     if (r < 0) return r;
     return submit(w, req, done, ud);
   }
-  uv_mutex_lock(&G.lock);
-  mtopic_t *t = mtopic_get(topic, tl, 1);
-  if (t) {
-    t->maxq = max_queue_size == EWS_STORE_INHERIT ? G.max_queue
-            : max_queue_size == 0 ? UINT32_MAX : (uint32_t)max_queue_size;
-    t->ttl_ms = message_ttl == EWS_STORE_INHERIT ? G.ttl_ms : (int64_t)message_ttl * 1000;
-    while (t->count > t->maxq) ring_drop_oldest(t);
-    ring_expire(t, now_ms());
-    if (pos) *pos = (ews_pubsub_pos_t){t->epoch, t->last, now_ms()};
-  }
-  uv_mutex_unlock(&G.lock);
-  return t ? 0 : EWS_ENOMEM;
-}
-
-/* ---- a worker's topics ---------------------------------------------------------- */
-
-typedef struct {
-  ews_conn_t *c;
-  int64_t skip; /* offsets <= skip are not for this socket (it got them from history) */
-} skip_t;
-
-typedef struct {
-  ews_conn_t **v;
-  uint32_t n, cap;
-} connv_t;
-
-typedef struct {
-  ews_named_t n; /* first */
-  uint64_t epoch;
-  connv_t env, raw;
-  skip_t *skips;
-  uint32_t nskip, capskip;
-  int lua;
-  char name[];
-} wtopic_t;
-
-/* A connection's topics: each with the connection's index in that topic's env or
- * raw array, so that leaving costs O(topics of the connection), not O(subscribers). */
-typedef struct {
-  wtopic_t *t;
-  uint32_t idx;
-  int raw;
-} tsub_t;
-
-typedef struct {
-  tsub_t *v;
-  uint32_t n, cap;
-} conn_topics_t;
-
-static int grow(void **v, uint32_t *cap, uint32_t need, size_t size) {
-  if (need <= *cap) return 0;
-  uint32_t c = *cap ? *cap * 2 : 4;
-  while (c < need) c *= 2;
-  void *p = realloc(*v, c * size);
-  if (!p) return EWS_ENOMEM;
-  *v = p;
-  *cap = c;
-  return 0;
-}
-
-static wtopic_t *wtopic_get(ews_worker_t *w, const char *name, size_t len, int create) {
-  wtopic_t *t = (wtopic_t *)ews_names_find(&w->topics, name, len);
-  if (t || !create) return t;
-  t = calloc(1, sizeof *t + len);
-  if (!t) return NULL;
-  memcpy(t->name, name, len);
-  ews_named_init(&t->n, t->name, len);
-  if (ews_names_insert(&w->topics, &t->n) != 0) {
-    free(t);
-    return NULL;
-  }
-  return t;
-}
-
-static void wtopic_free(ews_named_t *r) {
-  wtopic_t *t = (wtopic_t *)r;
-  free(t->env.v);
-  free(t->raw.v);
-  free(t->skips);
-  free(t);
-}
-
-static void wtopic_release_if_empty(ews_worker_t *w, wtopic_t *t) {
-  if (t->env.n || t->raw.n || t->lua) return;
-  ews_names_remove(&w->topics, &t->n);
-  wtopic_free(&t->n);
-}
-
-static void remove_skip(wtopic_t *t, ews_conn_t *c) {
-  for (uint32_t i = 0; i < t->nskip; i++)
-    if (t->skips[i].c == c) {
-      t->skips[i] = t->skips[--t->nskip];
-      return;
-    }
-}
-
-static tsub_t *tsub_of(ews_conn_t *c, const wtopic_t *t) {
-  conn_topics_t *ct = c->topics;
-  if (ct)
-    for (uint32_t i = 0; i < ct->n; i++)
-      if (ct->v[i].t == t) return &ct->v[i];
-  return NULL;
-}
-
-/* Takes subscription e (of connection c) out of its topic's array: the last
- * subscriber moves into its slot and its own entry learns the new index. */
-static void topic_remove(ews_conn_t *c, const tsub_t *e) {
-  wtopic_t *t = e->t;
-  connv_t *cv = e->raw ? &t->raw : &t->env;
-  ews_conn_t *last = cv->v[--cv->n];
-  if (e->idx != cv->n) {
-    cv->v[e->idx] = last;
-    tsub_of(last, t)->idx = e->idx;
-  }
-  remove_skip(t, c);
-}
-
-void ews_topics_free(ews_names_t *t) { ews_names_clear(t, wtopic_free); }
-
-uint32_t ews_pubsub_local_count(ews_worker_t *w, const char *topic, size_t tl) {
-  wtopic_t *t = wtopic_get(w, topic, tl, 0);
-  return t ? t->env.n + t->raw.n : 0;
-}
-
-int ews_pubsub_lua_subs(ews_worker_t *w, const char *topic, size_t tl, int delta) {
-  wtopic_t *t = wtopic_get(w, topic, tl, delta > 0);
-  if (!t) return delta > 0 ? EWS_ENOMEM : 0;
-  t->lua += delta;
-  if (t->lua < 0) t->lua = 0;
-  wtopic_release_if_empty(w, t);
-  return 0;
-}
-
-static int link_conn(wtopic_t *t, ews_conn_t *c, int raw, int64_t skip) {
-  conn_topics_t *ct = c->topics;
-  connv_t *cv = raw ? &t->raw : &t->env;
-  if (!ct && !(ct = c->topics = calloc(1, sizeof *ct))) return EWS_ENOMEM;
-  if (grow((void **)&ct->v, &ct->cap, ct->n + 1, sizeof *ct->v) ||
-      grow((void **)&cv->v, &cv->cap, cv->n + 1, sizeof *cv->v) ||
-      (skip > 0 && grow((void **)&t->skips, &t->capskip, t->nskip + 1, sizeof *t->skips)))
-    return EWS_ENOMEM;
-  ct->v[ct->n++] = (tsub_t){t, cv->n, raw};
-  cv->v[cv->n++] = c;
-  if (skip > 0) t->skips[t->nskip++] = (skip_t){c, skip};
-  return 0;
-}
-
-int ews_pubsub_unsubscribe(ews_worker_t *w, ews_conn_t *c, const char *topic, size_t tl) {
-  wtopic_t *t = wtopic_get(w, topic, tl, 0);
-  tsub_t *e = t ? tsub_of(c, t) : NULL;
-  if (!e) return EWS_EINVAL;
-  conn_topics_t *ct = c->topics;
-  tsub_t gone = *e;
-  *e = ct->v[--ct->n];
-  topic_remove(c, &gone);
-  wtopic_release_if_empty(w, t);
-  return 0;
-}
-
-void ews_pubsub_drop_conn(ews_worker_t *w, ews_conn_t *c) {
-  conn_topics_t *ct = c->topics;
-  if (!ct) return;
-  while (ct->n) {
-    tsub_t e = ct->v[--ct->n];
-    topic_remove(c, &e);
-    wtopic_release_if_empty(w, e.t);
-  }
-  free(ct->v);
-  free(ct);
-  c->topics = NULL;
-}
-
-/* Lua subscribers: edgews._pubsub(topic, epoch_hex, offset, time, data, is_json). */
-static void run_lua(ews_worker_t *w, ews_bus_msg_t *m) {
-  ews_task_t *task = w->L ? ews_task_get(w) : NULL;
-  if (!task) {
-    EWS_ERROR("pubsub: dropped a Lua delivery of %.*s (no task)", (int)m->len, m->data);
-    return;
-  }
-  char hex[17];
-  ews_pubsub_epoch_hex(m->epoch, hex);
-  lua_State *co = task->co;
-  lua_rawgeti(co, LUA_REGISTRYINDEX, w->refs.pubsub);
-  lua_pushlstring(co, m->data, m->len);
-  lua_pushstring(co, hex);
-  lua_pushnumber(co, (lua_Number)m->offset);
-  lua_pushnumber(co, (lua_Number)m->time);
-  lua_pushlstring(co, (const char *)m->raw->data + m->raw_hl, m->raw->len - m->raw_hl);
-  lua_pushboolean(co, m->json);
-  ews_task_start(w, task, 6, NULL);
-}
-
-static void send_to(ews_worker_t *w, connv_t *cv, ews_buf_t *frame, size_t hl, wtopic_t *t,
-                    int64_t offset) {
-  if (!cv->n) return;
-  const uint8_t *p = frame->data + hl;
-  size_t n = frame->len - hl;
-  if (!t->nskip) {
-    ews_fanout_frame(w, cv->v, cv->n, EWS_OP_TEXT, p, n, frame, 0);
-    return;
-  }
-  /* Some sockets got this offset from their history: leave them out (rare: only
-   * right after a recovery, until the worker's inbox has caught up). */
-  ews_conn_t *stackv[64] = {0}, **v = cv->n <= 64 ? stackv : malloc(cv->n * sizeof *v);
-  if (!v) return;
-  uint32_t k = 0;
-  for (uint32_t i = 0; i < cv->n; i++) {
-    int skip = 0;
-    for (uint32_t j = 0; j < t->nskip; j++)
-      if (t->skips[j].c == cv->v[i] && t->skips[j].skip >= offset) skip = 1;
-    if (!skip) v[k++] = cv->v[i];
-  }
-  ews_fanout_frame(w, v, k, EWS_OP_TEXT, p, n, frame, 0);
-  if (v != stackv) free(v);
-}
-
-void ews_pubsub_deliver(ews_worker_t *w, ews_bus_msg_t *m) {
-  wtopic_t *t = wtopic_get(w, m->data, m->len, 0);
-  if (!t) return;
-  if (t->epoch != m->epoch) {
-    /* A new epoch (or the first message seen): history marks of the old one do not
-     * apply to its offsets. */
-    t->epoch = m->epoch;
-    t->nskip = 0;
-  }
-  send_to(w, &t->env, m->frame, m->header_len, t, m->offset);
-  send_to(w, &t->raw, m->raw, m->raw_hl, t, m->offset);
-  /* Marks at or below this offset are spent: the inbox brings offsets in order. */
-  for (uint32_t j = 0; j < t->nskip;)
-    if (t->skips[j].skip <= m->offset) t->skips[j] = t->skips[--t->nskip];
-    else j++;
-  if (t->lua) run_lua(w, m);
-}
-
-/* ---- history ---------------------------------------------------------------------- */
-
-/* Memory: copies references to the retained messages after since (at most limit,
- * the newest ones when there are more: *skipped says how many were left out). */
-static int mem_read(const char *topic, size_t tl, int64_t since, uint32_t limit, uint64_t *epoch,
-                    int64_t *first, int64_t *last, ring_ent_t **out, size_t *n) {
-  *out = NULL;
-  *n = 0;
-  uv_mutex_lock(&G.lock);
-  mtopic_t *t = mtopic_get(topic, tl, 1); /* a subscriber fixes the epoch from now on */
-  if (!t) {
-    uv_mutex_unlock(&G.lock);
-    return EWS_ENOMEM;
-  }
+  mtopic_t *t = mtopic_get(topic, tl);
+  if (!t) return EWS_ENOMEM;
+  stripe_t *s = stripe_of(t);
+  uv_mutex_lock(&s->lock);
+  t->maxq = max_queue_size == EWS_STORE_INHERIT ? G.max_queue
+          : max_queue_size == 0 ? UINT32_MAX : (uint32_t)max_queue_size;
+  t->ttl_ms = message_ttl == EWS_STORE_INHERIT ? G.ttl_ms : (int64_t)message_ttl * 1000;
+  while (t->count > t->maxq) ring_drop_oldest(t);
   ring_expire(t, now_ms());
-  *epoch = t->epoch;
-  *last = t->last;
-  *first = t->count ? t->ring[t->head].offset : t->last + 1;
-  uint32_t start = 0;
-  while (start < t->count && t->ring[(t->head + start) % t->cap].offset <= since) start++;
-  uint32_t k = t->count - start;
-  if (k > limit) start += k - limit, k = limit;
-  if (k) {
-    ring_ent_t *v = malloc(k * sizeof *v);
-    if (!v) {
-      uv_mutex_unlock(&G.lock);
-      return EWS_ENOMEM;
-    }
-    for (uint32_t i = 0; i < k; i++) {
-      v[i] = t->ring[(t->head + start + i) % t->cap];
-      ews_buf_ref(v[i].env);
-      ews_buf_ref(v[i].raw);
-    }
-    *out = v;
-    *n = k;
-  }
-  uv_mutex_unlock(&G.lock);
+  if (pos) *pos = (ews_pubsub_pos_t){t->view_epoch, t->view_last, now_ms()};
+  uv_mutex_unlock(&s->lock);
   return 0;
 }
 
-static void mem_release(ring_ent_t *v, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    ews_buf_unref(v[i].env);
-    ews_buf_unref(v[i].raw);
+/* ---- history -------------------------------------------------------------------- */
+
+/* Memory: the view of t and references to up to limit retained messages after
+ * since, oldest first (envelopes, or raw frames). */
+static int mem_page(const char *topic, size_t tl, int64_t since, uint32_t limit, int raw,
+                    ews_ps_view_t *v, ews_ps_entry_t *out, uint32_t *n) {
+  *n = 0;
+  mtopic_t *t = mtopic_get(topic, tl); /* a reader fixes the epoch from now on */
+  if (!t) return EWS_ENOMEM;
+  stripe_t *s = stripe_of(t);
+  uv_mutex_lock(&s->lock);
+  ring_expire(t, now_ms());
+  v->epoch = t->view_epoch;
+  v->last = t->view_last;
+  v->first = t->count ? t->ring[t->head].offset : t->view_last + 1;
+  /* Retained offsets are consecutive: the first one after since is at index
+   * since + 1 - first. */
+  int64_t start = since + 1 - v->first;
+  if (start < 0) start = 0;
+  uint32_t k = start < (int64_t)t->count ? t->count - (uint32_t)start : 0;
+  if (k > limit) k = limit;
+  for (uint32_t i = 0; i < k; i++) {
+    const ring_ent_t *e = &t->ring[(t->head + (uint32_t)start + i) % t->cap];
+    ews_buf_t *b = raw ? e->raw : e->env;
+    ews_buf_ref(b);
+    out[i] = (ews_ps_entry_t){e->offset, e->time, e->json, b, raw ? e->raw_hl : e->env_hl};
   }
-  free(v);
+  *n = k;
+  uv_mutex_unlock(&s->lock);
+  return 0;
+}
+
+void ews_ps_release(ews_ps_entry_t *v, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++)
+    if (v[i].frame) {
+      ews_buf_unref(v[i].frame);
+      v[i].frame = NULL;
+    }
+}
+
+int ews_ps_view(ews_worker_t *w, const char *topic, size_t tl, ews_ps_view_t *v) {
+  uint32_t n;
+  return ews_ps_page(w, topic, tl, INT64_MAX - 1, 0, 0, v, NULL, &n);
+}
+
+int ews_ps_page(ews_worker_t *w, const char *topic, size_t tl, int64_t since, uint32_t limit,
+                int raw, ews_ps_view_t *v, ews_ps_entry_t *out, uint32_t *n) {
+  *n = 0;
+  if (!G.persistent) return mem_page(topic, tl, since, limit, raw, v, out, n);
+  if (!w->store) return EWS_ENOSTORE;
+  ews_store_history_t h;
+  int r = ews_store_history(w->store, topic, tl, since, limit, &h);
+  if (r < 0) return r;
+  *v = (ews_ps_view_t){h.epoch, h.first_offset, h.last_offset};
+  for (size_t i = 0; i < h.n && r == 0; i++) {
+    const ews_store_msg_t *m = &h.msgs[i];
+    const char *p = m->payload;
+    int json = m->len > 0 && p[0] == 'j';
+    const char *d = m->len ? p + 1 : "";
+    size_t dl = m->len ? m->len - 1 : 0, hl;
+    ews_buf_t *b = raw ? ews_fanout_plain(EWS_OP_TEXT, d, dl, &hl)
+                       : build_envelope(topic, tl, h.epoch, m->offset, m->created_at, json, d, dl, &hl);
+    if (!b) {
+      ews_ps_release(out, *n);
+      *n = 0;
+      r = EWS_ENOMEM;
+      break;
+    }
+    out[(*n)++] = (ews_ps_entry_t){m->offset, m->created_at, json, b, hl};
+  }
+  ews_store_history_free(&h);
+  return r;
 }
 
 int ews_pubsub_history(ews_worker_t *w, const char *topic, size_t tl, int64_t since, uint32_t limit,
                        ews_pubsub_history_t *out) {
   memset(out, 0, sizeof *out);
-  if (!valid_topic(topic, tl)) return EWS_EINVAL;
+  if (!ews_ps_valid_topic(topic, tl)) return EWS_EINVAL;
   if (limit > EWS_STORE_MAX_LIMIT) limit = EWS_STORE_MAX_LIMIT;
   if (G.persistent) {
     if (!w->store) return EWS_ENOSTORE;
@@ -726,32 +653,32 @@ int ews_pubsub_history(ews_worker_t *w, const char *topic, size_t tl, int64_t si
     out->n = out->h.n;
     return 0;
   }
-  ring_ent_t *v;
-  size_t n;
   /* The oldest `limit` after since (a page), not the newest. */
-  int r = mem_read(topic, tl, since, UINT32_MAX, &out->epoch, &out->first_offset,
-                   &out->last_offset, &v, &n);
-  if (r < 0) return r;
-  size_t k = n < limit ? n : limit;
-  out->items = calloc(k ? k : 1, sizeof *out->items);
-  out->refs = calloc(k ? k : 1, sizeof *out->refs);
-  if (!out->items || !out->refs) {
-    mem_release(v, n);
+  ews_ps_entry_t *v = calloc(limit ? limit : 1, sizeof *v);
+  out->items = calloc(limit ? limit : 1, sizeof *out->items);
+  out->refs = calloc(limit ? limit : 1, sizeof *out->refs);
+  ews_ps_view_t view;
+  uint32_t n = 0;
+  int r = v && out->items && out->refs ? mem_page(topic, tl, since, limit, 1, &view, v, &n)
+                                       : EWS_ENOMEM;
+  if (r < 0) {
+    free(v);
     free(out->items);
     free(out->refs);
     memset(out, 0, sizeof *out);
-    return EWS_ENOMEM;
+    return r;
   }
-  for (size_t i = 0; i < k; i++) {
-    ews_buf_t *raw = v[i].raw;
-    ews_buf_ref(raw);
+  out->epoch = view.epoch;
+  out->first_offset = view.first;
+  out->last_offset = view.last;
+  for (uint32_t i = 0; i < n; i++) {
+    ews_buf_t *raw = v[i].frame; /* the reference moves to refs */
     out->refs[i] = raw;
     out->items[i] = (ews_pubsub_item_t){v[i].offset, v[i].time, v[i].json,
-                                        (const char *)raw->data + v[i].raw_hl,
-                                        raw->len - v[i].raw_hl};
+                                        (const char *)raw->data + v[i].hl, raw->len - v[i].hl};
   }
-  out->n = k;
-  mem_release(v, n);
+  out->n = n;
+  free(v);
   return 0;
 }
 
@@ -762,147 +689,4 @@ void ews_pubsub_history_free(ews_pubsub_history_t *h) {
   free(h->items);
   ews_store_history_free(&h->h);
   memset(h, 0, sizeof *h);
-}
-
-/* ---- subscribe and recover -------------------------------------------------------- */
-
-static int send_gap(ews_conn_t *c, const char *topic, size_t tl, uint64_t epoch, int64_t from,
-                    int64_t to, const char *reason) {
-  size_t hl;
-  ews_buf_t *b = build_gap(topic, tl, epoch, from, to, reason, &hl);
-  if (!b) return EWS_ENOMEM;
-  int r = ews_conn_send_frame(c, b);
-  ews_buf_unref(b);
-  return r;
-}
-
-/* Persistent recovery: pages through the store after `since`, queueing each
- * message to c. *last gets the newest offset of the last snapshot read. */
-static int store_replay(ews_worker_t *w, ews_conn_t *c, const char *topic, size_t tl, int64_t since,
-                        int raw, uint64_t epoch, int64_t *last, int64_t *sent) {
-  for (;;) {
-    ews_store_history_t h;
-    int r = ews_store_history(w->store, topic, tl, since, EWS_STORE_MAX_LIMIT, &h);
-    if (r < 0) return r;
-    *last = h.last_offset;
-    if (h.epoch != epoch) { /* reset between our reads: the caller's view is stale */
-      ews_store_history_free(&h);
-      return EWS_EAGAIN;
-    }
-    for (size_t i = 0; i < h.n && r == 0; i++) {
-      const ews_store_msg_t *m = &h.msgs[i];
-      const char *p = m->payload;
-      int json = m->len > 0 && p[0] == 'j';
-      const char *d = m->len ? p + 1 : "";
-      size_t dl = m->len ? m->len - 1 : 0;
-      size_t hl;
-      ews_buf_t *b = raw ? ews_fanout_plain(EWS_OP_TEXT, d, dl, &hl)
-                         : build_envelope(topic, tl, h.epoch, m->offset, m->created_at, json, d, dl, &hl);
-      if (!b) r = EWS_ENOMEM;
-      else {
-        r = ews_conn_send_frame(c, b);
-        ews_buf_unref(b);
-        (*sent)++;
-        since = m->offset;
-      }
-    }
-    size_t n = h.n;
-    ews_store_history_free(&h);
-    if (r < 0) return r;
-    if (n < EWS_STORE_MAX_LIMIT) return 0;
-  }
-}
-
-int ews_pubsub_subscribe(ews_worker_t *w, ews_conn_t *c, const char *topic, size_t tl,
-                         const ews_pubsub_sub_opts_t *o, ews_pubsub_sub_result_t *res) {
-  memset(res, 0, sizeof *res);
-  if (!valid_topic(topic, tl)) return EWS_EINVAL;
-  if (c->state != EWS_CS_OPEN) return EWS_ECLOSED;
-  if (G.persistent && !w->store) return EWS_ENOSTORE;
-  wtopic_t *t = wtopic_get(w, topic, tl, 1);
-  if (!t) return EWS_ENOMEM;
-  if (tsub_of(c, t)) return 0;
-
-  /* Where the topic stands, and what the client is missing. */
-  uint64_t epoch;
-  int64_t first, last;
-  ring_ent_t *v = NULL;
-  size_t nv = 0;
-  int r;
-  if (G.persistent) {
-    ews_store_history_t h;
-    r = ews_store_history(w->store, topic, tl, 0, 0, &h);
-    epoch = h.epoch;
-    first = h.first_offset;
-    last = h.last_offset;
-    if (r == 0) ews_store_history_free(&h);
-  } else {
-    uint32_t lim = o->recover ? (G.max_recover ? G.max_recover : 1) : 0;
-    r = mem_read(topic, tl, o->recover ? o->since_offset : INT64_MAX, lim, &epoch, &first, &last,
-                 &v, &nv);
-  }
-  if (r < 0) {
-    wtopic_release_if_empty(w, t);
-    return r;
-  }
-  res->epoch = epoch;
-  res->offset = last;
-  int64_t since = o->since_offset;
-  if (o->recover) {
-    res->recovered = 1;
-    if (o->has_epoch && epoch && o->epoch != epoch) {
-      /* The client's offsets belong to another epoch (a reset, or a restart of a
-       * memory topic): everything it holds is stale. Replay the new epoch. */
-      r = send_gap(c, topic, tl, epoch, 1, last, "epoch");
-      res->gap = 1;
-      res->recovered = 0;
-      since = 0;
-      if (!G.persistent) { /* the read above used the client's offset: read again */
-        mem_release(v, nv);
-        v = NULL;
-        nv = 0;
-        r = mem_read(topic, tl, 0, G.max_recover ? G.max_recover : 1, &epoch, &first, &last, &v, &nv);
-      }
-    } else if (since > last) {
-      since = last; /* ahead of us (another epoch without one given): nothing to replay */
-    }
-    if (r == 0 && !res->gap && since + 1 < first) {
-      r = send_gap(c, topic, tl, epoch, since + 1, first - 1, "retention");
-      res->gap = 1;
-      res->recovered = 0;
-      since = first - 1;
-    }
-    if (r == 0 && last - since > (int64_t)G.max_recover) {
-      int64_t to = last - (int64_t)G.max_recover;
-      r = send_gap(c, topic, tl, epoch, since + 1, to, "limit");
-      res->gap = 1;
-      res->recovered = 0;
-      since = to;
-    }
-    if (r == 0 && G.persistent && last > since) {
-      int64_t sent = 0, seen = last;
-      r = store_replay(w, c, topic, tl, since, o->raw, epoch, &seen, &sent);
-      res->replayed = sent;
-      if (seen > last) last = seen;
-      if (r == EWS_EAGAIN) r = 0; /* reset meanwhile: the new epoch arrives live */
-    } else if (r == 0) {
-      for (size_t i = 0; i < nv && r == 0; i++) {
-        if (v[i].offset <= since) continue;
-        r = ews_conn_send_frame(c, o->raw ? v[i].raw : v[i].env);
-        res->replayed++;
-      }
-    }
-  }
-  if (v) mem_release(v, nv);
-  if (r < 0 && r != EWS_EBACKPRESSURE) {
-    wtopic_release_if_empty(w, t);
-    return r;
-  }
-  if (t->epoch != epoch && epoch) {
-    t->epoch = epoch;
-    t->nskip = 0;
-  }
-  r = link_conn(t, c, o->raw, last);
-  if (r < 0) wtopic_release_if_empty(w, t);
-  return r;
 }

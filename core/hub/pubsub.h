@@ -1,15 +1,22 @@
 /* pubsub.h — topics with offsets, an epoch and history, across every worker.
  *
- * Sequencing
+ * Sequencing (hub/pubsub.c)
  *   Every message of a topic gets the next offset (1, 2, ... within an epoch) from
- *   one sequencer, which then posts it to EVERY worker's inbox while it still holds
- *   the order: so each worker sees a topic's messages in offset order, whichever
- *   worker published them.
- *     memory     (no store, or persistence off): the sequencer is a process-wide
- *                table of topics under one mutex; each topic keeps a ring of its
- *                last max_queue_size messages (and drops those older than
- *                message_ttl) for recovery. Epochs are random per topic and per
- *                process run, so a restart is seen as a new epoch.
+ *   one sequencer, which then posts it to EVERY worker's inbox in offset order: so
+ *   each worker sees a topic's messages in offset order, whichever worker
+ *   published them.
+ *     memory     (no store, or persistence off): a process-wide table of topics
+ *                (its lock covers only finding or creating a topic). A publish
+ *                takes a ticket and its offset under the topic's lock (a striped
+ *                lock), builds its frames with no lock held, then waits for its
+ *                turn (tickets are served in order), puts the message in the
+ *                topic's ring and posts it to the workers while holding only the
+ *                turn: publishes of other topics, history reads and subscribes
+ *                never wait for a fan-out. The ring keeps the last max_queue_size
+ *                messages (those older than message_ttl are dropped) for recovery;
+ *                a message is in the ring before any worker can receive it. Epochs
+ *                are random per topic and per process run, so a restart is seen as
+ *                a new epoch.
  *     persistent (hub/store.h): the writer thread assigns offsets in commit order
  *                and, after the COMMIT (fsynced), posts each stored message from
  *                its commit hook. A message is delivered only once it is durable.
@@ -18,18 +25,27 @@
  *   and the raw frame (the data alone), in shared buffers every worker's
  *   subscribers point at: no encoding or copy per worker or per subscriber.
  *
- * Subscribers (per worker)
- *   A worker keeps, per topic it has subscribers for, its sockets (envelope or raw
- *   frames) and a count of Lua subscribers (run through the Lua dispatcher
- *   `_pubsub`). Recovery happens in one worker turn: the history after the
- *   client's offset is read (ring or SQLite snapshot) and queued to the socket,
- *   then the socket is registered with that snapshot's last offset as its "skip"
- *   mark: messages still in the worker's inbox at or below it were in the history
- *   and are skipped for this socket, everything above is live. No gap, no
- *   duplicate. When the client's offset is no longer covered (retention, a new
- *   epoch, or more than max_recover behind) it first gets
+ * Subscribers (per worker, hub/pubsub_subs.c)
+ *   A worker keeps, per topic it has subscribers for, its live sockets (envelope or
+ *   raw frames) and a count of Lua subscribers (run through the Lua dispatcher
+ *   `_pubsub`). A socket that recovers is not live until its replay is done: the
+ *   history after the client's offset is read in pages (ring or SQLite, at most
+ *   256 messages a page, at most 512 messages per worker loop iteration over all
+ *   replays, so other sockets are served between pages) and queued to the socket
+ *   only while its queue has room (max_buffered): a slow reader is paced, never
+ *   closed or dropped for its replay. When a page read in the current turn brings
+ *   the socket up to the topic's last offset L, it goes live in that same turn
+ *   with a "skip" mark (epoch, L): messages still in the worker's inbox at or below
+ *   it were in the history and are skipped for this socket, everything above is
+ *   live. No gap, no duplicate. A live socket of an app with the "drop"
+ *   backpressure policy whose queue has no room for a message is not dropped a
+ *   message: it goes back to a replay from the offset it missed (catch-up), paced
+ *   the same way. Wherever the client's position is not covered it first gets
  *     {"type":"gap","topic":T,"epoch":E,"from":A,"to":B,"reason":R}
- *   (messages A..B are gone; R = "retention", "epoch" or "limit").
+ *   R = "retention" (A..B were dropped), "limit" (more than max_recover behind:
+ *   A..B are skipped), "epoch" (the client's epoch is not the topic's: then E's
+ *   history from its start follows) or "ahead" (the client's offset is past the
+ *   topic's last: A..B do not exist here, the next message is A).
  *   A subscription ends with its socket. */
 #ifndef EWS_PUBSUB_H
 #define EWS_PUBSUB_H
@@ -114,17 +130,37 @@ typedef struct {
 
 typedef struct {
   uint64_t epoch;      /* the topic's epoch (0: nothing published yet, persistent) */
-  int64_t offset;      /* the topic's last offset at subscription */
+  int64_t offset;      /* the topic's last offset when the socket went live */
   int recovered;       /* everything after since_offset was replayed */
   int64_t replayed;    /* messages queued from history */
   int gap;             /* a gap message was sent */
+  int already;         /* the socket was subscribed already (see below) */
 } ews_pubsub_sub_result_t;
 
-/* 0 (also when already subscribed: nothing replayed then), EWS_ECLOSED,
- * EWS_ENOMEM, EWS_EINVAL, EWS_EIO (history unreadable: not subscribed). */
+/* A replay that went on over later loop turns ended (on the socket's worker, from
+ * the loop, never from inside ews_pubsub_subscribe). status 0 (res filled), or
+ * EWS_ECLOSED (the socket closed first) / EWS_ESTOPPED (it was unsubscribed
+ * first) / EWS_ENOMEM / EWS_EIO (res NULL; the socket is not subscribed). */
+typedef void (*ews_pubsub_sub_fn)(struct ews_worker *w, void *ud, int status,
+                                  const ews_pubsub_sub_result_t *res);
+
+/* Subscribes socket c. Without recover: live from the topic's last offset, 0.
+ * With recover: a replay after since_offset (see the top of this file); returns 0
+ * when it was done in this call (*res filled), or 1 when it goes on over later
+ * loop turns: done(w, ud, ...) runs once at its end (done may be NULL: nobody
+ * waits), *res has what is known so far.
+ * Already subscribed (live): nothing changes and res says already = 1 with the
+ * topic's epoch and last offset, unless recover asks for offsets the
+ * subscription does not cover (since_offset below where it started, another
+ * epoch, or past the topic's last offset): then the subscription restarts as a
+ * new one from since_offset (its replay may repeat offsets the socket was sent
+ * before, in order). EWS_EAGAIN while a replay of it on that topic is going on
+ * (its first one, or a catch-up).
+ * Errors: EWS_ECLOSED, EWS_ENOMEM, EWS_EINVAL, EWS_EIO (history unreadable: not
+ * subscribed), EWS_ENOSTORE. */
 int ews_pubsub_subscribe(struct ews_worker *w, struct ews_conn *c, const char *topic,
-                         size_t tl, const ews_pubsub_sub_opts_t *o,
-                         ews_pubsub_sub_result_t *res);
+                         size_t tl, const ews_pubsub_sub_opts_t *o, ews_pubsub_sub_fn done,
+                         void *ud, ews_pubsub_sub_result_t *res);
 /* 0, or EWS_EINVAL when it was not subscribed. */
 int ews_pubsub_unsubscribe(struct ews_worker *w, struct ews_conn *c, const char *topic,
                            size_t tl);
@@ -132,8 +168,15 @@ int ews_pubsub_unsubscribe(struct ews_worker *w, struct ews_conn *c, const char 
 void ews_pubsub_drop_conn(struct ews_worker *w, struct ews_conn *c);
 /* Lua subscribers of this worker: delta +1 / -1. 0 or EWS_ENOMEM. */
 int ews_pubsub_lua_subs(struct ews_worker *w, const char *topic, size_t tl, int delta);
-/* Sockets subscribed to the topic on this worker. */
+/* Sockets subscribed to the topic on this worker (replaying ones included). */
 uint32_t ews_pubsub_local_count(struct ews_worker *w, const char *topic, size_t tl);
+
+/* The worker's loop hooks (worker.c): from its prepare and check callbacks, after
+ * the flushes. Replays waiting for their socket's queue to drain go on when it
+ * has; end = 1 (the check, once per loop iteration) renews the replay budget. */
+void ews_pubsub_tick(struct ews_worker *w, int end);
+/* Worker exit, after its loop closed every handle: frees the replays left. */
+void ews_pubsub_worker_free(struct ews_worker *w);
 
 /* Runs a message from the inbox (hub/bus.c). */
 void ews_pubsub_deliver(struct ews_worker *w, struct ews_bus_msg *m);

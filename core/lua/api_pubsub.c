@@ -99,8 +99,37 @@ static int l_retention(lua_State *L) {
   return finish(L, r, task, &pos);
 }
 
+static int push_sub(lua_State *L, const ews_pubsub_sub_result_t *res, int pending) {
+  char hex[17];
+  ews_pubsub_epoch_hex(res->epoch, hex);
+  lua_pushstring(L, hex);
+  lua_pushnumber(L, (lua_Number)res->offset);
+  lua_pushboolean(L, res->recovered);
+  lua_pushnumber(L, (lua_Number)res->replayed);
+  lua_pushboolean(L, res->gap);
+  lua_pushboolean(L, res->already);
+  lua_pushboolean(L, pending);
+  return 7;
+}
+
+/* A replay that took more than the subscribing turn ended: the parked handler
+ * gets the result, or (nil, code). */
+static void on_subscribed(ews_worker_t *w, void *ud, int status, const ews_pubsub_sub_result_t *res) {
+  ews_task_t *task = ud;
+  if (!w->L) return;
+  if (status < 0) {
+    lua_pushnil(task->co);
+    lua_pushinteger(task->co, status);
+    ews_task_resume(w, task, 2);
+    return;
+  }
+  ews_task_resume(w, task, push_sub(task->co, res, 0));
+}
+
 /* core.pubsub_subscribe(c, topic, recover, since_offset, epoch_hex|nil, raw)
- *   -> epoch, offset, recovered, replayed, gap | nil, code */
+ *   -> epoch, offset, recovered, replayed, gap, already, pending | nil, code
+ * A replay that goes on over later loop turns parks the calling handler until it
+ * ends; outside a handler's task it goes on alone and pending is true. */
 static int l_subscribe(lua_State *L) {
   ews_worker_t *w = worker_of(L);
   ews_conn_t *c = ews_api_conn(L, 1);
@@ -118,16 +147,14 @@ static int l_subscribe(lua_State *L) {
   }
   o.raw = lua_toboolean(L, 6);
   ews_pubsub_sub_result_t res;
-  int r = ews_pubsub_subscribe(w, c, topic, tl, &o, &res);
+  ews_task_t *task = ews_task_current(w, L);
+  int r = ews_pubsub_subscribe(w, c, topic, tl, &o, task ? on_subscribed : NULL, task, &res);
   if (r < 0) return ews_api_result(L, r);
-  char hex[17];
-  ews_pubsub_epoch_hex(res.epoch, hex);
-  lua_pushstring(L, hex);
-  lua_pushnumber(L, (lua_Number)res.offset);
-  lua_pushboolean(L, res.recovered);
-  lua_pushnumber(L, (lua_Number)res.replayed);
-  lua_pushboolean(L, res.gap);
-  return 5;
+  if (r == 1 && task) {
+    task->waiting = 1;
+    return lua_yield(L, 0);
+  }
+  return push_sub(L, &res, r == 1);
 }
 
 /* core.pubsub_unsubscribe(c, topic) -> true | nil, code */

@@ -1,14 +1,20 @@
-/* test_hub_pubsub.c — the memory sequencer of hub/pubsub.c without workers:
- * offsets and epochs, the history ring and its bound, paging, argument checks,
- * epoch hex, and offsets from concurrent publishers (every offset exactly once).
+/* test_hub_pubsub.c — the memory sequencer of hub/pubsub.c: offsets and epochs,
+ * the history ring and its bound, paging, argument checks, epoch hex, offsets
+ * from concurrent publishers (every offset exactly once), and, with stand-in
+ * workers (an inbox each, nobody draining it), the hand-off: every worker gets a
+ * topic's messages in the same order, resets included, and a publish waiting on
+ * a worker's inbox holds neither the topic table nor the topic's history.
  * Worker delivery, recovery and the SQLite sequencer run end to end in
  * spec/integration/realtime_spec.lua. */
 #include <pthread.h>
+#include <time.h>
 
 #include "config.h"
 #include "err.h"
+#include "hub/bus.h"
 #include "hub/pubsub.h"
 #include "test.h"
+#include "worker.h"
 
 static ews_config_t cfg;
 
@@ -139,12 +145,197 @@ TEST(concurrent_publishers_get_every_offset_once) {
   ews_pubsub_history_free(&h);
 }
 
+/* ---- stand-in workers: inboxes only ------------------------------------------------- */
+
+#define NW 3
+static ews_worker_t workers[NW];
+static uv_loop_t wloop;
+
+static void no_wakeup(uv_async_t *h) { (void)h; }
+
+static void workers_init(void) {
+  uv_loop_init(&wloop);
+  memset(workers, 0, sizeof workers);
+  for (int i = 0; i < NW; i++) {
+    uv_mutex_init(&workers[i].post_lock);
+    uv_async_init(&wloop, &workers[i].wakeup, no_wakeup);
+    workers[i].alive = 1;
+  }
+  ews_config_defaults(&cfg);
+  cfg.pubsub_max_queue = 100;
+  ews_pubsub_shutdown();
+  ews_pubsub_init(&cfg, NULL, 0, workers, NW);
+}
+
+static void close_cb(uv_handle_t *h) { (void)h; }
+
+static void workers_free(void) {
+  ews_pubsub_shutdown(); /* stops posting to them */
+  for (int i = 0; i < NW; i++) {
+    ews_bus_free(&workers[i]);
+    uv_close((uv_handle_t *)&workers[i].wakeup, close_cb);
+  }
+  uv_run(&wloop, UV_RUN_DEFAULT);
+  uv_loop_close(&wloop);
+  for (int i = 0; i < NW; i++) uv_mutex_destroy(&workers[i].post_lock);
+}
+
+/* The (epoch, offset) sequence of `topic` in worker i's inbox. */
+static size_t inbox_seq(int i, const char *topic, uint64_t *ep, int64_t *off, size_t max) {
+  size_t n = 0;
+  for (ews_bus_msg_t *m = workers[i].inbox_head; m; m = m->next)
+    if (m->kind == EWS_BUS_PUBSUB && m->len == strlen(topic) && !memcmp(m->data, topic, m->len) &&
+        n < max) {
+      ep[n] = m->epoch;
+      off[n++] = m->offset;
+    }
+  return n;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {0, ms * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static int flag_get(int *f) { return __atomic_load_n(f, __ATOMIC_ACQUIRE); }
+static void flag_set(int *f) { __atomic_store_n(f, 1, __ATOMIC_RELEASE); }
+
+/* Waits up to 10 s for *f (it is immediate when the code is right). */
+static int wait_flag(int *f) {
+  for (int i = 0; i < 10000 && !flag_get(f); i++) sleep_ms(1);
+  return flag_get(f);
+}
+
+static int published_one, read_held, stop_reader;
+
+static void *publish_held(void *arg) {
+  (void)arg;
+  pub("held", "1", 1, NULL);
+  flag_set(&published_one);
+  return NULL;
+}
+
+static void *publish_held_2(void *arg) {
+  (void)arg;
+  pub("held", "2", 1, NULL);
+  return NULL;
+}
+
+/* Reads the history of the topic being posted, and another topic's, until the
+ * message shows (the ring has it before any worker can receive it). */
+static void *reader(void *arg) {
+  (void)arg;
+  while (!flag_get(&stop_reader)) {
+    ews_pubsub_history_t h;
+    if (ews_pubsub_history(NULL, "other", 5, 0, 10, &h) == 0) ews_pubsub_history_free(&h);
+    if (ews_pubsub_history(NULL, "held", 4, 0, 10, &h) == 0) {
+      int seen = h.last_offset == 1 && h.n == 1;
+      ews_pubsub_history_free(&h);
+      if (seen) {
+        flag_set(&read_held);
+        break;
+      }
+    }
+    sleep_ms(1);
+  }
+  return NULL;
+}
+
+TEST(a_publish_waiting_on_an_inbox_blocks_no_reader) {
+  workers_init();
+  published_one = read_held = stop_reader = 0;
+  uv_mutex_lock(&workers[1].post_lock); /* worker 1's inbox is busy */
+  pthread_t p, p2, r;
+  pthread_create(&p, NULL, publish_held, NULL);
+  pthread_create(&r, NULL, reader, NULL);
+  CHECK(wait_flag(&read_held)); /* the reads went through while the post waits */
+  CHECK(!flag_get(&published_one));
+  pthread_create(&p2, NULL, publish_held_2, NULL); /* waits for its turn */
+  flag_set(&stop_reader);
+  uv_mutex_unlock(&workers[1].post_lock);
+  pthread_join(p, NULL);
+  pthread_join(p2, NULL);
+  pthread_join(r, NULL);
+  for (int i = 0; i < NW; i++) {
+    uint64_t ep[4];
+    int64_t off[4];
+    CHECK_EQ(inbox_seq(i, "held", ep, off, 4), 2);
+    CHECK(off[0] == 1 && off[1] == 2 && ep[0] == ep[1]);
+  }
+  workers_free();
+}
+
+#define OT 4
+#define OPER 1500
+#define ORESETS 30
+static int64_t pubs_off[OT][OPER];
+static uint64_t pubs_ep[OT][OPER];
+
+static void *order_publisher(void *arg) {
+  int k = (int)(intptr_t)arg;
+  for (int i = 0; i < OPER; i++) {
+    ews_pubsub_pos_t pos = {0};
+    const char *topic = i % 2 ? "o1" : "o2";
+    ews_pubsub_publish(NULL, topic, 2, 1, "{}", 2, NULL, NULL, &pos);
+    pubs_off[k][i] = pos.offset;
+    pubs_ep[k][i] = pos.epoch;
+  }
+  return NULL;
+}
+
+static void *order_resetter(void *arg) {
+  (void)arg;
+  for (int i = 0; i < ORESETS; i++) {
+    ews_pubsub_reset(NULL, "o1", 2, NULL, NULL, NULL);
+    sleep_ms(1);
+  }
+  return NULL;
+}
+
+TEST(every_worker_gets_a_topic_in_the_same_order_resets_included) {
+  workers_init();
+  pthread_t t[OT], rs;
+  for (int k = 0; k < OT; k++) pthread_create(&t[k], NULL, order_publisher, (void *)(intptr_t)k);
+  pthread_create(&rs, NULL, order_resetter, NULL);
+  for (int k = 0; k < OT; k++) pthread_join(t[k], NULL);
+  pthread_join(rs, NULL);
+  static uint64_t ep[NW][OT * OPER];
+  static int64_t off[NW][OT * OPER];
+  const char *topics[2] = {"o1", "o2"};
+  for (int ti = 0; ti < 2; ti++) {
+    size_t n[NW];
+    for (int i = 0; i < NW; i++) n[i] = inbox_seq(i, topics[ti], ep[i], off[i], OT * OPER);
+    CHECK_EQ(n[0], OT * OPER / 2);
+    int same = 1, consecutive = 1;
+    for (int i = 1; i < NW; i++)
+      same &= n[i] == n[0] && !memcmp(ep[i], ep[0], n[0] * sizeof **ep) &&
+              !memcmp(off[i], off[0], n[0] * sizeof **off);
+    for (size_t j = 0; j < n[0]; j++) /* offsets count 1, 2, ... within each epoch */
+      consecutive &= j == 0 || ep[0][j] != ep[0][j - 1] ? off[0][j] == 1
+                                                         : off[0][j] == off[0][j - 1] + 1;
+    CHECK(same);
+    CHECK(consecutive);
+    /* each publisher got the position its message was delivered with */
+    int found = 1;
+    for (int k = 0; k < OT; k++)
+      for (int i = ti == 0 ? 1 : 0; i < OPER; i += 2) {
+        int hit = 0;
+        for (size_t j = 0; j < n[0] && !hit; j++) hit = ep[0][j] == pubs_ep[k][i] && off[0][j] == pubs_off[k][i];
+        found &= hit;
+      }
+    CHECK(found);
+  }
+  workers_free();
+}
+
 int main(void) {
   RUN(offsets_and_epochs);
   RUN(history_ring_and_paging);
   RUN(bad_arguments);
   RUN(epoch_hex);
   RUN(concurrent_publishers_get_every_offset_once);
+  RUN(a_publish_waiting_on_an_inbox_blocks_no_reader);
+  RUN(every_worker_gets_a_topic_in_the_same_order_resets_included);
   ews_pubsub_shutdown();
   return TEST_EXIT();
 }

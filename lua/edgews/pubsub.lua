@@ -149,6 +149,12 @@ end
 
 -- ------------------------------------------------------------ socket subscribers
 
+-- What a socket subscription's failures say (the core's codes by name).
+local SUB_ERRORS = {
+  again = "already subscribing", -- its first replay is still going on
+  stopped = "unsubscribed",      -- while its replay was going on
+}
+
 local function subscribe_socket(topic, sock, opts)
   local c = sock._c
   if not c then return nil, "closed" end
@@ -162,11 +168,13 @@ local function subscribe_socket(topic, sock, opts)
     end
     raw = opts.raw and true or false
   end
-  local e, offset, recovered, replayed, gap =
+  local e, offset, recovered, replayed, gap, already, pending =
     core.pubsub_subscribe(c, topic, since ~= nil, since or 0, epoch, raw)
-  if not e then return nil, error_name(offset) end
+  if not e then return nil, SUB_ERRORS[error_name(offset)] or error_name(offset) end
   local r = { epoch = epoch_or_nil(e), offset = offset, replayed = replayed, gap = gap }
   if since ~= nil then r.recovered = recovered end -- only when recovery was asked for
+  if already then r.already = true end
+  if pending then r.pending = true end
   return r
 end
 

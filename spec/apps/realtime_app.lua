@@ -5,12 +5,19 @@
 --   unsubscribe {topic}                              -> unsubscribed
 --   publish     {topic, data, nowait?}               -> published {epoch, offset}
 --   history     {topic, since_offset?, limit?}       -> history {...}
+--   fill        {topic, n, size}                     -> filled {offset}: n messages
+--                                                      of about size bytes, in one turn
+--   probe       {}                                   -> probe {subscribing, worker}:
+--                                                      handlers of this worker waiting
+--                                                      in pubsub.subscribe
 --   notify      {user, data, ttl?}                   -> stored {id, delivered}
 --   pending / list {limit?, offset?}                 -> the caller's notifications
 --   read        {ids}                                -> marked {changed}
 -- The "audit" topic has a load-time Lua subscriber that republishes every message
 -- to "audit.log" as {seen = offset, worker = id}: once per message in the process.
 -- Limits come from the environment: RT_MAXQ, RT_TTL, RT_NMAX, RT_NTTL.
+-- /rtdrop is a second app with on_backpressure = "drop" and max_buffered = 64 KiB
+-- and the routes subscribe, unsubscribe, whoami and probe.
 local edgews = require "edgews"
 local pubsub, notifications = edgews.pubsub, edgews.notifications
 
@@ -47,17 +54,48 @@ local function fail(socket, msg, err)
   send(socket, { type = "error", error = tostring(err), id = msg.id })
 end
 
-app:route("subscribe", function(socket, msg)
-  local r, err = pubsub.subscribe(msg.topic, socket, {
-    since_offset = msg.since_offset, epoch = msg.epoch, raw = msg.raw })
-  if not r then return fail(socket, msg, err) end
-  r.type, r.topic, r.worker = "subscribed", msg.topic, edgews.worker_id()
-  send(socket, r)
+local drop_app = edgews.app {
+  path = "/rtdrop",
+  max_buffered = 64 * 1024,
+  on_backpressure = "drop",
+  auth = edgews.auth.custom(function(req) return { id = req.params.user or "anon" } end),
+}
+
+local subscribing = 0 -- handlers of this worker waiting in pubsub.subscribe
+
+for _, a in ipairs { app, drop_app } do
+  a:route("subscribe", function(socket, msg)
+    subscribing = subscribing + 1
+    local r, err = pubsub.subscribe(msg.topic, socket, {
+      since_offset = msg.since_offset, epoch = msg.epoch, raw = msg.raw })
+    subscribing = subscribing - 1
+    if not r then return fail(socket, msg, err) end
+    r.type, r.topic, r.worker = "subscribed", msg.topic, edgews.worker_id()
+    send(socket, r)
+  end)
+
+  a:route("unsubscribe", function(socket, msg)
+    local ok, err = pubsub.unsubscribe(msg.topic, socket)
+    send(socket, { type = ok and "unsubscribed" or "error", error = err, topic = msg.topic })
+  end)
+
+  a:route("probe", function(socket)
+    send(socket, { type = "probe", subscribing = subscribing, worker = edgews.worker_id() })
+  end)
+end
+
+drop_app:route("whoami", function(socket)
+  send(socket, { type = "whoami", worker = edgews.worker_id() })
 end)
 
-app:route("unsubscribe", function(socket, msg)
-  local ok, err = pubsub.unsubscribe(msg.topic, socket)
-  send(socket, { type = ok and "unsubscribed" or "error", error = err, topic = msg.topic })
+app:route("fill", function(socket, msg)
+  local pad = string.rep("f", msg.size or 0)
+  local last
+  for i = 1, msg.n do
+    last = pubsub.publish(msg.topic, { i = i, pad = pad }, { wait = i == msg.n })
+    if not last then return fail(socket, msg, "publish failed") end
+  end
+  send(socket, { type = "filled", offset = last.offset, epoch = last.epoch })
 end)
 
 app:route("publish", function(socket, msg)

@@ -23,13 +23,14 @@ local function client(srv)
   local c = helper.app_client()
   local n = 0
   local api = {}
-  function api.open(user)
+  function api.open_at(path, user)
     n = n + 1
     local id = "c" .. n
-    local r = c:call { op = "open", id = id, url = srv:url("/rt?user=" .. (user or "anon")) }
+    local r = c:call { op = "open", id = id, url = srv:url(path .. "?user=" .. (user or "anon")) }
     assert.are.equal(101, r.status, cjson.encode(r))
     return id
   end
+  function api.open(user) return api.open_at("/rt", user) end
   function api.send(id, t) c:call { op = "send", id = id, data = cjson.encode(t) } end
   function api.sendmany(id, list)
     local datas = {}
@@ -37,15 +38,18 @@ local function client(srv)
     c:call { op = "send", id = id, datas = datas }
   end
   -- n JSON messages (fewer when the timeout passes)
-  function api.recv(id, count, timeout)
-    local r = c:call { op = "recv", id = id, n = count or 1, timeout = timeout or 5 }
+  function api.recv(id, count, timeout, omit)
+    local r = c:call { op = "recv", id = id, n = count or 1, timeout = timeout or 5, omit = omit }
     return r.json, r
   end
+  -- the same without the messages' data (big messages)
+  function api.recv_brief(id, count, timeout) return api.recv(id, count, timeout, { "data" }) end
   function api.call(id, t, timeout)
     api.send(id, t)
     return api.recv(id, 1, timeout)[1]
   end
   function api.close(id) c:call { op = "close", id = id } end
+  function api.drop(id) c:call { op = "drop", id = id } end -- TCP closed, no close frame
   return api
 end
 
@@ -223,6 +227,176 @@ for _, mode in ipairs { "memory", "disk" } do
       assert.is_true(helper.now() - t0 < 5, "the live subscriber took " .. (helper.now() - t0) .. " s")
       local _, m = c.recv(muted, 300, 20) -- it was queued for muted all along
       assert.are.equal(300, #m.messages)
+    end)
+
+    it("a replay larger than max_buffered under the drop policy arrives whole, in order", function()
+      local pub = c.open "fill5"
+      local f = c.call(pub, { type = "fill", topic = "dropreplay", n = 2000, size = 200 })
+      assert.are.same({ "filled", 2000 }, { f.type, f.offset }) -- ~500 KB, max_buffered 64 KiB
+      local s = c.open_at("/rtdrop", "r5")
+      c.send(s, { type = "subscribe", topic = "dropreplay", since_offset = 0 })
+      local msgs = c.recv_brief(s, 2001, 30)
+      assert.are.same(range(1, 2000), offsets(msgs))
+      assert.are.same({ "subscribed", true, 2000, false, 2000 },
+                      { msgs[2001].type, msgs[2001].recovered, msgs[2001].replayed, msgs[2001].gap,
+                        msgs[2001].offset })
+    end)
+
+    it("a drop-policy subscriber that falls behind catches up from history, without a hole", function()
+      local m = c.open_at("/rtdrop", "m5")
+      assert.are.equal("subscribed", c.call(m, { type = "subscribe", topic = "livedrop" }).type)
+      local pub = c.open "fill5b"
+      -- 10 MB published while m does not read: far more than its socket buffers and
+      -- its 64 KiB queue take
+      assert.are.equal(160, c.call(pub, { type = "fill", topic = "livedrop", n = 160, size = 64000 }, 30).offset)
+      local msgs = c.recv_brief(m, 160, 30)
+      assert.are.same(range(1, 160), offsets(msgs))
+      assert.are.same({}, c.recv(m, 1, 0.3)) -- and nothing twice
+    end)
+
+    it("a long replay to a socket that does not read is paced; its worker serves others", function()
+      local pub = c.open "fill6"
+      assert.are.equal(160, c.call(pub, { type = "fill", topic = "slowreplay", n = 160, size = 64000 }, 30).offset)
+      local r = c.open_at("/rtdrop", "r6")
+      local wid = c.call(r, { type = "whoami" }).worker
+      c.send(r, { type = "subscribe", topic = "slowreplay", since_offset = 0 }) -- 10 MB: r does not read yet
+      local b
+      for i = 1, 40 do -- a bystander on r's worker
+        local x = c.open_at("/rtdrop", "b6_" .. i)
+        if c.call(x, { type = "whoami" }).worker == wid then
+          b = x
+          break
+        end
+        c.close(x)
+      end
+      assert.is_truthy(b, "no connection landed on worker " .. wid)
+      -- r's subscribe handler waits for its replay; b's requests run meanwhile
+      local seen, deadline = 0, helper.now() + 10
+      repeat
+        seen = c.call(b, { type = "probe" }).subscribing
+      until seen > 0 or helper.now() > deadline
+      assert.are.equal(1, seen)
+      local msgs = c.recv_brief(r, 161, 30)
+      assert.are.same(range(1, 160), offsets(msgs))
+      assert.are.same({ "subscribed", true, 160, false },
+                      { msgs[161].type, msgs[161].recovered, msgs[161].replayed, msgs[161].gap })
+      assert.are.equal(0, c.call(b, { type = "probe" }).subscribing)
+      -- a socket that goes away during its replay: the waiting handler is resumed
+      local r2
+      for i = 1, 40 do
+        local x = c.open_at("/rtdrop", "r6b_" .. i)
+        if c.call(x, { type = "whoami" }).worker == wid then
+          r2 = x
+          break
+        end
+        c.close(x)
+      end
+      assert.is_truthy(r2, "no connection landed on worker " .. wid)
+      c.send(r2, { type = "subscribe", topic = "slowreplay", since_offset = 0 })
+      local function probe_until(want)
+        local n, limit = -1, helper.now() + 10
+        repeat n = c.call(b, { type = "probe" }).subscribing until n == want or helper.now() > limit
+        return n
+      end
+      assert.are.equal(1, probe_until(1))
+      c.drop(r2)
+      assert.are.equal(0, probe_until(0))
+    end)
+
+    it("a paced replay overtaken by retention gets the lost part as a gap, in order", function()
+      local pub = c.open "p7r"
+      assert.are.equal("retention", c.call(pub, { type = "retention", topic = "overtaken", max_queue_size = 1000 }).type)
+      assert.are.equal(1000, c.call(pub, { type = "fill", topic = "overtaken", n = 1000, size = 12000 }, 30).offset)
+      local r = c.open_at("/rtdrop", "r7r")
+      local wid = c.call(r, { type = "whoami" }).worker
+      c.send(r, { type = "subscribe", topic = "overtaken", since_offset = 0 }) -- 12 MB; r does not read yet
+      local b
+      for i = 1, 40 do
+        local x = c.open_at("/rtdrop", "b7r_" .. i)
+        if c.call(x, { type = "whoami" }).worker == wid then
+          b = x
+          break
+        end
+        c.close(x)
+      end
+      assert.is_truthy(b, "no connection landed on worker " .. wid)
+      local seen, deadline = 0, helper.now() + 10
+      repeat seen = c.call(b, { type = "probe" }).subscribing until seen > 0 or helper.now() > deadline
+      assert.are.equal(1, seen) -- its replay waits for r to read
+      -- 1,000 more: the history now holds 1001..2000 only
+      assert.are.equal(2000, c.call(pub, { type = "fill", topic = "overtaken", n = 1000, size = 12000 }, 30).offset)
+      local next_off, gaps, answer = 1, 0, nil
+      local limit = helper.now() + 30
+      while not answer and helper.now() < limit do
+        for _, m in ipairs(c.recv_brief(r, 100, 0.5)) do -- the last batch is a short one
+          if m.type == "pub" then
+            assert.are.equal(next_off, m.offset)
+            next_off = next_off + 1
+          elseif m.type == "gap" then
+            assert.are.same({ "retention", next_off }, { m.reason, m.from })
+            next_off = m.to + 1
+            gaps = gaps + 1
+          else
+            answer = m
+          end
+        end
+      end
+      assert.is_truthy(answer, "no answer to the subscribe")
+      assert.are.equal(2001, next_off) -- every offset arrived or was announced, in order
+      assert.is_true(gaps >= 1) -- (two when a page read fell between the fill's commits)
+      assert.are.same({ "subscribed", false, true, 2000 }, { answer.type, answer.recovered, answer.gap, answer.offset })
+    end)
+
+    it("subscribing again on the same socket answers where the topic stands and honours since_offset", function()
+      local s, pub = c.open "again", c.open "pagain"
+      for i = 1, 2 do c.call(pub, { type = "publish", topic = "again", data = i }) end
+      local r = c.call(s, { type = "subscribe", topic = "again" })
+      assert.are.equal(2, r.offset)
+      local e = r.epoch
+      c.call(pub, { type = "publish", topic = "again", data = 3 })
+      assert.are.same({ 3 }, offsets(c.recv(s, 1)))
+      -- again, without since_offset: nothing changes; the answer says where the topic is
+      r = c.call(s, { type = "subscribe", topic = "again" })
+      assert.are.same({ "subscribed", e, 3, true, false, 0 },
+                      { r.type, r.epoch, r.offset, r.already, r.gap, r.replayed })
+      -- with a since_offset the subscription has covered: nothing is sent twice
+      r = c.call(s, { type = "subscribe", topic = "again", since_offset = 3, epoch = e })
+      assert.are.same({ e, 3, true, true, 0, false },
+                      { r.epoch, r.offset, r.already, r.recovered, r.replayed, r.gap })
+      c.call(pub, { type = "publish", topic = "again", data = 4 })
+      assert.are.same({ 4 }, offsets(c.recv(s, 2, 0.5)))
+      -- since_offset before where the subscription started: it starts again from there
+      c.send(s, { type = "subscribe", topic = "again", since_offset = 1, epoch = e })
+      local msgs = c.recv(s, 4)
+      assert.are.same({ 2, 3, 4 }, offsets(msgs))
+      assert.are.same({ "subscribed", e, 4, true, 3, false },
+                      { msgs[4].type, msgs[4].epoch, msgs[4].offset, msgs[4].recovered, msgs[4].replayed,
+                        msgs[4].gap })
+      assert.is_nil(msgs[4].already)
+      c.call(pub, { type = "publish", topic = "again", data = 5 })
+      assert.are.same({ 5 }, offsets(c.recv(s, 2, 0.5)))
+    end)
+
+    it("a since_offset past the topic's last offset gets a gap \"ahead\", then the next offsets", function()
+      local pub = c.open "pahead"
+      local p
+      for i = 1, 2 do p = c.call(pub, { type = "publish", topic = "ahead", data = i }) end
+      local s = c.open "ahead"
+      c.send(s, { type = "subscribe", topic = "ahead", since_offset = 7, epoch = p.epoch })
+      local msgs = c.recv(s, 2)
+      assert.are.same({ type = "gap", topic = "ahead", epoch = p.epoch, from = 3, to = 7, reason = "ahead" },
+                      msgs[1])
+      assert.are.same({ "subscribed", false, true, 2, 0 },
+                      { msgs[2].type, msgs[2].recovered, msgs[2].gap, msgs[2].offset, msgs[2].replayed })
+      c.call(pub, { type = "publish", topic = "ahead", data = 3 })
+      assert.are.same({ 3 }, offsets(c.recv(s, 1)))
+      -- a topic that never had a message (stored: no epoch yet)
+      local s2 = c.open "ahead2"
+      c.send(s2, { type = "subscribe", topic = "ahead.empty", since_offset = 4 })
+      msgs = c.recv(s2, 2)
+      assert.are.same({ "gap", 1, 4, "ahead" }, { msgs[1].type, msgs[1].from, msgs[1].to, msgs[1].reason })
+      if mode == "disk" then assert.are.equal(cjson.null, msgs[1].epoch) end
+      assert.are.same({ false, true, 0 }, { msgs[2].recovered, msgs[2].gap, msgs[2].offset })
     end)
 
     it("unsubscribe stops deliveries; bad requests get clear errors", function()

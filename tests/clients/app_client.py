@@ -20,9 +20,11 @@ Commands (fields in brackets are optional):
          binary data is given as text and sent as its UTF-8 bytes.
   send_header id length [opcode 1] -> sent: only the header of a (masked, final)
          frame announcing `length` payload bytes; none of the payload follows
-  recv   id [n 1] [timeout 2] -> messages [..], binary [bool..], json [decoded|null..],
-         closed, code, reason, elapsed: reads until n data messages arrived, the
-         server closed, or the timeout passed (then timeout = true).
+  recv   id [n 1] [timeout 2] [omit [key..]] -> messages [..], binary [bool..],
+         json [decoded|null..], closed, code, reason, elapsed: reads until n data
+         messages arrived, the server closed, or the timeout passed (then timeout =
+         true). With omit (for big messages) the texts are left out (null) and the
+         decoded objects lose those keys.
   wait_close id [timeout 5] -> like recv, but reads until the server's close frame.
   close  id [code 1000] [reason ""] [timeout 5] -> code, reason of the server's
          answering close frame (the close handshake), then TCP is closed.
@@ -364,7 +366,15 @@ def op_send_header(c):
 
 def op_recv(c):
     conn = conn_of(c)
-    return conn.read(int(c.get("n", 1)), float(c.get("timeout", 2)))
+    res = conn.read(int(c.get("n", 1)), float(c.get("timeout", 2)))
+    omit = c.get("omit")
+    if omit:  # big messages: keep the answer small
+        res["messages"] = [None] * len(res["messages"])
+        for m in res["json"]:
+            if isinstance(m, dict):
+                for k in omit:
+                    m.pop(k, None)
+    return res
 
 
 def op_wait_close(c):

@@ -1,0 +1,49 @@
+/* pubsub_int.h — what hub/pubsub.c (sequencers, frames, history) offers
+ * hub/pubsub_subs.c (a worker's subscribers and replays). Private to those two
+ * files; the public interface is hub/pubsub.h. */
+#ifndef EWS_PUBSUB_INT_H
+#define EWS_PUBSUB_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hub/pubsub.h"
+#include "net/buf.h"
+
+/* Where a topic stands: its epoch (0: a stored topic that never had a message),
+ * the oldest retained offset (last + 1 when none is) and the last offset. */
+typedef struct {
+  uint64_t epoch;
+  int64_t first, last;
+} ews_ps_view_t;
+
+/* One message of a page: its frame (a reference) and header length. */
+typedef struct {
+  int64_t offset, time;
+  int json;
+  ews_buf_t *frame;
+  size_t hl;
+} ews_ps_entry_t;
+
+int ews_ps_valid_topic(const char *t, size_t n);
+uint32_t ews_ps_max_recover(void);
+
+/* Where the topic stands (a memory topic is created: its epoch holds from now
+ * on). Memory: O(1) under the topic's lock; stored: a read of no rows.
+ * 0, EWS_ENOMEM, EWS_EIO, EWS_ENOSTORE. */
+int ews_ps_view(struct ews_worker *w, const char *topic, size_t tl, ews_ps_view_t *v);
+
+/* Up to limit messages after `since`, oldest first, as envelope frames (raw = 0)
+ * or raw frames, into out[0..*n) (references: release with ews_ps_release), and
+ * the view of the same snapshot. Memory: O(limit) under the topic's lock. Errors
+ * as for ews_ps_view. */
+int ews_ps_page(struct ews_worker *w, const char *topic, size_t tl, int64_t since,
+                uint32_t limit, int raw, ews_ps_view_t *v, ews_ps_entry_t *out, uint32_t *n);
+void ews_ps_release(ews_ps_entry_t *v, uint32_t n);
+
+/* {"type":"gap",...} as a text frame (epoch 0 is written as null). NULL when out
+ * of memory. */
+ews_buf_t *ews_ps_gap_frame(const char *topic, size_t tl, uint64_t epoch, int64_t from,
+                            int64_t to, const char *reason);
+
+#endif
