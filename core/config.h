@@ -31,6 +31,7 @@ typedef struct {
   int watch;                     /* hot reload on file change */
   int reuse_port;                /* share the port with other processes (explicit) */
   uint64_t max_message_memory;   /* process-wide budget of incoming message buffers */
+  uint32_t inbox_limit;          /* messages a worker's inbox holds (hub/bus.h) */
   int compression;               /* -1: each app decides; 0 off; 1 shared; 2 dedicated */
   int compression_window_kb;     /* dedicated: 1..32 */
   /* Durable storage (hub/store.h): opened when data_dir is set. */

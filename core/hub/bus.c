@@ -33,16 +33,17 @@ static int enqueue(ews_worker_t *to, ews_bus_msg_t *m) {
     free_msg(m);
     return EWS_ECLOSED;
   }
-  if (to->inbox_n >= EWS_INBOX_MAX) {
+  if (to->inbox_n >= to->server->cfg->inbox_limit) {
     /* The worker has not drained for a long time (overloaded, or stuck): refuse
      * rather than grow without bound. Counted; logged at most once a second. */
+    if (m->kind == EWS_BUS_PUBSUB) to->inbox_lost_pubsub = 1; /* the worker resyncs */
     uv_mutex_unlock(&to->post_lock);
     int kind = m->kind;
     free_msg(m);
     uint64_t n = __atomic_add_fetch(&to->stats.bus_dropped, 1, __ATOMIC_RELAXED);
     if (n == 1 || n % 100000 == 0)
       EWS_WARN("worker %d's inbox is full (%u messages): dropped %llu message(s) so far (last: %s)",
-               to->id, (unsigned)EWS_INBOX_MAX, (unsigned long long)n,
+               to->id, (unsigned)to->server->cfg->inbox_limit, (unsigned long long)n,
                kind == EWS_BUS_PUBSUB ? "pub/sub" : kind == EWS_BUS_PUBLISH ? "channel" : "Lua");
     return EWS_EINBOX_FULL;
   }
@@ -98,6 +99,8 @@ void ews_bus_drain(ews_worker_t *w) {
   ews_bus_msg_t *m = w->inbox_head;
   w->inbox_head = w->inbox_tail = NULL;
   w->inbox_n = 0;
+  int lost_pubsub = w->inbox_lost_pubsub;
+  w->inbox_lost_pubsub = 0;
   uv_mutex_unlock(&w->post_lock);
   while (m) {
     ews_bus_msg_t *next = m->next;
@@ -124,6 +127,9 @@ void ews_bus_drain(ews_worker_t *w) {
     free(m);
     m = next;
   }
+  /* Pub/sub messages refused while this batch was queued: subscribers that missed
+   * them catch up from history. */
+  if (lost_pubsub) ews_pubsub_resync(w);
 }
 
 void ews_bus_free(ews_worker_t *w) {

@@ -47,9 +47,10 @@ int ews_bus_post_pubsub(struct ews_worker *to, const char *topic, size_t tl, ews
                         size_t env_hl, ews_buf_t *raw, size_t raw_hl, uint64_t epoch,
                         int64_t offset, int64_t time, int json);
 
-/* A worker's inbox holds at most this many messages; posts beyond it fail with
- * EWS_EINBOX_FULL (and are counted in the target's stats.bus_dropped). */
-#define EWS_INBOX_MAX (1u << 20)
+/* A worker's inbox holds at most cfg->inbox_limit messages (configure's
+ * worker_inbox_limit, default 1,048,576); posts beyond it fail with EWS_EINBOX_FULL
+ * (counted in the target's stats.bus_dropped; a refused pub/sub message makes the
+ * worker resync its topics' subscribers from history at its next drain). */
 
 /* Copies data[0..len) into a message for worker `to`. 0, EWS_ENOMEM, EWS_EINBOX_FULL,
  * or EWS_ECLOSED when the worker is gone. (The post functions above fail the same

@@ -180,6 +180,10 @@ void ews_pubsub_worker_free(struct ews_worker *w);
 
 /* Runs a message from the inbox (hub/bus.c). */
 void ews_pubsub_deliver(struct ews_worker *w, struct ews_bus_msg *m);
+/* After messages to this worker were refused (its inbox was full): every topic's
+ * live subscribers that stand below the topic's last offset catch up from history
+ * (a delivery that finds offsets missing does the same for its topic). */
+void ews_pubsub_resync(struct ews_worker *w);
 /* Frees the table (worker exit). */
 void ews_topics_free(ews_names_t *t);
 

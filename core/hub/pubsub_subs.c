@@ -46,6 +46,7 @@ typedef struct replay replay_t;
 typedef struct {
   ews_named_t n; /* first */
   uint64_t epoch; /* of the last message delivered here (0: none yet) */
+  int64_t seen;   /* the highest offset of `epoch` delivered here (0: none yet) */
   connv_t env, raw;
   uint32_t nmarks;  /* marks set in env and raw */
   uint32_t ndrop;   /* live sockets whose app drops on backpressure */
@@ -617,6 +618,78 @@ static void fall_behind(ews_worker_t *w, wtopic_t *t, ews_conn_t *c, const ews_b
   list_append(ps, j);
 }
 
+/* Where the live subscriber at index i of cv stands in `epoch`: it has had (or was
+ * told of a gap for) every message up to the returned offset, at least `base`. */
+static int64_t live_position(wtopic_t *t, const connv_t *cv, uint32_t i, uint64_t epoch,
+                             int64_t base) {
+  int64_t p = base;
+  const tsub_t *e = tsub_of(cv->v[i], t);
+  if (e && (e->from_epoch == epoch || !e->from_epoch) && e->from > p) p = e->from;
+  if (cv->marks && cv->marks[i].off && cv->marks[i].epoch == epoch && cv->marks[i].off > p)
+    p = cv->marks[i].off;
+  return p;
+}
+
+/* A live socket that stands at `cursor` of `epoch` while the worker is past it goes
+ * back to a replay from there (history has every message the sequencer posted). 0,
+ * or EWS_ENOMEM (logged; it stays live). */
+static int rewind_to(ews_worker_t *w, wtopic_t *t, ews_conn_t *c, uint64_t epoch,
+                     int64_t cursor) {
+  tsub_t *e = tsub_of(c, t);
+  psw_t *ps = psw(w);
+  replay_t *j = e && ps ? job_new(c, t, e->raw) : NULL;
+  if (!j) {
+    EWS_ERROR("pubsub: out of memory: conn %llu misses %.*s after #%lld",
+              (unsigned long long)c->id, (int)t->n.len, t->name, (long long)cursor);
+    return EWS_ENOMEM;
+  }
+  live_remove(c, e);
+  e->job = j;
+  j->catchup = j->started = 1;
+  j->epoch = epoch;
+  j->cursor = cursor;
+  j->from_epoch = e->from_epoch;
+  j->from = e->from;
+  list_append(ps, j);
+  idle_set(ps, 1);
+  return 0;
+}
+
+/* Messages posted to this worker were lost before offset `upto` + 1 of `epoch` (its
+ * inbox was full, or the sequencer could not build them): the live subscribers that
+ * stand below `upto` catch up from history, so none of them has a silent hole. */
+static void catch_up(ews_worker_t *w, wtopic_t *t, connv_t *cv, uint64_t epoch, int64_t upto,
+                     int64_t base) {
+  for (uint32_t i = 0; i < cv->n;) {
+    ews_conn_t *c = cv->v[i];
+    if (c->state == EWS_CS_OPEN && live_position(t, cv, i, epoch, base) < upto &&
+        rewind_to(w, t, c, epoch, live_position(t, cv, i, epoch, base)) == 0)
+      continue; /* c left the array: slot i holds another subscriber now */
+    i++;
+  }
+}
+
+/* Checks a topic against the sequencer after messages to this worker were lost:
+ * those who stand below its last offset catch up. */
+static void resync_topic(ews_hnode_t *n, void *ud) {
+  ews_worker_t *w = ud;
+  wtopic_t *t = (wtopic_t *)n;
+  ews_ps_view_t v;
+  if ((!t->env.n && !t->raw.n && !t->lua) || ews_ps_view(w, t->name, t->n.len, &v) != 0) return;
+  if (!v.epoch) return;
+  int64_t base = t->epoch == v.epoch ? t->seen : 0;
+  if (v.last <= base) return;
+  catch_up(w, t, &t->env, v.epoch, v.last, base);
+  catch_up(w, t, &t->raw, v.epoch, v.last, base);
+  if (t->lua)
+    EWS_ERROR("pubsub: %.*s: this worker's Lua subscribers missed messages after #%lld"
+              " (the worker's inbox was full)", (int)t->n.len, t->name, (long long)base);
+}
+
+void ews_pubsub_resync(ews_worker_t *w) {
+  ews_ht_walk(&w->topics, 0, SIZE_MAX, resync_topic, w);
+}
+
 void ews_pubsub_deliver(ews_worker_t *w, ews_bus_msg_t *m) {
   wtopic_t *t = wtopic_get(w, m->data, m->len, 0);
   if (!t) return;
@@ -629,7 +702,18 @@ void ews_pubsub_deliver(ews_worker_t *w, ews_bus_msg_t *m) {
       spend_marks(t, &t->raw, t->epoch, INT64_MAX);
     }
     t->epoch = m->epoch;
+    t->seen = 0;
   }
+  if (m->offset > t->seen + 1 && (t->env.n || t->raw.n)) {
+    /* Offsets before this one that this worker never got (or, before its first
+     * delivery here, that a subscriber's position does not cover): catch up. */
+    catch_up(w, t, &t->env, m->epoch, m->offset - 1, t->seen);
+    catch_up(w, t, &t->raw, m->epoch, m->offset - 1, t->seen);
+    if (t->lua && t->seen)
+      EWS_ERROR("pubsub: %.*s: this worker's Lua subscribers missed #%lld..#%lld", (int)t->n.len,
+                t->name, (long long)t->seen + 1, (long long)m->offset - 1);
+  }
+  if (m->offset > t->seen) t->seen = m->offset;
   ews_conn_t **behind = NULL;
   uint32_t nbehind = 0, nenv = 0;
   send_to(w, t, &t->env, m->frame, m->header_len, m, &behind, &nbehind);

@@ -191,6 +191,9 @@ int ews_vm_read_config(lua_State *L, ews_config_t *cfg, char **err) {
     if (lua_isnumber(L, -1) && !(cfg->cli_set & EWS_CLI_MSGMEM))
       cfg->max_message_memory = (uint64_t)lua_tonumber(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, t, "worker_inbox_limit");
+    if (lua_isnumber(L, -1)) cfg->inbox_limit = (uint32_t)lua_tonumber(L, -1);
+    lua_pop(L, 1);
     lua_getfield(L, t, "reuse_port");
     if (lua_isboolean(L, -1) && !(cfg->cli_set & EWS_CLI_REUSE_PORT))
       cfg->reuse_port = lua_toboolean(L, -1);

@@ -144,7 +144,7 @@ local server_fields = {
   handshake_timeout = true, close_timeout = true, max_head_size = true,
   max_headers = true, backlog = true, watch = true, tls = true, plain_listen = true,
   admin_listen = true, metrics = true, health = true, data_dir = true, pubsub = true,
-  notifications = true, reuse_port = true, max_message_memory = true,
+  notifications = true, reuse_port = true, max_message_memory = true, worker_inbox_limit = true,
 }
 local log_levels = { debug = true, info = true, warn = true, error = true, off = true }
 
@@ -203,6 +203,7 @@ function _M.server(t, level)
   end
   c.reuse_port = t.reuse_port
   c.max_message_memory = check_number(level, t, "max_message_memory", 0, 2 ^ 50, true)
+  c.worker_inbox_limit = check_number(level, t, "worker_inbox_limit", 16, 2 ^ 31, true)
   if t.data_dir ~= nil and (type(t.data_dir) ~= "string" or t.data_dir == "") then
     fail(level, "edgews.configure: data_dir must be a directory path")
   end
