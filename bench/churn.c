@@ -3,7 +3,9 @@
  * Keeps -n N connection slots busy against an app that speaks the protocol of
  * bench/apps/soak_app.lua. Each slot lives a random lifetime (--lifetime MIN:MAX
  * seconds), then starts over:
- *   connect with its own HS256 JWT in ?token= (user "u<slot>")
+ *   connect with an HS256 JWT in ?token=: user "u<slot>", or with --fresh-users F
+ *   that share of the lifecycles a user never seen before ("u<slot>.<n>"), so that
+ *   per-user state that is never freed shows up as growth
  *   -> {"type":"join","room":"r<k>"}   answered {"type":"joined","offset":O,...}
  *      (subscribed to the room's pub/sub topic and presence channel, present in it)
  *   -> once, at a random moment: {"type":"say","room":..,"text":..}, answered
@@ -51,6 +53,7 @@ typedef struct {
   uint8_t phase;
   uint8_t said;     /* 0 not yet, 1 sent, 2 acknowledged */
   uint8_t rx_trunc; /* the message being received is longer than RX_MAX */
+  uint8_t fresh;    /* target is a fresh user's */
   uint16_t rxlen;
   uint32_t room;
   int64_t last_off; /* last offset seen in its room (the join's at first) */
@@ -70,8 +73,11 @@ static struct {
   double rss_tol; /* percent */
   int max_pending;
   long server_pid;
+  double fresh; /* share of lifecycles that are a new user (u<slot>.<n>), not u<slot> */
   int json, verbose;
 } o;
+static uint64_t g_user_gen;
+static long g_exp;
 
 static conn_t *g_conns;
 static slot_t *g_slots;
@@ -136,10 +142,13 @@ static size_t b64url(const uint8_t *in, size_t n, char *out) {
   return j;
 }
 
-/* path?token=<JWT for user u<id>, valid for the run plus an hour>; malloc'd. */
-static char *make_target(const char *path, int id, long exp) {
-  char claims[128], seg[256], tok[512];
-  int cl = snprintf(claims, sizeof claims, "{\"sub\":\"u%d\",\"exp\":%ld}", id, exp);
+/* path?token=<JWT for user u<id> (u<id>.<gen> when gen > 0), valid for the run plus
+ * an hour>; malloc'd. */
+static char *make_target(const char *path, int id, uint64_t gen, long exp) {
+  char claims[128], seg[256], tok[512], sub[48];
+  if (gen) snprintf(sub, sizeof sub, "u%d.%llu", id, (unsigned long long)gen);
+  else snprintf(sub, sizeof sub, "u%d", id);
+  int cl = snprintf(claims, sizeof claims, "{\"sub\":\"%s\",\"exp\":%ld}", sub, exp);
   size_t k = b64url((const uint8_t *)"{\"alg\":\"HS256\",\"typ\":\"JWT\"}", 27, tok);
   tok[k++] = '.';
   k += b64url((const uint8_t *)claims, (size_t)cl, tok + k);
@@ -325,6 +334,16 @@ static const conn_hooks_t g_churn_hooks = {
 static void start_slot(int i, double now) {
   conn_t *c = &g_conns[i];
   slot_t *s = &g_slots[i];
+  if (g_phase == PH_RUN && (s->fresh || rnd01() < o.fresh)) {
+    /* a user never seen before, or back to u<slot> after one */
+    int fresh = rnd01() < o.fresh;
+    char *t = make_target(g_opt.path, i, fresh ? ++g_user_gen : 0, g_exp);
+    if (t) {
+      free(s->target);
+      s->target = t;
+      s->fresh = (uint8_t)fresh;
+    }
+  }
   s->phase = SL_CONNECTING;
   s->t_wait = now;
   g_pending++;
@@ -519,8 +538,10 @@ static int report(double secs, double srv_cpu) {
   int ok = g_res.errors == 0 && rss_ok && fds_ok && g_lifecycles > 0 && g_deliveries > 0;
   FILE *h = o.json ? stderr : stdout;
   fprintf(h, "edgews-bench churn %s\n", o.url);
-  fprintf(h, "  load         %d connections, lifetimes %.0f-%.0f s, %d rooms, %.0f s\n", o.n,
-          o.life_min, o.life_max, o.rooms, secs);
+  fprintf(h, "  load         %d connections, lifetimes %.0f-%.0f s, %d rooms, %.0f s; %llu users "
+             "(%.0f%% of the lifecycles new ones)\n",
+          o.n, o.life_min, o.life_max, o.rooms, secs, (unsigned long long)(o.n + g_user_gen),
+          o.fresh * 100);
   fprintf(h, "  lifecycles   %llu (connect, auth, join, publish, close) = %.0f/s; %llu handshakes\n",
           (unsigned long long)g_lifecycles, g_lifecycles / secs, (unsigned long long)g_connects);
   fprintf(h, "  publishes    %llu acknowledged, %llu deliveries checked in order, %llu presence "
@@ -543,13 +564,14 @@ static int report(double secs, double srv_cpu) {
     FILE *f = stdout;
     fprintf(f,
             "{\"mode\":\"churn\",\"conns\":%d,\"duration_s\":%.1f,\"life_min\":%.1f,\"life_max\":%.1f,"
-            "\"rooms\":%d,\"lifecycles\":%llu,\"lifecycles_per_s\":%.1f,\"handshakes\":%llu,"
+            "\"rooms\":%d,\"fresh\":%.2f,\"users\":%llu,\"lifecycles\":%llu,\"lifecycles_per_s\":%.1f,\"handshakes\":%llu,"
             "\"publishes\":%llu,\"deliveries\":%llu,\"presence_events\":%llu,"
             "\"server_cpu_util\":%.3f,\"warmup_s\":%.0f,\"rss_min\":%.0f,\"rss_max\":%.0f,"
             "\"rss_spread_pct\":%.3f,\"rss_first_min\":%.0f,\"rss_last_min\":%.0f,"
             "\"rss_tolerance_pct\":%.1f,\"rss_ok\":%s,\"fds_before\":%ld,\"fds_peak\":%ld,"
             "\"fds_after\":%ld,\"fds_ok\":%s,\"errors\":%llu,\"first_error\":\"",
-            o.n, secs, o.life_min, o.life_max, o.rooms, (unsigned long long)g_lifecycles,
+            o.n, secs, o.life_min, o.life_max, o.rooms, o.fresh,
+            (unsigned long long)(o.n + g_user_gen), (unsigned long long)g_lifecycles,
             g_lifecycles / secs, (unsigned long long)g_connects, (unsigned long long)g_said,
             (unsigned long long)g_deliveries, (unsigned long long)g_presence,
             have_srv ? srv_cpu / secs : -1.0, o.warmup, r.rss_min, r.rss_max, r.spread,
@@ -584,7 +606,9 @@ static void usage(FILE *f) {
         "  --sample SECS      sampling interval (5)\n"
         "  --rss-tolerance P  max / min - 1 of the RSS after the warm-up, percent (5)\n"
         "  --fd-wait SECS     how long the server may take to close its fds after (30)\n"
-        "  --max-pending N    handshakes outstanding at once (200)\n",
+        "  --max-pending N    handshakes outstanding at once (200)\n"
+        "  --fresh-users F    share of lifecycles (0..1) that are a user never seen before\n"
+        "                     (u<slot>.<n>); the others are u<slot> again (0)\n",
         f);
 }
 
@@ -601,7 +625,7 @@ int churn_main(int argc, char **argv) {
   o.rss_tol = 5;
   o.max_pending = 200;
   enum { O_DUR = 256, O_LIFE, O_ROOMS, O_SECRET, O_PID, O_WARM, O_SAMPLE, O_TOL, O_FDW, O_PEND,
-         O_JSON };
+         O_JSON, O_FRESH };
   static const struct option longopts[] = {
       {"url", required_argument, NULL, 'u'},     {"duration", required_argument, NULL, O_DUR},
       {"lifetime", required_argument, NULL, O_LIFE}, {"rooms", required_argument, NULL, O_ROOMS},
@@ -609,7 +633,7 @@ int churn_main(int argc, char **argv) {
       {"warmup", required_argument, NULL, O_WARM}, {"sample", required_argument, NULL, O_SAMPLE},
       {"rss-tolerance", required_argument, NULL, O_TOL},
       {"fd-wait", required_argument, NULL, O_FDW}, {"max-pending", required_argument, NULL, O_PEND},
-      {"json", no_argument, NULL, O_JSON},       {"verbose", no_argument, NULL, 'v'},
+      {"json", no_argument, NULL, O_JSON},       {"fresh-users", required_argument, NULL, O_FRESH},       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
   optind = 2;
   int c;
@@ -633,6 +657,7 @@ int churn_main(int argc, char **argv) {
       case O_FDW: o.fd_wait = strtod(optarg, &end); bad = *end || o.fd_wait < 0; break;
       case O_PEND: o.max_pending = (int)strtol(optarg, &end, 10); bad = *end || o.max_pending < 1; break;
       case O_JSON: o.json = 1; break;
+      case O_FRESH: o.fresh = strtod(optarg, &end); bad = *end || o.fresh < 0 || o.fresh > 1; break;
       case 'v': o.verbose = g_opt.verbose = 1; break;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
@@ -670,12 +695,12 @@ int churn_main(int argc, char **argv) {
   g_conns = calloc((size_t)g_nslots, sizeof *g_conns);
   g_slots = calloc((size_t)g_nslots, sizeof *g_slots);
   if (!g_conns || !g_slots) return 3;
-  long exp = (long)time(NULL) + (long)o.duration + 3600;
+  long exp = g_exp = (long)time(NULL) + (long)o.duration + 3600;
   for (int i = 0; i < g_nslots; i++) {
     g_conns[i].id = (uint32_t)i;
     g_slots[i].room = (uint32_t)(i % o.rooms);
     g_slots[i].rx = malloc(RX_MAX + 1);
-    g_slots[i].target = make_target(g_opt.path, i, exp);
+    g_slots[i].target = make_target(g_opt.path, i, 0, exp);
     if (!g_slots[i].rx || !g_slots[i].target) return 3;
   }
   g_hooks = &g_churn_hooks;
