@@ -707,18 +707,10 @@ static int64_t mono_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* After each batch: one error line when writes start failing (every request of a
- * batch refused by the disk), one line when a write works again (see wlog). */
-static void log_outcome(const ews_store_req_t *batch) {
-  uint64_t ok = 0, bad = 0;
-  int e = 0;
-  for (const ews_store_req_t *r = batch; r; r = r->next) {
-    if (r->status == 0) ok++;
-    else {
-      bad++;
-      e = r->status;
-    }
-  }
+/* After each batch or sweep that wrote: ok writes committed, bad refused (the last
+ * with error e). One error line when writes start failing (everything refused),
+ * one line when a write works again (see wlog). */
+static void note_outcome(uint64_t ok, uint64_t bad, int e) {
   if (ok && wlog.failing) {
     EWS_WARN("store: writes work again after %.1f s; %llu request(s) were refused meanwhile "
              "(%llu more error(s) not logged)",
@@ -734,6 +726,19 @@ static void log_outcome(const ews_store_req_t *batch) {
               ews_strerror(e));
   }
   if (wlog.failing) wlog.refused += bad;
+}
+
+static void log_outcome(const ews_store_req_t *batch) {
+  uint64_t ok = 0, bad = 0;
+  int e = 0;
+  for (const ews_store_req_t *r = batch; r; r = r->next) {
+    if (r->status == 0) ok++;
+    else {
+      bad++;
+      e = r->status;
+    }
+  }
+  note_outcome(ok, bad, e);
 }
 
 static void add_ms(struct timespec *t, uint32_t ms) {
@@ -756,6 +761,8 @@ static void periodic_sweep(ews_store_t *s) {
   if (e == 0) e = tx_commit(s);
   if (e) tx_rollback(s);
   stat_add(&s->stats.sweeps, 1);
+  /* A sweep that deleted nothing wrote nothing: it says nothing about the disk. */
+  if (e || deleted) note_outcome(e == 0, 0, e);
 }
 
 static void *writer_main(void *arg) {

@@ -1323,13 +1323,98 @@ out:
   return test_failures_ - before;
 }
 
-TEST(disk_full) {
+/* The log while the disk is full: one line when writes start failing and one when
+ * they work again, not a line per refused write. The periodic sweep alone (expired
+ * messages to delete, every 20 ms here, no request in flight) must not flood it
+ * either. stderr goes to a file meanwhile (not on the full filesystem). */
+static int count_lines(const char *text, const char *what) {
+  int n = 0;
+  for (const char *p = text; (p = strstr(p, what)); p += strlen(what)) n++;
+  return n;
+}
+
+static int full_log_child(full_method_t m) {
+  char dir[64];
+  if (full_setup(m, dir, sizeof dir) != 0) {
+    rm_rf(dir);
+    return -1;
+  }
+  int before = test_failures_;
+  ews_store_config_t cfg = base_cfg(dir);
+  cfg.message_ttl = 1;
+  cfg.sweep_interval_ms = 20;
+  ews_store_t *s = open_store(&cfg);
+  waiter_t w;
+  waiter_open(&w, s);
+  char p[FULL_PAYLOAD];
+  for (int i = 0; i < 40; i++) {
+    full_payload(p, sizeof p, i);
+    ews_store_req_t *r;
+    ews_store_req_append(&r, "exp", 3, p, sizeof p);
+    CHECK_EQ(run_req(&w, r).status, 0);
+  }
+  char logpath[] = "/dev/shm/ews-store-log-XXXXXX";
+  int lfd = mkstemp(logpath);
+  if (lfd < 0) {
+    strcpy(logpath, "/var/tmp/ews-store-log-XXXXXX");
+    lfd = mkstemp(logpath);
+  }
+  CHECK(lfd >= 0);
+  fflush(stderr);
+  int saved = dup(2);
+  dup2(lfd, 2);
+
+  CHECK_EQ(full_take(m, dir), 0);
+  advance(5000); /* every message has expired: each sweep tries to delete them */
+  usleep(400 * 1000);
+  int refused = 0;
+  for (int i = 0; i < 20; i++) {
+    full_payload(p, sizeof p, 100 + i);
+    ews_store_req_t *r;
+    ews_store_req_append(&r, "exp", 3, p, sizeof p);
+    refused += run_req(&w, r).status != 0;
+  }
+  usleep(200 * 1000);
+  full_give_back(m, dir);
+  full_payload(p, sizeof p, 200);
+  ews_store_req_t *r;
+  ews_store_req_append(&r, "exp", 3, p, sizeof p);
+  CHECK_EQ(run_req(&w, r).status, 0);
+  usleep(100 * 1000);
+
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  off_t len = lseek(lfd, 0, SEEK_END);
+  char *text = calloc(1, (size_t)len + 1);
+  if (text && pread(lfd, text, (size_t)len, 0) != len) text[0] = 0;
+  close(lfd);
+  unlink(logpath);
+  int errors = text ? count_lines(text, " ERROR ") : -1;
+  CHECK(refused >= 10);
+  CHECK_EQ(text ? count_lines(text, "store: writes are failing") : 0, 1);
+  CHECK_EQ(text ? count_lines(text, "store: writes work again") : 0, 1);
+  CHECK(errors >= 1 && errors <= 3);
+  fprintf(stderr, "  disk_full_log (%s): %d refused, %d error line(s) logged:\n%s", full_names[m],
+          refused, errors, text ? text : "");
+  free(text);
+  waiter_close(&w);
+  ews_store_close(s);
+  if (m == FULL_TMPFS) umount2(dir, MNT_DETACH);
+  rm_rf(dir);
+  return test_failures_ - before;
+}
+
+typedef int (*full_child_fn)(full_method_t);
+
+/* Runs fn in a forked child per method; fsize must always be available. */
+static void run_full_methods(const char *name, full_child_fn fn) {
   int ran = 0;
   for (int m = FULL_TMPFS; m <= FULL_FSIZE; m++) {
     fflush(stderr);
     pid_t pid = fork();
     if (pid == 0) {
-      int r = full_child((full_method_t)m);
+      int r = fn((full_method_t)m);
       fflush(stderr);
       _exit(r < 0 ? 200 : r > 100 ? 100 : r);
     }
@@ -1338,8 +1423,8 @@ TEST(disk_full) {
     CHECK(WIFEXITED(status));
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
     if (code == 200) {
-      fprintf(stderr, "  disk_full (%s): not available here (%s)\n", full_names[m],
-              m == FULL_TMPFS ? "needs root with CAP_SYS_ADMIN to mount a tmpfs" : "?");
+      fprintf(stderr, "  %s (%s): not available here (needs root with CAP_SYS_ADMIN to mount "
+                      "a tmpfs)\n", name, full_names[m]);
       CHECK(m == FULL_TMPFS); /* fsize must always run */
       continue;
     }
@@ -1348,6 +1433,10 @@ TEST(disk_full) {
   }
   CHECK(ran >= 1);
 }
+
+TEST(disk_full_log) { run_full_methods("disk_full_log", full_log_child); }
+
+TEST(disk_full) { run_full_methods("disk_full", full_child); }
 
 /* A read-only data directory: the store refuses to open and says so (the server
  * then refuses to start), and opens with every item once it is writable again.
@@ -1602,6 +1691,7 @@ int main(int argc, char **argv) {
   RUN(clean_reopen);
   RUN(durability_sigkill);
   RUN(disk_full);
+  RUN(disk_full_log);
   RUN(readonly_dir);
   return TEST_EXIT();
 }
