@@ -1,9 +1,8 @@
 /* bench.h — shared declarations of the edgews-bench load generator: options, the
  * latency histogram, /proc and rusage sampling, the WebSocket client connection
  * (conn.c) with its optional TLS layer (tls.c) and permessage-deflate (pmd.c),
- * message payloads (payload.c) and the five modes (echo.c, hsmode.c, idle.c, fanout.c,
- * recover.c) that
- * drive connections through hooks. Everything runs on one libuv loop in one
+ * message payloads (payload.c) and the modes (echo.c, hsmode.c, idle.c, fanout.c,
+ * recover.c, churn.c) that drive connections through hooks. Everything runs on one libuv loop in one
  * thread. */
 #ifndef EWS_BENCH_H
 #define EWS_BENCH_H
@@ -210,6 +209,7 @@ typedef struct conn {
   uint64_t *ts;    /* send times, ring of depth entries */
   const uint8_t *expect; /* JSON payloads: the expected echo (payload.c's) */
   uint64_t fo_seq, fo_ts; /* fanout: header of the message being received */
+  const char *target;     /* request target of the upgrade; NULL = g_opt.path */
 } conn_t;
 
 typedef struct {
@@ -341,6 +341,10 @@ int run_fanout(void);
 int run_recover(void);
 /* recover mode prints its own report (recover.c). */
 void recover_report(int rc);
+/* churn (the soak client) parses its own command line: argv[1] is "churn". */
+int churn_main(int argc, char **argv);
+/* ws[s]://host[:port][/path] -> g_opt.addr, host, host_header, path, tls. 0 or -1. */
+int bench_parse_url(const char *url);
 
 /* Opening many connections with at most g_opt.max_pending handshakes outstanding
  * (used by echo and idle modes). */

@@ -244,7 +244,8 @@ static void send_upgrade(conn_t *c) {
     return;
   }
   const char *ext = g_opt.deflate ? pmd_offer() : NULL;
-  char *p = (char *)conn_out_reserve(c, 600 + strlen(g_opt.path) + strlen(g_opt.host_header));
+  const char *target = c->target ? c->target : g_opt.path;
+  char *p = (char *)conn_out_reserve(c, 600 + strlen(target) + strlen(g_opt.host_header));
   int n = sprintf(p,
                   "GET %s HTTP/1.1\r\n"
                   "Host: %s\r\n"
@@ -254,7 +255,7 @@ static void send_upgrade(conn_t *c) {
                   "Sec-WebSocket-Version: 13\r\n"
                   "%s%s%s"
                   "\r\n",
-                  g_opt.path, g_opt.host_header, key, ext ? "Sec-WebSocket-Extensions: " : "",
+                  target, g_opt.host_header, key, ext ? "Sec-WebSocket-Extensions: " : "",
                   ext ? ext : "", ext ? "\r\n" : "");
   conn_out_commit(c, (size_t)n);
   c->state = CS_HANDSHAKE;

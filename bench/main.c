@@ -58,6 +58,8 @@ static void usage(FILE *f) {
       "                    [--json]\n"
       "  edgews-bench recover --url URL [-c CONNS] [--messages M] [--rounds R] [--rate ECHOES]\n"
       "                    [--server-pid PID] [--json]   (bench/apps/recovery.lua)\n"
+      "  edgews-bench churn --url URL [-n CONNS] [--duration SECS] ... (the soak client:\n"
+      "                    edgews-bench churn --help)\n"
       "  wss:// needs --ca FILE or --insecure\n"
       "options:\n"
       "  -u, --url URL          server URL, ws:// or wss://\n"
@@ -136,8 +138,7 @@ static int parse_size(const char *s, size_t *out) {
   return 0;
 }
 
-/* ws[s]://host[:port][/path] -> g_opt.addr, host, host_header, path, tls. */
-static int parse_url(const char *url) {
+int bench_parse_url(const char *url) {
   const char *hp;
   if (strncmp(url, "ws://", 5) == 0) {
     hp = url + 5;
@@ -379,6 +380,7 @@ int main(int argc, char **argv) {
     return argc < 2 ? 2 : 0;
   }
   const char *mode = argv[1];
+  if (strcmp(mode, "churn") == 0) return churn_main(argc, argv);
   if (strcmp(mode, "echo") == 0)
     g_opt.mode = MODE_ECHO;
   else if (strcmp(mode, "handshake") == 0)
@@ -510,7 +512,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "edgews-bench: --url is required\n");
     return 2;
   }
-  if (parse_url(g_opt.url) != 0) return 2;
+  if (bench_parse_url(g_opt.url) != 0) return 2;
   if (g_opt.tls && !g_opt.ca_file && !g_opt.insecure) {
     fprintf(stderr, "edgews-bench: wss:// needs --ca FILE (or --insecure)\n");
     return 2;

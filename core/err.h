@@ -60,7 +60,8 @@
   XX(RATE_LIMIT,     -68, 1008, 429, "rate limit exceeded")                           \
   XX(TLS,            -80, 0,    0,   "TLS error")                                     \
   XX(ZLIB,           -81, 1011, 0,   "zlib error")                                    \
-  XX(NOSTORE,        -90, 0,    0,   "no data directory (start with --data DIR)")
+  XX(NOSTORE,        -90, 0,    0,   "no data directory (start with --data DIR)")    \
+  XX(NOSPACE,        -91, 0,    0,   "storage full")
 
 typedef enum {
 #define EWS_ERR_ENUM(name, val, cc, hs, msg) EWS_E##name = (val),

@@ -165,6 +165,9 @@ int main(int argc, char **argv) {
   if (pr != 0) return pr > 0 ? 0 : 2;
   ews_log_level = m.cfg.log_level;
   signal(SIGPIPE, SIG_IGN);
+  /* A file-size limit (RLIMIT_FSIZE) reached by the store or the log must fail that
+   * write with EFBIG (the store refuses the request), not kill the process. */
+  signal(SIGXFSZ, SIG_IGN);
   /* Messages of tens of KiB are allocated and freed at a high rate: keep glibc from
    * handing that memory back to the kernel after every free (one madvise syscall and
    * fresh page faults per message) or mmapping each large buffer. */

@@ -6,6 +6,8 @@
 --                                     args = { "--drain-timeout", "2" } }
 --   srv.port, srv:url "/echo", srv:log(), srv:wait_log(pattern, secs),
 --   srv:signal "TERM", srv:wait(secs) -> exited, how, code ; srv:stop()
+--   helper.start_server { ..., wrap = { "nsenter", "-t", pid, "-m", "--" } } runs the
+--   server through a command that execs it (same pid)
 --   local res, rc = helper.py("echo", "--url", srv:url "/echo")   -- parsed JSON line
 --   local c = helper.app_client() ; c:call { op = "open", id = "a", url = ... }  -- scripted
 --   local p = helper.spawn(argv, { stdin = "pipe" }) ; p:read_line(secs) ; p:write(s)
@@ -425,7 +427,9 @@ function M.start_server(o)
   assert(unistd.access(bin, "x") == 0,
     "edgews-lua binary not found or not executable at " .. bin
       .. " (build it, or set EDGEWS_BIN)")
-  local argv = { bin, "--listen", (o.host or "127.0.0.1") .. ":0" }
+  local argv = {}
+  for _, a in ipairs(o.wrap or {}) do argv[#argv + 1] = a end -- e.g. nsenter ... --
+  for _, a in ipairs { bin, "--listen", (o.host or "127.0.0.1") .. ":0" } do argv[#argv + 1] = a end
   if o.workers then
     argv[#argv + 1] = "--workers"
     argv[#argv + 1] = tostring(o.workers)

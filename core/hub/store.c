@@ -11,7 +11,9 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "hub/hash.h"
@@ -201,10 +203,32 @@ struct ews_store_client {
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
+/* The writer thread's error log. While writes keep failing (a full disk fails every
+ * batch) the errors are counted here instead of logged one by one: the writer logs
+ * one line when the failures start and one when a write works again. */
+static __thread struct {
+  int failing;        /* every request since `since` failed */
+  uint64_t refused;   /* requests failed meanwhile */
+  uint64_t quiet;     /* errors not logged meanwhile */
+  int64_t since;      /* ms, CLOCK_MONOTONIC */
+} wlog;
+
+/* SQLite's result -> EWS_E*: out of space (SQLITE_FULL, or a write refused with
+ * ENOSPC, EDQUOT or EFBIG) -> EWS_ENOSPACE, out of memory -> EWS_ENOMEM, anything
+ * else -> EWS_EIO; logs every error but memory (see wlog). */
 static int map_rc(sqlite3 *db, int rc, const char *what) {
   if (rc == SQLITE_NOMEM) return EWS_ENOMEM;
-  EWS_ERROR("store: %s: %s (%d)", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), rc);
-  return EWS_EIO;
+  int xrc = db ? sqlite3_extended_errcode(db) : rc;
+  int sys = db ? sqlite3_system_errno(db) : 0;
+  int space = (rc & 0xff) == SQLITE_FULL ||
+              ((rc & 0xff) == SQLITE_IOERR && (sys == ENOSPC || sys == EDQUOT || sys == EFBIG));
+  if (wlog.failing) wlog.quiet++;
+  else if (sys)
+    EWS_ERROR("store: %s: %s (%d, %s)", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), xrc,
+              strerror(sys));
+  else
+    EWS_ERROR("store: %s: %s (%d)", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), xrc);
+  return space ? EWS_ENOSPACE : EWS_EIO;
 }
 
 static void stat_add(uint64_t *field, uint64_t v) { __atomic_add_fetch(field, v, __ATOMIC_RELAXED); }
@@ -671,6 +695,46 @@ static void complete_batch(ews_store_t *s, ews_store_req_t *batch) {
   }
 }
 
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* After each batch or sweep that wrote: ok writes committed, bad refused (the last
+ * with error e). One error line when writes start failing (everything refused),
+ * one line when a write works again (see wlog). */
+static void note_outcome(uint64_t ok, uint64_t bad, int e) {
+  if (ok && wlog.failing) {
+    EWS_WARN("store: writes work again after %.1f s; %llu request(s) were refused meanwhile "
+             "(%llu more error(s) not logged)",
+             (double)(mono_ms() - wlog.since) / 1000.0, (unsigned long long)wlog.refused,
+             (unsigned long long)wlog.quiet);
+    memset(&wlog, 0, sizeof wlog);
+  } else if (!ok && !wlog.failing && (e == EWS_ENOSPACE || e == EWS_EIO)) {
+    wlog.failing = 1;
+    wlog.since = mono_ms();
+    EWS_ERROR("store: writes are failing (%s): each publish and notification is refused "
+              "(nil, err to its script) and not delivered until a write works again; further "
+              "errors are not logged until then",
+              ews_strerror(e));
+  }
+  if (wlog.failing) wlog.refused += bad;
+}
+
+static void log_outcome(const ews_store_req_t *batch) {
+  uint64_t ok = 0, bad = 0;
+  int e = 0;
+  for (const ews_store_req_t *r = batch; r; r = r->next) {
+    if (r->status == 0) ok++;
+    else {
+      bad++;
+      e = r->status;
+    }
+  }
+  note_outcome(ok, bad, e);
+}
+
 static void add_ms(struct timespec *t, uint32_t ms) {
   t->tv_sec += ms / 1000;
   t->tv_nsec += (long)(ms % 1000) * 1000000L;
@@ -691,6 +755,8 @@ static void periodic_sweep(ews_store_t *s) {
   if (e == 0) e = tx_commit(s);
   if (e) tx_rollback(s);
   stat_add(&s->stats.sweeps, 1);
+  /* A sweep that deleted nothing wrote nothing: it says nothing about the disk. */
+  if (e || deleted) note_outcome(e == 0, 0, e);
 }
 
 static void *writer_main(void *arg) {
@@ -737,6 +803,7 @@ static void *writer_main(void *arg) {
     }
     if (n) {
       run_batch(s, batch, n);
+      log_outcome(batch);
       if (s->cfg.on_commit)
         for (ews_store_req_t *r = batch; r; r = r->next)
           if (r->status == 0) s->cfg.on_commit(s->cfg.commit_ud, r);
@@ -881,11 +948,28 @@ int ews_store_open(const ews_store_config_t *cfg, ews_store_t **out) {
     return EWS_EIO;
   }
 
+  /* The database, its WAL and its shared-memory index are written in dir: say so
+   * now rather than with SQLite's "unable to open database file". access() also
+   * sees a read-only filesystem for root. */
+  if (access(dir, W_OK | X_OK) != 0) {
+    EWS_ERROR("store: the data directory %s is not writable (%s)", dir, strerror(errno));
+    store_free(s);
+    return EWS_EIO;
+  }
   int e = open_db(s->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, s->cfg.busy_timeout_ms,
                   &s->db);
+  if (e == 0 && sqlite3_db_readonly(s->db, "main") == 1) {
+    EWS_ERROR("store: %s is read-only", s->path);
+    e = EWS_EIO;
+  }
   if (e == 0) e = setup_schema(s->db);
   if (e == 0) e = prepare_all(s->db, writer_sql, s->st, W_COUNT);
   if (e) {
+    struct statvfs fs;
+    if (e == EWS_EIO && statvfs(dir, &fs) == 0 && fs.f_bavail == 0) {
+      EWS_ERROR("store: no space left in %s", dir);
+      e = EWS_ENOSPACE;
+    }
     store_free(s);
     return e;
   }

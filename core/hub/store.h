@@ -62,9 +62,22 @@
  *   user are dropped on insert) and a TTL per notification; expired notifications
  *   are never returned by reads and are deleted by the sweep.
  *
+ * A full disk (or a read-only one, or any refused write)
+ *   A batch whose writes fail is rolled back whole: its requests complete with the
+ *   error, took no offset or id (the topic's last_offset is bumped inside the
+ *   transaction) and never reach on_commit, so nothing of them is delivered.
+ *   Everything committed before stays (the WAL's committed frames are untouched by
+ *   a failed append to it). Reads go on from the last committed snapshot. The
+ *   writer keeps taking requests and the first batch that commits after the space
+ *   returns works as before: offsets continue from the last committed one, no gap.
+ *   The writer logs one error line when writes start failing and one line when a
+ *   write works again, not one per failed batch.
+ *
  * Errors are negative EWS_E* codes (core/err.h). SQLite errors are mapped at this
- * edge: SQLITE_NOMEM -> EWS_ENOMEM, every other failure -> EWS_EIO (and logged with
- * SQLite's message). Invalid arguments -> EWS_EINVAL. */
+ * edge: SQLITE_NOMEM -> EWS_ENOMEM; SQLITE_FULL, or an I/O error whose errno is
+ * ENOSPC, EDQUOT or EFBIG -> EWS_ENOSPACE; every other failure -> EWS_EIO (SQLite
+ * reports most refused writes, e.g. EROFS or a quota, as I/O errors). Each is
+ * logged with SQLite's message. Invalid arguments -> EWS_EINVAL. */
 #ifndef EWS_STORE_H
 #define EWS_STORE_H
 
@@ -117,8 +130,10 @@ typedef struct {
 
 /* Opens (creating if needed) <dir>/edgews.db, sets WAL + synchronous=FULL +
  * busy_timeout, creates the schema and starts the writer thread. cfg is copied
- * (dir too). 0 and *out, or EWS_EINVAL (bad config), EWS_EIO (directory, file,
- * schema, WAL not available, newer schema version), EWS_ENOMEM. */
+ * (dir too). 0 and *out, or EWS_EINVAL (bad config), EWS_EIO (directory missing
+ * and not creatable, not writable or read-only, file, schema, WAL not available,
+ * newer schema version), EWS_ENOSPACE (no room for the WAL index), EWS_ENOMEM;
+ * the reason is logged. */
 int ews_store_open(const ews_store_config_t *cfg, ews_store_t **out);
 /* Stops taking requests (submit then fails with EWS_ESHUTDOWN), commits and
  * completes every request already queued, joins the writer and closes the file.

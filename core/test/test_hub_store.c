@@ -4,11 +4,15 @@
  * and the thread drains its inbox. `test_hub_store bench [DIR]` measures append
  * throughput and completion latency instead of testing. */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sched.h>
 #include <sqlite3.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1083,6 +1087,469 @@ TEST(durability_sigkill) {
   rm_rf(dir);
 }
 
+/* ---- disk full: writes fail, nothing acknowledged is lost, recovery ------------------ */
+
+/* How the test takes the space away and gives it back. Every method the machine
+ * allows runs (each in a forked child, so that its mount namespace and limits die
+ * with it); "fsize" needs no privilege, so the test never degrades to nothing:
+ *   tmpfs  a 4 MiB tmpfs mounted in a private mount namespace (root with
+ *          CAP_SYS_ADMIN): a filler file takes every free byte, so SQLite's writes
+ *          fail with ENOSPC (SQLITE_FULL); deleting the filler gives the space back.
+ *   fsize  RLIMIT_FSIZE with SIGXFSZ ignored: writes past the limit fail with
+ *          EFBIG (SQLITE_IOERR_WRITE); raising the soft limit gives it back. */
+typedef enum { FULL_TMPFS, FULL_FSIZE } full_method_t;
+
+static const char *const full_names[] = {"tmpfs", "fsize"};
+/* What a refused request says: SQLite reports ENOSPC as SQLITE_FULL, and any other
+ * refused write (EFBIG here, EDQUOT, EROFS, EIO) as SQLITE_IOERR. */
+static const int full_error[] = {EWS_ENOSPACE, EWS_EIO};
+
+#define FULL_MAX 8192
+
+static struct {
+  pthread_mutex_t lock;
+  int64_t offs[FULL_MAX]; /* offsets the commit hook saw, in its order */
+  int n;
+} hooked = {PTHREAD_MUTEX_INITIALIZER, {0}, 0};
+
+static void record_commit(void *ud, const ews_store_req_t *r) {
+  (void)ud;
+  if (r->op != EWS_STORE_APPEND) return;
+  pthread_mutex_lock(&hooked.lock);
+  if (hooked.n < FULL_MAX) hooked.offs[hooked.n++] = r->offset;
+  pthread_mutex_unlock(&hooked.lock);
+}
+
+static off_t file_size(const char *dir, const char *name) {
+  char p[256];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  struct stat sb;
+  return stat(p, &sb) == 0 ? sb.st_size : 0;
+}
+
+/* Takes the space away: 0, or -1 when the method is not available here. */
+static int full_take(full_method_t m, const char *dir) {
+  if (m == FULL_FSIZE) {
+    off_t big = file_size(dir, "edgews.db");
+    off_t wal = file_size(dir, "edgews.db-wal");
+    if (wal > big) big = wal;
+    struct rlimit rl;
+    getrlimit(RLIMIT_FSIZE, &rl);
+    rl.rlim_cur = (rlim_t)big + 64 * 1024;
+    return setrlimit(RLIMIT_FSIZE, &rl);
+  }
+  char p[256];
+  snprintf(p, sizeof p, "%s/filler", dir);
+  int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) return -1;
+  static char zero[65536];
+  size_t chunk = sizeof zero;
+  for (;;) { /* until not even one byte fits */
+    ssize_t n = write(fd, zero, chunk);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (chunk == 1) break;
+    chunk /= 2;
+  }
+  close(fd);
+  return 0;
+}
+
+static void full_give_back(full_method_t m, const char *dir) {
+  if (m == FULL_FSIZE) {
+    struct rlimit rl;
+    getrlimit(RLIMIT_FSIZE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    CHECK_EQ(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    return;
+  }
+  char p[256];
+  snprintf(p, sizeof p, "%s/filler", dir);
+  CHECK_EQ(unlink(p), 0);
+}
+
+/* Sets up the method's directory in this (child) process: 0, or -1 when the
+ * method is not available. */
+static int full_setup(full_method_t m, char *dir, size_t cap) {
+  new_dir(dir, cap);
+  if (m == FULL_FSIZE) {
+    signal(SIGXFSZ, SIG_IGN);
+    return 0;
+  }
+  if (unshare(CLONE_NEWNS) != 0) return -1;
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return -1;
+  if (mount("ews-full", dir, "tmpfs", 0, "size=4m,mode=0700") != 0) return -1;
+  return 0;
+}
+
+static void full_payload(char *buf, size_t cap, int seq) {
+  memset(buf, 'p', cap);
+  snprintf(buf, cap, "m%06d", seq);
+  buf[8] = 'p'; /* snprintf's NUL */
+}
+
+#define FULL_PAYLOAD 1024
+
+typedef struct {
+  int seq;        /* payload number */
+  int64_t offset; /* its offset when acknowledged */
+} acked_t;
+
+/* The scenario: prints what happened; returns the number of failed checks. */
+static int full_child(full_method_t m) {
+  char dir[64];
+  if (full_setup(m, dir, sizeof dir) != 0) {
+    rm_rf(dir);
+    return -1;
+  }
+  int before = test_failures_;
+  ews_store_config_t cfg = base_cfg(dir);
+  cfg.on_commit = record_commit;
+  cfg.max_batch = 64;
+  ews_store_t *s = open_store(&cfg);
+  waiter_t w;
+  waiter_open(&w, s);
+  acked_t *acked = calloc(FULL_MAX, sizeof *acked);
+  int64_t nids[FULL_MAX];
+  int na = 0, nn = 0, seq = 0, failed = 0, nfailed = 0, other_errors = 0;
+  char p[FULL_PAYLOAD];
+
+  /* Room to spare. */
+  for (int i = 0; i < 20; i++, seq++) {
+    full_payload(p, sizeof p, seq);
+    ews_store_req_t *r;
+    ews_store_req_append(&r, "t", 1, p, sizeof p);
+    result_t res = run_req(&w, r);
+    CHECK_EQ(res.status, 0);
+    if (res.status == 0) acked[na++] = (acked_t){seq, res.offset};
+  }
+  for (int i = 0; i < 3; i++) {
+    result_t res = notify(&w, "u", "\"before\"", -1);
+    CHECK_EQ(res.status, 0);
+    if (res.status == 0) nids[nn++] = res.id;
+  }
+
+  if (full_take(m, dir) != 0) {
+    CHECK(!"cannot take the space away");
+    goto out;
+  }
+  /* Full: one request at a time, then bursts that the writer batches, until enough
+   * have failed (a checkpoint may free WAL space now and then: some may succeed). */
+  for (int round = 0; round < 200 && (failed < 40 || nfailed < 5); round++) {
+    int burst = round % 2 ? 32 : 1;
+    result_t res[32];
+    int seqs[32];
+    memset(res, 0, sizeof res);
+    for (int i = 0; i < burst; i++, seq++) {
+      ews_store_req_t *r;
+      seqs[i] = seq;
+      full_payload(p, sizeof p, seq);
+      ews_store_req_append(&r, "t", 1, p, sizeof p);
+      CHECK_EQ(ews_store_submit(w.c, r, copy_result, &res[i]), 0);
+    }
+    ews_store_req_t *nr;
+    result_t nres = {0};
+    ews_store_req_notif(&nr, "u", 1, p, 200, -1);
+    CHECK_EQ(ews_store_submit(w.c, nr, copy_result, &nres), 0);
+    while (!nres.done) waiter_step(&w); /* completions come in submission order */
+    for (int i = 0; i < burst; i++) {
+      CHECK(res[i].done);
+      if (res[i].status == 0) {
+        if (na < FULL_MAX) acked[na++] = (acked_t){seqs[i], res[i].offset};
+      } else {
+        failed++;
+        CHECK_EQ(res[i].offset, 0);
+        if (res[i].status != full_error[m]) other_errors++;
+      }
+    }
+    if (nres.status == 0) {
+      if (nn < FULL_MAX) nids[nn++] = nres.id;
+    } else {
+      nfailed++;
+      if (nres.status != full_error[m]) other_errors++;
+    }
+  }
+  CHECK(failed >= 40);
+  CHECK(nfailed >= 5);
+  CHECK_EQ(other_errors, 0);
+  /* Reads go on while writes fail. */
+  ews_store_history_t h = history(&w, "t", 0, 0);
+  CHECK_EQ(h.last_offset, na);
+  ews_store_history_free(&h);
+
+  full_give_back(m, dir);
+  for (int i = 0; i < 5; i++, seq++) {
+    full_payload(p, sizeof p, seq);
+    ews_store_req_t *r;
+    ews_store_req_append(&r, "t", 1, p, sizeof p);
+    result_t res = run_req(&w, r);
+    CHECK_EQ(res.status, 0);
+    CHECK_EQ(res.offset, na + 1); /* gap-free: failed appends took no offset */
+    if (res.status == 0) acked[na++] = (acked_t){seq, res.offset};
+  }
+  result_t res = notify(&w, "u", "\"after\"", -1);
+  CHECK_EQ(res.status, 0);
+  if (res.status == 0) nids[nn++] = res.id;
+
+  /* The commit hook (live delivery) saw exactly the acknowledged appends. */
+  pthread_mutex_lock(&hooked.lock);
+  CHECK_EQ(hooked.n, na);
+  int hook_wrong = 0;
+  for (int i = 0; i < na && i < hooked.n; i++) hook_wrong += hooked.offs[i] != acked[i].offset;
+  pthread_mutex_unlock(&hooked.lock);
+  CHECK_EQ(hook_wrong, 0);
+
+  waiter_close(&w);
+  ews_store_close(s);
+
+  /* Reopened, the history is exactly the acknowledged appends, offsets 1..na. */
+  cfg.on_commit = NULL;
+  s = open_store(&cfg);
+  waiter_open(&w, s);
+  int wrong = 0;
+  int64_t since = 0;
+  int k = 0;
+  for (;;) {
+    h = history(&w, "t", since, 1000);
+    for (size_t i = 0; i < h.n; i++, k++) {
+      full_payload(p, sizeof p, k < na ? acked[k].seq : -1);
+      if (k >= na || h.msgs[i].offset != k + 1 || h.msgs[i].offset != acked[k].offset ||
+          h.msgs[i].len != sizeof p || memcmp(h.msgs[i].payload, p, sizeof p) != 0)
+        wrong++;
+    }
+    CHECK_EQ(h.last_offset, na);
+    size_t got = h.n;
+    if (got) since = h.msgs[got - 1].offset;
+    ews_store_history_free(&h);
+    if (got < 1000) break;
+  }
+  CHECK_EQ(k, na);
+  CHECK_EQ(wrong, 0);
+  ews_store_notifs_t nl;
+  CHECK_EQ(ews_store_notif_list(w.c, "u", 1, 1000, 0, &nl), 0);
+  CHECK_EQ(nl.total, nn);
+  int missing = 0;
+  for (int i = 0; i < nn; i++) {
+    int found = 0;
+    for (size_t j = 0; j < nl.n; j++) found |= nl.rows[j].id == nids[i];
+    missing += !found;
+  }
+  CHECK_EQ(missing, 0);
+  ews_store_notifs_free(&nl);
+  waiter_close(&w);
+  ews_store_close(s);
+  if (m == FULL_TMPFS) {
+    /* Full when the server starts: the store cannot create its WAL index, and says
+     * why; it opens again once there is room. */
+    full_take(m, dir);
+    ews_store_t *none = NULL;
+    CHECK_EQ(ews_store_open(&cfg, &none), EWS_ENOSPACE);
+    CHECK(none == NULL);
+    full_give_back(m, dir);
+    s = open_store(&cfg);
+    ews_store_close(s);
+  }
+  fprintf(stderr, "  disk_full (%s): %d appends and %d notifications acknowledged, %d and %d "
+                  "refused while full; all kept, offsets 1..%d\n",
+          full_names[m], na, nn, failed, nfailed, na);
+out:
+  free(acked);
+  if (m == FULL_TMPFS) umount2(dir, MNT_DETACH);
+  rm_rf(dir);
+  return test_failures_ - before;
+}
+
+/* The log while the disk is full: one line when writes start failing and one when
+ * they work again, not a line per refused write. The periodic sweep alone (expired
+ * messages to delete, every 20 ms here, no request in flight) must not flood it
+ * either. stderr goes to a file meanwhile (not on the full filesystem). */
+static int count_lines(const char *text, const char *what) {
+  int n = 0;
+  for (const char *p = text; (p = strstr(p, what)); p += strlen(what)) n++;
+  return n;
+}
+
+static int full_log_child(full_method_t m) {
+  char dir[64];
+  if (full_setup(m, dir, sizeof dir) != 0) {
+    rm_rf(dir);
+    return -1;
+  }
+  int before = test_failures_;
+  ews_store_config_t cfg = base_cfg(dir);
+  cfg.message_ttl = 1;
+  cfg.sweep_interval_ms = 20;
+  ews_store_t *s = open_store(&cfg);
+  waiter_t w;
+  waiter_open(&w, s);
+  char p[FULL_PAYLOAD];
+  for (int i = 0; i < 40; i++) {
+    full_payload(p, sizeof p, i);
+    ews_store_req_t *r;
+    ews_store_req_append(&r, "exp", 3, p, sizeof p);
+    CHECK_EQ(run_req(&w, r).status, 0);
+  }
+  char logpath[] = "/dev/shm/ews-store-log-XXXXXX";
+  int lfd = mkstemp(logpath);
+  if (lfd < 0) {
+    strcpy(logpath, "/var/tmp/ews-store-log-XXXXXX");
+    lfd = mkstemp(logpath);
+  }
+  CHECK(lfd >= 0);
+  fflush(stderr);
+  int saved = dup(2);
+  dup2(lfd, 2);
+
+  CHECK_EQ(full_take(m, dir), 0);
+  advance(5000); /* every message has expired: each sweep tries to delete them */
+  usleep(400 * 1000);
+  int refused = 0;
+  for (int i = 0; i < 20; i++) {
+    full_payload(p, sizeof p, 100 + i);
+    ews_store_req_t *r;
+    ews_store_req_append(&r, "exp", 3, p, sizeof p);
+    refused += run_req(&w, r).status != 0;
+  }
+  usleep(200 * 1000);
+  full_give_back(m, dir);
+  full_payload(p, sizeof p, 200);
+  ews_store_req_t *r;
+  ews_store_req_append(&r, "exp", 3, p, sizeof p);
+  CHECK_EQ(run_req(&w, r).status, 0);
+  usleep(100 * 1000);
+
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  off_t len = lseek(lfd, 0, SEEK_END);
+  char *text = calloc(1, (size_t)len + 1);
+  if (text && pread(lfd, text, (size_t)len, 0) != len) text[0] = 0;
+  close(lfd);
+  unlink(logpath);
+  int errors = text ? count_lines(text, " ERROR ") : -1;
+  CHECK(refused >= 10);
+  CHECK_EQ(text ? count_lines(text, "store: writes are failing") : 0, 1);
+  CHECK_EQ(text ? count_lines(text, "store: writes work again") : 0, 1);
+  CHECK(errors >= 1 && errors <= 3);
+  fprintf(stderr, "  disk_full_log (%s): %d refused, %d error line(s) logged:\n%s", full_names[m],
+          refused, errors, text ? text : "");
+  free(text);
+  waiter_close(&w);
+  ews_store_close(s);
+  if (m == FULL_TMPFS) umount2(dir, MNT_DETACH);
+  rm_rf(dir);
+  return test_failures_ - before;
+}
+
+typedef int (*full_child_fn)(full_method_t);
+
+/* Runs fn in a forked child per method; fsize must always be available. */
+static void run_full_methods(const char *name, full_child_fn fn) {
+  int ran = 0;
+  for (int m = FULL_TMPFS; m <= FULL_FSIZE; m++) {
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+      int r = fn((full_method_t)m);
+      fflush(stderr);
+      _exit(r < 0 ? 200 : r > 100 ? 100 : r);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+    if (code == 200) {
+      fprintf(stderr, "  %s (%s): not available here (needs root with CAP_SYS_ADMIN to mount "
+                      "a tmpfs)\n", name, full_names[m]);
+      CHECK(m == FULL_TMPFS); /* fsize must always run */
+      continue;
+    }
+    ran++;
+    CHECK_EQ(code, 0);
+  }
+  CHECK(ran >= 1);
+}
+
+TEST(disk_full_log) { run_full_methods("disk_full_log", full_log_child); }
+
+TEST(disk_full) { run_full_methods("disk_full", full_child); }
+
+/* A read-only data directory: the store refuses to open and says so (the server
+ * then refuses to start), and opens with every item once it is writable again.
+ * Root with CAP_SYS_ADMIN: a tmpfs remounted read-only in a private mount
+ * namespace; otherwise the directory's modes (root without that capability first
+ * becomes "nobody", since modes do not bind root). In a forked child, as for
+ * disk_full. EWS_TEST_RO_METHOD=chmod forces the second way. */
+static int readonly_child(void) {
+  char dir[64];
+  new_dir(dir, sizeof dir);
+  const char *force = getenv("EWS_TEST_RO_METHOD");
+  int use_mount = geteuid() == 0 && !(force && strcmp(force, "chmod") == 0) &&
+                  unshare(CLONE_NEWNS) == 0 &&
+                  mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 &&
+                  mount("ews-ro", dir, "tmpfs", 0, "size=4m,mode=0700") == 0;
+  if (!use_mount && geteuid() == 0) {
+    /* nobody must own the directory and be able to reach it */
+    if (chown(dir, 65534, 65534) != 0 || setgid(65534) != 0 || setuid(65534) != 0) {
+      fprintf(stderr, "  readonly: cannot become nobody: %s\n", strerror(errno));
+      return 1;
+    }
+  }
+  int before = test_failures_;
+  char sub[96];
+  snprintf(sub, sizeof sub, "%s/data", dir);
+  ews_store_config_t cfg = base_cfg(sub);
+  ews_store_t *s = open_store(&cfg);
+  waiter_t w;
+  waiter_open(&w, s);
+  CHECK_EQ(append(&w, "ro", "kept").offset, 1);
+  waiter_close(&w);
+  ews_store_close(s);
+
+  if (use_mount) CHECK_EQ(mount(NULL, dir, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
+  else CHECK_EQ(chmod(sub, 0500), 0);
+  ews_store_t *none = NULL;
+  CHECK_EQ(ews_store_open(&cfg, &none), EWS_EIO);
+  CHECK(none == NULL);
+  /* Not even the data directory can be created. */
+  char sub2[128];
+  snprintf(sub2, sizeof sub2, "%s/%s", use_mount ? dir : sub, "new");
+  ews_store_config_t cfg2 = base_cfg(sub2);
+  CHECK_EQ(ews_store_open(&cfg2, &none), EWS_EIO);
+  CHECK(none == NULL);
+
+  if (use_mount) CHECK_EQ(mount(NULL, dir, NULL, MS_REMOUNT, NULL), 0);
+  else CHECK_EQ(chmod(sub, 0750), 0);
+  s = open_store(&cfg);
+  waiter_open(&w, s);
+  CHECK_EQ(append(&w, "ro", "again").offset, 2);
+  ews_store_history_t h = history(&w, "ro", 0, 10);
+  CHECK_EQ(h.n, 2);
+  if (h.n == 2) CHECK_MEM(h.msgs[0].payload, "kept", 4);
+  ews_store_history_free(&h);
+  waiter_close(&w);
+  ews_store_close(s);
+  fprintf(stderr, "  readonly (%s): refused to open, then opened with its history\n",
+          use_mount ? "tmpfs remounted read-only" : "chmod");
+  if (use_mount) umount2(dir, MNT_DETACH);
+  rm_rf(dir); /* as nobody: the directory is nobody's */
+  return test_failures_ - before;
+}
+
+TEST(readonly_dir) {
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int r = readonly_child();
+    fflush(stderr);
+    _exit(r > 100 ? 100 : r);
+  }
+  int status = 0;
+  CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status));
+  CHECK_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : 1, 0);
+}
+
 /* ---- bench ---------------------------------------------------------------------------- */
 
 typedef struct {
@@ -1260,5 +1727,8 @@ int main(int argc, char **argv) {
   RUN(clean_reopen);
   RUN(submit_while_closing);
   RUN(durability_sigkill);
+  RUN(disk_full);
+  RUN(disk_full_log);
+  RUN(readonly_dir);
   return TEST_EXIT();
 }

@@ -40,7 +40,8 @@ local error_name = _M.error_name
 
 -- The same for the services' results (pub/sub, notifications): short names where
 -- a caller branches on them ("closed", "backpressure", "shutdown"), words otherwise.
-local texts = { inval = "invalid argument", nomem = "out of memory", io = "storage I/O error" }
+local texts = { inval = "invalid argument", nomem = "out of memory", io = "storage I/O error",
+                nospace = "storage full" }
 function _M.error_text(code)
   local n = error_name(code)
   if n == "nostore" then return core.errors[code] end
