@@ -10,6 +10,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "hub/bus.h"
 #include "net/msgmem.h"
 
 static const char usage[] =
@@ -71,7 +72,7 @@ void ews_config_defaults(ews_config_t *cfg) {
   cfg->backlog = 1024;
   cfg->watch = 1;
   cfg->max_message_memory = EWS_MSGMEM_DEFAULT;
-  cfg->inbox_limit = 1u << 20;
+  cfg->inbox_limit = EWS_INBOX_DEFAULT;
   cfg->pubsub_persist = -1;
   cfg->pubsub_max_queue = 10000;
   cfg->pubsub_max_recover = 10000;

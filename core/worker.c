@@ -292,6 +292,7 @@ int ews_worker_init(ews_worker_t *w, ews_server_t *server, int id) {
   memset(w, 0, sizeof *w);
   w->id = id;
   w->server = server;
+  w->inbox_limit = server->cfg->inbox_limit;
   if (uv_sem_init(&w->ready, 0) != 0) return EWS_ENOMEM;
   if (uv_mutex_init(&w->post_lock) != 0) {
     uv_sem_destroy(&w->ready);

@@ -141,6 +141,7 @@ typedef struct ews_worker {
   int alive;
   struct ews_bus_msg *inbox_head, *inbox_tail; /* hub/bus.h, under post_lock */
   uint32_t inbox_n;                             /* messages in it, under post_lock */
+  uint32_t inbox_limit;                         /* at most (hub/bus.h); 0: the default */
   int inbox_lost_pubsub;                        /* a pub/sub message was refused */
   int stopping;
   uint64_t last_emfile_log;

@@ -33,7 +33,8 @@ static int enqueue(ews_worker_t *to, ews_bus_msg_t *m) {
     free_msg(m);
     return EWS_ECLOSED;
   }
-  if (to->inbox_n >= to->server->cfg->inbox_limit) {
+  uint32_t limit = to->inbox_limit ? to->inbox_limit : EWS_INBOX_DEFAULT;
+  if (to->inbox_n >= limit) {
     /* The worker has not drained for a long time (overloaded, or stuck): refuse
      * rather than grow without bound. Counted; logged at most once a second. */
     if (m->kind == EWS_BUS_PUBSUB) to->inbox_lost_pubsub = 1; /* the worker resyncs */
@@ -43,7 +44,7 @@ static int enqueue(ews_worker_t *to, ews_bus_msg_t *m) {
     uint64_t n = __atomic_add_fetch(&to->stats.bus_dropped, 1, __ATOMIC_RELAXED);
     if (n == 1 || n % 100000 == 0)
       EWS_WARN("worker %d's inbox is full (%u messages): dropped %llu message(s) so far (last: %s)",
-               to->id, (unsigned)to->server->cfg->inbox_limit, (unsigned long long)n,
+               to->id, (unsigned)limit, (unsigned long long)n,
                kind == EWS_BUS_PUBSUB ? "pub/sub" : kind == EWS_BUS_PUBLISH ? "channel" : "Lua");
     return EWS_EINBOX_FULL;
   }

@@ -10,6 +10,8 @@
 
 struct ews_worker;
 
+#define EWS_INBOX_DEFAULT (1u << 20)
+
 #include <stdint.h>
 
 #include "net/buf.h"
@@ -47,8 +49,8 @@ int ews_bus_post_pubsub(struct ews_worker *to, const char *topic, size_t tl, ews
                         size_t env_hl, ews_buf_t *raw, size_t raw_hl, uint64_t epoch,
                         int64_t offset, int64_t time, int json);
 
-/* A worker's inbox holds at most cfg->inbox_limit messages (configure's
- * worker_inbox_limit, default 1,048,576); posts beyond it fail with EWS_EINBOX_FULL
+/* A worker's inbox holds at most w->inbox_limit messages (configure's
+ * worker_inbox_limit; 0: EWS_INBOX_DEFAULT); posts beyond it fail with EWS_EINBOX_FULL
  * (counted in the target's stats.bus_dropped; a refused pub/sub message makes the
  * worker resync its topics' subscribers from history at its next drain). */
 
