@@ -15,6 +15,7 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
+#include "lua/runaway.h"
 #include "lua/vm.h"
 #include "net/tls.h"
 #include "hub/pubsub.h"
@@ -168,7 +169,10 @@ int main(int argc, char **argv) {
   mallopt(M_MMAP_THRESHOLD, 4 << 20);
   raise_nofile_limit();
 
-  if (read_script_config(&m.cfg) != 0) return 1;
+  if (read_script_config(&m.cfg) != 0) {
+    ews_runaway_shutdown();
+    return 1;
+  }
   ews_log_level = m.cfg.log_level;
   if (m.cfg.workers < 1) m.cfg.workers = 1;
 
@@ -271,6 +275,7 @@ int main(int argc, char **argv) {
   ews_store_close(m.server.store);
   free(m.workers);
   ews_tls_ctx_unref(m.tls);
+  ews_runaway_shutdown(); /* every VM has been closed */
   EWS_INFO("stopped");
   ews_config_free(&m.cfg);
   return 0;
