@@ -48,7 +48,7 @@ static unsigned char *find_global(lua_State *L, lua_Alloc allocf, void *allocd) 
   return found;
 }
 
-uint8_t *ews_jit_interrupt_setup(lua_State *L, lua_Alloc allocf, void *allocd) {
+uint8_t *ews_jit_interrupt_find(lua_State *L, lua_Alloc allocf, void *allocd) {
   pthread_once(&anchor_once, make_anchor);
   if (!anchor) return NULL;
   unsigned char *g = find_global(L, allocf, allocd);
@@ -75,10 +75,14 @@ uint8_t *ews_jit_interrupt_setup(lua_State *L, lua_Alloc allocf, void *allocd) {
     }
   }
   if (hit < 0 || (g[hit] & EWS_JIT_INTERRUPT_BIT)) return NULL;
+  return g + hit;
+}
+
+void ews_jit_interrupt_enable(lua_State *L) {
+  pthread_once(&anchor_once, make_anchor);
   /* Profile mode 'l' for this VM; the anchor keeps the profiler, so this returns
    * without starting anything else. */
-  luaJIT_profile_start(L, "l", profile_cb, NULL);
-  return g + hit;
+  if (anchor) luaJIT_profile_start(L, "l", profile_cb, NULL);
 }
 
 void ews_jit_interrupt_shutdown(void) {

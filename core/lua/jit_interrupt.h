@@ -31,12 +31,15 @@
 #define EWS_JIT_INTERRUPT_BIT 0x80 /* LuaJIT's HOOK_PROFILE */
 
 /* For a fresh VM whose allocator was just set with lua_setallocf(L, allocf, allocd)
- * (values that occur nowhere else in its state): switches its JIT to emit interrupt
- * guards and returns the address of the byte to set (with EWS_JIT_INTERRUPT_BIT) to
- * make running compiled code leave for the interpreter, or NULL when this LuaJIT's
- * layout could not be verified (then nothing was changed). Not thread-safe against
- * other users of LuaJIT's profiler; call before the VM runs any Lua code. */
-uint8_t *ews_jit_interrupt_setup(lua_State *L, lua_Alloc allocf, void *allocd);
+ * (values that occur nowhere else in its state): returns the address of the byte to
+ * set (with EWS_JIT_INTERRUPT_BIT) to make running compiled code leave for the
+ * interpreter, or NULL when this LuaJIT's layout could not be verified. Changes
+ * nothing in the VM; call before it runs any Lua code. */
+uint8_t *ews_jit_interrupt_find(lua_State *L, lua_Alloc allocf, void *allocd);
+/* Makes L's JIT compile the interrupt guards from now on (flushing what it compiled
+ * so far). Call from C, outside compiled code: before any Lua code runs, or from a
+ * C function Lua called (which LuaJIT never runs inside a trace). */
+void ews_jit_interrupt_enable(lua_State *L);
 
 /* Releases the anchor VM (at process exit, after every VM was closed). */
 void ews_jit_interrupt_shutdown(void);

@@ -59,12 +59,19 @@ static int over_budget(ews_runaway_t *rw, uint64_t now) {
 }
 
 /* SIGURG from the watchdog: arm the hook if this thread's run is (still) over budget.
- * lua_sethook is the one Lua API call LuaJIT allows here. */
+ * lua_sethook is the one Lua API call LuaJIT allows here. The signal may interrupt
+ * LuaJIT rewriting its dispatch table itself (starting or ending a trace recording),
+ * which would then finish with its own, hook-less version over ours while keeping
+ * our mode: so the table is rewritten whole (off, then on) at every signal, and the
+ * watchdog signals again at every tick until the run stops. */
 static void on_signal(int sig) {
   (void)sig;
   int saved = errno;
   ews_runaway_t *rw = tls_rw;
-  if (rw && !rw->busy && !rw->stopping && over_budget(rw, uv_hrtime())) arm(rw, EWS_STOP_TIME);
+  if (rw && !rw->busy && !rw->stopping && over_budget(rw, uv_hrtime())) {
+    lua_sethook(rw->L, NULL, 0, 0);
+    arm(rw, EWS_STOP_TIME);
+  }
   errno = saved;
 }
 
@@ -142,7 +149,13 @@ static void *alloc(void *ud, void *p, size_t osize, size_t nsize) {
       /* A giant single allocation (string.rep of gigabytes) fails here, before it is
        * made; everything else is stopped by the hook at the next instruction. */
       if (grow >= rw->mem_big && after > rw->mem_hard) return NULL;
-      if (!(rw->armed & EWS_STOP_MEMORY) && !rw->stopping) arm(rw, EWS_STOP_MEMORY);
+      if (!(rw->armed & EWS_STOP_MEMORY) && !rw->stopping) {
+        rw->busy = 1; /* no signal inside this lua_sethook */
+        FENCE();
+        arm(rw, EWS_STOP_MEMORY);
+        FENCE();
+        rw->busy = 0;
+      }
     }
   }
   void *r = rw->alloc_f(rw->alloc_ud, p, osize, nsize);
@@ -178,10 +191,18 @@ int ews_runaway_caught(ews_runaway_t *rw) {
   return why;
 }
 
+/* A limit is on: from now on compiled code must be interruptible. */
+static void need_guards(ews_runaway_t *rw) {
+  if (rw->guards || !rw->jit_flag) return;
+  rw->guards = 1;
+  ews_jit_interrupt_enable(rw->L);
+}
+
 void ews_runaway_note_budget(ews_runaway_t *rw, uint64_t budget_ns) {
   uint64_t cur = __atomic_load_n(&rw->min_budget_ns, __ATOMIC_RELAXED);
   if (budget_ns && (!cur || budget_ns < cur))
     __atomic_store_n(&rw->min_budget_ns, budget_ns, __ATOMIC_RELAXED);
+  if (budget_ns) need_guards(rw);
 }
 
 static uint64_t secs_to_ns(double s) { return s > 0 ? (uint64_t)(s * 1e9) : 0; }
@@ -193,6 +214,7 @@ void ews_runaway_set_limits(ews_runaway_t *rw, double timeout, double memory) {
   rw->mem_check = rw->mem_limit ? rw->mem_limit : SIZE_MAX;
   rw->mem_hard = rw->mem_limit ? rw->mem_limit + rw->mem_limit / 4 : SIZE_MAX;
   rw->mem_big = rw->mem_limit ? rw->mem_limit / 4 : SIZE_MAX;
+  if (rw->mem_limit) need_guards(rw);
 }
 
 void ews_runaway_set_run_budget(ews_runaway_t *rw, double timeout) {
@@ -245,7 +267,8 @@ static void global_init(void) {
 
 /* ---- attaching a VM ----------------------------------------------------------------- */
 
-ews_runaway_t *ews_runaway_attach(lua_State *L, const char *lua_dir) {
+ews_runaway_t *ews_runaway_attach(lua_State *L, const char *lua_dir, double timeout,
+                                  double memory) {
   pthread_once(&init_once, global_init);
   ews_runaway_t *rw = calloc(1, sizeof *rw);
   if (!rw) return NULL;
@@ -264,9 +287,9 @@ ews_runaway_t *ews_runaway_attach(lua_State *L, const char *lua_dir) {
   rw->thread = pthread_self();
   rw->alloc_f = lua_getallocf(L, &rw->alloc_ud);
   rw->mem = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
-  ews_runaway_set_limits(rw, EWS_RUNAWAY_DEFAULT_TIMEOUT, EWS_RUNAWAY_DEFAULT_MEMORY);
   lua_setallocf(L, alloc, rw);
-  rw->jit_flag = ews_jit_interrupt_setup(L, alloc, rw);
+  rw->jit_flag = ews_jit_interrupt_find(L, alloc, rw);
+  ews_runaway_set_limits(rw, timeout, memory);
   if (!rw->jit_flag) {
     static int warned;
     if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
@@ -277,7 +300,15 @@ ews_runaway_t *ews_runaway_attach(lua_State *L, const char *lua_dir) {
   pthread_mutex_lock(&wd.lock);
   rw->next = wd.list;
   wd.list = rw;
-  if (!wd.running && pthread_create(&wd.thread, NULL, watchdog_main, NULL) == 0) wd.running = 1;
+  if (!wd.running) {
+    /* The watchdog takes no signal: process signals go to the threads that handle them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (pthread_create(&wd.thread, NULL, watchdog_main, NULL) == 0) wd.running = 1;
+    else EWS_WARN("runaway: cannot start the watchdog thread: handlers have no time limit");
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+  }
   pthread_mutex_unlock(&wd.lock);
   return rw;
 }

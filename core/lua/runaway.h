@@ -52,6 +52,7 @@ typedef struct ews_runaway {
   /* The VM's thread only. */
   lua_State *L;
   uint8_t *jit_flag; /* jit_interrupt.h; NULL: compiled code is not interruptible */
+  int guards;        /* the JIT compiles interrupt guards (once any limit is on) */
   lua_Alloc alloc_f; /* LuaJIT's allocator, which the wrapper calls */
   void *alloc_ud;
   size_t mem;        /* bytes the VM holds through its allocator */
@@ -70,11 +71,14 @@ typedef struct ews_runaway {
   volatile sig_atomic_t stopping; /* EWS_STOP_*: raising until caught */
 } ews_runaway_t;
 
-/* Wraps the allocator of a fresh VM (before any Lua code ran; call on the VM's thread),
- * prepares compiled code for interruption and registers the VM with the watchdog
- * (started on first use). lua_dir: the directory edgews' modules load from. Limits
- * start at the defaults. Returns NULL (VM unchanged) when out of memory. */
-ews_runaway_t *ews_runaway_attach(lua_State *L, const char *lua_dir);
+/* Wraps the allocator of a fresh VM (before any Lua code ran; call on the VM's thread)
+ * and registers the VM with the watchdog (started on first use). lua_dir: the
+ * directory edgews' modules load from; timeout and memory: as ews_runaway_set_limits.
+ * Compiled code gets its interrupt guards from the first limit that is not 0 on (with
+ * no limit at all it runs without them). Returns NULL (VM unchanged) when out of
+ * memory. */
+ews_runaway_t *ews_runaway_attach(lua_State *L, const char *lua_dir, double timeout,
+                                  double memory);
 /* Before lua_close, on the VM's thread: unregisters, puts LuaJIT's allocator back and
  * frees rw. NULL is ignored. */
 void ews_runaway_detach(ews_runaway_t *rw);
@@ -82,7 +86,9 @@ void ews_runaway_detach(ews_runaway_t *rw);
 ews_runaway_t *ews_runaway_of(lua_State *L);
 
 /* Time budget of runs without one of their own, in seconds (0: none), and the memory
- * limit in bytes (0: none). */
+ * limit in bytes (0: none). Like ews_runaway_note_budget and _set_run_budget, call it
+ * from C outside Lua or from a C function Lua called (turning guards on flushes the
+ * compiled code). */
 void ews_runaway_set_limits(ews_runaway_t *rw, double timeout, double memory);
 /* Tells the watchdog a budget some runs use (it polls often enough for the smallest). */
 void ews_runaway_note_budget(ews_runaway_t *rw, uint64_t budget_ns);

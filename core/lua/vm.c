@@ -57,16 +57,17 @@ lua_State *ews_vm_new(ews_worker_t *w, const char *script_dir, char **err) {
   const char *lua_dir = getenv("EDGEWS_LUA_PATH");
   if (!lua_dir || !*lua_dir) lua_dir = EWS_LUA_DIR;
   /* Before any Lua code runs: the counting allocator and the interrupt guards. */
-  ews_runaway_t *rw = ews_runaway_attach(L, lua_dir);
+  /* The main thread's configuration VM runs the script before the configuration is
+   * known: the defaults (edgews.configure's handler_timeout takes over as it runs). */
+  ews_runaway_t *rw = ews_runaway_attach(
+      L, lua_dir, w ? w->server->cfg->handler_timeout : EWS_RUNAWAY_DEFAULT_TIMEOUT,
+      w ? w->server->cfg->max_lua_memory : EWS_RUNAWAY_DEFAULT_MEMORY);
   if (!rw) {
     lua_close(L);
     *err = strdup("out of memory");
     return NULL;
   }
-  if (w) {
-    w->runaway = rw;
-    ews_runaway_set_limits(rw, w->server->cfg->handler_timeout, w->server->cfg->max_lua_memory);
-  }
+  if (w) w->runaway = rw;
   lua_pushcfunction(L, traceback); /* stays at index 1 */
   luaL_openlibs(L);
 

@@ -102,32 +102,52 @@ TEST(loop_in_a_coroutine_stopped) {
   CHECK(e && strstr(e, "app.lua:2: stopped:") != NULL);
 }
 
+/* How long the run in progress has taken so far (s), and the VM's hook mask. */
+static int l_elapsed(lua_State *Ls) {
+  (void)Ls;
+  lua_pushnumber(Ls, (double)(uv_hrtime() - __atomic_load_n(&rw->start_ns, __ATOMIC_RELAXED)) / 1e9);
+  return 1;
+}
+static int l_hookmask(lua_State *Ls) {
+  lua_pushinteger(Ls, lua_gethookmask(Ls));
+  return 1;
+}
+
 TEST(own_code_runs_on_and_a_caught_stop_gets_a_fresh_budget) {
   /* The user's function loops; "edgews" code (the own prefix) catches the stop like a
-   * dispatcher, reports it, and then runs more application code for a while. */
+   * dispatcher: it runs on although the run is stopping, reports the stop, and the
+   * run's clock starts again (the app's error handler gets a budget of its own). */
   static const char user[] = "return function() while true do end end";
   CHECK(luaL_loadbuffer(L, user, sizeof user - 1, "@app.lua") == 0);
   lua_call(L, 0, 1);
   lua_setglobal(L, "user_loop");
-  static const char after[] = "return function() local x = 0 for i = 1, 3e6 do x = x + i end return x end";
+  static const char after[] = "return function() local x = 0 for i = 1, 1e5 do x = x + i end return x end";
   CHECK(luaL_loadbuffer(L, after, sizeof after - 1, "@app.lua") == 0);
   lua_call(L, 0, 1);
   lua_setglobal(L, "user_after");
   lua_pushcfunction(L, l_caught);
   lua_setglobal(L, "caught");
-  /* Dispatcher-like code: spins a bit after the error (it must not be interrupted),
-   * then calls the application again. */
+  lua_pushcfunction(L, l_elapsed);
+  lua_setglobal(L, "elapsed");
+  lua_pushcfunction(L, l_hookmask);
+  lua_setglobal(L, "hookmask");
   const char *e = run_as("local ok, err = xpcall(user_loop, debug.traceback)\n"
                          "local t = {}\n"
-                         "for i = 1, 1000 do t[i] = i end\n"
+                         "for i = 1, 1000 do t[i] = i end -- never interrupted\n"
+                         "local armed, before = hookmask(), elapsed()\n"
                          "local why = caught()\n"
-                         "return user_after(), ok, err, why\n",
-                         "@" OWN_DIR "/edgews/dispatch.lua", 0.1);
+                         "local after, disarmed = elapsed(), hookmask()\n"
+                         "return ok, err, why, armed, before, after, disarmed, user_after()\n",
+                         "@" OWN_DIR "/edgews/dispatch.lua", 0.05);
   CHECK(e == NULL);
-  CHECK(lua_toboolean(L, 2) == 0);
-  CHECK(starts_with(lua_tostring(L, 3), "app.lua:1: stopped:"));
-  CHECK_EQ(lua_tointeger(L, 4), EWS_STOP_TIME);
-  CHECK(lua_tonumber(L, 1) > 0);
+  CHECK(lua_toboolean(L, 1) == 0);
+  CHECK(starts_with(lua_tostring(L, 2), "app.lua:1: stopped:"));
+  CHECK_EQ(lua_tointeger(L, 3), EWS_STOP_TIME);
+  CHECK(lua_tointeger(L, 4) != 0);           /* still raising until caught */
+  CHECK(lua_tonumber(L, 5) >= 0.05);         /* the run was over budget ... */
+  CHECK(lua_tonumber(L, 6) < lua_tonumber(L, 5)); /* ... and starts afresh */
+  CHECK_EQ(lua_tointeger(L, 7), 0);
+  CHECK(lua_tonumber(L, 8) > 0);
 }
 
 TEST(no_budget_no_stop) {
@@ -176,13 +196,69 @@ TEST(disarmed_after_each_run_and_jit_still_on) {
   CHECK(rw->jit_flag && (*rw->jit_flag & EWS_JIT_INTERRUPT_BIT) == 0);
   CHECK_EQ(lua_gethookmask(L), 0);
   const char *e = run("assert(jit.status())\n"
-                      "local x = 0\nfor i = 1, 1e6 do x = x + i end\nreturn x\n", 0.5);
+                      "local x = 0\nfor i = 1, 1e6 do x = x + i end\nreturn x\n", 0);
   CHECK(e == NULL);
 }
 
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+
+/* Whether the JIT compiles the interrupt checks (IR "PROF") into a hot loop of Lx. */
+static int loop_has_checks(lua_State *Lx) {
+  static const char code[] =
+      "jit.flush()\n"
+      "local x = 0\n"
+      "for i = 1, 1000 do x = x + i end\n"
+      "local ju, vmdef, bit = require 'jit.util', require 'jit.vmdef', require 'bit'\n"
+      "for tr = 1, 100 do\n"
+      "  local ti = ju.traceinfo(tr)\n"
+      "  for ref = 1, ti and ti.nins or 0 do\n"
+      "    local m, ot = ju.traceir(tr, ref)\n"
+      "    local op = m and bit.rshift(ot, 8)\n"
+      "    if op and vmdef.irnames:sub(op * 6 + 1, op * 6 + 4) == 'PROF' then return true end\n"
+      "  end\n"
+      "end\n"
+      "return false\n";
+  if (luaL_loadbuffer(Lx, code, sizeof code - 1, "=checks") != 0 || lua_pcall(Lx, 0, 1, 0) != 0) {
+    fprintf(stderr, "loop_has_checks: %s\n", lua_tostring(Lx, -1));
+    lua_settop(Lx, 0);
+    return -1;
+  }
+  int r = lua_toboolean(Lx, -1);
+  lua_settop(Lx, 0);
+  return r;
+}
+
+TEST(checks_compiled_only_when_a_limit_is_on) {
+  CHECK_EQ(loop_has_checks(L), 1);
+  /* A VM without any limit: no checks in its compiled code, until a limit comes on.
+   * (Last test: the VM replaces this thread's VM for the watchdog.) */
+  lua_State *L2 = luaL_newstate();
+  ews_runaway_t *rw2 = ews_runaway_attach(L2, OWN_DIR, 0, 0);
+  CHECK(rw2 != NULL);
+  if (!rw2) return;
+  luaL_openlibs(L2);
+  CHECK_EQ(loop_has_checks(L2), 0);
+  ews_runaway_set_limits(rw2, 0, 64.0 * 1048576);
+  CHECK_EQ(loop_has_checks(L2), 1);
+  ews_runaway_detach(rw2);
+  lua_close(L2);
+}
+
 int main(void) {
+#ifdef UNDER_TSAN
+  /* ThreadSanitizer runs signal handlers at the thread's next intercepted call, which
+   * a Lua loop never makes: the watchdog's signal would never arrive. */
+  fprintf(stderr, "skipped under ThreadSanitizer\n");
+  return 0;
+#endif
   L = luaL_newstate();
-  rw = ews_runaway_attach(L, OWN_DIR);
+  rw = ews_runaway_attach(L, OWN_DIR, EWS_RUNAWAY_DEFAULT_TIMEOUT, 0);
   CHECK(rw != NULL);
   if (!rw) return TEST_EXIT();
   CHECK(ews_runaway_of(L) == rw);
@@ -199,6 +275,7 @@ int main(void) {
   RUN(garbage_churn_is_not_stopped);
   RUN(giant_allocation_fails_at_once);
   RUN(disarmed_after_each_run_and_jit_still_on);
+  RUN(checks_compiled_only_when_a_limit_is_on);
   ews_runaway_detach(rw);
   lua_close(L);
   ews_runaway_shutdown();

@@ -9,6 +9,9 @@
 --   timer    a timer whose function loops; the socket gets "armed"
 --   every    edgews.every: sends "tick N"; the second run loops, so the timer stops
 --   sleepy   waits 5 x 0.1 s (longer than the budget in total, never in one run)
+--   bcast    app:broadcast with a filter that loops: it runs here and, as a message of
+--            the bus, on every other worker (for each socket of the app there)
+--   wid      answers the worker's id
 -- /fast and /slow are the same app with budgets of their own (0.1 s, 30 s). /routed routes JSON:
 -- {"type":"spin"} loops, {"type":"echo","text":...} answers "routed <text>".
 local edgews = require "edgews"
@@ -62,6 +65,12 @@ local function handle(socket, data)
         while true do end -- EVERY_LINE
       end
     end)
+  elseif data == "bcast" then
+    app:broadcast("never", false, function()
+      while true do end -- BCAST_LINE
+    end)
+  elseif data == "wid" then
+    socket:send(tostring(edgews.worker_id()))
   elseif data == "sleepy" then
     for _ = 1, 5 do edgews.sleep(0.1) end
     socket:send("slept")

@@ -96,8 +96,10 @@ describe("runaway handlers #integration #lua", function()
     for _ = 1, 2 do
       runs_away("/slow", "alloc", stop_pattern("ALLOC_LINE", limit))
       -- ~40 MB under a 64 MiB limit: only works when the stopped handler's heap was
-      -- reclaimed
-      local by = bystander()
+      -- reclaimed (on /slow, so that a loaded machine cannot make it a time stop)
+      n = n + 1
+      local by = "big" .. n
+      assert.are.equal(101, c:call { op = "open", id = by, url = srv:url "/slow" }.status)
       c:call { op = "send", id = by, data = "big" }
       local r = c:call { op = "recv", id = by, timeout = 10 }
       assert.are.same({ "big 400000" }, r.messages)
@@ -137,6 +139,34 @@ describe("runaway handlers #integration #lua", function()
     local id = bystander()
     c:call { op = "send", id = id, data = "sleepy" }
     assert.are.same({ "slept" }, c:call { op = "recv", id = id, timeout = 10 }.messages)
+  end)
+end)
+
+describe("runaway bus tasks #integration #lua", function()
+  teardown(function() helper.cleanup() end)
+
+  it("a broadcast filter that loops is stopped on the sending worker and on the other", function()
+    local srv = helper.start_server { app = APP, workers = 2 }
+    local c = helper.app_client()
+    -- a connection on each worker (the kernel spreads them; ask each where it is)
+    local on = {}
+    for i = 1, 40 do
+      if on["0"] and on["1"] then break end
+      local id = "w" .. i
+      assert.are.equal(101, c:call { op = "open", id = id, url = srv:url "/runaway" }.status)
+      c:call { op = "send", id = id, data = "wid" }
+      local wid = c:call { op = "recv", id = id, timeout = 10 }.messages[1]
+      if on[wid] then c:call { op = "close", id = id } else on[wid] = id end
+    end
+    assert.truthy(on["0"] and on["1"], "no connection landed on one of the workers")
+    c:call { op = "send", id = on["0"], data = "bcast" }
+    assert.are.equal(1011, c:call { op = "wait_close", id = on["0"], timeout = 10 }.code)
+    local pattern = stop_pattern("BCAST_LINE", "ran longer than handler_timeout")
+    assert.truthy(srv:wait_log("message handler error %(conn %d+%): [^\n]*" .. pattern, 5), srv:log())
+    assert.truthy(srv:wait_log("bus handler error %(conn 0%): [^\n]*" .. pattern, 5), srv:log())
+    -- worker 1 serves on, its socket too (a bus task has no connection to close)
+    c:call { op = "send", id = on["1"], data = "still there" }
+    assert.are.same({ "still there" }, c:call { op = "recv", id = on["1"], timeout = 10 }.messages)
   end)
 end)
 
