@@ -14,9 +14,9 @@
 #include "log.h"
 #include "lua/jit_interrupt.h"
 
-/* The watchdog looks a few times per budget: a run is stopped between its budget and
- * about 1.25 times it (never polling more often than every 10 ms, nor less than every
- * 250 ms). */
+/* The watchdog looks four times per budget (the smallest any VM uses), but not more
+ * often than every 10 ms nor less often than every 250 ms: a run is stopped at most
+ * one such tick after its budget ran out. */
 #define TICK_MIN_NS 10000000ull
 #define TICK_MAX_NS 250000000ull
 

@@ -12,9 +12,9 @@
  *    compiled code leaves for the interpreter, where the hook runs.
  *  - Memory: every VM allocates through a counting wrapper around LuaJIT's own
  *    allocator. Inside a run, passing the limit arms the same hook; the hook collects
- *    garbage first and stops the run only when the heap is still over the limit. An
- *    allocation that would pass the hard cap (the limit plus a quarter) fails at
- *    once with Lua's "not enough memory".
+ *    garbage first and stops the run only when the heap is still over the limit. A big
+ *    allocation (a quarter of the limit or more) that would pass the hard cap (the
+ *    limit plus a quarter) fails at once with Lua's "not enough memory".
  *  - Stopping: the hook raises "file:line: stopped: ..." in the code that runs (never
  *    in edgews' own modules, so the dispatchers can clean up) and keeps raising, at
  *    every instruction of application code, until an edgews dispatcher reports the
@@ -25,7 +25,8 @@
  *
  * Ownership: ews_runaway_attach allocates the state and makes it the VM's allocator
  * data (ews_runaway_of finds it); ews_runaway_detach, called before lua_close on the
- * same thread, unregisters and frees it. A VM belongs to the thread that attached it. */
+ * same thread, unregisters and frees it. A VM belongs to the thread that attached it,
+ * and a thread has one such VM at a time (the signal handler finds it there). */
 #ifndef EWS_RUNAWAY_H
 #define EWS_RUNAWAY_H
 
