@@ -256,7 +256,8 @@ static void global_init(void) {
   sa.sa_handler = on_signal;
   sa.sa_flags = SA_RESTART;
   sigemptyset(&sa.sa_mask);
-  if (sigaction(EWS_RUNAWAY_SIGNAL, &sa, NULL) != 0) EWS_WARN("runaway: cannot install the signal handler");
+  if (sigaction(EWS_RUNAWAY_SIGNAL, &sa, NULL) != 0)
+    EWS_WARN("runaway: cannot install the signal handler");
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -110,7 +110,8 @@ static inline void ews_runaway_end(ews_runaway_t *rw) {
   if (--rw->depth) return;
   __atomic_store_n(&rw->start_ns, 0, __ATOMIC_RELAXED);
   __atomic_signal_fence(__ATOMIC_SEQ_CST);
-  if (rw->armed | rw->stopping | rw->stopped || (rw->jit_flag && (*rw->jit_flag & EWS_JIT_INTERRUPT_BIT)))
+  if (rw->armed | rw->stopping | rw->stopped ||
+      (rw->jit_flag && (*rw->jit_flag & EWS_JIT_INTERRUPT_BIT)))
     ews_runaway_settle(rw);
 }
 /* An error reached an edgews dispatcher (core.handler_error). When it is a stop,
