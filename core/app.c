@@ -29,6 +29,7 @@ ews_app_t *ews_app_new(const char *path) {
   a->heartbeat_interval_ms = 30000;
   a->heartbeat_timeout_ms = 10000;
   a->max_buffered = 4u << 20;
+  a->handler_budget_ns = UINT64_MAX;
   ews_pmd_config_default(&a->pmd_cfg);
   a->pmd_cfg.threshold = 64; /* the same default as compression = {} in Lua */
   return a;

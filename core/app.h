@@ -41,6 +41,7 @@ typedef struct ews_app {
   uint32_t max_connections;       /* limits across all workers; 0 = none */
   uint32_t max_per_ip;
   uint32_t max_per_user;
+  uint64_t handler_budget_ns;     /* handler_timeout; UINT64_MAX: the server's */
   struct ews_counter *total;      /* open connections of this path, all workers */
 } ews_app_t;
 

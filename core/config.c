@@ -12,6 +12,7 @@
 #include "log.h"
 #include "hub/bus.h"
 #include "net/msgmem.h"
+#include "lua/runaway.h"
 
 static const char usage[] =
     "usage: edgews-lua [options] app.lua\n"
@@ -77,6 +78,8 @@ void ews_config_defaults(ews_config_t *cfg) {
   cfg->pubsub_max_queue = 10000;
   cfg->pubsub_max_recover = 10000;
   cfg->notif_max_per_user = 1000;
+  cfg->handler_timeout = EWS_RUNAWAY_DEFAULT_TIMEOUT;
+  cfg->max_lua_memory = EWS_RUNAWAY_DEFAULT_MEMORY;
 }
 
 int ews_config_parse_addr(const char *s, char *host, int *portp) {

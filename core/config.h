@@ -42,6 +42,9 @@ typedef struct {
   uint32_t pubsub_max_recover;   /* messages a recovering subscriber may replay */
   int32_t notif_max_per_user;    /* notifications kept per user (0 = unlimited) */
   int32_t notif_ttl;             /* default notification TTL, seconds (0 = forever) */
+  /* Runaway scripts (lua/runaway.h). */
+  double handler_timeout;        /* seconds a Lua run may take (0 = no limit) */
+  double max_lua_memory;         /* bytes a worker's Lua heap may hold (0 = no limit) */
   /* Which fields the command line set (they win over the script). */
   unsigned cli_set;
 } ews_config_t;

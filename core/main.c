@@ -19,6 +19,7 @@
 #include "owner.h"
 #include "net/msgmem.h"
 #include "log.h"
+#include "lua/runaway.h"
 #include "lua/vm.h"
 #include "net/tls.h"
 #include "hub/pubsub.h"
@@ -175,7 +176,10 @@ int main(int argc, char **argv) {
   mallopt(M_MMAP_THRESHOLD, 4 << 20);
   raise_nofile_limit();
 
-  if (read_script_config(&m.cfg) != 0) return 1;
+  if (read_script_config(&m.cfg) != 0) {
+    ews_runaway_shutdown();
+    return 1;
+  }
   ews_log_level = m.cfg.log_level;
   if (m.cfg.workers < 1) m.cfg.workers = 1;
   ews_msgmem_set_limit(m.cfg.max_message_memory);
@@ -327,6 +331,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < m.cfg.workers; i++) ews_worker_destroy(&m.workers[i]);
   free(m.workers);
   ews_tls_ctx_unref(m.tls);
+  ews_runaway_shutdown(); /* every VM has been closed */
   EWS_INFO("stopped");
   ews_config_free(&m.cfg);
   return 0;

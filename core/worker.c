@@ -219,6 +219,7 @@ static void worker_main(void *arg) {
   }
   w->L = w->rbuf ? ews_vm_new(w, w->server->cfg->script_dir, &err) : NULL;
   if (!w->L) {
+    w->runaway = NULL;
     EWS_ERROR("cannot create the Lua VM: %s", err ? err : "out of memory");
     free(err);
     r = EWS_ENOMEM;
@@ -272,6 +273,7 @@ started:
   uv_run(&w->loop, UV_RUN_DEFAULT);
   if (w->L) ews_vm_close(w->L);
   w->L = NULL;
+  w->runaway = NULL;
   ews_task_pool_free(w);
   ews_routes_clear(&w->routes);
   ews_chans_free(&w->chans);

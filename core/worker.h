@@ -115,6 +115,7 @@ typedef struct ews_worker {
   uint8_t *rbuf;        /* shared read buffer: every read lands here */
   int rbuf_busy;
   lua_State *L;
+  struct ews_runaway *runaway; /* w->L's time and memory budgets (lua/runaway.h) */
   ews_vm_refs_t refs;   /* Lua functions C calls per event */
   struct ews_task *task_free; /* pooled coroutines (lua/tasks.h) */
   unsigned task_free_n;

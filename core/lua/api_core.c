@@ -22,6 +22,7 @@
 #include "hub/users.h"
 #include "hub/counters.h"
 #include "lua/api.h"
+#include "lua/runaway.h"
 #include "lua/tasks.h"
 #include "lua/vm.h"
 #include "net/conn.h"
@@ -150,10 +151,12 @@ static int l_remote_addr(lua_State *L) {
   return 2;
 }
 
-/* core.handler_error(c | false, event, message_with_traceback [, keep_open]): a
- * handler raised. Logs the message (file:line) at error level and the traceback at
+/* core.handler_error(c | false, event, message_with_traceback [, keep_open]) -> stopped:
+ * a handler raised. Logs the message (file:line) at error level and the traceback at
  * debug level, counts it, and fails the connection with 1011 when it is still open
- * (unless keep_open: a routed message's error is answered, not fatal). */
+ * (unless keep_open: a routed message's error is answered, not fatal). When the error
+ * is the watchdog stopping a runaway run (lua/runaway.h), the stop is caught here:
+ * the connection is failed even with keep_open, and the result is true. */
 static int l_handler_error(lua_State *L) {
   ews_worker_t *w = worker_of(L);
   const char *event = luaL_checkstring(L, 2);
@@ -166,7 +169,18 @@ static int l_handler_error(lua_State *L) {
             head, msg);
   if (tb) EWS_DEBUG("%s", tb + 1);
   if (w) EWS_STAT_ADD(w->stats.handler_errors, 1);
-  if (c && !lua_toboolean(L, 4)) ews_conn_fail(c, EWS_EHANDLER, NULL);
+  int stopped = ews_runaway_caught(ews_runaway_of(L));
+  if (c && (stopped || !lua_toboolean(L, 4))) ews_conn_fail(c, EWS_EHANDLER, NULL);
+  lua_pushboolean(L, stopped);
+  return 1;
+}
+
+/* core.set_run_budget(seconds): the time budget of the run in progress (0: none); for
+ * edgews.configure{handler_timeout = ...} while the script loads. */
+static int l_set_run_budget(lua_State *L) {
+  ews_runaway_t *rw = ews_runaway_of(L);
+  double s = luaL_checknumber(L, 1);
+  if (rw) ews_runaway_set_run_budget(rw, s);
   return 0;
 }
 
@@ -567,6 +581,13 @@ static int l_set_routes(lua_State *L) {
     a->max_connections = (uint32_t)opt_num(L, t, "max_connections", 0);
     a->max_per_ip = (uint32_t)opt_num(L, t, "max_connections_per_ip", 0);
     a->max_per_user = (uint32_t)opt_num(L, t, "max_connections_per_user", 0);
+    lua_getfield(L, t, "handler_timeout");
+    if (lua_isnumber(L, -1)) {
+      double s = lua_tonumber(L, -1);
+      a->handler_budget_ns = s > 0 ? (uint64_t)(s * 1e9) : 0;
+      if (w->runaway) ews_runaway_note_budget(w->runaway, a->handler_budget_ns);
+    }
+    lua_pop(L, 1);
     lua_getfield(L, t, "auth_before_upgrade");
     a->has_auth = lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -642,7 +663,7 @@ static const luaL_Reg core_fns[] = {
     {"post", l_post}, {"user_add", l_user_add}, {"user_remove", l_user_remove},
     {"user_list", l_user_list}, {"stats_all", l_stats_all},
     {"subscribe", l_subscribe}, {"unsubscribe", l_unsubscribe}, {"publish", l_publish},
-    {"channel_count", l_channel_count},
+    {"channel_count", l_channel_count}, {"set_run_budget", l_set_run_budget},
     {NULL, NULL}};
 
 int ews_luaopen_core(lua_State *L) {

@@ -7,6 +7,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "lua/runaway.h"
 #include "net/conn.h"
 #include "net/metrics.h"
 #include "worker.h"
@@ -56,14 +57,8 @@ static void record_latency(ews_worker_t *w, uint64_t ns) {
   EWS_STAT_ADD(w->stats.latency_sum, s);
 }
 
-static void run(ews_worker_t *w, ews_task_t *t, int nargs) {
-  ews_task_t *prev = w->current_task;
-  w->current_task = t;
-  t->waiting = 0;
-  uint64_t t0 = uv_hrtime();
-  int r = lua_resume(t->co, nargs);
-  if (!prev) record_latency(w, uv_hrtime() - t0); /* nested runs count in their parent */
-  w->current_task = prev;
+/* After lua_resume returned r: pool, park or discard the task. */
+static void resumed(ews_worker_t *w, ews_task_t *t, int r) {
   if (r == 0) {
     release(w, t, 1);
     return;
@@ -88,6 +83,21 @@ static void run(ews_worker_t *w, ews_task_t *t, int nargs) {
   lua_pop(w->L, 1);
   if (t->conn) ews_conn_fail(t->conn, EWS_EHANDLER, NULL);
   release(w, t, 0);
+}
+
+static void run(ews_worker_t *w, ews_task_t *t, int nargs) {
+  ews_task_t *prev = w->current_task;
+  w->current_task = t;
+  t->waiting = 0;
+  uint64_t t0 = uv_hrtime();
+  /* Its time budget: the handler_timeout of the connection's app, or the server's. */
+  ews_runaway_begin(w->runaway, t0,
+                    t->conn && t->conn->app ? t->conn->app->handler_budget_ns : UINT64_MAX);
+  int r = lua_resume(t->co, nargs);
+  if (!prev) record_latency(w, uv_hrtime() - t0); /* nested runs count in their parent */
+  w->current_task = prev;
+  resumed(w, t, r);
+  ews_runaway_end(w->runaway);
 }
 
 void ews_task_start(ews_worker_t *w, ews_task_t *t, int nargs, ews_conn_t *conn) {

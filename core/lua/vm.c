@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <uv.h>
+
 #include "log.h"
+#include "lua/runaway.h"
 #include "worker.h"
 
 #ifndef EWS_LUA_DIR
@@ -38,18 +41,37 @@ static int ref_field(lua_State *L, int t, const char *name) {
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+/* package.preload["jit.profile"]: LuaJIT's profiler serves the runaway watchdog
+ * (lua/jit_interrupt.h) and cannot be used by scripts too. */
+static int no_profiler(lua_State *L) {
+  return luaL_error(L, "jit.profile is not available in edgews-lua (LuaJIT's profiler "
+                       "interrupts runaway handlers)");
+}
+
 lua_State *ews_vm_new(ews_worker_t *w, const char *script_dir, char **err) {
   lua_State *L = luaL_newstate();
   if (!L) {
     *err = strdup("luaL_newstate failed (out of memory)");
     return NULL;
   }
+  const char *lua_dir = getenv("EDGEWS_LUA_PATH");
+  if (!lua_dir || !*lua_dir) lua_dir = EWS_LUA_DIR;
+  /* Before any Lua code runs: the counting allocator and the interrupt guards. */
+  /* The main thread's configuration VM runs the script before the configuration is
+   * known: the defaults (edgews.configure's handler_timeout takes over as it runs). */
+  ews_runaway_t *rw = ews_runaway_attach(
+      L, lua_dir, w ? w->server->cfg->handler_timeout : EWS_RUNAWAY_DEFAULT_TIMEOUT,
+      w ? w->server->cfg->max_lua_memory : EWS_RUNAWAY_DEFAULT_MEMORY);
+  if (!rw) {
+    lua_close(L);
+    *err = strdup("out of memory");
+    return NULL;
+  }
+  if (w) w->runaway = rw;
   lua_pushcfunction(L, traceback); /* stays at index 1 */
   luaL_openlibs(L);
 
   /* package.path: our modules first, then the script's directory, then defaults. */
-  const char *lua_dir = getenv("EDGEWS_LUA_PATH");
-  if (!lua_dir || !*lua_dir) lua_dir = EWS_LUA_DIR;
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
   lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;%s", lua_dir, lua_dir,
@@ -62,6 +84,8 @@ lua_State *ews_vm_new(ews_worker_t *w, const char *script_dir, char **err) {
   lua_pushlightuserdata(L, w);
   lua_pushcclosure(L, ews_luaopen_core, 1);
   lua_setfield(L, -2, "edgews.core");
+  lua_pushcfunction(L, no_profiler);
+  lua_setfield(L, -2, "jit.profile");
   lua_pop(L, 2);
 
   ews_vm_refs_t local_refs, *refs = w ? &w->refs : &local_refs;
@@ -70,7 +94,7 @@ lua_State *ews_vm_new(ews_worker_t *w, const char *script_dir, char **err) {
   lua_pushliteral(L, "edgews");
   if (lua_pcall(L, 1, 1, 1) != 0) {
     *err = dup_err(L, -1, "cannot load the edgews module");
-    lua_close(L);
+    ews_vm_close(L);
     return NULL;
   }
   int t = lua_gettop(L);
@@ -90,7 +114,7 @@ lua_State *ews_vm_new(ews_worker_t *w, const char *script_dir, char **err) {
       refs->enqueue_close == LUA_NOREF || refs->run_timer == LUA_NOREF || refs->authenticate == LUA_NOREF || refs->bus == LUA_NOREF || refs->pubsub == LUA_NOREF ||
       refs->socket_mt == LUA_NOREF) {
     *err = strdup("the edgews module lacks its dispatch functions");
-    lua_close(L);
+    ews_vm_close(L);
     return NULL;
   }
   return L;
@@ -102,7 +126,12 @@ int ews_vm_load(lua_State *L, const char *script, char **err) {
   lua_getfield(L, -1, "edgews");
   lua_getfield(L, -1, "_load");
   lua_pushstring(L, script);
+  /* The script's body is a run like any handler: a load that loops forever is
+   * stopped and fails like any load error. */
+  ews_runaway_t *rw = ews_runaway_of(L);
+  if (rw) ews_runaway_begin(rw, uv_hrtime(), UINT64_MAX);
   int r = lua_pcall(L, 1, 2, 1);
+  if (rw) ews_runaway_end(rw);
   int ok = r == 0 && lua_toboolean(L, -2);
   if (!ok) *err = dup_err(L, -1, "script failed to load");
   lua_settop(L, 1);
@@ -140,6 +169,8 @@ int ews_vm_read_config(lua_State *L, ews_config_t *cfg, char **err) {
     if (get_number(L, t, "max_head_size", &v)) cfg->max_head = (uint32_t)v;
     if (get_number(L, t, "max_headers", &v)) cfg->max_headers = (uint32_t)v;
     if (get_number(L, t, "backlog", &v)) cfg->backlog = (int)v;
+    get_number(L, t, "handler_timeout", &cfg->handler_timeout);
+    get_number(L, t, "max_lua_memory", &cfg->max_lua_memory);
     lua_getfield(L, t, "log_level");
     if (lua_isstring(L, -1) && !(cfg->cli_set & EWS_CLI_LOG_LEVEL)) {
       int lv = ews_log_level_parse(lua_tostring(L, -1));
@@ -231,4 +262,7 @@ int ews_vm_read_config(lua_State *L, ews_config_t *cfg, char **err) {
   return rc;
 }
 
-void ews_vm_close(lua_State *L) { lua_close(L); }
+void ews_vm_close(lua_State *L) {
+  ews_runaway_detach(ews_runaway_of(L));
+  lua_close(L);
+}

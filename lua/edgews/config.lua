@@ -29,7 +29,7 @@ local app_fields = {
   idle_timeout = true, heartbeat = true, max_buffered = true, on_backpressure = true,
   compression = true, origins = true, max_connections = true, max_connections_per_ip = true,
   max_connections_per_user = true, auth = true, rate_limit = true, max_json_size = true,
-  notifications = true,
+  notifications = true, handler_timeout = true,
 }
 local compression_fields = {
   mode = true, level = true, threshold = true, window_kb = true, client_no_context_takeover = true,
@@ -47,6 +47,18 @@ local function check_number(level, t, name, min, max, integer)
 end
 
 local DAY = 86400
+
+-- handler_timeout: seconds a handler run may take; 0 = no limit. The watchdog polls
+-- a few times per budget, at most every 10 ms, so budgets under 10 ms are refused.
+local function check_timeout(level, t, who)
+  local v = t.handler_timeout
+  if v == nil then return nil end
+  if type(v) ~= "number" or v ~= v or v < 0 or v > DAY or (v > 0 and v < 0.01) then
+    fail(level + 1, "%s: handler_timeout must be 0 (no limit) or a number of seconds in [0.01, %d], got %s",
+      who, DAY, tostring(v))
+  end
+  return v
+end
 
 -- edgews.app{...}: returns the normalised app configuration.
 function _M.app(t, level)
@@ -106,6 +118,7 @@ function _M.app(t, level)
     fail(level, "edgews.app: notifications must be a boolean")
   end
   c.notifications = t.notifications
+  c.handler_timeout = check_timeout(level, t, "edgews.app")
   local z = t.compression
   if z == false or z == nil then
     c.compression = { mode = "off" }
@@ -145,6 +158,7 @@ local server_fields = {
   max_headers = true, backlog = true, watch = true, tls = true, plain_listen = true,
   admin_listen = true, metrics = true, health = true, data_dir = true, pubsub = true,
   notifications = true, reuse_port = true, max_message_memory = true, worker_inbox_limit = true,
+  handler_timeout = true, max_lua_memory = true,
 }
 local log_levels = { debug = true, info = true, warn = true, error = true, off = true }
 
@@ -194,6 +208,13 @@ function _M.server(t, level)
   c.max_head_size = check_number(level, t, "max_head_size", 256, 1024 * 1024, true)
   c.max_headers = check_number(level, t, "max_headers", 1, 64, true)
   c.backlog = check_number(level, t, "backlog", 1, 65535, true)
+  c.handler_timeout = check_timeout(level, t, "edgews.configure")
+  local mem = t.max_lua_memory
+  if mem ~= nil and (not is_int(mem) or (mem ~= 0 and (mem < 8 * 1048576 or mem > 2 ^ 50))) then
+    fail(level, "edgews.configure: max_lua_memory must be 0 (no limit) or a number of bytes "
+      .. "in [8 MiB, 2^50], got %s", tostring(mem))
+  end
+  c.max_lua_memory = mem
   if t.watch ~= nil and type(t.watch) ~= "boolean" then
     fail(level, "edgews.configure: watch must be a boolean")
   end

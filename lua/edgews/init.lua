@@ -174,6 +174,9 @@ end
 function _M.configure(t)
   if not loading then error("edgews.configure must be called while the script loads", 2) end
   loading.server = config.server(t, 2)
+  -- The rest of this load runs under the new budget (a script that needs long to load
+  -- says so before it does).
+  if loading.server.handler_timeout then core.set_run_budget(loading.server.handler_timeout) end
 end
 
 -- Called by the core (vm.c) to load or reload the script. -> true | nil, err
@@ -398,10 +401,20 @@ function _M.timer(secs, fn)
 end
 
 --- edgews.every(seconds, fn) -> timer: runs fn every `seconds` until cancelled.
+-- A run that the watchdog stops (handler_timeout, max_lua_memory) cancels the timer:
+-- a job that runs away once would otherwise stall the worker at every interval.
 function _M.every(secs, fn)
   if type(secs) ~= "number" or not (secs >= 0.001) then error("edgews.every: seconds >= 0.001 expected", 2) end
   if type(fn) ~= "function" then error("edgews.every: function expected", 2) end
-  return setmetatable({ id = core.timer(secs, fn, true) }, Timer)
+  local t = setmetatable({}, Timer)
+  t.id = core.timer(secs, function()
+    local ok, err = xpcall(fn, traceback)
+    if not ok and core.handler_error(false, "timer", tostring(err)) then
+      core.timer_cancel(t.id)
+      core.log(core.ERROR, "edgews.every: the timer was cancelled (its run was stopped)")
+    end
+  end, true)
+  return t
 end
 
 -- Logging: edgews.log.info("fmt", ...) writes a log line tagged with the

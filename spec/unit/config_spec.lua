@@ -64,6 +64,11 @@ describe("edgews.config.app", function()
     { "a window that is not a power of two", { path = "/a", compression = { window_kb = 3 } }, "window_kb" },
     { "an unknown compression field", { path = "/a", compression = { bits = 3 } }, "unknown field 'bits'" },
     { "compression = true", { path = "/a", compression = true }, "compression must be" },
+    { "a negative handler_timeout", { path = "/a", handler_timeout = -1 }, "handler_timeout must be" },
+    { "a handler_timeout under 10 ms", { path = "/a", handler_timeout = 0.005 }, "handler_timeout must be" },
+    { "a handler_timeout over a day", { path = "/a", handler_timeout = 86401 }, "handler_timeout must be" },
+    { "a NaN handler_timeout", { path = "/a", handler_timeout = 0 / 0 }, "handler_timeout must be" },
+    { "a handler_timeout that is not a number", { path = "/a", handler_timeout = "2" }, "handler_timeout must be" },
   }
   for _, case in ipairs(bad) do
     it("rejects " .. case[1], function()
@@ -72,6 +77,13 @@ describe("edgews.config.app", function()
       assert.is_truthy(tostring(err):find(case[3]), tostring(err))
     end)
   end
+
+  it("takes an app's handler_timeout (0 = no limit); none means the server's", function()
+    assert.are.equal(0.5, config.app({ path = "/a", handler_timeout = 0.5 }).handler_timeout)
+    assert.are.equal(0, config.app({ path = "/a", handler_timeout = 0 }).handler_timeout)
+    assert.are.equal(0.01, config.app({ path = "/a", handler_timeout = 0.01 }).handler_timeout)
+    assert.is_nil(config.app({ path = "/a" }).handler_timeout)
+  end)
 
   it("reports the error at the caller's line", function()
     local function user_script() local c = config.app({ path = 1 }, 1); return c end
@@ -95,6 +107,18 @@ describe("edgews.config.server", function()
     assert.are.equal(64 * 1024 * 1024, c.max_message_memory)
   end)
 
+  it("takes the runaway limits: handler_timeout (s) and max_lua_memory (bytes), 0 = none", function()
+    local c = config.server({ handler_timeout = 0.25, max_lua_memory = 64 * 1048576 })
+    assert.are.equal(0.25, c.handler_timeout)
+    assert.are.equal(64 * 1048576, c.max_lua_memory)
+    c = config.server({ handler_timeout = 0, max_lua_memory = 0 })
+    assert.are.equal(0, c.handler_timeout)
+    assert.are.equal(0, c.max_lua_memory)
+    c = config.server({})
+    assert.is_nil(c.handler_timeout) -- the defaults (2 s, 1 GiB) live in the core
+    assert.is_nil(c.max_lua_memory)
+  end)
+
   it("accepts IPv6 and host-less listen addresses", function()
     assert.are.equal("[::1]:80", config.server({ listen = "[::1]:80" }).listen)
     assert.are.equal(":80", config.server({ listen = ":80" }).listen)
@@ -110,6 +134,13 @@ describe("edgews.config.server", function()
     { "a non-boolean reuse_port", { reuse_port = 1 }, "reuse_port must be" },
     { "a negative max_message_memory", { max_message_memory = -1 }, "max_message_memory must be" },
     { "a fractional max_message_memory", { max_message_memory = 1.5 }, "max_message_memory must be" },
+    { "a negative handler_timeout", { handler_timeout = -0.5 }, "handler_timeout must be" },
+    { "a handler_timeout under 10 ms", { handler_timeout = 0.001 }, "handler_timeout must be" },
+    { "a handler_timeout given as a string", { handler_timeout = "2s" }, "handler_timeout must be" },
+    { "a max_lua_memory under 8 MiB", { max_lua_memory = 1048576 }, "max_lua_memory must be" },
+    { "a negative max_lua_memory", { max_lua_memory = -1 }, "max_lua_memory must be" },
+    { "a fractional max_lua_memory", { max_lua_memory = 16 * 1048576 + 0.5 }, "max_lua_memory must be" },
+    { "a max_lua_memory given as a string", { max_lua_memory = "1G" }, "max_lua_memory must be" },
   }
   for _, case in ipairs(bad) do
     it("rejects " .. case[1], function()
