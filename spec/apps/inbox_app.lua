@@ -9,7 +9,7 @@
 local edgews = require "edgews"
 local cjson = require "cjson"
 
-edgews.configure { worker_inbox_limit = 16, pubsub = { max_queue_size = 100000 } }
+edgews.configure { worker_inbox_limit = 16, handler_timeout = 30, pubsub = { max_queue_size = 100000 } }
 
 local app = edgews.app { path = "/ib", max_buffered = 64 * 1024 * 1024 }
 
