@@ -804,8 +804,10 @@ static int open_records(ews_tls_t *t, uint8_t *buf, size_t off, size_t len, size
         }
         break; /* a warning: ignored */
       case REC_HANDSHAKE:
-        /* A renegotiation attempt (we never renegotiate): decline and carry on. */
-        send_alert(t, 1, MBEDTLS_SSL_ALERT_MSG_NO_RENEGOTIATION);
+        /* A renegotiation attempt (we never renegotiate): decline and carry on; not
+         * after our close_notify, which promised that nothing more follows
+         * (RFC 5246 7.2.1). */
+        if (!t->sent_close) send_alert(t, 1, MBEDTLS_SSL_ALERT_MSG_NO_RENEGOTIATION);
         break;
       default:
         ret = fail_open(t, MBEDTLS_SSL_ALERT_MSG_UNEXPECTED_MESSAGE, "unexpected record type");

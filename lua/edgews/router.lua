@@ -25,9 +25,10 @@
 --   validation_failed     the route's schema rejected the fields; details = the
 --                         list of { field =, error =, message = } (edgews.validate)
 --
--- id: the message's "id" field when it is a string or a number (nil before
--- the message is decoded, and for other values): the reply echoes it so a
--- client can correlate the error with its request. The reply helper
+-- id: the message's "id" field when it is a string or a finite number (nil
+-- before the message is decoded, and for other values, such as 1e999, which
+-- decodes to infinity, and NaN, which JSON cannot carry back): the reply echoes
+-- it so a client can correlate the error with its request. The reply helper
 -- router.error_message builds the standard reply:
 --   {"type":"error","error":<code>,"message":<text>,"details":<details>,"id":<id>}
 -- ("details" and "id" only when present). The handler error code
@@ -48,7 +49,8 @@ local validate = require "edgews.validate"
 
 local require, type, pairs, error, tostring, pcall, next, setmetatable =
   require, type, pairs, error, tostring, pcall, next, setmetatable
-local string_format, string_sub, string_find = string.format, string.sub, string.find
+local string_format, string_sub, string_find, string_byte = string.format, string.sub, string.find, string.byte
+local math_huge = math.huge
 
 local _M = {}
 
@@ -66,13 +68,28 @@ Router.__index = Router
 local new_fields = { max_size = true, json = true, reply_error = true }
 
 -- For messages: a client-supplied string, shortened and never raw in a format.
+-- The cut never splits a UTF-8 character (the reply goes out as a text frame, which
+-- must be valid UTF-8; the string itself is, coming from a text frame).
 local function shown(s)
-  if #s > 64 then return string_sub(s, 1, 64) .. "..." end
-  return s
+  if #s <= 64 then return s end
+  local n = 64
+  local b = string_byte(s, n + 1)
+  while n > 0 and b >= 0x80 and b < 0xC0 do -- a continuation byte: back up
+    n = n - 1
+    b = string_byte(s, n + 1)
+  end
+  return string_sub(s, 1, n) .. "..."
+end
+
+-- An id the reply can echo: a string, or a number JSON can write (not NaN/inf).
+local function is_id(v)
+  local t = type(v)
+  return t == "string" or (t == "number" and v == v and v ~= math_huge and v ~= -math_huge)
 end
 
 local function error_message(json, code, message, details, id)
   if type(code) ~= "string" then error("router.error_message: code must be a string", 3) end
+  if not is_id(id) then id = nil end -- never fail the reply over an id it cannot carry
   local t = { type = "error", error = code, message = message, details = details, id = id }
   local s, err = json.encode(t)
   if not s then error("router.error_message: cannot encode: " .. tostring(err), 3) end
@@ -80,8 +97,9 @@ local function error_message(json, code, message, details, id)
 end
 
 --- router.error_message(code, message, details, id [, json]) -> JSON text
--- The standard error reply; details and id are omitted when nil. json: the
--- codec (default cjson.safe).
+-- The standard error reply; details and id are omitted when nil, and so is an
+-- id that is not a string or a finite number. json: the codec (default
+-- cjson.safe).
 function _M.error_message(code, message, details, id, json)
   return error_message(json or get_default_json(), code, message, details, id)
 end
@@ -146,11 +164,6 @@ function Router:get(name)
   local route = self.routes[name]
   if route then return route.handler, route.opts end
   return nil
-end
-
-local function is_id(v)
-  local t = type(v)
-  return t == "string" or t == "number"
 end
 
 --- r:decode(raw, is_binary) -> data | nil, code, message, details
