@@ -241,7 +241,11 @@ local function verify_both(token, o)
   local ok2, user, uerr = pcall(strat.verify, token)
   check(ok2, "auth strategy verify raised: %s", show(user))
   local sclaims, serr = ref_verify(token, KEY, default_length(o))
-  if sclaims then
+  if sclaims and (type(sclaims.sub) ~= "string" or sclaims.sub == "") then
+    -- a token must name its user (README: tokens without sub are refused)
+    check(user == nil and uerr == "missing subject",
+      "auth strategy accepted a token without a subject (%s)", show(uerr))
+  elseif sclaims then
     check(user and deep_equal(user.claims, sclaims) and user.exp == sclaims.exp and user.id == sclaims.sub,
       "auth strategy user differs from the claims")
   else
@@ -433,6 +437,9 @@ check_authenticate = function(strat, o, authz, query, protos)
       "no credential, yet authenticate said %s", show(err))
   else
     local want, werr = ref_verify(cred, KEY, default_length(o))
+    if want and (type(want.sub) ~= "string" or want.sub == "") then
+      want, werr = nil, "missing subject" -- a token must name its user
+    end
     check((user ~= nil) == (want ~= nil) and (user or err == werr),
       "credential %s: authenticate said %s, the reference %s", show(cred), show(err), show(werr))
   end
