@@ -150,7 +150,7 @@ end
 
 -- From byte index i (a character boundary) of valid UTF-8 s, the byte index n UTF-16
 -- units further; nil, END if s ends first, nil, SPLIT if that lands inside a pair.
-local function fwd(s, i, n)
+local function fwd_bytes(s, i, n)
   while n > 0 do
     local c = byte(s, i)
     if not c then return nil, END end
@@ -171,7 +171,7 @@ end
 
 -- From byte index j (exclusive: a character boundary or #s + 1), the byte index n
 -- units back; nil, END before the start, nil, SPLIT inside a pair.
-local function back(s, j, n)
+local function back_bytes(s, j, n)
   while n > 0 do
     j = j - 1
     local c = byte(s, j)
@@ -190,6 +190,93 @@ local function back(s, j, n)
     n = n - 1
   end
   return j
+end
+
+-- With LuaJIT's FFI, long seeks go 8 bytes at a time. In valid UTF-8 every character
+-- has one lead byte (any byte but the continuations 10xxxxxx), and a character is 2
+-- UTF-16 units when its lead is 11110xxx, else 1; so the units of the characters that
+-- start in a word are (non-continuation bytes) + (bytes >= 0xF0), counted with bit
+-- operations, and an ASCII word (no high bit) is simply 8. Words are read at 8-byte
+-- aligned addresses (the bytes before the first one are counted singly), and the word
+-- loop stops while more than 16 units remain (a word holds at most 9), so the byte loop
+-- finishes the seek and detects a split pair. A character that straddles the last
+-- word forward was counted by its lead, so its continuation bytes are stepped over;
+-- backward, one that straddles was not, and the byte loop counts it.
+local fwd, back = fwd_bytes, back_bytes
+local ffi_ok, ffi = pcall(require, "ffi")
+local bit_ok, bit = pcall(require, "bit")
+if ffi_ok and bit_ok and type(ffi) == "table" and type(bit) == "table" then
+  local band, bnot, lshift, rshift = bit.band, bit.bnot, bit.lshift, bit.rshift
+  local cast, tonum = ffi.cast, tonumber
+  local u8p, u64p, uptr = ffi.typeof("const uint8_t *"), ffi.typeof("const uint64_t *"),
+    ffi.typeof("uintptr_t")
+  -- (no 0x...ULL literals: the file must stay parseable by Lua 5.1)
+  local HI = ffi.new("uint64_t", 0x80808080) * 0x100000001   -- 0x8080808080808080
+  local ONES = ffi.new("uint64_t", 0x01010101) * 0x100000001 -- 0x0101010101010101
+
+  -- Units of the characters whose lead byte is in word x. Each byte contributes
+  -- 1 - (continuation) + (>= 0xF0), at most 2, so the 8 sums fit their bytes and one
+  -- multiplication adds them up in the top byte. No branch: a branch would leave the
+  -- compiled loop through a side exit, which boxes the 64-bit values.
+  local function word_units(x)
+    local c7 = band(x, HI)
+    local x1 = lshift(x, 1)
+    local cont = rshift(band(c7, bnot(x1)), 7)                                     -- 10xxxxxx
+    local four = rshift(band(band(c7, x1), band(lshift(x, 2), lshift(x, 3))), 7)  -- 1111xxxx
+    return tonum(rshift((ONES - cont + four) * ONES, 56))
+  end
+
+  local function units_of_byte(c)
+    if c < 0x80 then return 1 end
+    if c < 0xC0 then return 0 end
+    if c < 0xF0 then return 1 end
+    return 2
+  end
+
+  fwd = function(s, i, n)
+    local len = #s
+    if n > 32 and len - i > 64 then
+      local p = cast(u8p, s)
+      while n > 16 and tonum(cast(uptr, p + (i - 1))) % 8 ~= 0 do
+        n = n - units_of_byte(p[i - 1])
+        i = i + 1
+      end
+      local w = cast(u64p, p + (i - 1))
+      local k, words = 0, (len - i + 1 - (len - i + 1) % 8) / 8
+      while n > 16 and k < words do
+        n = n - word_units(w[k])
+        k = k + 1
+      end
+      i = i + 8 * k
+      local c = p[i - 1] -- i <= len + 1: the terminating NUL at worst
+      while c >= 0x80 and c < 0xC0 do
+        i = i + 1
+        c = p[i - 1]
+      end
+    end
+    return fwd_bytes(s, i, n)
+  end
+
+  back = function(s, j, n)
+    if n > 32 and j > 64 then
+      local p = cast(u8p, s)
+      while n > 16 and tonum(cast(uptr, p + (j - 1))) % 8 ~= 0 do
+        j = j - 1
+        n = n - units_of_byte(p[j - 1])
+      end
+      local words = (j - 1 - (j - 1) % 8) / 8
+      local w = cast(u64p, p + (j - 1))
+      local k = 0
+      while n > 16 and k < words do
+        k = k + 1
+        n = n - word_units(w[-k])
+      end
+      j = j - 8 * k
+      -- j may be inside a character whose lead is before j (not counted yet):
+      -- back_bytes steps back to that lead and counts it
+    end
+    return back_bytes(s, j, n)
+  end
 end
 
 -- The UTF-16 length of s from byte i on (s valid UTF-8).
@@ -455,6 +542,58 @@ local function locate(doc, slen, len, u, bi, target, fname)
   return fwd(doc, bi, target - u)
 end
 
+-- The new document from the pieces walk() collected: insert strings, and spans
+-- (first byte, byte after the last) of doc. Big results are copied straight into
+-- one buffer with the FFI (one new string instead of a substring per span and the
+-- concatenation); small ones, or without the FFI, go through sub() and concat().
+local ffi_copy, ffi_string, scratch, scratch_size
+if ffi_ok and type(ffi) == "table" then
+  ffi_copy, ffi_string = ffi.copy, ffi.string
+  scratch_size = 0
+end
+local BIG = 64 * 1024          -- results from this size on are assembled with the FFI
+local SCRATCH_MAX = 4 * 1024 * 1024 -- a buffer up to this size is kept for the next call
+
+local function assemble(doc, pieces, np, size)
+  if np == 2 and pieces[1] == 1 and pieces[2] == #doc + 1 then return doc end
+  if ffi_copy and size >= BIG then
+    local buf = scratch
+    if size > scratch_size then
+      buf = ffi.new("uint8_t[?]", size)
+      if size <= SCRATCH_MAX then scratch, scratch_size = buf, size end
+    end
+    local src = ffi.cast("const uint8_t *", doc)
+    local at, i = 0, 1
+    while i <= np do
+      local x = pieces[i]
+      if type(x) == "string" then
+        ffi_copy(buf + at, x, #x)
+        at = at + #x
+        i = i + 1
+      else
+        local n = pieces[i + 1] - x
+        ffi_copy(buf + at, src + (x - 1), n)
+        at = at + n
+        i = i + 2
+      end
+    end
+    return ffi_string(buf, size)
+  end
+  local out, k, i = {}, 0, 1
+  while i <= np do
+    local x = pieces[i]
+    k = k + 1
+    if type(x) == "string" then
+      out[k] = x
+      i = i + 1
+    else
+      out[k] = sub(doc, x, pieces[i + 1] - 1)
+      i = i + 2
+    end
+  end
+  return concat(out, "", 1, k)
+end
+
 local function walk(doc, op, len, inverse, fname)
   if type(doc) ~= "string" then error(fname .. ": document must be a string, got " .. type(doc), 3) end
   check_len(len, fname, 4)
@@ -463,7 +602,7 @@ local function walk(doc, op, len, inverse, fname)
   if not base then return nil, err end
   local slen = #doc
   local u, bi = 0, 1
-  local pieces, np = {}, 0
+  local pieces, np, size = {}, 0, 0 -- inserts (strings) and retained byte spans (2 numbers)
   local b = inverse and builder()
   for k = 1, #op do
     local c = op[k]
@@ -473,6 +612,7 @@ local function walk(doc, op, len, inverse, fname)
       else
         np = np + 1
         pieces[np] = c
+        size = size + #c
       end
     else
       local n = c > 0 and c or -c
@@ -485,8 +625,9 @@ local function walk(doc, op, len, inverse, fname)
         if inverse then
           b_retain(b, n)
         else
-          np = np + 1
-          pieces[np] = (bi == 1 and j == slen + 1) and doc or sub(doc, bi, j - 1)
+          pieces[np + 1], pieces[np + 2] = bi, j
+          np = np + 2
+          size = size + (j - bi)
         end
       elseif inverse then
         b_insert(b, sub(doc, bi, j - 1), n)
@@ -501,8 +642,7 @@ local function walk(doc, op, len, inverse, fname)
     return nil, fmt("base length %s does not match document length %s", num(u), num(u + units_from(doc, bi)))
   end
   if inverse then return (b_done(b)) end
-  if np == 1 then return pieces[1] end
-  return concat(pieces, "", 1, np)
+  return assemble(doc, pieces, np, size)
 end
 
 -- apply(doc, op [, len]) -> new document | nil, err
