@@ -5,6 +5,21 @@
 --   local a2, b2 = ot.transform(a, b)               -- a2 = {1,"x",3}, b2 = {4,"y"}
 --   ot.apply(ot.apply("abc", a), b2) == ot.apply(ot.apply("abc", b), a2)  -- "axbcy"
 --
+-- API (UTF-16 units throughout; invalid input returns nil, err):
+--   parse(op [, len]) -> op', base, target   validate (strictly; against a document
+--                                            length if given), canonical copy
+--   normalize(op) -> op'                     canonical copy; drops 0 and "" components
+--   base_length(op), target_length(op) -> n, is_noop(op) -> bool
+--   apply(doc, op [, len]) -> doc'           len: doc's UTF-16 length, if known
+--   invert(op, doc [, len]) -> inverse       apply(apply(doc, op), inverse) == doc
+--   transform(a, b) -> a', b'                a, b concurrent on the same document
+--   compose(a, b) -> ab                      b follows a
+--   transform_cursor(pos, op [, is_own]) -> pos'
+--   transform_range({ anchor, head }, op [, is_own]) -> range'
+--   transform_selection({ ranges = { range... } }, op [, is_own]) -> selection'
+--   utf16_length(str) -> n | nil, "invalid UTF-8"
+--   MAX_LENGTH = 2^53 - 1                    largest count or length accepted
+--
 -- Wire format. An operation is ot.js's TextOperation JSON, a Lua array as a JSON
 -- decoder returns it: a positive integer n retains (skips) n characters, a string
 -- inserts itself, a negative integer -n deletes n characters. An operation covers the
@@ -24,19 +39,23 @@
 -- and must refuse a lone surrogate escape (lua-cjson does).
 --
 -- Conversion. Mapping a UTF-16 position to a byte offset needs a scan of the UTF-8
--- text before it. apply() walks the document once per operation, from the previous
--- component's end, never from the start per component; a retain or delete of n
--- units costs n character steps of a tight loop LuaJIT compiles (about 1 ns per
--- byte). When the caller also passes the document's UTF-16 length (which a server
--- keeps anyway: it is the target length of the last operation), apply() knows
--- where the document ends without scanning it: it seeks each position from the
--- nearer end (forward from the previous component, or backward from the end of
--- the document), copies the trailing retain without looking at it, and when the
--- bytes left equal the units left (which happens exactly when the rest is ASCII)
--- it computes offsets instead of scanning. Every cut is checked to fall on a
--- character boundary, so even a wrong length cannot produce broken UTF-8 (it
--- raises). The document itself is trusted to be valid UTF-8 (it is the result of
--- earlier operations; check outside text with utf16_length first).
+-- text before it. apply() walks the document once per operation, each seek starting
+-- where the previous component ended, never from the start per component. Long
+-- seeks read 8 bytes at a time through LuaJIT's FFI (about 0.4 ms per MB; a byte
+-- loop, about 1-2 ns per byte, finishes each seek and is the whole scan on a plain
+-- Lua without FFI). When the caller also passes the document's UTF-16 length (a
+-- server keeps it anyway: the target length of the last operation), apply() knows
+-- where the document ends without scanning: it seeks each position from the nearer
+-- end (forward from the previous component, or backward from the end), copies the
+-- trailing retain without looking at it, and once the bytes left equal the units
+-- left (exactly when the rest is ASCII) it computes offsets instead of scanning; an
+-- ASCII document then costs no scan at all. Every cut is checked to fall on a
+-- character boundary, so a wrong length gives wrong positions or raises but never
+-- broken UTF-8. A big result (64 KiB and more) is copied into one buffer and made
+-- a string once, rather than a substring per retained span plus a concatenation:
+-- making the new string is then most of the cost of an edit to a big document.
+-- The document itself is trusted to be valid UTF-8 (it results from earlier
+-- operations; check text from elsewhere with utf16_length first).
 --
 -- Canonical form. Every operation this module returns is canonical, as ot.js's
 -- builder makes them: no empty components, adjacent components of one kind merged,
@@ -382,8 +401,10 @@ end
 -- run of inserts and deletes between two retains is kept pending and flushed as one
 -- insert (concatenated once) followed by one delete.
 
-local function builder()
-  return { out = {}, lens = {}, k = 0, ins = nil, more = nil, nins = 0, units = 0, del = 0 }
+-- with_lens: also record the UTF-16 length of each insert of the result in .lens.
+local function builder(with_lens)
+  return { out = {}, lens = with_lens and {} or false, k = 0, ins = nil, more = nil, nins = 0,
+           units = 0, del = 0 }
 end
 
 local function flush(b)
@@ -391,7 +412,7 @@ local function flush(b)
   if b.nins > 0 then
     k = k + 1
     out[k] = b.nins == 1 and b.ins or concat(b.more, "", 1, b.nins)
-    b.lens[k] = b.units
+    if b.lens then b.lens[k] = b.units end
     b.ins, b.nins, b.units = nil, 0, 0
   end
   if b.del > 0 then
@@ -439,7 +460,7 @@ end
 
 -- The canonical form of a checked op (and the UTF-16 lengths of its inserts).
 local function canon(op, lens)
-  local b = builder()
+  local b = builder(true)
   for k = 1, #op do
     local c = op[k]
     if type(c) == "string" then
@@ -595,7 +616,9 @@ local function assemble(doc, pieces, np, size)
 end
 
 local function walk(doc, op, len, inverse, fname)
-  if type(doc) ~= "string" then error(fname .. ": document must be a string, got " .. type(doc), 3) end
+  if type(doc) ~= "string" then
+    error(fname .. ": document must be a string, got " .. type(doc), 3)
+  end
   check_len(len, fname, 4)
   local lens = inverse and {} or nil
   local base, err = check(op, lens, len, false)
@@ -639,7 +662,8 @@ local function walk(doc, op, len, inverse, fname)
     if len then
       error(fname .. ": the document length passed is not the document's UTF-16 length", 3)
     end
-    return nil, fmt("base length %s does not match document length %s", num(u), num(u + units_from(doc, bi)))
+    return nil, fmt("base length %s does not match document length %s",
+      num(u), num(u + units_from(doc, bi)))
   end
   if inverse then return (b_done(b)) end
   return assemble(doc, pieces, np, size)

@@ -133,6 +133,18 @@ local function long_documents(impl, seed, iters)
 end
 
 describe("edgews.ot", function()
+  it("does what the README's examples say", function()
+    assert.are.equal("a😀!b", ot.apply("a😀b", { 3, "!", 1 }))
+    assert.are.same({ nil, "component 1: splits a surrogate pair" }, { ot.apply("a😀b", { 2, "!", 2 }) })
+    assert.are.equal("ab", ot.apply("a😀b", { 1, -2, 1 }))
+    assert.are.equal(4, ot.utf16_length("a😀b"))
+    local op, base, target = ot.parse({ 5, "abc", -2 })
+    assert.are.same({ 5, "abc", -2 }, op)
+    assert.are.equal(7, base)
+    assert.are.equal(8, target)
+    assert.are.equal("a😀b", require("cjson").decode('["a\\ud83d\\ude00b"]')[1])
+  end)
+
   describe("utf16_length", function()
     local valid = {
       { "", 0 }, { "abc", 3 }, { "é", 1 }, { "€", 1 }, { "😀", 2 }, { "a😀b", 4 },
