@@ -29,7 +29,7 @@
 
 /* ---- one bucket ---------------------------------------------------------------- */
 
-typedef struct {
+typedef struct ews_tb {
   double tokens; /* at time `last` */
   double last;   /* seconds; -INFINITY for a bucket that was never taken from */
 } ews_tb_t;

@@ -50,8 +50,9 @@ local type, pairs, error, tostring, tonumber, setmetatable, pcall =
   type, pairs, error, tostring, tonumber, setmetatable, pcall
 local math_huge = math.huge
 
-ffi.cdef [[
-typedef struct { double tokens, last; } ews_tb_t;
+-- (once per process: a module loaded again, as the specs do, must not redefine them)
+if not pcall(ffi.typeof, "ews_tb_t") then ffi.cdef [[
+typedef struct ews_tb { double tokens, last; } ews_tb_t;
 typedef struct ews_limiter ews_limiter_t;
 double ews_tb_refill(double tokens, double last, double now, double rate, double burst);
 int ews_tb_consume(double tokens, double n, double rate, double burst, double out[2]);
@@ -64,7 +65,7 @@ double ews_limiter_tokens(const ews_limiter_t *l, int kind, const char *key, siz
 void ews_limiter_reset(ews_limiter_t *l, int kind, const char *key, size_t len);
 size_t ews_limiter_size(const ews_limiter_t *l);
 size_t ews_limiter_memory(const ews_limiter_t *l);
-]]
+]] end
 
 local _M = {}
 
