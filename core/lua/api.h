@@ -46,6 +46,8 @@ void ews_api_notify_register(lua_State *L, void *w);
 void ews_api_timer_register(lua_State *L, void *w);
 /* Presence (api_presence.c): the presence_* functions and the worker's presence timer. */
 void ews_api_presence_register(lua_State *L, void *w);
+/* Rate limits (api_ratelimit.c): core.take, and the FFI link to hub/ratelimit.h. */
+void ews_api_ratelimit_register(lua_State *L, void *w);
 /* At worker shutdown: stops and frees every Lua timer (and the tasks sleeping). */
 void ews_ltimers_close_all(struct ews_worker *w);
 

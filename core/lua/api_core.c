@@ -16,7 +16,6 @@
 
 #include "err.h"
 #include "log.h"
-#include "hub/buckets.h"
 #include "hub/bus.h"
 #include "hub/channels.h"
 #include "hub/users.h"
@@ -415,21 +414,6 @@ static int l_count(lua_State *L) {
   return luaL_error(L, "core.count: unknown counter '%s'", name);
 }
 
-/* core.take(key, rate, burst, n) -> true | false, retry_after: a token bucket
- * shared by all workers (hub/buckets.h). */
-static int l_take(lua_State *L) {
-  size_t len;
-  const char *key = luaL_checklstring(L, 1, &len);
-  double rate = luaL_checknumber(L, 2), burst = luaL_checknumber(L, 3);
-  double n = luaL_optnumber(L, 4, 1);
-  double retry = 0;
-  int ok = ews_bucket_take(key, len, rate, burst, n, (double)uv_hrtime() / 1e9, &retry);
-  lua_pushboolean(L, ok);
-  if (ok) return 1;
-  lua_pushnumber(L, retry);
-  return 2;
-}
-
 /* core.connection_count(path) -> open connections of the app on all workers */
 static int l_connection_count(lua_State *L) {
   size_t n;
@@ -659,7 +643,7 @@ static const luaL_Reg core_fns[] = {
     {"app_sockets", l_app_sockets}, {"auth_done", l_auth_done},
     {"count_user", l_count_user}, {"connection_count", l_connection_count},
     {"auth_deadline", l_auth_deadline}, {"authenticated", l_authenticated},
-    {"take", l_take}, {"count", l_count},
+    {"count", l_count},
     {"post", l_post}, {"user_add", l_user_add}, {"user_remove", l_user_remove},
     {"user_list", l_user_list}, {"stats_all", l_stats_all},
     {"subscribe", l_subscribe}, {"unsubscribe", l_unsubscribe}, {"publish", l_publish},
@@ -674,6 +658,7 @@ int ews_luaopen_core(lua_State *L) {
   ews_api_pubsub_register(L, w);
   ews_api_notify_register(L, w);
   ews_api_presence_register(L, w);
+  ews_api_ratelimit_register(L, w);
   /* Error codes by number -> short lower-case name ("closed", "backpressure", ...). */
   lua_createtable(L, 0, 48);
 #define XX(name, val, cc, hs, msg)        \
