@@ -24,7 +24,17 @@ describe("client/edgews.js unit tests (node --test)", function()
     local fail = tonumber(out:match("\n# fail (%d+)"))
     assert.are.equal(0, rc, out)
     assert.are.equal(0, fail, out)
-    -- the file has 24 tests: fewer means some were not run
-    assert.is_true(pass and pass >= 24, out)
+    -- the file has 25 tests: fewer means some were not run
+    assert.is_true(pass and pass >= 25, out)
+  end)
+end)
+
+describe("client/edgews.d.ts", function()
+  it("type-checks the README's uses under tsc --strict and refuses wrong ones", function()
+    local tsc = ROOT .. "/node_modules/.bin/tsc"
+    assert.is_true(io.open(tsc) ~= nil, "typescript is missing: run `npm ci` in the repository root")
+    local out, rc = run(("cd '%s' && '%s' --noEmit --strict --target es2022 --module esnext "
+      .. "--moduleResolution bundler --lib es2022,dom tests/clients/client_types.ts"):format(ROOT, tsc))
+    assert.are.equal(0, rc, out)
   end)
 end)

@@ -836,3 +836,13 @@ test('events and state: readyState, connect timeout, listener errors do not brea
   ws.push({ type: 'echo', id: ws.last().id });
   await p;
 });
+
+test('edgews.d.ts declares every export of edgews.js', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const mod = await import('../../client/edgews.js');
+  const dts = await readFile(new URL('../../client/edgews.d.ts', import.meta.url), 'utf8');
+  for (const name of Object.keys(mod)) {
+    const re = name === 'default' ? /^export default /m : new RegExp(`^export (declare )?(class|function|const) ${name}\\b`, 'm');
+    assert.match(dts, re, `${name} is not declared`);
+  }
+});
