@@ -519,7 +519,8 @@ export class EdgeWS extends Emitter {
       if (gen !== this._gen) return;
       const err = e instanceof EdgeWSError ? e : new EdgeWSError('token_error', `token provider failed: ${e && e.message}`, { cause: e });
       this._emit('error', err);
-      this._afterEnd({ code: 1006, reason: err.message, wasClean: false, opened: false });
+      if (err.code === 'no_websocket') this._finish({ code: 1006, reason: err.message, wasClean: false }); // retrying cannot help
+      else this._afterEnd({ code: 1006, reason: err.message, wasClean: false, opened: false });
       return;
     }
     let url = this.url;
