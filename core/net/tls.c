@@ -449,52 +449,6 @@ const char *ews_tls_reason(const ews_tls_t *t, char *buf, size_t len) {
 
 /* ---- record protection ----------------------------------------------------- */
 
-/* Records of up to this many bytes are bump-allocated in the worker's current block
- * (pool->cur), like ews_wq_append does for small frames, so that a thousand
- * connections each sending a small message share a few blocks; larger records get a
- * block of their own (a full-size record fills one pool block exactly). */
-#define SMALL_RECORD (EWS_BUF_BLOCK / 4)
-
-/* Room for `need` bytes at the end of the ciphertext queue, following writeq.c's
- * convention: only the pool's current block is ever appended to, our tail run is
- * extended when it ends where the block's free space begins, and each segment holds
- * a reference to its block. The bytes become queued with out_commit(), before
- * anything else can append to the block. */
-static uint8_t *out_reserve(ews_tls_t *t, size_t need) {
-  ews_writeq_t *q = t->out;
-  ews_bufpool_t *pool = t->pool;
-  ews_buf_t *cur = pool ? pool->cur : NULL;
-  if (q->n && cur) {
-    ews_seg_t *s = &q->segs[(q->head + q->n - 1) % q->cap];
-    if (s->buf == cur && s->end == cur->len && cur->cap - cur->len >= need)
-      return cur->data + cur->len;
-  }
-  if (pool && need <= SMALL_RECORD) {
-    if (!cur || cur->cap - cur->len < need) {
-      ews_buf_t *nb = ews_buf_new(pool, EWS_BUF_BLOCK);
-      if (!nb) return NULL;
-      if (cur) ews_buf_unref(cur); /* the pool's reference */
-      pool->cur = cur = nb;
-    }
-    if (ews_wq_append_shared(q, cur, cur->len, 0) != 0) return NULL;
-    return cur->data + cur->len;
-  }
-  ews_buf_t *b = ews_buf_new(pool, need);
-  if (!b) return NULL;
-  int r = ews_wq_append_shared(q, b, 0, 0);
-  ews_buf_unref(b); /* the segment holds it now (or nothing does) */
-  return r == 0 ? b->data : NULL;
-}
-
-/* Queues the n bytes written at the place out_reserve() returned. */
-static void out_commit(ews_tls_t *t, size_t n) {
-  ews_writeq_t *q = t->out;
-  ews_seg_t *s = &q->segs[(q->head + q->n - 1) % q->cap];
-  s->buf->len += (uint32_t)n;
-  s->end += (uint32_t)n;
-  q->bytes += n;
-}
-
 static void make_aad(uint8_t aad[13], uint64_t seq, uint8_t type, size_t len) {
   put_be64(aad, seq);
   aad[8] = type;
@@ -545,7 +499,9 @@ static int seal(ews_tls_t *t, uint8_t type, cursor_t *cur, const uint8_t *src, s
   if (t->wseq == UINT64_MAX) return EWS_ETLS; /* never in practice: 2^64 records */
   size_t eiv = t->aead == AEAD_GCM ? 8 : 0;
   size_t total = HDR + eiv + len + TAG;
-  uint8_t *p = out_reserve(t, total);
+  /* Sealed in place where the record will be queued (net/bump.h: a small record
+   * shares the worker's current block, a full-size one fills a block of its own). */
+  uint8_t *p = ews_wq_reserve(t->out, t->pool, total);
   if (!p) return EWS_ENOMEM;
   uint8_t *data = p + HDR + eiv;
   if (cur) cursor_copy(cur, data, len);
@@ -561,7 +517,7 @@ static int seal(ews_tls_t *t, uint8_t type, cursor_t *cur, const uint8_t *src, s
   p[2] = 3;
   p[3] = (uint8_t)(clen >> 8);
   p[4] = (uint8_t)clen;
-  out_commit(t, total);
+  ews_wq_commit(t->out, total);
   t->wseq++;
   return 0;
 }
