@@ -9,12 +9,15 @@
  *    The callback has no connection argument, so the connection being handshaken is
  *    found through a thread-local pointer set around that call.
  *    3.x: the callback is removed. Register mbedtls_ssl_set_export_keys_cb(ssl, cb, k)
- *    per connection (no thread-local needed); it receives only the master secret
- *    (type MBEDTLS_SSL_KEY_EXPORT_TLS12_MASTER_SECRET, 48 bytes), both randoms and the
- *    PRF type. Keep those in ews_tlsk_t and expand the key block in ews_tlsk_finish()
- *    with mbedtls_ssl_tls_prf(prf, secret, 48, "key expansion",
- *    server_random || client_random, 64, kb, 2 * keylen + 2 * ivlen), keylen from the
- *    negotiated suite (16 for AES-128-GCM, else 32) and ivlen 4 (GCM) or 12 (ChaCha20).
+ *    per connection in ews_tlsk_handshake() (no thread-local needed); it receives only
+ *    the master secret (type MBEDTLS_SSL_KEY_EXPORT_TLS12_MASTER_SECRET, 48 bytes), both
+ *    randoms and the PRF type. Expand it there into the whole kb with
+ *    mbedtls_ssl_tls_prf(prf, secret, 48, "key expansion",
+ *    server_random || client_random, 64, k->kb, sizeof k->kb) (the PRF output is a
+ *    stream, so the key block of every suite is a prefix of it) and set k->have; set
+ *    keylen and ivlen in ews_tlsk_finish() from the negotiated suite
+ *    (mbedtls_ssl_get_ciphersuite_id_from_ssl: 16 for AES-128-GCM, else 32; IV 4 for
+ *    GCM, 12 for ChaCha20-Poly1305).
  *
  * 2. The record sequence numbers at the end of the handshake: read from the context
  *    fields in_ctr (8 bytes, big-endian) and cur_out_ctr[8], public in 2.28's struct.
@@ -109,7 +112,7 @@ static uint64_t get_be64(const uint8_t *p) {
   return v;
 }
 
-int ews_tlsk_finish(const ews_tlsk_t *k, const mbedtls_ssl_context *ssl, uint64_t *rseq,
+int ews_tlsk_finish(ews_tlsk_t *k, const mbedtls_ssl_context *ssl, uint64_t *rseq,
                     uint64_t *wseq) {
   if (!k->have) return -1;
   *rseq = get_be64(ssl->in_ctr);

@@ -8,9 +8,9 @@
  * and 3.x (Debian 13: only the master secret is exported, the fields are private),
  * and so do a few set-up calls whose signatures or names changed in 3.0. All of that
  * is behind this interface; tls.c uses only mbedTLS API that is public and the same in
- * both. Moving to mbedTLS 3.x means rewriting tls_mbedtls_keys.c (and the layout of
- * ews_tlsk_t below); tls_mbedtls_keys.c says exactly what it relies on and what the
- * 3.x replacement of each piece is.
+ * both. Moving to mbedTLS 3.x means rewriting tls_mbedtls_keys.c alone (this interface
+ * and ews_tlsk_t fit both); its top comment says exactly what it relies on and what
+ * the 3.x replacement of each piece is.
  *
  * Threads: ews_tlsk_conf() runs while a configuration is built; the rest runs on the
  * thread that owns the connection, with no shared state. */
@@ -29,11 +29,12 @@
  * it before the handshake starts, wipe it with mbedtls_platform_zeroize when done). */
 typedef struct {
   /* RFC 5246 6.3 key block, AEAD suites only: client_write_key, server_write_key
-   * (keylen bytes each), client_write_IV, server_write_IV (ivlen bytes each). */
+   * (keylen bytes each), client_write_IV, server_write_IV (ivlen bytes each); room for
+   * the longest (the PRF output is a stream: a shorter key block is its prefix). */
   uint8_t kb[2 * 32 + 2 * 12];
-  uint8_t keylen; /* 16 or 32 */
-  uint8_t ivlen;  /* 4 (GCM implicit salt) or 12 (ChaCha20-Poly1305) */
-  uint8_t have;   /* 1 once a usable key block was captured */
+  uint8_t keylen; /* 16 or 32, once ews_tlsk_finish() succeeded */
+  uint8_t ivlen;  /* 4 (GCM implicit salt) or 12 (ChaCha20-Poly1305), likewise */
+  uint8_t have;   /* 1 once key material was captured */
 } ews_tlsk_t;
 
 /* Sets up a server configuration for what tls.c offers: TLS 1.2 only, ECDHE groups
@@ -55,10 +56,11 @@ int ews_tlsk_check_pair(const mbedtls_x509_crt *crt, const mbedtls_pk_context *k
  * ews_tlsk_conf(). */
 int ews_tlsk_handshake(ews_tlsk_t *k, mbedtls_ssl_context *ssl);
 
-/* After ews_tlsk_handshake() returned 0: the sequence numbers of the next record to
- * read (*rseq) and to write (*wseq). Returns 0, or -1 when no usable key material was
- * captured (k->have is 0: not an AEAD suite we know, or no export happened). */
-int ews_tlsk_finish(const ews_tlsk_t *k, const mbedtls_ssl_context *ssl, uint64_t *rseq,
+/* After ews_tlsk_handshake() returned 0: completes k (kb, keylen, ivlen) and sets the
+ * sequence numbers of the next record to read (*rseq) and to write (*wseq). Returns 0,
+ * or -1 when no usable key material was captured (not an AEAD suite of ours, or no
+ * export happened). */
+int ews_tlsk_finish(ews_tlsk_t *k, const mbedtls_ssl_context *ssl, uint64_t *rseq,
                     uint64_t *wseq);
 
 /* After ews_tlsk_handshake() returned MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: the
