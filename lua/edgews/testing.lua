@@ -31,6 +31,7 @@ local psignal = require "posix.signal"
 local fcntl = require "posix.fcntl"
 local pstdlib = require "posix.stdlib"
 local sysstat = require "posix.sys.stat"
+local dirent = require "posix.dirent"
 local ptime = require "posix.time"
 local ffi = require "ffi"
 local client = require "edgews.testing.client"
@@ -167,6 +168,13 @@ local function spawn(argv, env, log_path)
     local log = fcntl.open(log_path, fcntl.O_WRONLY + fcntl.O_CREAT + fcntl.O_APPEND, 420)
     unistd.dup2(log, 1)
     unistd.dup2(log, 2)
+    -- Nothing else of the test process goes to the server: a client's socket kept
+    -- open by a server would keep that connection alive after the client drops it.
+    local fds = dirent.dir("/proc/self/fd") or {}
+    for _, name in ipairs(fds) do
+      local fd = tonumber(name)
+      if fd and fd > 2 then unistd.close(fd) end
+    end
     for k, v in pairs(env) do
       if v == false then pstdlib.setenv(k, nil) else pstdlib.setenv(k, tostring(v)) end
     end
@@ -394,6 +402,7 @@ function Server:restart(opts)
     local ok, err = self:stop(opts.timeout)
     if not ok then return nil, err end
   end
+  if opts.new_port then self.admin_port = nil end
   local ok, err = self:_launch(opts.new_port and 0 or (self.port or 0))
   if not ok then return nil, err end
   return self

@@ -26,6 +26,7 @@ local poll = require "posix.poll"
 local ptime = require "posix.time"
 local psignal = require "posix.signal"
 local errno = require "posix.errno"
+local fcntl = require "posix.fcntl"
 local bit = require "bit"
 local ffi = require "ffi"
 local cjson = require "cjson"
@@ -140,6 +141,7 @@ local function tcp_connect(host, port, timeout)
   for _, a in ipairs(addrs) do
     local fd, serr = socket.socket(a.family, socket.SOCK_STREAM, 0)
     if not fd then return nil, "socket: " .. tostring(serr) end
+    fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC) -- not inherited by servers started later
     local secs = math_max(timeout, 0.001)
     local s = math_floor(secs)
     socket.setsockopt(fd, socket.SOL_SOCKET, socket.SO_SNDTIMEO, s, math_floor((secs - s) * 1e6))

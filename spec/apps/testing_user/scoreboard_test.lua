@@ -154,6 +154,19 @@ describe("the scoreboard app", function()
     assert.are.equal("timeout", err)
   end)
 
+  it("ends a dropped connection even when another server was started meanwhile", function()
+    local ws = connect("ada")
+    local other = assert(testing.start { app = "scoreboard.lua", env = { JWT_SECRET = SECRET } })
+    assert.are_not.equal(srv.port, other.port)
+    ws:drop() -- the server sees the TCP connection end (no process kept a copy of it)
+    local function connections()
+      local _, body = testing.http(srv:http_url "/health")
+      return tonumber(body and body:match('"connections":(%d+)'))
+    end
+    assert.is_truthy(testing.wait_until(function() return connections() <= 1 end, 5),
+      "the dropped connection is still open")
+  end)
+
   it("echoes text and binary messages and answers the server's pings", function()
     local ws = assert(testing.connect(srv:url "/echo"))
     assert(ws:send("hello"))
