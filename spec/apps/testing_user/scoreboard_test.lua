@@ -140,6 +140,21 @@ describe("the scoreboard app", function()
     assert.are.equal(3, assert(ws:wait_json("following")).offset)
   end)
 
+  it("serves /health and /metrics on an admin listener, reloads on SIGHUP, restarts on a new port", function()
+    local admin = assert(testing.start { app = "scoreboard.lua", admin = true, data = false,
+                                         env = { JWT_SECRET = SECRET } })
+    assert.is_nil(admin.data_dir)
+    assert.are.equal(200, (testing.http(admin:admin_url "/metrics")))
+    assert.are.equal(404, (testing.http(admin:http_url "/metrics")))
+    local mark = admin:log_mark()
+    assert(admin:signal("HUP"))
+    assert(admin:wait_log("reloading", 5, { since = mark, plain = true }))
+    assert(admin:restart { new_port = true })
+    assert.are.equal(200, (testing.http(admin:admin_url "/health")))
+    assert(testing.connect(admin:url "/echo"))
+    assert.has_error(function() srv:admin_url() end) -- srv has no admin listener
+  end)
+
   it("waits for conditions with a timeout", function()
     local clients = {}
     for i = 1, 3 do clients[i] = connect("u" .. i) end
