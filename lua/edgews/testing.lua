@@ -40,7 +40,7 @@ local config = require "edgews.config"
 local type, error, tostring, tonumber, pairs, ipairs, setmetatable, pcall, select =
   type, error, tostring, tonumber, pairs, ipairs, setmetatable, pcall, select
 local string_format = string.format
-local math_floor, math_max = math.floor, math.max
+local math_floor = math.floor
 local unpack = unpack or table.unpack
 
 local _M = { _VERSION = "0.1.0" }

@@ -66,6 +66,23 @@ describe("edgews.testing", function()
     assert.are.equal("", procs)
   end)
 
+  it("leaves no server behind when the test process is killed", function()
+    local dir = helper.tmpdir()
+    helper.write_file(dir .. "/app.lua", 'require("edgews").app { path = "/x" }\n')
+    local script = ("local t = require 'edgews.testing'; local s = assert(t.start { app = %q }); "
+      .. "print(s.pid); io.stdout:flush(); t.sleep(60)"):format(dir .. "/app.lua")
+    local p = helper.spawn({ "luajit", "-e", script }, { env = { LUA_PATH = LUA_PATH, TMPDIR = dir } })
+    local pid = tonumber(p:read_line(20))
+    assert.is_truthy(pid, p:stderr())
+    local function running() -- alive and not a zombie
+      local stat = helper.read_file("/proc/" .. pid .. "/stat")
+      return stat ~= nil and not stat:match("^%d+ %b() Z")
+    end
+    assert.is_true(running())
+    p:signal("KILL")
+    assert.is_truthy(helper.wait_until(function() return not running() end, 5), "the server outlived its test")
+  end)
+
   describe("finds the server binary", function()
     -- The path server_binary() prints with the given environment (or its error).
     local function lookup(env)
