@@ -78,6 +78,9 @@ describe("edgews.testing", function()
       local stat = helper.read_file("/proc/" .. pid .. "/stat")
       return stat ~= nil and not stat:match("^%d+ %b() Z")
     end
+    finally(function() -- should the server survive, end it anyway
+      if running() then require("posix.signal").kill(pid, 9) end
+    end)
     assert.is_true(running())
     p:signal("KILL")
     assert.is_truthy(helper.wait_until(function() return not running() end, 5), "the server outlived its test")
