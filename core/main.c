@@ -22,6 +22,7 @@
 #include "lua/runaway.h"
 #include "lua/vm.h"
 #include "net/tls.h"
+#include "hub/counters.h"
 #include "hub/pubsub.h"
 #include "hub/store.h"
 #include "worker.h"
@@ -183,6 +184,7 @@ int main(int argc, char **argv) {
   ews_log_level = m.cfg.log_level;
   if (m.cfg.workers < 1) m.cfg.workers = 1;
   ews_msgmem_set_limit(m.cfg.max_message_memory);
+  ews_limits_install(&ews_counter_limit_ops); /* connection limits count in hub counters */
 
   /* Each address belongs to this process only, unless sharing was asked for. */
   if (!m.cfg.reuse_port) {

@@ -53,9 +53,16 @@ static void free_chan_if_empty(ews_chans_t *t, ews_chan_t *c) {
   free_chan(&c->n);
 }
 
+static void conn_closed(ews_conn_t *c, ews_conn_hook_t *h);
+
+/* A connection's subscriptions, or NULL. */
+static ews_conn_subs_t *subs_of(const ews_conn_t *c) {
+  return (ews_conn_subs_t *)ews_conn_hook_find(c, conn_closed);
+}
+
 /* The entry of channel ch in connection c's list. */
 static ews_chan_sub_t *sub_of(ews_conn_t *c, ews_chan_t *ch) {
-  ews_conn_subs_t *s = c->subs;
+  ews_conn_subs_t *s = subs_of(c);
   if (s)
     for (uint32_t i = 0; i < s->n; i++)
       if (s->list[i].ch == ch) return &s->list[i];
@@ -74,12 +81,17 @@ static void remove_at(ews_chan_t *ch, uint32_t idx) {
 }
 
 int ews_chan_subscribe(ews_worker_t *w, ews_conn_t *c, const char *name, size_t len) {
-  if (c->state != EWS_CS_OPEN) return EWS_ECLOSED;
+  if (!ews_conn_is_open(c)) return EWS_ECLOSED;
   ews_chan_t *ch = get_chan(&w->chans, name, len, 1);
   if (!ch) return EWS_ENOMEM;
   if (sub_of(c, ch)) return 0;
-  ews_conn_subs_t *s = c->subs;
-  if (!s && !(s = c->subs = calloc(1, sizeof *s))) goto oom;
+  ews_conn_subs_t *s = subs_of(c);
+  if (!s) {
+    if (!(s = calloc(1, sizeof *s))) goto oom;
+    s->hook.closed = conn_closed;
+    s->w = w;
+    ews_conn_hook_add(c, &s->hook);
+  }
   if (s->n == s->cap) {
     uint32_t cap = s->cap ? s->cap * 2 : 4;
     ews_chan_sub_t *l = realloc(s->list, cap * sizeof *l);
@@ -107,7 +119,7 @@ int ews_chan_unsubscribe(ews_worker_t *w, ews_conn_t *c, const char *name, size_
   ews_chan_t *ch = get_chan(&w->chans, name, len, 0);
   ews_chan_sub_t *e = ch ? sub_of(c, ch) : NULL;
   if (!e) return EWS_EINVAL;
-  ews_conn_subs_t *s = c->subs;
+  ews_conn_subs_t *s = subs_of(c);
   uint32_t idx = e->idx;
   *e = s->list[--s->n];
   remove_at(ch, idx);
@@ -115,9 +127,11 @@ int ews_chan_unsubscribe(ews_worker_t *w, ews_conn_t *c, const char *name, size_
   return 0;
 }
 
-void ews_chan_drop_conn(ews_worker_t *w, ews_conn_t *c) {
-  ews_conn_subs_t *s = c->subs;
-  if (!s) return;
+/* The connection closed: every subscription ends. */
+static void conn_closed(ews_conn_t *c, ews_conn_hook_t *h) {
+  (void)c;
+  ews_conn_subs_t *s = (ews_conn_subs_t *)h;
+  ews_worker_t *w = s->w;
   /* Last first: remove_at may look up another connection's entries, never ours
    * (a connection is in a channel once), so our list can shrink as we go. */
   while (s->n) {
@@ -127,7 +141,6 @@ void ews_chan_drop_conn(ews_worker_t *w, ews_conn_t *c) {
   }
   free(s->list);
   free(s);
-  c->subs = NULL;
 }
 
 int ews_chan_publish(ews_worker_t *w, const char *name, size_t len, int opcode, const void *p,
@@ -147,7 +160,7 @@ int ews_chan_publish(ews_worker_t *w, const char *name, size_t len, int opcode, 
   }
   int sent = 0;
   ews_chan_t *ch = get_chan(&w->chans, name, len, 0);
-  if (ch) sent = ews_fanout_frame(w, ch->subs, ch->nsubs, opcode, p, n, frame, exclude_id);
+  if (ch) sent = ews_fanout_frame(&w->net, ch->subs, ch->nsubs, opcode, p, n, frame, exclude_id);
   ews_buf_unref(frame);
   return sent;
 }
@@ -156,7 +169,7 @@ void ews_chan_deliver(ews_worker_t *w, const char *name, size_t len, ews_buf_t *
                       size_t header_len, int opcode, uint64_t exclude_id) {
   ews_chan_t *ch = get_chan(&w->chans, name, len, 0);
   if (!ch) return;
-  ews_fanout_frame(w, ch->subs, ch->nsubs, opcode, frame->data + header_len,
+  ews_fanout_frame(&w->net, ch->subs, ch->nsubs, opcode, frame->data + header_len,
                    frame->len - header_len, frame, exclude_id);
 }
 

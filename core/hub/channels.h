@@ -18,6 +18,7 @@
 
 #include "hub/names.h"
 #include "net/buf.h"
+#include "net/conn.h"
 
 struct ews_worker;
 struct ews_conn;
@@ -36,6 +37,8 @@ typedef struct {
 } ews_chan_sub_t;
 
 typedef struct {
+  ews_conn_hook_t hook; /* first: the subscriptions end with the connection */
+  struct ews_worker *w;
   ews_chan_sub_t *list;
   uint32_t n, cap;
 } ews_conn_subs_t;
@@ -44,8 +47,6 @@ typedef struct {
 int ews_chan_subscribe(struct ews_worker *w, struct ews_conn *c, const char *name, size_t len);
 /* 0, or EWS_EINVAL when it was not subscribed. */
 int ews_chan_unsubscribe(struct ews_worker *w, struct ews_conn *c, const char *name, size_t len);
-/* Ends every subscription of a closing connection. */
-void ews_chan_drop_conn(struct ews_worker *w, struct ews_conn *c);
 /* Publishes p[0..n) (opcode TEXT or BINARY) to every subscriber on every worker but
  * the connection with id exclude_id (0: none). Returns the number of local
  * subscribers it was queued for, or EWS_ENOMEM. */

@@ -164,8 +164,6 @@ int ews_pubsub_subscribe(struct ews_worker *w, struct ews_conn *c, const char *t
 /* 0, or EWS_EINVAL when it was not subscribed. */
 int ews_pubsub_unsubscribe(struct ews_worker *w, struct ews_conn *c, const char *topic,
                            size_t tl);
-/* Ends every subscription of a closing connection. */
-void ews_pubsub_drop_conn(struct ews_worker *w, struct ews_conn *c);
 /* Lua subscribers of this worker: delta +1 / -1. 0 or EWS_ENOMEM. */
 int ews_pubsub_lua_subs(struct ews_worker *w, const char *topic, size_t tl, int delta);
 /* Sockets subscribed to the topic on this worker (replaying ones included). */

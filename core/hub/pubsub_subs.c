@@ -68,9 +68,17 @@ typedef struct {
 } tsub_t;
 
 typedef struct {
+  ews_conn_hook_t hook; /* first: the subscriptions end with the connection */
+  ews_worker_t *w;
   tsub_t *v;
   uint32_t n, cap;
 } conn_topics_t;
+
+static void conn_closed(ews_conn_t *c, ews_conn_hook_t *h);
+
+static conn_topics_t *topics_of(const ews_conn_t *c) {
+  return (conn_topics_t *)ews_conn_hook_find(c, conn_closed);
+}
 
 struct replay {
   replay_t *prev, *next;
@@ -142,7 +150,7 @@ static void wtopic_release_if_empty(ews_worker_t *w, wtopic_t *t) {
 void ews_topics_free(ews_names_t *t) { ews_names_clear(t, wtopic_free); }
 
 static tsub_t *tsub_of(ews_conn_t *c, const wtopic_t *t) {
-  conn_topics_t *ct = c->topics;
+  conn_topics_t *ct = topics_of(c);
   if (ct)
     for (uint32_t i = 0; i < ct->n; i++)
       if (ct->v[i].t == t) return &ct->v[i];
@@ -150,9 +158,14 @@ static tsub_t *tsub_of(ews_conn_t *c, const wtopic_t *t) {
 }
 
 /* A new entry in c's topics (not live yet). NULL when out of memory. */
-static tsub_t *tsub_add(ews_conn_t *c, wtopic_t *t, int raw) {
-  conn_topics_t *ct = c->topics;
-  if (!ct && !(ct = c->topics = calloc(1, sizeof *ct))) return NULL;
+static tsub_t *tsub_add(ews_worker_t *w, ews_conn_t *c, wtopic_t *t, int raw) {
+  conn_topics_t *ct = topics_of(c);
+  if (!ct) {
+    if (!(ct = calloc(1, sizeof *ct))) return NULL;
+    ct->hook.closed = conn_closed;
+    ct->w = w;
+    ews_conn_hook_add(c, &ct->hook);
+  }
   if (grow((void **)&ct->v, &ct->cap, ct->n + 1, sizeof *ct->v)) return NULL;
   tsub_t *e = &ct->v[ct->n++];
   *e = (tsub_t){.t = t, .raw = raw};
@@ -161,11 +174,14 @@ static tsub_t *tsub_add(ews_conn_t *c, wtopic_t *t, int raw) {
 
 /* Removes entry e (a pointer into c's topics) from c's topics. */
 static void tsub_del(ews_conn_t *c, tsub_t *e) {
-  conn_topics_t *ct = c->topics;
+  conn_topics_t *ct = topics_of(c);
   *e = ct->v[--ct->n];
 }
 
-static int drops(const ews_conn_t *c) { return c->app && c->app->drop_on_backpressure; }
+static int drops(const ews_conn_t *c) {
+  const ews_app_t *app = ews_conn_app(c);
+  return app && app->drop_on_backpressure;
+}
 
 /* Puts c (entry e) in its topic's array, with the mark (epoch, off) when off > 0. */
 static int live_add(ews_conn_t *c, tsub_t *e, uint64_t epoch, int64_t off) {
@@ -258,10 +274,7 @@ static void idle_set(psw_t *ps, int on) {
 }
 
 /* Room in c's queue for n more bytes without the slow-consumer policy applying. */
-static int fits(const ews_conn_t *c, size_t n) {
-  size_t q = ews_conn_buffered(c);
-  return q == 0 || q + n <= c->app->max_buffered;
-}
+static int fits(const ews_conn_t *c, size_t n) { return ews_conn_fits(c, n); }
 
 static replay_t *job_new(ews_conn_t *c, wtopic_t *t, int raw) {
   replay_t *j = calloc(1, sizeof *j);
@@ -423,7 +436,7 @@ static int step(ews_worker_t *w, psw_t *ps, replay_t *j) {
   for (;;) {
     ews_conn_t *c = j->c;
     if (!c) return STEP_DONE;
-    if (c->state != EWS_CS_OPEN) {
+    if (!ews_conn_is_open(c)) {
       job_detach(j, EWS_ECLOSED);
       return STEP_DONE;
     }
@@ -495,7 +508,7 @@ void ews_pubsub_tick(ews_worker_t *w, int end) {
   if (end) ps->budget = REPLAY_BUDGET;
   int runnable = 0;
   for (replay_t *j = ps->head; j; j = j->next) {
-    if (j->blocked && (!j->c || j->c->state != EWS_CS_OPEN || fits(j->c, j->need)))
+    if (j->blocked && (!j->c || !ews_conn_is_open(j->c) || fits(j->c, j->need)))
       j->blocked = 0;
     if (!j->blocked) runnable = 1;
   }
@@ -558,7 +571,7 @@ static void send_to(ews_worker_t *w, wtopic_t *t, connv_t *cv, ews_buf_t *frame,
   const uint8_t *p = frame->data + hl;
   size_t n = frame->len - hl;
   if (!t->nmarks && !t->ndrop) {
-    ews_fanout_frame(w, cv->v, cv->n, EWS_OP_TEXT, p, n, frame, 0);
+    ews_fanout_frame(&w->net, cv->v, cv->n, EWS_OP_TEXT, p, n, frame, 0);
     return;
   }
   ews_conn_t *stackv[64], **v = cv->n <= 64 ? stackv : malloc(cv->n * sizeof *v);
@@ -570,7 +583,7 @@ static void send_to(ews_worker_t *w, wtopic_t *t, connv_t *cv, ews_buf_t *frame,
     if (cv->marks && cv->marks[i].off && cv->marks[i].epoch == m->epoch &&
         m->offset <= cv->marks[i].off)
       continue; /* it has this one from history */
-    if (t->ndrop && drops(c) && c->state == EWS_CS_OPEN && !fits(c, room)) {
+    if (t->ndrop && drops(c) && ews_conn_is_open(c) && !fits(c, room)) {
       ews_conn_t **b = realloc(*behind, (*nbehind + 1) * sizeof **behind);
       if (b) {
         *behind = b;
@@ -580,7 +593,7 @@ static void send_to(ews_worker_t *w, wtopic_t *t, connv_t *cv, ews_buf_t *frame,
     }
     v[k++] = c;
   }
-  ews_fanout_frame(w, v, k, EWS_OP_TEXT, p, n, frame, 0);
+  ews_fanout_frame(&w->net, v, k, EWS_OP_TEXT, p, n, frame, 0);
   if (v != stackv) free(v);
 }
 
@@ -602,7 +615,7 @@ static void fall_behind(ews_worker_t *w, wtopic_t *t, ews_conn_t *c, const ews_b
   psw_t *ps = psw(w);
   replay_t *j = e && ps ? job_new(c, t, e->raw) : NULL;
   if (!j) {
-    EWS_ERROR("pubsub: out of memory: conn %llu misses %.*s#%lld", (unsigned long long)c->id,
+    EWS_ERROR("pubsub: out of memory: conn %llu misses %.*s#%lld", (unsigned long long)ews_conn_id(c),
               (int)t->n.len, t->name, (long long)m->offset);
     return;
   }
@@ -640,7 +653,7 @@ static int rewind_to(ews_worker_t *w, wtopic_t *t, ews_conn_t *c, uint64_t epoch
   replay_t *j = e && ps ? job_new(c, t, e->raw) : NULL;
   if (!j) {
     EWS_ERROR("pubsub: out of memory: conn %llu misses %.*s after #%lld",
-              (unsigned long long)c->id, (int)t->n.len, t->name, (long long)cursor);
+              (unsigned long long)ews_conn_id(c), (int)t->n.len, t->name, (long long)cursor);
     return EWS_ENOMEM;
   }
   live_remove(c, e);
@@ -662,7 +675,7 @@ static void catch_up(ews_worker_t *w, wtopic_t *t, connv_t *cv, uint64_t epoch, 
                      int64_t base) {
   for (uint32_t i = 0; i < cv->n;) {
     ews_conn_t *c = cv->v[i];
-    if (c->state == EWS_CS_OPEN && live_position(t, cv, i, epoch, base) < upto &&
+    if (ews_conn_is_open(c) && live_position(t, cv, i, epoch, base) < upto &&
         rewind_to(w, t, c, epoch, live_position(t, cv, i, epoch, base)) == 0)
       continue; /* c left the array: slot i holds another subscriber now */
     i++;
@@ -752,13 +765,16 @@ int ews_pubsub_unsubscribe(ews_worker_t *w, ews_conn_t *c, const char *topic, si
   return 0;
 }
 
-void ews_pubsub_drop_conn(ews_worker_t *w, ews_conn_t *c) {
-  conn_topics_t *ct = c->topics;
-  if (!ct) return;
-  while (ct->n) end_sub(w, c, &ct->v[ct->n - 1], EWS_ECLOSED);
+/* The connection closed: every subscription ends (a replay's waiter hears
+ * EWS_ECLOSED). Its hook is already off the connection's list; end_sub finds the
+ * entries through ct itself. */
+static void conn_closed(ews_conn_t *c, ews_conn_hook_t *h) {
+  conn_topics_t *ct = (conn_topics_t *)h;
+  ews_conn_hook_add(c, &ct->hook); /* tsub_of / tsub_del look it up while it ends */
+  while (ct->n) end_sub(ct->w, c, &ct->v[ct->n - 1], EWS_ECLOSED);
+  ews_conn_hook_remove(c, &ct->hook);
   free(ct->v);
   free(ct);
-  c->topics = NULL;
 }
 
 /* A subscription without replay: live from the topic's last offset. */
@@ -766,7 +782,7 @@ static int subscribe_live(ews_worker_t *w, ews_conn_t *c, wtopic_t *t, int raw,
                           ews_pubsub_sub_result_t *res) {
   ews_ps_view_t v;
   int r = ews_ps_view(w, t->name, t->n.len, &v);
-  tsub_t *e = r == 0 ? tsub_add(c, t, raw) : NULL;
+  tsub_t *e = r == 0 ? tsub_add(w, c, t, raw) : NULL;
   if (r == 0 && !e) r = EWS_ENOMEM;
   if (r == 0 && (r = live_add(c, e, v.epoch, v.last)) < 0) tsub_del(c, e);
   if (r < 0) return r;
@@ -805,7 +821,7 @@ int ews_pubsub_subscribe(ews_worker_t *w, ews_conn_t *c, const char *topic, size
                          ews_pubsub_sub_result_t *res) {
   memset(res, 0, sizeof *res);
   if (!ews_ps_valid_topic(topic, tl)) return EWS_EINVAL;
-  if (c->state != EWS_CS_OPEN) return EWS_ECLOSED;
+  if (!ews_conn_is_open(c)) return EWS_ECLOSED;
   if (ews_pubsub_persistent() && !w->store) return EWS_ENOSTORE;
   wtopic_t *t = wtopic_get(w, topic, tl, 1);
   if (!t) return EWS_ENOMEM;
@@ -826,7 +842,7 @@ int ews_pubsub_subscribe(ews_worker_t *w, ews_conn_t *c, const char *topic, size
   }
   psw_t *ps = psw(w);
   replay_t *j = ps ? job_new(c, t, o->raw) : NULL;
-  if (j && !(e = tsub_add(c, t, o->raw))) {
+  if (j && !(e = tsub_add(w, c, t, o->raw))) {
     job_free(w, j);
     j = NULL;
   }

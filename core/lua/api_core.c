@@ -84,7 +84,7 @@ static int l_fanout(lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  int r = ews_fanout(w, conns, count, binary ? EWS_OP_BINARY : EWS_OP_TEXT, p, n);
+  int r = ews_fanout(&w->net, conns, count, binary ? EWS_OP_BINARY : EWS_OP_TEXT, p, n);
   if (conns != stack_conns) free(conns);
   if (r < 0) return push_result(L, r);
   lua_pushinteger(L, r);
@@ -99,10 +99,11 @@ static int l_app_sockets(lua_State *L) {
   const char *path = luaL_checklstring(L, 1, &plen);
   lua_createtable(L, 16, 0);
   int i = 0;
-  for (ews_conn_t *c = w ? w->conns : NULL; c; c = c->next) {
-    if (c->state != EWS_CS_OPEN || c->sock_ref == LUA_NOREF || !c->app) continue;
-    if (strlen(c->app->path) != plen || memcmp(c->app->path, path, plen) != 0) continue;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->sock_ref);
+  for (ews_conn_t *c = w ? w->net.conns : NULL; c; c = ews_conn_next(c)) {
+    const ews_app_t *app = ews_conn_app(c);
+    if (!ews_conn_is_open(c) || c->uref == LUA_NOREF || !app) continue;
+    if (strlen(app->path) != plen || memcmp(app->path, path, plen) != 0) continue;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->uref);
     lua_rawseti(L, -2, ++i);
   }
   return 1;
@@ -130,21 +131,12 @@ static int l_buffered(lua_State *L) {
 
 static int l_remote_addr(lua_State *L) {
   ews_conn_t *c = check_conn(L, 1);
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
   char ip[64];
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) {
+  int port;
+  if (ews_conn_peer(c, ip, sizeof ip, &port) != 0) {
     lua_pushnil(L);
     lua_pushliteral(L, "not connected");
     return 2;
-  }
-  int port;
-  if (ss.ss_family == AF_INET6) {
-    uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-    port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  } else {
-    uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-    port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
   }
   lua_pushstring(L, ip);
   lua_pushinteger(L, port);
@@ -165,7 +157,7 @@ static int l_handler_error(lua_State *L) {
   const char *tb = strstr(msg, "\nstack traceback:");
   int head = tb ? (int)(tb - msg) : (int)len;
   ews_conn_t *c = lua_type(L, 1) == LUA_TNUMBER ? (ews_conn_t *)(uintptr_t)lua_tonumber(L, 1) : NULL;
-  EWS_ERROR("%s handler error (conn %llu): %.*s", event, c ? (unsigned long long)c->id : 0ULL,
+  EWS_ERROR("%s handler error (conn %llu): %.*s", event, c ? (unsigned long long)ews_conn_id(c) : 0ULL,
             head, msg);
   if (tb) EWS_DEBUG("%s", tb + 1);
   if (w) EWS_STAT_ADD(w->stats.handler_errors, 1);
@@ -191,8 +183,7 @@ static int l_auth_done(lua_State *L) {
   ews_task_t *t = ews_task_current(w, L);
   ews_conn_t *c = t ? t->conn : NULL;
   int ok = lua_toboolean(L, 1);
-  if (!c) return 0;
-  int user_ref = LUA_NOREF;
+  if (!c || !ews_conn_awaiting_auth(c)) return 0;
   char idbuf[256];
   const char *uid = NULL;
   if (ok && lua_istable(L, 2)) {
@@ -204,10 +195,11 @@ static int l_auth_done(lua_State *L) {
       uid = idbuf;
     }
     lua_pop(L, 1);
+    /* The user waits in c->uref for the open event (or the connection's end). */
     lua_pushvalue(L, 2);
-    user_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    c->uref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  ews_conn_auth_done(c, ok, user_ref, uid, (int)luaL_optinteger(L, 3, 401), luaL_optstring(L, 4, NULL));
+  ews_conn_auth_done(c, ok, uid, (int)luaL_optinteger(L, 3, 401), luaL_optstring(L, 4, NULL));
   return 0;
 }
 
@@ -305,22 +297,26 @@ static int l_stats_all(lua_State *L) {
   ews_worker_t *w = worker_of(L);
   lua_createtable(L, 0, 16);
   if (!w) return 1;
-  ews_worker_stats_t sum;
+  struct {
+    uint64_t conns_total, msgs_in, msgs_out, bytes_in, bytes_out, handler_errors, compressed;
+    uint64_t lua[EWS_LC_MAX], rejected[EWS_RJ_MAX];
+  } sum;
   memset(&sum, 0, sizeof sum);
   uint32_t open = 0;
   const ews_server_t *s = w->server;
   for (int i = 0; i < s->nworkers; i++) {
     const ews_worker_stats_t *st = &s->workers[i].stats;
-    sum.conns_total += EWS_STAT_LOAD(st->conns_total);
-    sum.msgs_in += EWS_STAT_LOAD(st->msgs_in);
-    sum.msgs_out += EWS_STAT_LOAD(st->msgs_out);
-    sum.bytes_in += EWS_STAT_LOAD(st->bytes_in);
-    sum.bytes_out += EWS_STAT_LOAD(st->bytes_out);
+    const ews_net_stats_t *ns = &s->workers[i].net.stats;
+    sum.conns_total += EWS_STAT_LOAD(ns->conns_total);
+    sum.msgs_in += EWS_STAT_LOAD(ns->msgs_in);
+    sum.msgs_out += EWS_STAT_LOAD(ns->msgs_out);
+    sum.bytes_in += EWS_STAT_LOAD(ns->bytes_in);
+    sum.bytes_out += EWS_STAT_LOAD(ns->bytes_out);
     sum.handler_errors += EWS_STAT_LOAD(st->handler_errors);
-    sum.compressed += EWS_STAT_LOAD(st->compressed);
-    for (int k = 0; k < EWS_LC_MAX; k++) sum.lua[k] += EWS_STAT_LOAD(st->lua[k]);
-    for (int k = 0; k < EWS_RJ_MAX; k++) sum.rejected[k] += EWS_STAT_LOAD(st->rejected[k]);
-    open += __atomic_load_n(&s->workers[i].nconns, __ATOMIC_RELAXED);
+    sum.compressed += EWS_STAT_LOAD(ns->compressed);
+    for (int k = 0; k < EWS_LC_MAX; k++) sum.lua[k] += ews_worker_lua_count(&s->workers[i], k);
+    for (int k = 0; k < EWS_RJ_MAX; k++) sum.rejected[k] += EWS_STAT_LOAD(ns->rejected[k]);
+    open += ews_net_nconns(&s->workers[i].net);
   }
 #define F(name, v)                     \
   lua_pushnumber(L, (lua_Number)(v)); \
@@ -479,15 +475,15 @@ static int l_stats(lua_State *L) {
   lua_pushnumber(L, (lua_Number)(val)); \
   lua_setfield(L, -2, name)
   FIELD("worker", w->id);
-  FIELD("connections", w->nconns);
+  FIELD("connections", w->net.nconns);
   FIELD("connections_all_workers", __atomic_load_n(&w->server->nconns, __ATOMIC_RELAXED));
-  FIELD("connections_total", w->stats.conns_total);
-  FIELD("messages_in", w->stats.msgs_in);
-  FIELD("messages_out", w->stats.msgs_out);
-  FIELD("bytes_in", w->stats.bytes_in);
-  FIELD("bytes_out", w->stats.bytes_out);
+  FIELD("connections_total", w->net.stats.conns_total);
+  FIELD("messages_in", w->net.stats.msgs_in);
+  FIELD("messages_out", w->net.stats.msgs_out);
+  FIELD("bytes_in", w->net.stats.bytes_in);
+  FIELD("bytes_out", w->net.stats.bytes_out);
   FIELD("handler_errors", w->stats.handler_errors);
-  FIELD("messages_compressed", w->stats.compressed);
+  FIELD("messages_compressed", w->net.stats.compressed);
   FIELD("timers", w->nltimers);
 #undef FIELD
   return 1;
@@ -642,8 +638,8 @@ static int l_set_routes(lua_State *L) {
     }
     lua_settop(L, t - 1);
   }
-  ews_routes_t old = w->routes;
-  w->routes = nr;
+  ews_routes_t old = w->net.routes;
+  w->net.routes = nr;
   ews_routes_clear(&old); /* open connections keep their own references */
   return 0;
 }

@@ -7,7 +7,7 @@
  * channel fan-out reaches subscribers on every worker) and sweeps this worker's
  * member connections: one silent for heartbeat_interval gets a ping, one silent for
  * heartbeat_timeout (no frame, pongs included) stops being a member. Only the owning
- * worker looks at a connection, so the sweep reads `last_rx_ms` without locks. The
+ * worker looks at a connection, so the sweep reads its idle time without locks. The
  * timer's handle is static (one slot per worker id): the worker's final uv_walk
  * closes it before the loop closes, and there is nothing to free. */
 #include <lauxlib.h>
@@ -54,16 +54,15 @@ static int flush(ews_worker_t *w, double now, int force, int from_timer) {
 }
 
 typedef struct {
-  uint32_t now_ms, interval_ms, timeout_ms;
+  uint32_t interval_ms, timeout_ms;
   double now;
 } probe_t;
 
 static int probe(void *conn, double *last_ping, void *ud) {
   const probe_t *p = ud;
   ews_conn_t *c = conn;
-  if (c->state != EWS_CS_OPEN) return 1; /* closing: no longer present */
-  if (c->flags & EWS_CF_PAUSED) return 0; /* we are not reading it: not its silence */
-  uint32_t idle = p->now_ms - c->last_rx_ms;
+  if (!ews_conn_is_open(c)) return 1; /* closing: no longer present */
+  uint32_t idle = ews_conn_idle_ms(c); /* 0 while we are not reading it: not its silence */
   if (p->timeout_ms && idle >= p->timeout_ms) return 1;
   if (p->interval_ms && idle >= p->interval_ms && (p->now - *last_ping) * 1000 >= p->interval_ms) {
     ews_conn_ping(c, NULL, 0);
@@ -82,8 +81,7 @@ static void on_tick(uv_timer_t *t) {
   if (!ews_presence_conns() || now < pw->next_sweep) return;
   ews_presence_config_t cfg;
   ews_presence_get_config(&cfg);
-  probe_t p = {(uint32_t)uv_now(&w->loop), to_ms(cfg.heartbeat_interval), to_ms(cfg.heartbeat_timeout),
-               now};
+  probe_t p = {to_ms(cfg.heartbeat_interval), to_ms(cfg.heartbeat_timeout), now};
   /* Sweep four times per (shorter) period, between 50 ms and 1 s apart. */
   double period = cfg.heartbeat_timeout;
   if (cfg.heartbeat_interval > 0 && (period <= 0 || cfg.heartbeat_interval < period))
@@ -95,7 +93,7 @@ static void on_tick(uv_timer_t *t) {
 
 /* Starts this worker's timer (once), or adjusts its period to the configuration. */
 static void ensure_timer(ews_worker_t *w) {
-  if (!w || w->id < 0 || w->id >= MAX_WORKERS || w->stopping) return;
+  if (!w || w->id < 0 || w->id >= MAX_WORKERS || w->net.stopping) return;
   presence_worker_t *pw = &pws[w->id];
   ews_presence_config_t cfg;
   ews_presence_get_config(&cfg);
@@ -133,6 +131,12 @@ static int l_configure(lua_State *L) {
   return 0;
 }
 
+/* A member connection's memberships end when it closes. */
+static void conn_closed(ews_conn_t *c, ews_conn_hook_t *h) {
+  ews_presence_drop_conn(ews_conn_id(c));
+  free(h);
+}
+
 /* core.presence_join(c, channel, user, status | nil, meta_json | nil) -> true, is_new | nil, code */
 static int l_join(lua_State *L) {
   ews_worker_t *w = worker_of(L);
@@ -144,9 +148,16 @@ static int l_join(lua_State *L) {
   const char *status = opt_lstring(L, 4, &sl);
   const char *meta = opt_lstring(L, 5, &ml);
   if (!w) return push_error(L, EWS_EINVAL);
-  if (c->state != EWS_CS_OPEN) return push_error(L, EWS_ECLOSED);
+  if (!ews_conn_is_open(c)) return push_error(L, EWS_ECLOSED);
+  if (!ews_conn_hook_find(c, conn_closed)) {
+    ews_conn_hook_t *h = calloc(1, sizeof *h);
+    if (!h) return push_error(L, EWS_ENOMEM);
+    h->closed = conn_closed;
+    ews_conn_hook_add(c, h);
+  }
   ensure_timer(w);
-  int r = ews_presence_join(ch, chl, uid, ul, status, sl, meta, ml, w->id, c->id, c, mono_now());
+  int r = ews_presence_join(ch, chl, uid, ul, status, sl, meta, ml, w->id, ews_conn_id(c), c,
+                            mono_now());
   if (r < 0) return push_error(L, r);
   lua_pushboolean(L, 1);
   lua_pushboolean(L, r);

@@ -9,7 +9,7 @@
 #include "log.h"
 #include "lua/runaway.h"
 #include "net/conn.h"
-#include "net/metrics.h"
+#include "metrics.h"
 #include "worker.h"
 
 #define TASK_POOL_MAX 256
@@ -31,8 +31,8 @@ ews_task_t *ews_task_get(ews_worker_t *w) {
 }
 
 static void release(ews_worker_t *w, ews_task_t *t, int reusable) {
-  if (t->conn && t->conn->task == t) {
-    t->conn->task = NULL;
+  if (t->conn && t->conn->udata == t) {
+    t->conn->udata = NULL;
     ews_conn_unpause(t->conn); /* its queue has been worked off */
   }
   t->conn = NULL;
@@ -65,7 +65,7 @@ static void resumed(ews_worker_t *w, ews_task_t *t, int r) {
   }
   if (r == LUA_YIELD) {
     if (t->waiting) {
-      if (t->conn) t->conn->task = t; /* events for this connection queue behind it */
+      if (t->conn) t->conn->udata = t; /* events for this connection queue behind it */
       return;
     }
     /* A bare coroutine.yield() in a handler: nothing would ever resume it. */
@@ -102,7 +102,7 @@ static void run(ews_worker_t *w, ews_task_t *t, int nargs) {
 
 void ews_task_start(ews_worker_t *w, ews_task_t *t, int nargs, ews_conn_t *conn) {
   t->conn = conn;
-  if (conn) conn->task = t;
+  if (conn) conn->udata = t;
   run(w, t, nargs);
 }
 
@@ -114,7 +114,7 @@ ews_task_t *ews_task_current(ews_worker_t *w, lua_State *L) {
 }
 
 void ews_task_detach(ews_task_t *t) {
-  if (t->conn && t->conn->task == t) t->conn->task = NULL;
+  if (t->conn && t->conn->udata == t) t->conn->udata = NULL;
   t->conn = NULL;
 }
 

@@ -6,7 +6,7 @@
  * (the common case) the thread goes straight back to the pool: no allocation per
  * event. When it yields inside an edgews async primitive, the task is parked and
  * whoever registered the wake-up (a timer) resumes it later with ews_task_resume.
- * A parked task that serves a connection marks it busy (conn->task): the events
+ * A parked task that serves a connection marks it busy (conn->udata): the events
  * that arrive meanwhile are queued in Lua and run by that task, in order, after the
  * handler it is waiting in; so one connection's handlers never interleave. Errors
  * inside a task are caught in Lua (xpcall, see lua/edgews/init.lua); an error that

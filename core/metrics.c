@@ -1,5 +1,5 @@
 /* metrics.c — GET /metrics in the Prometheus text format (see metrics.h). */
-#include "net/metrics.h"
+#include "metrics.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -52,7 +52,7 @@ static uint64_t rd(const uint64_t *v) { return __atomic_load_n(v, __ATOMIC_RELAX
     put(&o, "# HELP edgews_" name " " help "\n# TYPE edgews_" name " counter\n"); \
     for (int i = 0; i < s->nworkers; i++)                                        \
       put(&o, "edgews_" name "{worker=\"%d\"} %llu\n", i,                      \
-          (unsigned long long)rd(&s->workers[i].stats.field));                   \
+          (unsigned long long)rd(&s->workers[i].field));                         \
   } while (0)
 
 int ews_metrics_text(const void *server, char **outp, size_t *len) {
@@ -70,8 +70,8 @@ int ews_metrics_text(const void *server, char **outp, size_t *len) {
   put(&o, "# HELP edgews_connections_open Open connections.\n# TYPE edgews_connections_open gauge\n");
   for (int i = 0; i < s->nworkers; i++)
     put(&o, "edgews_connections_open{worker=\"%d\"} %u\n", i,
-        __atomic_load_n(&s->workers[i].nconns, __ATOMIC_RELAXED));
-  COUNTER("connections_total", "Connections accepted.", conns_total);
+        ews_net_nconns(&s->workers[i].net));
+  COUNTER("connections_total", "Connections accepted.", net.stats.conns_total);
   put(&o, "# HELP edgews_connections_rejected_total Connections refused, by reason.\n"
           "# TYPE edgews_connections_rejected_total counter\n");
   static const char *const reasons[] = {
@@ -82,15 +82,15 @@ int ews_metrics_text(const void *server, char **outp, size_t *len) {
   for (int i = 0; i < s->nworkers; i++)
     for (int r = 0; r < EWS_RJ_MAX; r++)
       put(&o, "edgews_connections_rejected_total{worker=\"%d\",reason=\"%s\"} %llu\n", i,
-          reasons[r], (unsigned long long)rd(&s->workers[i].stats.rejected[r]));
-  COUNTER("messages_in_total", "Messages received.", msgs_in);
-  COUNTER("messages_out_total", "Messages queued for sending.", msgs_out);
-  COUNTER("bytes_in_total", "Bytes received (on the wire).", bytes_in);
-  COUNTER("bytes_out_total", "Bytes written (on the wire).", bytes_out);
-  COUNTER("messages_compressed_total", "Messages compressed (a fan-out counts once).", compressed);
-  COUNTER("pubsub_published_total", "Pub/sub messages published.", published);
+          reasons[r], (unsigned long long)rd(&s->workers[i].net.stats.rejected[r]));
+  COUNTER("messages_in_total", "Messages received.", net.stats.msgs_in);
+  COUNTER("messages_out_total", "Messages queued for sending.", net.stats.msgs_out);
+  COUNTER("bytes_in_total", "Bytes received (on the wire).", net.stats.bytes_in);
+  COUNTER("bytes_out_total", "Bytes written (on the wire).", net.stats.bytes_out);
+  COUNTER("messages_compressed_total", "Messages compressed (a fan-out counts once).", net.stats.compressed);
+  COUNTER("pubsub_published_total", "Pub/sub messages published.", stats.published);
   COUNTER("inbox_dropped_total", "Cross-worker messages refused because the worker's inbox was full.",
-          bus_dropped);
+          stats.bus_dropped);
   put(&o, "# HELP edgews_message_memory_bytes Bytes of incoming messages being reassembled or"
           " inflated, all connections.\n# TYPE edgews_message_memory_bytes gauge\n"
           "edgews_message_memory_bytes %llu\n"
@@ -131,7 +131,7 @@ int ews_metrics_text(const void *server, char **outp, size_t *len) {
     put(&o, "# TYPE edgews_%s_total counter\n", lua_names[c]);
     for (int i = 0; i < s->nworkers; i++)
       put(&o, "edgews_%s_total{worker=\"%d\"} %llu\n", lua_names[c], i,
-          (unsigned long long)rd(&s->workers[i].stats.lua[c]));
+          (unsigned long long)ews_worker_lua_count(&s->workers[i], c));
   }
   put(&o, "# HELP edgews_handler_seconds Time handlers ran per event (not counting waits).\n"
           "# TYPE edgews_handler_seconds histogram\n");

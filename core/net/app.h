@@ -41,8 +41,9 @@ typedef struct ews_app {
   uint32_t max_connections;       /* limits across all workers; 0 = none */
   uint32_t max_per_ip;
   uint32_t max_per_user;
-  uint64_t handler_budget_ns;     /* handler_timeout; UINT64_MAX: the server's */
-  struct ews_counter *total;      /* open connections of this path, all workers */
+  uint64_t handler_budget_ns;     /* for the owner of the connections (Lua: the app's
+                                     handler_timeout); UINT64_MAX: the server's */
+  struct ews_counter *total;      /* open connections of this path, all workers (net/limits.h) */
 } ews_app_t;
 
 ews_app_t *ews_app_new(const char *path); /* refs = 1, defaults; NULL on ENOMEM */
