@@ -211,6 +211,8 @@ int main(int argc, char **argv) {
   m.workers = calloc((size_t)m.cfg.workers, sizeof *m.workers);
   if (!m.workers) return 1;
   m.server.workers = m.workers;
+  m.server.hubs = calloc((size_t)m.cfg.workers, sizeof *m.server.hubs);
+  if (!m.server.hubs) return 1;
 
   if (m.cfg.tls_cert) {
     if (!ews_tls_ctx_shareable()) {
@@ -261,7 +263,8 @@ int main(int argc, char **argv) {
     ews_log_always(EWS_LOG_INFO, "data store %s/edgews.db (pub/sub history %s)", m.cfg.data_dir,
                    m.cfg.pubsub_persist != 0 ? "on disk" : "in memory");
   }
-  ews_pubsub_init(&m.cfg, m.server.store, m.cfg.pubsub_persist != 0, m.workers, m.cfg.workers);
+  ews_pubsub_init(&m.cfg, m.server.store, m.cfg.pubsub_persist != 0, m.server.hubs,
+                  m.cfg.workers);
 
   /* Signals are caught from now on (a SIGTERM right after "listening on" must drain,
    * not kill); they are handled once the loop runs, when every worker has started. */
@@ -332,6 +335,7 @@ int main(int argc, char **argv) {
   /* Nothing can post to a worker any more: now their locks may go. */
   for (int i = 0; i < m.cfg.workers; i++) ews_worker_destroy(&m.workers[i]);
   free(m.workers);
+  free(m.server.hubs);
   ews_tls_ctx_unref(m.tls);
   ews_runaway_shutdown(); /* every VM has been closed */
   EWS_INFO("stopped");

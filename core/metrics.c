@@ -88,9 +88,9 @@ int ews_metrics_text(const void *server, char **outp, size_t *len) {
   COUNTER("bytes_in_total", "Bytes received (on the wire).", net.stats.bytes_in);
   COUNTER("bytes_out_total", "Bytes written (on the wire).", net.stats.bytes_out);
   COUNTER("messages_compressed_total", "Messages compressed (a fan-out counts once).", net.stats.compressed);
-  COUNTER("pubsub_published_total", "Pub/sub messages published.", stats.published);
+  COUNTER("pubsub_published_total", "Pub/sub messages published.", hub.stats.published);
   COUNTER("inbox_dropped_total", "Cross-worker messages refused because the worker's inbox was full.",
-          stats.bus_dropped);
+          hub.inbox.dropped);
   put(&o, "# HELP edgews_message_memory_bytes Bytes of incoming messages being reassembled or"
           " inflated, all connections.\n# TYPE edgews_message_memory_bytes gauge\n"
           "edgews_message_memory_bytes %llu\n"

@@ -39,13 +39,13 @@ void ews_worker_run_pending(ews_worker_t *w) { ews_net_run_pending(&w->net); }
 static void on_prepare(uv_prepare_t *h) {
   ews_worker_t *w = h->data;
   ews_net_run_pending(&w->net);
-  ews_pubsub_tick(w, 0);
+  ews_pubsub_tick(&w->hub, 0);
 }
 
 static void on_check(uv_check_t *h) {
   ews_worker_t *w = h->data;
   ews_net_run_pending(&w->net);
-  ews_pubsub_tick(w, 1);
+  ews_pubsub_tick(&w->hub, 1);
 }
 
 /* GET /health: {"status":..., "uptime":s, "workers":n, "connections":n, "worker":id} */
@@ -95,10 +95,7 @@ static void begin_stop(ews_worker_t *w, int force) {
 
 static void on_wakeup(uv_async_t *a) {
   ews_worker_t *w = a->data;
-  uv_mutex_lock(&w->post_lock);
-  ews_tls_ctx_t *tls = w->pending_tls;
-  w->pending_tls = NULL;
-  uv_mutex_unlock(&w->post_lock);
+  ews_tls_ctx_t *tls = __atomic_exchange_n(&w->pending_tls, NULL, __ATOMIC_ACQ_REL);
   if (tls) {
     /* Connections mid-handshake keep their own reference to the old ctx. */
     ews_tls_ctx_unref(w->net.tls);
@@ -106,8 +103,8 @@ static void on_wakeup(uv_async_t *a) {
   }
   if (__atomic_exchange_n(&w->req_reload, 0, __ATOMIC_ACQ_REL) && !w->net.stopping)
     ews_worker_load_script(w);
-  ews_bus_drain(w);
-  if (w->store) ews_store_client_drain(w->store);
+  ews_bus_drain(&w->hub.inbox);
+  if (w->hub.store) ews_store_client_drain(w->hub.store);
   ews_net_run_pending(&w->net);
   int stop = __atomic_load_n(&w->req_stop, __ATOMIC_ACQUIRE);
   int force = __atomic_load_n(&w->req_force, __ATOMIC_ACQUIRE);
@@ -133,9 +130,7 @@ typedef struct {
 /* The store's writer completed requests of this worker: drain them on its loop. */
 static void store_wake(void *ud) {
   ews_worker_t *w = ud;
-  uv_mutex_lock(&w->post_lock);
-  if (w->alive) uv_async_send(&w->wakeup);
-  uv_mutex_unlock(&w->post_lock);
+  ews_bus_wake(&w->hub.inbox);
 }
 
 static void worker_main(void *arg) {
@@ -163,7 +158,10 @@ static void worker_main(void *arg) {
   net->owner = w;
   net->total_conns = &w->server->nconns;
   char *err = NULL;
-  if (w->server->store && ews_store_client_open(w->server->store, store_wake, w, &w->store) < 0) {
+  w->hub.up = w;
+  w->hub.pubsub_local = ews_api_pubsub_local;
+  if (w->server->store &&
+      ews_store_client_open(w->server->store, store_wake, w, &w->hub.store) < 0) {
     EWS_ERROR("cannot open the data store for this worker");
     w->start_err = EWS_EIO;
     free(sa);
@@ -209,32 +207,24 @@ static void worker_main(void *arg) {
   }
 started:
   w->start_err = r;
-  if (r == 0) {
-    uv_mutex_lock(&w->post_lock);
-    w->alive = 1;
-    uv_mutex_unlock(&w->post_lock);
-  }
+  if (r == 0) ews_inbox_open(&w->hub.inbox, &w->wakeup);
   uv_sem_post(&w->ready);
   if (r == 0) uv_run(&w->loop, UV_RUN_DEFAULT);
   /* Stopped (or failed to start): no more wakeups, close every handle, then tear
    * down the VM and the loop. */
-  uv_mutex_lock(&w->post_lock);
-  w->alive = 0;
-  uv_mutex_unlock(&w->post_lock);
+  ews_inbox_close(&w->hub.inbox);
   /* Runs the completions still due (a publish or store waiting in a handler). */
-  ews_store_client_close(w->store);
-  w->store = NULL;
+  ews_store_client_close(w->hub.store);
+  w->hub.store = NULL;
   ews_ltimers_close_all(w);
-  ews_bus_free(w);
+  ews_bus_free(&w->hub.inbox);
   uv_walk(&w->loop, close_walk_cb, NULL);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   if (w->L) ews_vm_close(w->L);
   w->L = NULL;
   w->runaway = NULL;
   ews_task_pool_free(w);
-  ews_chans_free(&w->chans);
-  ews_pubsub_worker_free(w);
-  ews_topics_free(&w->topics);
+  ews_hub_free(&w->hub);
   ews_tls_ctx_unref(w->net.tls);
   ews_tls_ctx_unref(w->pending_tls);
   w->net.tls = w->pending_tls = NULL;
@@ -247,9 +237,10 @@ int ews_worker_init(ews_worker_t *w, ews_server_t *server, int id) {
   memset(w, 0, sizeof *w);
   w->id = id;
   w->server = server;
-  w->inbox_limit = server->cfg->inbox_limit;
+  server->hubs[id] = &w->hub;
   if (uv_sem_init(&w->ready, 0) != 0) return EWS_ENOMEM;
-  if (uv_mutex_init(&w->post_lock) != 0) {
+  if (ews_hub_init(&w->hub, id, server->nworkers, server->hubs, &w->net,
+                   server->cfg->inbox_limit) != 0) {
     uv_sem_destroy(&w->ready);
     return EWS_ENOMEM;
   }
@@ -278,18 +269,11 @@ int ews_worker_start(ews_worker_t *w, const int ports[EWS_LISTEN_MAX], ews_tls_c
   return 0;
 }
 
-static void post(ews_worker_t *w) {
-  uv_mutex_lock(&w->post_lock);
-  if (w->alive) uv_async_send(&w->wakeup);
-  uv_mutex_unlock(&w->post_lock);
-}
+static void post(ews_worker_t *w) { ews_bus_wake(&w->hub.inbox); }
 
 void ews_worker_swap_tls(ews_worker_t *w, ews_tls_ctx_t *ctx) {
-  uv_mutex_lock(&w->post_lock);
-  ews_tls_ctx_t *old = w->pending_tls;
-  w->pending_tls = ctx;
-  if (w->alive) uv_async_send(&w->wakeup);
-  uv_mutex_unlock(&w->post_lock);
+  ews_tls_ctx_t *old = __atomic_exchange_n(&w->pending_tls, ctx, __ATOMIC_ACQ_REL);
+  post(w);
   ews_tls_ctx_unref(old); /* an earlier reload the worker had not taken yet */
 }
 
@@ -313,5 +297,5 @@ void ews_worker_destroy(ews_worker_t *w) {
   if (!w->sync_inited) return;
   w->sync_inited = 0;
   uv_sem_destroy(&w->ready);
-  uv_mutex_destroy(&w->post_lock);
+  ews_hub_destroy(&w->hub);
 }

@@ -1,7 +1,8 @@
 /* worker.h — one worker: a thread running one libuv loop, one LuaJIT VM, its own
  * SO_REUSEPORT listener and every connection that listener accepted. Nothing here is
  * shared with other workers except the read-only config and the atomic counters in
- * ews_server_t; other threads talk to a worker only through ews_worker_post(). */
+ * ews_server_t; other threads talk to a worker only through its inbox (hub/bus.h)
+ * and the requests below. */
 #ifndef EWS_WORKER_H
 #define EWS_WORKER_H
 
@@ -10,8 +11,7 @@
 #include <uv.h>
 
 #include "config.h"
-#include "hub/channels.h"
-#include "hub/names.h"
+#include "hub/hub.h"
 #include "lua/vm.h"
 #include "net/listener.h"
 #include "net/net.h"
@@ -30,6 +30,7 @@ typedef struct {
   uint32_t nconns;           /* atomic: open connections over all workers */
   int nworkers;
   struct ews_worker *workers; /* for /metrics (counters are read without locks) */
+  ews_hub_t **hubs;           /* every worker's hub (their peers), by number */
   struct ews_store *store;    /* durable storage (hub/store.h), or NULL */
 } ews_server_t;
 
@@ -48,9 +49,6 @@ enum {
 /* The worker's own counters (the net layer's are in net.stats); EWS_STAT_ADD (stat.h). */
 typedef struct ews_worker_stats {
   uint64_t handler_errors;
-  uint64_t published;  /* pub/sub messages published from this worker */
-  uint64_t bus_dropped; /* messages to this worker refused (inbox full): written by the
-                           posting threads with an atomic add */
   uint64_t lua[EWS_LC_MAX];
   uint64_t latency[EWS_LATENCY_BUCKETS]; /* cumulative-free bucket counts */
   double latency_sum;                    /* seconds */
@@ -62,9 +60,10 @@ typedef struct ews_worker {
   uv_thread_t thread;
   uv_loop_t loop;
   ews_net_t net;        /* the net layer's share of the loop: connections, wheel, pool */
+  ews_hub_t hub;        /* the hub's share: inbox, channels, topics, store client */
   ews_listener_t listeners[EWS_LISTEN_MAX];
   ews_tls_ctx_t *pending_tls;  /* a reloaded ctx handed over by the main thread */
-  uv_async_t wakeup;   /* ews_worker_post() */
+  uv_async_t wakeup;   /* the inbox's (hub.inbox) and the main thread's requests */
   uv_timer_t drain_timer;
   uv_prepare_t prepare; /* flush + sweep before the loop blocks */
   uv_check_t check;     /* flush + sweep after I/O callbacks */
@@ -78,20 +77,10 @@ typedef struct ews_worker {
   uint32_t nltimers;          /* how many (edgews.stats().timers) */
   int ltimer_map;             /* registry ref of the id -> timer table (0: none yet) */
   double ltimer_seq;          /* the last timer id given out on this worker */
-  ews_chans_t chans;    /* this worker's channel subscribers (hub/channels.h) */
-  ews_names_t topics;   /* this worker's pub/sub subscribers (hub/pubsub.h) */
-  struct ews_pubsub_w *pubsub; /* its pub/sub replays in progress (hub/pubsub_subs.c) */
-  struct ews_store_client *store; /* this worker's store client (hub/store.h), or NULL */
   ews_worker_stats_t stats;
-  /* Set by other threads, read on wakeup. `alive` (under post_lock) says whether
-   * the wakeup handle may still be signalled. */
+  /* Set by other threads (atomics), read on wakeup (hub.inbox's lock says whether the
+   * wakeup handle may still be signalled). */
   int req_stop, req_reload, req_force;
-  uv_mutex_t post_lock;
-  int alive;
-  struct ews_bus_msg *inbox_head, *inbox_tail; /* hub/bus.h, under post_lock */
-  uint32_t inbox_n;                             /* messages in it, under post_lock */
-  uint32_t inbox_limit;                         /* at most (hub/bus.h); 0: the default */
-  int inbox_lost_pubsub;                        /* a pub/sub message was refused */
   /* Start-up handshake with the main thread. */
   uv_sem_t ready;
   int start_err;
@@ -107,9 +96,9 @@ static inline uint64_t ews_worker_lua_count(const ews_worker_t *w, int k) {
   return v;
 }
 
-/* Prepares worker `id` (zeroed, its post lock ready) so that other threads may post
- * to it, finding it not alive, before it starts and after it stopped. Every worker
- * is initialised before any starts. 0 or EWS_ENOMEM. */
+/* Prepares worker `id` (zeroed, its inbox ready) so that other threads may post to
+ * it, finding it not alive, before it starts and after it stopped. Every worker is
+ * initialised before any starts (server->hubs[id] is set here). 0 or EWS_ENOMEM. */
 int ews_worker_init(ews_worker_t *w, ews_server_t *server, int id);
 /* Starts the worker thread: creates the VM, loads the script, binds its listeners
  * (ports[EWS_LISTEN_MAIN], and ports[EWS_LISTEN_PLAIN] when the config has a plain
@@ -123,10 +112,10 @@ void ews_worker_swap_tls(ews_worker_t *w, ews_tls_ctx_t *ctx);
 /* Requests: reload the script, stop gracefully (drain), stop now. Thread-safe. */
 void ews_worker_request_reload(ews_worker_t *w);
 void ews_worker_request_stop(ews_worker_t *w, int force);
-/* Waits for the worker's thread to end (idempotent). The worker's lock stays valid:
+/* Waits for the worker's thread to end (idempotent). The worker's inbox stays valid:
  * other threads may still post to it (they find it not alive). */
 void ews_worker_join(ews_worker_t *w);
-/* Destroys what other threads use to reach the worker (its post lock). Only once no
+/* Destroys what other threads use to reach the worker (its inbox). Only once no
  * thread can post any more: every worker joined, the store's writer stopped, pub/sub
  * shut down, and no signal handler running. */
 void ews_worker_destroy(ews_worker_t *w);

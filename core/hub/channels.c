@@ -10,9 +10,9 @@
 #include "log.h"
 #include "hub/bus.h"
 #include "hub/counters.h"
+#include "hub/hub.h"
 #include "net/conn.h"
 #include "net/fanout.h"
-#include "worker.h"
 
 struct ews_chan {
   ews_named_t n; /* first: linked in the worker's table by name */
@@ -80,7 +80,7 @@ static void remove_at(ews_chan_t *ch, uint32_t idx) {
   ews_counter_dec(ch->count);
 }
 
-int ews_chan_subscribe(ews_worker_t *w, ews_conn_t *c, const char *name, size_t len) {
+int ews_chan_subscribe(ews_hub_t *w, ews_conn_t *c, const char *name, size_t len) {
   if (!ews_conn_is_open(c)) return EWS_ECLOSED;
   ews_chan_t *ch = get_chan(&w->chans, name, len, 1);
   if (!ch) return EWS_ENOMEM;
@@ -115,7 +115,7 @@ oom:
   return EWS_ENOMEM;
 }
 
-int ews_chan_unsubscribe(ews_worker_t *w, ews_conn_t *c, const char *name, size_t len) {
+int ews_chan_unsubscribe(ews_hub_t *w, ews_conn_t *c, const char *name, size_t len) {
   ews_chan_t *ch = get_chan(&w->chans, name, len, 0);
   ews_chan_sub_t *e = ch ? sub_of(c, ch) : NULL;
   if (!e) return EWS_EINVAL;
@@ -131,7 +131,7 @@ int ews_chan_unsubscribe(ews_worker_t *w, ews_conn_t *c, const char *name, size_
 static void conn_closed(ews_conn_t *c, ews_conn_hook_t *h) {
   (void)c;
   ews_conn_subs_t *s = (ews_conn_subs_t *)h;
-  ews_worker_t *w = s->w;
+  ews_hub_t *w = s->w;
   /* Last first: remove_at may look up another connection's entries, never ours
    * (a connection is in a channel once), so our list can shrink as we go. */
   while (s->n) {
@@ -143,7 +143,56 @@ static void conn_closed(ews_conn_t *c, ews_conn_hook_t *h) {
   free(s);
 }
 
-int ews_chan_publish(ews_worker_t *w, const char *name, size_t len, int opcode, const void *p,
+/* ---- publish ------------------------------------------------------------------ */
+
+/* A publish on its way to another worker: the frame built once (referenced). */
+typedef struct {
+  ews_bus_msg_t base; /* first */
+  ews_buf_t *frame;
+  size_t header_len;
+  int opcode;
+  uint64_t exclude_id;
+  size_t len;
+  char name[];
+} chan_msg_t;
+
+/* Queues a frame published on another worker to this worker's subscribers. */
+static void deliver(ews_hub_t *w, const char *name, size_t len, ews_buf_t *frame,
+                    size_t header_len, int opcode, uint64_t exclude_id) {
+  ews_chan_t *ch = get_chan(&w->chans, name, len, 0);
+  if (!ch) return;
+  ews_fanout_frame(w->net, ch->subs, ch->nsubs, opcode, frame->data + header_len,
+                   frame->len - header_len, frame, exclude_id);
+}
+
+static void msg_run(void *ud, ews_bus_msg_t *m) {
+  chan_msg_t *cm = (chan_msg_t *)m;
+  deliver(ud, cm->name, cm->len, cm->frame, cm->header_len, cm->opcode, cm->exclude_id);
+}
+
+static void msg_free(ews_bus_msg_t *m) {
+  ews_buf_unref(((chan_msg_t *)m)->frame);
+  free(m);
+}
+
+static const ews_bus_kind_t chan_kind = {"channel", msg_run, msg_free, NULL};
+
+static int post(ews_hub_t *to, const char *name, size_t len, ews_buf_t *frame, size_t hl,
+                int opcode, uint64_t exclude_id) {
+  chan_msg_t *m = malloc(sizeof *m + len);
+  if (!m) return EWS_ENOMEM;
+  m->base.kind = &chan_kind;
+  m->frame = frame;
+  ews_buf_ref(frame);
+  m->header_len = hl;
+  m->opcode = opcode;
+  m->exclude_id = exclude_id;
+  m->len = len;
+  memcpy(m->name, name, len);
+  return ews_bus_post(&to->inbox, &m->base);
+}
+
+int ews_chan_publish(ews_hub_t *w, const char *name, size_t len, int opcode, const void *p,
                      size_t n, uint64_t exclude_id) {
   size_t hl;
   ews_buf_t *frame = ews_fanout_plain(opcode, p, n, &hl);
@@ -151,26 +200,18 @@ int ews_chan_publish(ews_worker_t *w, const char *name, size_t len, int opcode, 
   /* Other workers first, so they work in parallel with our own delivery. A worker
    * that is gone (shutdown) has no subscribers left; one whose inbox is full has the
    * drop counted (bus.c); out of memory is logged here. */
-  for (int i = 0; i < w->server->nworkers; i++) {
+  for (int i = 0; i < w->nworkers; i++) {
     if (i == w->id) continue;
-    int r = ews_bus_post_publish(&w->server->workers[i], name, len, frame, hl, opcode, exclude_id);
+    int r = post(w->peers[i], name, len, frame, hl, opcode, exclude_id);
     if (r == EWS_ENOMEM)
       EWS_ERROR("channel %.*s: out of memory posting to worker %d", (int)(len > 200 ? 200 : len),
                 name, i);
   }
   int sent = 0;
   ews_chan_t *ch = get_chan(&w->chans, name, len, 0);
-  if (ch) sent = ews_fanout_frame(&w->net, ch->subs, ch->nsubs, opcode, p, n, frame, exclude_id);
+  if (ch) sent = ews_fanout_frame(w->net, ch->subs, ch->nsubs, opcode, p, n, frame, exclude_id);
   ews_buf_unref(frame);
   return sent;
-}
-
-void ews_chan_deliver(ews_worker_t *w, const char *name, size_t len, ews_buf_t *frame,
-                      size_t header_len, int opcode, uint64_t exclude_id) {
-  ews_chan_t *ch = get_chan(&w->chans, name, len, 0);
-  if (!ch) return;
-  ews_fanout_frame(&w->net, ch->subs, ch->nsubs, opcode, frame->data + header_len,
-                   frame->len - header_len, frame, exclude_id);
 }
 
 uint32_t ews_chan_count(const char *name, size_t len) {

@@ -20,8 +20,7 @@
 #include "net/buf.h"
 #include "net/conn.h"
 
-struct ews_worker;
-struct ews_conn;
+struct ews_hub;
 
 typedef struct ews_chan ews_chan_t;
 
@@ -38,23 +37,20 @@ typedef struct {
 
 typedef struct {
   ews_conn_hook_t hook; /* first: the subscriptions end with the connection */
-  struct ews_worker *w;
+  struct ews_hub *w;
   ews_chan_sub_t *list;
   uint32_t n, cap;
 } ews_conn_subs_t;
 
 /* 0 (also when already subscribed), EWS_ENOMEM or EWS_ECLOSED. */
-int ews_chan_subscribe(struct ews_worker *w, struct ews_conn *c, const char *name, size_t len);
+int ews_chan_subscribe(struct ews_hub *w, ews_conn_t *c, const char *name, size_t len);
 /* 0, or EWS_EINVAL when it was not subscribed. */
-int ews_chan_unsubscribe(struct ews_worker *w, struct ews_conn *c, const char *name, size_t len);
+int ews_chan_unsubscribe(struct ews_hub *w, ews_conn_t *c, const char *name, size_t len);
 /* Publishes p[0..n) (opcode TEXT or BINARY) to every subscriber on every worker but
  * the connection with id exclude_id (0: none). Returns the number of local
  * subscribers it was queued for, or EWS_ENOMEM. */
-int ews_chan_publish(struct ews_worker *w, const char *name, size_t len, int opcode,
+int ews_chan_publish(struct ews_hub *w, const char *name, size_t len, int opcode,
                      const void *p, size_t n, uint64_t exclude_id);
-/* Queues a frame published on another worker to this worker's subscribers. */
-void ews_chan_deliver(struct ews_worker *w, const char *name, size_t len, ews_buf_t *frame,
-                      size_t header_len, int opcode, uint64_t exclude_id);
 /* Subscribers of the channel on all workers. */
 uint32_t ews_chan_count(const char *name, size_t len);
 /* Frees the table (worker exit; every connection is gone). */

@@ -12,14 +12,13 @@
 #include <uv.h>
 
 #include "err.h"
-#include "hub/bus.h"
 #include "hub/hash.h"
 #include "hub/pubsub_int.h"
 #include "log.h"
 #include "net/fanout.h"
 #include "proto/frame.h"
 #include "proto/utf8.h"
-#include "worker.h"
+#include "stat.h"
 
 /* ---- frames ------------------------------------------------------------------- */
 
@@ -224,7 +223,7 @@ static struct {
   stripe_t stripes[NSTRIPES];
   ews_store_t *store;
   int persistent;
-  ews_worker_t *workers;
+  ews_hub_t *const *hubs;
   int nworkers;
   uint32_t max_queue;  /* memory ring size */
   int64_t ttl_ms;      /* 0 = forever */
@@ -249,7 +248,7 @@ static uint64_t random_epoch(void) {
 }
 
 void ews_pubsub_init(const ews_config_t *cfg, ews_store_t *store, int persistent,
-                     ews_worker_t *workers, int nworkers) {
+                     ews_hub_t *const *hubs, int nworkers) {
   if (!G.inited) {
     uv_mutex_init(&G.lock);
     for (int i = 0; i < NSTRIPES; i++) {
@@ -260,7 +259,7 @@ void ews_pubsub_init(const ews_config_t *cfg, ews_store_t *store, int persistent
   G.inited = 1;
   G.store = store;
   G.persistent = persistent && store;
-  G.workers = workers;
+  G.hubs = hubs;
   G.nworkers = nworkers;
   G.max_queue = cfg->pubsub_max_queue > 0 ? (uint32_t)cfg->pubsub_max_queue : 10000;
   G.ttl_ms = (int64_t)cfg->pubsub_ttl * 1000;
@@ -364,8 +363,7 @@ static void post_all(const char *topic, size_t tl, ews_buf_t *env, size_t env_hl
                      size_t raw_hl, uint64_t epoch, int64_t offset, int64_t time, int json) {
   int n = __atomic_load_n(&G.nworkers, __ATOMIC_ACQUIRE);
   for (int i = 0; i < n; i++) {
-    int r = ews_bus_post_pubsub(&G.workers[i], topic, tl, env, env_hl, raw, raw_hl, epoch, offset,
-                                time, json);
+    int r = ews_ps_post(G.hubs[i], topic, tl, env, env_hl, raw, raw_hl, epoch, offset, time, json);
     if (r == EWS_ENOMEM) EWS_ERROR("pubsub: out of memory posting %.*s#%lld to worker %d", (int)tl,
                                    topic, (long long)offset, i);
   }
@@ -393,7 +391,7 @@ void ews_pubsub_on_commit(void *ud, const ews_store_req_t *r) {
 /* ---- publish -------------------------------------------------------------------- */
 
 typedef struct {
-  ews_worker_t *w;
+  ews_hub_t *w;
   ews_pubsub_done_fn done;
   void *ud;
 } pub_ctx_t;
@@ -409,7 +407,7 @@ static void on_stored(ews_store_req_t *req, void *ud) {
 
 /* Queues req for the writer; done(w, ud, ...) runs on w once it is committed.
  * Takes req in every case. 1, or an error (nothing queued). */
-static int submit(ews_worker_t *w, ews_store_req_t *req, ews_pubsub_done_fn done, void *ud) {
+static int submit(ews_hub_t *w, ews_store_req_t *req, ews_pubsub_done_fn done, void *ud) {
   pub_ctx_t *pc = malloc(sizeof *pc);
   if (!pc) {
     ews_store_req_free(req);
@@ -470,7 +468,7 @@ static int mem_publish(const char *topic, size_t tl, int json, const void *data,
   return 0;
 }
 
-int ews_pubsub_publish(ews_worker_t *w, const char *topic, size_t tl, int json, const void *data,
+int ews_pubsub_publish(ews_hub_t *w, const char *topic, size_t tl, int json, const void *data,
                        size_t n, ews_pubsub_done_fn done, void *ud, ews_pubsub_pos_t *pos) {
   if (!ews_ps_valid_topic(topic, tl) || !ews_utf8_valid(data, n)) return EWS_EINVAL;
   if (G.persistent) {
@@ -492,7 +490,7 @@ int ews_pubsub_publish(ews_worker_t *w, const char *topic, size_t tl, int json, 
   return r;
 }
 
-int ews_pubsub_reset(ews_worker_t *w, const char *topic, size_t tl, ews_pubsub_done_fn done,
+int ews_pubsub_reset(ews_hub_t *w, const char *topic, size_t tl, ews_pubsub_done_fn done,
                      void *ud, ews_pubsub_pos_t *pos) {
   if (!ews_ps_valid_topic(topic, tl)) return EWS_EINVAL;
   if (G.persistent) {
@@ -524,7 +522,7 @@ int ews_pubsub_reset(ews_worker_t *w, const char *topic, size_t tl, ews_pubsub_d
   return 0;
 }
 
-int ews_pubsub_retention(ews_worker_t *w, const char *topic, size_t tl, int32_t max_queue_size,
+int ews_pubsub_retention(ews_hub_t *w, const char *topic, size_t tl, int32_t max_queue_size,
                          int32_t message_ttl, ews_pubsub_done_fn done, void *ud,
                          ews_pubsub_pos_t *pos) {
   if (!ews_ps_valid_topic(topic, tl) || max_queue_size < EWS_STORE_INHERIT ||
@@ -591,12 +589,12 @@ void ews_ps_release(ews_ps_entry_t *v, uint32_t n) {
     }
 }
 
-int ews_ps_view(ews_worker_t *w, const char *topic, size_t tl, ews_ps_view_t *v) {
+int ews_ps_view(ews_hub_t *w, const char *topic, size_t tl, ews_ps_view_t *v) {
   uint32_t n;
   return ews_ps_page(w, topic, tl, INT64_MAX - 1, 0, 0, v, NULL, &n);
 }
 
-int ews_ps_page(ews_worker_t *w, const char *topic, size_t tl, int64_t since, uint32_t limit,
+int ews_ps_page(ews_hub_t *w, const char *topic, size_t tl, int64_t since, uint32_t limit,
                 int raw, ews_ps_view_t *v, ews_ps_entry_t *out, uint32_t *n) {
   *n = 0;
   if (!G.persistent) return mem_page(topic, tl, since, limit, raw, v, out, n);
@@ -625,7 +623,7 @@ int ews_ps_page(ews_worker_t *w, const char *topic, size_t tl, int64_t since, ui
   return r;
 }
 
-int ews_pubsub_history(ews_worker_t *w, const char *topic, size_t tl, int64_t since, uint32_t limit,
+int ews_pubsub_history(ews_hub_t *w, const char *topic, size_t tl, int64_t since, uint32_t limit,
                        ews_pubsub_history_t *out) {
   memset(out, 0, sizeof *out);
   if (!ews_ps_valid_topic(topic, tl)) return EWS_EINVAL;

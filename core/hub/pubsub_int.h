@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hub/bus.h"
 #include "hub/pubsub.h"
 #include "net/buf.h"
 
@@ -31,15 +32,38 @@ uint32_t ews_ps_max_recover(void);
 /* Where the topic stands (a memory topic is created: its epoch holds from now
  * on). Memory: O(1) under the topic's lock; stored: a read of no rows.
  * 0, EWS_ENOMEM, EWS_EIO, EWS_ENOSTORE. */
-int ews_ps_view(struct ews_worker *w, const char *topic, size_t tl, ews_ps_view_t *v);
+int ews_ps_view(ews_hub_t *w, const char *topic, size_t tl, ews_ps_view_t *v);
 
 /* Up to limit messages after `since`, oldest first, as envelope frames (raw = 0)
  * or raw frames, into out[0..*n) (references: release with ews_ps_release), and
  * the view of the same snapshot. Memory: O(limit) under the topic's lock. Errors
  * as for ews_ps_view. */
-int ews_ps_page(struct ews_worker *w, const char *topic, size_t tl, int64_t since,
+int ews_ps_page(ews_hub_t *w, const char *topic, size_t tl, int64_t since,
                 uint32_t limit, int raw, ews_ps_view_t *v, ews_ps_entry_t *out, uint32_t *n);
 void ews_ps_release(ews_ps_entry_t *v, uint32_t n);
+
+/* A sequenced message on its way to a worker (pubsub_subs.c runs it there): both
+ * frames referenced, the topic's name copied. */
+typedef struct {
+  ews_bus_msg_t base; /* first; kind: ews_ps_msg_kind */
+  ews_buf_t *env;     /* the envelope frame */
+  size_t env_hl;
+  ews_buf_t *raw;     /* the frame of the data alone */
+  size_t raw_hl;
+  uint64_t epoch;
+  int64_t offset, time;
+  int json;
+  size_t len;
+  char topic[];
+} ews_ps_msg_t;
+
+extern const ews_bus_kind_t ews_ps_msg_kind;
+
+/* Posts a sequenced message to worker `to` (takes references on both frames). 0 or
+ * an error of ews_bus_post, or EWS_ENOMEM. */
+int ews_ps_post(ews_hub_t *to, const char *topic, size_t tl, ews_buf_t *env, size_t env_hl,
+                ews_buf_t *raw, size_t raw_hl, uint64_t epoch, int64_t offset, int64_t time,
+                int json);
 
 /* {"type":"gap",...} as a text frame (epoch 0 is written as null). NULL when out
  * of memory. */

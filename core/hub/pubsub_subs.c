@@ -8,7 +8,6 @@
  * stream does not reach it). A replay goes live only right after a page read in
  * the same turn brought it up to the topic's last offset L: it then gets the mark
  * (epoch, L), which the inbox's copies of offsets <= L meet and skip. */
-#include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -18,10 +17,8 @@
 #include "hub/pubsub.h"
 #include "hub/pubsub_int.h"
 #include "log.h"
-#include "lua/tasks.h"
 #include "net/conn.h"
 #include "net/fanout.h"
-#include "worker.h"
 
 #define REPLAY_PAGE 256   /* messages read at a time */
 #define REPLAY_BUDGET 512 /* messages (and gaps) replayed per worker loop iteration */
@@ -69,7 +66,7 @@ typedef struct {
 
 typedef struct {
   ews_conn_hook_t hook; /* first: the subscriptions end with the connection */
-  ews_worker_t *w;
+  ews_hub_t *w;
   tsub_t *v;
   uint32_t n, cap;
 } conn_topics_t;
@@ -118,7 +115,7 @@ static int grow(void **v, uint32_t *cap, uint32_t need, size_t size) {
   return 0;
 }
 
-static wtopic_t *wtopic_get(ews_worker_t *w, const char *name, size_t len, int create) {
+static wtopic_t *wtopic_get(ews_hub_t *w, const char *name, size_t len, int create) {
   wtopic_t *t = (wtopic_t *)ews_names_find(&w->topics, name, len);
   if (t || !create) return t;
   t = calloc(1, sizeof *t + len);
@@ -141,7 +138,7 @@ static void wtopic_free(ews_named_t *r) {
   free(t);
 }
 
-static void wtopic_release_if_empty(ews_worker_t *w, wtopic_t *t) {
+static void wtopic_release_if_empty(ews_hub_t *w, wtopic_t *t) {
   if (t->env.n || t->raw.n || t->lua || t->njobs) return;
   ews_names_remove(&w->topics, &t->n);
   wtopic_free(&t->n);
@@ -158,7 +155,7 @@ static tsub_t *tsub_of(ews_conn_t *c, const wtopic_t *t) {
 }
 
 /* A new entry in c's topics (not live yet). NULL when out of memory. */
-static tsub_t *tsub_add(ews_worker_t *w, ews_conn_t *c, wtopic_t *t, int raw) {
+static tsub_t *tsub_add(ews_hub_t *w, ews_conn_t *c, wtopic_t *t, int raw) {
   conn_topics_t *ct = topics_of(c);
   if (!ct) {
     if (!(ct = calloc(1, sizeof *ct))) return NULL;
@@ -218,12 +215,12 @@ static void live_remove(ews_conn_t *c, const tsub_t *e) {
   }
 }
 
-uint32_t ews_pubsub_local_count(ews_worker_t *w, const char *topic, size_t tl) {
+uint32_t ews_pubsub_local_count(ews_hub_t *w, const char *topic, size_t tl) {
   wtopic_t *t = wtopic_get(w, topic, tl, 0);
   return t ? t->env.n + t->raw.n + t->nreplay : 0;
 }
 
-int ews_pubsub_lua_subs(ews_worker_t *w, const char *topic, size_t tl, int delta) {
+int ews_pubsub_lua_subs(ews_hub_t *w, const char *topic, size_t tl, int delta) {
   wtopic_t *t = wtopic_get(w, topic, tl, delta > 0);
   if (!t) return delta > 0 ? EWS_ENOMEM : 0;
   t->lua += delta;
@@ -236,11 +233,11 @@ int ews_pubsub_lua_subs(ews_worker_t *w, const char *topic, size_t tl, int delta
 
 static void on_idle(uv_idle_t *h);
 
-static psw_t *psw(ews_worker_t *w) {
+static psw_t *psw(ews_hub_t *w) {
   if (w->pubsub) return w->pubsub;
   psw_t *ps = calloc(1, sizeof *ps);
   if (!ps) return NULL;
-  if (uv_idle_init(&w->loop, &ps->idle) != 0) {
+  if (uv_idle_init(w->net->loop, &ps->idle) != 0) {
     free(ps);
     return NULL;
   }
@@ -302,7 +299,7 @@ static void job_detach(replay_t *j, int status) {
   j->t->nreplay--;
 }
 
-static void job_free(ews_worker_t *w, replay_t *j) {
+static void job_free(ews_hub_t *w, replay_t *j) {
   job_detach(j, j->status);
   ews_ps_release(j->page + j->pi, j->pn - j->pi);
   wtopic_t *t = j->t;
@@ -313,7 +310,7 @@ static void job_free(ews_worker_t *w, replay_t *j) {
 }
 
 /* Ends a job on the list: tells whoever waits, then frees it. */
-static void job_finish(ews_worker_t *w, psw_t *ps, replay_t *j) {
+static void job_finish(ews_hub_t *w, psw_t *ps, replay_t *j) {
   list_remove(ps, j);
   ews_pubsub_sub_fn done = j->done;
   void *ud = j->ud;
@@ -348,7 +345,7 @@ static int send_gap(replay_t *j, uint64_t epoch, int64_t from, int64_t to, const
 /* Reads the page after the cursor and settles what the client's position is
  * missing (gaps). STEP_LATER (page in hand), STEP_AGAIN (read again from the
  * moved cursor), STEP_BLOCKED (a gap waits for room), or an error. */
-static int read_page(ews_worker_t *w, psw_t *ps, replay_t *j) {
+static int read_page(ews_hub_t *w, psw_t *ps, replay_t *j) {
   wtopic_t *t = j->t;
   ews_ps_view_t v;
   uint32_t n, lim = ps->budget < REPLAY_PAGE ? ps->budget : REPLAY_PAGE;
@@ -431,7 +428,7 @@ static int go_live(replay_t *j) {
 }
 
 /* Runs job j as far as the budget and the socket's queue allow. */
-static int step(ews_worker_t *w, psw_t *ps, replay_t *j) {
+static int step(ews_hub_t *w, psw_t *ps, replay_t *j) {
   j->fresh = 0;
   for (;;) {
     ews_conn_t *c = j->c;
@@ -484,7 +481,7 @@ static int step(ews_worker_t *w, psw_t *ps, replay_t *j) {
 /* Steps every runnable job once, in turn, while the budget lasts; a job that
  * used its turn goes to the back. */
 static void on_idle(uv_idle_t *h) {
-  ews_worker_t *w = h->data;
+  ews_hub_t *w = h->data;
   psw_t *ps = w->pubsub;
   replay_t *j = ps->head, *end = ps->tail;
   while (j && ps->budget) {
@@ -502,7 +499,7 @@ static void on_idle(uv_idle_t *h) {
   }
 }
 
-void ews_pubsub_tick(ews_worker_t *w, int end) {
+void ews_pubsub_tick(ews_hub_t *w, int end) {
   psw_t *ps = w->pubsub;
   if (!ps) return;
   if (end) ps->budget = REPLAY_BUDGET;
@@ -515,7 +512,7 @@ void ews_pubsub_tick(ews_worker_t *w, int end) {
   idle_set(ps, runnable);
 }
 
-void ews_pubsub_worker_free(ews_worker_t *w) {
+void ews_pubsub_worker_free(ews_hub_t *w) {
   psw_t *ps = w->pubsub;
   if (!ps) return;
   while (ps->head) {
@@ -528,7 +525,7 @@ void ews_pubsub_worker_free(ews_worker_t *w) {
 }
 
 /* Cancels the replay of entry e (the socket left or unsubscribed). */
-static void job_cancel(ews_worker_t *w, tsub_t *e, int status) {
+static void job_cancel(ews_hub_t *w, tsub_t *e, int status) {
   replay_t *j = e->job;
   job_detach(j, status); /* removes e */
   j->blocked = 0;
@@ -537,24 +534,13 @@ static void job_cancel(ews_worker_t *w, tsub_t *e, int status) {
 
 /* ---- live delivery ------------------------------------------------------------------ */
 
-/* Lua subscribers: edgews._pubsub(topic, epoch_hex, offset, time, data, is_json). */
-static void run_lua(ews_worker_t *w, ews_bus_msg_t *m) {
-  ews_task_t *task = w->L ? ews_task_get(w) : NULL;
-  if (!task) {
-    EWS_ERROR("pubsub: dropped a Lua delivery of %.*s (no task)", (int)m->len, m->data);
-    return;
-  }
-  char hex[17];
-  ews_pubsub_epoch_hex(m->epoch, hex);
-  lua_State *co = task->co;
-  lua_rawgeti(co, LUA_REGISTRYINDEX, w->refs.pubsub);
-  lua_pushlstring(co, m->data, m->len);
-  lua_pushstring(co, hex);
-  lua_pushnumber(co, (lua_Number)m->offset);
-  lua_pushnumber(co, (lua_Number)m->time);
-  lua_pushlstring(co, (const char *)m->raw->data + m->raw_hl, m->raw->len - m->raw_hl);
-  lua_pushboolean(co, m->json);
-  ews_task_start(w, task, 6, NULL);
+/* The local (Lua) subscribers, through the handler the layer above registered. */
+static void run_local(ews_hub_t *w, const ews_ps_msg_t *m) {
+  if (!w->pubsub_local) return;
+  ews_pubsub_event_t e = {m->topic, m->len, m->epoch, m->offset, m->time,
+                          (const char *)m->raw->data + m->raw_hl, m->raw->len - m->raw_hl,
+                          m->json};
+  w->pubsub_local(w, &e);
 }
 
 /* Bytes a frame of plain length n may take on the wire (a compressed frame can be
@@ -565,13 +551,13 @@ static size_t wire_bound(size_t n) { return n + n / 256 + 64; }
  * got this offset from history. A subscriber of a "drop" app whose queue has no
  * room for it would lose it: it is put in behind[] instead (to catch up from
  * history). */
-static void send_to(ews_worker_t *w, wtopic_t *t, connv_t *cv, ews_buf_t *frame, size_t hl,
-                    const ews_bus_msg_t *m, ews_conn_t ***behind, uint32_t *nbehind) {
+static void send_to(ews_hub_t *w, wtopic_t *t, connv_t *cv, ews_buf_t *frame, size_t hl,
+                    const ews_ps_msg_t *m, ews_conn_t ***behind, uint32_t *nbehind) {
   if (!cv->n) return;
   const uint8_t *p = frame->data + hl;
   size_t n = frame->len - hl;
   if (!t->nmarks && !t->ndrop) {
-    ews_fanout_frame(&w->net, cv->v, cv->n, EWS_OP_TEXT, p, n, frame, 0);
+    ews_fanout_frame(w->net, cv->v, cv->n, EWS_OP_TEXT, p, n, frame, 0);
     return;
   }
   ews_conn_t *stackv[64], **v = cv->n <= 64 ? stackv : malloc(cv->n * sizeof *v);
@@ -593,7 +579,7 @@ static void send_to(ews_worker_t *w, wtopic_t *t, connv_t *cv, ews_buf_t *frame,
     }
     v[k++] = c;
   }
-  ews_fanout_frame(&w->net, v, k, EWS_OP_TEXT, p, n, frame, 0);
+  ews_fanout_frame(w->net, v, k, EWS_OP_TEXT, p, n, frame, 0);
   if (v != stackv) free(v);
 }
 
@@ -609,7 +595,7 @@ static void spend_marks(wtopic_t *t, connv_t *cv, uint64_t epoch, int64_t offset
 
 /* A live socket that could not take message m goes back to a replay from the
  * offset before it: it gets the rest from history as its queue drains. */
-static void fall_behind(ews_worker_t *w, wtopic_t *t, ews_conn_t *c, const ews_bus_msg_t *m,
+static void fall_behind(ews_hub_t *w, wtopic_t *t, ews_conn_t *c, const ews_ps_msg_t *m,
                         size_t need) {
   tsub_t *e = tsub_of(c, t);
   psw_t *ps = psw(w);
@@ -646,7 +632,7 @@ static int64_t live_position(wtopic_t *t, const connv_t *cv, uint32_t i, uint64_
 /* A live socket that stands at `cursor` of `epoch` while the worker is past it goes
  * back to a replay from there (history has every message the sequencer posted). 0,
  * or EWS_ENOMEM (logged; it stays live). */
-static int rewind_to(ews_worker_t *w, wtopic_t *t, ews_conn_t *c, uint64_t epoch,
+static int rewind_to(ews_hub_t *w, wtopic_t *t, ews_conn_t *c, uint64_t epoch,
                      int64_t cursor) {
   tsub_t *e = tsub_of(c, t);
   psw_t *ps = psw(w);
@@ -671,7 +657,7 @@ static int rewind_to(ews_worker_t *w, wtopic_t *t, ews_conn_t *c, uint64_t epoch
 /* Messages posted to this worker were lost before offset `upto` + 1 of `epoch` (its
  * inbox was full, or the sequencer could not build them): the live subscribers that
  * stand below `upto` catch up from history, so none of them has a silent hole. */
-static void catch_up(ews_worker_t *w, wtopic_t *t, connv_t *cv, uint64_t epoch, int64_t upto,
+static void catch_up(ews_hub_t *w, wtopic_t *t, connv_t *cv, uint64_t epoch, int64_t upto,
                      int64_t base) {
   for (uint32_t i = 0; i < cv->n;) {
     ews_conn_t *c = cv->v[i];
@@ -685,7 +671,7 @@ static void catch_up(ews_worker_t *w, wtopic_t *t, connv_t *cv, uint64_t epoch, 
 /* Checks a topic against the sequencer after messages to this worker were lost:
  * those who stand below its last offset catch up. */
 static void resync_topic(ews_hnode_t *n, void *ud) {
-  ews_worker_t *w = ud;
+  ews_hub_t *w = ud;
   wtopic_t *t = (wtopic_t *)n;
   ews_ps_view_t v;
   if ((!t->env.n && !t->raw.n && !t->lua) || ews_ps_view(w, t->name, t->n.len, &v) != 0) return;
@@ -699,12 +685,13 @@ static void resync_topic(ews_hnode_t *n, void *ud) {
               " (the worker's inbox was full)", (int)t->n.len, t->name, (long long)base);
 }
 
-void ews_pubsub_resync(ews_worker_t *w) {
+void ews_pubsub_resync(ews_hub_t *w) {
   ews_ht_walk(&w->topics, 0, SIZE_MAX, resync_topic, w);
 }
 
-void ews_pubsub_deliver(ews_worker_t *w, ews_bus_msg_t *m) {
-  wtopic_t *t = wtopic_get(w, m->data, m->len, 0);
+/* Runs a sequenced message on this worker (the kind's run). */
+static void deliver(ews_hub_t *w, ews_ps_msg_t *m) {
+  wtopic_t *t = wtopic_get(w, m->topic, m->len, 0);
   if (!t) return;
   if (t->epoch != m->epoch) {
     /* A new epoch: no message of the previous one comes after this, so its marks
@@ -729,7 +716,7 @@ void ews_pubsub_deliver(ews_worker_t *w, ews_bus_msg_t *m) {
   if (m->offset > t->seen) t->seen = m->offset;
   ews_conn_t **behind = NULL;
   uint32_t nbehind = 0, nenv = 0;
-  send_to(w, t, &t->env, m->frame, m->header_len, m, &behind, &nbehind);
+  send_to(w, t, &t->env, m->env, m->env_hl, m, &behind, &nbehind);
   nenv = nbehind;
   send_to(w, t, &t->raw, m->raw, m->raw_hl, m, &behind, &nbehind);
   if (t->nmarks) {
@@ -738,15 +725,52 @@ void ews_pubsub_deliver(ews_worker_t *w, ews_bus_msg_t *m) {
     spend_marks(t, &t->raw, m->epoch, m->offset);
   }
   for (uint32_t i = 0; i < nbehind; i++)
-    fall_behind(w, t, behind[i], m, wire_bound(i < nenv ? m->frame->len : m->raw->len));
+    fall_behind(w, t, behind[i], m, wire_bound(i < nenv ? m->env->len : m->raw->len));
   free(behind);
-  if (t->lua) run_lua(w, m);
+  if (t->lua) run_local(w, m);
+}
+
+/* ---- the bus's pub/sub messages --------------------------------------------------- */
+
+static void msg_run(void *ud, ews_bus_msg_t *m) { deliver(ud, (ews_ps_msg_t *)m); }
+
+static void msg_free(ews_bus_msg_t *m) {
+  ews_ps_msg_t *pm = (ews_ps_msg_t *)m;
+  ews_buf_unref(pm->env);
+  ews_buf_unref(pm->raw);
+  free(pm);
+}
+
+/* A message to this worker was refused (its inbox was full): resync. */
+static void msg_refused(void *ud) { ews_pubsub_resync(ud); }
+
+const ews_bus_kind_t ews_ps_msg_kind = {"pub/sub", msg_run, msg_free, msg_refused};
+
+int ews_ps_post(ews_hub_t *to, const char *topic, size_t tl, ews_buf_t *env, size_t env_hl,
+                ews_buf_t *raw, size_t raw_hl, uint64_t epoch, int64_t offset, int64_t time,
+                int json) {
+  ews_ps_msg_t *m = malloc(sizeof *m + tl);
+  if (!m) return EWS_ENOMEM;
+  m->base.kind = &ews_ps_msg_kind;
+  m->env = env;
+  m->env_hl = env_hl;
+  m->raw = raw;
+  m->raw_hl = raw_hl;
+  m->epoch = epoch;
+  m->offset = offset;
+  m->time = time;
+  m->json = json;
+  m->len = tl;
+  memcpy(m->topic, topic, tl);
+  ews_buf_ref(env);
+  ews_buf_ref(raw);
+  return ews_bus_post(&to->inbox, &m->base);
 }
 
 /* ---- subscribe, unsubscribe ------------------------------------------------------- */
 
 /* Ends a live or replaying subscription entry e of c. */
-static void end_sub(ews_worker_t *w, ews_conn_t *c, tsub_t *e, int status) {
+static void end_sub(ews_hub_t *w, ews_conn_t *c, tsub_t *e, int status) {
   wtopic_t *t = e->t;
   if (e->job) {
     job_cancel(w, e, status);
@@ -757,7 +781,7 @@ static void end_sub(ews_worker_t *w, ews_conn_t *c, tsub_t *e, int status) {
   wtopic_release_if_empty(w, t);
 }
 
-int ews_pubsub_unsubscribe(ews_worker_t *w, ews_conn_t *c, const char *topic, size_t tl) {
+int ews_pubsub_unsubscribe(ews_hub_t *w, ews_conn_t *c, const char *topic, size_t tl) {
   wtopic_t *t = wtopic_get(w, topic, tl, 0);
   tsub_t *e = t ? tsub_of(c, t) : NULL;
   if (!e) return EWS_EINVAL;
@@ -778,7 +802,7 @@ static void conn_closed(ews_conn_t *c, ews_conn_hook_t *h) {
 }
 
 /* A subscription without replay: live from the topic's last offset. */
-static int subscribe_live(ews_worker_t *w, ews_conn_t *c, wtopic_t *t, int raw,
+static int subscribe_live(ews_hub_t *w, ews_conn_t *c, wtopic_t *t, int raw,
                           ews_pubsub_sub_result_t *res) {
   ews_ps_view_t v;
   int r = ews_ps_view(w, t->name, t->n.len, &v);
@@ -794,7 +818,7 @@ static int subscribe_live(ews_worker_t *w, ews_conn_t *c, wtopic_t *t, int raw,
 }
 
 /* A socket that is subscribed already. 0 (answered) or 1 (restart it). */
-static int subscribed_again(ews_worker_t *w, tsub_t *e, const ews_pubsub_sub_opts_t *o,
+static int subscribed_again(ews_hub_t *w, tsub_t *e, const ews_pubsub_sub_opts_t *o,
                             ews_pubsub_sub_result_t *res) {
   ews_ps_view_t v;
   int r = ews_ps_view(w, e->t->name, e->t->n.len, &v);
@@ -816,7 +840,7 @@ static int subscribed_again(ews_worker_t *w, tsub_t *e, const ews_pubsub_sub_opt
   return 0;
 }
 
-int ews_pubsub_subscribe(ews_worker_t *w, ews_conn_t *c, const char *topic, size_t tl,
+int ews_pubsub_subscribe(ews_hub_t *w, ews_conn_t *c, const char *topic, size_t tl,
                          const ews_pubsub_sub_opts_t *o, ews_pubsub_sub_fn done, void *ud,
                          ews_pubsub_sub_result_t *res) {
   memset(res, 0, sizeof *res);

@@ -41,9 +41,15 @@ static inline int ews_api_result(lua_State *L, int r) {
 
 /* pub/sub (api_pubsub.c) and notifications (api_notify.c). */
 void ews_api_pubsub_register(lua_State *L, void *w);
+/* The hub's handler for the worker's Lua subscribers of a topic (hub->pubsub_local). */
+struct ews_hub;
+struct ews_pubsub_event;
+void ews_api_pubsub_local(struct ews_hub *h, const struct ews_pubsub_event *e);
 void ews_api_notify_register(lua_State *L, void *w);
 
 void ews_api_timer_register(lua_State *L, void *w);
+/* core.post: Lua messages to other workers (api_bus.c). */
+void ews_api_bus_register(lua_State *L, void *w);
 /* Presence (api_presence.c): the presence_* functions and the worker's presence timer. */
 void ews_api_presence_register(lua_State *L, void *w);
 /* At worker shutdown: stops and frees every Lua timer (and the tasks sleeping). */

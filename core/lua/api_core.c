@@ -17,7 +17,6 @@
 #include "err.h"
 #include "log.h"
 #include "hub/buckets.h"
-#include "hub/bus.h"
 #include "hub/channels.h"
 #include "hub/users.h"
 #include "hub/counters.h"
@@ -244,16 +243,6 @@ static int l_authenticated(lua_State *L) {
   return 0;
 }
 
-/* core.post(worker_id, blob) -> true | nil, err: a bus message for another worker. */
-static int l_post(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
-  int to = (int)luaL_checkinteger(L, 1);
-  size_t n;
-  const char *p = luaL_checklstring(L, 2, &n);
-  if (!w || to < 0 || to >= w->server->nworkers) return push_result(L, EWS_EINVAL);
-  return push_result(L, ews_bus_post(&w->server->workers[to], p, n));
-}
-
 /* core.user_add(uid, socket_id) / core.user_remove(uid, socket_id) /
  * core.user_list(uid) -> { {worker, socket_id}, ... } */
 static int l_user_add(lua_State *L) {
@@ -360,7 +349,7 @@ static int l_subscribe(lua_State *L) {
   ews_conn_t *c = check_conn(L, 1);
   size_t n;
   const char *name = luaL_checklstring(L, 2, &n);
-  return push_result(L, ews_chan_subscribe(w, c, name, n));
+  return push_result(L, ews_chan_subscribe(&w->hub, c, name, n));
 }
 
 static int l_unsubscribe(lua_State *L) {
@@ -368,7 +357,7 @@ static int l_unsubscribe(lua_State *L) {
   ews_conn_t *c = check_conn(L, 1);
   size_t n;
   const char *name = luaL_checklstring(L, 2, &n);
-  return push_result(L, ews_chan_unsubscribe(w, c, name, n));
+  return push_result(L, ews_chan_unsubscribe(&w->hub, c, name, n));
 }
 
 /* core.publish(channel, data, is_binary, exclude_socket_id) -> local deliveries */
@@ -380,7 +369,7 @@ static int l_publish(lua_State *L) {
   int binary = lua_toboolean(L, 3);
   uint64_t exclude = (uint64_t)luaL_optnumber(L, 4, 0);
   if (!w) return push_result(L, EWS_EINVAL);
-  int r = ews_chan_publish(w, name, nl, binary ? EWS_OP_BINARY : EWS_OP_TEXT, p, n, exclude);
+  int r = ews_chan_publish(&w->hub, name, nl, binary ? EWS_OP_BINARY : EWS_OP_TEXT, p, n, exclude);
   if (r < 0) return push_result(L, r);
   lua_pushinteger(L, r);
   return 1;
@@ -656,7 +645,7 @@ static const luaL_Reg core_fns[] = {
     {"count_user", l_count_user}, {"connection_count", l_connection_count},
     {"auth_deadline", l_auth_deadline}, {"authenticated", l_authenticated},
     {"take", l_take}, {"count", l_count},
-    {"post", l_post}, {"user_add", l_user_add}, {"user_remove", l_user_remove},
+    {"user_add", l_user_add}, {"user_remove", l_user_remove},
     {"user_list", l_user_list}, {"stats_all", l_stats_all},
     {"subscribe", l_subscribe}, {"unsubscribe", l_unsubscribe}, {"publish", l_publish},
     {"channel_count", l_channel_count}, {"set_run_budget", l_set_run_budget},
@@ -669,6 +658,7 @@ int ews_luaopen_core(lua_State *L) {
   ews_api_timer_register(L, w);
   ews_api_pubsub_register(L, w);
   ews_api_notify_register(L, w);
+  ews_api_bus_register(L, w);
   ews_api_presence_register(L, w);
   /* Error codes by number -> short lower-case name ("closed", "backpressure", ...). */
   lua_createtable(L, 0, 48);

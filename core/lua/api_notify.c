@@ -46,7 +46,7 @@ static void on_done_ignored(ews_store_req_t *req, void *ud) {
  * (resumed by on_done). */
 static int submit(lua_State *L, ews_worker_t *w, ews_store_req_t *req, int wait) {
   ews_task_t *task = wait ? ews_task_current(w, L) : NULL;
-  int r = ews_store_submit(w->store, req, task ? on_done : on_done_ignored, task);
+  int r = ews_store_submit(w->hub.store, req, task ? on_done : on_done_ignored, task);
   if (r < 0) return ews_api_result(L, r);
   if (!task) {
     lua_pushboolean(L, 1);
@@ -64,7 +64,7 @@ static int l_store(lua_State *L) {
   const char *user = luaL_checklstring(L, 1, &ul);
   const char *p = luaL_checklstring(L, 2, &n);
   int ttl = (int)luaL_optinteger(L, 3, 0);
-  if (!w->store) return ews_api_result(L, EWS_ENOSTORE);
+  if (!w->hub.store) return ews_api_result(L, EWS_ENOSTORE);
   ews_store_req_t *req;
   int r = ews_store_req_notif(&req, user, ul, p, n, ttl);
   if (r < 0) return ews_api_result(L, r);
@@ -78,7 +78,7 @@ static int l_mark(lua_State *L) {
   const char *user = lua_isnil(L, 1) ? NULL : luaL_checklstring(L, 1, &ul);
   luaL_checktype(L, 2, LUA_TTABLE);
   int state = (int)luaL_checkinteger(L, 3);
-  if (!w->store) return ews_api_result(L, EWS_ENOSTORE);
+  if (!w->hub.store) return ews_api_result(L, EWS_ENOSTORE);
   size_t n = lua_objlen(L, 2);
   if (n == 0 || n > MAX_IDS) return ews_api_result(L, EWS_EINVAL);
   int64_t ids[MAX_IDS];
@@ -122,9 +122,9 @@ static int l_pending(lua_State *L) {
   size_t ul;
   const char *user = luaL_checklstring(L, 1, &ul);
   uint32_t limit = (uint32_t)luaL_optinteger(L, 2, 100);
-  if (!w->store) return ews_api_result(L, EWS_ENOSTORE);
+  if (!w->hub.store) return ews_api_result(L, EWS_ENOSTORE);
   ews_store_notifs_t res;
-  int r = ews_store_notif_pending(w->store, user, ul, limit, &res);
+  int r = ews_store_notif_pending(w->hub.store, user, ul, limit, &res);
   if (r < 0) return ews_api_result(L, r);
   push_rows(L, &res);
   lua_pushnumber(L, (lua_Number)res.total);
@@ -139,9 +139,9 @@ static int l_list(lua_State *L) {
   const char *user = luaL_checklstring(L, 1, &ul);
   uint32_t limit = (uint32_t)luaL_optinteger(L, 2, 20);
   uint32_t offset = (uint32_t)luaL_optinteger(L, 3, 0);
-  if (!w->store) return ews_api_result(L, EWS_ENOSTORE);
+  if (!w->hub.store) return ews_api_result(L, EWS_ENOSTORE);
   ews_store_notifs_t res;
-  int r = ews_store_notif_list(w->store, user, ul, limit, offset, &res);
+  int r = ews_store_notif_list(w->hub.store, user, ul, limit, offset, &res);
   if (r < 0) return ews_api_result(L, r);
   push_rows(L, &res);
   lua_pushnumber(L, (lua_Number)res.total);
@@ -152,7 +152,7 @@ static int l_list(lua_State *L) {
 /* core.has_store() -> true when the server runs with a data directory */
 static int l_has_store(lua_State *L) {
   ews_worker_t *w = lua_touserdata(L, lua_upvalueindex(1));
-  lua_pushboolean(L, w && w->store != NULL);
+  lua_pushboolean(L, w && w->hub.store != NULL);
   return 1;
 }
 

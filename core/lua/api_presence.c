@@ -46,9 +46,9 @@ static ews_worker_t *worker_of(lua_State *L) { return lua_touserdata(L, lua_upva
 static int flush(ews_worker_t *w, double now, int force, int from_timer) {
   ews_presence_event_t *e = ews_presence_take(now, force);
   int n = 0;
-  if (e && from_timer) ews_bus_drain(w);
+  if (e && from_timer) ews_bus_drain(&w->hub.inbox);
   for (ews_presence_event_t *x = e; x; x = x->next, n++)
-    ews_chan_publish(w, x->channel, x->channel_len, EWS_OP_TEXT, x->json, x->json_len, 0);
+    ews_chan_publish(&w->hub, x->channel, x->channel_len, EWS_OP_TEXT, x->json, x->json_len, 0);
   ews_presence_events_free(e);
   return n;
 }

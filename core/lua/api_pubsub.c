@@ -11,6 +11,7 @@
 #include "hub/hash.h"
 #include "hub/pubsub.h"
 #include "lua/api.h"
+#include "log.h"
 #include "lua/tasks.h"
 #include "worker.h"
 
@@ -29,8 +30,10 @@ static void push_pos(lua_State *L, const ews_pubsub_pos_t *pos) {
 }
 
 /* A parked publish is resumed with (epoch, offset, time) or (nil, code). */
-static void on_published(ews_worker_t *w, void *ud, int status, const ews_pubsub_pos_t *pos) {
+static void on_published(ews_hub_t *h, void *ud, int status, const ews_pubsub_pos_t *pos) {
+  (void)h;
   ews_task_t *task = ud;
+  ews_worker_t *w = task->w;
   if (!w->L) return;
   if (status < 0) {
     lua_pushnil(task->co);
@@ -55,7 +58,7 @@ static int l_publish(lua_State *L) {
   int wait = lua_toboolean(L, 4);
   ews_task_t *task = wait && ews_pubsub_persistent() ? ews_task_current(w, L) : NULL;
   ews_pubsub_pos_t pos;
-  int r = ews_pubsub_publish(w, topic, tl, json, data, n, task ? on_published : NULL, task, &pos);
+  int r = ews_pubsub_publish(&w->hub, topic, tl, json, data, n, task ? on_published : NULL, task, &pos);
   return finish(L, r, task, &pos);
 }
 
@@ -82,7 +85,7 @@ static int l_reset(lua_State *L) {
   const char *topic = luaL_checklstring(L, 1, &tl);
   ews_task_t *task = ews_pubsub_persistent() ? ews_task_current(w, L) : NULL;
   ews_pubsub_pos_t pos;
-  int r = ews_pubsub_reset(w, topic, tl, task ? on_published : NULL, task, &pos);
+  int r = ews_pubsub_reset(&w->hub, topic, tl, task ? on_published : NULL, task, &pos);
   return finish(L, r, task, &pos);
 }
 
@@ -95,7 +98,7 @@ static int l_retention(lua_State *L) {
   int32_t maxq = (int32_t)luaL_checkinteger(L, 2), ttl = (int32_t)luaL_checkinteger(L, 3);
   ews_task_t *task = ews_pubsub_persistent() ? ews_task_current(w, L) : NULL;
   ews_pubsub_pos_t pos;
-  int r = ews_pubsub_retention(w, topic, tl, maxq, ttl, task ? on_published : NULL, task, &pos);
+  int r = ews_pubsub_retention(&w->hub, topic, tl, maxq, ttl, task ? on_published : NULL, task, &pos);
   return finish(L, r, task, &pos);
 }
 
@@ -114,8 +117,10 @@ static int push_sub(lua_State *L, const ews_pubsub_sub_result_t *res, int pendin
 
 /* A replay that took more than the subscribing turn ended: the parked handler
  * gets the result, or (nil, code). */
-static void on_subscribed(ews_worker_t *w, void *ud, int status, const ews_pubsub_sub_result_t *res) {
+static void on_subscribed(ews_hub_t *h, void *ud, int status, const ews_pubsub_sub_result_t *res) {
+  (void)h;
   ews_task_t *task = ud;
+  ews_worker_t *w = task->w;
   if (!w->L) return;
   if (status < 0) {
     lua_pushnil(task->co);
@@ -148,7 +153,7 @@ static int l_subscribe(lua_State *L) {
   o.raw = lua_toboolean(L, 6);
   ews_pubsub_sub_result_t res;
   ews_task_t *task = ews_task_current(w, L);
-  int r = ews_pubsub_subscribe(w, c, topic, tl, &o, task ? on_subscribed : NULL, task, &res);
+  int r = ews_pubsub_subscribe(&w->hub, c, topic, tl, &o, task ? on_subscribed : NULL, task, &res);
   if (r < 0) return ews_api_result(L, r);
   if (r == 1 && task) {
     task->waiting = 1;
@@ -163,7 +168,7 @@ static int l_unsubscribe(lua_State *L) {
   ews_conn_t *c = ews_api_conn(L, 1);
   size_t tl;
   const char *topic = luaL_checklstring(L, 2, &tl);
-  return ews_api_result(L, ews_pubsub_unsubscribe(w, c, topic, tl));
+  return ews_api_result(L, ews_pubsub_unsubscribe(&w->hub, c, topic, tl));
 }
 
 /* core.pubsub_lua(topic, delta) -> true | nil, code */
@@ -171,7 +176,7 @@ static int l_lua_subs(lua_State *L) {
   ews_worker_t *w = worker_of(L);
   size_t tl;
   const char *topic = luaL_checklstring(L, 1, &tl);
-  return ews_api_result(L, ews_pubsub_lua_subs(w, topic, tl, (int)luaL_checkinteger(L, 2)));
+  return ews_api_result(L, ews_pubsub_lua_subs(&w->hub, topic, tl, (int)luaL_checkinteger(L, 2)));
 }
 
 /* core.pubsub_local_count(topic) -> sockets subscribed on this worker */
@@ -179,7 +184,7 @@ static int l_local_count(lua_State *L) {
   ews_worker_t *w = worker_of(L);
   size_t tl;
   const char *topic = luaL_checklstring(L, 1, &tl);
-  lua_pushinteger(L, ews_pubsub_local_count(w, topic, tl));
+  lua_pushinteger(L, ews_pubsub_local_count(&w->hub, topic, tl));
   return 1;
 }
 
@@ -193,7 +198,7 @@ static int l_history(lua_State *L) {
   lua_Number lim = luaL_optnumber(L, 3, 100);
   uint32_t limit = lim < 0 ? 0 : lim > EWS_STORE_MAX_LIMIT ? EWS_STORE_MAX_LIMIT : (uint32_t)lim;
   ews_pubsub_history_t h;
-  int r = ews_pubsub_history(w, topic, tl, since < 0 ? 0 : since, limit, &h);
+  int r = ews_pubsub_history(&w->hub, topic, tl, since < 0 ? 0 : since, limit, &h);
   if (r < 0) return ews_api_result(L, r);
   lua_createtable(L, 0, 4);
   char hex[17];
@@ -228,9 +233,31 @@ static int l_owner(lua_State *L) {
   ews_worker_t *w = lua_touserdata(L, lua_upvalueindex(1));
   size_t tl;
   const char *topic = luaL_checklstring(L, 1, &tl);
-  int n = w ? w->server->nworkers : 1;
+  int n = w ? w->hub.nworkers : 1;
   lua_pushinteger(L, (lua_Integer)(ews_hash(topic, tl) % (uint32_t)(n > 0 ? n : 1)));
   return 1;
+}
+
+/* The worker's Lua subscribers of a topic (hub->pubsub_local): the dispatcher
+ * edgews._pubsub(topic, epoch_hex, offset, time, data, is_json) in a task. */
+void ews_api_pubsub_local(ews_hub_t *h, const ews_pubsub_event_t *e) {
+  ews_worker_t *w = h->up;
+  ews_task_t *task = w->L ? ews_task_get(w) : NULL;
+  if (!task) {
+    EWS_ERROR("pubsub: dropped a Lua delivery of %.*s (no task)", (int)e->topic_len, e->topic);
+    return;
+  }
+  char hex[17];
+  ews_pubsub_epoch_hex(e->epoch, hex);
+  lua_State *co = task->co;
+  lua_rawgeti(co, LUA_REGISTRYINDEX, w->refs.pubsub);
+  lua_pushlstring(co, e->topic, e->topic_len);
+  lua_pushstring(co, hex);
+  lua_pushnumber(co, (lua_Number)e->offset);
+  lua_pushnumber(co, (lua_Number)e->time);
+  lua_pushlstring(co, e->data, e->len);
+  lua_pushboolean(co, e->json);
+  ews_task_start(w, task, 6, NULL);
 }
 
 /* core.pubsub_persistent() -> true when topics are stored on disk */
