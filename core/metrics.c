@@ -12,9 +12,6 @@
 #include "net/msgmem.h"
 #include "worker.h"
 
-const double ews_latency_bounds[EWS_LATENCY_BUCKETS] = {
-    0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 1e300};
-
 typedef struct {
   char *p;
   size_t len, cap;
@@ -55,8 +52,7 @@ static uint64_t rd(const uint64_t *v) { return __atomic_load_n(v, __ATOMIC_RELAX
           (unsigned long long)rd(&s->workers[i].field));                         \
   } while (0)
 
-int ews_metrics_text(const void *server, char **outp, size_t *len) {
-  const ews_server_t *s = server;
+int ews_metrics_text(const ews_server_t *s, char **outp, size_t *len) {
   out_t o = {malloc(8192), 0, 8192, 0};
   if (!o.p) return EWS_ENOMEM;
   struct timeval tv;
@@ -121,7 +117,7 @@ int ews_metrics_text(const void *server, char **outp, size_t *len) {
   put(&o, "# HELP edgews_errors_total Errors, by kind.\n# TYPE edgews_errors_total counter\n");
   for (int i = 0; i < s->nworkers; i++)
     put(&o, "edgews_errors_total{worker=\"%d\",kind=\"handler\"} %llu\n", i,
-        (unsigned long long)rd(&s->workers[i].stats.handler_errors));
+        (unsigned long long)rd(&s->workers[i].vm.stats.handler_errors));
   static const char *const lua_names[] = {
 #define XX(n) #n,
       EWS_LUA_COUNTERS(XX)
@@ -131,14 +127,14 @@ int ews_metrics_text(const void *server, char **outp, size_t *len) {
     put(&o, "# TYPE edgews_%s_total counter\n", lua_names[c]);
     for (int i = 0; i < s->nworkers; i++)
       put(&o, "edgews_%s_total{worker=\"%d\"} %llu\n", lua_names[c], i,
-          (unsigned long long)ews_worker_lua_count(&s->workers[i], c));
+          (unsigned long long)ews_vm_count(&s->workers[i].vm, c));
   }
   put(&o, "# HELP edgews_handler_seconds Time handlers ran per event (not counting waits).\n"
           "# TYPE edgews_handler_seconds histogram\n");
   for (int i = 0; i < s->nworkers; i++) {
     uint64_t cum = 0;
     for (int b = 0; b < EWS_LATENCY_BUCKETS; b++) {
-      cum += rd(&s->workers[i].stats.latency[b]);
+      cum += rd(&s->workers[i].vm.stats.latency[b]);
       if (b == EWS_LATENCY_BUCKETS - 1)
         put(&o, "edgews_handler_seconds_bucket{worker=\"%d\",le=\"+Inf\"} %llu\n", i,
             (unsigned long long)cum);
@@ -147,7 +143,7 @@ int ews_metrics_text(const void *server, char **outp, size_t *len) {
             ews_latency_bounds[b], (unsigned long long)cum);
     }
     put(&o, "edgews_handler_seconds_sum{worker=\"%d\"} %.6f\n", i,
-        EWS_STAT_LOAD(s->workers[i].stats.latency_sum));
+        EWS_STAT_LOAD(s->workers[i].vm.stats.latency_sum));
     put(&o, "edgews_handler_seconds_count{worker=\"%d\"} %llu\n", i, (unsigned long long)cum);
   }
   if (o.oom) {

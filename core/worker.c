@@ -113,7 +113,7 @@ static void on_wakeup(uv_async_t *a) {
 
 int ews_worker_load_script(ews_worker_t *w) {
   char *err = NULL;
-  int r = ews_vm_load(w->L, w->server->cfg->script, &err);
+  int r = ews_vm_load(w->vm.L, w->server->cfg->script, &err);
   if (r != 0) {
     EWS_ERROR("%s", err ? err : "script failed to load");
     free(err);
@@ -154,12 +154,10 @@ static void worker_main(void *arg) {
                                 cfg->max_headers, (uint8_t)cfg->health, (uint8_t)cfg->metrics,
                                 (uint8_t)(cfg->admin_port >= 0)};
   net->ops = &ews_lua_conn_ops;
-  net->hooks = (ews_net_hooks_t){health, metrics, conn_freed};
-  net->owner = w;
+  net->owner = &w->vm;
+  net->hooks = (ews_net_hooks_t){health, metrics, conn_freed, w};
   net->total_conns = &w->server->nconns;
   char *err = NULL;
-  w->hub.up = w;
-  w->hub.pubsub_local = ews_api_pubsub_local;
   if (w->server->store &&
       ews_store_client_open(w->server->store, store_wake, w, &w->hub.store) < 0) {
     EWS_ERROR("cannot open the data store for this worker");
@@ -172,9 +170,9 @@ static void worker_main(void *arg) {
     uv_sem_post(&w->ready);
     return;
   }
-  w->L = net_err == 0 ? ews_vm_new(w, cfg->script_dir, &err) : NULL;
-  if (!w->L) {
-    w->runaway = NULL;
+  w->vm.L = net_err == 0 ? ews_vm_new(&w->vm, cfg->script_dir, &err) : NULL;
+  if (!w->vm.L) {
+    w->vm.runaway = NULL;
     EWS_ERROR("cannot create the Lua VM: %s", err ? err : "out of memory");
     free(err);
     r = EWS_ENOMEM;
@@ -216,14 +214,14 @@ started:
   /* Runs the completions still due (a publish or store waiting in a handler). */
   ews_store_client_close(w->hub.store);
   w->hub.store = NULL;
-  ews_ltimers_close_all(w);
+  ews_ltimers_close_all(&w->vm);
   ews_bus_free(&w->hub.inbox);
   uv_walk(&w->loop, close_walk_cb, NULL);
   uv_run(&w->loop, UV_RUN_DEFAULT);
-  if (w->L) ews_vm_close(w->L);
-  w->L = NULL;
-  w->runaway = NULL;
-  ews_task_pool_free(w);
+  if (w->vm.L) ews_vm_close(w->vm.L);
+  w->vm.L = NULL;
+  w->vm.runaway = NULL;
+  ews_task_pool_free(&w->vm);
   ews_hub_free(&w->hub);
   ews_tls_ctx_unref(w->net.tls);
   ews_tls_ctx_unref(w->pending_tls);
@@ -244,6 +242,11 @@ int ews_worker_init(ews_worker_t *w, ews_server_t *server, int id) {
     uv_sem_destroy(&w->ready);
     return EWS_ENOMEM;
   }
+  /* The layers' contexts are linked before any worker starts (others read them). */
+  w->vm = (ews_vm_t){.id = id, .nworkers = server->nworkers, .cfg = server->cfg,
+                     .net = &w->net, .hub = &w->hub};
+  w->hub.up = &w->vm;
+  w->hub.pubsub_local = ews_api_pubsub_local;
   w->sync_inited = 1;
   return 0;
 }

@@ -6,7 +6,6 @@
 #ifndef EWS_WORKER_H
 #define EWS_WORKER_H
 
-#include <lua.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -24,7 +23,7 @@ struct ews_worker;
  * optional plain ws:// address next to it, the optional admin address. */
 enum { EWS_LISTEN_MAIN = 0, EWS_LISTEN_PLAIN, EWS_LISTEN_ADMIN, EWS_LISTEN_MAX };
 
-typedef struct {
+typedef struct ews_server {
   const ews_config_t *cfg;
   uint64_t started_ms;       /* wall clock at start, for uptime */
   uint32_t nconns;           /* atomic: open connections over all workers */
@@ -34,26 +33,6 @@ typedef struct {
   struct ews_store *store;    /* durable storage (hub/store.h), or NULL */
 } ews_server_t;
 
-/* Counters the application layer (Lua) bumps by name: core.count(name). */
-#define EWS_LUA_COUNTERS(XX) \
-  XX(auth_failures) XX(auth_expired) XX(rate_limited) XX(router_errors)
-enum {
-#define XX(n) EWS_LC_##n,
-  EWS_LUA_COUNTERS(XX)
-#undef XX
-  EWS_LC_MAX
-};
-
-#define EWS_LATENCY_BUCKETS 12 /* handler run time: 10 us .. 1 s, +Inf */
-
-/* The worker's own counters (the net layer's are in net.stats); EWS_STAT_ADD (stat.h). */
-typedef struct ews_worker_stats {
-  uint64_t handler_errors;
-  uint64_t lua[EWS_LC_MAX];
-  uint64_t latency[EWS_LATENCY_BUCKETS]; /* cumulative-free bucket counts */
-  double latency_sum;                    /* seconds */
-} ews_worker_stats_t;
-
 typedef struct ews_worker {
   int id;
   ews_server_t *server;
@@ -61,23 +40,14 @@ typedef struct ews_worker {
   uv_loop_t loop;
   ews_net_t net;        /* the net layer's share of the loop: connections, wheel, pool */
   ews_hub_t hub;        /* the hub's share: inbox, channels, topics, store client */
+  ews_vm_t vm;          /* the Lua layer's: the VM, its tasks and timers; owns the
+                           connections (net.ops) */
   ews_listener_t listeners[EWS_LISTEN_MAX];
   ews_tls_ctx_t *pending_tls;  /* a reloaded ctx handed over by the main thread */
   uv_async_t wakeup;   /* the inbox's (hub.inbox) and the main thread's requests */
   uv_timer_t drain_timer;
   uv_prepare_t prepare; /* flush + sweep before the loop blocks */
   uv_check_t check;     /* flush + sweep after I/O callbacks */
-  lua_State *L;
-  struct ews_runaway *runaway; /* w->L's time and memory budgets (lua/runaway.h) */
-  ews_vm_refs_t refs;   /* Lua functions C calls per event */
-  struct ews_task *task_free; /* pooled coroutines (lua/tasks.h) */
-  unsigned task_free_n;
-  struct ews_task *current_task;
-  struct ews_ltimer *ltimers; /* Lua timers (edgews.sleep/timer/every), for cleanup */
-  uint32_t nltimers;          /* how many (edgews.stats().timers) */
-  int ltimer_map;             /* registry ref of the id -> timer table (0: none yet) */
-  double ltimer_seq;          /* the last timer id given out on this worker */
-  ews_worker_stats_t stats;
   /* Set by other threads (atomics), read on wakeup (hub.inbox's lock says whether the
    * wakeup handle may still be signalled). */
   int req_stop, req_reload, req_force;
@@ -86,15 +56,6 @@ typedef struct ews_worker {
   int start_err;
   uint8_t sync_inited, thread_started, joined;
 } ews_worker_t;
-
-/* An application-layer counter of the worker as /metrics and edgews.stats(true) show
- * it: what Lua counted, plus the authentication deadlines the net layer enforced. */
-static inline uint64_t ews_worker_lua_count(const ews_worker_t *w, int k) {
-  uint64_t v = EWS_STAT_LOAD(w->stats.lua[k]);
-  if (k == EWS_LC_auth_failures) v += EWS_STAT_LOAD(w->net.stats.auth_timeouts);
-  if (k == EWS_LC_auth_expired) v += EWS_STAT_LOAD(w->net.stats.auth_expired);
-  return v;
-}
 
 /* Prepares worker `id` (zeroed, its inbox ready) so that other threads may post to
  * it, finding it not alive, before it starts and after it stopped. Every worker is
@@ -122,7 +83,7 @@ void ews_worker_destroy(ews_worker_t *w);
 
 /* Runs the flush and sweep lists now (also run from the loop's prepare/check). */
 void ews_worker_run_pending(ews_worker_t *w);
-/* Loads (or reloads) the script into w->L. 0 or -1 (logged). */
+/* Loads (or reloads) the script into w->vm.L. 0 or -1 (logged). */
 int ews_worker_load_script(ews_worker_t *w);
 
 #endif

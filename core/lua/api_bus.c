@@ -13,7 +13,6 @@
 #include "log.h"
 #include "lua/api.h"
 #include "lua/tasks.h"
-#include "worker.h"
 
 typedef struct {
   ews_bus_msg_t base; /* first */
@@ -23,7 +22,7 @@ typedef struct {
 
 static void msg_run(void *ud, ews_bus_msg_t *m) {
   ews_hub_t *h = ud;
-  ews_worker_t *w = h->up;
+  ews_vm_t *w = h->up;
   lua_msg_t *lm = (lua_msg_t *)m;
   ews_task_t *t = w && w->L ? ews_task_get(w) : NULL;
   if (!t) {
@@ -41,17 +40,17 @@ static const ews_bus_kind_t lua_kind = {"Lua", msg_run, msg_free, NULL};
 
 /* core.post(worker_id, blob) -> true | nil, err: a bus message for another worker. */
 static int l_post(lua_State *L) {
-  ews_worker_t *w = lua_touserdata(L, lua_upvalueindex(1));
+  ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
   int to = (int)luaL_checkinteger(L, 1);
   size_t n;
   const char *p = luaL_checklstring(L, 2, &n);
-  if (!w || to < 0 || to >= w->hub.nworkers) return ews_api_result(L, EWS_EINVAL);
+  if (!w || to < 0 || to >= w->hub->nworkers) return ews_api_result(L, EWS_EINVAL);
   lua_msg_t *m = malloc(sizeof *m + n);
   if (!m) return ews_api_result(L, EWS_ENOMEM);
   m->base.kind = &lua_kind;
   m->len = n;
   memcpy(m->data, p, n);
-  return ews_api_result(L, ews_bus_post(&w->hub.peers[to]->inbox, &m->base));
+  return ews_api_result(L, ews_bus_post(&w->hub->peers[to]->inbox, &m->base));
 }
 
 void ews_api_bus_register(lua_State *L, void *w) {

@@ -27,7 +27,6 @@
 #include "net/conn.h"
 #include "net/fanout.h"
 #include "proto/frame.h"
-#include "worker.h"
 
 #define EWS_EXPORT __attribute__((visibility("default"), used))
 
@@ -43,7 +42,7 @@ EWS_EXPORT double ews_ffi_buffered(uintptr_t conn) {
 
 /* ---- edgews.core ------------------------------------------------------------ */
 
-static ews_worker_t *worker_of(lua_State *L) {
+static ews_vm_t *worker_of(lua_State *L) {
   return lua_touserdata(L, lua_upvalueindex(1));
 }
 
@@ -60,7 +59,7 @@ static int l_send(lua_State *L) {
 /* core.fanout(sockets, data, is_binary) -> number queued: one message to many
  * sockets of this worker, framed (and compressed) once (net/fanout.h). */
 static int l_fanout(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   size_t n;
   const char *p = luaL_checklstring(L, 2, &n);
@@ -83,7 +82,7 @@ static int l_fanout(lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  int r = ews_fanout(&w->net, conns, count, binary ? EWS_OP_BINARY : EWS_OP_TEXT, p, n);
+  int r = ews_fanout(w->net, conns, count, binary ? EWS_OP_BINARY : EWS_OP_TEXT, p, n);
   if (conns != stack_conns) free(conns);
   if (r < 0) return push_result(L, r);
   lua_pushinteger(L, r);
@@ -93,12 +92,12 @@ static int l_fanout(lua_State *L) {
 /* core.app_sockets(path) -> the socket tables of the app's open connections on
  * this worker. */
 static int l_app_sockets(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   size_t plen;
   const char *path = luaL_checklstring(L, 1, &plen);
   lua_createtable(L, 16, 0);
   int i = 0;
-  for (ews_conn_t *c = w ? w->net.conns : NULL; c; c = ews_conn_next(c)) {
+  for (ews_conn_t *c = w ? w->net->conns : NULL; c; c = ews_conn_next(c)) {
     const ews_app_t *app = ews_conn_app(c);
     if (!ews_conn_is_open(c) || c->uref == LUA_NOREF || !app) continue;
     if (strlen(app->path) != plen || memcmp(app->path, path, plen) != 0) continue;
@@ -149,7 +148,7 @@ static int l_remote_addr(lua_State *L) {
  * is the watchdog stopping a runaway run (lua/runaway.h), the stop is caught here:
  * the connection is failed even with keep_open, and the result is true. */
 static int l_handler_error(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   const char *event = luaL_checkstring(L, 2);
   size_t len;
   const char *msg = luaL_checklstring(L, 3, &len);
@@ -178,7 +177,7 @@ static int l_set_run_budget(lua_State *L) {
 /* core.auth_done(ok, user | nil, status, message): the authenticator of the
  * connection this task serves has decided (a no-op when the client went away). */
 static int l_auth_done(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   ews_task_t *t = ews_task_current(w, L);
   ews_conn_t *c = t ? t->conn : NULL;
   int ok = lua_toboolean(L, 1);
@@ -246,14 +245,14 @@ static int l_authenticated(lua_State *L) {
 /* core.user_add(uid, socket_id) / core.user_remove(uid, socket_id) /
  * core.user_list(uid) -> { {worker, socket_id}, ... } */
 static int l_user_add(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   size_t n;
   const char *uid = luaL_checklstring(L, 1, &n);
   return push_result(L, w ? ews_users_add(uid, n, w->id, luaL_checknumber(L, 2)) : 0);
 }
 
 static int l_user_remove(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   size_t n;
   const char *uid = luaL_checklstring(L, 1, &n);
   if (w) ews_users_remove(uid, n, w->id, luaL_checknumber(L, 2));
@@ -283,7 +282,7 @@ static int l_user_list(lua_State *L) {
 
 /* core.stats_all() -> counters summed over every worker */
 static int l_stats_all(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   lua_createtable(L, 0, 16);
   if (!w) return 1;
   struct {
@@ -292,10 +291,12 @@ static int l_stats_all(lua_State *L) {
   } sum;
   memset(&sum, 0, sizeof sum);
   uint32_t open = 0;
-  const ews_server_t *s = w->server;
-  for (int i = 0; i < s->nworkers; i++) {
-    const ews_worker_stats_t *st = &s->workers[i].stats;
-    const ews_net_stats_t *ns = &s->workers[i].net.stats;
+  for (int i = 0; i < w->nworkers; i++) {
+    /* Every worker's contexts are linked before any starts: read without locks. */
+    const ews_hub_t *h = w->hub->peers[i];
+    const ews_vm_t *v = h->up;
+    const ews_vm_stats_t *st = &v->stats;
+    const ews_net_stats_t *ns = &h->net->stats;
     sum.conns_total += EWS_STAT_LOAD(ns->conns_total);
     sum.msgs_in += EWS_STAT_LOAD(ns->msgs_in);
     sum.msgs_out += EWS_STAT_LOAD(ns->msgs_out);
@@ -303,14 +304,14 @@ static int l_stats_all(lua_State *L) {
     sum.bytes_out += EWS_STAT_LOAD(ns->bytes_out);
     sum.handler_errors += EWS_STAT_LOAD(st->handler_errors);
     sum.compressed += EWS_STAT_LOAD(ns->compressed);
-    for (int k = 0; k < EWS_LC_MAX; k++) sum.lua[k] += ews_worker_lua_count(&s->workers[i], k);
+    for (int k = 0; k < EWS_LC_MAX; k++) sum.lua[k] += ews_vm_count(v, k);
     for (int k = 0; k < EWS_RJ_MAX; k++) sum.rejected[k] += EWS_STAT_LOAD(ns->rejected[k]);
-    open += ews_net_nconns(&s->workers[i].net);
+    open += ews_net_nconns(h->net);
   }
 #define F(name, v)                     \
   lua_pushnumber(L, (lua_Number)(v)); \
   lua_setfield(L, -2, name)
-  F("workers", s->nworkers);
+  F("workers", w->nworkers);
   F("connections", open);
   F("connections_total", sum.conns_total);
   F("messages_in", sum.msgs_in);
@@ -345,31 +346,31 @@ static int l_stats_all(lua_State *L) {
 
 /* core.subscribe(c, channel) / core.unsubscribe(c, channel) -> true | nil, err */
 static int l_subscribe(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   ews_conn_t *c = check_conn(L, 1);
   size_t n;
   const char *name = luaL_checklstring(L, 2, &n);
-  return push_result(L, ews_chan_subscribe(&w->hub, c, name, n));
+  return push_result(L, ews_chan_subscribe(w->hub, c, name, n));
 }
 
 static int l_unsubscribe(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   ews_conn_t *c = check_conn(L, 1);
   size_t n;
   const char *name = luaL_checklstring(L, 2, &n);
-  return push_result(L, ews_chan_unsubscribe(&w->hub, c, name, n));
+  return push_result(L, ews_chan_unsubscribe(w->hub, c, name, n));
 }
 
 /* core.publish(channel, data, is_binary, exclude_socket_id) -> local deliveries */
 static int l_publish(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   size_t nl, n;
   const char *name = luaL_checklstring(L, 1, &nl);
   const char *p = luaL_checklstring(L, 2, &n);
   int binary = lua_toboolean(L, 3);
   uint64_t exclude = (uint64_t)luaL_optnumber(L, 4, 0);
   if (!w) return push_result(L, EWS_EINVAL);
-  int r = ews_chan_publish(&w->hub, name, nl, binary ? EWS_OP_BINARY : EWS_OP_TEXT, p, n, exclude);
+  int r = ews_chan_publish(w->hub, name, nl, binary ? EWS_OP_BINARY : EWS_OP_TEXT, p, n, exclude);
   if (r < 0) return push_result(L, r);
   lua_pushinteger(L, r);
   return 1;
@@ -384,7 +385,7 @@ static int l_channel_count(lua_State *L) {
 
 /* core.count(name): bumps an application-layer counter shown in /metrics. */
 static int l_count(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   const char *name = luaL_checkstring(L, 1);
   static const char *const names[] = {
 #define XX(n) #n,
@@ -439,40 +440,40 @@ static int l_log_level(lua_State *L) {
 }
 
 static int l_worker_id(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   lua_pushinteger(L, w ? w->id : -1);
   return 1;
 }
 
 static int l_workers(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
-  lua_pushinteger(L, w ? w->server->nworkers : 0);
+  ews_vm_t *w = worker_of(L);
+  lua_pushinteger(L, w ? w->nworkers : 0);
   return 1;
 }
 
 static int l_now(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
-  lua_pushnumber(L, w ? (lua_Number)uv_now(&w->loop) / 1000.0 : (lua_Number)uv_hrtime() / 1e9);
+  ews_vm_t *w = worker_of(L);
+  lua_pushnumber(L, w ? (lua_Number)uv_now(w->net->loop) / 1000.0 : (lua_Number)uv_hrtime() / 1e9);
   return 1;
 }
 
 static int l_stats(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   lua_createtable(L, 0, 10);
   if (!w) return 1;
 #define FIELD(name, val)            \
   lua_pushnumber(L, (lua_Number)(val)); \
   lua_setfield(L, -2, name)
   FIELD("worker", w->id);
-  FIELD("connections", w->net.nconns);
-  FIELD("connections_all_workers", __atomic_load_n(&w->server->nconns, __ATOMIC_RELAXED));
-  FIELD("connections_total", w->net.stats.conns_total);
-  FIELD("messages_in", w->net.stats.msgs_in);
-  FIELD("messages_out", w->net.stats.msgs_out);
-  FIELD("bytes_in", w->net.stats.bytes_in);
-  FIELD("bytes_out", w->net.stats.bytes_out);
+  FIELD("connections", w->net->nconns);
+  FIELD("connections_all_workers", __atomic_load_n(w->net->total_conns, __ATOMIC_RELAXED));
+  FIELD("connections_total", w->net->stats.conns_total);
+  FIELD("messages_in", w->net->stats.msgs_in);
+  FIELD("messages_out", w->net->stats.msgs_out);
+  FIELD("bytes_in", w->net->stats.bytes_in);
+  FIELD("bytes_out", w->net->stats.bytes_out);
   FIELD("handler_errors", w->stats.handler_errors);
-  FIELD("messages_compressed", w->net.stats.compressed);
+  FIELD("messages_compressed", w->net->stats.compressed);
   FIELD("timers", w->nltimers);
 #undef FIELD
   return 1;
@@ -495,7 +496,7 @@ static double opt_num(lua_State *L, int t, const char *k, double def) {
 /* set_routes({ {path=..., protocols={...}, max_message_size=..., ...}, ... }):
  * replaces this worker's routes. The Lua side has validated every field. */
 static int l_set_routes(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!w) return 0;
   size_t n = lua_objlen(L, 1);
@@ -540,7 +541,7 @@ static int l_set_routes(lua_State *L) {
       lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    const ews_config_t *cfg = w->server->cfg;
+    const ews_config_t *cfg = w->cfg;
     if (cfg->compression >= 0) {
       pc->enabled = cfg->compression > 0;
       pc->mode = cfg->compression == 2 ? EWS_PMD_DEDICATED : EWS_PMD_SHARED;
@@ -627,8 +628,8 @@ static int l_set_routes(lua_State *L) {
     }
     lua_settop(L, t - 1);
   }
-  ews_routes_t old = w->net.routes;
-  w->net.routes = nr;
+  ews_routes_t old = w->net->routes;
+  w->net->routes = nr;
   ews_routes_clear(&old); /* open connections keep their own references */
   return 0;
 }

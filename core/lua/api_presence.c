@@ -21,13 +21,12 @@
 #include "lua/api.h"
 #include "net/conn.h"
 #include "proto/frame.h"
-#include "worker.h"
 
 #define MAX_WORKERS 256
 
 typedef struct {
   uv_timer_t timer;
-  ews_worker_t *w;
+  ews_vm_t *w;
   int started;
   uint64_t repeat_ms;
   double next_sweep;
@@ -37,18 +36,18 @@ static presence_worker_t pws[MAX_WORKERS];
 
 static double mono_now(void) { return (double)uv_hrtime() / 1e9; }
 
-static ews_worker_t *worker_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+static ews_vm_t *worker_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
 
 /* Publishes the pending batch (if one is due, or forced). From the timer, the
  * worker's inbox is run first: a batch another worker published earlier may still be
  * queued there, and this worker's subscribers must see batches in order. (Not from
  * presence.flush(): the inbox starts Lua tasks, which must not run inside a Lua call.) */
-static int flush(ews_worker_t *w, double now, int force, int from_timer) {
+static int flush(ews_vm_t *w, double now, int force, int from_timer) {
   ews_presence_event_t *e = ews_presence_take(now, force);
   int n = 0;
-  if (e && from_timer) ews_bus_drain(&w->hub.inbox);
+  if (e && from_timer) ews_bus_drain(&w->hub->inbox);
   for (ews_presence_event_t *x = e; x; x = x->next, n++)
-    ews_chan_publish(&w->hub, x->channel, x->channel_len, EWS_OP_TEXT, x->json, x->json_len, 0);
+    ews_chan_publish(w->hub, x->channel, x->channel_len, EWS_OP_TEXT, x->json, x->json_len, 0);
   ews_presence_events_free(e);
   return n;
 }
@@ -75,7 +74,7 @@ static uint32_t to_ms(double s) { return s > 0 ? (uint32_t)(s * 1000 + 0.5) : 0;
 
 static void on_tick(uv_timer_t *t) {
   presence_worker_t *pw = t->data;
-  ews_worker_t *w = pw->w;
+  ews_vm_t *w = pw->w;
   double now = mono_now();
   flush(w, now, 0, 1);
   if (!ews_presence_conns() || now < pw->next_sweep) return;
@@ -92,14 +91,14 @@ static void on_tick(uv_timer_t *t) {
 }
 
 /* Starts this worker's timer (once), or adjusts its period to the configuration. */
-static void ensure_timer(ews_worker_t *w) {
-  if (!w || w->id < 0 || w->id >= MAX_WORKERS || w->net.stopping) return;
+static void ensure_timer(ews_vm_t *w) {
+  if (!w || w->id < 0 || w->id >= MAX_WORKERS || w->net->stopping) return;
   presence_worker_t *pw = &pws[w->id];
   ews_presence_config_t cfg;
   ews_presence_get_config(&cfg);
   uint64_t ms = cfg.batch_interval > 0.005 ? (uint64_t)(cfg.batch_interval * 1000 + 0.5) : 5;
   if (!pw->started) {
-    uv_timer_init(&w->loop, &pw->timer);
+    uv_timer_init(w->net->loop, &pw->timer);
     pw->timer.data = pw;
     pw->w = w;
     pw->started = 1;
@@ -139,7 +138,7 @@ static void conn_closed(ews_conn_t *c, ews_conn_hook_t *h) {
 
 /* core.presence_join(c, channel, user, status | nil, meta_json | nil) -> true, is_new | nil, code */
 static int l_join(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   if (lua_type(L, 1) != LUA_TNUMBER) luaL_argerror(L, 1, "open socket expected");
   ews_conn_t *c = (ews_conn_t *)(uintptr_t)lua_tonumber(L, 1);
   size_t chl, ul, sl, ml;
@@ -282,7 +281,7 @@ static int l_count(lua_State *L) {
 
 /* core.presence_flush() -> events published: the pending batch now */
 static int l_flush(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   lua_pushinteger(L, w ? flush(w, mono_now(), 1, 0) : 0);
   return 1;
 }

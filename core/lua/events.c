@@ -17,11 +17,10 @@
 #include "lua/tasks.h"
 #include "lua/vm.h"
 #include "proto/http_head.h"
-#include "worker.h"
 
 #define EWS_MAX_QUEUED 64
 
-static ews_worker_t *worker_of(const ews_conn_t *c) { return c->net->owner; }
+static ews_vm_t *worker_of(const ews_conn_t *c) { return c->net->owner; } /* the Lua ctx */
 
 static ews_task_t *task_or_fail(ews_conn_t *c) {
   ews_task_t *t = ews_task_get(worker_of(c));
@@ -37,7 +36,7 @@ static ews_task_t *task_or_fail(ews_conn_t *c) {
  * remote_addr, remote_port, protocols (the offered subprotocols). */
 static void on_authenticate(ews_conn_t *c, const ews_http_request_t *req, const char *ip,
                             int port) {
-  ews_worker_t *w = worker_of(c);
+  ews_vm_t *w = worker_of(c);
   ews_task_t *t = task_or_fail(c);
   if (!t) return;
   lua_State *co = t->co;
@@ -82,7 +81,7 @@ static void on_authenticate(ews_conn_t *c, const ews_http_request_t *req, const 
 /* The socket object, with ctx.user from the user the authenticator left in c->uref
  * (its registry reference, given up here), then the open handler. */
 static void on_open(ews_conn_t *c, const char *protocol) {
-  ews_worker_t *w = worker_of(c);
+  ews_vm_t *w = worker_of(c);
   lua_State *L = w->L;
   int user_ref = c->uref;
   c->uref = LUA_NOREF;
@@ -122,7 +121,7 @@ static void on_open(ews_conn_t *c, const char *protocol) {
 }
 
 static void on_message(ews_conn_t *c, const uint8_t *p, size_t n, int binary) {
-  ews_worker_t *w = worker_of(c);
+  ews_vm_t *w = worker_of(c);
   if (c->udata) {
     /* A handler of this connection is waiting: queue behind it. */
     lua_State *L = w->L;
@@ -148,7 +147,7 @@ static void on_message(ews_conn_t *c, const uint8_t *p, size_t n, int binary) {
 }
 
 static void on_close(ews_conn_t *c) {
-  ews_worker_t *w = worker_of(c);
+  ews_vm_t *w = worker_of(c);
   lua_State *L = w->L;
   if (c->uref == LUA_NOREF) return;
   /* Detach first: from now on the socket's methods answer nil, "closed". */
@@ -192,7 +191,7 @@ done:
 /* The connection is being freed: its waiting task no longer serves it, and a user
  * the authenticator left (the upgrade never completed) is let go. */
 static void on_free(ews_conn_t *c) {
-  ews_worker_t *w = worker_of(c);
+  ews_vm_t *w = worker_of(c);
   if (c->udata) ews_task_detach(c->udata);
   if (c->uref != LUA_NOREF && w->L) luaL_unref(w->L, LUA_REGISTRYINDEX, c->uref);
   c->uref = LUA_NOREF;

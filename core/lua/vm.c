@@ -11,7 +11,6 @@
 
 #include "log.h"
 #include "lua/runaway.h"
-#include "worker.h"
 
 #ifndef EWS_LUA_DIR
 #define EWS_LUA_DIR "lua"
@@ -48,7 +47,7 @@ static int no_profiler(lua_State *L) {
                        "interrupts runaway handlers)");
 }
 
-lua_State *ews_vm_new(ews_worker_t *w, const char *script_dir, char **err) {
+lua_State *ews_vm_new(ews_vm_t *w, const char *script_dir, char **err) {
   lua_State *L = luaL_newstate();
   if (!L) {
     *err = strdup("luaL_newstate failed (out of memory)");
@@ -60,8 +59,8 @@ lua_State *ews_vm_new(ews_worker_t *w, const char *script_dir, char **err) {
   /* The main thread's configuration VM runs the script before the configuration is
    * known: the defaults (edgews.configure's handler_timeout takes over as it runs). */
   ews_runaway_t *rw = ews_runaway_attach(
-      L, lua_dir, w ? w->server->cfg->handler_timeout : EWS_RUNAWAY_DEFAULT_TIMEOUT,
-      w ? w->server->cfg->max_lua_memory : EWS_RUNAWAY_DEFAULT_MEMORY);
+      L, lua_dir, w ? w->cfg->handler_timeout : EWS_RUNAWAY_DEFAULT_TIMEOUT,
+      w ? w->cfg->max_lua_memory : EWS_RUNAWAY_DEFAULT_MEMORY);
   if (!rw) {
     lua_close(L);
     *err = strdup("out of memory");

@@ -282,7 +282,7 @@ void ews_conn_on_closed(uv_handle_t *h) {
   free(c);
   EWS_STAT_ADD(net->nconns, -1);
   if (net->total_conns) __atomic_sub_fetch(net->total_conns, 1, __ATOMIC_RELAXED);
-  if (net->hooks.conn_freed) net->hooks.conn_freed(net->owner);
+  if (net->hooks.conn_freed) net->hooks.conn_freed(net->hooks.ud);
 }
 
 void ews_conn_sweep(ews_conn_t *c) {

@@ -66,7 +66,7 @@ static void respond_metrics(ews_conn_t *c) {
   const ews_net_t *net = c->net;
   char *body = NULL;
   size_t bl = 0;
-  if (!net->hooks.metrics || net->hooks.metrics(net->owner, &body, &bl) != 0) {
+  if (!net->hooks.metrics || net->hooks.metrics(net->hooks.ud, &body, &bl) != 0) {
     ews_conn_respond_error(c, EWS_ENOMEM);
     return;
   }
@@ -82,7 +82,7 @@ static void respond_health(ews_conn_t *c) {
   const ews_net_t *net = c->net;
   char body[256], resp[512];
   int status = 200;
-  int bl = net->hooks.health ? net->hooks.health(net->owner, body, sizeof body, &status) : -1;
+  int bl = net->hooks.health ? net->hooks.health(net->hooks.ud, body, sizeof body, &status) : -1;
   if (bl < 0) {
     ews_conn_respond_error(c, EWS_ENOMEM);
     return;

@@ -6,12 +6,13 @@
  * to its loop's thread, except the counters (stats, nconns), which other threads
  * read with EWS_STAT_LOAD (stat.h).
  *
- * The owner of the connections is reached through two tables and one opaque pointer
- * (`owner`), like the frame receiver's ews_rx_handler_t: ews_conn_ops_t (conn.h)
- * for a connection's events (authenticate, open, message, close, free; the Lua
- * layer's are in lua/events.c), ews_net_hooks_t for what the loop itself asks of its
- * owner (the bodies of GET /health and /metrics, a connection freed). Services that
- * keep per-connection state register close hooks on the connection (conn.h). */
+ * The owner of the connections is reached through a table and an opaque pointer
+ * (`ops`, `owner`), like the frame receiver's ews_rx_handler_t: ews_conn_ops_t
+ * (conn.h) for a connection's events (authenticate, open, message, close, free; the
+ * Lua layer's are in lua/events.c). ews_net_hooks_t is what the loop itself asks of
+ * whoever runs it (the bodies of GET /health and /metrics, a connection freed).
+ * Services that keep per-connection state register close hooks on the connection
+ * (conn.h). */
 #ifndef EWS_NET_H
 #define EWS_NET_H
 
@@ -59,15 +60,16 @@ typedef struct {
   uint8_t admin_only;            /* ... only on the admin listener (there is one) */
 } ews_net_config_t;
 
-/* What the loop asks of its owner (any of them may be NULL). */
+/* What the loop asks of whoever runs it (any of them may be NULL; ud is theirs). */
 typedef struct {
   /* GET /health: writes a JSON body into buf (at most cap bytes); returns its length
    * (< 0: answer 500) and sets *status (200, or 503 while draining). */
-  int (*health)(void *owner, char *buf, size_t cap, int *status);
+  int (*health)(void *ud, char *buf, size_t cap, int *status);
   /* GET /metrics: the Prometheus text in a malloc'd *body. 0 or EWS_ENOMEM. */
-  int (*metrics)(void *owner, char **body, size_t *len);
+  int (*metrics)(void *ud, char **body, size_t *len);
   /* A connection was freed (nconns is already one less). */
-  void (*conn_freed)(void *owner);
+  void (*conn_freed)(void *ud);
+  void *ud;
 } ews_net_hooks_t;
 
 typedef struct ews_net {
@@ -75,8 +77,8 @@ typedef struct ews_net {
   int id;                     /* the worker's number: the low 8 bits of connection ids */
   ews_net_config_t cfg;
   const ews_conn_ops_t *ops;  /* every connection's events go to the owner through these */
+  void *owner;                /* the owner's context (opaque), found by ops through c->net */
   ews_net_hooks_t hooks;
-  void *owner;                /* opaque; passed to the hooks, found by ops through c->net */
   ews_routes_t routes;        /* the apps by path (swapped whole on reload) */
   struct ews_tls_ctx *tls;    /* wss:// listeners accept with this ctx (referenced) */
   uint32_t *total_conns;      /* process-wide open connections (atomic), or NULL */
