@@ -17,6 +17,7 @@
 #include "config.h"
 #include "err.h"
 #include "owner.h"
+#include "script_config.h"
 #include "net/msgmem.h"
 #include "log.h"
 #include "lua/runaway.h"
@@ -55,7 +56,7 @@ static void raise_nofile_limit(void) {
 static int read_script_config(ews_config_t *cfg) {
   char *err = NULL;
   lua_State *L = ews_vm_new(NULL, cfg->script_dir, &err);
-  if (!L || ews_vm_load(L, cfg->script, &err) != 0 || ews_vm_read_config(L, cfg, &err) != 0) {
+  if (!L || ews_vm_load(L, cfg->script, &err) != 0 || ews_script_read_config(L, cfg, &err) != 0) {
     EWS_ERROR("%s", err ? err : "cannot load the script");
     free(err);
     if (L) ews_vm_close(L);
@@ -263,8 +264,8 @@ int main(int argc, char **argv) {
     ews_log_always(EWS_LOG_INFO, "data store %s/edgews.db (pub/sub history %s)", m.cfg.data_dir,
                    m.cfg.pubsub_persist != 0 ? "on disk" : "in memory");
   }
-  ews_pubsub_init(&m.cfg, m.server.store, m.cfg.pubsub_persist != 0, m.server.hubs,
-                  m.cfg.workers);
+  ews_pubsub_config_t pc = {m.cfg.pubsub_max_queue, m.cfg.pubsub_ttl, m.cfg.pubsub_max_recover};
+  ews_pubsub_init(&pc, m.server.store, m.cfg.pubsub_persist != 0, m.server.hubs, m.cfg.workers);
 
   /* Signals are caught from now on (a SIGTERM right after "listening on" must drain,
    * not kill); they are handled once the loop runs, when every worker has started. */

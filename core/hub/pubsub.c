@@ -247,7 +247,7 @@ static uint64_t random_epoch(void) {
   return z ? z : 1;
 }
 
-void ews_pubsub_init(const ews_config_t *cfg, ews_store_t *store, int persistent,
+void ews_pubsub_init(const ews_pubsub_config_t *cfg, ews_store_t *store, int persistent,
                      ews_hub_t *const *hubs, int nworkers) {
   if (!G.inited) {
     uv_mutex_init(&G.lock);
@@ -261,9 +261,9 @@ void ews_pubsub_init(const ews_config_t *cfg, ews_store_t *store, int persistent
   G.persistent = persistent && store;
   G.hubs = hubs;
   G.nworkers = nworkers;
-  G.max_queue = cfg->pubsub_max_queue > 0 ? (uint32_t)cfg->pubsub_max_queue : 10000;
-  G.ttl_ms = (int64_t)cfg->pubsub_ttl * 1000;
-  G.max_recover = cfg->pubsub_max_recover;
+  G.max_queue = cfg->max_queue > 0 ? (uint32_t)cfg->max_queue : 10000;
+  G.ttl_ms = (int64_t)cfg->ttl * 1000;
+  G.max_recover = cfg->max_recover;
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   G.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)(uintptr_t)&ts;

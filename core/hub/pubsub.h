@@ -53,7 +53,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
 #include "hub/names.h"
 #include "hub/store.h"
 #include "net/buf.h"
@@ -66,10 +65,17 @@
 
 /* ---- process-wide (main thread) ------------------------------------------------ */
 
+/* The defaults of memory topics (configure's pubsub table). */
+typedef struct {
+  int32_t max_queue;    /* messages kept per topic (<= 0: 10,000) */
+  int32_t ttl;          /* seconds a message is kept (0: forever) */
+  uint32_t max_recover; /* messages a recovering subscriber may replay */
+} ews_pubsub_config_t;
+
 /* Before the workers start. store may be NULL (memory history only); persistent
  * says whether topics go to the store. hubs[0..nworkers) are every worker's hub, by
  * number (each worker's peers). */
-void ews_pubsub_init(const ews_config_t *cfg, ews_store_t *store, int persistent,
+void ews_pubsub_init(const ews_pubsub_config_t *cfg, ews_store_t *store, int persistent,
                      ews_hub_t *const *hubs, int nworkers);
 /* After the workers stopped, before the store closes: frees the memory topics
  * and stops posting to workers. */

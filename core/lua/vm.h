@@ -93,9 +93,6 @@ lua_State *ews_vm_new(ews_vm_t *w, const char *script_dir, char **err);
 int ews_vm_load(lua_State *L, const char *script, char **err);
 void ews_vm_close(lua_State *L);
 
-/* Reads edgews.configure{...} from a loaded VM into cfg (fields the command line set
- * are kept). 0, or -1 with *err (malloc'd). */
-int ews_vm_read_config(lua_State *L, ews_config_t *cfg, char **err);
 
 /* The luaopen function of the edgews.core C module (api_core.c). */
 int ews_luaopen_core(lua_State *L);

@@ -9,7 +9,6 @@
 #include <pthread.h>
 #include <time.h>
 
-#include "config.h"
 #include "err.h"
 #include "hub/bus.h"
 #include "hub/hub.h"
@@ -17,12 +16,10 @@
 #include "hub/pubsub_int.h"
 #include "test.h"
 
-static ews_config_t cfg;
+static ews_pubsub_config_t cfg;
 
 static void init(int max_queue) {
-  ews_config_defaults(&cfg);
-  cfg.pubsub_max_queue = max_queue;
-  cfg.pubsub_max_recover = 100;
+  cfg = (ews_pubsub_config_t){.max_queue = max_queue, .max_recover = 100};
   ews_pubsub_shutdown();
   ews_pubsub_init(&cfg, NULL, 0, NULL, 0);
 }
@@ -164,8 +161,7 @@ static void workers_init(void) {
     uv_async_init(&wloop, &wakeups[i], no_wakeup);
     ews_inbox_open(&workers[i].inbox, &wakeups[i]);
   }
-  ews_config_defaults(&cfg);
-  cfg.pubsub_max_queue = 100;
+  cfg = (ews_pubsub_config_t){.max_queue = 100, .max_recover = 10000};
   ews_pubsub_shutdown();
   ews_pubsub_init(&cfg, NULL, 0, peers, NW);
 }
