@@ -20,12 +20,12 @@
 
 #define EWS_MAX_QUEUED 64
 
-static ews_vm_t *worker_of(const ews_conn_t *c) { return c->net->owner; } /* the Lua ctx */
+static ews_vm_t *worker_of(const ews_conn_t *c) { return ews_conn_owner(c); }
 
 static ews_task_t *task_or_fail(ews_conn_t *c) {
   ews_task_t *t = ews_task_get(worker_of(c));
   if (!t) {
-    EWS_ERROR("conn %llu: out of memory for a handler task", (unsigned long long)c->id);
+    EWS_ERROR("conn %llu: out of memory for a handler task", (unsigned long long)ews_conn_id(c));
     ews_conn_fail(c, EWS_ENOMEM, NULL);
   }
   return t;
@@ -41,7 +41,7 @@ static void on_authenticate(ews_conn_t *c, const ews_http_request_t *req, const 
   if (!t) return;
   lua_State *co = t->co;
   lua_rawgeti(co, LUA_REGISTRYINDEX, w->refs.authenticate);
-  lua_pushstring(co, c->app->path);
+  lua_pushstring(co, ews_conn_app(c)->path);
   lua_createtable(co, 0, 8);
   lua_pushlstring(co, req->method, req->method_len);
   lua_setfield(co, -2, "method");
@@ -92,9 +92,9 @@ static void on_open(ews_conn_t *c, const char *protocol) {
    * but not light userdata (user-space pointers fit a double's 53 bits). */
   lua_pushnumber(L, (lua_Number)(uintptr_t)c);
   lua_setfield(L, -2, "_c");
-  lua_pushnumber(L, (lua_Number)c->id);
+  lua_pushnumber(L, (lua_Number)ews_conn_id(c));
   lua_setfield(L, -2, "id");
-  lua_pushstring(L, c->app->path);
+  lua_pushstring(L, ews_conn_app(c)->path);
   lua_setfield(L, -2, "path");
   if (protocol) {
     lua_pushstring(L, protocol);
@@ -166,7 +166,7 @@ static void on_close(ews_conn_t *c) {
   } else {
     t = ews_task_get(w);
     if (!t) {
-      EWS_ERROR("conn %llu: out of memory for the close handler", (unsigned long long)c->id);
+      EWS_ERROR("conn %llu: out of memory for the close handler", (unsigned long long)ews_conn_id(c));
       goto done;
     }
     target = t->co;

@@ -93,7 +93,8 @@ static void run(ews_vm_t *w, ews_task_t *t, int nargs) {
   uint64_t t0 = uv_hrtime();
   /* Its time budget: the handler_timeout of the connection's app, or the server's. */
   ews_runaway_begin(w->runaway, t0,
-                    t->conn && t->conn->app ? t->conn->app->handler_budget_ns : UINT64_MAX);
+                    t->conn && ews_conn_app(t->conn) ? ews_conn_app(t->conn)->handler_budget_ns
+                                                    : UINT64_MAX);
   int r = lua_resume(t->co, nargs);
   if (!prev) record_latency(w, uv_hrtime() - t0); /* nested runs count in their parent */
   w->current_task = prev;

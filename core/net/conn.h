@@ -241,6 +241,8 @@ int ews_conn_peer(const ews_conn_t *c, char *ip, size_t cap, int *port);
 /* ---- what other layers read (cheap: inline) -------------------------------------- */
 
 static inline uint64_t ews_conn_id(const ews_conn_t *c) { return c->id; }
+/* The owner's context of the connection's loop (net->owner). */
+static inline void *ews_conn_owner(const ews_conn_t *c) { return c->net->owner; }
 static inline int ews_conn_is_open(const ews_conn_t *c) { return c->state == EWS_CS_OPEN; }
 /* The app the connection was upgraded for (NULL before the upgrade). */
 static inline ews_app_t *ews_conn_app(const ews_conn_t *c) { return c->app; }
