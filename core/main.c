@@ -24,6 +24,7 @@
 #include "lua/vm.h"
 #include "net/tls.h"
 #include "hub/counters.h"
+#include "hub/engine.h"
 #include "hub/pubsub.h"
 #include "hub/store.h"
 #include "worker.h"
@@ -264,8 +265,15 @@ int main(int argc, char **argv) {
     ews_log_always(EWS_LOG_INFO, "data store %s/edgews.db (pub/sub history %s)", m.cfg.data_dir,
                    m.cfg.pubsub_persist != 0 ? "on disk" : "in memory");
   }
-  ews_pubsub_config_t pc = {m.cfg.pubsub_max_queue, m.cfg.pubsub_ttl, m.cfg.pubsub_max_recover};
-  ews_pubsub_init(&pc, m.server.store, m.cfg.pubsub_persist != 0, m.server.hubs, m.cfg.workers);
+  /* The services' shared state: in this process (hub/engine.h). */
+  m.server.engine = &ews_engine_local;
+  ews_engine_config_t ec = {{m.cfg.pubsub_max_queue, m.cfg.pubsub_ttl, m.cfg.pubsub_max_recover},
+                            m.server.store, m.cfg.pubsub_persist != 0, m.server.hubs,
+                            m.cfg.workers};
+  if (m.server.engine->start(&ec) != 0) {
+    EWS_ERROR("cannot start the %s engine", m.server.engine->name);
+    return 1;
+  }
 
   /* Signals are caught from now on (a SIGTERM right after "listening on" must drain,
    * not kill); they are handled once the loop runs, when every worker has started. */
@@ -291,7 +299,7 @@ int main(int argc, char **argv) {
       EWS_ERROR("worker %d failed to start", i);
       for (int j = 0; j < i; j++) ews_worker_request_stop(&m.workers[j], 1);
       for (int j = 0; j < i; j++) ews_worker_join(&m.workers[j]);
-      ews_pubsub_shutdown();
+      m.server.engine->stop();
       ews_store_close(m.server.store);
       for (int j = 0; j < m.cfg.workers; j++) ews_worker_destroy(&m.workers[j]);
       return 1;
@@ -331,7 +339,7 @@ int main(int argc, char **argv) {
   uv_loop_close(m.loop);
   /* Every worker has closed its client (so every request has completed): stop
    * posting to the workers, then close the store. */
-  ews_pubsub_shutdown();
+  m.server.engine->stop();
   ews_store_close(m.server.store);
   /* Nothing can post to a worker any more: now their locks may go. */
   for (int i = 0; i < m.cfg.workers; i++) ews_worker_destroy(&m.workers[i]);

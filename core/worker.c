@@ -237,7 +237,7 @@ int ews_worker_init(ews_worker_t *w, ews_server_t *server, int id) {
   w->server = server;
   server->hubs[id] = &w->hub;
   if (uv_sem_init(&w->ready, 0) != 0) return EWS_ENOMEM;
-  if (ews_hub_init(&w->hub, id, server->nworkers, server->hubs, &w->net,
+  if (ews_hub_init(&w->hub, id, server->nworkers, server->hubs, &w->net, server->engine,
                    server->cfg->inbox_limit) != 0) {
     uv_sem_destroy(&w->ready);
     return EWS_ENOMEM;
@@ -247,6 +247,7 @@ int ews_worker_init(ews_worker_t *w, ews_server_t *server, int id) {
                      .net = &w->net, .hub = &w->hub};
   w->hub.up = &w->vm;
   w->hub.pubsub_local = ews_api_pubsub_local;
+  w->hub.app_message = ews_api_app_message;
   w->sync_inited = 1;
   return 0;
 }

@@ -30,6 +30,7 @@ typedef struct ews_server {
   int nworkers;
   struct ews_worker *workers; /* for /metrics (counters are read without locks) */
   ews_hub_t **hubs;           /* every worker's hub (their peers), by number */
+  const struct ews_engine *engine; /* where the services' shared state lives */
   struct ews_store *store;    /* durable storage (hub/store.h), or NULL */
 } ews_server_t;
 

@@ -2,14 +2,11 @@
 #include "hub/channels.h"
 
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
-#include "log.h"
-#include "hub/bus.h"
-#include "hub/counters.h"
+#include "hub/engine.h"
 #include "hub/hub.h"
 #include "net/conn.h"
 #include "net/fanout.h"
@@ -18,22 +15,22 @@ struct ews_chan {
   ews_named_t n; /* first: linked in the worker's table by name */
   ews_conn_t **subs;
   uint32_t nsubs, cap;
-  ews_counter_t *count; /* subscribers on all workers: "chan:" + name */
+  const ews_chan_engine_t *engine;
+  void *count; /* the engine's count of subscribers everywhere (held) */
   char name[];
 };
 
-static ews_chan_t *get_chan(ews_chans_t *t, const char *name, size_t len, int create) {
-  ews_chan_t *c = (ews_chan_t *)ews_names_find(t, name, len);
+static ews_chan_t *get_chan(ews_hub_t *w, const char *name, size_t len, int create) {
+  ews_chan_t *c = (ews_chan_t *)ews_names_find(&w->chans, name, len);
   if (c || !create) return c;
   c = calloc(1, sizeof *c + len);
   if (!c) return NULL;
-  char key[520];
-  int kl = snprintf(key, sizeof key, "chan:%.*s", (int)(len > 500 ? 500 : len), name);
-  c->count = ews_counter_get(key, (size_t)kl);
+  c->engine = w->engine->chan;
+  c->count = c->engine->hold(name, len);
   memcpy(c->name, name, len);
   ews_named_init(&c->n, c->name, len);
-  if (!c->count || ews_names_insert(t, &c->n) != 0) {
-    if (c->count) ews_counter_put(c->count);
+  if (!c->count || ews_names_insert(&w->chans, &c->n) != 0) {
+    if (c->count) c->engine->release(c->count);
     free(c);
     return NULL;
   }
@@ -42,14 +39,14 @@ static ews_chan_t *get_chan(ews_chans_t *t, const char *name, size_t len, int cr
 
 static void free_chan(ews_named_t *r) {
   ews_chan_t *c = (ews_chan_t *)r;
-  ews_counter_put(c->count);
+  c->engine->release(c->count);
   free(c->subs);
   free(c);
 }
 
-static void free_chan_if_empty(ews_chans_t *t, ews_chan_t *c) {
+static void free_chan_if_empty(ews_hub_t *w, ews_chan_t *c) {
   if (c->nsubs) return;
-  ews_names_remove(t, &c->n);
+  ews_names_remove(&w->chans, &c->n);
   free_chan(&c->n);
 }
 
@@ -77,12 +74,12 @@ static void remove_at(ews_chan_t *ch, uint32_t idx) {
     ch->subs[idx] = last;
     sub_of(last, ch)->idx = idx;
   }
-  ews_counter_dec(ch->count);
+  ch->engine->add(ch->count, -1);
 }
 
 int ews_chan_subscribe(ews_hub_t *w, ews_conn_t *c, const char *name, size_t len) {
   if (!ews_conn_is_open(c)) return EWS_ECLOSED;
-  ews_chan_t *ch = get_chan(&w->chans, name, len, 1);
+  ews_chan_t *ch = get_chan(w, name, len, 1);
   if (!ch) return EWS_ENOMEM;
   if (sub_of(c, ch)) return 0;
   ews_conn_subs_t *s = subs_of(c);
@@ -108,22 +105,22 @@ int ews_chan_subscribe(ews_hub_t *w, ews_conn_t *c, const char *name, size_t len
   }
   s->list[s->n++] = (ews_chan_sub_t){ch, ch->nsubs};
   ch->subs[ch->nsubs++] = c;
-  ews_counter_inc(ch->count, 0);
+  ch->engine->add(ch->count, 1);
   return 0;
 oom:
-  free_chan_if_empty(&w->chans, ch);
+  free_chan_if_empty(w, ch);
   return EWS_ENOMEM;
 }
 
 int ews_chan_unsubscribe(ews_hub_t *w, ews_conn_t *c, const char *name, size_t len) {
-  ews_chan_t *ch = get_chan(&w->chans, name, len, 0);
+  ews_chan_t *ch = get_chan(w, name, len, 0);
   ews_chan_sub_t *e = ch ? sub_of(c, ch) : NULL;
   if (!e) return EWS_EINVAL;
   ews_conn_subs_t *s = subs_of(c);
   uint32_t idx = e->idx;
   *e = s->list[--s->n];
   remove_at(ch, idx);
-  free_chan_if_empty(&w->chans, ch);
+  free_chan_if_empty(w, ch);
   return 0;
 }
 
@@ -137,7 +134,7 @@ static void conn_closed(ews_conn_t *c, ews_conn_hook_t *h) {
   while (s->n) {
     ews_chan_sub_t e = s->list[--s->n];
     remove_at(e.ch, e.idx);
-    free_chan_if_empty(&w->chans, e.ch);
+    free_chan_if_empty(w, e.ch);
   }
   free(s->list);
   free(s);
@@ -145,51 +142,12 @@ static void conn_closed(ews_conn_t *c, ews_conn_hook_t *h) {
 
 /* ---- publish ------------------------------------------------------------------ */
 
-/* A publish on its way to another worker: the frame built once (referenced). */
-typedef struct {
-  ews_bus_msg_t base; /* first */
-  ews_buf_t *frame;
-  size_t header_len;
-  int opcode;
-  uint64_t exclude_id;
-  size_t len;
-  char name[];
-} chan_msg_t;
-
-/* Queues a frame published on another worker to this worker's subscribers. */
-static void deliver(ews_hub_t *w, const char *name, size_t len, ews_buf_t *frame,
-                    size_t header_len, int opcode, uint64_t exclude_id) {
-  ews_chan_t *ch = get_chan(&w->chans, name, len, 0);
+void ews_chan_deliver(ews_hub_t *w, const char *name, size_t len, ews_buf_t *frame,
+                      size_t header_len, int opcode, uint64_t exclude_id) {
+  ews_chan_t *ch = get_chan(w, name, len, 0);
   if (!ch) return;
   ews_fanout_frame(w->net, ch->subs, ch->nsubs, opcode, frame->data + header_len,
                    frame->len - header_len, frame, exclude_id);
-}
-
-static void msg_run(void *ud, ews_bus_msg_t *m) {
-  chan_msg_t *cm = (chan_msg_t *)m;
-  deliver(ud, cm->name, cm->len, cm->frame, cm->header_len, cm->opcode, cm->exclude_id);
-}
-
-static void msg_free(ews_bus_msg_t *m) {
-  ews_buf_unref(((chan_msg_t *)m)->frame);
-  free(m);
-}
-
-static const ews_bus_kind_t chan_kind = {"channel", msg_run, msg_free, NULL};
-
-static int post(ews_hub_t *to, const char *name, size_t len, ews_buf_t *frame, size_t hl,
-                int opcode, uint64_t exclude_id) {
-  chan_msg_t *m = malloc(sizeof *m + len);
-  if (!m) return EWS_ENOMEM;
-  m->base.kind = &chan_kind;
-  m->frame = frame;
-  ews_buf_ref(frame);
-  m->header_len = hl;
-  m->opcode = opcode;
-  m->exclude_id = exclude_id;
-  m->len = len;
-  memcpy(m->name, name, len);
-  return ews_bus_post(&to->inbox, &m->base);
 }
 
 int ews_chan_publish(ews_hub_t *w, const char *name, size_t len, int opcode, const void *p,
@@ -197,27 +155,14 @@ int ews_chan_publish(ews_hub_t *w, const char *name, size_t len, int opcode, con
   size_t hl;
   ews_buf_t *frame = ews_fanout_plain(opcode, p, n, &hl);
   if (!frame) return EWS_ENOMEM;
-  /* Other workers first, so they work in parallel with our own delivery. A worker
-   * that is gone (shutdown) has no subscribers left; one whose inbox is full has the
-   * drop counted (bus.c); out of memory is logged here. */
-  for (int i = 0; i < w->nworkers; i++) {
-    if (i == w->id) continue;
-    int r = post(w->peers[i], name, len, frame, hl, opcode, exclude_id);
-    if (r == EWS_ENOMEM)
-      EWS_ERROR("channel %.*s: out of memory posting to worker %d", (int)(len > 200 ? 200 : len),
-                name, i);
-  }
+  /* Other workers (and instances) first, so they work in parallel with our own
+   * delivery. */
+  w->engine->chan->publish(w, name, len, frame, hl, opcode, exclude_id);
   int sent = 0;
-  ews_chan_t *ch = get_chan(&w->chans, name, len, 0);
+  ews_chan_t *ch = get_chan(w, name, len, 0);
   if (ch) sent = ews_fanout_frame(w->net, ch->subs, ch->nsubs, opcode, p, n, frame, exclude_id);
   ews_buf_unref(frame);
   return sent;
-}
-
-uint32_t ews_chan_count(const char *name, size_t len) {
-  char key[520];
-  int kl = snprintf(key, sizeof key, "chan:%.*s", (int)(len > 500 ? 500 : len), name);
-  return ews_counter_peek(key, (size_t)kl);
 }
 
 void ews_chans_free(ews_chans_t *t) { ews_names_clear(t, free_chan); }

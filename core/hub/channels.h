@@ -3,13 +3,14 @@
  * Each worker keeps its own subscribers per channel (a hash table of channels; a
  * channel exists on a worker only while it has subscribers there, so idle names
  * cost nothing). A publish builds the frame once into one reference-counted
- * buffer: the publishing worker queues it to its subscribers and posts the same
- * buffer to every other worker, which queues it to theirs, so no worker re-encodes
- * and no subscriber gets a copy. Compressing subscribers get a frame compressed
- * once per worker (per window size). Messages from one publisher reach every
- * subscriber in publish order (a worker's inbox is FIFO). A subscription ends with
- * its connection. The process-wide subscriber count of a channel is kept in a
- * shared counter (hub/counters.h). */
+ * buffer: the publishing worker queues it to its subscribers and hands the same
+ * buffer to the engine (hub/engine.h), which carries it to every other worker (the
+ * in-process engine posts it to their inboxes), where ews_chan_deliver queues it to
+ * theirs, so no worker re-encodes and no subscriber gets a copy. Compressing
+ * subscribers get a frame compressed once per worker (per window size). Messages
+ * from one publisher reach every subscriber in publish order (a worker's inbox is
+ * FIFO). A subscription ends with its connection (a close hook). The subscriber
+ * count of a channel everywhere is the engine's (ews_chan_engine_t.count). */
 #ifndef EWS_CHANNELS_H
 #define EWS_CHANNELS_H
 
@@ -51,8 +52,11 @@ int ews_chan_unsubscribe(struct ews_hub *w, ews_conn_t *c, const char *name, siz
  * subscribers it was queued for, or EWS_ENOMEM. */
 int ews_chan_publish(struct ews_hub *w, const char *name, size_t len, int opcode,
                      const void *p, size_t n, uint64_t exclude_id);
-/* Subscribers of the channel on all workers. */
-uint32_t ews_chan_count(const char *name, size_t len);
+/* A publish arriving from another worker (or instance) through the engine
+ * (hub/engine.h): queues the frame (referenced; its payload after header_len) to this
+ * worker's subscribers of the channel but connection exclude_id. */
+void ews_chan_deliver(struct ews_hub *w, const char *name, size_t len, ews_buf_t *frame,
+                      size_t header_len, int opcode, uint64_t exclude_id);
 /* Frees the table (worker exit; every connection is gone). */
 void ews_chans_free(ews_chans_t *t);
 

@@ -7,8 +7,9 @@
 #include "hub/pubsub.h"
 
 int ews_hub_init(ews_hub_t *h, int id, int nworkers, ews_hub_t *const *peers, ews_net_t *net,
-                 uint32_t inbox_limit) {
+                 const struct ews_engine *engine, uint32_t inbox_limit) {
   memset(h, 0, sizeof *h);
+  h->engine = engine;
   h->id = id;
   h->nworkers = nworkers;
   h->peers = peers;

@@ -1,6 +1,8 @@
-/* pubsub_int.h — what hub/pubsub.c (sequencers, frames, history) offers
- * hub/pubsub_subs.c (a worker's subscribers and replays). Private to those two
- * files; the public interface is hub/pubsub.h. */
+/* pubsub_int.h — what the engines' pub/sub (sequencers and history: hub/pubsub.c in
+ * the in-process engine) and the worker side (hub/pubsub_subs.c: a worker's
+ * subscribers and replays) share: the view and the pages a replay reads, the message
+ * a sequencer posts to every worker (ews_ps_post), and the frames both build. The
+ * Lua API uses hub/pubsub.h and hub/engine.h. */
 #ifndef EWS_PUBSUB_INT_H
 #define EWS_PUBSUB_INT_H
 

@@ -14,6 +14,7 @@
 
 #include "err.h"
 #include "hub/bus.h"
+#include "hub/engine.h"
 #include "hub/pubsub.h"
 #include "hub/pubsub_int.h"
 #include "log.h"
@@ -349,7 +350,7 @@ static int read_page(ews_hub_t *w, psw_t *ps, replay_t *j) {
   wtopic_t *t = j->t;
   ews_ps_view_t v;
   uint32_t n, lim = ps->budget < REPLAY_PAGE ? ps->budget : REPLAY_PAGE;
-  int r = ews_ps_page(w, t->name, t->n.len, j->cursor, lim ? lim : 1, j->raw, &v, j->page, &n);
+  int r = w->engine->pubsub->page(w, t->name, t->n.len, j->cursor, lim ? lim : 1, j->raw, &v, j->page, &n);
   if (r < 0) return r;
   j->pn = n;
   j->pi = 0;
@@ -386,7 +387,7 @@ static int read_page(ews_hub_t *w, psw_t *ps, replay_t *j) {
     }
     j->cursor = v.first - 1;
   }
-  uint32_t maxrec = ews_ps_max_recover();
+  uint32_t maxrec = w->engine->pubsub->max_recover();
   if (v.last - j->cursor > (int64_t)maxrec) {
     int64_t to = v.last - (int64_t)maxrec;
     if ((r = send_gap(j, v.epoch, j->cursor + 1, to, "limit")) != 0) {
@@ -674,7 +675,7 @@ static void resync_topic(ews_hnode_t *n, void *ud) {
   ews_hub_t *w = ud;
   wtopic_t *t = (wtopic_t *)n;
   ews_ps_view_t v;
-  if ((!t->env.n && !t->raw.n && !t->lua) || ews_ps_view(w, t->name, t->n.len, &v) != 0) return;
+  if ((!t->env.n && !t->raw.n && !t->lua) || w->engine->pubsub->view(w, t->name, t->n.len, &v) != 0) return;
   if (!v.epoch) return;
   int64_t base = t->epoch == v.epoch ? t->seen : 0;
   if (v.last <= base) return;
@@ -805,7 +806,7 @@ static void conn_closed(ews_conn_t *c, ews_conn_hook_t *h) {
 static int subscribe_live(ews_hub_t *w, ews_conn_t *c, wtopic_t *t, int raw,
                           ews_pubsub_sub_result_t *res) {
   ews_ps_view_t v;
-  int r = ews_ps_view(w, t->name, t->n.len, &v);
+  int r = w->engine->pubsub->view(w, t->name, t->n.len, &v);
   tsub_t *e = r == 0 ? tsub_add(w, c, t, raw) : NULL;
   if (r == 0 && !e) r = EWS_ENOMEM;
   if (r == 0 && (r = live_add(c, e, v.epoch, v.last)) < 0) tsub_del(c, e);
@@ -821,7 +822,7 @@ static int subscribe_live(ews_hub_t *w, ews_conn_t *c, wtopic_t *t, int raw,
 static int subscribed_again(ews_hub_t *w, tsub_t *e, const ews_pubsub_sub_opts_t *o,
                             ews_pubsub_sub_result_t *res) {
   ews_ps_view_t v;
-  int r = ews_ps_view(w, e->t->name, e->t->n.len, &v);
+  int r = w->engine->pubsub->view(w, e->t->name, e->t->n.len, &v);
   if (r < 0) return r;
   res->epoch = v.epoch;
   res->offset = v.last;
@@ -846,7 +847,7 @@ int ews_pubsub_subscribe(ews_hub_t *w, ews_conn_t *c, const char *topic, size_t 
   memset(res, 0, sizeof *res);
   if (!ews_ps_valid_topic(topic, tl)) return EWS_EINVAL;
   if (!ews_conn_is_open(c)) return EWS_ECLOSED;
-  if (ews_pubsub_persistent() && !w->store) return EWS_ENOSTORE;
+  if (w->engine->pubsub->persistent() && !w->store) return EWS_ENOSTORE;
   wtopic_t *t = wtopic_get(w, topic, tl, 1);
   if (!t) return EWS_ENOMEM;
   tsub_t *e = tsub_of(c, t);

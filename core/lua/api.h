@@ -47,8 +47,10 @@ void ews_api_pubsub_local(ews_hub_t *h, const struct ews_pubsub_event *e);
 void ews_api_notify_register(lua_State *L, void *w);
 
 void ews_api_timer_register(lua_State *L, void *w);
-/* core.post: Lua messages to other workers (api_bus.c). */
+/* core.post: Lua messages to other workers (api_bus.c), and the hub's handler of
+ * those that arrive here (hub->app_message). */
 void ews_api_bus_register(lua_State *L, void *w);
+void ews_api_app_message(ews_hub_t *h, const char *data, size_t len);
 /* Presence (api_presence.c): the presence_* functions and the worker's presence timer. */
 void ews_api_presence_register(lua_State *L, void *w);
 /* At worker shutdown: stops and frees every Lua timer (and the tasks sleeping). */

@@ -18,7 +18,7 @@
 #include "log.h"
 #include "hub/buckets.h"
 #include "hub/channels.h"
-#include "hub/users.h"
+#include "hub/engine.h"
 #include "hub/counters.h"
 #include "lua/api.h"
 #include "lua/runaway.h"
@@ -248,24 +248,26 @@ static int l_user_add(lua_State *L) {
   ews_vm_t *w = worker_of(L);
   size_t n;
   const char *uid = luaL_checklstring(L, 1, &n);
-  return push_result(L, w ? ews_users_add(uid, n, w->id, luaL_checknumber(L, 2)) : 0);
+  return push_result(L, w ? w->hub->engine->users->add(uid, n, w->id, luaL_checknumber(L, 2)) : 0);
 }
 
 static int l_user_remove(lua_State *L) {
   ews_vm_t *w = worker_of(L);
   size_t n;
   const char *uid = luaL_checklstring(L, 1, &n);
-  if (w) ews_users_remove(uid, n, w->id, luaL_checknumber(L, 2));
+  if (w) w->hub->engine->users->remove(uid, n, w->id, luaL_checknumber(L, 2));
   return 0;
 }
 
 static int l_user_list(lua_State *L) {
+  ews_vm_t *w = worker_of(L);
   size_t n;
   const char *uid = luaL_checklstring(L, 1, &n);
+  const ews_users_engine_t *users = w ? w->hub->engine->users : ews_engine_local.users;
   ews_user_socket_t buf[64];
-  size_t total = ews_users_list(uid, n, buf, 64);
+  size_t total = users->list(uid, n, buf, 64);
   ews_user_socket_t *all = buf;
-  if (total > 64 && (all = malloc(total * sizeof *all))) total = ews_users_list(uid, n, all, total);
+  if (total > 64 && (all = malloc(total * sizeof *all))) total = users->list(uid, n, all, total);
   else if (total > 64) total = 64, all = buf;
   lua_createtable(L, (int)total, 0);
   for (size_t i = 0; i < total; i++) {
@@ -377,9 +379,11 @@ static int l_publish(lua_State *L) {
 }
 
 static int l_channel_count(lua_State *L) {
+  ews_vm_t *w = worker_of(L);
   size_t n;
   const char *name = luaL_checklstring(L, 1, &n);
-  lua_pushinteger(L, ews_chan_count(name, n));
+  const ews_chan_engine_t *chan = w ? w->hub->engine->chan : ews_engine_local.chan;
+  lua_pushinteger(L, chan->count(name, n));
   return 1;
 }
 

@@ -9,6 +9,7 @@
 
 #include "err.h"
 #include "hub/hash.h"
+#include "hub/engine.h"
 #include "hub/pubsub.h"
 #include "lua/api.h"
 #include "log.h"
@@ -19,6 +20,9 @@ static ews_vm_t *worker_of(lua_State *L) {
   if (!w) luaL_error(L, "pub/sub needs a worker (not available while reading the configuration)");
   return w;
 }
+
+/* The engine's pub/sub (hub/engine.h): sequencing and history. */
+static const ews_pubsub_engine_t *engine(const ews_vm_t *w) { return w->hub->engine->pubsub; }
 
 static void push_pos(lua_State *L, const ews_pubsub_pos_t *pos) {
   char hex[17];
@@ -55,9 +59,10 @@ static int l_publish(lua_State *L) {
   const char *data = luaL_checklstring(L, 2, &n);
   int json = lua_toboolean(L, 3);
   int wait = lua_toboolean(L, 4);
-  ews_task_t *task = wait && ews_pubsub_persistent() ? ews_task_current(w, L) : NULL;
+  ews_task_t *task = wait && engine(w)->persistent() ? ews_task_current(w, L) : NULL;
   ews_pubsub_pos_t pos;
-  int r = ews_pubsub_publish(w->hub, topic, tl, json, data, n, task ? on_published : NULL, task, &pos);
+  int r = engine(w)->publish(w->hub, topic, tl, json, data, n, task ? on_published : NULL, task,
+                             &pos);
   return finish(L, r, task, &pos);
 }
 
@@ -82,9 +87,9 @@ static int l_reset(lua_State *L) {
   ews_vm_t *w = worker_of(L);
   size_t tl;
   const char *topic = luaL_checklstring(L, 1, &tl);
-  ews_task_t *task = ews_pubsub_persistent() ? ews_task_current(w, L) : NULL;
+  ews_task_t *task = engine(w)->persistent() ? ews_task_current(w, L) : NULL;
   ews_pubsub_pos_t pos;
-  int r = ews_pubsub_reset(w->hub, topic, tl, task ? on_published : NULL, task, &pos);
+  int r = engine(w)->reset(w->hub, topic, tl, task ? on_published : NULL, task, &pos);
   return finish(L, r, task, &pos);
 }
 
@@ -95,9 +100,10 @@ static int l_retention(lua_State *L) {
   size_t tl;
   const char *topic = luaL_checklstring(L, 1, &tl);
   int32_t maxq = (int32_t)luaL_checkinteger(L, 2), ttl = (int32_t)luaL_checkinteger(L, 3);
-  ews_task_t *task = ews_pubsub_persistent() ? ews_task_current(w, L) : NULL;
+  ews_task_t *task = engine(w)->persistent() ? ews_task_current(w, L) : NULL;
   ews_pubsub_pos_t pos;
-  int r = ews_pubsub_retention(w->hub, topic, tl, maxq, ttl, task ? on_published : NULL, task, &pos);
+  int r = engine(w)->retention(w->hub, topic, tl, maxq, ttl, task ? on_published : NULL, task,
+                               &pos);
   return finish(L, r, task, &pos);
 }
 
@@ -197,7 +203,7 @@ static int l_history(lua_State *L) {
   lua_Number lim = luaL_optnumber(L, 3, 100);
   uint32_t limit = lim < 0 ? 0 : lim > EWS_STORE_MAX_LIMIT ? EWS_STORE_MAX_LIMIT : (uint32_t)lim;
   ews_pubsub_history_t h;
-  int r = ews_pubsub_history(w->hub, topic, tl, since < 0 ? 0 : since, limit, &h);
+  int r = engine(w)->history(w->hub, topic, tl, since < 0 ? 0 : since, limit, &h);
   if (r < 0) return ews_api_result(L, r);
   lua_createtable(L, 0, 4);
   char hex[17];
@@ -223,7 +229,7 @@ static int l_history(lua_State *L) {
     lua_rawseti(L, -2, (int)i + 1);
   }
   lua_setfield(L, -2, "messages");
-  ews_pubsub_history_free(&h);
+  engine(w)->history_free(&h);
   return 1;
 }
 
@@ -261,7 +267,8 @@ void ews_api_pubsub_local(ews_hub_t *h, const ews_pubsub_event_t *e) {
 
 /* core.pubsub_persistent() -> true when topics are stored on disk */
 static int l_persistent(lua_State *L) {
-  lua_pushboolean(L, ews_pubsub_persistent());
+  ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
+  lua_pushboolean(L, (w ? engine(w) : ews_engine_local.pubsub)->persistent());
   return 1;
 }
 

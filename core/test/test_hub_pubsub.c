@@ -11,6 +11,7 @@
 
 #include "err.h"
 #include "hub/bus.h"
+#include "hub/engine.h"
 #include "hub/hub.h"
 #include "hub/pubsub.h"
 #include "hub/pubsub_int.h"
@@ -157,7 +158,7 @@ static void workers_init(void) {
   uv_loop_init(&wloop);
   for (int i = 0; i < NW; i++) {
     peers[i] = &workers[i];
-    ews_hub_init(&workers[i], i, NW, peers, NULL, 0);
+    ews_hub_init(&workers[i], i, NW, peers, NULL, &ews_engine_local, 0);
     uv_async_init(&wloop, &wakeups[i], no_wakeup);
     ews_inbox_open(&workers[i].inbox, &wakeups[i]);
   }
