@@ -42,6 +42,7 @@ int ews_ps_view(ews_hub_t *w, const char *topic, size_t tl, ews_ps_view_t *v);
  * as for ews_ps_view. */
 int ews_ps_page(ews_hub_t *w, const char *topic, size_t tl, int64_t since,
                 uint32_t limit, int raw, ews_ps_view_t *v, ews_ps_entry_t *out, uint32_t *n);
+/* Drops the frames of page entries v[0..n) (pubsub_frames.c). */
 void ews_ps_release(ews_ps_entry_t *v, uint32_t n);
 
 /* A sequenced message on its way to a worker (pubsub_subs.c runs it there): both
@@ -67,6 +68,25 @@ int ews_ps_post(ews_hub_t *to, const char *topic, size_t tl, ews_buf_t *env, siz
                 ews_buf_t *raw, size_t raw_hl, uint64_t epoch, int64_t offset, int64_t time,
                 int json);
 
+/* ---- frames (pubsub_frames.c) -------------------------------------------------- */
+
+/* The envelope frame of a message ({"type":"pub",...}) in a fresh shared buffer; *hl
+ * gets the frame header's length. NULL when out of memory. */
+ews_buf_t *ews_ps_envelope(const char *topic, size_t tl, uint64_t epoch, int64_t offset,
+                           int64_t time, int json, const char *data, size_t n, size_t *hl);
+/* The same in two steps, so that a sequencer can allocate before it takes an offset:
+ * a buffer with room for the envelope at any position, then the envelope written
+ * into it (cannot fail). */
+ews_buf_t *ews_ps_envelope_alloc(const char *topic, size_t tl, int json, const char *data,
+                                 size_t n);
+void ews_ps_envelope_fill(ews_buf_t *b, const char *topic, size_t tl, uint64_t epoch,
+                          int64_t offset, int64_t time, int json, const char *data, size_t n,
+                          size_t *hl);
+/* Both frames of a message: the envelope and the raw frame (the data alone). 0 or
+ * EWS_ENOMEM (then neither). */
+int ews_ps_frames(const char *topic, size_t tl, uint64_t epoch, int64_t offset, int64_t time,
+                  int json, const char *data, size_t n, ews_buf_t **env, size_t *env_hl,
+                  ews_buf_t **raw, size_t *raw_hl);
 /* {"type":"gap",...} as a text frame (epoch 0 is written as null). NULL when out
  * of memory. */
 ews_buf_t *ews_ps_gap_frame(const char *topic, size_t tl, uint64_t epoch, int64_t from,

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "net/msgmem.h"
 #include "proto/handshake.h"
+#include "proto/json.h"
 #include "stat.h"
 
 static void respond_http(ews_conn_t *c, const char *resp, int len) {
@@ -46,17 +47,25 @@ void ews_conn_respond_error(ews_conn_t *c, int err) {
 }
 
 void ews_conn_respond_json(ews_conn_t *c, int status, const char *error, const char *msg) {
-  char body[512], resp[1024];
-  /* msg comes from the app's authenticator: keep the JSON valid whatever it holds. */
-  char clean[300];
-  size_t j = 0;
-  for (const char *p = msg ? msg : ""; *p && j < sizeof clean - 1; p++)
-    clean[j++] = (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) ? ' ' : *p;
-  clean[j] = 0;
-  int bl = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}", error, clean);
+  /* msg comes from the app's authenticator: escaped (proto/json.h), at most 299
+   * bytes of it (cut at a character boundary). */
+  char body[2048], resp[2560];
+  if (!msg) msg = "";
+  size_t ml = strlen(msg);
+  if (ml > 299) {
+    ml = 299;
+    while (ml && ((unsigned char)msg[ml] & 0xC0) == 0x80) ml--;
+  }
+  int bl = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":", error);
+  if (bl < 0 || (size_t)bl + ews_json_str(NULL, msg, ml, EWS_JSON_CHECK) + 2 > sizeof body) {
+    ews_conn_respond_error(c, EWS_ENOMEM);
+    return;
+  }
+  bl += (int)ews_json_str(body + bl, msg, ml, EWS_JSON_CHECK);
+  body[bl++] = '}';
   int n = ews_write_response(resp, sizeof resp, status, NULL, "application/json", body,
                              (size_t)bl);
-  EWS_DEBUG("conn %llu: HTTP %d: %s", (unsigned long long)c->id, status, clean);
+  EWS_DEBUG("conn %llu: HTTP %d: %.*s", (unsigned long long)c->id, status, (int)ml, msg);
   respond_http(c, resp, n);
 }
 
