@@ -8,13 +8,13 @@
 #include "err.h"
 #include "hub/engine.h"
 #include "hub/hub.h"
+#include "hub/subs.h"
 #include "net/conn.h"
 #include "net/fanout.h"
 
 struct ews_chan {
   ews_named_t n; /* first: linked in the worker's table by name */
-  ews_conn_t **subs;
-  uint32_t nsubs, cap;
+  ews_subs_t subs; /* handed to the fan-out as is */
   const ews_chan_engine_t *engine;
   void *count; /* the engine's count of subscribers everywhere (held) */
   char name[];
@@ -40,12 +40,12 @@ static ews_chan_t *get_chan(ews_hub_t *w, const char *name, size_t len, int crea
 static void free_chan(ews_named_t *r) {
   ews_chan_t *c = (ews_chan_t *)r;
   c->engine->release(c->count);
-  free(c->subs);
+  ews_subs_free(&c->subs);
   free(c);
 }
 
 static void free_chan_if_empty(ews_hub_t *w, ews_chan_t *c) {
-  if (c->nsubs) return;
+  if (c->subs.n) return;
   ews_names_remove(&w->chans, &c->n);
   free_chan(&c->n);
 }
@@ -66,14 +66,11 @@ static ews_chan_sub_t *sub_of(ews_conn_t *c, ews_chan_t *ch) {
   return NULL;
 }
 
-/* Takes the subscriber at ch->subs[idx] out: the last one moves into its slot and
+/* Takes the subscriber at ch->subs.v[idx] out: the last one moves into its slot and
  * its own entry learns its new index. */
 static void remove_at(ews_chan_t *ch, uint32_t idx) {
-  ews_conn_t *last = ch->subs[--ch->nsubs];
-  if (idx != ch->nsubs) {
-    ch->subs[idx] = last;
-    sub_of(last, ch)->idx = idx;
-  }
+  ews_conn_t *moved = ews_subs_remove(&ch->subs, idx);
+  if (moved) sub_of(moved, ch)->idx = idx;
   ch->engine->add(ch->count, -1);
 }
 
@@ -96,15 +93,8 @@ int ews_chan_subscribe(ews_hub_t *w, ews_conn_t *c, const char *name, size_t len
     s->list = l;
     s->cap = cap;
   }
-  if (ch->nsubs == ch->cap) {
-    uint32_t cap = ch->cap ? ch->cap * 2 : 4;
-    ews_conn_t **l = realloc(ch->subs, cap * sizeof *l);
-    if (!l) goto oom;
-    ch->subs = l;
-    ch->cap = cap;
-  }
-  s->list[s->n++] = (ews_chan_sub_t){ch, ch->nsubs};
-  ch->subs[ch->nsubs++] = c;
+  if (ews_subs_add(&ch->subs, c) != 0) goto oom;
+  s->list[s->n++] = (ews_chan_sub_t){ch, ch->subs.n - 1};
   ch->engine->add(ch->count, 1);
   return 0;
 oom:
@@ -146,7 +136,7 @@ void ews_chan_deliver(ews_hub_t *w, const char *name, size_t len, ews_buf_t *fra
                       size_t header_len, int opcode, uint64_t exclude_id) {
   ews_chan_t *ch = get_chan(w, name, len, 0);
   if (!ch) return;
-  ews_fanout_frame(w->net, ch->subs, ch->nsubs, opcode, frame->data + header_len,
+  ews_fanout_frame(w->net, ch->subs.v, ch->subs.n, opcode, frame->data + header_len,
                    frame->len - header_len, frame, exclude_id);
 }
 
@@ -160,7 +150,7 @@ int ews_chan_publish(ews_hub_t *w, const char *name, size_t len, int opcode, con
   w->engine->chan->publish(w, name, len, frame, hl, opcode, exclude_id);
   int sent = 0;
   ews_chan_t *ch = get_chan(w, name, len, 0);
-  if (ch) sent = ews_fanout_frame(w->net, ch->subs, ch->nsubs, opcode, p, n, frame, exclude_id);
+  if (ch) sent = ews_fanout_frame(w->net, ch->subs.v, ch->subs.n, opcode, p, n, frame, exclude_id);
   ews_buf_unref(frame);
   return sent;
 }

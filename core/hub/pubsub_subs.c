@@ -17,6 +17,7 @@
 #include "hub/engine.h"
 #include "hub/pubsub.h"
 #include "hub/pubsub_int.h"
+#include "hub/subs.h"
 #include "log.h"
 #include "net/conn.h"
 #include "net/fanout.h"
@@ -34,9 +35,9 @@ typedef struct {
 } mark_t;
 
 typedef struct {
-  ews_conn_t **v;
-  mark_t *marks; /* parallel to v; allocated with the first mark */
-  uint32_t n, cap, mcap;
+  ews_subs_t s;  /* the live subscribers (hub/subs.h), handed to the fan-out */
+  mark_t *marks; /* parallel to s.v; allocated with the first mark */
+  uint32_t mcap;
 } connv_t;
 
 typedef struct replay replay_t;
@@ -132,15 +133,15 @@ static wtopic_t *wtopic_get(ews_hub_t *w, const char *name, size_t len, int crea
 
 static void wtopic_free(ews_named_t *r) {
   wtopic_t *t = (wtopic_t *)r;
-  free(t->env.v);
+  ews_subs_free(&t->env.s);
   free(t->env.marks);
-  free(t->raw.v);
+  ews_subs_free(&t->raw.s);
   free(t->raw.marks);
   free(t);
 }
 
 static void wtopic_release_if_empty(ews_hub_t *w, wtopic_t *t) {
-  if (t->env.n || t->raw.n || t->lua || t->njobs) return;
+  if (t->env.s.n || t->raw.s.n || t->lua || t->njobs) return;
   ews_names_remove(&w->topics, &t->n);
   wtopic_free(&t->n);
 }
@@ -185,16 +186,15 @@ static int drops(const ews_conn_t *c) {
 static int live_add(ews_conn_t *c, tsub_t *e, uint64_t epoch, int64_t off) {
   wtopic_t *t = e->t;
   connv_t *cv = e->raw ? &t->raw : &t->env;
-  if (grow((void **)&cv->v, &cv->cap, cv->n + 1, sizeof *cv->v)) return EWS_ENOMEM;
+  if (ews_subs_reserve(&cv->s, cv->s.n + 1)) return EWS_ENOMEM;
   if (off > 0 || cv->marks) {
     uint32_t had = cv->mcap;
-    if (grow((void **)&cv->marks, &cv->mcap, cv->cap, sizeof *cv->marks)) return EWS_ENOMEM;
+    if (grow((void **)&cv->marks, &cv->mcap, cv->s.cap, sizeof *cv->marks)) return EWS_ENOMEM;
     if (!had) memset(cv->marks, 0, cv->mcap * sizeof *cv->marks); /* nobody had one */
   }
-  e->idx = cv->n;
-  cv->v[cv->n] = c;
-  if (cv->marks) cv->marks[cv->n] = (mark_t){epoch, off > 0 ? off : 0};
-  cv->n++;
+  e->idx = cv->s.n;
+  if (cv->marks) cv->marks[cv->s.n] = (mark_t){epoch, off > 0 ? off : 0};
+  ews_subs_add(&cv->s, c); /* room reserved: cannot fail */
   if (off > 0) t->nmarks++;
   if (drops(c)) t->ndrop++;
   return 0;
@@ -205,12 +205,11 @@ static int live_add(ews_conn_t *c, tsub_t *e, uint64_t epoch, int64_t off) {
 static void live_remove(ews_conn_t *c, const tsub_t *e) {
   wtopic_t *t = e->t;
   connv_t *cv = e->raw ? &t->raw : &t->env;
-  uint32_t i = e->idx, last = --cv->n;
+  uint32_t i = e->idx, last = cv->s.n - 1;
   if (cv->marks && cv->marks[i].off) t->nmarks--;
   if (drops(c)) t->ndrop--;
-  if (i != last) {
-    ews_conn_t *moved = cv->v[last];
-    cv->v[i] = moved;
+  ews_conn_t *moved = ews_subs_remove(&cv->s, i);
+  if (moved) {
     if (cv->marks) cv->marks[i] = cv->marks[last];
     tsub_of(moved, t)->idx = i;
   }
@@ -218,7 +217,7 @@ static void live_remove(ews_conn_t *c, const tsub_t *e) {
 
 uint32_t ews_pubsub_local_count(ews_hub_t *w, const char *topic, size_t tl) {
   wtopic_t *t = wtopic_get(w, topic, tl, 0);
-  return t ? t->env.n + t->raw.n + t->nreplay : 0;
+  return t ? t->env.s.n + t->raw.s.n + t->nreplay : 0;
 }
 
 int ews_pubsub_lua_subs(ews_hub_t *w, const char *topic, size_t tl, int delta) {
@@ -554,19 +553,19 @@ static size_t wire_bound(size_t n) { return n + n / 256 + 64; }
  * history). */
 static void send_to(ews_hub_t *w, wtopic_t *t, connv_t *cv, ews_buf_t *frame, size_t hl,
                     const ews_ps_msg_t *m, ews_conn_t ***behind, uint32_t *nbehind) {
-  if (!cv->n) return;
+  if (!cv->s.n) return;
   const uint8_t *p = frame->data + hl;
   size_t n = frame->len - hl;
   if (!t->nmarks && !t->ndrop) {
-    ews_fanout_frame(w->net, cv->v, cv->n, EWS_OP_TEXT, p, n, frame, 0);
+    ews_fanout_frame(w->net, cv->s.v, cv->s.n, EWS_OP_TEXT, p, n, frame, 0);
     return;
   }
-  ews_conn_t *stackv[64], **v = cv->n <= 64 ? stackv : malloc(cv->n * sizeof *v);
+  ews_conn_t *stackv[64], **v = cv->s.n <= 64 ? stackv : malloc(cv->s.n * sizeof *v);
   if (!v) return;
   uint32_t k = 0;
   size_t room = wire_bound(frame->len);
-  for (uint32_t i = 0; i < cv->n; i++) {
-    ews_conn_t *c = cv->v[i];
+  for (uint32_t i = 0; i < cv->s.n; i++) {
+    ews_conn_t *c = cv->s.v[i];
     if (cv->marks && cv->marks[i].off && cv->marks[i].epoch == m->epoch &&
         m->offset <= cv->marks[i].off)
       continue; /* it has this one from history */
@@ -587,7 +586,7 @@ static void send_to(ews_hub_t *w, wtopic_t *t, connv_t *cv, ews_buf_t *frame, si
 /* Marks of `epoch` at or below offset are spent (off = INT64_MAX: all of it). */
 static void spend_marks(wtopic_t *t, connv_t *cv, uint64_t epoch, int64_t offset) {
   if (!cv->marks) return;
-  for (uint32_t i = 0; i < cv->n && t->nmarks; i++)
+  for (uint32_t i = 0; i < cv->s.n && t->nmarks; i++)
     if (cv->marks[i].off && cv->marks[i].epoch == epoch && cv->marks[i].off <= offset) {
       cv->marks[i].off = 0;
       t->nmarks--;
@@ -623,7 +622,7 @@ static void fall_behind(ews_hub_t *w, wtopic_t *t, ews_conn_t *c, const ews_ps_m
 static int64_t live_position(wtopic_t *t, const connv_t *cv, uint32_t i, uint64_t epoch,
                              int64_t base) {
   int64_t p = base;
-  const tsub_t *e = tsub_of(cv->v[i], t);
+  const tsub_t *e = tsub_of(cv->s.v[i], t);
   if (e && (e->from_epoch == epoch || !e->from_epoch) && e->from > p) p = e->from;
   if (cv->marks && cv->marks[i].off && cv->marks[i].epoch == epoch && cv->marks[i].off > p)
     p = cv->marks[i].off;
@@ -660,8 +659,8 @@ static int rewind_to(ews_hub_t *w, wtopic_t *t, ews_conn_t *c, uint64_t epoch,
  * stand below `upto` catch up from history, so none of them has a silent hole. */
 static void catch_up(ews_hub_t *w, wtopic_t *t, connv_t *cv, uint64_t epoch, int64_t upto,
                      int64_t base) {
-  for (uint32_t i = 0; i < cv->n;) {
-    ews_conn_t *c = cv->v[i];
+  for (uint32_t i = 0; i < cv->s.n;) {
+    ews_conn_t *c = cv->s.v[i];
     if (ews_conn_is_open(c) && live_position(t, cv, i, epoch, base) < upto &&
         rewind_to(w, t, c, epoch, live_position(t, cv, i, epoch, base)) == 0)
       continue; /* c left the array: slot i holds another subscriber now */
@@ -675,7 +674,7 @@ static void resync_topic(ews_hnode_t *n, void *ud) {
   ews_hub_t *w = ud;
   wtopic_t *t = (wtopic_t *)n;
   ews_ps_view_t v;
-  if ((!t->env.n && !t->raw.n && !t->lua) || w->engine->pubsub->view(w, t->name, t->n.len, &v) != 0) return;
+  if ((!t->env.s.n && !t->raw.s.n && !t->lua) || w->engine->pubsub->view(w, t->name, t->n.len, &v) != 0) return;
   if (!v.epoch) return;
   int64_t base = t->epoch == v.epoch ? t->seen : 0;
   if (v.last <= base) return;
@@ -705,7 +704,7 @@ static void deliver(ews_hub_t *w, ews_ps_msg_t *m) {
     t->epoch = m->epoch;
     t->seen = 0;
   }
-  if (m->offset > t->seen + 1 && (t->env.n || t->raw.n)) {
+  if (m->offset > t->seen + 1 && (t->env.s.n || t->raw.s.n)) {
     /* Offsets before this one that this worker never got (or, before its first
      * delivery here, that a subscriber's position does not cover): catch up. */
     catch_up(w, t, &t->env, m->epoch, m->offset - 1, t->seen);
