@@ -301,7 +301,7 @@ int ews_conn_peer(const ews_conn_t *c, char *ip, size_t cap, int *port) {
   struct sockaddr_storage ss;
   int len = sizeof ss;
   *port = 0;
-  snprintf(ip, cap, "?");
+  if (cap >= 2) memcpy(ip, "?", 2); /* not snprintf: this runs once per upgrade */
   int r = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
   if (r != 0) return r;
   if (ss.ss_family == AF_INET6) {
