@@ -1,8 +1,9 @@
 /* app.h — the C view of one app: the path it serves and the limits, timeouts and
- * subprotocols its connections use. Built from the Lua app table each time the
- * script (re)loads; a connection keeps a reference to the version it was accepted
- * with, so a reload never changes limits under an open connection (its handlers,
- * which live in Lua, do change). Reference counts are per worker (no atomics). */
+ * subprotocols its connections use. Built by the connections' owner (the Lua layer,
+ * from the app table) each time the script (re)loads, into the loop's routes; a
+ * connection keeps a reference to the version it was accepted with, so a reload never
+ * changes limits under an open connection (its handlers, which live in Lua, do
+ * change). Reference counts are per loop (no atomics). */
 #ifndef EWS_APP_H
 #define EWS_APP_H
 
