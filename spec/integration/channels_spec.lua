@@ -65,10 +65,13 @@ describe("channels #integration", function()
     end
     -- which workers hold them (socket ids carry the worker in their low 8 bits: ask
     -- a few fresh sockets instead, the kernel spreads them the same way)
-    for _ = 1, 6 do
+    -- (until both answered: which worker accepts is the kernel's choice, and a busy
+    -- worker may take several in a row; bounded)
+    helper.wait_until(function()
       local r = helper.py("burst", "--url", url, "--send", "worker", "--expect", "1")
       workers_seen[r.received and r.received[1] or "?"] = true
-    end
+      return workers_seen["worker:0"] and workers_seen["worker:1"]
+    end, 20)
     assert.is_true(workers_seen["worker:0"] and workers_seen["worker:1"], "one worker only")
     helper.py("burst", "--url", url, "--send", "closeall", "--close-after-send")
     for i, h in ipairs(holders) do
