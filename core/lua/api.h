@@ -42,6 +42,8 @@ static inline int ews_api_result(lua_State *L, int r) {
 /* pub/sub (api_pubsub.c) and notifications (api_notify.c). */
 void ews_api_pubsub_register(lua_State *L, void *w);
 void ews_api_notify_register(lua_State *L, void *w);
+/* Document logs of edgews.docs (api_docs.c): doc_append (waits for the commit), doc_load. */
+void ews_api_docs_register(lua_State *L, void *w);
 
 void ews_api_timer_register(lua_State *L, void *w);
 /* Presence (api_presence.c): the presence_* functions and the worker's presence timer. */

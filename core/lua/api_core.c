@@ -673,6 +673,7 @@ int ews_luaopen_core(lua_State *L) {
   ews_api_timer_register(L, w);
   ews_api_pubsub_register(L, w);
   ews_api_notify_register(L, w);
+  ews_api_docs_register(L, w);
   ews_api_presence_register(L, w);
   /* Error codes by number -> short lower-case name ("closed", "backpressure", ...). */
   lua_createtable(L, 0, 48);
