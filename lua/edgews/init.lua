@@ -302,6 +302,7 @@ end
 
 function _M._dispatch_close(sock, code, reason)
   if sock.ctx._auth then pipeline.on_close(sock) end
+  if sock.ctx._docs then _M.docs._on_close(sock) end
   call(sock, "close", "_on_close", code, reason)
 end
 
@@ -321,6 +322,9 @@ _M.presence = require "edgews.presence"
 
 --- edgews.notifications: per-user stored notifications (see README)
 _M.notifications = require "edgews.notifications"
+
+--- edgews.docs: collaborative documents (OT), stored under --data (see README)
+_M.docs = require "edgews.docs"
 
 --- edgews.pubsub: topics with offsets, epochs, history and recovery (see README)
 _M.pubsub = pubsub
