@@ -37,7 +37,10 @@ local function env_int(name, default)
   return v and math.floor(v) or default
 end
 
-edgews.configure { data_dir = "data" }
+-- Documents live in data/ beside this file unless --data says otherwise;
+-- COLLAB_DATA_DIR="" runs without a data directory (documents in memory).
+local data_dir = os.getenv("COLLAB_DATA_DIR") or "data"
+edgews.configure { data_dir = data_dir ~= "" and data_dir or nil }
 
 docs.configure {
   max_size = env_int("COLLAB_MAX_SIZE", 1024 * 1024),
@@ -156,5 +159,5 @@ end, { validate = { doc = doc_rule } })
 
 collab:on("open", function(socket)
   local u = socket.ctx.user
-  send(socket, { type = "welcome", user = u.id, name = u.name, color = u.color })
+  send(socket, { type = "welcome", user = u.id, name = u.name, color = u.color, worker = edgews.worker_id() })
 end)

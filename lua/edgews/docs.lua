@@ -9,7 +9,7 @@
 --   docs.leave(socket, "notes")
 --
 -- The socket receives (JSON text messages; see README "Collaborative editing"):
---   joined  {type, doc, client, revision, text | ops, reload, cursors}
+--   joined  {type, doc, client, revision, seq, text | ops, reload, cursors}
 --   ack     {type, doc, revision, seq}           its own operation, committed
 --   op      {type, doc, revision, operation, client, user, seq [, selection]}
 --   cursor  {type, doc, revision, client, user, selection | null}
@@ -50,7 +50,7 @@ local cjson = require "cjson.safe"
 local buffer = require "string.buffer"
 local socket_mod = require "edgews.socket"
 
-local type, pairs, tostring, error, next, setmetatable = type, pairs, tostring, error, next, setmetatable
+local type, pairs, tostring, error, next, pcall = type, pairs, tostring, error, next, pcall
 local floor, fmt, concat, byte = math.floor, string.format, table.concat, string.byte
 local json_encode = cjson.encode
 local encode, decode = buffer.encode, buffer.decode
@@ -68,6 +68,11 @@ local limits = {
 }
 
 local MAX_NAME, MAX_CLIENT = 256, 64
+
+-- The loops that deliver revisions walk their tables with next() calls rather than
+-- pairs(): Debian 12's LuaJIT (2.1.0~beta3+git20220320) can run a compiled or
+-- blacklisted pairs() loop for the wrong number of iterations (LuaJIT issue #827),
+-- which here would silently skip a session or a worker.
 
 --- docs.configure{ max_size =, max_op_size =, max_lag =, snapshot_every =, history =,
 -- persistence =, unload_after =, max_ranges = }: process-wide; call it while the
@@ -130,7 +135,8 @@ end
 local function encode_selection(sel)
   if sel == nil then return "null" end
   local parts = {}
-  for i, r in pairs(sel.ranges) do parts[i] = fmt('{"anchor":%d,"head":%d}', r.anchor, r.head) end
+  local ranges = sel.ranges
+  for i = 1, #ranges do parts[i] = fmt('{"anchor":%d,"head":%d}', ranges[i].anchor, ranges[i].head) end
   return '{"ranges":[' .. concat(parts, ",") .. "]}"
 end
 
@@ -198,26 +204,39 @@ local function deliver(m)
   if not list then return end
   local rev = m.rev
   if m.kind == "cursor" then
-    for sid, sess in pairs(list) do
+    local sid, sess = next(list)
+    while sid ~= nil do
       if sess.live == rev and sid ~= m.from then sess.sock:send(m.data) end
+      sid, sess = next(list, sid)
     end
     return
   end
-  local acks = m.acks
-  for sid, sess in pairs(list) do
+  local acks, key = m.acks, m.key
+  local broken
+  local sid, sess = next(list)
+  while sid ~= nil do
     local live = sess.live
     if live and rev > live then
       if rev == live + 1 then
         sess.live = rev
-        sess.sock:send(acks and acks[sid] and m.ack or m.data)
+        -- the author's sessions (its client on any connection) get the ack
+        sess.sock:send(((acks and acks[sid]) or sess.key == key) and m.ack or m.data)
       else
-        -- A revision never reached this worker (its inbox was full): the session
-        -- cannot go on from here; the client reconnects and catches up.
-        core.log(core.WARN, fmt("docs: %s: revision %d arrived after %d; closing socket %d to resync",
-          m.name, rev, live, sess.sock.id))
-        drop_session(sess)
-        sess.sock:close(1011, "document stream interrupted")
+        broken = broken or {}
+        broken[#broken + 1] = sess
       end
+    end
+    sid, sess = next(list, sid)
+  end
+  if broken then
+    for i = 1, #broken do
+      -- A revision never reached this worker (its inbox was full): the session
+      -- cannot go on from here; the client reconnects and catches up.
+      local b = broken[i]
+      core.log(core.WARN, fmt("docs: %s: revision %d arrived after %d; closing socket %d to resync",
+        m.name, rev, b.live, b.sock.id))
+      drop_session(b)
+      b.sock:close(1011, "document stream interrupted")
     end
   end
 end
@@ -248,23 +267,36 @@ local function reply_error(m, code, message)
   reply(m.w, m.sid, m.name, "error", error_json(m.name, code, message, m.seq, m.id))
 end
 
--- Sends one revision (or cursor) message to every worker with sessions.
-local function broadcast(o, m)
-  local blob
-  for w, n in pairs(o.watchers) do
-    if n > 0 then
-      if w == my_id() then
-        deliver(m)
-      else
-        blob = blob or encode(m)
-        local ok, err = core.post(w, blob)
-        if not ok then
-          core.log(core.WARN, fmt("docs: %s: revision %d for worker %d refused: %s", m.name, m.rev, w,
-            error_text(err)))
-        end
-      end
-    end
+-- The workers with sessions of the document.
+local function watching(o)
+  local list, n = {}, 0
+  local w, count = next(o.watchers)
+  while w ~= nil do
+    if count > 0 then n = n + 1; list[n] = w end
+    w, count = next(o.watchers, w)
   end
+  return list
+end
+
+-- Sends a message for the sessions (m: a revision or a cursor) to worker w.
+local function send_to(w, m, blob)
+  if w == my_id() then
+    deliver(m)
+    return blob
+  end
+  blob = blob or encode(m)
+  local ok, err = core.post(w, blob)
+  if not ok then
+    core.log(core.WARN, fmt("docs: %s: revision %d for worker %d refused: %s", m.name, m.rev, w,
+      error_text(err)))
+  end
+  return blob
+end
+
+-- Sends one cursor message to every worker with sessions.
+local function broadcast(o, m)
+  local list, blob = watching(o), nil
+  for i = 1, #list do blob = send_to(list[i], m, blob) end
 end
 
 -- The document's state in memory: loaded from the store when persistent.
@@ -283,7 +315,10 @@ local function load(name, o)
       core.log(core.ERROR, fmt("docs: %s cannot be loaded: %s", name, err))
       return nil, "storage", "the stored document is damaged: " .. err
     end
-    for _, e in pairs(d.hist) do e.client, e.user = split_key(e.key) end
+    for r = d.hist_from + 1, d.rev do
+      local e = d.hist[r]
+      e.client, e.user = split_key(e.key)
+    end
   else
     d = Doc.new(name, doc_opts())
   end
@@ -298,10 +333,10 @@ end
 
 local function schedule_unload(name, o)
   if not _M.persistent() or o.timer then return end
-  for _, n in pairs(o.watchers) do if n > 0 then return end end
+  if #watching(o) > 0 then return end
   o.timer = core.timer(config.unload_after, function()
     o.timer = nil
-    for _, n in pairs(o.watchers) do if n > 0 then return end end
+    if #watching(o) > 0 then return end
     if o.inflight > 0 then return schedule_unload(name, o) end
     if owned[name] == o then owned[name] = nil end
   end, false)
@@ -321,27 +356,22 @@ local function publish(o, e)
     e.seq and fmt("%d", e.seq) or "null", e.sel and (',"selection":' .. encode_selection(e.sel)) or "")
   local ack = fmt('{"type":"ack","doc":%s,"revision":%d,"seq":%s}', json_encode(name), e.rev,
     e.seq and fmt("%d", e.seq) or "null")
-  -- per worker: the sessions to acknowledge (the author, and resends of it)
-  local acks = {}
-  local function add(w, sid)
-    local t = acks[w]
-    if not t then t = {}; acks[w] = t end
-    t[sid] = true
-  end
-  add(e.author_w, e.author_sid)
-  if e.extra then for _, x in pairs(e.extra) do add(x[1], x[2]) end end
-  for w, n in pairs(o.watchers) do
-    if n > 0 then
-      local m = { op = "docs_out", name = name, rev = e.rev, data = data, ack = ack, acks = acks[w] }
-      if w == my_id() then deliver(m)
-      else
-        local ok, err = core.post(w, encode(m))
-        if not ok then
-          core.log(core.WARN, fmt("docs: %s: revision %d for worker %d refused: %s", name, e.rev, w,
-            error_text(err)))
-        end
-      end
+  -- per worker: the sessions to acknowledge (the author's, and those of resends of
+  -- it; every session of the author's client gets the ack anyway)
+  local acks = { [e.author_w] = { [e.author_sid] = true } }
+  local extra = e.extra
+  if extra then
+    for i = 1, #extra do
+      local w, sid = extra[i][1], extra[i][2]
+      acks[w] = acks[w] or {}
+      acks[w][sid] = true
     end
+  end
+  local list = watching(o)
+  for i = 1, #list do
+    local w = list[i]
+    send_to(w, { op = "docs_out", name = name, rev = e.rev, data = data, ack = ack, acks = acks[w],
+                 key = e.key })
   end
   if e.sel and e.key then
     o.cursors[e.key] = { rev = e.rev, sel = e.sel, client = e.client, user = e.user,
@@ -361,19 +391,21 @@ local function owner_join(m)
   if o.timer then core.timer_cancel(o.timer); o.timer = nil end
   local P = o.pub
   local since = m.since
-  local parts = { fmt('{"type":"joined","doc":%s,"client":%s,"revision":%d', json_encode(name),
-    json_encode(m.client), P) }
+  local last = d:last_seq(m.key)
+  local parts = { fmt('{"type":"joined","doc":%s,"client":%s,"revision":%d,"seq":%s', json_encode(name),
+    json_encode(m.client), P, last and fmt("%d", last) or "null") }
   local entries = since ~= nil and since <= P and d:since(since, P)
   if entries then
     local ops = {}
-    for i, e in pairs(entries) do ops[i] = op_entry_json(e) end
+    for i = 1, #entries do ops[i] = op_entry_json(entries[i]) end
     parts[#parts + 1] = ',"ops":[' .. concat(ops, ",") .. "]"
   else
     parts[#parts + 1] = ',"text":' .. json_encode(o.pub_text)
     if since ~= nil then parts[#parts + 1] = ',"reload":true' end
   end
   local curs = {}
-  for key, c in pairs(o.cursors) do
+  local key, c = next(o.cursors)
+  while key ~= nil do
     if key ~= m.key then
       local sel = d:move_selection(c.sel, c.rev, P, key)
       if sel then
@@ -381,6 +413,7 @@ local function owner_join(m)
           json_encode(c.user or ""), encode_selection(sel))
       end
     end
+    key, c = next(o.cursors, key)
   end
   parts[#parts + 1] = ',"cursors":[' .. concat(curs, ",") .. "]}"
   reply(m.w, m.sid, name, "joined", concat(parts), P)
@@ -454,10 +487,10 @@ local function owner_commit(m)
     end
     o.broken = true
     reply_error(m, "storage_failed", "not stored: " .. why)
-    if e.extra then
-      for _, x in pairs(e.extra) do
-        reply(x[1], x[2], name, "error", error_json(name, "storage_failed", "not stored: " .. why, m.seq, nil))
-      end
+    local extra = e.extra or {}
+    for i = 1, #extra do
+      local x = extra[i]
+      reply(x[1], x[2], name, "error", error_json(name, "storage_failed", "not stored: " .. why, m.seq, nil))
     end
   end
   if o.broken and o.inflight == 0 then o.doc, o.broken = nil, false end
@@ -505,13 +538,23 @@ local function check_name(name, what)
   end
 end
 
+local RETRY_FOR = 2 -- seconds a message to the owner is retried (see to_owner)
+
 local function to_owner(m, fn)
   local w = owner_of(m.name)
   if w == my_id() then
     fn(m)
     return true
   end
-  local ok, err = core.post(w, encode(m))
+  local blob = encode(m)
+  local ok, err = core.post(w, blob)
+  -- Refused: the owner's inbox is full, or the owner has not started yet (at start
+  -- the first worker serves before the others run). Retried for a while inside a
+  -- handler (the socket's later messages wait behind it, so order is kept).
+  local deadline = core.now() + RETRY_FOR
+  while not ok and core.now() < deadline and pcall(core.sleep, 0.01) do
+    ok, err = core.post(w, blob)
+  end
   if not ok then return nil, "overloaded", "the document's worker is not taking messages: " .. error_text(err) end
   return true
 end
@@ -621,16 +664,21 @@ end
 function _M.joined(sock)
   local out = {}
   local t = sock.ctx._docs
-  if t then for name in pairs(t) do out[#out + 1] = name end end
+  if t then
+    local name = next(t)
+    while name ~= nil do
+      out[#out + 1] = name
+      name = next(t, name)
+    end
+  end
   table.sort(out)
   return out
 end
 
 -- The socket closed (init.lua's close dispatch): it leaves its documents.
 function _M._on_close(sock)
-  local t = sock.ctx._docs
-  if not t then return end
-  for name in pairs(t) do _M.leave(sock, name) end
+  local names = _M.joined(sock)
+  for i = 1, #names do _M.leave(sock, names[i]) end
 end
 
 return _M

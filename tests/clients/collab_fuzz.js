@@ -18,7 +18,8 @@
 // observer joins to read the server's text and revision, and the clients wait until
 // they are at that revision. The last line is one JSON object:
 //   { ok, server: {text, revision}, clients: [{client, user, text, revision,
-//     acks: [[seq, revision]...], sent, reconnects, resends, cursors}], errors: [...] }
+//     acks: [[seq, revision]...], sent, reconnects, resends, cursors, workers}],
+//     errors: [...] }   (workers: the server workers its connections landed on)
 // ok is true when every client's text equals the server's and nothing went wrong.
 'use strict';
 const WebSocket = require('ws');
@@ -117,6 +118,8 @@ class Editor extends ot.Client {
     this.typing = true;
     this.stopped = false;
     this.dropNext = false;
+    this.workers = {};
+    this.retries = 0;
   }
 
   sendOperation(revision, operation) {
@@ -155,7 +158,9 @@ class Editor extends ot.Client {
   }
 
   onMessage(m) {
-    if (m.type === 'joined') {
+    if (m.type === 'welcome') {
+      this.workers[m.worker] = true;
+    } else if (m.type === 'joined') {
       if (m.text !== undefined) {
         if (this.everJoined) return fail(`${this.id}: rejoin at ${this.revision} got the whole text (reload)`);
         this.doc = m.text;
@@ -187,7 +192,19 @@ class Editor extends ot.Client {
       }
       this.cursors++;
     } else if (m.type === 'error') {
-      fail(`${this.id}: error ${m.error}: ${m.message}`);
+      // Transient refusals (the server starting or overloaded, storage, the rate):
+      // a join is retried on a new connection, an edit is resent a little later.
+      const transient = m.error === 'overloaded' || m.error === 'storage_failed' || m.error === 'rate_limited';
+      if (!transient) return fail(`${this.id}: error ${m.error}: ${m.message}`);
+      this.retries++;
+      if (!this.joined) { if (this.ws) this.ws.terminate(); return; }
+      setTimeout(() => {
+        if (this.joined && this.hasOutstanding()) {
+          this.resending = true;
+          this.serverReconnect();
+          this.resending = false;
+        }
+      }, 50);
     }
   }
 
@@ -289,7 +306,8 @@ async function waitFor(cond, ms) {
     if (e.ws) e.ws.close();
   }
   const clients = eds.map((e) => ({ client: e.id, user: e.user, text: e.doc, revision: e.revision, acks: e.acks,
-                                    sent: e.sent, reconnects: e.reconnects, resends: e.resends, cursors: e.cursors }));
+                                    sent: e.sent, reconnects: e.reconnects, resends: e.resends, cursors: e.cursors, retries: e.retries,
+                                    workers: Object.keys(e.workers).map(Number) }));
   if (server) {
     for (const c of clients) if (c.text !== server.text) fail(`${c.client}: text differs from the server's`);
   }

@@ -24,6 +24,8 @@
 --   revision_too_old     base is more than max_lag behind, or older than the kept
 --                        history: the client must reload the document
 --   invalid_seq          seq is not a positive integer
+--   stale_seq            seq is below the client's last committed one (a late copy
+--                        of an old operation, or a client id reused from seq 1)
 --   invalid_operation    ot.parse/transform/apply refused it (the message says why),
 --                        or its base length is not the document's length at `base`
 --   operation_too_large  the operation's JSON is over max_op_size bytes
@@ -31,14 +33,14 @@
 --                        than the document is
 --   invalid_selection    the selection is not { ranges = { { anchor, head }... } }
 --                        with integer positions in the document
--- A sequence number not above the client's last committed one is a duplicate (a
--- resend after a lost ack, or a late copy of an older one): commit returns nil,
--- "duplicate", the revision it was committed at (nil for an older seq).
+-- A sequence number equal to the client's last committed one is a duplicate (a
+-- resend after a lost ack): commit returns nil, "duplicate", the revision it was
+-- committed at. Doc:last_seq(key) tells a (re)joining client where it stands.
 
 local ot = require "edgews.ot"
 local cjson = require "cjson.safe"
 
-local type, tostring, pairs, setmetatable = type, tostring, pairs, setmetatable
+local type, tostring, pairs, next, setmetatable = type, tostring, pairs, next, setmetatable
 local floor, fmt, concat = math.floor, string.format, table.concat
 local json_encode = cjson.encode
 
@@ -80,8 +82,10 @@ function _M.check_selection(sel, len, max_ranges)
   if type(ranges) ~= "table" then return nil, "selection is not a table" end
   local n = #ranges
   if n > (max_ranges or DEFAULTS.max_ranges) then return nil, "too many ranges" end
-  for k in pairs(ranges) do
+  local k = next(ranges) -- next() calls, not pairs(): see edgews.ot's check
+  while k ~= nil do
     if type(k) ~= "number" or k < 1 or k > n or k ~= floor(k) then return nil, "ranges is not an array" end
+    k = next(ranges, k)
   end
   local out = {}
   for i = 1, n do
@@ -151,6 +155,12 @@ function Doc:_remember(key, seq, rev)
   end
 end
 
+--- Doc:last_seq(key) -> the client's last committed seq (nil: none kept)
+function Doc:last_seq(key)
+  local c = key and self.clients[key]
+  return c and c.seq
+end
+
 --- Doc:len_at(rev) -> the document's length in UTF-16 units at that revision, or
 -- nil when it is older than the history.
 function Doc:len_at(rev)
@@ -171,9 +181,11 @@ function Doc:commit(base, op, key, seq, sel)
     local c = key and self.clients[key]
     if c and seq <= c.seq then
       -- A client has one operation in flight and sends the next only once that one
-      -- is acknowledged: a seq not above its last committed one is a resend of an
-      -- operation already committed (an older one: a copy that arrived late).
-      return nil, "duplicate", seq == c.seq and c.rev or nil
+      -- is acknowledged: its last seq again is a resend of that operation; a lower
+      -- one is a late copy of an older one (from a connection that died), or a
+      -- client that reused its id and started counting again: refused.
+      if seq == c.seq then return nil, "duplicate", c.rev end
+      return nil, "stale_seq", fmt("seq %d is not above this client's last committed seq %d", seq, c.seq)
     end
   end
   if not is_int(base) or base > self.rev then
