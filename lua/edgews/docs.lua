@@ -306,14 +306,14 @@ local function load(name, o)
   if _M.persistent() then
     local err
     stored, err = core.doc_load(name, config.max_lag)
-    if stored == nil then return nil, "storage", error_text(err) end
+    if stored == nil then return nil, "storage_failed", error_text(err) end
   end
   if stored then
     local err
     d, err = Doc.restore(name, stored, doc_opts())
     if not d then
       core.log(core.ERROR, fmt("docs: %s cannot be loaded: %s", name, err))
-      return nil, "storage", "the stored document is damaged: " .. err
+      return nil, "storage_failed", "the stored document is damaged: " .. err
     end
     for r = d.hist_from + 1, d.rev do
       local e = d.hist[r]

@@ -441,3 +441,117 @@ describe("examples/collab: limits #integration #collab", function()
     assert.are.equal(2, #j2.ops)
   end)
 end)
+
+-- A disk that refuses writes (RLIMIT_FSIZE lowered under the running server, as in
+-- disk_full_spec): edits are answered storage_failed and never acknowledged nor
+-- sent to the others; once writes work again, the same edit resent is committed
+-- as the next revision; the stored log has every acknowledged revision, no hole.
+describe("examples/collab: a refusing disk #integration #collab #diskfull", function()
+  teardown(function() helper.cleanup() end)
+
+  local function file_size(path)
+    local f = io.open(path, "rb")
+    if not f then return 0 end
+    local n = f:seek("end")
+    f:close()
+    return n
+  end
+  local function prlimit(pid, v)
+    local res, rc = helper.run({ "prlimit", "--pid", tostring(pid), "--fsize=" .. v .. ":unlimited" }, 10)
+    assert(rc == 0, cjson.encode(res))
+  end
+
+  it("refuses what it cannot store, acknowledges nothing unstored, goes on after", function()
+    local dir = helper.tmpdir() .. "/data"
+    local srv = start { data = dir }
+    local c = helper.app_client()
+    local function open(name)
+      local r = c:call { op = "open", id = name, url = srv:url("/collab?name=" .. name) }
+      assert.are.equal(101, r.status)
+      return name
+    end
+    local function next_msg(id, types)
+      local deadline = helper.now() + 10
+      while helper.now() < deadline do
+        local r = c:call { op = "recv", id = id, n = 1, timeout = 0.3 }
+        for _, m in ipairs(r.json or {}) do if types[m.type] then return m end end
+      end
+      error("no message of the expected types", 2)
+    end
+    local w, o = open "writer", open "other"
+    for _, id in ipairs { w, o } do
+      c:call { op = "send", id = id, data = cjson.encode { type = "join", doc = "full", client = "c" .. id } }
+      next_msg(id, { joined = true })
+    end
+    local rev, len, seq = 0, 0, 0
+    local big = ("y"):rep(3000) -- every edit needs fresh pages
+    local function edit(s)
+      c:call { op = "send", id = w, data = cjson.encode { type = "edit", doc = "full", revision = rev,
+        operation = len > 0 and { len, big } or { big }, seq = s } }
+      return next_msg(w, { ack = true, error = true })
+    end
+    local function ok(m)
+      assert.are.equal("ack", m.type, cjson.encode(m))
+      assert.are.equal(rev + 1, m.revision)
+      rev, len = m.revision, len + #big
+      assert.are.equal(rev, next_msg(o, { op = true }).revision) -- the other one sees it
+    end
+    for _ = 1, 5 do seq = seq + 1; ok(edit(seq)) end
+
+    local max = 0
+    for _, f in ipairs { dir .. "/edgews.db", dir .. "/edgews.db-wal", srv.stderr_path } do
+      max = math.max(max, file_size(f))
+    end
+    prlimit(srv.pid, max + 32 * 1024)
+    -- until 5 edits were refused (a checkpoint may let some through)
+    local refused, acked = 0, {}
+    for _ = 1, 200 do
+      if refused >= 5 then break end
+      seq = seq + 1
+      local m = edit(seq)
+      if m.type == "ack" then
+        assert.are.equal(rev + 1, m.revision)
+        rev, len = m.revision, len + #big
+        acked[#acked + 1] = rev
+      else
+        assert.are.same({ "storage_failed", seq }, { m.error, m.seq })
+        refused = refused + 1
+        seq = seq - 1 -- the same edit is resent: it was not committed
+      end
+    end
+    assert.is_true(refused >= 5, "edits refused: " .. refused)
+    prlimit(srv.pid, "unlimited")
+    -- the refused edit, resent with the same seq, is committed now (the owner reloads
+    -- the document from the store after a failed append: it may answer
+    -- storage_failed once more while the last appends in flight complete)
+    local m
+    for _ = 1, 20 do
+      m = edit(seq + 1)
+      if m.type == "ack" then break end
+      helper.sleep(0.05)
+    end
+    seq = seq + 1
+    -- `other` saw exactly the acknowledged revisions, in order
+    local r = c:call { op = "recv", id = o, n = 1000, timeout = 0.5 }
+    local revs = {}
+    for _, x in ipairs(r.json or {}) do if x.type == "op" then revs[#revs + 1] = x.revision end end
+    assert.are.equal("ack", m.type, cjson.encode(m))
+    assert.are.equal(rev + 1, m.revision)
+    rev = m.revision
+    acked[#acked + 1] = rev
+    -- (the op of the last one may still be on its way to `other`)
+    helper.wait_until(function()
+      local more = c:call { op = "recv", id = o, n = 1, timeout = 0.2 }
+      for _, x in ipairs(more.json or {}) do if x.type == "op" then revs[#revs + 1] = x.revision end end
+      return #revs >= #acked
+    end, 5)
+    assert.are.same(acked, revs)
+    assert.are.equal(0, select(2, srv:stop()))
+    local log = stored(dir, "full")
+    assert.are.equal(rev, log.rev)
+    assert.are.equal(rev, #log.ops)
+    local text = replay(log)
+    assert.are.equal(rev * #big, #text)
+    for i, o2 in ipairs(log.ops) do assert.are.same({ "cwriter:writer" }, { o2[2] }, "revision " .. i) end
+  end)
+end)
