@@ -9,8 +9,9 @@
 --   then connect to ws://127.0.0.1:8080/collab?name=ada (optionally &color=%23e6194b)
 --   and send (see README "Collaborative editing" for the whole protocol):
 --     {"type":"join","doc":"notes","client":"c-8f3a"}
---        -> {"type":"joined","doc":"notes","client":"c-8f3a","revision":0,"text":"","cursors":[]}
+--        -> {"type":"joined","doc":"notes","client":"c-8f3a","revision":0,"seq":null,"text":"","cursors":[]}
 --        -> {"type":"members","doc":"notes","members":[{"user":"ada","name":"ada","color":"#..."}]}
+--           (members may come before joined: joined comes from the document's worker)
 --     {"type":"edit","doc":"notes","revision":0,"operation":["hello"],"seq":1}
 --        -> {"type":"ack","doc":"notes","revision":1,"seq":1}
 --     {"type":"cursor","doc":"notes","revision":1,"selection":{"ranges":[{"anchor":5,"head":5}]}}

@@ -53,7 +53,7 @@ local socket_mod = require "edgews.socket"
 local type, pairs, tostring, error, next, pcall = type, pairs, tostring, error, next, pcall
 local floor, fmt, concat, byte = math.floor, string.format, table.concat, string.byte
 local json_encode = cjson.encode
-local encode, decode = buffer.encode, buffer.decode
+local encode = buffer.encode
 local error_text = socket_mod.error_text
 
 local _M = {}
