@@ -190,10 +190,11 @@ local function to_session(m)
   local list = sessions[m.name]
   local sess = list and list[m.sid]
   if not sess then return end
-  if m.kind == "joined" then
-    sess.live = m.rev
-  elseif m.kind == "join_failed" then
-    drop_session(sess)
+  if m.kind == "joined" or m.kind == "join_failed" then
+    -- the answer to this session's join (not to an earlier join of the same socket
+    -- and document that it left meanwhile)
+    if m.jid ~= sess.jid then return end
+    if m.kind == "joined" then sess.live = m.rev else drop_session(sess) end
   end
   sess.sock:send(m.data)
 end
@@ -259,8 +260,9 @@ local function post_or_call(w, m, fn)
   return true
 end
 
-local function reply(w, sid, name, kind, data, rev)
-  post_or_call(w, { op = "docs_to", name = name, sid = sid, kind = kind, data = data, rev = rev }, to_session)
+local function reply(w, sid, name, kind, data, rev, jid)
+  post_or_call(w, { op = "docs_to", name = name, sid = sid, kind = kind, data = data, rev = rev, jid = jid },
+    to_session)
 end
 
 local function reply_error(m, code, message)
@@ -384,7 +386,7 @@ local function owner_join(m)
   local o = owned[name]
   local d, code, msg = load(name, o)
   if not d then
-    return reply(m.w, m.sid, name, "join_failed", error_json(name, code, msg, nil, m.id))
+    return reply(m.w, m.sid, name, "join_failed", error_json(name, code, msg, nil, m.id), nil, m.jid)
   end
   o = owned[name]
   o.watchers[m.w] = (o.watchers[m.w] or 0) + 1
@@ -416,7 +418,7 @@ local function owner_join(m)
     key, c = next(o.cursors, key)
   end
   parts[#parts + 1] = ',"cursors":[' .. concat(curs, ",") .. "]}"
-  reply(m.w, m.sid, name, "joined", concat(parts), P)
+  reply(m.w, m.sid, name, "joined", concat(parts), P, m.jid)
 end
 
 local function owner_leave(m)
@@ -559,7 +561,7 @@ local function to_owner(m, fn)
   return true
 end
 
-local client_seq = 0
+local client_seq, join_seq = 0, 0
 local function new_client_id()
   client_seq = client_seq + 1
   return fmt("s%x-%x-%x", my_id(), client_seq, floor(core.now() * 1000) % 0x100000)
@@ -590,7 +592,9 @@ function _M.join(sock, name, opts)
   if user == nil then user = sock.ctx.user and sock.ctx.user.id end
   user = user ~= nil and tostring(user) or ""
   local key = client .. ":" .. user
-  local sess = { sock = sock, name = name, client = client, user = user, key = key, live = false }
+  join_seq = join_seq + 1
+  local sess = { sock = sock, name = name, client = client, user = user, key = key, live = false,
+                 jid = join_seq }
   local list = sessions[name]
   if not list then list = {}; sessions[name] = list end
   list[sock.id] = sess
@@ -598,7 +602,8 @@ function _M.join(sock, name, opts)
   if not t then t = {}; sock.ctx._docs = t end
   t[name] = sess
   local ok, code, msg = to_owner({ op = "docs_join", name = name, w = my_id(), sid = sock.id, client = client,
-                                   user = user, key = key, since = since, id = opts.id }, owner_join)
+                                   user = user, key = key, since = since, id = opts.id, jid = sess.jid },
+                                 owner_join)
   if not ok then
     drop_session(sess)
     return nil, code, msg

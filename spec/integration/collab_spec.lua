@@ -268,6 +268,35 @@ describe("examples/collab: protocol #integration #collab", function()
     assert.are.equal(3, #log.ops)
   end)
 
+  it("join, leave and join again at once: one joined, for the second join", function()
+    -- a document owned by the other worker, so that the first join's answer is still on
+    -- its way when the socket leaves and joins again
+    local id = open "jo"
+    local w = until_msg(id, typed "welcome").worker
+    local function owner(name)
+      local h = 5381
+      for i = 1, #name do h = (h * 33 + name:byte(i)) % 4294967296 end
+      return h % 2
+    end
+    local doc
+    for i = 1, 100 do
+      if owner("rj" .. i) ~= w then doc = "rj" .. i; break end
+    end
+    c:call { op = "send", id = id, datas = {
+      cjson.encode { type = "join", doc = doc, client = "cj" },
+      cjson.encode { type = "leave", doc = doc },
+      cjson.encode { type = "join", doc = doc, client = "cj" } } }
+    local r = c:call { op = "recv", id = id, n = 1000, timeout = 0.6 }
+    local joined, left = 0, 0
+    for _, m in ipairs(r.json or {}) do
+      if m.type == "joined" then joined = joined + 1 end
+      if m.type == "left" then left = left + 1 end
+    end
+    assert.are.same({ 1, 1 }, { joined, left })
+    edit(id, doc, 0, { "ok" }, 1)
+    assert.are.equal(1, acked(id, doc).revision)
+  end)
+
   it("bad messages get an error reply and never change the document", function()
     local s = open "eve"
     join(s, "bad", { client = "ce" })
