@@ -39,8 +39,7 @@
 --
 -- The interface a committer offers (and a Redis engine for the cluster would offer
 -- instead: see README): commit(doc, base_rev, op, client, seq) -> revision | nil, err,
--- load(doc) -> text, revision, ops_since(doc, rev) -> ops. Here: owner_commit,
--- load and Doc:since.
+-- load(doc) -> text, revision, ops_since(doc, rev) -> ops: `engine` below.
 
 local core = require "edgews.core"
 local workers = require "edgews.workers"
@@ -437,36 +436,51 @@ local function owner_leave(m)
   schedule_unload(m.name, o)
 end
 
--- commit: the document's one committer. Transforms, applies, makes it durable
--- (waiting for the store), publishes. m = { name, w, sid, key, client, user, rev,
--- operation, seq, sel, id }.
-local function owner_commit(m)
-  local name = m.name
+-- ---------------------------------------------------------------- the committer
+-- What commits a document, behind a small interface (README "The interface for the
+-- cluster"): on the owning worker,
+--   engine.commit(name, base, op, key, seq [, sel [, info]]) -> entry
+--       | nil, "duplicate", rev | nil, code, message [, entry]
+--     transforms op (made on revision `base`) past what was committed since,
+--     applies it and returns once it is durable (it waits for the store); entry.rev
+--     is its revision. A resend (the client's last seq again) is "duplicate" with the
+--     revision it has (committed, or still being stored: engine.pending(name, rev)).
+--     A failed append returns the entry as a fourth value. info's fields are copied
+--     into the entry before it waits (the author, for the publishing).
+--   engine.load(name) -> doc | nil, code, message   (text, rev, history in memory)
+--   engine.ops_since(name, rev [, upto]) -> entries | nil (older than the history)
+-- The revisions it commits are then published (publish below) in revision order.
+local engine = {}
+_M.engine = engine
+
+function engine.load(name)
+  return load(name, owned[name])
+end
+
+function engine.ops_since(name, rev, upto)
+  local o = owned[name]
+  local d = o and o.doc
+  return d and d:since(rev, upto or o.pub)
+end
+
+function engine.pending(name, rev)
+  local o = owned[name]
+  return o and rev and o.pending[rev]
+end
+
+function engine.commit(name, base, op, key, seq, sel, info)
   local o = owned[name]
   if o and o.broken then
-    return reply_error(m, "storage_failed", "the document is being reloaded after a storage error: resend")
+    return nil, "storage_failed", "the document is being reloaded after a storage error: resend"
   end
   local d, code, msg = load(name, o)
-  if not d then return reply_error(m, code, msg) end
+  if not d then return nil, code, msg end
   o = owned[name]
   local e
-  e, code, msg = d:commit(m.rev, m.operation, m.key, m.seq, m.sel)
-  if not e then
-    if code == "duplicate" then
-      -- A resend of an op committed at revision msg. Not yet published: its ack goes
-      -- to this session too when it is. Published: this session already got it (its
-      -- ack, or the op in its catch-up), so there is nothing to say.
-      local p = o.pending[msg]
-      if p and not (p.author_w == m.w and p.author_sid == m.sid) then
-        p.extra = p.extra or {}
-        p.extra[#p.extra + 1] = { m.w, m.sid }
-      end
-      return
-    end
-    return reply_error(m, code, msg)
-  end
-  e.client, e.user, e.author_w, e.author_sid = m.client, m.user, m.w, m.sid
-  if not _M.persistent() then return publish(o, e) end
+  e, code, msg = d:commit(base, op, key, seq, sel)
+  if not e then return nil, code, msg end
+  if info then for k, v in pairs(info) do e[k] = v end end
+  if not _M.persistent() then return e end
   local snapshot
   if e.rev - o.snap_rev >= config.snapshot_every then
     snapshot = e.text
@@ -477,9 +491,7 @@ local function owner_commit(m)
   local ok, err = core.doc_append(name, e.rev, e.key or "", e.seq or 0, e.json, snapshot, config.history)
   o.inflight = o.inflight - 1
   o.pending[e.rev] = nil
-  if ok then
-    publish(o, e)
-  else
+  if not ok then
     -- Not stored: this revision and every later one in memory are void (the store
     -- refuses them too). The document is reloaded from the store once the last
     -- append in flight has completed.
@@ -488,14 +500,37 @@ local function owner_commit(m)
       core.log(core.ERROR, fmt("docs: %s: revision %d not stored (%s); reloading the document", name, e.rev, why))
     end
     o.broken = true
-    reply_error(m, "storage_failed", "not stored: " .. why)
-    local extra = e.extra or {}
-    for i = 1, #extra do
-      local x = extra[i]
-      reply(x[1], x[2], name, "error", error_json(name, "storage_failed", "not stored: " .. why, m.seq, nil))
-    end
+    e = { failed = e, why = why }
   end
   if o.broken and o.inflight == 0 then o.doc, o.broken = nil, false end
+  if e.failed then return nil, "storage_failed", "not stored: " .. e.why, e.failed end
+  return e
+end
+
+-- An edit from a session (m = { name, w, sid, key, client, user, rev, operation, seq,
+-- sel, id }): committed, then acknowledged and sent to the others.
+local function owner_commit(m)
+  local name = m.name
+  local e, code, msg, failed = engine.commit(name, m.rev, m.operation, m.key, m.seq, m.sel,
+    { client = m.client, user = m.user, author_w = m.w, author_sid = m.sid })
+  if e then return publish(owned[name], e) end
+  if code == "duplicate" then
+    -- A resend of an op committed at revision msg. Not yet published: its ack goes
+    -- to this session too when it is. Published: this session already got it (its
+    -- ack, or the op in its catch-up), so there is nothing to say.
+    local p = engine.pending(name, msg)
+    if p and not (p.author_w == m.w and p.author_sid == m.sid) then
+      p.extra = p.extra or {}
+      p.extra[#p.extra + 1] = { m.w, m.sid }
+    end
+    return
+  end
+  reply_error(m, code, msg)
+  local extra = failed and failed.extra or {}
+  for i = 1, #extra do
+    local x = extra[i]
+    reply(x[1], x[2], name, "error", error_json(name, code, msg, m.seq, nil))
+  end
 end
 
 local function owner_cursor(m)
