@@ -17,11 +17,14 @@
 #include "config.h"
 #include "err.h"
 #include "owner.h"
+#include "script_config.h"
 #include "net/msgmem.h"
 #include "log.h"
 #include "lua/runaway.h"
 #include "lua/vm.h"
 #include "net/tls.h"
+#include "hub/counters.h"
+#include "hub/engine.h"
 #include "hub/pubsub.h"
 #include "hub/store.h"
 #include "worker.h"
@@ -54,7 +57,7 @@ static void raise_nofile_limit(void) {
 static int read_script_config(ews_config_t *cfg) {
   char *err = NULL;
   lua_State *L = ews_vm_new(NULL, cfg->script_dir, &err);
-  if (!L || ews_vm_load(L, cfg->script, &err) != 0 || ews_vm_read_config(L, cfg, &err) != 0) {
+  if (!L || ews_vm_load(L, cfg->script, &err) != 0 || ews_script_read_config(L, cfg, &err) != 0) {
     EWS_ERROR("%s", err ? err : "cannot load the script");
     free(err);
     if (L) ews_vm_close(L);
@@ -183,6 +186,7 @@ int main(int argc, char **argv) {
   ews_log_level = m.cfg.log_level;
   if (m.cfg.workers < 1) m.cfg.workers = 1;
   ews_msgmem_set_limit(m.cfg.max_message_memory);
+  ews_limits_install(&ews_counter_limit_ops); /* connection limits count in hub counters */
 
   /* Each address belongs to this process only, unless sharing was asked for. */
   if (!m.cfg.reuse_port) {
@@ -209,6 +213,8 @@ int main(int argc, char **argv) {
   m.workers = calloc((size_t)m.cfg.workers, sizeof *m.workers);
   if (!m.workers) return 1;
   m.server.workers = m.workers;
+  m.server.hubs = calloc((size_t)m.cfg.workers, sizeof *m.server.hubs);
+  if (!m.server.hubs) return 1;
 
   if (m.cfg.tls_cert) {
     if (!ews_tls_ctx_shareable()) {
@@ -259,7 +265,15 @@ int main(int argc, char **argv) {
     ews_log_always(EWS_LOG_INFO, "data store %s/edgews.db (pub/sub history %s)", m.cfg.data_dir,
                    m.cfg.pubsub_persist != 0 ? "on disk" : "in memory");
   }
-  ews_pubsub_init(&m.cfg, m.server.store, m.cfg.pubsub_persist != 0, m.workers, m.cfg.workers);
+  /* The services' shared state: in this process (hub/engine.h). */
+  m.server.engine = &ews_engine_local;
+  ews_engine_config_t ec = {{m.cfg.pubsub_max_queue, m.cfg.pubsub_ttl, m.cfg.pubsub_max_recover},
+                            m.server.store, m.cfg.pubsub_persist != 0, m.server.hubs,
+                            m.cfg.workers};
+  if (m.server.engine->start(&ec) != 0) {
+    EWS_ERROR("cannot start the %s engine", m.server.engine->name);
+    return 1;
+  }
 
   /* Signals are caught from now on (a SIGTERM right after "listening on" must drain,
    * not kill); they are handled once the loop runs, when every worker has started. */
@@ -285,7 +299,7 @@ int main(int argc, char **argv) {
       EWS_ERROR("worker %d failed to start", i);
       for (int j = 0; j < i; j++) ews_worker_request_stop(&m.workers[j], 1);
       for (int j = 0; j < i; j++) ews_worker_join(&m.workers[j]);
-      ews_pubsub_shutdown();
+      m.server.engine->stop();
       ews_store_close(m.server.store);
       for (int j = 0; j < m.cfg.workers; j++) ews_worker_destroy(&m.workers[j]);
       return 1;
@@ -325,11 +339,12 @@ int main(int argc, char **argv) {
   uv_loop_close(m.loop);
   /* Every worker has closed its client (so every request has completed): stop
    * posting to the workers, then close the store. */
-  ews_pubsub_shutdown();
+  m.server.engine->stop();
   ews_store_close(m.server.store);
   /* Nothing can post to a worker any more: now their locks may go. */
   for (int i = 0; i < m.cfg.workers; i++) ews_worker_destroy(&m.workers[i]);
   free(m.workers);
+  free(m.server.hubs);
   ews_tls_ctx_unref(m.tls);
   ews_runaway_shutdown(); /* every VM has been closed */
   EWS_INFO("stopped");

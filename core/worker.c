@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <sys/time.h>
 
 #include "err.h"
 #include "log.h"
@@ -15,9 +15,10 @@
 #include "hub/pubsub.h"
 #include "hub/store.h"
 #include "lua/api.h"
+#include "lua/events.h"
 #include "lua/tasks.h"
 #include "lua/vm.h"
-#include "net/conn.h"
+#include "metrics.h"
 #include "net/tls.h"
 
 static void close_walk_cb(uv_handle_t *h, void *arg) {
@@ -27,108 +28,84 @@ static void close_walk_cb(uv_handle_t *h, void *arg) {
 
 /* The worker is done when it is stopping and no connection is left. */
 static void maybe_finish(ews_worker_t *w) {
-  if (!w->stopping || w->nconns) return;
+  if (!w->net.stopping || w->net.nconns) return;
   uv_stop(&w->loop);
 }
 
-void ews_worker_conn_closed(ews_worker_t *w) { maybe_finish(w); }
+static void conn_freed(void *owner) { maybe_finish(owner); }
 
-void ews_worker_run_pending(ews_worker_t *w) {
-  /* Sweeps can queue flushes (a close handler sending) and flushes can queue sweeps
-   * (a write error): repeat until both lists are empty. */
-  while (w->sweep_head || w->flush_head) {
-    while (w->sweep_head) {
-      ews_conn_t *c = w->sweep_head;
-      w->sweep_head = c->sweep_next;
-      c->flags &= (uint16_t)~EWS_CF_SWEEP_QUEUED;
-      ews_conn_sweep(c);
-    }
-    while (w->flush_head) {
-      ews_conn_t *c = w->flush_head;
-      w->flush_head = c->flush_next;
-      c->flags &= (uint16_t)~EWS_CF_FLUSH_QUEUED;
-      ews_conn_flush(c);
-    }
-  }
-}
+void ews_worker_run_pending(ews_worker_t *w) { ews_net_run_pending(&w->net); }
 
 static void on_prepare(uv_prepare_t *h) {
-  ews_worker_run_pending(h->data);
-  ews_pubsub_tick(h->data, 0);
+  ews_worker_t *w = h->data;
+  ews_net_run_pending(&w->net);
+  ews_pubsub_tick(&w->hub, 0);
 }
 
 static void on_check(uv_check_t *h) {
-  ews_worker_run_pending(h->data);
-  ews_pubsub_tick(h->data, 1);
+  ews_worker_t *w = h->data;
+  ews_net_run_pending(&w->net);
+  ews_pubsub_tick(&w->hub, 1);
 }
 
-static void on_tick(uv_timer_t *t) {
-  ews_worker_t *w = t->data;
-  ews_wheel_advance(&w->wheel, uv_now(&w->loop), ews_conn_on_timer, w);
+/* GET /health: {"status":..., "uptime":s, "workers":n, "connections":n, "worker":id} */
+static int health(void *owner, char *buf, size_t cap, int *status) {
+  ews_worker_t *w = owner;
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  uint64_t now = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+  uint64_t up = now > w->server->started_ms ? now - w->server->started_ms : 0;
+  *status = w->net.stopping ? 503 : 200;
+  return snprintf(buf, cap,
+                  "{\"status\":\"%s\",\"uptime\":%llu,\"workers\":%d,\"connections\":%u,"
+                  "\"worker\":%d}",
+                  w->net.stopping ? "draining" : "ok", (unsigned long long)(up / 1000),
+                  w->server->nworkers, __atomic_load_n(&w->server->nconns, __ATOMIC_RELAXED),
+                  w->id);
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-  ews_listener_t *l = server->data;
-  ews_worker_t *w = l->w;
-  if (status < 0) {
-    /* EMFILE/ENFILE: libuv has already accepted and closed the pending connection
-     * with its reserve descriptor, so we shed load instead of spinning. Log at most
-     * once a second. */
-    uint64_t now = uv_now(&w->loop);
-    if (now - w->last_emfile_log >= 1000) {
-      w->last_emfile_log = now;
-      EWS_WARN("accept failed: %s (shedding connections)", uv_strerror(status));
-    }
-    return;
-  }
-  int r = ews_conn_accept(w, server, l->tls ? w->tls_ctx : NULL, l->kind == EWS_LISTEN_ADMIN);
-  if (r == EWS_ENOMEM) EWS_WARN("accept: %s", ews_strerror(r)); /* EWS_EIO was logged */
+static int metrics(void *owner, char **body, size_t *len) {
+  ews_worker_t *w = owner;
+  return ews_metrics_text(w->server, body, len);
 }
 
 static void on_drain_timeout(uv_timer_t *t) {
   ews_worker_t *w = t->data;
-  if (w->nconns) EWS_INFO("drain timeout: closing %u remaining connection(s)", w->nconns);
-  for (ews_conn_t *c = w->conns; c; c = c->next) ews_conn_abort(c);
-  ews_worker_run_pending(w);
+  if (w->net.nconns) EWS_INFO("drain timeout: closing %u remaining connection(s)", w->net.nconns);
+  ews_net_abort_all(&w->net);
+  ews_net_run_pending(&w->net);
 }
 
 static void close_listeners(ews_worker_t *w) {
-  for (int k = 0; k < EWS_LISTEN_MAX; k++) {
-    if (!w->listeners[k].active) continue;
-    w->listeners[k].active = 0;
-    uv_close((uv_handle_t *)&w->listeners[k].tcp, NULL);
-  }
+  for (int k = 0; k < EWS_LISTEN_MAX; k++) ews_listener_close(&w->listeners[k]);
 }
 
 static void begin_stop(ews_worker_t *w, int force) {
-  if (!w->stopping) {
-    w->stopping = 1;
+  if (!w->net.stopping) {
+    w->net.stopping = 1;
     close_listeners(w);
-    for (ews_conn_t *c = w->conns; c; c = c->next) ews_conn_shutdown(c);
+    ews_net_shutdown(&w->net);
     double t = w->server->cfg->drain_timeout;
     uv_timer_start(&w->drain_timer, on_drain_timeout, (uint64_t)(t * 1000), 0);
   }
   if (force) on_drain_timeout(&w->drain_timer);
-  ews_worker_run_pending(w);
+  ews_net_run_pending(&w->net);
   maybe_finish(w);
 }
 
 static void on_wakeup(uv_async_t *a) {
   ews_worker_t *w = a->data;
-  uv_mutex_lock(&w->post_lock);
-  ews_tls_ctx_t *tls = w->pending_tls;
-  w->pending_tls = NULL;
-  uv_mutex_unlock(&w->post_lock);
+  ews_tls_ctx_t *tls = __atomic_exchange_n(&w->pending_tls, NULL, __ATOMIC_ACQ_REL);
   if (tls) {
     /* Connections mid-handshake keep their own reference to the old ctx. */
-    ews_tls_ctx_unref(w->tls_ctx);
-    w->tls_ctx = tls;
+    ews_tls_ctx_unref(w->net.tls);
+    w->net.tls = tls;
   }
-  if (__atomic_exchange_n(&w->req_reload, 0, __ATOMIC_ACQ_REL) && !w->stopping)
+  if (__atomic_exchange_n(&w->req_reload, 0, __ATOMIC_ACQ_REL) && !w->net.stopping)
     ews_worker_load_script(w);
-  ews_bus_drain(w);
-  if (w->store) ews_store_client_drain(w->store);
-  ews_worker_run_pending(w);
+  ews_bus_drain(&w->hub.inbox);
+  if (w->hub.store) ews_store_client_drain(w->hub.store);
+  ews_net_run_pending(&w->net);
   int stop = __atomic_load_n(&w->req_stop, __ATOMIC_ACQUIRE);
   int force = __atomic_load_n(&w->req_force, __ATOMIC_ACQUIRE);
   if (stop) begin_stop(w, force);
@@ -136,45 +113,13 @@ static void on_wakeup(uv_async_t *a) {
 
 int ews_worker_load_script(ews_worker_t *w) {
   char *err = NULL;
-  int r = ews_vm_load(w->L, w->server->cfg->script, &err);
+  int r = ews_vm_load(w->vm.L, w->server->cfg->script, &err);
   if (r != 0) {
     EWS_ERROR("%s", err ? err : "script failed to load");
     free(err);
     return -1;
   }
   return 0;
-}
-
-static int bind_listener(ews_worker_t *w, int kind, const char *host, int port, int tls) {
-  const ews_config_t *cfg = w->server->cfg;
-  ews_listener_t *l = &w->listeners[kind];
-  struct sockaddr_storage ss;
-  int r;
-  if (strchr(host, ':')) r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
-  else r = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
-  if (r < 0) return r;
-  r = uv_tcp_init_ex(&w->loop, &l->tcp, ss.ss_family);
-  if (r < 0) return r;
-  l->tcp.data = l;
-  l->w = w;
-  l->kind = kind;
-  l->tls = tls;
-  l->active = 1;
-  uv_os_fd_t fd;
-  int one = 1;
-  r = uv_fileno((uv_handle_t *)&l->tcp, &fd);
-  if (r == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
-    r = uv_translate_sys_error(errno);
-  if (r == 0) r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
-  if (r == 0) r = uv_listen((uv_stream_t *)&l->tcp, cfg->backlog, on_connection);
-  if (r == 0) {
-    int len = sizeof ss;
-    r = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len);
-    l->bound_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                             : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-  }
-  if (r < 0) EWS_ERROR("cannot listen on %s:%d: %s", host, port, uv_strerror(r));
-  return r;
 }
 
 typedef struct {
@@ -185,9 +130,7 @@ typedef struct {
 /* The store's writer completed requests of this worker: drain them on its loop. */
 static void store_wake(void *ud) {
   ews_worker_t *w = ud;
-  uv_mutex_lock(&w->post_lock);
-  if (w->alive) uv_async_send(&w->wakeup);
-  uv_mutex_unlock(&w->post_lock);
+  ews_bus_wake(&w->hub.inbox);
 }
 
 static void worker_main(void *arg) {
@@ -204,22 +147,32 @@ static void worker_main(void *arg) {
     uv_sem_post(&w->ready);
     return;
   }
-  ews_wheel_init(&w->wheel, uv_now(&w->loop));
-  w->rbuf = malloc(EWS_READ_BUF);
+  const ews_config_t *cfg = w->server->cfg;
+  ews_net_t *net = &w->net;
+  int net_err = ews_net_init(net, &w->loop, w->id);
+  net->cfg = (ews_net_config_t){cfg->handshake_timeout_ms, cfg->close_timeout_ms, cfg->max_head,
+                                cfg->max_headers, (uint8_t)cfg->health, (uint8_t)cfg->metrics,
+                                (uint8_t)(cfg->admin_port >= 0)};
+  net->ops = &ews_lua_conn_ops;
+  net->owner = &w->vm;
+  net->hooks = (ews_net_hooks_t){health, metrics, conn_freed, w};
+  net->total_conns = &w->server->nconns;
   char *err = NULL;
-  if (w->server->store && ews_store_client_open(w->server->store, store_wake, w, &w->store) < 0) {
+  if (w->server->store &&
+      ews_store_client_open(w->server->store, store_wake, w, &w->hub.store) < 0) {
     EWS_ERROR("cannot open the data store for this worker");
     w->start_err = EWS_EIO;
     free(sa);
-    free(w->rbuf);
-    w->rbuf = NULL;
+    uv_walk(&w->loop, close_walk_cb, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    ews_net_free(net);
     uv_loop_close(&w->loop);
     uv_sem_post(&w->ready);
     return;
   }
-  w->L = w->rbuf ? ews_vm_new(w, w->server->cfg->script_dir, &err) : NULL;
-  if (!w->L) {
-    w->runaway = NULL;
+  w->vm.L = net_err == 0 ? ews_vm_new(&w->vm, cfg->script_dir, &err) : NULL;
+  if (!w->vm.L) {
+    w->vm.runaway = NULL;
     EWS_ERROR("cannot create the Lua VM: %s", err ? err : "out of memory");
     free(err);
     r = EWS_ENOMEM;
@@ -232,9 +185,6 @@ static void worker_main(void *arg) {
       goto started;
     }
     w->wakeup.data = w;
-    uv_timer_init(&w->loop, &w->ticker);
-    w->ticker.data = w;
-    uv_timer_start(&w->ticker, on_tick, EWS_TICK_MS, EWS_TICK_MS);
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
     uv_prepare_init(&w->loop, &w->prepare);
@@ -243,50 +193,41 @@ static void worker_main(void *arg) {
     uv_check_init(&w->loop, &w->check);
     w->check.data = w;
     uv_check_start(&w->check, on_check);
-    const ews_config_t *cfg = w->server->cfg;
-    r = bind_listener(w, EWS_LISTEN_MAIN, cfg->host, sa->ports[EWS_LISTEN_MAIN], w->tls_ctx != NULL);
+    ews_listener_t *l = w->listeners;
+    r = ews_listener_open(&l[EWS_LISTEN_MAIN], net, cfg->host, sa->ports[EWS_LISTEN_MAIN],
+                          cfg->backlog, net->tls != NULL, 0);
     if (r == 0 && cfg->plain_port >= 0)
-      r = bind_listener(w, EWS_LISTEN_PLAIN, cfg->plain_host, sa->ports[EWS_LISTEN_PLAIN], 0);
+      r = ews_listener_open(&l[EWS_LISTEN_PLAIN], net, cfg->plain_host,
+                            sa->ports[EWS_LISTEN_PLAIN], cfg->backlog, 0, 0);
     if (r == 0 && cfg->admin_port >= 0)
-      r = bind_listener(w, EWS_LISTEN_ADMIN, cfg->admin_host, sa->ports[EWS_LISTEN_ADMIN], 0);
+      r = ews_listener_open(&l[EWS_LISTEN_ADMIN], net, cfg->admin_host,
+                            sa->ports[EWS_LISTEN_ADMIN], cfg->backlog, 0, 1);
   }
 started:
   w->start_err = r;
-  if (r == 0) {
-    uv_mutex_lock(&w->post_lock);
-    w->alive = 1;
-    uv_mutex_unlock(&w->post_lock);
-  }
+  if (r == 0) ews_inbox_open(&w->hub.inbox, &w->wakeup);
   uv_sem_post(&w->ready);
   if (r == 0) uv_run(&w->loop, UV_RUN_DEFAULT);
   /* Stopped (or failed to start): no more wakeups, close every handle, then tear
    * down the VM and the loop. */
-  uv_mutex_lock(&w->post_lock);
-  w->alive = 0;
-  uv_mutex_unlock(&w->post_lock);
+  ews_inbox_close(&w->hub.inbox);
   /* Runs the completions still due (a publish or store waiting in a handler). */
-  ews_store_client_close(w->store);
-  w->store = NULL;
-  ews_ltimers_close_all(w);
-  ews_bus_free(w);
+  ews_store_client_close(w->hub.store);
+  w->hub.store = NULL;
+  ews_ltimers_close_all(&w->vm);
+  ews_bus_free(&w->hub.inbox);
   uv_walk(&w->loop, close_walk_cb, NULL);
   uv_run(&w->loop, UV_RUN_DEFAULT);
-  if (w->L) ews_vm_close(w->L);
-  w->L = NULL;
-  w->runaway = NULL;
-  ews_task_pool_free(w);
-  ews_routes_clear(&w->routes);
-  ews_chans_free(&w->chans);
-  ews_pubsub_worker_free(w);
-  ews_topics_free(&w->topics);
-  ews_tls_ctx_unref(w->tls_ctx);
+  if (w->vm.L) ews_vm_close(w->vm.L);
+  w->vm.L = NULL;
+  w->vm.runaway = NULL;
+  ews_task_pool_free(&w->vm);
+  ews_hub_free(&w->hub);
+  ews_tls_ctx_unref(w->net.tls);
   ews_tls_ctx_unref(w->pending_tls);
-  w->tls_ctx = w->pending_tls = NULL;
+  w->net.tls = w->pending_tls = NULL;
   if (uv_loop_close(&w->loop) != 0) EWS_WARN("loop closed with handles still open");
-  ews_bufpool_drain(&w->pool);
-  ews_zbuf_free(&w->zscratch);
-  free(w->rbuf);
-  w->rbuf = NULL;
+  ews_net_free(&w->net);
   free(sa);
 }
 
@@ -294,19 +235,26 @@ int ews_worker_init(ews_worker_t *w, ews_server_t *server, int id) {
   memset(w, 0, sizeof *w);
   w->id = id;
   w->server = server;
-  w->inbox_limit = server->cfg->inbox_limit;
+  server->hubs[id] = &w->hub;
   if (uv_sem_init(&w->ready, 0) != 0) return EWS_ENOMEM;
-  if (uv_mutex_init(&w->post_lock) != 0) {
+  if (ews_hub_init(&w->hub, id, server->nworkers, server->hubs, &w->net, server->engine,
+                   server->cfg->inbox_limit) != 0) {
     uv_sem_destroy(&w->ready);
     return EWS_ENOMEM;
   }
+  /* The layers' contexts are linked before any worker starts (others read them). */
+  w->vm = (ews_vm_t){.id = id, .nworkers = server->nworkers, .cfg = server->cfg,
+                     .net = &w->net, .hub = &w->hub};
+  w->hub.up = &w->vm;
+  w->hub.pubsub_local = ews_api_pubsub_local;
+  w->hub.app_message = ews_api_app_message;
   w->sync_inited = 1;
   return 0;
 }
 
 int ews_worker_start(ews_worker_t *w, const int ports[EWS_LISTEN_MAX], ews_tls_ctx_t *tls) {
   if (tls) ews_tls_ctx_ref(tls);
-  w->tls_ctx = tls;
+  w->net.tls = tls;
   start_arg_t *sa = malloc(sizeof *sa);
   if (!sa) return EWS_ENOMEM;
   sa->w = w;
@@ -325,18 +273,11 @@ int ews_worker_start(ews_worker_t *w, const int ports[EWS_LISTEN_MAX], ews_tls_c
   return 0;
 }
 
-static void post(ews_worker_t *w) {
-  uv_mutex_lock(&w->post_lock);
-  if (w->alive) uv_async_send(&w->wakeup);
-  uv_mutex_unlock(&w->post_lock);
-}
+static void post(ews_worker_t *w) { ews_bus_wake(&w->hub.inbox); }
 
 void ews_worker_swap_tls(ews_worker_t *w, ews_tls_ctx_t *ctx) {
-  uv_mutex_lock(&w->post_lock);
-  ews_tls_ctx_t *old = w->pending_tls;
-  w->pending_tls = ctx;
-  if (w->alive) uv_async_send(&w->wakeup);
-  uv_mutex_unlock(&w->post_lock);
+  ews_tls_ctx_t *old = __atomic_exchange_n(&w->pending_tls, ctx, __ATOMIC_ACQ_REL);
+  post(w);
   ews_tls_ctx_unref(old); /* an earlier reload the worker had not taken yet */
 }
 
@@ -360,5 +301,5 @@ void ews_worker_destroy(ews_worker_t *w) {
   if (!w->sync_inited) return;
   w->sync_inited = 0;
   uv_sem_destroy(&w->ready);
-  uv_mutex_destroy(&w->post_lock);
+  ews_hub_destroy(&w->hub);
 }

@@ -1,160 +1,66 @@
 /* worker.h — one worker: a thread running one libuv loop, one LuaJIT VM, its own
  * SO_REUSEPORT listener and every connection that listener accepted. Nothing here is
  * shared with other workers except the read-only config and the atomic counters in
- * ews_server_t; other threads talk to a worker only through ews_worker_post(). */
+ * ews_server_t; other threads talk to a worker only through its inbox (hub/bus.h)
+ * and the requests below. */
 #ifndef EWS_WORKER_H
 #define EWS_WORKER_H
 
-#include <lua.h>
 #include <stdint.h>
 #include <uv.h>
 
-#include "app.h"
 #include "config.h"
+#include "hub/hub.h"
 #include "lua/vm.h"
-#include "net/buf.h"
-#include "net/timers.h"
-#include "hub/channels.h"
-#include "hub/names.h"
-#include "proto/deflate.h"
+#include "net/listener.h"
+#include "net/net.h"
+#include "stat.h"
 
-typedef struct ews_conn ews_conn_t;
 typedef struct ews_tls_ctx ews_tls_ctx_t;
 struct ews_worker;
 
-/* What a listener serves: the main address (wss:// when TLS is configured), or the
- * optional plain ws:// address next to it. */
+/* What a listener serves: the main address (wss:// when TLS is configured), the
+ * optional plain ws:// address next to it, the optional admin address. */
 enum { EWS_LISTEN_MAIN = 0, EWS_LISTEN_PLAIN, EWS_LISTEN_ADMIN, EWS_LISTEN_MAX };
 
-typedef struct {
-  uv_tcp_t tcp;
-  struct ews_worker *w;
-  int kind;
-  int tls;        /* connections accepted here start a TLS handshake */
-  int active;     /* open and accepting */
-  int bound_port;
-} ews_listener_t;
-
-#define EWS_READ_BUF (64u * 1024u)
-
-typedef struct {
+typedef struct ews_server {
   const ews_config_t *cfg;
   uint64_t started_ms;       /* wall clock at start, for uptime */
   uint32_t nconns;           /* atomic: open connections over all workers */
   int nworkers;
   struct ews_worker *workers; /* for /metrics (counters are read without locks) */
+  ews_hub_t **hubs;           /* every worker's hub (their peers), by number */
+  const struct ews_engine *engine; /* where the services' shared state lives */
   struct ews_store *store;    /* durable storage (hub/store.h), or NULL */
 } ews_server_t;
-
-/* Counters the application layer (Lua) bumps by name: core.count(name). */
-#define EWS_LUA_COUNTERS(XX) \
-  XX(auth_failures) XX(auth_expired) XX(rate_limited) XX(router_errors)
-enum {
-#define XX(n) EWS_LC_##n,
-  EWS_LUA_COUNTERS(XX)
-#undef XX
-  EWS_LC_MAX
-};
-
-/* Why a connection was refused before (or instead of) its upgrade. */
-#define EWS_REJECT_REASONS(XX)                                                        \
-  XX(origin) XX(max_connections) XX(per_ip) XX(per_user) XX(unauthorized) XX(auth_timeout) \
-  XX(bad_request) XX(shutting_down)
-enum {
-#define XX(n) EWS_RJ_##n,
-  EWS_REJECT_REASONS(XX)
-#undef XX
-  EWS_RJ_MAX
-};
-
-#define EWS_LATENCY_BUCKETS 12 /* handler run time: 10 us .. 1 s, +Inf */
-
-/* Per-worker counters are written by their worker's thread only and read by others
- * (/metrics, edgews.stats(true)): the writer stores with a relaxed atomic store (a
- * plain load and add, no locked instruction), readers load atomically. */
-#define EWS_STAT_ADD(field, n)                              \
-  do {                                                      \
-    __typeof__(field) ews_v_ = (field) + (n);               \
-    __atomic_store(&(field), &ews_v_, __ATOMIC_RELAXED);    \
-  } while (0)
-#define EWS_STAT_LOAD(field)                                \
-  __extension__({                                           \
-    __typeof__((field) + 0) ews_v_;                         \
-    __atomic_load(&(field), &ews_v_, __ATOMIC_RELAXED);     \
-    ews_v_;                                                 \
-  })
-
-typedef struct ews_worker_stats {
-  uint64_t conns_total, msgs_in, msgs_out, bytes_in, bytes_out, handler_errors;
-  uint64_t compressed; /* messages compressed (a fan-out counts once) */
-  uint64_t published;  /* pub/sub messages published from this worker */
-  uint64_t bus_dropped; /* messages to this worker refused (inbox full): written by the
-                           posting threads with an atomic add */
-  uint64_t lua[EWS_LC_MAX];
-  uint64_t rejected[EWS_RJ_MAX];
-  uint64_t latency[EWS_LATENCY_BUCKETS]; /* cumulative-free bucket counts */
-  double latency_sum;                    /* seconds */
-} ews_worker_stats_t;
 
 typedef struct ews_worker {
   int id;
   ews_server_t *server;
   uv_thread_t thread;
   uv_loop_t loop;
+  ews_net_t net;        /* the net layer's share of the loop: connections, wheel, pool */
+  ews_hub_t hub;        /* the hub's share: inbox, channels, topics, store client */
+  ews_vm_t vm;          /* the Lua layer's: the VM, its tasks and timers; owns the
+                           connections (net.ops) */
   ews_listener_t listeners[EWS_LISTEN_MAX];
-  ews_tls_ctx_t *tls_ctx;      /* this worker's reference (NULL: no TLS) */
   ews_tls_ctx_t *pending_tls;  /* a reloaded ctx handed over by the main thread */
-  uv_async_t wakeup;   /* ews_worker_post() */
-  uv_timer_t ticker;   /* drives the timer wheel */
+  uv_async_t wakeup;   /* the inbox's (hub.inbox) and the main thread's requests */
   uv_timer_t drain_timer;
   uv_prepare_t prepare; /* flush + sweep before the loop blocks */
   uv_check_t check;     /* flush + sweep after I/O callbacks */
-  ews_wheel_t wheel;
-  ews_bufpool_t pool;
-  ews_zbuf_t zscratch;  /* compressed frames are built here, then queued */
-  uint8_t *rbuf;        /* shared read buffer: every read lands here */
-  int rbuf_busy;
-  lua_State *L;
-  struct ews_runaway *runaway; /* w->L's time and memory budgets (lua/runaway.h) */
-  ews_vm_refs_t refs;   /* Lua functions C calls per event */
-  struct ews_task *task_free; /* pooled coroutines (lua/tasks.h) */
-  unsigned task_free_n;
-  struct ews_task *current_task;
-  struct ews_ltimer *ltimers; /* Lua timers (edgews.sleep/timer/every), for cleanup */
-  uint32_t nltimers;          /* how many (edgews.stats().timers) */
-  int ltimer_map;             /* registry ref of the id -> timer table (0: none yet) */
-  double ltimer_seq;          /* the last timer id given out on this worker */
-  ews_routes_t routes;
-  ews_chans_t chans;    /* this worker's channel subscribers (hub/channels.h) */
-  ews_names_t topics;   /* this worker's pub/sub subscribers (hub/pubsub.h) */
-  struct ews_pubsub_w *pubsub; /* its pub/sub replays in progress (hub/pubsub_subs.c) */
-  struct ews_store_client *store; /* this worker's store client (hub/store.h), or NULL */
-  ews_conn_t *conns;    /* all connections (doubly linked) */
-  ews_conn_t *flush_head; /* connections with queued bytes */
-  ews_conn_t *sweep_head; /* connections that ended: close event, then uv_close */
-  uint32_t nconns;
-  uint64_t conn_seq;
-  ews_worker_stats_t stats;
-  /* Set by other threads, read on wakeup. `alive` (under post_lock) says whether
-   * the wakeup handle may still be signalled. */
+  /* Set by other threads (atomics), read on wakeup (hub.inbox's lock says whether the
+   * wakeup handle may still be signalled). */
   int req_stop, req_reload, req_force;
-  uv_mutex_t post_lock;
-  int alive;
-  struct ews_bus_msg *inbox_head, *inbox_tail; /* hub/bus.h, under post_lock */
-  uint32_t inbox_n;                             /* messages in it, under post_lock */
-  uint32_t inbox_limit;                         /* at most (hub/bus.h); 0: the default */
-  int inbox_lost_pubsub;                        /* a pub/sub message was refused */
-  int stopping;
-  uint64_t last_emfile_log;
   /* Start-up handshake with the main thread. */
   uv_sem_t ready;
   int start_err;
   uint8_t sync_inited, thread_started, joined;
 } ews_worker_t;
 
-/* Prepares worker `id` (zeroed, its post lock ready) so that other threads may post
- * to it, finding it not alive, before it starts and after it stopped. Every worker
- * is initialised before any starts. 0 or EWS_ENOMEM. */
+/* Prepares worker `id` (zeroed, its inbox ready) so that other threads may post to
+ * it, finding it not alive, before it starts and after it stopped. Every worker is
+ * initialised before any starts (server->hubs[id] is set here). 0 or EWS_ENOMEM. */
 int ews_worker_init(ews_worker_t *w, ews_server_t *server, int id);
 /* Starts the worker thread: creates the VM, loads the script, binds its listeners
  * (ports[EWS_LISTEN_MAIN], and ports[EWS_LISTEN_PLAIN] when the config has a plain
@@ -168,19 +74,17 @@ void ews_worker_swap_tls(ews_worker_t *w, ews_tls_ctx_t *ctx);
 /* Requests: reload the script, stop gracefully (drain), stop now. Thread-safe. */
 void ews_worker_request_reload(ews_worker_t *w);
 void ews_worker_request_stop(ews_worker_t *w, int force);
-/* Waits for the worker's thread to end (idempotent). The worker's lock stays valid:
+/* Waits for the worker's thread to end (idempotent). The worker's inbox stays valid:
  * other threads may still post to it (they find it not alive). */
 void ews_worker_join(ews_worker_t *w);
-/* Destroys what other threads use to reach the worker (its post lock). Only once no
+/* Destroys what other threads use to reach the worker (its inbox). Only once no
  * thread can post any more: every worker joined, the store's writer stopped, pub/sub
  * shut down, and no signal handler running. */
 void ews_worker_destroy(ews_worker_t *w);
 
-/* Called by connections. */
-void ews_worker_conn_closed(ews_worker_t *w); /* after a connection was freed */
 /* Runs the flush and sweep lists now (also run from the loop's prepare/check). */
 void ews_worker_run_pending(ews_worker_t *w);
-/* Loads (or reloads) the script into w->L. 0 or -1 (logged). */
+/* Loads (or reloads) the script into w->vm.L. 0 or -1 (logged). */
 int ews_worker_load_script(ews_worker_t *w);
 
 #endif

@@ -1,5 +1,6 @@
 /* buckets.c — the shared token-bucket table (see buckets.h), one hub hash table
- * (hub/htable.h) under one mutex.
+ * (hub/htable.h) under one mutex; each bucket is the token bucket of
+ * hub/ratelimit.h, so a shared limit answers exactly as a per-worker one.
  *
  * Full buckets are dropped by a sweep that visits SWEEP_BUCKETS buckets at a time,
  * wrapping around, when enough sweep work is owed: NEW_KEY_DEBT buckets for each
@@ -8,8 +9,12 @@
  * are full but not yet swept; with one bucket per new key or less the table
  * could keep growing ahead of the sweep), and TAKE_DEBT per take so that a table
  * no longer growing is still emptied in the end (one bucket per 64 takes). A take
- * of a key that exists costs no sweep work of its own. */
+ * of a key that exists costs no sweep work of its own. A take that leaves a new
+ * key's bucket full (a cost of 0, or one above burst, which never fits) records
+ * nothing. */
 #include "hub/buckets.h"
+
+#include "hub/ratelimit.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -23,7 +28,8 @@
 
 typedef struct bucket {
   ews_hnode_t n; /* first; key: the limit's key */
-  double tokens, last, rate, burst;
+  ews_tb_t b;
+  double rate, burst; /* of the latest take (a reload may change a limit) */
   char key[];
 } bucket_t;
 
@@ -32,14 +38,9 @@ static ews_htable_t table;
 static unsigned debt;
 static size_t sweep_at;
 
-static double refill(const bucket_t *b, double now) {
-  double t = b->tokens + (now > b->last ? now - b->last : 0) * b->rate;
-  return t > b->burst ? b->burst : t;
-}
-
 static void drop_if_full(ews_hnode_t *n, void *ud) {
   bucket_t *b = (bucket_t *)n;
-  if (refill(b, *(const double *)ud) >= b->burst) {
+  if (ews_tb_refill_inline(b->b.tokens, b->b.last, *(const double *)ud, b->rate, b->burst) >= b->burst) {
     ews_ht_remove(&table, n);
     free(b);
   }
@@ -48,6 +49,7 @@ static void drop_if_full(ews_hnode_t *n, void *ud) {
 int ews_bucket_take(const char *key, size_t len, double rate, double burst, double n, double now,
                     double *retry_after) {
   uint32_t h = ews_hash(key, len);
+  double retry = 0;
   int ok;
   pthread_mutex_lock(&lock);
   if ((debt += TAKE_DEBT) >= SWEEP_BUCKETS * 64) { /* a full bucket is the same as none */
@@ -55,33 +57,28 @@ int ews_bucket_take(const char *key, size_t len, double rate, double burst, doub
     sweep_at = ews_ht_walk(&table, sweep_at, SWEEP_BUCKETS, drop_if_full, &now);
   }
   bucket_t *b = (bucket_t *)ews_ht_find(&table, key, len, h);
-  if (!b && (b = malloc(sizeof *b + len))) {
-    debt += NEW_KEY_DEBT;
-    memcpy(b->key, key, len);
-    b->n = (ews_hnode_t){NULL, b->key, h, (uint32_t)len};
-    b->tokens = burst;
-    b->last = now;
-    if (ews_ht_insert(&table, &b->n) != 0) {
-      free(b);
-      b = NULL;
+  if (b) {
+    b->rate = rate;
+    b->burst = burst;
+    ok = ews_tb_take_inline(&b->b, n, now, rate, burst, &retry);
+  } else {
+    double left;
+    ok = ews_tb_consume_inline(burst, n, rate, burst, &left, &retry);
+    /* Record the bucket unless it is still full. Out of memory: the answer stands
+     * and the key stays untracked (full), erring on the side of letting through
+     * rather than blocking everyone. */
+    if (left < burst && (b = malloc(sizeof *b + len))) {
+      memcpy(b->key, key, len);
+      b->n = (ews_hnode_t){NULL, b->key, h, (uint32_t)len};
+      b->b = (ews_tb_t){left, now};
+      b->rate = rate;
+      b->burst = burst;
+      if (ews_ht_insert(&table, &b->n) == 0) debt += NEW_KEY_DEBT;
+      else free(b);
     }
   }
-  if (!b) { /* out of memory: fail open rather than block everyone */
-    pthread_mutex_unlock(&lock);
-    return 1;
-  }
-  b->rate = rate;
-  b->burst = burst;
-  b->tokens = refill(b, now);
-  b->last = now;
-  if (b->tokens >= n) {
-    b->tokens -= n;
-    ok = 1;
-  } else {
-    ok = 0;
-    if (retry_after) *retry_after = rate > 0 ? (n - b->tokens) / rate : -1;
-  }
   pthread_mutex_unlock(&lock);
+  if (!ok && retry_after) *retry_after = retry;
   return ok;
 }
 

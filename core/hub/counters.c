@@ -72,3 +72,6 @@ void ews_counters_stats(ews_ht_stats_t *out) {
   ews_ht_stats(&table, out);
   pthread_mutex_unlock(&table_lock);
 }
+
+const ews_limit_ops_t ews_counter_limit_ops = {ews_counter_get, ews_counter_put, ews_counter_inc,
+                                               ews_counter_dec};

@@ -12,8 +12,7 @@
 #include <stdint.h>
 
 #include "hub/htable.h"
-
-typedef struct ews_counter ews_counter_t;
+#include "net/limits.h"
 
 /* The counter named key[0..len), created at 0 if missing, with one more holder.
  * NULL when out of memory. */
@@ -26,6 +25,9 @@ void ews_counter_dec(ews_counter_t *c);
 uint32_t ews_counter_value(const ews_counter_t *c);
 /* The value of a counter by name without holding it (0 when there is none). */
 uint32_t ews_counter_peek(const char *key, size_t len);
+/* These counters as net/limits.h wants them (main.c installs them). */
+extern const ews_limit_ops_t ews_counter_limit_ops;
+
 /* The shape of the counter table (hub/htable.h), for tests. */
 void ews_counters_stats(ews_ht_stats_t *out);
 

@@ -18,6 +18,7 @@
 #include "err.h"
 #include "hub/htable.h"
 #include "hub/users.h"
+#include "proto/json.h"
 #include "proto/utf8.h"
 
 /* ---- entries ------------------------------------------------------------------ */
@@ -608,19 +609,23 @@ typedef struct {
   int oom;
 } sb_t;
 
-static void sb_put(sb_t *b, const void *s, size_t n) {
-  if (b->oom) return;
-  if (b->n + n + 1 > b->cap) { /* + 1: always NUL-terminated */
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + n + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->oom = 1;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
+/* Room for n more bytes and the NUL; 0, or -1 (out of memory, noted in b). */
+static int sb_reserve(sb_t *b, size_t n) {
+  if (b->n + n + 1 <= b->cap) return 0; /* + 1: always NUL-terminated */
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap < b->n + n + 1) cap *= 2;
+  char *p = realloc(b->p, cap);
+  if (!p) {
+    b->oom = 1;
+    return -1;
   }
+  b->p = p;
+  b->cap = cap;
+  return 0;
+}
+
+static void sb_put(sb_t *b, const void *s, size_t n) {
+  if (b->oom || sb_reserve(b, n)) return;
   memcpy(b->p + b->n, s, n);
   b->n += n;
   b->p[b->n] = 0;
@@ -628,30 +633,14 @@ static void sb_put(sb_t *b, const void *s, size_t n) {
 
 #define SB_LIT(b, s) sb_put(b, s, sizeof s - 1)
 
-/* A JSON string. Bytes of invalid UTF-8 are escaped one by one (\u00XX), so the
- * event is always valid UTF-8 (a text frame) and valid JSON. */
+/* A JSON string (proto/json.h): bytes of invalid UTF-8 are escaped one by one
+ * (\u00XX), so the event is always valid UTF-8 (a text frame) and valid JSON. */
 static void sb_json_str(sb_t *b, const char *s, size_t n) {
-  int raw_high = ews_utf8_valid((const uint8_t *)s, n);
-  static const char hex[] = "0123456789abcdef";
-  SB_LIT(b, "\"");
-  size_t run = 0;
-  for (size_t i = 0; i < n; i++) {
-    uint8_t ch = (uint8_t)s[i];
-    if (ch >= 0x20 && ch != '"' && ch != '\\' && (ch < 0x80 || raw_high)) continue;
-    sb_put(b, s + run, i - run);
-    run = i + 1;
-    if (ch == '"') SB_LIT(b, "\\\"");
-    else if (ch == '\\') SB_LIT(b, "\\\\");
-    else if (ch == '\n') SB_LIT(b, "\\n");
-    else if (ch == '\r') SB_LIT(b, "\\r");
-    else if (ch == '\t') SB_LIT(b, "\\t");
-    else {
-      char e[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
-      sb_put(b, e, 6);
-    }
-  }
-  sb_put(b, s + run, n - run);
-  SB_LIT(b, "\"");
+  size_t len = ews_json_str(NULL, s, n, EWS_JSON_CHECK);
+  if (b->oom || sb_reserve(b, len)) return;
+  ews_json_str(b->p + b->n, s, n, EWS_JSON_CHECK);
+  b->n += len;
+  b->p[b->n] = 0;
 }
 
 #define EVENT_CHUNK (64u * 1024u) /* bytes of entries per event before another starts */

@@ -1,8 +1,8 @@
-/* pubsub.c — the process-wide half of pub/sub (see pubsub.h): the frames built
- * once per message, the memory sequencer (topics, rings, the ordered hand-off of
- * each message to every worker), the store's commit hook, publish / reset /
- * retention, and history reads (pages for replays and for pubsub.history). A
- * worker's subscribers and replays are in pubsub_subs.c. */
+/* pubsub.c — the in-process engine's pub/sub (see pubsub.h, engine.h): the memory
+ * sequencer (topics, rings, the ordered hand-off of each message to every worker),
+ * the store's commit hook (the SQLite sequencer), publish / reset / retention, and
+ * history reads (pages for replays and for pubsub.history). The frames are built by
+ * pubsub_frames.c; a worker's subscribers and replays are in pubsub_subs.c. */
 #include "hub/pubsub.h"
 
 #include <stdio.h>
@@ -12,172 +12,12 @@
 #include <uv.h>
 
 #include "err.h"
-#include "hub/bus.h"
 #include "hub/hash.h"
 #include "hub/pubsub_int.h"
 #include "log.h"
 #include "net/fanout.h"
-#include "proto/frame.h"
 #include "proto/utf8.h"
-#include "worker.h"
-
-/* ---- frames ------------------------------------------------------------------- */
-
-/* Length of s as a JSON string, quotes included. */
-static size_t json_str_len(const char *s, size_t n) {
-  size_t k = 2;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)s[i];
-    if (ch == '"' || ch == '\\' || ch == '\n' || ch == '\r' || ch == '\t' || ch == '\b' || ch == '\f') k += 2;
-    else if (ch < 0x20) k += 6;
-    else k++;
-  }
-  return k;
-}
-
-static uint8_t *json_str_put(uint8_t *o, const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  *o++ = '"';
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)s[i];
-    char e = ch == '"' ? '"' : ch == '\\' ? '\\' : ch == '\n' ? 'n' : ch == '\r' ? 'r'
-           : ch == '\t' ? 't' : ch == '\b' ? 'b' : ch == '\f' ? 'f' : 0;
-    if (e) {
-      *o++ = '\\';
-      *o++ = (uint8_t)e;
-    } else if (ch < 0x20) {
-      memcpy(o, "\\u00", 4);
-      o[4] = (uint8_t)hex[ch >> 4];
-      o[5] = (uint8_t)hex[ch & 15];
-      o += 6;
-    } else {
-      *o++ = ch;
-    }
-  }
-  *o++ = '"';
-  return o;
-}
-
-void ews_pubsub_epoch_hex(uint64_t epoch, char out[17]) {
-  snprintf(out, 17, "%016llx", (unsigned long long)epoch);
-}
-
-int ews_pubsub_epoch_parse(const char *s, size_t n, uint64_t *out) {
-  if (n == 0 || n > 16) return EWS_EINVAL;
-  uint64_t v = 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-    if (d < 0) return EWS_EINVAL;
-    v = v << 4 | (uint64_t)d;
-  }
-  *out = v;
-  return 0;
-}
-
-/* A text frame head + name (as a JSON string) + mid + data (as is when json,
- * else as a JSON string) + tail. The lengths of name and data as JSON strings
- * are given (nj, dj); the buffer is allocated by the caller with room for it. */
-typedef struct {
-  const char *head, *name, *mid, *data, *tail;
-  size_t hl0, nl, nj, ml, dl, dj, tl;
-  int json;
-} text_t;
-
-static size_t text_len(const text_t *x) {
-  return x->hl0 + x->nj + x->ml + (x->json ? x->dl : x->dj) + x->tl;
-}
-
-/* Room for the frame of x, with its mid up to mid_max bytes. */
-static ews_buf_t *text_alloc(const text_t *x, size_t mid_max) {
-  size_t total = text_len(x) - x->ml + mid_max;
-  uint8_t hdr[EWS_FRAME_MAX_HEADER];
-  size_t hl = ews_frame_header(hdr, EWS_OP_TEXT, 1, 0, total, NULL);
-  return ews_buf_new(NULL, hl + total);
-}
-
-/* Writes the frame of x into b (allocated by text_alloc). Cannot fail. */
-static void text_fill(ews_buf_t *b, const text_t *x, size_t *hlp) {
-  size_t total = text_len(x);
-  uint8_t *o = b->data;
-  size_t hl = ews_frame_header(o, EWS_OP_TEXT, 1, 0, total, NULL);
-  o += hl;
-  memcpy(o, x->head, x->hl0);
-  o += x->hl0;
-  o = json_str_put(o, x->name, x->nl);
-  memcpy(o, x->mid, x->ml);
-  o += x->ml;
-  if (x->json) {
-    memcpy(o, x->data, x->dl);
-    o += x->dl;
-  } else {
-    o = json_str_put(o, x->data, x->dl);
-  }
-  memcpy(o, x->tail, x->tl);
-  o += x->tl;
-  b->len = (uint32_t)(o - b->data);
-  *hlp = hl;
-}
-
-static ews_buf_t *text_build(text_t *x, size_t *hl) {
-  ews_buf_t *b = text_alloc(x, x->ml);
-  if (b) text_fill(b, x, hl);
-  return b;
-}
-
-static const char PUB_HEAD[] = "{\"type\":\"pub\",\"topic\":";
-/* ,"epoch":"<16>","offset":<20>,"time":<20>,"data": */
-#define PUB_MID_MAX 96
-
-static void envelope_text(text_t *x, const char *topic, size_t tl, int json, const char *data,
-                          size_t n) {
-  *x = (text_t){.head = PUB_HEAD, .hl0 = sizeof PUB_HEAD - 1, .name = topic, .nl = tl,
-                .nj = json_str_len(topic, tl), .mid = "", .ml = 0, .json = json, .data = data,
-                .dl = n, .dj = json ? 0 : json_str_len(data, n), .tail = "}", .tl = 1};
-}
-
-static size_t envelope_mid(char mid[128], uint64_t epoch, int64_t offset, int64_t time) {
-  return (size_t)snprintf(mid, 128, ",\"epoch\":\"%016llx\",\"offset\":%lld,\"time\":%lld,\"data\":",
-                          (unsigned long long)epoch, (long long)offset, (long long)time);
-}
-
-static ews_buf_t *build_envelope(const char *topic, size_t tl, uint64_t epoch, int64_t offset,
-                                 int64_t time, int json, const char *data, size_t n, size_t *hl) {
-  text_t x;
-  char mid[128];
-  envelope_text(&x, topic, tl, json, data, n);
-  x.mid = mid;
-  x.ml = envelope_mid(mid, epoch, offset, time);
-  return text_build(&x, hl);
-}
-
-ews_buf_t *ews_ps_gap_frame(const char *topic, size_t tl, uint64_t epoch, int64_t from,
-                            int64_t to, const char *reason) {
-  static const char head[] = "{\"type\":\"gap\",\"topic\":";
-  char mid[160], e[24];
-  if (epoch) snprintf(e, sizeof e, "\"%016llx\"", (unsigned long long)epoch);
-  else memcpy(e, "null", 5);
-  int ml = snprintf(mid, sizeof mid, ",\"epoch\":%s,\"from\":%lld,\"to\":%lld,\"reason\":\"%s\"}", e,
-                    (long long)from, (long long)to, reason);
-  text_t x = {.head = head, .hl0 = sizeof head - 1, .name = topic, .nl = tl,
-              .nj = json_str_len(topic, tl), .mid = mid, .ml = (size_t)ml, .json = 1, .data = "",
-              .tail = ""};
-  size_t hl;
-  return text_build(&x, &hl);
-}
-
-/* Both frames of a message. 0 or EWS_ENOMEM. */
-static int build_frames(const char *topic, size_t tl, uint64_t epoch, int64_t offset,
-                        int64_t time, int json, const char *data, size_t n, ews_buf_t **env,
-                        size_t *env_hl, ews_buf_t **raw, size_t *raw_hl) {
-  *env = build_envelope(topic, tl, epoch, offset, time, json, data, n, env_hl);
-  *raw = *env ? ews_fanout_plain(EWS_OP_TEXT, data, n, raw_hl) : NULL;
-  if (*raw) return 0;
-  if (*env) ews_buf_unref(*env);
-  *env = NULL;
-  return EWS_ENOMEM;
-}
+#include "stat.h"
 
 /* ---- process-wide state ------------------------------------------------------- */
 
@@ -224,7 +64,7 @@ static struct {
   stripe_t stripes[NSTRIPES];
   ews_store_t *store;
   int persistent;
-  ews_worker_t *workers;
+  ews_hub_t *const *hubs;
   int nworkers;
   uint32_t max_queue;  /* memory ring size */
   int64_t ttl_ms;      /* 0 = forever */
@@ -248,8 +88,8 @@ static uint64_t random_epoch(void) {
   return z ? z : 1;
 }
 
-void ews_pubsub_init(const ews_config_t *cfg, ews_store_t *store, int persistent,
-                     ews_worker_t *workers, int nworkers) {
+void ews_pubsub_init(const ews_pubsub_config_t *cfg, ews_store_t *store, int persistent,
+                     ews_hub_t *const *hubs, int nworkers) {
   if (!G.inited) {
     uv_mutex_init(&G.lock);
     for (int i = 0; i < NSTRIPES; i++) {
@@ -260,11 +100,11 @@ void ews_pubsub_init(const ews_config_t *cfg, ews_store_t *store, int persistent
   G.inited = 1;
   G.store = store;
   G.persistent = persistent && store;
-  G.workers = workers;
+  G.hubs = hubs;
   G.nworkers = nworkers;
-  G.max_queue = cfg->pubsub_max_queue > 0 ? (uint32_t)cfg->pubsub_max_queue : 10000;
-  G.ttl_ms = (int64_t)cfg->pubsub_ttl * 1000;
-  G.max_recover = cfg->pubsub_max_recover;
+  G.max_queue = cfg->max_queue > 0 ? (uint32_t)cfg->max_queue : 10000;
+  G.ttl_ms = (int64_t)cfg->ttl * 1000;
+  G.max_recover = cfg->max_recover;
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   G.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)(uintptr_t)&ts;
@@ -364,8 +204,7 @@ static void post_all(const char *topic, size_t tl, ews_buf_t *env, size_t env_hl
                      size_t raw_hl, uint64_t epoch, int64_t offset, int64_t time, int json) {
   int n = __atomic_load_n(&G.nworkers, __ATOMIC_ACQUIRE);
   for (int i = 0; i < n; i++) {
-    int r = ews_bus_post_pubsub(&G.workers[i], topic, tl, env, env_hl, raw, raw_hl, epoch, offset,
-                                time, json);
+    int r = ews_ps_post(G.hubs[i], topic, tl, env, env_hl, raw, raw_hl, epoch, offset, time, json);
     if (r == EWS_ENOMEM) EWS_ERROR("pubsub: out of memory posting %.*s#%lld to worker %d", (int)tl,
                                    topic, (long long)offset, i);
   }
@@ -379,7 +218,7 @@ void ews_pubsub_on_commit(void *ud, const ews_store_req_t *r) {
   int json = p[0] == 'j';
   ews_buf_t *env, *raw;
   size_t ehl, rhl;
-  if (build_frames(r->key, r->key_len, r->epoch, r->offset, r->created_at, json, p + 1,
+  if (ews_ps_frames(r->key, r->key_len, r->epoch, r->offset, r->created_at, json, p + 1,
                    r->payload_len - 1, &env, &ehl, &raw, &rhl) != 0) {
     EWS_ERROR("pubsub: out of memory: %.*s#%lld stored but not delivered live", (int)r->key_len,
               r->key, (long long)r->offset);
@@ -393,7 +232,7 @@ void ews_pubsub_on_commit(void *ud, const ews_store_req_t *r) {
 /* ---- publish -------------------------------------------------------------------- */
 
 typedef struct {
-  ews_worker_t *w;
+  ews_hub_t *w;
   ews_pubsub_done_fn done;
   void *ud;
 } pub_ctx_t;
@@ -409,7 +248,7 @@ static void on_stored(ews_store_req_t *req, void *ud) {
 
 /* Queues req for the writer; done(w, ud, ...) runs on w once it is committed.
  * Takes req in every case. 1, or an error (nothing queued). */
-static int submit(ews_worker_t *w, ews_store_req_t *req, ews_pubsub_done_fn done, void *ud) {
+static int submit(ews_hub_t *w, ews_store_req_t *req, ews_pubsub_done_fn done, void *ud) {
   pub_ctx_t *pc = malloc(sizeof *pc);
   if (!pc) {
     ews_store_req_free(req);
@@ -430,10 +269,8 @@ int ews_ps_valid_topic(const char *t, size_t n) {
  * with no lock held; the lock is taken for the ticket and for the ring. */
 static int mem_publish(const char *topic, size_t tl, int json, const void *data, size_t n,
                        ews_pubsub_pos_t *pos) {
-  text_t x;
-  envelope_text(&x, topic, tl, json, data, n);
   size_t rhl, ehl;
-  ews_buf_t *env = text_alloc(&x, PUB_MID_MAX);
+  ews_buf_t *env = ews_ps_envelope_alloc(topic, tl, json, data, n);
   ews_buf_t *raw = env ? ews_fanout_plain(EWS_OP_TEXT, data, n, &rhl) : NULL;
   mtopic_t *t = raw ? mtopic_get(topic, tl) : NULL;
   if (!t) {
@@ -448,10 +285,7 @@ static int mem_publish(const char *topic, size_t tl, int json, const void *data,
   uint64_t epoch = t->epoch;
   uv_mutex_unlock(&s->lock);
 
-  char mid[128];
-  x.mid = mid;
-  x.ml = envelope_mid(mid, epoch, offset, now);
-  text_fill(env, &x, &ehl);
+  ews_ps_envelope_fill(env, topic, tl, epoch, offset, now, json, data, n, &ehl);
 
   uv_mutex_lock(&s->lock);
   wait_turn(s, t, ticket);
@@ -470,7 +304,7 @@ static int mem_publish(const char *topic, size_t tl, int json, const void *data,
   return 0;
 }
 
-int ews_pubsub_publish(ews_worker_t *w, const char *topic, size_t tl, int json, const void *data,
+int ews_pubsub_publish(ews_hub_t *w, const char *topic, size_t tl, int json, const void *data,
                        size_t n, ews_pubsub_done_fn done, void *ud, ews_pubsub_pos_t *pos) {
   if (!ews_ps_valid_topic(topic, tl) || !ews_utf8_valid(data, n)) return EWS_EINVAL;
   if (G.persistent) {
@@ -492,7 +326,7 @@ int ews_pubsub_publish(ews_worker_t *w, const char *topic, size_t tl, int json, 
   return r;
 }
 
-int ews_pubsub_reset(ews_worker_t *w, const char *topic, size_t tl, ews_pubsub_done_fn done,
+int ews_pubsub_reset(ews_hub_t *w, const char *topic, size_t tl, ews_pubsub_done_fn done,
                      void *ud, ews_pubsub_pos_t *pos) {
   if (!ews_ps_valid_topic(topic, tl)) return EWS_EINVAL;
   if (G.persistent) {
@@ -524,7 +358,7 @@ int ews_pubsub_reset(ews_worker_t *w, const char *topic, size_t tl, ews_pubsub_d
   return 0;
 }
 
-int ews_pubsub_retention(ews_worker_t *w, const char *topic, size_t tl, int32_t max_queue_size,
+int ews_pubsub_retention(ews_hub_t *w, const char *topic, size_t tl, int32_t max_queue_size,
                          int32_t message_ttl, ews_pubsub_done_fn done, void *ud,
                          ews_pubsub_pos_t *pos) {
   if (!ews_ps_valid_topic(topic, tl) || max_queue_size < EWS_STORE_INHERIT ||
@@ -583,20 +417,12 @@ static int mem_page(const char *topic, size_t tl, int64_t since, uint32_t limit,
   return 0;
 }
 
-void ews_ps_release(ews_ps_entry_t *v, uint32_t n) {
-  for (uint32_t i = 0; i < n; i++)
-    if (v[i].frame) {
-      ews_buf_unref(v[i].frame);
-      v[i].frame = NULL;
-    }
-}
-
-int ews_ps_view(ews_worker_t *w, const char *topic, size_t tl, ews_ps_view_t *v) {
+int ews_ps_view(ews_hub_t *w, const char *topic, size_t tl, ews_ps_view_t *v) {
   uint32_t n;
   return ews_ps_page(w, topic, tl, INT64_MAX - 1, 0, 0, v, NULL, &n);
 }
 
-int ews_ps_page(ews_worker_t *w, const char *topic, size_t tl, int64_t since, uint32_t limit,
+int ews_ps_page(ews_hub_t *w, const char *topic, size_t tl, int64_t since, uint32_t limit,
                 int raw, ews_ps_view_t *v, ews_ps_entry_t *out, uint32_t *n) {
   *n = 0;
   if (!G.persistent) return mem_page(topic, tl, since, limit, raw, v, out, n);
@@ -612,7 +438,7 @@ int ews_ps_page(ews_worker_t *w, const char *topic, size_t tl, int64_t since, ui
     const char *d = m->len ? p + 1 : "";
     size_t dl = m->len ? m->len - 1 : 0, hl;
     ews_buf_t *b = raw ? ews_fanout_plain(EWS_OP_TEXT, d, dl, &hl)
-                       : build_envelope(topic, tl, h.epoch, m->offset, m->created_at, json, d, dl, &hl);
+                       : ews_ps_envelope(topic, tl, h.epoch, m->offset, m->created_at, json, d, dl, &hl);
     if (!b) {
       ews_ps_release(out, *n);
       *n = 0;
@@ -625,7 +451,7 @@ int ews_ps_page(ews_worker_t *w, const char *topic, size_t tl, int64_t since, ui
   return r;
 }
 
-int ews_pubsub_history(ews_worker_t *w, const char *topic, size_t tl, int64_t since, uint32_t limit,
+int ews_pubsub_history(ews_hub_t *w, const char *topic, size_t tl, int64_t since, uint32_t limit,
                        ews_pubsub_history_t *out) {
   memset(out, 0, sizeof *out);
   if (!ews_ps_valid_topic(topic, tl)) return EWS_EINVAL;

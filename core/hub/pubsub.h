@@ -27,8 +27,8 @@
  *
  * Subscribers (per worker, hub/pubsub_subs.c)
  *   A worker keeps, per topic it has subscribers for, its live sockets (envelope or
- *   raw frames) and a count of Lua subscribers (run through the Lua dispatcher
- *   `_pubsub`). A socket that recovers is not live until its replay is done: the
+ *   raw frames) and a count of local subscribers (the Lua layer's callbacks, run
+ *   through the handler it registers: hub->pubsub_local). A socket that recovers is not live until its replay is done: the
  *   history after the client's offset is read in pages (ring or SQLite, at most
  *   256 messages a page, at most 512 messages per worker loop iteration over all
  *   replays, so other sockets are served between pages) and queued to the socket
@@ -53,24 +53,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
 #include "hub/names.h"
 #include "hub/store.h"
 #include "net/buf.h"
 
-struct ews_worker;
-struct ews_conn;
-struct ews_bus_msg;
+#include "hub/hub.h"
+#include "net/conn.h"
 
 
 #define EWS_PUBSUB_MAX_TOPIC 500
 
 /* ---- process-wide (main thread) ------------------------------------------------ */
 
+/* The defaults of memory topics (configure's pubsub table). */
+typedef struct {
+  int32_t max_queue;    /* messages kept per topic (<= 0: 10,000) */
+  int32_t ttl;          /* seconds a message is kept (0: forever) */
+  uint32_t max_recover; /* messages a recovering subscriber may replay */
+} ews_pubsub_config_t;
+
 /* Before the workers start. store may be NULL (memory history only); persistent
- * says whether topics go to the store. The workers array must be the server's. */
-void ews_pubsub_init(const ews_config_t *cfg, ews_store_t *store, int persistent,
-                     struct ews_worker *workers, int nworkers);
+ * says whether topics go to the store. hubs[0..nworkers) are every worker's hub, by
+ * number (each worker's peers). */
+void ews_pubsub_init(const ews_pubsub_config_t *cfg, ews_store_t *store, int persistent,
+                     ews_hub_t *const *hubs, int nworkers);
 /* After the workers stopped, before the store closes: frees the memory topics
  * and stops posting to workers. */
 void ews_pubsub_shutdown(void);
@@ -89,7 +95,7 @@ typedef struct {
 
 /* Completion of a persistent publish, on the publishing worker. status 0 or an
  * EWS_E* code (then nothing was stored or delivered). */
-typedef void (*ews_pubsub_done_fn)(struct ews_worker *w, void *ud, int status,
+typedef void (*ews_pubsub_done_fn)(ews_hub_t *w, void *ud, int status,
                                    const ews_pubsub_pos_t *pos);
 
 /* Publishes data[0..n) to topic. json = 1: data is a JSON text (embedded as is in
@@ -98,7 +104,7 @@ typedef void (*ews_pubsub_done_fn)(struct ews_worker *w, void *ud, int status,
  * returns 1, and done(w, ud, ...) runs on this worker once it is committed (done
  * may be NULL: fire and forget, order still kept). Errors: EWS_EINVAL (bad topic
  * or not UTF-8), EWS_ENOMEM, EWS_EBACKPRESSURE (store queue full), EWS_ESHUTDOWN. */
-int ews_pubsub_publish(struct ews_worker *w, const char *topic, size_t tl, int json,
+int ews_pubsub_publish(ews_hub_t *w, const char *topic, size_t tl, int json,
                        const void *data, size_t n, ews_pubsub_done_fn done, void *ud,
                        ews_pubsub_pos_t *pos);
 
@@ -107,14 +113,14 @@ int ews_pubsub_publish(struct ews_worker *w, const char *topic, size_t tl, int j
  * epoch's messages; recovering clients of the old epoch get a gap "epoch". Memory:
  * now (pos->epoch), returns 0; persistent: returns 1 and calls done once committed.
  * Errors as for publish. */
-int ews_pubsub_reset(struct ews_worker *w, const char *topic, size_t tl,
+int ews_pubsub_reset(ews_hub_t *w, const char *topic, size_t tl,
                      ews_pubsub_done_fn done, void *ud, ews_pubsub_pos_t *pos);
 
 /* The topic's own retention: max_queue_size messages (0 = unlimited) and
  * message_ttl seconds (0 = forever), each >= 0 or EWS_STORE_INHERIT (the
  * configured default). Applied at once. Memory: returns 0; persistent: 1 and done
  * once committed (the setting is stored with the topic). */
-int ews_pubsub_retention(struct ews_worker *w, const char *topic, size_t tl,
+int ews_pubsub_retention(ews_hub_t *w, const char *topic, size_t tl,
                          int32_t max_queue_size, int32_t message_ttl,
                          ews_pubsub_done_fn done, void *ud, ews_pubsub_pos_t *pos);
 
@@ -141,7 +147,7 @@ typedef struct {
  * the loop, never from inside ews_pubsub_subscribe). status 0 (res filled), or
  * EWS_ECLOSED (the socket closed first) / EWS_ESTOPPED (it was unsubscribed
  * first) / EWS_ENOMEM / EWS_EIO (res NULL; the socket is not subscribed). */
-typedef void (*ews_pubsub_sub_fn)(struct ews_worker *w, void *ud, int status,
+typedef void (*ews_pubsub_sub_fn)(ews_hub_t *w, void *ud, int status,
                                   const ews_pubsub_sub_result_t *res);
 
 /* Subscribes socket c. Without recover: live from the topic's last offset, 0.
@@ -158,32 +164,40 @@ typedef void (*ews_pubsub_sub_fn)(struct ews_worker *w, void *ud, int status,
  * (its first one, or a catch-up).
  * Errors: EWS_ECLOSED, EWS_ENOMEM, EWS_EINVAL, EWS_EIO (history unreadable: not
  * subscribed), EWS_ENOSTORE. */
-int ews_pubsub_subscribe(struct ews_worker *w, struct ews_conn *c, const char *topic,
+int ews_pubsub_subscribe(ews_hub_t *w, ews_conn_t *c, const char *topic,
                          size_t tl, const ews_pubsub_sub_opts_t *o, ews_pubsub_sub_fn done,
                          void *ud, ews_pubsub_sub_result_t *res);
 /* 0, or EWS_EINVAL when it was not subscribed. */
-int ews_pubsub_unsubscribe(struct ews_worker *w, struct ews_conn *c, const char *topic,
+int ews_pubsub_unsubscribe(ews_hub_t *w, ews_conn_t *c, const char *topic,
                            size_t tl);
-/* Ends every subscription of a closing connection. */
-void ews_pubsub_drop_conn(struct ews_worker *w, struct ews_conn *c);
-/* Lua subscribers of this worker: delta +1 / -1. 0 or EWS_ENOMEM. */
-int ews_pubsub_lua_subs(struct ews_worker *w, const char *topic, size_t tl, int delta);
+/* Local (Lua) subscribers of this worker: delta +1 / -1. 0 or EWS_ENOMEM. While a
+ * topic has some, each of its messages is handed to hub->pubsub_local. */
+int ews_pubsub_lua_subs(ews_hub_t *w, const char *topic, size_t tl, int delta);
 /* Sockets subscribed to the topic on this worker (replaying ones included). */
-uint32_t ews_pubsub_local_count(struct ews_worker *w, const char *topic, size_t tl);
+uint32_t ews_pubsub_local_count(ews_hub_t *w, const char *topic, size_t tl);
 
 /* The worker's loop hooks (worker.c): from its prepare and check callbacks, after
  * the flushes. Replays waiting for their socket's queue to drain go on when it
  * has; end = 1 (the check, once per loop iteration) renews the replay budget. */
-void ews_pubsub_tick(struct ews_worker *w, int end);
+void ews_pubsub_tick(ews_hub_t *w, int end);
 /* Worker exit, after its loop closed every handle: frees the replays left. */
-void ews_pubsub_worker_free(struct ews_worker *w);
+void ews_pubsub_worker_free(ews_hub_t *w);
 
-/* Runs a message from the inbox (hub/bus.c). */
-void ews_pubsub_deliver(struct ews_worker *w, struct ews_bus_msg *m);
+/* What the local subscribers get (strings valid during the call only). */
+typedef struct ews_pubsub_event {
+  const char *topic;
+  size_t topic_len;
+  uint64_t epoch;
+  int64_t offset, time;
+  const char *data; /* the message alone, as published */
+  size_t len;
+  int json;         /* data is a JSON text (else a string) */
+} ews_pubsub_event_t;
+
 /* After messages to this worker were refused (its inbox was full): every topic's
  * live subscribers that stand below the topic's last offset catch up from history
  * (a delivery that finds offsets missing does the same for its topic). */
-void ews_pubsub_resync(struct ews_worker *w);
+void ews_pubsub_resync(ews_hub_t *w);
 /* Frees the table (worker exit). */
 void ews_topics_free(ews_names_t *t);
 
@@ -208,7 +222,7 @@ typedef struct {
 
 /* Up to limit (<= EWS_STORE_MAX_LIMIT) messages after since_offset, oldest first.
  * Release with ews_pubsub_history_free. 0 or EWS_EINVAL / EWS_EIO / EWS_ENOMEM. */
-int ews_pubsub_history(struct ews_worker *w, const char *topic, size_t tl, int64_t since,
+int ews_pubsub_history(ews_hub_t *w, const char *topic, size_t tl, int64_t since,
                        uint32_t limit, ews_pubsub_history_t *out);
 void ews_pubsub_history_free(ews_pubsub_history_t *h);
 

@@ -1,12 +1,15 @@
-/* pubsub_int.h — what hub/pubsub.c (sequencers, frames, history) offers
- * hub/pubsub_subs.c (a worker's subscribers and replays). Private to those two
- * files; the public interface is hub/pubsub.h. */
+/* pubsub_int.h — what the engines' pub/sub (sequencers and history: hub/pubsub.c in
+ * the in-process engine) and the worker side (hub/pubsub_subs.c: a worker's
+ * subscribers and replays) share: the view and the pages a replay reads, the message
+ * a sequencer posts to every worker (ews_ps_post), and the frames both build. The
+ * Lua API uses hub/pubsub.h and hub/engine.h. */
 #ifndef EWS_PUBSUB_INT_H
 #define EWS_PUBSUB_INT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hub/bus.h"
 #include "hub/pubsub.h"
 #include "net/buf.h"
 
@@ -31,16 +34,59 @@ uint32_t ews_ps_max_recover(void);
 /* Where the topic stands (a memory topic is created: its epoch holds from now
  * on). Memory: O(1) under the topic's lock; stored: a read of no rows.
  * 0, EWS_ENOMEM, EWS_EIO, EWS_ENOSTORE. */
-int ews_ps_view(struct ews_worker *w, const char *topic, size_t tl, ews_ps_view_t *v);
+int ews_ps_view(ews_hub_t *w, const char *topic, size_t tl, ews_ps_view_t *v);
 
 /* Up to limit messages after `since`, oldest first, as envelope frames (raw = 0)
  * or raw frames, into out[0..*n) (references: release with ews_ps_release), and
  * the view of the same snapshot. Memory: O(limit) under the topic's lock. Errors
  * as for ews_ps_view. */
-int ews_ps_page(struct ews_worker *w, const char *topic, size_t tl, int64_t since,
+int ews_ps_page(ews_hub_t *w, const char *topic, size_t tl, int64_t since,
                 uint32_t limit, int raw, ews_ps_view_t *v, ews_ps_entry_t *out, uint32_t *n);
+/* Drops the frames of page entries v[0..n) (pubsub_frames.c). */
 void ews_ps_release(ews_ps_entry_t *v, uint32_t n);
 
+/* A sequenced message on its way to a worker (pubsub_subs.c runs it there): both
+ * frames referenced, the topic's name copied. */
+typedef struct {
+  ews_bus_msg_t base; /* first; kind: ews_ps_msg_kind */
+  ews_buf_t *env;     /* the envelope frame */
+  size_t env_hl;
+  ews_buf_t *raw;     /* the frame of the data alone */
+  size_t raw_hl;
+  uint64_t epoch;
+  int64_t offset, time;
+  int json;
+  size_t len;
+  char topic[];
+} ews_ps_msg_t;
+
+extern const ews_bus_kind_t ews_ps_msg_kind;
+
+/* Posts a sequenced message to worker `to` (takes references on both frames). 0 or
+ * an error of ews_bus_post, or EWS_ENOMEM. */
+int ews_ps_post(ews_hub_t *to, const char *topic, size_t tl, ews_buf_t *env, size_t env_hl,
+                ews_buf_t *raw, size_t raw_hl, uint64_t epoch, int64_t offset, int64_t time,
+                int json);
+
+/* ---- frames (pubsub_frames.c) -------------------------------------------------- */
+
+/* The envelope frame of a message ({"type":"pub",...}) in a fresh shared buffer; *hl
+ * gets the frame header's length. NULL when out of memory. */
+ews_buf_t *ews_ps_envelope(const char *topic, size_t tl, uint64_t epoch, int64_t offset,
+                           int64_t time, int json, const char *data, size_t n, size_t *hl);
+/* The same in two steps, so that a sequencer can allocate before it takes an offset:
+ * a buffer with room for the envelope at any position, then the envelope written
+ * into it (cannot fail). */
+ews_buf_t *ews_ps_envelope_alloc(const char *topic, size_t tl, int json, const char *data,
+                                 size_t n);
+void ews_ps_envelope_fill(ews_buf_t *b, const char *topic, size_t tl, uint64_t epoch,
+                          int64_t offset, int64_t time, int json, const char *data, size_t n,
+                          size_t *hl);
+/* Both frames of a message: the envelope and the raw frame (the data alone). 0 or
+ * EWS_ENOMEM (then neither). */
+int ews_ps_frames(const char *topic, size_t tl, uint64_t epoch, int64_t offset, int64_t time,
+                  int json, const char *data, size_t n, ews_buf_t **env, size_t *env_hl,
+                  ews_buf_t **raw, size_t *raw_hl);
 /* {"type":"gap",...} as a text frame (epoch 0 is written as null). NULL when out
  * of memory. */
 ews_buf_t *ews_ps_gap_frame(const char *topic, size_t tl, uint64_t epoch, int64_t from,

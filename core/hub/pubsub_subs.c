@@ -8,20 +8,19 @@
  * stream does not reach it). A replay goes live only right after a page read in
  * the same turn brought it up to the topic's last offset L: it then gets the mark
  * (epoch, L), which the inbox's copies of offsets <= L meet and skip. */
-#include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
 #include "err.h"
 #include "hub/bus.h"
+#include "hub/engine.h"
 #include "hub/pubsub.h"
 #include "hub/pubsub_int.h"
+#include "hub/subs.h"
 #include "log.h"
-#include "lua/tasks.h"
 #include "net/conn.h"
 #include "net/fanout.h"
-#include "worker.h"
 
 #define REPLAY_PAGE 256   /* messages read at a time */
 #define REPLAY_BUDGET 512 /* messages (and gaps) replayed per worker loop iteration */
@@ -36,9 +35,9 @@ typedef struct {
 } mark_t;
 
 typedef struct {
-  ews_conn_t **v;
-  mark_t *marks; /* parallel to v; allocated with the first mark */
-  uint32_t n, cap, mcap;
+  ews_subs_t s;  /* the live subscribers (hub/subs.h), handed to the fan-out */
+  mark_t *marks; /* parallel to s.v; allocated with the first mark */
+  uint32_t mcap;
 } connv_t;
 
 typedef struct replay replay_t;
@@ -68,9 +67,17 @@ typedef struct {
 } tsub_t;
 
 typedef struct {
+  ews_conn_hook_t hook; /* first: the subscriptions end with the connection */
+  ews_hub_t *w;
   tsub_t *v;
   uint32_t n, cap;
 } conn_topics_t;
+
+static void conn_closed(ews_conn_t *c, ews_conn_hook_t *h);
+
+static conn_topics_t *topics_of(const ews_conn_t *c) {
+  return (conn_topics_t *)ews_conn_hook_find(c, conn_closed);
+}
 
 struct replay {
   replay_t *prev, *next;
@@ -110,7 +117,7 @@ static int grow(void **v, uint32_t *cap, uint32_t need, size_t size) {
   return 0;
 }
 
-static wtopic_t *wtopic_get(ews_worker_t *w, const char *name, size_t len, int create) {
+static wtopic_t *wtopic_get(ews_hub_t *w, const char *name, size_t len, int create) {
   wtopic_t *t = (wtopic_t *)ews_names_find(&w->topics, name, len);
   if (t || !create) return t;
   t = calloc(1, sizeof *t + len);
@@ -126,15 +133,15 @@ static wtopic_t *wtopic_get(ews_worker_t *w, const char *name, size_t len, int c
 
 static void wtopic_free(ews_named_t *r) {
   wtopic_t *t = (wtopic_t *)r;
-  free(t->env.v);
+  ews_subs_free(&t->env.s);
   free(t->env.marks);
-  free(t->raw.v);
+  ews_subs_free(&t->raw.s);
   free(t->raw.marks);
   free(t);
 }
 
-static void wtopic_release_if_empty(ews_worker_t *w, wtopic_t *t) {
-  if (t->env.n || t->raw.n || t->lua || t->njobs) return;
+static void wtopic_release_if_empty(ews_hub_t *w, wtopic_t *t) {
+  if (t->env.s.n || t->raw.s.n || t->lua || t->njobs) return;
   ews_names_remove(&w->topics, &t->n);
   wtopic_free(&t->n);
 }
@@ -142,7 +149,7 @@ static void wtopic_release_if_empty(ews_worker_t *w, wtopic_t *t) {
 void ews_topics_free(ews_names_t *t) { ews_names_clear(t, wtopic_free); }
 
 static tsub_t *tsub_of(ews_conn_t *c, const wtopic_t *t) {
-  conn_topics_t *ct = c->topics;
+  conn_topics_t *ct = topics_of(c);
   if (ct)
     for (uint32_t i = 0; i < ct->n; i++)
       if (ct->v[i].t == t) return &ct->v[i];
@@ -150,9 +157,14 @@ static tsub_t *tsub_of(ews_conn_t *c, const wtopic_t *t) {
 }
 
 /* A new entry in c's topics (not live yet). NULL when out of memory. */
-static tsub_t *tsub_add(ews_conn_t *c, wtopic_t *t, int raw) {
-  conn_topics_t *ct = c->topics;
-  if (!ct && !(ct = c->topics = calloc(1, sizeof *ct))) return NULL;
+static tsub_t *tsub_add(ews_hub_t *w, ews_conn_t *c, wtopic_t *t, int raw) {
+  conn_topics_t *ct = topics_of(c);
+  if (!ct) {
+    if (!(ct = calloc(1, sizeof *ct))) return NULL;
+    ct->hook.closed = conn_closed;
+    ct->w = w;
+    ews_conn_hook_add(c, &ct->hook);
+  }
   if (grow((void **)&ct->v, &ct->cap, ct->n + 1, sizeof *ct->v)) return NULL;
   tsub_t *e = &ct->v[ct->n++];
   *e = (tsub_t){.t = t, .raw = raw};
@@ -161,26 +173,28 @@ static tsub_t *tsub_add(ews_conn_t *c, wtopic_t *t, int raw) {
 
 /* Removes entry e (a pointer into c's topics) from c's topics. */
 static void tsub_del(ews_conn_t *c, tsub_t *e) {
-  conn_topics_t *ct = c->topics;
+  conn_topics_t *ct = topics_of(c);
   *e = ct->v[--ct->n];
 }
 
-static int drops(const ews_conn_t *c) { return c->app && c->app->drop_on_backpressure; }
+static int drops(const ews_conn_t *c) {
+  const ews_app_t *app = ews_conn_app(c);
+  return app && app->drop_on_backpressure;
+}
 
 /* Puts c (entry e) in its topic's array, with the mark (epoch, off) when off > 0. */
 static int live_add(ews_conn_t *c, tsub_t *e, uint64_t epoch, int64_t off) {
   wtopic_t *t = e->t;
   connv_t *cv = e->raw ? &t->raw : &t->env;
-  if (grow((void **)&cv->v, &cv->cap, cv->n + 1, sizeof *cv->v)) return EWS_ENOMEM;
+  if (ews_subs_reserve(&cv->s, cv->s.n + 1)) return EWS_ENOMEM;
   if (off > 0 || cv->marks) {
     uint32_t had = cv->mcap;
-    if (grow((void **)&cv->marks, &cv->mcap, cv->cap, sizeof *cv->marks)) return EWS_ENOMEM;
+    if (grow((void **)&cv->marks, &cv->mcap, cv->s.cap, sizeof *cv->marks)) return EWS_ENOMEM;
     if (!had) memset(cv->marks, 0, cv->mcap * sizeof *cv->marks); /* nobody had one */
   }
-  e->idx = cv->n;
-  cv->v[cv->n] = c;
-  if (cv->marks) cv->marks[cv->n] = (mark_t){epoch, off > 0 ? off : 0};
-  cv->n++;
+  e->idx = cv->s.n;
+  if (cv->marks) cv->marks[cv->s.n] = (mark_t){epoch, off > 0 ? off : 0};
+  ews_subs_add(&cv->s, c); /* room reserved: cannot fail */
   if (off > 0) t->nmarks++;
   if (drops(c)) t->ndrop++;
   return 0;
@@ -191,23 +205,22 @@ static int live_add(ews_conn_t *c, tsub_t *e, uint64_t epoch, int64_t off) {
 static void live_remove(ews_conn_t *c, const tsub_t *e) {
   wtopic_t *t = e->t;
   connv_t *cv = e->raw ? &t->raw : &t->env;
-  uint32_t i = e->idx, last = --cv->n;
+  uint32_t i = e->idx, last = cv->s.n - 1;
   if (cv->marks && cv->marks[i].off) t->nmarks--;
   if (drops(c)) t->ndrop--;
-  if (i != last) {
-    ews_conn_t *moved = cv->v[last];
-    cv->v[i] = moved;
+  ews_conn_t *moved = ews_subs_remove(&cv->s, i);
+  if (moved) {
     if (cv->marks) cv->marks[i] = cv->marks[last];
     tsub_of(moved, t)->idx = i;
   }
 }
 
-uint32_t ews_pubsub_local_count(ews_worker_t *w, const char *topic, size_t tl) {
+uint32_t ews_pubsub_local_count(ews_hub_t *w, const char *topic, size_t tl) {
   wtopic_t *t = wtopic_get(w, topic, tl, 0);
-  return t ? t->env.n + t->raw.n + t->nreplay : 0;
+  return t ? t->env.s.n + t->raw.s.n + t->nreplay : 0;
 }
 
-int ews_pubsub_lua_subs(ews_worker_t *w, const char *topic, size_t tl, int delta) {
+int ews_pubsub_lua_subs(ews_hub_t *w, const char *topic, size_t tl, int delta) {
   wtopic_t *t = wtopic_get(w, topic, tl, delta > 0);
   if (!t) return delta > 0 ? EWS_ENOMEM : 0;
   t->lua += delta;
@@ -220,11 +233,11 @@ int ews_pubsub_lua_subs(ews_worker_t *w, const char *topic, size_t tl, int delta
 
 static void on_idle(uv_idle_t *h);
 
-static psw_t *psw(ews_worker_t *w) {
+static psw_t *psw(ews_hub_t *w) {
   if (w->pubsub) return w->pubsub;
   psw_t *ps = calloc(1, sizeof *ps);
   if (!ps) return NULL;
-  if (uv_idle_init(&w->loop, &ps->idle) != 0) {
+  if (uv_idle_init(w->net->loop, &ps->idle) != 0) {
     free(ps);
     return NULL;
   }
@@ -258,10 +271,7 @@ static void idle_set(psw_t *ps, int on) {
 }
 
 /* Room in c's queue for n more bytes without the slow-consumer policy applying. */
-static int fits(const ews_conn_t *c, size_t n) {
-  size_t q = ews_conn_buffered(c);
-  return q == 0 || q + n <= c->app->max_buffered;
-}
+static int fits(const ews_conn_t *c, size_t n) { return ews_conn_fits(c, n); }
 
 static replay_t *job_new(ews_conn_t *c, wtopic_t *t, int raw) {
   replay_t *j = calloc(1, sizeof *j);
@@ -289,7 +299,7 @@ static void job_detach(replay_t *j, int status) {
   j->t->nreplay--;
 }
 
-static void job_free(ews_worker_t *w, replay_t *j) {
+static void job_free(ews_hub_t *w, replay_t *j) {
   job_detach(j, j->status);
   ews_ps_release(j->page + j->pi, j->pn - j->pi);
   wtopic_t *t = j->t;
@@ -300,7 +310,7 @@ static void job_free(ews_worker_t *w, replay_t *j) {
 }
 
 /* Ends a job on the list: tells whoever waits, then frees it. */
-static void job_finish(ews_worker_t *w, psw_t *ps, replay_t *j) {
+static void job_finish(ews_hub_t *w, psw_t *ps, replay_t *j) {
   list_remove(ps, j);
   ews_pubsub_sub_fn done = j->done;
   void *ud = j->ud;
@@ -335,11 +345,11 @@ static int send_gap(replay_t *j, uint64_t epoch, int64_t from, int64_t to, const
 /* Reads the page after the cursor and settles what the client's position is
  * missing (gaps). STEP_LATER (page in hand), STEP_AGAIN (read again from the
  * moved cursor), STEP_BLOCKED (a gap waits for room), or an error. */
-static int read_page(ews_worker_t *w, psw_t *ps, replay_t *j) {
+static int read_page(ews_hub_t *w, psw_t *ps, replay_t *j) {
   wtopic_t *t = j->t;
   ews_ps_view_t v;
   uint32_t n, lim = ps->budget < REPLAY_PAGE ? ps->budget : REPLAY_PAGE;
-  int r = ews_ps_page(w, t->name, t->n.len, j->cursor, lim ? lim : 1, j->raw, &v, j->page, &n);
+  int r = w->engine->pubsub->page(w, t->name, t->n.len, j->cursor, lim ? lim : 1, j->raw, &v, j->page, &n);
   if (r < 0) return r;
   j->pn = n;
   j->pi = 0;
@@ -376,7 +386,7 @@ static int read_page(ews_worker_t *w, psw_t *ps, replay_t *j) {
     }
     j->cursor = v.first - 1;
   }
-  uint32_t maxrec = ews_ps_max_recover();
+  uint32_t maxrec = w->engine->pubsub->max_recover();
   if (v.last - j->cursor > (int64_t)maxrec) {
     int64_t to = v.last - (int64_t)maxrec;
     if ((r = send_gap(j, v.epoch, j->cursor + 1, to, "limit")) != 0) {
@@ -418,12 +428,12 @@ static int go_live(replay_t *j) {
 }
 
 /* Runs job j as far as the budget and the socket's queue allow. */
-static int step(ews_worker_t *w, psw_t *ps, replay_t *j) {
+static int step(ews_hub_t *w, psw_t *ps, replay_t *j) {
   j->fresh = 0;
   for (;;) {
     ews_conn_t *c = j->c;
     if (!c) return STEP_DONE;
-    if (c->state != EWS_CS_OPEN) {
+    if (!ews_conn_is_open(c)) {
       job_detach(j, EWS_ECLOSED);
       return STEP_DONE;
     }
@@ -471,7 +481,7 @@ static int step(ews_worker_t *w, psw_t *ps, replay_t *j) {
 /* Steps every runnable job once, in turn, while the budget lasts; a job that
  * used its turn goes to the back. */
 static void on_idle(uv_idle_t *h) {
-  ews_worker_t *w = h->data;
+  ews_hub_t *w = h->data;
   psw_t *ps = w->pubsub;
   replay_t *j = ps->head, *end = ps->tail;
   while (j && ps->budget) {
@@ -489,20 +499,20 @@ static void on_idle(uv_idle_t *h) {
   }
 }
 
-void ews_pubsub_tick(ews_worker_t *w, int end) {
+void ews_pubsub_tick(ews_hub_t *w, int end) {
   psw_t *ps = w->pubsub;
   if (!ps) return;
   if (end) ps->budget = REPLAY_BUDGET;
   int runnable = 0;
   for (replay_t *j = ps->head; j; j = j->next) {
-    if (j->blocked && (!j->c || j->c->state != EWS_CS_OPEN || fits(j->c, j->need)))
+    if (j->blocked && (!j->c || !ews_conn_is_open(j->c) || fits(j->c, j->need)))
       j->blocked = 0;
     if (!j->blocked) runnable = 1;
   }
   idle_set(ps, runnable);
 }
 
-void ews_pubsub_worker_free(ews_worker_t *w) {
+void ews_pubsub_worker_free(ews_hub_t *w) {
   psw_t *ps = w->pubsub;
   if (!ps) return;
   while (ps->head) {
@@ -515,7 +525,7 @@ void ews_pubsub_worker_free(ews_worker_t *w) {
 }
 
 /* Cancels the replay of entry e (the socket left or unsubscribed). */
-static void job_cancel(ews_worker_t *w, tsub_t *e, int status) {
+static void job_cancel(ews_hub_t *w, tsub_t *e, int status) {
   replay_t *j = e->job;
   job_detach(j, status); /* removes e */
   j->blocked = 0;
@@ -524,24 +534,13 @@ static void job_cancel(ews_worker_t *w, tsub_t *e, int status) {
 
 /* ---- live delivery ------------------------------------------------------------------ */
 
-/* Lua subscribers: edgews._pubsub(topic, epoch_hex, offset, time, data, is_json). */
-static void run_lua(ews_worker_t *w, ews_bus_msg_t *m) {
-  ews_task_t *task = w->L ? ews_task_get(w) : NULL;
-  if (!task) {
-    EWS_ERROR("pubsub: dropped a Lua delivery of %.*s (no task)", (int)m->len, m->data);
-    return;
-  }
-  char hex[17];
-  ews_pubsub_epoch_hex(m->epoch, hex);
-  lua_State *co = task->co;
-  lua_rawgeti(co, LUA_REGISTRYINDEX, w->refs.pubsub);
-  lua_pushlstring(co, m->data, m->len);
-  lua_pushstring(co, hex);
-  lua_pushnumber(co, (lua_Number)m->offset);
-  lua_pushnumber(co, (lua_Number)m->time);
-  lua_pushlstring(co, (const char *)m->raw->data + m->raw_hl, m->raw->len - m->raw_hl);
-  lua_pushboolean(co, m->json);
-  ews_task_start(w, task, 6, NULL);
+/* The local (Lua) subscribers, through the handler the layer above registered. */
+static void run_local(ews_hub_t *w, const ews_ps_msg_t *m) {
+  if (!w->pubsub_local) return;
+  ews_pubsub_event_t e = {m->topic, m->len, m->epoch, m->offset, m->time,
+                          (const char *)m->raw->data + m->raw_hl, m->raw->len - m->raw_hl,
+                          m->json};
+  w->pubsub_local(w, &e);
 }
 
 /* Bytes a frame of plain length n may take on the wire (a compressed frame can be
@@ -552,25 +551,25 @@ static size_t wire_bound(size_t n) { return n + n / 256 + 64; }
  * got this offset from history. A subscriber of a "drop" app whose queue has no
  * room for it would lose it: it is put in behind[] instead (to catch up from
  * history). */
-static void send_to(ews_worker_t *w, wtopic_t *t, connv_t *cv, ews_buf_t *frame, size_t hl,
-                    const ews_bus_msg_t *m, ews_conn_t ***behind, uint32_t *nbehind) {
-  if (!cv->n) return;
+static void send_to(ews_hub_t *w, wtopic_t *t, connv_t *cv, ews_buf_t *frame, size_t hl,
+                    const ews_ps_msg_t *m, ews_conn_t ***behind, uint32_t *nbehind) {
+  if (!cv->s.n) return;
   const uint8_t *p = frame->data + hl;
   size_t n = frame->len - hl;
   if (!t->nmarks && !t->ndrop) {
-    ews_fanout_frame(w, cv->v, cv->n, EWS_OP_TEXT, p, n, frame, 0);
+    ews_fanout_frame(w->net, cv->s.v, cv->s.n, EWS_OP_TEXT, p, n, frame, 0);
     return;
   }
-  ews_conn_t *stackv[64], **v = cv->n <= 64 ? stackv : malloc(cv->n * sizeof *v);
+  ews_conn_t *stackv[64], **v = cv->s.n <= 64 ? stackv : malloc(cv->s.n * sizeof *v);
   if (!v) return;
   uint32_t k = 0;
   size_t room = wire_bound(frame->len);
-  for (uint32_t i = 0; i < cv->n; i++) {
-    ews_conn_t *c = cv->v[i];
+  for (uint32_t i = 0; i < cv->s.n; i++) {
+    ews_conn_t *c = cv->s.v[i];
     if (cv->marks && cv->marks[i].off && cv->marks[i].epoch == m->epoch &&
         m->offset <= cv->marks[i].off)
       continue; /* it has this one from history */
-    if (t->ndrop && drops(c) && c->state == EWS_CS_OPEN && !fits(c, room)) {
+    if (t->ndrop && drops(c) && ews_conn_is_open(c) && !fits(c, room)) {
       ews_conn_t **b = realloc(*behind, (*nbehind + 1) * sizeof **behind);
       if (b) {
         *behind = b;
@@ -580,14 +579,14 @@ static void send_to(ews_worker_t *w, wtopic_t *t, connv_t *cv, ews_buf_t *frame,
     }
     v[k++] = c;
   }
-  ews_fanout_frame(w, v, k, EWS_OP_TEXT, p, n, frame, 0);
+  ews_fanout_frame(w->net, v, k, EWS_OP_TEXT, p, n, frame, 0);
   if (v != stackv) free(v);
 }
 
 /* Marks of `epoch` at or below offset are spent (off = INT64_MAX: all of it). */
 static void spend_marks(wtopic_t *t, connv_t *cv, uint64_t epoch, int64_t offset) {
   if (!cv->marks) return;
-  for (uint32_t i = 0; i < cv->n && t->nmarks; i++)
+  for (uint32_t i = 0; i < cv->s.n && t->nmarks; i++)
     if (cv->marks[i].off && cv->marks[i].epoch == epoch && cv->marks[i].off <= offset) {
       cv->marks[i].off = 0;
       t->nmarks--;
@@ -596,13 +595,13 @@ static void spend_marks(wtopic_t *t, connv_t *cv, uint64_t epoch, int64_t offset
 
 /* A live socket that could not take message m goes back to a replay from the
  * offset before it: it gets the rest from history as its queue drains. */
-static void fall_behind(ews_worker_t *w, wtopic_t *t, ews_conn_t *c, const ews_bus_msg_t *m,
+static void fall_behind(ews_hub_t *w, wtopic_t *t, ews_conn_t *c, const ews_ps_msg_t *m,
                         size_t need) {
   tsub_t *e = tsub_of(c, t);
   psw_t *ps = psw(w);
   replay_t *j = e && ps ? job_new(c, t, e->raw) : NULL;
   if (!j) {
-    EWS_ERROR("pubsub: out of memory: conn %llu misses %.*s#%lld", (unsigned long long)c->id,
+    EWS_ERROR("pubsub: out of memory: conn %llu misses %.*s#%lld", (unsigned long long)ews_conn_id(c),
               (int)t->n.len, t->name, (long long)m->offset);
     return;
   }
@@ -623,7 +622,7 @@ static void fall_behind(ews_worker_t *w, wtopic_t *t, ews_conn_t *c, const ews_b
 static int64_t live_position(wtopic_t *t, const connv_t *cv, uint32_t i, uint64_t epoch,
                              int64_t base) {
   int64_t p = base;
-  const tsub_t *e = tsub_of(cv->v[i], t);
+  const tsub_t *e = tsub_of(cv->s.v[i], t);
   if (e && (e->from_epoch == epoch || !e->from_epoch) && e->from > p) p = e->from;
   if (cv->marks && cv->marks[i].off && cv->marks[i].epoch == epoch && cv->marks[i].off > p)
     p = cv->marks[i].off;
@@ -633,14 +632,14 @@ static int64_t live_position(wtopic_t *t, const connv_t *cv, uint32_t i, uint64_
 /* A live socket that stands at `cursor` of `epoch` while the worker is past it goes
  * back to a replay from there (history has every message the sequencer posted). 0,
  * or EWS_ENOMEM (logged; it stays live). */
-static int rewind_to(ews_worker_t *w, wtopic_t *t, ews_conn_t *c, uint64_t epoch,
+static int rewind_to(ews_hub_t *w, wtopic_t *t, ews_conn_t *c, uint64_t epoch,
                      int64_t cursor) {
   tsub_t *e = tsub_of(c, t);
   psw_t *ps = psw(w);
   replay_t *j = e && ps ? job_new(c, t, e->raw) : NULL;
   if (!j) {
     EWS_ERROR("pubsub: out of memory: conn %llu misses %.*s after #%lld",
-              (unsigned long long)c->id, (int)t->n.len, t->name, (long long)cursor);
+              (unsigned long long)ews_conn_id(c), (int)t->n.len, t->name, (long long)cursor);
     return EWS_ENOMEM;
   }
   live_remove(c, e);
@@ -658,11 +657,11 @@ static int rewind_to(ews_worker_t *w, wtopic_t *t, ews_conn_t *c, uint64_t epoch
 /* Messages posted to this worker were lost before offset `upto` + 1 of `epoch` (its
  * inbox was full, or the sequencer could not build them): the live subscribers that
  * stand below `upto` catch up from history, so none of them has a silent hole. */
-static void catch_up(ews_worker_t *w, wtopic_t *t, connv_t *cv, uint64_t epoch, int64_t upto,
+static void catch_up(ews_hub_t *w, wtopic_t *t, connv_t *cv, uint64_t epoch, int64_t upto,
                      int64_t base) {
-  for (uint32_t i = 0; i < cv->n;) {
-    ews_conn_t *c = cv->v[i];
-    if (c->state == EWS_CS_OPEN && live_position(t, cv, i, epoch, base) < upto &&
+  for (uint32_t i = 0; i < cv->s.n;) {
+    ews_conn_t *c = cv->s.v[i];
+    if (ews_conn_is_open(c) && live_position(t, cv, i, epoch, base) < upto &&
         rewind_to(w, t, c, epoch, live_position(t, cv, i, epoch, base)) == 0)
       continue; /* c left the array: slot i holds another subscriber now */
     i++;
@@ -672,10 +671,10 @@ static void catch_up(ews_worker_t *w, wtopic_t *t, connv_t *cv, uint64_t epoch, 
 /* Checks a topic against the sequencer after messages to this worker were lost:
  * those who stand below its last offset catch up. */
 static void resync_topic(ews_hnode_t *n, void *ud) {
-  ews_worker_t *w = ud;
+  ews_hub_t *w = ud;
   wtopic_t *t = (wtopic_t *)n;
   ews_ps_view_t v;
-  if ((!t->env.n && !t->raw.n && !t->lua) || ews_ps_view(w, t->name, t->n.len, &v) != 0) return;
+  if ((!t->env.s.n && !t->raw.s.n && !t->lua) || w->engine->pubsub->view(w, t->name, t->n.len, &v) != 0) return;
   if (!v.epoch) return;
   int64_t base = t->epoch == v.epoch ? t->seen : 0;
   if (v.last <= base) return;
@@ -686,12 +685,13 @@ static void resync_topic(ews_hnode_t *n, void *ud) {
               " (the worker's inbox was full)", (int)t->n.len, t->name, (long long)base);
 }
 
-void ews_pubsub_resync(ews_worker_t *w) {
+void ews_pubsub_resync(ews_hub_t *w) {
   ews_ht_walk(&w->topics, 0, SIZE_MAX, resync_topic, w);
 }
 
-void ews_pubsub_deliver(ews_worker_t *w, ews_bus_msg_t *m) {
-  wtopic_t *t = wtopic_get(w, m->data, m->len, 0);
+/* Runs a sequenced message on this worker (the kind's run). */
+static void deliver(ews_hub_t *w, ews_ps_msg_t *m) {
+  wtopic_t *t = wtopic_get(w, m->topic, m->len, 0);
   if (!t) return;
   if (t->epoch != m->epoch) {
     /* A new epoch: no message of the previous one comes after this, so its marks
@@ -704,7 +704,7 @@ void ews_pubsub_deliver(ews_worker_t *w, ews_bus_msg_t *m) {
     t->epoch = m->epoch;
     t->seen = 0;
   }
-  if (m->offset > t->seen + 1 && (t->env.n || t->raw.n)) {
+  if (m->offset > t->seen + 1 && (t->env.s.n || t->raw.s.n)) {
     /* Offsets before this one that this worker never got (or, before its first
      * delivery here, that a subscriber's position does not cover): catch up. */
     catch_up(w, t, &t->env, m->epoch, m->offset - 1, t->seen);
@@ -716,7 +716,7 @@ void ews_pubsub_deliver(ews_worker_t *w, ews_bus_msg_t *m) {
   if (m->offset > t->seen) t->seen = m->offset;
   ews_conn_t **behind = NULL;
   uint32_t nbehind = 0, nenv = 0;
-  send_to(w, t, &t->env, m->frame, m->header_len, m, &behind, &nbehind);
+  send_to(w, t, &t->env, m->env, m->env_hl, m, &behind, &nbehind);
   nenv = nbehind;
   send_to(w, t, &t->raw, m->raw, m->raw_hl, m, &behind, &nbehind);
   if (t->nmarks) {
@@ -725,15 +725,52 @@ void ews_pubsub_deliver(ews_worker_t *w, ews_bus_msg_t *m) {
     spend_marks(t, &t->raw, m->epoch, m->offset);
   }
   for (uint32_t i = 0; i < nbehind; i++)
-    fall_behind(w, t, behind[i], m, wire_bound(i < nenv ? m->frame->len : m->raw->len));
+    fall_behind(w, t, behind[i], m, wire_bound(i < nenv ? m->env->len : m->raw->len));
   free(behind);
-  if (t->lua) run_lua(w, m);
+  if (t->lua) run_local(w, m);
+}
+
+/* ---- the bus's pub/sub messages --------------------------------------------------- */
+
+static void msg_run(void *ud, ews_bus_msg_t *m) { deliver(ud, (ews_ps_msg_t *)m); }
+
+static void msg_free(ews_bus_msg_t *m) {
+  ews_ps_msg_t *pm = (ews_ps_msg_t *)m;
+  ews_buf_unref(pm->env);
+  ews_buf_unref(pm->raw);
+  free(pm);
+}
+
+/* A message to this worker was refused (its inbox was full): resync. */
+static void msg_refused(void *ud) { ews_pubsub_resync(ud); }
+
+const ews_bus_kind_t ews_ps_msg_kind = {"pub/sub", msg_run, msg_free, msg_refused};
+
+int ews_ps_post(ews_hub_t *to, const char *topic, size_t tl, ews_buf_t *env, size_t env_hl,
+                ews_buf_t *raw, size_t raw_hl, uint64_t epoch, int64_t offset, int64_t time,
+                int json) {
+  ews_ps_msg_t *m = malloc(sizeof *m + tl);
+  if (!m) return EWS_ENOMEM;
+  m->base.kind = &ews_ps_msg_kind;
+  m->env = env;
+  m->env_hl = env_hl;
+  m->raw = raw;
+  m->raw_hl = raw_hl;
+  m->epoch = epoch;
+  m->offset = offset;
+  m->time = time;
+  m->json = json;
+  m->len = tl;
+  memcpy(m->topic, topic, tl);
+  ews_buf_ref(env);
+  ews_buf_ref(raw);
+  return ews_bus_post(&to->inbox, &m->base);
 }
 
 /* ---- subscribe, unsubscribe ------------------------------------------------------- */
 
 /* Ends a live or replaying subscription entry e of c. */
-static void end_sub(ews_worker_t *w, ews_conn_t *c, tsub_t *e, int status) {
+static void end_sub(ews_hub_t *w, ews_conn_t *c, tsub_t *e, int status) {
   wtopic_t *t = e->t;
   if (e->job) {
     job_cancel(w, e, status);
@@ -744,7 +781,7 @@ static void end_sub(ews_worker_t *w, ews_conn_t *c, tsub_t *e, int status) {
   wtopic_release_if_empty(w, t);
 }
 
-int ews_pubsub_unsubscribe(ews_worker_t *w, ews_conn_t *c, const char *topic, size_t tl) {
+int ews_pubsub_unsubscribe(ews_hub_t *w, ews_conn_t *c, const char *topic, size_t tl) {
   wtopic_t *t = wtopic_get(w, topic, tl, 0);
   tsub_t *e = t ? tsub_of(c, t) : NULL;
   if (!e) return EWS_EINVAL;
@@ -752,21 +789,24 @@ int ews_pubsub_unsubscribe(ews_worker_t *w, ews_conn_t *c, const char *topic, si
   return 0;
 }
 
-void ews_pubsub_drop_conn(ews_worker_t *w, ews_conn_t *c) {
-  conn_topics_t *ct = c->topics;
-  if (!ct) return;
-  while (ct->n) end_sub(w, c, &ct->v[ct->n - 1], EWS_ECLOSED);
+/* The connection closed: every subscription ends (a replay's waiter hears
+ * EWS_ECLOSED). Its hook is already off the connection's list; end_sub finds the
+ * entries through ct itself. */
+static void conn_closed(ews_conn_t *c, ews_conn_hook_t *h) {
+  conn_topics_t *ct = (conn_topics_t *)h;
+  ews_conn_hook_add(c, &ct->hook); /* tsub_of / tsub_del look it up while it ends */
+  while (ct->n) end_sub(ct->w, c, &ct->v[ct->n - 1], EWS_ECLOSED);
+  ews_conn_hook_remove(c, &ct->hook);
   free(ct->v);
   free(ct);
-  c->topics = NULL;
 }
 
 /* A subscription without replay: live from the topic's last offset. */
-static int subscribe_live(ews_worker_t *w, ews_conn_t *c, wtopic_t *t, int raw,
+static int subscribe_live(ews_hub_t *w, ews_conn_t *c, wtopic_t *t, int raw,
                           ews_pubsub_sub_result_t *res) {
   ews_ps_view_t v;
-  int r = ews_ps_view(w, t->name, t->n.len, &v);
-  tsub_t *e = r == 0 ? tsub_add(c, t, raw) : NULL;
+  int r = w->engine->pubsub->view(w, t->name, t->n.len, &v);
+  tsub_t *e = r == 0 ? tsub_add(w, c, t, raw) : NULL;
   if (r == 0 && !e) r = EWS_ENOMEM;
   if (r == 0 && (r = live_add(c, e, v.epoch, v.last)) < 0) tsub_del(c, e);
   if (r < 0) return r;
@@ -778,10 +818,10 @@ static int subscribe_live(ews_worker_t *w, ews_conn_t *c, wtopic_t *t, int raw,
 }
 
 /* A socket that is subscribed already. 0 (answered) or 1 (restart it). */
-static int subscribed_again(ews_worker_t *w, tsub_t *e, const ews_pubsub_sub_opts_t *o,
+static int subscribed_again(ews_hub_t *w, tsub_t *e, const ews_pubsub_sub_opts_t *o,
                             ews_pubsub_sub_result_t *res) {
   ews_ps_view_t v;
-  int r = ews_ps_view(w, e->t->name, e->t->n.len, &v);
+  int r = w->engine->pubsub->view(w, e->t->name, e->t->n.len, &v);
   if (r < 0) return r;
   res->epoch = v.epoch;
   res->offset = v.last;
@@ -800,13 +840,13 @@ static int subscribed_again(ews_worker_t *w, tsub_t *e, const ews_pubsub_sub_opt
   return 0;
 }
 
-int ews_pubsub_subscribe(ews_worker_t *w, ews_conn_t *c, const char *topic, size_t tl,
+int ews_pubsub_subscribe(ews_hub_t *w, ews_conn_t *c, const char *topic, size_t tl,
                          const ews_pubsub_sub_opts_t *o, ews_pubsub_sub_fn done, void *ud,
                          ews_pubsub_sub_result_t *res) {
   memset(res, 0, sizeof *res);
   if (!ews_ps_valid_topic(topic, tl)) return EWS_EINVAL;
-  if (c->state != EWS_CS_OPEN) return EWS_ECLOSED;
-  if (ews_pubsub_persistent() && !w->store) return EWS_ENOSTORE;
+  if (!ews_conn_is_open(c)) return EWS_ECLOSED;
+  if (w->engine->pubsub->persistent() && !w->store) return EWS_ENOSTORE;
   wtopic_t *t = wtopic_get(w, topic, tl, 1);
   if (!t) return EWS_ENOMEM;
   tsub_t *e = tsub_of(c, t);
@@ -826,7 +866,7 @@ int ews_pubsub_subscribe(ews_worker_t *w, ews_conn_t *c, const char *topic, size
   }
   psw_t *ps = psw(w);
   replay_t *j = ps ? job_new(c, t, o->raw) : NULL;
-  if (j && !(e = tsub_add(c, t, o->raw))) {
+  if (j && !(e = tsub_add(w, c, t, o->raw))) {
     job_free(w, j);
     j = NULL;
   }

@@ -9,14 +9,14 @@
 #include <lua.h>
 #include <stdint.h>
 
-struct ews_worker;
-struct ews_conn;
+#include "lua/vm.h"
+#include "net/conn.h"
 
 /* The socket argument: the `_c` of a Lua socket (the connection's address as a
  * number). */
-static inline struct ews_conn *ews_api_conn(lua_State *L, int idx) {
+static inline ews_conn_t *ews_api_conn(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TNUMBER) luaL_argerror(L, idx, "open socket expected");
-  return (struct ews_conn *)(uintptr_t)lua_tonumber(L, idx);
+  return (ews_conn_t *)(uintptr_t)lua_tonumber(L, idx);
 }
 
 /* Adds fns to the table on top of the stack, each with the worker as upvalue. */
@@ -41,14 +41,23 @@ static inline int ews_api_result(lua_State *L, int r) {
 
 /* pub/sub (api_pubsub.c) and notifications (api_notify.c). */
 void ews_api_pubsub_register(lua_State *L, void *w);
+/* The hub's handler for the worker's Lua subscribers of a topic (hub->pubsub_local). */
+struct ews_pubsub_event;
+void ews_api_pubsub_local(ews_hub_t *h, const struct ews_pubsub_event *e);
 void ews_api_notify_register(lua_State *L, void *w);
 /* Document logs of edgews.docs (api_docs.c): doc_append (waits for the commit), doc_load. */
 void ews_api_docs_register(lua_State *L, void *w);
 
 void ews_api_timer_register(lua_State *L, void *w);
+/* core.post: Lua messages to other workers (api_bus.c), and the hub's handler of
+ * those that arrive here (hub->app_message). */
+void ews_api_bus_register(lua_State *L, void *w);
+void ews_api_app_message(ews_hub_t *h, const char *data, size_t len);
 /* Presence (api_presence.c): the presence_* functions and the worker's presence timer. */
 void ews_api_presence_register(lua_State *L, void *w);
+/* Rate limits (api_ratelimit.c): core.take, and the FFI link to hub/ratelimit.h. */
+void ews_api_ratelimit_register(lua_State *L, void *w);
 /* At worker shutdown: stops and frees every Lua timer (and the tasks sleeping). */
-void ews_ltimers_close_all(struct ews_worker *w);
+void ews_ltimers_close_all(ews_vm_t *w);
 
 #endif

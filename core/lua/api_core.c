@@ -16,10 +16,8 @@
 
 #include "err.h"
 #include "log.h"
-#include "hub/buckets.h"
-#include "hub/bus.h"
 #include "hub/channels.h"
-#include "hub/users.h"
+#include "hub/engine.h"
 #include "hub/counters.h"
 #include "lua/api.h"
 #include "lua/runaway.h"
@@ -28,7 +26,6 @@
 #include "net/conn.h"
 #include "net/fanout.h"
 #include "proto/frame.h"
-#include "worker.h"
 
 #define EWS_EXPORT __attribute__((visibility("default"), used))
 
@@ -44,7 +41,7 @@ EWS_EXPORT double ews_ffi_buffered(uintptr_t conn) {
 
 /* ---- edgews.core ------------------------------------------------------------ */
 
-static ews_worker_t *worker_of(lua_State *L) {
+static ews_vm_t *worker_of(lua_State *L) {
   return lua_touserdata(L, lua_upvalueindex(1));
 }
 
@@ -61,7 +58,7 @@ static int l_send(lua_State *L) {
 /* core.fanout(sockets, data, is_binary) -> number queued: one message to many
  * sockets of this worker, framed (and compressed) once (net/fanout.h). */
 static int l_fanout(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   size_t n;
   const char *p = luaL_checklstring(L, 2, &n);
@@ -84,7 +81,7 @@ static int l_fanout(lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  int r = ews_fanout(w, conns, count, binary ? EWS_OP_BINARY : EWS_OP_TEXT, p, n);
+  int r = ews_fanout(w->net, conns, count, binary ? EWS_OP_BINARY : EWS_OP_TEXT, p, n);
   if (conns != stack_conns) free(conns);
   if (r < 0) return push_result(L, r);
   lua_pushinteger(L, r);
@@ -94,15 +91,16 @@ static int l_fanout(lua_State *L) {
 /* core.app_sockets(path) -> the socket tables of the app's open connections on
  * this worker. */
 static int l_app_sockets(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   size_t plen;
   const char *path = luaL_checklstring(L, 1, &plen);
   lua_createtable(L, 16, 0);
   int i = 0;
-  for (ews_conn_t *c = w ? w->conns : NULL; c; c = c->next) {
-    if (c->state != EWS_CS_OPEN || c->sock_ref == LUA_NOREF || !c->app) continue;
-    if (strlen(c->app->path) != plen || memcmp(c->app->path, path, plen) != 0) continue;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->sock_ref);
+  for (ews_conn_t *c = w ? w->net->conns : NULL; c; c = ews_conn_next(c)) {
+    const ews_app_t *app = ews_conn_app(c);
+    if (!ews_conn_is_open(c) || c->uref == LUA_NOREF || !app) continue;
+    if (strlen(app->path) != plen || memcmp(app->path, path, plen) != 0) continue;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->uref);
     lua_rawseti(L, -2, ++i);
   }
   return 1;
@@ -130,21 +128,12 @@ static int l_buffered(lua_State *L) {
 
 static int l_remote_addr(lua_State *L) {
   ews_conn_t *c = check_conn(L, 1);
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
   char ip[64];
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) {
+  int port;
+  if (ews_conn_peer(c, ip, sizeof ip, &port) != 0) {
     lua_pushnil(L);
     lua_pushliteral(L, "not connected");
     return 2;
-  }
-  int port;
-  if (ss.ss_family == AF_INET6) {
-    uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-    port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  } else {
-    uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-    port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
   }
   lua_pushstring(L, ip);
   lua_pushinteger(L, port);
@@ -158,14 +147,14 @@ static int l_remote_addr(lua_State *L) {
  * is the watchdog stopping a runaway run (lua/runaway.h), the stop is caught here:
  * the connection is failed even with keep_open, and the result is true. */
 static int l_handler_error(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   const char *event = luaL_checkstring(L, 2);
   size_t len;
   const char *msg = luaL_checklstring(L, 3, &len);
   const char *tb = strstr(msg, "\nstack traceback:");
   int head = tb ? (int)(tb - msg) : (int)len;
   ews_conn_t *c = lua_type(L, 1) == LUA_TNUMBER ? (ews_conn_t *)(uintptr_t)lua_tonumber(L, 1) : NULL;
-  EWS_ERROR("%s handler error (conn %llu): %.*s", event, c ? (unsigned long long)c->id : 0ULL,
+  EWS_ERROR("%s handler error (conn %llu): %.*s", event, c ? (unsigned long long)ews_conn_id(c) : 0ULL,
             head, msg);
   if (tb) EWS_DEBUG("%s", tb + 1);
   if (w) EWS_STAT_ADD(w->stats.handler_errors, 1);
@@ -187,12 +176,11 @@ static int l_set_run_budget(lua_State *L) {
 /* core.auth_done(ok, user | nil, status, message): the authenticator of the
  * connection this task serves has decided (a no-op when the client went away). */
 static int l_auth_done(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   ews_task_t *t = ews_task_current(w, L);
   ews_conn_t *c = t ? t->conn : NULL;
   int ok = lua_toboolean(L, 1);
-  if (!c) return 0;
-  int user_ref = LUA_NOREF;
+  if (!c || !ews_conn_awaiting_auth(c)) return 0;
   char idbuf[256];
   const char *uid = NULL;
   if (ok && lua_istable(L, 2)) {
@@ -204,10 +192,11 @@ static int l_auth_done(lua_State *L) {
       uid = idbuf;
     }
     lua_pop(L, 1);
+    /* The user waits in c->uref for the open event (or the connection's end). */
     lua_pushvalue(L, 2);
-    user_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    c->uref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  ews_conn_auth_done(c, ok, user_ref, uid, (int)luaL_optinteger(L, 3, 401), luaL_optstring(L, 4, NULL));
+  ews_conn_auth_done(c, ok, uid, (int)luaL_optinteger(L, 3, 401), luaL_optstring(L, 4, NULL));
   return 0;
 }
 
@@ -252,40 +241,32 @@ static int l_authenticated(lua_State *L) {
   return 0;
 }
 
-/* core.post(worker_id, blob) -> true | nil, err: a bus message for another worker. */
-static int l_post(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
-  int to = (int)luaL_checkinteger(L, 1);
-  size_t n;
-  const char *p = luaL_checklstring(L, 2, &n);
-  if (!w || to < 0 || to >= w->server->nworkers) return push_result(L, EWS_EINVAL);
-  return push_result(L, ews_bus_post(&w->server->workers[to], p, n));
-}
-
 /* core.user_add(uid, socket_id) / core.user_remove(uid, socket_id) /
  * core.user_list(uid) -> { {worker, socket_id}, ... } */
 static int l_user_add(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   size_t n;
   const char *uid = luaL_checklstring(L, 1, &n);
-  return push_result(L, w ? ews_users_add(uid, n, w->id, luaL_checknumber(L, 2)) : 0);
+  return push_result(L, w ? w->hub->engine->users->add(uid, n, w->id, luaL_checknumber(L, 2)) : 0);
 }
 
 static int l_user_remove(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   size_t n;
   const char *uid = luaL_checklstring(L, 1, &n);
-  if (w) ews_users_remove(uid, n, w->id, luaL_checknumber(L, 2));
+  if (w) w->hub->engine->users->remove(uid, n, w->id, luaL_checknumber(L, 2));
   return 0;
 }
 
 static int l_user_list(lua_State *L) {
+  ews_vm_t *w = worker_of(L);
   size_t n;
   const char *uid = luaL_checklstring(L, 1, &n);
+  const ews_users_engine_t *users = w ? w->hub->engine->users : ews_engine_local.users;
   ews_user_socket_t buf[64];
-  size_t total = ews_users_list(uid, n, buf, 64);
+  size_t total = users->list(uid, n, buf, 64);
   ews_user_socket_t *all = buf;
-  if (total > 64 && (all = malloc(total * sizeof *all))) total = ews_users_list(uid, n, all, total);
+  if (total > 64 && (all = malloc(total * sizeof *all))) total = users->list(uid, n, all, total);
   else if (total > 64) total = 64, all = buf;
   lua_createtable(L, (int)total, 0);
   for (size_t i = 0; i < total; i++) {
@@ -302,30 +283,36 @@ static int l_user_list(lua_State *L) {
 
 /* core.stats_all() -> counters summed over every worker */
 static int l_stats_all(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   lua_createtable(L, 0, 16);
   if (!w) return 1;
-  ews_worker_stats_t sum;
+  struct {
+    uint64_t conns_total, msgs_in, msgs_out, bytes_in, bytes_out, handler_errors, compressed;
+    uint64_t lua[EWS_LC_MAX], rejected[EWS_RJ_MAX];
+  } sum;
   memset(&sum, 0, sizeof sum);
   uint32_t open = 0;
-  const ews_server_t *s = w->server;
-  for (int i = 0; i < s->nworkers; i++) {
-    const ews_worker_stats_t *st = &s->workers[i].stats;
-    sum.conns_total += EWS_STAT_LOAD(st->conns_total);
-    sum.msgs_in += EWS_STAT_LOAD(st->msgs_in);
-    sum.msgs_out += EWS_STAT_LOAD(st->msgs_out);
-    sum.bytes_in += EWS_STAT_LOAD(st->bytes_in);
-    sum.bytes_out += EWS_STAT_LOAD(st->bytes_out);
+  for (int i = 0; i < w->nworkers; i++) {
+    /* Every worker's contexts are linked before any starts: read without locks. */
+    const ews_hub_t *h = w->hub->peers[i];
+    const ews_vm_t *v = h->up;
+    const ews_vm_stats_t *st = &v->stats;
+    const ews_net_stats_t *ns = &h->net->stats;
+    sum.conns_total += EWS_STAT_LOAD(ns->conns_total);
+    sum.msgs_in += EWS_STAT_LOAD(ns->msgs_in);
+    sum.msgs_out += EWS_STAT_LOAD(ns->msgs_out);
+    sum.bytes_in += EWS_STAT_LOAD(ns->bytes_in);
+    sum.bytes_out += EWS_STAT_LOAD(ns->bytes_out);
     sum.handler_errors += EWS_STAT_LOAD(st->handler_errors);
-    sum.compressed += EWS_STAT_LOAD(st->compressed);
-    for (int k = 0; k < EWS_LC_MAX; k++) sum.lua[k] += EWS_STAT_LOAD(st->lua[k]);
-    for (int k = 0; k < EWS_RJ_MAX; k++) sum.rejected[k] += EWS_STAT_LOAD(st->rejected[k]);
-    open += __atomic_load_n(&s->workers[i].nconns, __ATOMIC_RELAXED);
+    sum.compressed += EWS_STAT_LOAD(ns->compressed);
+    for (int k = 0; k < EWS_LC_MAX; k++) sum.lua[k] += ews_vm_count(v, k);
+    for (int k = 0; k < EWS_RJ_MAX; k++) sum.rejected[k] += EWS_STAT_LOAD(ns->rejected[k]);
+    open += ews_net_nconns(h->net);
   }
 #define F(name, v)                     \
   lua_pushnumber(L, (lua_Number)(v)); \
   lua_setfield(L, -2, name)
-  F("workers", s->nworkers);
+  F("workers", w->nworkers);
   F("connections", open);
   F("connections_total", sum.conns_total);
   F("messages_in", sum.msgs_in);
@@ -360,46 +347,48 @@ static int l_stats_all(lua_State *L) {
 
 /* core.subscribe(c, channel) / core.unsubscribe(c, channel) -> true | nil, err */
 static int l_subscribe(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   ews_conn_t *c = check_conn(L, 1);
   size_t n;
   const char *name = luaL_checklstring(L, 2, &n);
-  return push_result(L, ews_chan_subscribe(w, c, name, n));
+  return push_result(L, ews_chan_subscribe(w->hub, c, name, n));
 }
 
 static int l_unsubscribe(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   ews_conn_t *c = check_conn(L, 1);
   size_t n;
   const char *name = luaL_checklstring(L, 2, &n);
-  return push_result(L, ews_chan_unsubscribe(w, c, name, n));
+  return push_result(L, ews_chan_unsubscribe(w->hub, c, name, n));
 }
 
 /* core.publish(channel, data, is_binary, exclude_socket_id) -> local deliveries */
 static int l_publish(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   size_t nl, n;
   const char *name = luaL_checklstring(L, 1, &nl);
   const char *p = luaL_checklstring(L, 2, &n);
   int binary = lua_toboolean(L, 3);
   uint64_t exclude = (uint64_t)luaL_optnumber(L, 4, 0);
   if (!w) return push_result(L, EWS_EINVAL);
-  int r = ews_chan_publish(w, name, nl, binary ? EWS_OP_BINARY : EWS_OP_TEXT, p, n, exclude);
+  int r = ews_chan_publish(w->hub, name, nl, binary ? EWS_OP_BINARY : EWS_OP_TEXT, p, n, exclude);
   if (r < 0) return push_result(L, r);
   lua_pushinteger(L, r);
   return 1;
 }
 
 static int l_channel_count(lua_State *L) {
+  ews_vm_t *w = worker_of(L);
   size_t n;
   const char *name = luaL_checklstring(L, 1, &n);
-  lua_pushinteger(L, ews_chan_count(name, n));
+  const ews_chan_engine_t *chan = w ? w->hub->engine->chan : ews_engine_local.chan;
+  lua_pushinteger(L, chan->count(name, n));
   return 1;
 }
 
 /* core.count(name): bumps an application-layer counter shown in /metrics. */
 static int l_count(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   const char *name = luaL_checkstring(L, 1);
   static const char *const names[] = {
 #define XX(n) #n,
@@ -413,21 +402,6 @@ static int l_count(lua_State *L) {
     }
   }
   return luaL_error(L, "core.count: unknown counter '%s'", name);
-}
-
-/* core.take(key, rate, burst, n) -> true | false, retry_after: a token bucket
- * shared by all workers (hub/buckets.h). */
-static int l_take(lua_State *L) {
-  size_t len;
-  const char *key = luaL_checklstring(L, 1, &len);
-  double rate = luaL_checknumber(L, 2), burst = luaL_checknumber(L, 3);
-  double n = luaL_optnumber(L, 4, 1);
-  double retry = 0;
-  int ok = ews_bucket_take(key, len, rate, burst, n, (double)uv_hrtime() / 1e9, &retry);
-  lua_pushboolean(L, ok);
-  if (ok) return 1;
-  lua_pushnumber(L, retry);
-  return 2;
 }
 
 /* core.connection_count(path) -> open connections of the app on all workers */
@@ -454,40 +428,40 @@ static int l_log_level(lua_State *L) {
 }
 
 static int l_worker_id(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   lua_pushinteger(L, w ? w->id : -1);
   return 1;
 }
 
 static int l_workers(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
-  lua_pushinteger(L, w ? w->server->nworkers : 0);
+  ews_vm_t *w = worker_of(L);
+  lua_pushinteger(L, w ? w->nworkers : 0);
   return 1;
 }
 
 static int l_now(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
-  lua_pushnumber(L, w ? (lua_Number)uv_now(&w->loop) / 1000.0 : (lua_Number)uv_hrtime() / 1e9);
+  ews_vm_t *w = worker_of(L);
+  lua_pushnumber(L, w ? (lua_Number)uv_now(w->net->loop) / 1000.0 : (lua_Number)uv_hrtime() / 1e9);
   return 1;
 }
 
 static int l_stats(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   lua_createtable(L, 0, 10);
   if (!w) return 1;
 #define FIELD(name, val)            \
   lua_pushnumber(L, (lua_Number)(val)); \
   lua_setfield(L, -2, name)
   FIELD("worker", w->id);
-  FIELD("connections", w->nconns);
-  FIELD("connections_all_workers", __atomic_load_n(&w->server->nconns, __ATOMIC_RELAXED));
-  FIELD("connections_total", w->stats.conns_total);
-  FIELD("messages_in", w->stats.msgs_in);
-  FIELD("messages_out", w->stats.msgs_out);
-  FIELD("bytes_in", w->stats.bytes_in);
-  FIELD("bytes_out", w->stats.bytes_out);
+  FIELD("connections", w->net->nconns);
+  FIELD("connections_all_workers", __atomic_load_n(w->net->total_conns, __ATOMIC_RELAXED));
+  FIELD("connections_total", w->net->stats.conns_total);
+  FIELD("messages_in", w->net->stats.msgs_in);
+  FIELD("messages_out", w->net->stats.msgs_out);
+  FIELD("bytes_in", w->net->stats.bytes_in);
+  FIELD("bytes_out", w->net->stats.bytes_out);
   FIELD("handler_errors", w->stats.handler_errors);
-  FIELD("messages_compressed", w->stats.compressed);
+  FIELD("messages_compressed", w->net->stats.compressed);
   FIELD("timers", w->nltimers);
 #undef FIELD
   return 1;
@@ -510,7 +484,7 @@ static double opt_num(lua_State *L, int t, const char *k, double def) {
 /* set_routes({ {path=..., protocols={...}, max_message_size=..., ...}, ... }):
  * replaces this worker's routes. The Lua side has validated every field. */
 static int l_set_routes(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!w) return 0;
   size_t n = lua_objlen(L, 1);
@@ -555,7 +529,7 @@ static int l_set_routes(lua_State *L) {
       lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    const ews_config_t *cfg = w->server->cfg;
+    const ews_config_t *cfg = w->cfg;
     if (cfg->compression >= 0) {
       pc->enabled = cfg->compression > 0;
       pc->mode = cfg->compression == 2 ? EWS_PMD_DEDICATED : EWS_PMD_SHARED;
@@ -642,8 +616,8 @@ static int l_set_routes(lua_State *L) {
     }
     lua_settop(L, t - 1);
   }
-  ews_routes_t old = w->routes;
-  w->routes = nr;
+  ews_routes_t old = w->net->routes;
+  w->net->routes = nr;
   ews_routes_clear(&old); /* open connections keep their own references */
   return 0;
 }
@@ -659,8 +633,8 @@ static const luaL_Reg core_fns[] = {
     {"app_sockets", l_app_sockets}, {"auth_done", l_auth_done},
     {"count_user", l_count_user}, {"connection_count", l_connection_count},
     {"auth_deadline", l_auth_deadline}, {"authenticated", l_authenticated},
-    {"take", l_take}, {"count", l_count},
-    {"post", l_post}, {"user_add", l_user_add}, {"user_remove", l_user_remove},
+    {"count", l_count},
+    {"user_add", l_user_add}, {"user_remove", l_user_remove},
     {"user_list", l_user_list}, {"stats_all", l_stats_all},
     {"subscribe", l_subscribe}, {"unsubscribe", l_unsubscribe}, {"publish", l_publish},
     {"channel_count", l_channel_count}, {"set_run_budget", l_set_run_budget},
@@ -674,7 +648,9 @@ int ews_luaopen_core(lua_State *L) {
   ews_api_pubsub_register(L, w);
   ews_api_notify_register(L, w);
   ews_api_docs_register(L, w);
+  ews_api_bus_register(L, w);
   ews_api_presence_register(L, w);
+  ews_api_ratelimit_register(L, w);
   /* Error codes by number -> short lower-case name ("closed", "backpressure", ...). */
   lua_createtable(L, 0, 48);
 #define XX(name, val, cc, hs, msg)        \

@@ -10,10 +10,9 @@
 #include "hub/store.h"
 #include "lua/api.h"
 #include "lua/tasks.h"
-#include "worker.h"
 
-static ews_worker_t *worker_of(lua_State *L) {
-  ews_worker_t *w = lua_touserdata(L, lua_upvalueindex(1));
+static ews_vm_t *worker_of(lua_State *L) {
+  ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
   if (!w) luaL_error(L, "documents need a worker (not available while reading the configuration)");
   return w;
 }
@@ -34,7 +33,7 @@ static void on_done(ews_store_req_t *req, void *ud) {
 /* core.doc_append(name, rev, client, seq, op, snapshot|nil, keep) -> true | nil, code.
  * Only inside a task: it waits for the commit. */
 static int l_append(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   size_t nl, cl, ol, sl = 0;
   const char *name = luaL_checklstring(L, 1, &nl);
   int64_t rev = (int64_t)luaL_checknumber(L, 2);
@@ -43,13 +42,13 @@ static int l_append(lua_State *L) {
   const char *op = luaL_checklstring(L, 5, &ol);
   const char *snap = lua_isnoneornil(L, 6) ? NULL : luaL_checklstring(L, 6, &sl);
   int64_t keep = (int64_t)luaL_checknumber(L, 7);
-  if (!w->store) return ews_api_result(L, EWS_ENOSTORE);
+  if (!w->hub->store) return ews_api_result(L, EWS_ENOSTORE);
   ews_task_t *task = ews_task_current(w, L);
   if (!task) return luaL_error(L, "a document commit can only wait inside a handler");
   ews_store_req_t *req;
   int r = ews_store_req_doc_append(&req, name, nl, rev, client, cl, seq, op, ol, snap, sl, keep);
   if (r < 0) return ews_api_result(L, r);
-  r = ews_store_submit(w->store, req, on_done, task);
+  r = ews_store_submit(w->hub->store, req, on_done, task);
   if (r < 0) return ews_api_result(L, r);
   task->waiting = 1;
   return lua_yield(L, 0);
@@ -59,13 +58,13 @@ static int l_append(lua_State *L) {
  *   | { rev, snapshot_rev, snapshot, ops = { { rev, seq, client, op }, ... } }
  *   | nil, code */
 static int l_load(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   size_t nl;
   const char *name = luaL_checklstring(L, 1, &nl);
   int64_t history = (int64_t)luaL_checknumber(L, 2);
-  if (!w->store) return ews_api_result(L, EWS_ENOSTORE);
+  if (!w->hub->store) return ews_api_result(L, EWS_ENOSTORE);
   ews_store_doc_t d;
-  int r = ews_store_doc_load(w->store, name, nl, history, &d);
+  int r = ews_store_doc_load(w->hub->store, name, nl, history, &d);
   if (r < 0) return ews_api_result(L, r);
   if (!d.exists) {
     lua_pushboolean(L, 0);

@@ -10,19 +10,18 @@
 #include "hub/store.h"
 #include "lua/api.h"
 #include "lua/tasks.h"
-#include "worker.h"
 
 #define MAX_IDS 1000
 
-static ews_worker_t *worker_of(lua_State *L) {
-  ews_worker_t *w = lua_touserdata(L, lua_upvalueindex(1));
+static ews_vm_t *worker_of(lua_State *L) {
+  ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
   if (!w) luaL_error(L, "notifications need a worker (not available while reading the configuration)");
   return w;
 }
 
 static void on_done(ews_store_req_t *req, void *ud) {
   ews_task_t *task = ud;
-  ews_worker_t *w = task->w;
+  ews_vm_t *w = task->w;
   lua_State *co = task->co;
   if (req->status < 0) {
     lua_pushnil(co);
@@ -44,9 +43,9 @@ static void on_done_ignored(ews_store_req_t *req, void *ud) {
 
 /* Submits req; inside a task and when asked to wait, parks it until the commit
  * (resumed by on_done). */
-static int submit(lua_State *L, ews_worker_t *w, ews_store_req_t *req, int wait) {
+static int submit(lua_State *L, ews_vm_t *w, ews_store_req_t *req, int wait) {
   ews_task_t *task = wait ? ews_task_current(w, L) : NULL;
-  int r = ews_store_submit(w->store, req, task ? on_done : on_done_ignored, task);
+  int r = ews_store_submit(w->hub->store, req, task ? on_done : on_done_ignored, task);
   if (r < 0) return ews_api_result(L, r);
   if (!task) {
     lua_pushboolean(L, 1);
@@ -59,12 +58,12 @@ static int submit(lua_State *L, ews_worker_t *w, ews_store_req_t *req, int wait)
 /* core.notif_store(user, payload, ttl) -> id, created_at | true (outside a
  * handler: not waited for) | nil, code */
 static int l_store(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   size_t ul, n;
   const char *user = luaL_checklstring(L, 1, &ul);
   const char *p = luaL_checklstring(L, 2, &n);
   int ttl = (int)luaL_optinteger(L, 3, 0);
-  if (!w->store) return ews_api_result(L, EWS_ENOSTORE);
+  if (!w->hub->store) return ews_api_result(L, EWS_ENOSTORE);
   ews_store_req_t *req;
   int r = ews_store_req_notif(&req, user, ul, p, n, ttl);
   if (r < 0) return ews_api_result(L, r);
@@ -73,12 +72,12 @@ static int l_store(lua_State *L) {
 
 /* core.notif_mark(user|nil, {ids}, state, wait) -> changed | true | nil, code */
 static int l_mark(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   size_t ul = 0;
   const char *user = lua_isnil(L, 1) ? NULL : luaL_checklstring(L, 1, &ul);
   luaL_checktype(L, 2, LUA_TTABLE);
   int state = (int)luaL_checkinteger(L, 3);
-  if (!w->store) return ews_api_result(L, EWS_ENOSTORE);
+  if (!w->hub->store) return ews_api_result(L, EWS_ENOSTORE);
   size_t n = lua_objlen(L, 2);
   if (n == 0 || n > MAX_IDS) return ews_api_result(L, EWS_EINVAL);
   int64_t ids[MAX_IDS];
@@ -118,13 +117,13 @@ static void push_rows(lua_State *L, const ews_store_notifs_t *res) {
 
 /* core.notif_pending(user, limit) -> rows, total | nil, code */
 static int l_pending(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   size_t ul;
   const char *user = luaL_checklstring(L, 1, &ul);
   uint32_t limit = (uint32_t)luaL_optinteger(L, 2, 100);
-  if (!w->store) return ews_api_result(L, EWS_ENOSTORE);
+  if (!w->hub->store) return ews_api_result(L, EWS_ENOSTORE);
   ews_store_notifs_t res;
-  int r = ews_store_notif_pending(w->store, user, ul, limit, &res);
+  int r = ews_store_notif_pending(w->hub->store, user, ul, limit, &res);
   if (r < 0) return ews_api_result(L, r);
   push_rows(L, &res);
   lua_pushnumber(L, (lua_Number)res.total);
@@ -134,14 +133,14 @@ static int l_pending(lua_State *L) {
 
 /* core.notif_list(user, limit, offset) -> rows, total | nil, code */
 static int l_list(lua_State *L) {
-  ews_worker_t *w = worker_of(L);
+  ews_vm_t *w = worker_of(L);
   size_t ul;
   const char *user = luaL_checklstring(L, 1, &ul);
   uint32_t limit = (uint32_t)luaL_optinteger(L, 2, 20);
   uint32_t offset = (uint32_t)luaL_optinteger(L, 3, 0);
-  if (!w->store) return ews_api_result(L, EWS_ENOSTORE);
+  if (!w->hub->store) return ews_api_result(L, EWS_ENOSTORE);
   ews_store_notifs_t res;
-  int r = ews_store_notif_list(w->store, user, ul, limit, offset, &res);
+  int r = ews_store_notif_list(w->hub->store, user, ul, limit, offset, &res);
   if (r < 0) return ews_api_result(L, r);
   push_rows(L, &res);
   lua_pushnumber(L, (lua_Number)res.total);
@@ -151,8 +150,8 @@ static int l_list(lua_State *L) {
 
 /* core.has_store() -> true when the server runs with a data directory */
 static int l_has_store(lua_State *L) {
-  ews_worker_t *w = lua_touserdata(L, lua_upvalueindex(1));
-  lua_pushboolean(L, w && w->store != NULL);
+  ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
+  lua_pushboolean(L, w && w->hub->store != NULL);
   return 1;
 }
 

@@ -17,11 +17,10 @@
 #include "log.h"
 #include "lua/api.h"
 #include "lua/tasks.h"
-#include "worker.h"
 
 typedef struct ews_ltimer {
   uv_timer_t handle;
-  ews_worker_t *w;
+  ews_vm_t *w;
   struct ews_ltimer *prev, *next;
   ews_task_t *task; /* sleep: the parked task to resume */
   int fn_ref;       /* timer/every: the function to run */
@@ -39,7 +38,7 @@ static void unlink_timer(ews_ltimer_t *t) {
 }
 
 /* id -> t in the worker's table (t NULL: removes the entry). */
-static void map_set(lua_State *L, ews_worker_t *w, double id, ews_ltimer_t *t) {
+static void map_set(lua_State *L, ews_vm_t *w, double id, ews_ltimer_t *t) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, w->ltimer_map);
   lua_pushnumber(L, id);
   if (t) lua_pushlightuserdata(L, t);
@@ -50,7 +49,7 @@ static void map_set(lua_State *L, ews_worker_t *w, double id, ews_ltimer_t *t) {
 
 /* L: the running Lua thread, or NULL outside Lua (the worker's main state is used). */
 static void destroy(ews_ltimer_t *t, lua_State *L) {
-  ews_worker_t *w = t->w;
+  ews_vm_t *w = t->w;
   unlink_timer(t);
   if (!L) L = w->L;
   if (L) {
@@ -63,7 +62,7 @@ static void destroy(ews_ltimer_t *t, lua_State *L) {
 
 static void on_fire(uv_timer_t *h) {
   ews_ltimer_t *t = h->data;
-  ews_worker_t *w = t->w;
+  ews_vm_t *w = t->w;
   if (t->task) {
     ews_task_t *task = t->task;
     t->task = NULL;
@@ -93,11 +92,11 @@ static uint64_t delay_ms(lua_State *L, double secs) {
   return ms >= 9.2e18 ? UINT64_MAX : (uint64_t)ms;
 }
 
-static ews_ltimer_t *new_timer(lua_State *L, ews_worker_t *w) {
+static ews_ltimer_t *new_timer(lua_State *L, ews_vm_t *w) {
   if (!w) luaL_error(L, "timers need a worker (not available while reading the configuration)");
   ews_ltimer_t *t = calloc(1, sizeof *t);
   if (!t) luaL_error(L, "out of memory");
-  uv_timer_init(&w->loop, &t->handle);
+  uv_timer_init(w->net->loop, &t->handle);
   t->handle.data = t;
   t->w = w;
   t->fn_ref = LUA_NOREF;
@@ -110,7 +109,7 @@ static ews_ltimer_t *new_timer(lua_State *L, ews_worker_t *w) {
 
 /* core.sleep(secs): only inside a handler task; yields until the time has passed. */
 static int l_sleep(lua_State *L) {
-  ews_worker_t *w = lua_touserdata(L, lua_upvalueindex(1));
+  ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
   uint64_t ms = delay_ms(L, luaL_checknumber(L, 1));
   ews_task_t *task = ews_task_current(w, L);
   if (!task) return luaL_error(L, "edgews.sleep can only wait inside a handler");
@@ -123,7 +122,7 @@ static int l_sleep(lua_State *L) {
 
 /* core.timer(secs, fn [, every]) -> id */
 static int l_timer(lua_State *L) {
-  ews_worker_t *w = lua_touserdata(L, lua_upvalueindex(1));
+  ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
   double secs = luaL_checknumber(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   int every = lua_toboolean(L, 3);
@@ -146,7 +145,7 @@ static int l_timer(lua_State *L) {
 
 /* core.timer_cancel(id) -> true if it was pending */
 static int l_timer_cancel(lua_State *L) {
-  ews_worker_t *w = lua_touserdata(L, lua_upvalueindex(1));
+  ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
   double id = luaL_checknumber(L, 1);
   ews_ltimer_t *t = NULL;
   if (w && w->ltimer_map) {
@@ -167,7 +166,7 @@ void ews_api_timer_register(lua_State *L, void *w) {
   ews_api_add(L, w, fns);
 }
 
-void ews_ltimers_close_all(ews_worker_t *w) {
+void ews_ltimers_close_all(ews_vm_t *w) {
   while (w->ltimers) {
     ews_ltimer_t *t = w->ltimers;
     if (t->task) {

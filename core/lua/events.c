@@ -1,4 +1,5 @@
-/* events.c — delivering connection events to Lua (see events.h). Each event runs
+/* events.c — delivering connection events to Lua (see events.h): the Lua layer's
+ * ews_conn_ops_t. Each event runs
  * the matching dispatcher of lua/edgews/init.lua in a task (a pooled coroutine,
  * lua/tasks.h). While a task of the connection waits, later events go to the
  * dispatcher's queue instead and that task runs them in order when its handler is
@@ -16,34 +17,31 @@
 #include "lua/tasks.h"
 #include "lua/vm.h"
 #include "proto/http_head.h"
-#include "worker.h"
 
 #define EWS_MAX_QUEUED 64
 
+static ews_vm_t *worker_of(const ews_conn_t *c) { return ews_conn_owner(c); }
+
 static ews_task_t *task_or_fail(ews_conn_t *c) {
-  ews_task_t *t = ews_task_get(c->w);
+  ews_task_t *t = ews_task_get(worker_of(c));
   if (!t) {
-    EWS_ERROR("conn %llu: out of memory for a handler task", (unsigned long long)c->id);
+    EWS_ERROR("conn %llu: out of memory for a handler task", (unsigned long long)ews_conn_id(c));
     ews_conn_fail(c, EWS_ENOMEM, NULL);
   }
   return t;
 }
 
-void ews_lua_unref(ews_worker_t *w, int ref) {
-  if (w->L && ref != LUA_NOREF) luaL_unref(w->L, LUA_REGISTRYINDEX, ref);
-}
-
 /* The request as the authenticator sees it: method, path, query (raw), params (the
  * query parsed), headers (lower-case names; repeated headers joined with ", "),
  * remote_addr, remote_port, protocols (the offered subprotocols). */
-void ews_lua_authenticate(ews_conn_t *c, const void *reqp, const char *ip, int port) {
-  const ews_http_request_t *req = reqp;
-  ews_worker_t *w = c->w;
+static void on_authenticate(ews_conn_t *c, const ews_http_request_t *req, const char *ip,
+                            int port) {
+  ews_vm_t *w = worker_of(c);
   ews_task_t *t = task_or_fail(c);
   if (!t) return;
   lua_State *co = t->co;
   lua_rawgeti(co, LUA_REGISTRYINDEX, w->refs.authenticate);
-  lua_pushstring(co, c->app->path);
+  lua_pushstring(co, ews_conn_app(c)->path);
   lua_createtable(co, 0, 8);
   lua_pushlstring(co, req->method, req->method_len);
   lua_setfield(co, -2, "method");
@@ -80,9 +78,13 @@ void ews_lua_authenticate(ews_conn_t *c, const void *reqp, const char *ip, int p
   ews_task_start(w, t, 2, c);
 }
 
-void ews_lua_on_open(ews_conn_t *c, const char *protocol, int user_ref) {
-  ews_worker_t *w = c->w;
+/* The socket object, with ctx.user from the user the authenticator left in c->uref
+ * (its registry reference, given up here), then the open handler. */
+static void on_open(ews_conn_t *c, const char *protocol) {
+  ews_vm_t *w = worker_of(c);
   lua_State *L = w->L;
+  int user_ref = c->uref;
+  c->uref = LUA_NOREF;
   /* The socket object: a plain table, so field reads (id, ctx) cost what any table
    * read costs. */
   lua_createtable(L, 0, protocol ? 5 : 4); /* exact: the hash part is a power of two */
@@ -90,9 +92,9 @@ void ews_lua_on_open(ews_conn_t *c, const char *protocol, int user_ref) {
    * but not light userdata (user-space pointers fit a double's 53 bits). */
   lua_pushnumber(L, (lua_Number)(uintptr_t)c);
   lua_setfield(L, -2, "_c");
-  lua_pushnumber(L, (lua_Number)c->id);
+  lua_pushnumber(L, (lua_Number)ews_conn_id(c));
   lua_setfield(L, -2, "id");
-  lua_pushstring(L, c->app->path);
+  lua_pushstring(L, ews_conn_app(c)->path);
   lua_setfield(L, -2, "path");
   if (protocol) {
     lua_pushstring(L, protocol);
@@ -109,23 +111,22 @@ void ews_lua_on_open(ews_conn_t *c, const char *protocol, int user_ref) {
   lua_setfield(L, -2, "ctx");
   lua_rawgeti(L, LUA_REGISTRYINDEX, w->refs.socket_mt);
   lua_setmetatable(L, -2);
-  c->sock_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  c->flags |= EWS_CF_OPENED;
+  c->uref = luaL_ref(L, LUA_REGISTRYINDEX);
 
   ews_task_t *t = task_or_fail(c);
   if (!t) return;
   lua_rawgeti(t->co, LUA_REGISTRYINDEX, w->refs.dispatch_open);
-  lua_rawgeti(t->co, LUA_REGISTRYINDEX, c->sock_ref);
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, c->uref);
   ews_task_start(w, t, 1, c);
 }
 
-void ews_lua_on_message(ews_conn_t *c, const uint8_t *p, size_t n, int binary) {
-  ews_worker_t *w = c->w;
-  if (c->task) {
+static void on_message(ews_conn_t *c, const uint8_t *p, size_t n, int binary) {
+  ews_vm_t *w = worker_of(c);
+  if (c->udata) {
     /* A handler of this connection is waiting: queue behind it. */
     lua_State *L = w->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, w->refs.enqueue_message);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->sock_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->uref);
     lua_pushlstring(L, (const char *)p, n);
     lua_pushboolean(L, binary);
     if (lua_pcall(L, 3, 1, 1) != 0) {
@@ -139,41 +140,43 @@ void ews_lua_on_message(ews_conn_t *c, const uint8_t *p, size_t n, int binary) {
   ews_task_t *t = task_or_fail(c);
   if (!t) return;
   lua_rawgeti(t->co, LUA_REGISTRYINDEX, w->refs.dispatch_message);
-  lua_rawgeti(t->co, LUA_REGISTRYINDEX, c->sock_ref);
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, c->uref);
   lua_pushlstring(t->co, (const char *)p, n);
   lua_pushboolean(t->co, binary);
   ews_task_start(w, t, 3, c);
 }
 
-void ews_lua_on_close(ews_conn_t *c) {
-  ews_worker_t *w = c->w;
+static void on_close(ews_conn_t *c) {
+  ews_vm_t *w = worker_of(c);
   lua_State *L = w->L;
-  if (c->sock_ref == LUA_NOREF) return;
+  if (c->uref == LUA_NOREF) return;
   /* Detach first: from now on the socket's methods answer nil, "closed". */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->sock_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->uref);
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "_c");
   lua_pop(L, 1);
   lua_State *target;
   ews_task_t *t = NULL;
-  if (c->task) {
+  if (c->udata) {
     /* The close event goes last, after the events queued behind the waiting task;
      * that task no longer serves a connection. */
-    ews_task_detach(c->task);
+    ews_task_detach(c->udata);
     target = L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, w->refs.enqueue_close);
   } else {
     t = ews_task_get(w);
     if (!t) {
-      EWS_ERROR("conn %llu: out of memory for the close handler", (unsigned long long)c->id);
+      EWS_ERROR("conn %llu: out of memory for the close handler", (unsigned long long)ews_conn_id(c));
       goto done;
     }
     target = t->co;
     lua_rawgeti(target, LUA_REGISTRYINDEX, w->refs.dispatch_close);
   }
-  lua_rawgeti(target, LUA_REGISTRYINDEX, c->sock_ref);
-  lua_pushinteger(target, c->close_code ? c->close_code : 1005);
-  lua_pushlstring(target, c->close_reason ? c->close_reason : "", c->close_reason_len);
+  lua_rawgeti(target, LUA_REGISTRYINDEX, c->uref);
+  const char *reason;
+  size_t rlen;
+  lua_pushinteger(target, ews_conn_close_status(c, &reason, &rlen));
+  lua_pushlstring(target, reason, rlen);
   if (t) {
     ews_task_start(w, t, 3, NULL);
   } else if (lua_pcall(L, 3, 0, 1) != 0) {
@@ -181,6 +184,17 @@ void ews_lua_on_close(ews_conn_t *c) {
   }
   lua_settop(L, 1);
 done:
-  luaL_unref(L, LUA_REGISTRYINDEX, c->sock_ref);
-  c->sock_ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, c->uref);
+  c->uref = LUA_NOREF;
 }
+
+/* The connection is being freed: its waiting task no longer serves it, and a user
+ * the authenticator left (the upgrade never completed) is let go. */
+static void on_free(ews_conn_t *c) {
+  ews_vm_t *w = worker_of(c);
+  if (c->udata) ews_task_detach(c->udata);
+  if (c->uref != LUA_NOREF && w->L) luaL_unref(w->L, LUA_REGISTRYINDEX, c->uref);
+  c->uref = LUA_NOREF;
+}
+
+const ews_conn_ops_t ews_lua_conn_ops = {on_authenticate, on_open, on_message, on_close, on_free};

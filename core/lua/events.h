@@ -12,18 +12,14 @@
 
 #include "net/conn.h"
 
-/* Creates the Lua socket object (with ctx.user from user_ref, a registry
- * reference the call takes over, or LUA_NOREF) and runs the open handler. */
-void ews_lua_on_open(ews_conn_t *c, const char *protocol, int user_ref);
-/* Runs the app's authenticator on the request in a task; it answers through
- * core.auth_done (ews_conn_auth_done). */
-void ews_lua_authenticate(ews_conn_t *c, const void *req, const char *ip, int port);
-/* Drops a registry reference. */
-struct ews_worker;
-void ews_lua_unref(struct ews_worker *w, int ref);
-void ews_lua_on_message(ews_conn_t *c, const uint8_t *p, size_t n, int binary);
-/* Runs the close handler with c->close_code/close_reason, then detaches the socket
- * object from the connection (its methods answer nil, "closed" from then on). */
-void ews_lua_on_close(ews_conn_t *c);
+/* The Lua layer as the owner of a loop's connections (net->ops; net->owner is the
+ * worker): authenticate runs the app's authenticator on the request in a task (it
+ * answers through core.auth_done: ews_conn_auth_done, leaving the user in c->uref);
+ * open creates the Lua socket object (c->uref is then its registry reference, with
+ * ctx.user from the authenticated user) and runs the open handler; message runs the
+ * message handler (or queues the message behind a waiting one); close runs the close
+ * handler with the connection's close status, then detaches the socket object (its
+ * methods answer nil, "closed" from then on); free lets go of a waiting task. */
+extern const ews_conn_ops_t ews_lua_conn_ops;
 
 #endif

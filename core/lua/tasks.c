@@ -9,12 +9,13 @@
 #include "log.h"
 #include "lua/runaway.h"
 #include "net/conn.h"
-#include "net/metrics.h"
-#include "worker.h"
 
 #define TASK_POOL_MAX 256
 
-ews_task_t *ews_task_get(ews_worker_t *w) {
+const double ews_latency_bounds[EWS_LATENCY_BUCKETS] = {
+    0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 1e300};
+
+ews_task_t *ews_task_get(ews_vm_t *w) {
   ews_task_t *t = w->task_free;
   if (t) {
     w->task_free = t->next;
@@ -30,9 +31,9 @@ ews_task_t *ews_task_get(ews_worker_t *w) {
   return t;
 }
 
-static void release(ews_worker_t *w, ews_task_t *t, int reusable) {
-  if (t->conn && t->conn->task == t) {
-    t->conn->task = NULL;
+static void release(ews_vm_t *w, ews_task_t *t, int reusable) {
+  if (t->conn && t->conn->udata == t) {
+    t->conn->udata = NULL;
     ews_conn_unpause(t->conn); /* its queue has been worked off */
   }
   t->conn = NULL;
@@ -49,7 +50,7 @@ static void release(ews_worker_t *w, ews_task_t *t, int reusable) {
   free(t);
 }
 
-static void record_latency(ews_worker_t *w, uint64_t ns) {
+static void record_latency(ews_vm_t *w, uint64_t ns) {
   double s = (double)ns / 1e9;
   int b = 0;
   while (b < EWS_LATENCY_BUCKETS - 1 && s > ews_latency_bounds[b]) b++;
@@ -58,14 +59,14 @@ static void record_latency(ews_worker_t *w, uint64_t ns) {
 }
 
 /* After lua_resume returned r: pool, park or discard the task. */
-static void resumed(ews_worker_t *w, ews_task_t *t, int r) {
+static void resumed(ews_vm_t *w, ews_task_t *t, int r) {
   if (r == 0) {
     release(w, t, 1);
     return;
   }
   if (r == LUA_YIELD) {
     if (t->waiting) {
-      if (t->conn) t->conn->task = t; /* events for this connection queue behind it */
+      if (t->conn) t->conn->udata = t; /* events for this connection queue behind it */
       return;
     }
     /* A bare coroutine.yield() in a handler: nothing would ever resume it. */
@@ -85,14 +86,15 @@ static void resumed(ews_worker_t *w, ews_task_t *t, int r) {
   release(w, t, 0);
 }
 
-static void run(ews_worker_t *w, ews_task_t *t, int nargs) {
+static void run(ews_vm_t *w, ews_task_t *t, int nargs) {
   ews_task_t *prev = w->current_task;
   w->current_task = t;
   t->waiting = 0;
   uint64_t t0 = uv_hrtime();
   /* Its time budget: the handler_timeout of the connection's app, or the server's. */
   ews_runaway_begin(w->runaway, t0,
-                    t->conn && t->conn->app ? t->conn->app->handler_budget_ns : UINT64_MAX);
+                    t->conn && ews_conn_app(t->conn) ? ews_conn_app(t->conn)->handler_budget_ns
+                                                    : UINT64_MAX);
   int r = lua_resume(t->co, nargs);
   if (!prev) record_latency(w, uv_hrtime() - t0); /* nested runs count in their parent */
   w->current_task = prev;
@@ -100,25 +102,25 @@ static void run(ews_worker_t *w, ews_task_t *t, int nargs) {
   ews_runaway_end(w->runaway);
 }
 
-void ews_task_start(ews_worker_t *w, ews_task_t *t, int nargs, ews_conn_t *conn) {
+void ews_task_start(ews_vm_t *w, ews_task_t *t, int nargs, ews_conn_t *conn) {
   t->conn = conn;
-  if (conn) conn->task = t;
+  if (conn) conn->udata = t;
   run(w, t, nargs);
 }
 
-void ews_task_resume(ews_worker_t *w, ews_task_t *t, int nargs) { run(w, t, nargs); }
+void ews_task_resume(ews_vm_t *w, ews_task_t *t, int nargs) { run(w, t, nargs); }
 
-ews_task_t *ews_task_current(ews_worker_t *w, lua_State *L) {
+ews_task_t *ews_task_current(ews_vm_t *w, lua_State *L) {
   ews_task_t *t = w ? w->current_task : NULL;
   return t && t->co == L ? t : NULL;
 }
 
 void ews_task_detach(ews_task_t *t) {
-  if (t->conn && t->conn->task == t) t->conn->task = NULL;
+  if (t->conn && t->conn->udata == t) t->conn->udata = NULL;
   t->conn = NULL;
 }
 
-void ews_task_pool_free(ews_worker_t *w) {
+void ews_task_pool_free(ews_vm_t *w) {
   while (w->task_free) {
     ews_task_t *t = w->task_free;
     w->task_free = t->next;

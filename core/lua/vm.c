@@ -11,7 +11,6 @@
 
 #include "log.h"
 #include "lua/runaway.h"
-#include "worker.h"
 
 #ifndef EWS_LUA_DIR
 #define EWS_LUA_DIR "lua"
@@ -48,7 +47,7 @@ static int no_profiler(lua_State *L) {
                        "interrupts runaway handlers)");
 }
 
-lua_State *ews_vm_new(ews_worker_t *w, const char *script_dir, char **err) {
+lua_State *ews_vm_new(ews_vm_t *w, const char *script_dir, char **err) {
   lua_State *L = luaL_newstate();
   if (!L) {
     *err = strdup("luaL_newstate failed (out of memory)");
@@ -60,8 +59,8 @@ lua_State *ews_vm_new(ews_worker_t *w, const char *script_dir, char **err) {
   /* The main thread's configuration VM runs the script before the configuration is
    * known: the defaults (edgews.configure's handler_timeout takes over as it runs). */
   ews_runaway_t *rw = ews_runaway_attach(
-      L, lua_dir, w ? w->server->cfg->handler_timeout : EWS_RUNAWAY_DEFAULT_TIMEOUT,
-      w ? w->server->cfg->max_lua_memory : EWS_RUNAWAY_DEFAULT_MEMORY);
+      L, lua_dir, w ? w->cfg->handler_timeout : EWS_RUNAWAY_DEFAULT_TIMEOUT,
+      w ? w->cfg->max_lua_memory : EWS_RUNAWAY_DEFAULT_MEMORY);
   if (!rw) {
     lua_close(L);
     *err = strdup("out of memory");
@@ -136,130 +135,6 @@ int ews_vm_load(lua_State *L, const char *script, char **err) {
   if (!ok) *err = dup_err(L, -1, "script failed to load");
   lua_settop(L, 1);
   return ok ? 0 : -1;
-}
-
-static int get_number(lua_State *L, int t, const char *k, double *out) {
-  lua_getfield(L, t, k);
-  int present = lua_isnumber(L, -1);
-  if (present) *out = lua_tonumber(L, -1);
-  lua_pop(L, 1);
-  return present;
-}
-
-int ews_vm_read_config(lua_State *L, ews_config_t *cfg, char **err) {
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "loaded");
-  lua_getfield(L, -1, "edgews");
-  lua_getfield(L, -1, "_server_config");
-  int t = lua_gettop(L);
-  int rc = 0;
-  if (lua_istable(L, t)) {
-    double v;
-    lua_getfield(L, t, "listen");
-    if (lua_isstring(L, -1) && !(cfg->cli_set & EWS_CLI_LISTEN) &&
-        ews_config_parse_listen(cfg, lua_tostring(L, -1)) != 0) {
-      *err = strdup("edgews.configure: bad listen (want \"HOST:PORT\")");
-      rc = -1;
-    }
-    lua_pop(L, 1);
-    if (!(cfg->cli_set & EWS_CLI_WORKERS) && get_number(L, t, "workers", &v)) cfg->workers = (int)v;
-    if (!(cfg->cli_set & EWS_CLI_DRAIN)) get_number(L, t, "drain_timeout", &cfg->drain_timeout);
-    if (get_number(L, t, "handshake_timeout", &v)) cfg->handshake_timeout_ms = (uint32_t)(v * 1000);
-    if (get_number(L, t, "close_timeout", &v)) cfg->close_timeout_ms = (uint32_t)(v * 1000);
-    if (get_number(L, t, "max_head_size", &v)) cfg->max_head = (uint32_t)v;
-    if (get_number(L, t, "max_headers", &v)) cfg->max_headers = (uint32_t)v;
-    if (get_number(L, t, "backlog", &v)) cfg->backlog = (int)v;
-    get_number(L, t, "handler_timeout", &cfg->handler_timeout);
-    get_number(L, t, "max_lua_memory", &cfg->max_lua_memory);
-    lua_getfield(L, t, "log_level");
-    if (lua_isstring(L, -1) && !(cfg->cli_set & EWS_CLI_LOG_LEVEL)) {
-      int lv = ews_log_level_parse(lua_tostring(L, -1));
-      if (lv >= 0) cfg->log_level = lv;
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, t, "plain_listen");
-    if (lua_isstring(L, -1) && !(cfg->cli_set & EWS_CLI_PLAIN) &&
-        ews_config_parse_addr(lua_tostring(L, -1), cfg->plain_host, &cfg->plain_port) != 0) {
-      *err = strdup("edgews.configure: bad plain_listen (want \"HOST:PORT\")");
-      rc = -1;
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, t, "admin_listen");
-    if (lua_isstring(L, -1) && !(cfg->cli_set & EWS_CLI_ADMIN) &&
-        ews_config_parse_addr(lua_tostring(L, -1), cfg->admin_host, &cfg->admin_port) != 0) {
-      *err = strdup("edgews.configure: bad admin_listen (want \"HOST:PORT\")");
-      rc = -1;
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, t, "metrics");
-    if (lua_isboolean(L, -1)) cfg->metrics = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, t, "health");
-    if (lua_isboolean(L, -1)) cfg->health = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, t, "tls");
-    if (lua_istable(L, -1) && !(cfg->cli_set & EWS_CLI_TLS)) {
-      /* Relative paths in the script are relative to the script's directory. */
-      const char *names[2] = {"cert", "key"};
-      char **slots[2] = {&cfg->tls_cert, &cfg->tls_key};
-      for (int i = 0; i < 2; i++) {
-        lua_getfield(L, -1, names[i]);
-        const char *v = lua_tostring(L, -1);
-        if (v) {
-          free(*slots[i]);
-          if (v[0] == '/') *slots[i] = strdup(v);
-          else if ((*slots[i] = malloc(strlen(cfg->script_dir) + strlen(v) + 2)))
-            sprintf(*slots[i], "%s/%s", cfg->script_dir, v);
-        }
-        lua_pop(L, 1);
-      }
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, t, "watch");
-    if (lua_isboolean(L, -1) && !(cfg->cli_set & EWS_CLI_WATCH)) cfg->watch = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, t, "max_message_memory");
-    if (lua_isnumber(L, -1) && !(cfg->cli_set & EWS_CLI_MSGMEM))
-      cfg->max_message_memory = (uint64_t)lua_tonumber(L, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, t, "worker_inbox_limit");
-    if (lua_isnumber(L, -1)) cfg->inbox_limit = (uint32_t)lua_tonumber(L, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, t, "reuse_port");
-    if (lua_isboolean(L, -1) && !(cfg->cli_set & EWS_CLI_REUSE_PORT))
-      cfg->reuse_port = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, t, "data_dir");
-    const char *dd = lua_tostring(L, -1);
-    if (dd && !(cfg->cli_set & EWS_CLI_DATA)) {
-      /* Relative to the script's directory, like the TLS files. */
-      free(cfg->data_dir);
-      if (dd[0] == '/') cfg->data_dir = strdup(dd);
-      else if ((cfg->data_dir = malloc(strlen(cfg->script_dir) + strlen(dd) + 2)))
-        sprintf(cfg->data_dir, "%s/%s", cfg->script_dir, dd);
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, t, "pubsub");
-    if (lua_istable(L, -1)) {
-      int ps = lua_gettop(L);
-      lua_getfield(L, ps, "persistence");
-      if (lua_isboolean(L, -1)) cfg->pubsub_persist = lua_toboolean(L, -1);
-      lua_pop(L, 1);
-      if (get_number(L, ps, "max_queue_size", &v)) cfg->pubsub_max_queue = (int32_t)v;
-      if (get_number(L, ps, "message_ttl", &v)) cfg->pubsub_ttl = (int32_t)v;
-      if (get_number(L, ps, "max_recover", &v)) cfg->pubsub_max_recover = (uint32_t)v;
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, t, "notifications");
-    if (lua_istable(L, -1)) {
-      int ns = lua_gettop(L);
-      if (get_number(L, ns, "max_per_user", &v)) cfg->notif_max_per_user = (int32_t)v;
-      if (get_number(L, ns, "ttl", &v)) cfg->notif_ttl = (int32_t)v;
-    }
-    lua_pop(L, 1);
-  }
-  lua_settop(L, 1);
-  return rc;
 }
 
 void ews_vm_close(lua_State *L) {

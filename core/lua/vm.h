@@ -1,16 +1,25 @@
-/* vm.h — one LuaJIT VM per worker: creation (standard libraries, module paths, the
+/* vm.h — one LuaJIT VM per worker: the Lua layer's per-worker context (ews_vm_t:
+ * the VM, its tasks and timers, the Lua layer's counters, and the worker's net and
+ * hub contexts it calls into), creation (standard libraries, module paths, the
  * edgews.core C module), loading and reloading the user's script through the
  * edgews module's loader, and the protected-call convention: the traceback message
  * handler sits at stack index 1 for the VM's whole life, so every call from C is
- * `push function, push args, lua_pcall(L, n, r, 1)`. */
+ * `push function, push args, lua_pcall(L, n, r, 1)`.
+ *
+ * The worker embeds an ews_vm_t, fills id, nworkers, cfg, net and hub, and makes it
+ * the owner of its connections (net->ops = &ews_lua_conn_ops, lua/events.h) and the
+ * hub's layer above (hub->up, hub->pubsub_local). The main thread's configuration VM
+ * has no context (NULL): the functions that need a worker refuse there. */
 #ifndef EWS_VM_H
 #define EWS_VM_H
 
 #include <lua.h>
+#include <stdint.h>
 
 #include "config.h"
-
-struct ews_worker;
+#include "hub/hub.h"
+#include "net/net.h"
+#include "stat.h"
 
 /* Refs (LUA_REGISTRYINDEX) of the functions and metatable C calls on hot paths. */
 typedef struct {
@@ -23,19 +32,67 @@ typedef struct {
   int socket_mt;
 } ews_vm_refs_t;
 
+/* Counters the application layer (Lua) bumps by name: core.count(name). */
+#define EWS_LUA_COUNTERS(XX) \
+  XX(auth_failures) XX(auth_expired) XX(rate_limited) XX(router_errors)
+enum {
+#define XX(n) EWS_LC_##n,
+  EWS_LUA_COUNTERS(XX)
+#undef XX
+  EWS_LC_MAX
+};
+
+#define EWS_LATENCY_BUCKETS 12 /* handler run time: 10 us .. 1 s, +Inf */
+/* Upper bounds (seconds) of the handler run-time histogram's buckets; the last is
+ * +Inf. */
+extern const double ews_latency_bounds[EWS_LATENCY_BUCKETS];
+
+/* The Lua layer's counters (EWS_STAT_ADD, stat.h). */
+typedef struct {
+  uint64_t handler_errors;
+  uint64_t lua[EWS_LC_MAX];
+  uint64_t latency[EWS_LATENCY_BUCKETS]; /* cumulative-free bucket counts */
+  double latency_sum;                    /* seconds */
+} ews_vm_stats_t;
+
+typedef struct ews_vm {
+  int id;                      /* the worker's number */
+  int nworkers;
+  const ews_config_t *cfg;
+  ews_net_t *net;              /* the worker's connections */
+  ews_hub_t *hub;              /* the worker's share of the hub (hub->peers: the others) */
+  lua_State *L;
+  struct ews_runaway *runaway; /* L's time and memory budgets (lua/runaway.h) */
+  ews_vm_refs_t refs;          /* Lua functions C calls per event */
+  struct ews_task *task_free;  /* pooled coroutines (lua/tasks.h) */
+  unsigned task_free_n;
+  struct ews_task *current_task;
+  struct ews_ltimer *ltimers;  /* Lua timers (edgews.sleep/timer/every), for cleanup */
+  uint32_t nltimers;           /* how many (edgews.stats().timers) */
+  int ltimer_map;              /* registry ref of the id -> timer table (0: none yet) */
+  double ltimer_seq;           /* the last timer id given out on this worker */
+  ews_vm_stats_t stats;
+} ews_vm_t;
+
+/* An application-layer counter as /metrics and edgews.stats(true) show it: what Lua
+ * counted, plus the authentication deadlines the net layer enforced. Any thread. */
+static inline uint64_t ews_vm_count(const ews_vm_t *w, int k) {
+  uint64_t v = EWS_STAT_LOAD(w->stats.lua[k]);
+  if (k == EWS_LC_auth_failures) v += EWS_STAT_LOAD(w->net->stats.auth_timeouts);
+  if (k == EWS_LC_auth_expired) v += EWS_STAT_LOAD(w->net->stats.auth_expired);
+  return v;
+}
+
 /* Creates a VM for worker w (NULL for the main thread's configuration VM), with the
  * script's directory on package.path (so `require` finds the modules beside it).
  * Returns NULL and sets *err (malloc'd) on failure. */
-lua_State *ews_vm_new(struct ews_worker *w, const char *script_dir, char **err);
+lua_State *ews_vm_new(ews_vm_t *w, const char *script_dir, char **err);
 /* Loads (or reloads) the script: on success the new apps replace the old for new
  * connections and for the next event on every existing one. On failure the old
  * version stays and *err (malloc'd) says why, with file:line. 0 or -1. */
 int ews_vm_load(lua_State *L, const char *script, char **err);
 void ews_vm_close(lua_State *L);
 
-/* Reads edgews.configure{...} from a loaded VM into cfg (fields the command line set
- * are kept). 0, or -1 with *err (malloc'd). */
-int ews_vm_read_config(lua_State *L, ews_config_t *cfg, char **err);
 
 /* The luaopen function of the edgews.core C module (api_core.c). */
 int ews_luaopen_core(lua_State *L);

@@ -9,7 +9,8 @@
  * Small frames of all of a worker's connections are bump-allocated in one current
  * block (pool->cur): a thousand connections each sending 40 bytes in one loop
  * iteration share three blocks instead of taking one each, and the block is
- * recycled once every connection has written its part. */
+ * recycled once every connection has written its part (net/bump.h decides where each
+ * run of outgoing bytes goes). */
 #ifndef EWS_BUF_H
 #define EWS_BUF_H
 

@@ -1,29 +1,67 @@
 /* conn.h — one client connection, from accept to free: the request head, the HTTP
  * routes and the upgrade, then WebSocket frames in (rx) and out (write queue), the
- * close handshake, timeouts on the worker's timer wheel, and the Lua events.
+ * close handshake and timeouts on the loop's timer wheel. The connection's events go
+ * to its owner through the loop's ews_conn_ops_t (net/net.h); it never includes the
+ * layers above.
  *
  * Lifecycle: HEAD -> OPEN -> CLOSING (we sent close, await the peer's) -> DRAINING
  * (the WebSocket is over: flush, FIN, discard input until EOF or timeout) -> CLOSED
  * (uv_close issued; freed in its callback). Ending is never done from inside a
  * callback that may still use the connection: ews_conn_end() only queues it on the
- * worker's sweep list, and the sweep (a safe point) runs the Lua close event and
- * closes the handle. C functions that Lua calls through the FFI never call back into
- * Lua: events are deferred to the sweep. */
+ * loop's sweep list, and the sweep (a safe point) runs the owner's close event and
+ * closes the handle. Functions an owner calls from inside one of its own events
+ * (send, close, ...) never call back into the owner: events are deferred to the sweep.
+ *
+ * The code is split along the connection's seams: conn.c (lifecycle, timers, close
+ * hooks), conn_rx.c (reads, TLS unwrap, frames in), conn_tx.c (frames out,
+ * backpressure, flushing, TLS seal), http.c (request head, GET /health and /metrics,
+ * HTTP answers), upgrade.c (negotiation, limits, pending authentication, the 101);
+ * conn_int.h is what they share. */
 #ifndef EWS_CONN_H
 #define EWS_CONN_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
-#include "app.h"
+#include "net/app.h"
+#include "net/net.h"
 #include "net/timers.h"
 #include "net/writeq.h"
 #include "proto/deflate.h"
 #include "proto/frame.h"
+#include "proto/http_head.h"
 
-struct ews_worker;
 struct ews_tls;
 struct ews_tls_ctx;
+
+/* What a connection asks of its owner (net->ops). Each is one call per event, from a
+ * libuv callback or the sweep, never from inside a function the owner called. */
+struct ews_conn_ops {
+  /* HEAD: the upgrade passed every check and the app has an authenticator (has_auth):
+   * decide, then answer with ews_conn_auth_done (now or later; reading is paused). */
+  void (*authenticate)(ews_conn_t *c, const ews_http_request_t *req, const char *ip,
+                       int port);
+  /* The 101 was queued: the connection is OPEN (protocol: the selected subprotocol, or
+   * NULL). */
+  void (*open)(ews_conn_t *c, const char *protocol);
+  /* A complete message (text already UTF-8-checked); p is valid during the call. */
+  void (*message)(ews_conn_t *c, const uint8_t *p, size_t n, int binary);
+  /* After open: the session ended (ews_conn_close_status says how). From the sweep. */
+  void (*close)(ews_conn_t *c);
+  /* The connection is about to be freed, after its close hooks ran: release what the
+   * owner holds for it (udata, uref). */
+  void (*free)(ews_conn_t *c);
+};
+
+/* A service's per-connection state ends with the connection: the service embeds a
+ * hook in that state and registers it (ews_conn_hook_add); when the connection is
+ * freed, every hook's `closed` runs once (most recently added first), before the
+ * owner's free. A service finds its own hook again by its `closed` function. */
+typedef struct ews_conn_hook {
+  struct ews_conn_hook *next;
+  void (*closed)(ews_conn_t *c, struct ews_conn_hook *h);
+} ews_conn_hook_t;
 
 /* permessage-deflate state of a connection that negotiated it (allocated only for
  * those). The inflater streams the client's compressed messages into conn->in. */
@@ -53,21 +91,21 @@ enum {
   EWS_CF_FLUSH_QUEUED = 1u << 0,
   EWS_CF_SWEEP_QUEUED = 1u << 1,
   EWS_CF_PING_OUT = 1u << 2,   /* heartbeat ping sent, pong not yet seen */
-  EWS_CF_OPENED = 1u << 3,     /* Lua socket exists and the open event ran */
+  EWS_CF_OPENED = 1u << 3,     /* the owner's open event ran */
   EWS_CF_WRITING = 1u << 4,    /* a uv_write is in flight */
   EWS_CF_SHUT = 1u << 5,       /* FIN sent */
   EWS_CF_EOF = 1u << 6,        /* peer's FIN seen */
-  EWS_CF_CLOSE_EVENT = 1u << 7, /* the Lua close event is due/done */
+  EWS_CF_CLOSE_EVENT = 1u << 7, /* the owner's close event is due/done */
   EWS_CF_PAUSED = 1u << 8,      /* reading stopped: too many queued events */
   EWS_CF_TLS_NOTIFY = 1u << 9,  /* close_notify queued */
   EWS_CF_COUNTED = 1u << 10,    /* counted in app->total */
-  EWS_CF_AUTHING = 1u << 11,    /* the app's authenticator runs (state HEAD) */
+  EWS_CF_AUTHING = 1u << 11,    /* the owner's authenticator runs (state HEAD) */
   EWS_CF_ADMIN = 1u << 12,      /* accepted on the admin listener: /health, /metrics only */
   EWS_CF_CLOSE_DONE = 1u << 13, /* both close frames exchanged: no need to linger */
   EWS_CF_BUDGET = 1u << 14      /* a growth of `in` was refused by the memory budget */
 };
 
-/* Between a valid upgrade request and the 101 while the app's authenticator runs:
+/* Between a valid upgrade request and the 101 while the owner's authenticator runs:
  * the response is ready, the bytes after the head are kept. */
 typedef struct {
   char *resp;
@@ -75,7 +113,6 @@ typedef struct {
   uint8_t *rest;
   size_t rest_len;
   char *proto;       /* the selected subprotocol (owned), or NULL */
-  int user_ref;      /* the authenticated user (Lua registry), or LUA_NOREF */
   char ip[64];       /* the client's address, for the authenticator and limits */
   int port;
 } ews_pending_t;
@@ -96,31 +133,37 @@ typedef struct {
   uint8_t auth_kind;    /* EWS_AUTH_DL_* */
 } ews_acct_t;
 
+/* uref before the owner set it: LUA_NOREF's value, so that a Lua owner keeps registry
+ * references there as they are. */
+#define EWS_CONN_NOREF (-2)
+
+/* The fields are the net layer's; other layers read them through the functions below,
+ * and own only `udata` and `uref` (the net layer never reads those). */
 typedef struct ews_conn {
   uv_tcp_t tcp;
-  struct ews_worker *w;
+  ews_net_t *net;
   ews_app_t *app;          /* set at upgrade; referenced */
   struct ews_conn *prev, *next;
   struct ews_conn *flush_next, *sweep_next;
   ews_tnode_t tnode;
-  struct ews_task *task;   /* a handler coroutine of this connection is waiting */
+  void *udata;             /* the owner's (Lua: the handler task this connection waits on) */
   ews_conn_tls_t *tls;     /* NULL for plain ws:// */
   ews_conn_pmd_t *pmd;     /* NULL without permessage-deflate */
   ews_pending_t *pend;     /* upgrade waiting for authentication */
   ews_acct_t *acct;        /* per-IP / per-user counters, when limited */
-  void *subs;              /* ews_conn_subs_t: channel subscriptions (hub/channels.h) */
-  void *topics;            /* pub/sub subscriptions (hub/pubsub.c) */
+  ews_conn_hook_t *hooks;  /* services' close hooks */
   ews_writeq_t wq;
   ews_rx_t rx;
   uint8_t *in;             /* request head, then a message being reassembled */
   size_t in_len, in_cap;
-  char *close_reason;      /* for the Lua close event */
+  char *close_reason;      /* for the close event */
   uint64_t id;
-  int sock_ref;            /* Lua registry ref of the socket table, or LUA_NOREF */
+  int uref;                /* the owner's (Lua: the socket table's registry reference;
+                              before open, the authenticated user's) */
   uint32_t since_ms;       /* when the current state began */
   uint32_t last_rx_ms;     /* last frame from the peer */
   uint32_t ping_ms;        /* last heartbeat ping sent */
-  uint16_t close_code;     /* for the Lua close event */
+  uint16_t close_code;     /* for the close event */
   uint8_t close_reason_len;
   uint8_t state;
   uint16_t flags;
@@ -130,8 +173,7 @@ typedef struct ews_conn {
  * handshake. 0, EWS_ENOMEM, or EWS_EIO when libuv refused (logged at debug level
  * with libuv's reason); then nothing stays allocated and the pending connection was
  * refused. */
-int ews_conn_accept(struct ews_worker *w, uv_stream_t *listener, struct ews_tls_ctx *tls,
-                    int admin);
+int ews_conn_accept(ews_net_t *net, uv_stream_t *listener, struct ews_tls_ctx *tls, int admin);
 
 /* Queues a data frame. 0, EWS_ECLOSED (not OPEN), EWS_EBACKPRESSURE (dropped or
  * connection closing under the policy), EWS_EMSG_TOO_BIG, EWS_ENOMEM. */
@@ -150,11 +192,13 @@ void ews_conn_fail(ews_conn_t *c, int err, const char *reason);
 /* Aborts: closes the TCP connection right away (no close handshake). */
 void ews_conn_abort(ews_conn_t *c);
 
-/* The app's authenticator finished for this connection (state HEAD): user_ref (a
- * Lua registry reference, owned by the connection from now on) and user_id (for the
- * per-user limit; may be NULL) on success, or an HTTP status and a message. */
-void ews_conn_auth_done(ews_conn_t *c, int ok, int user_ref, const char *user_id,
-                        int status, const char *msg);
+/* 1 while the owner's authenticator decides on this connection (HEAD, before the
+ * 101): the owner may then keep the user in c->uref and answer. */
+int ews_conn_awaiting_auth(const ews_conn_t *c);
+/* The owner's authenticator finished (a no-op unless ews_conn_awaiting_auth):
+ * user_id (for the per-user limit; may be NULL) on success, or an HTTP status and
+ * a message for the JSON answer. */
+void ews_conn_auth_done(ews_conn_t *c, int ok, const char *user_id, int status, const char *msg);
 
 /* Counts an open connection in its app's per-user counter (authentication after
  * the upgrade). 0, or EWS_ELIMIT_USER when the user is at max_connections_per_user. */
@@ -163,8 +207,8 @@ int ews_conn_count_user(ews_conn_t *c, const char *user_id);
 /* Sets (or, with EWS_AUTH_DL_NONE, clears) the authentication deadline of an open
  * connection, delay_ms from now (any length: long deadlines are re-armed on the
  * wheel in steps). When it passes, the server closes the connection with 4408
- * "authentication timeout" (counted as an auth failure) or 4403 "token expired"
- * (counted as auth_expired). 0, EWS_ECLOSED (not OPEN) or EWS_ENOMEM. */
+ * "authentication timeout" (counted in net stats auth_timeouts) or 4403 "token
+ * expired" (auth_expired). 0, EWS_ECLOSED (not OPEN) or EWS_ENOMEM. */
 int ews_conn_auth_deadline(ews_conn_t *c, int kind, uint64_t delay_ms);
 /* First-message authentication succeeded: the app's full message limits apply from
  * the next frame on (until then, the app's auth_max_message). */
@@ -178,14 +222,59 @@ void ews_conn_unpause(ews_conn_t *c);
 /* Graceful shutdown of one connection: HEAD is dropped, OPEN gets close 1001. */
 void ews_conn_shutdown(ews_conn_t *c);
 
-/* Worker hooks. */
-void ews_conn_flush(ews_conn_t *c);    /* writev the queue (from the flush list) */
-void ews_conn_sweep(ews_conn_t *c);    /* close event + uv_close (from the sweep list) */
-void ews_conn_on_timer(ews_tnode_t *node, void *ud);
+/* Adds a close hook (see ews_conn_hook_t); h stays the service's. */
+void ews_conn_hook_add(ews_conn_t *c, ews_conn_hook_t *h);
+/* Takes h out again (its `closed` will not run). */
+void ews_conn_hook_remove(ews_conn_t *c, ews_conn_hook_t *h);
+/* The hook registered with this `closed` function, or NULL. */
+static inline ews_conn_hook_t *ews_conn_hook_find(const ews_conn_t *c,
+                                                  void (*closed)(ews_conn_t *, ews_conn_hook_t *)) {
+  ews_conn_hook_t *h = c->hooks;
+  while (h && h->closed != closed) h = h->next;
+  return h;
+}
 
+/* The client's address as text (at most cap bytes) and port. 0, or a libuv error
+ * (not connected any more): then ip is "?" and *port 0. */
+int ews_conn_peer(const ews_conn_t *c, char *ip, size_t cap, int *port);
+
+/* ---- what other layers read (cheap: inline) -------------------------------------- */
+
+static inline uint64_t ews_conn_id(const ews_conn_t *c) { return c->id; }
+/* The owner's context of the connection's loop (net->owner). */
+static inline void *ews_conn_owner(const ews_conn_t *c) { return c->net->owner; }
+static inline int ews_conn_is_open(const ews_conn_t *c) { return c->state == EWS_CS_OPEN; }
+/* The app the connection was upgraded for (NULL before the upgrade). */
+static inline ews_app_t *ews_conn_app(const ews_conn_t *c) { return c->app; }
+/* The next connection of the loop (start from net->conns). */
+static inline ews_conn_t *ews_conn_next(const ews_conn_t *c) { return c->next; }
 /* Bytes queued for the client and not yet written (plaintext and ciphertext). */
 static inline size_t ews_conn_buffered(const ews_conn_t *c) {
   return c->wq.bytes + (c->tls ? c->tls->out.bytes : 0);
 }
+/* 1 when n more bytes may be queued without the slow-consumer policy applying. */
+static inline int ews_conn_fits(const ews_conn_t *c, size_t n) {
+  size_t q = ews_conn_buffered(c);
+  return q == 0 || q + n <= c->app->max_buffered;
+}
+/* Milliseconds since the last frame from the peer (pongs included); 0 while reading
+ * is paused (the silence is ours, not the peer's). */
+static inline uint32_t ews_conn_idle_ms(const ews_conn_t *c) {
+  if (c->flags & EWS_CF_PAUSED) return 0;
+  return (uint32_t)uv_now(c->net->loop) - c->last_rx_ms;
+}
+/* How the session ended, for the close event: the close code (1005 when there was
+ * none) and reason (not NUL-terminated). */
+static inline unsigned ews_conn_close_status(const ews_conn_t *c, const char **reason,
+                                             size_t *len) {
+  *reason = c->close_reason ? c->close_reason : "";
+  *len = c->close_reason_len;
+  return c->close_code ? c->close_code : 1005;
+}
+
+/* Loop internals (net.c). */
+void ews_conn_flush(ews_conn_t *c);    /* writev the queue (from the flush list) */
+void ews_conn_sweep(ews_conn_t *c);    /* close event + uv_close (from the sweep list) */
+void ews_conn_on_timer(ews_tnode_t *node, void *ud);
 
 #endif

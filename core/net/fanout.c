@@ -6,7 +6,7 @@
 
 #include "err.h"
 #include "log.h"
-#include "worker.h"
+#include "stat.h"
 
 #define MAX_VARIANTS 8 /* distinct (app, window) compressed frames per fan-out */
 
@@ -29,7 +29,7 @@ ews_buf_t *ews_fanout_plain(int opcode, const void *p, size_t n, size_t *hlp) {
   return b;
 }
 
-static ews_buf_t *build_compressed(ews_worker_t *w, ews_conn_t *c, int opcode, const void *p,
+static ews_buf_t *build_compressed(ews_net_t *net, ews_conn_t *c, int opcode, const void *p,
                                    size_t n, variant_t *vars, int *nvars) {
   ews_pmd_worker_t *pw;
   if (ews_app_pmd(c->app, &pw) < 0) return NULL;
@@ -42,11 +42,11 @@ static ews_buf_t *build_compressed(ews_worker_t *w, ews_conn_t *c, int opcode, c
   shared.server_no_context_takeover = 1;
   ews_deflater_t *d, *unused = NULL;
   if (ews_pmd_deflater_for(pw, &shared, &unused, &d) < 0) return NULL;
-  ews_zbuf_t *z = &w->zscratch;
+  ews_zbuf_t *z = &net->zscratch;
   z->len = 0;
   size_t off;
   if (ews_deflate_frame(d, opcode, p, n, z, &off) < 0) return NULL;
-  EWS_STAT_ADD(w->stats.compressed, 1);
+  EWS_STAT_ADD(net->stats.compressed, 1);
   ews_buf_t *b = ews_buf_new(NULL, z->len - off);
   if (!b) return NULL;
   memcpy(b->data, z->p + off, z->len - off);
@@ -58,12 +58,12 @@ static ews_buf_t *build_compressed(ews_worker_t *w, ews_conn_t *c, int opcode, c
   return b;
 }
 
-int ews_fanout(ews_worker_t *w, ews_conn_t *const *conns, size_t count, int opcode,
+int ews_fanout(ews_net_t *net, ews_conn_t *const *conns, size_t count, int opcode,
                const void *p, size_t n) {
-  return ews_fanout_frame(w, conns, count, opcode, p, n, NULL, 0);
+  return ews_fanout_frame(net, conns, count, opcode, p, n, NULL, 0);
 }
 
-int ews_fanout_frame(ews_worker_t *w, ews_conn_t *const *conns, size_t count, int opcode,
+int ews_fanout_frame(ews_net_t *net, ews_conn_t *const *conns, size_t count, int opcode,
                      const void *p, size_t n, ews_buf_t *given, uint64_t exclude_id) {
   ews_buf_t *plain = given;
   if (plain) ews_buf_ref(plain);
@@ -75,7 +75,7 @@ int ews_fanout_frame(ews_worker_t *w, ews_conn_t *const *conns, size_t count, in
     ews_buf_t *frame;
     int compressed = c->pmd && n >= c->app->pmd_cfg.threshold;
     if (compressed) {
-      frame = build_compressed(w, c, opcode, p, n, vars, &nvars);
+      frame = build_compressed(net, c, opcode, p, n, vars, &nvars);
     } else {
       if (!plain) plain = ews_fanout_plain(opcode, p, n, NULL);
       frame = plain;

@@ -8,12 +8,13 @@
  * ews_tls_read() call, bio_send appends to the ciphertext queue.
  * In stream mode mbedTLS asks for exactly the bytes of the record it is reading, so
  * when the handshake completes every byte after the client's Finished is still ours.
- * The key block arrives through the key-export callback (a config-wide callback: the
- * connection being handshaken is found through a thread-local pointer set around
- * mbedtls_ssl_handshake()). When the handshake is over we set up our own cipher
- * contexts from the key block and the record sequence numbers mbedTLS reached, and
- * free the mbedtls_ssl_context with its two 16.7 KB record buffers. A failed handshake
- * frees it at once too.
+ * The key block and the record sequence numbers mbedTLS reached come from
+ * tls_mbedtls_keys.c, the only code that depends on the mbedTLS version (this file uses
+ * public API that 2.28 and 3.x share). When the handshake is over we set up our own
+ * cipher contexts from them and free the mbedtls_ssl_context with its two 16.7 KB
+ * record buffers. A failed handshake frees it at once too. Session resumption is
+ * noticed in the ticket-parse callback, which finds its connection through a
+ * thread-local pointer set around each handshake step.
  *
  * Records (RFC 5246 6.2.3.3, RFC 5288, RFC 7905). GCM: nonce = 4-byte implicit salt ||
  * 8-byte explicit part carried in the record (we send the sequence number, as mbedTLS
@@ -38,17 +39,16 @@
 #include <mbedtls/platform_util.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ticket.h>
-#include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 
 #include "err.h"
+#include "net/tls_mbedtls_keys.h"
 
-#if MBEDTLS_VERSION_NUMBER < 0x021C0000 || MBEDTLS_VERSION_NUMBER >= 0x03000000
-#error "tls.c is written against mbedTLS 2.28 (ssl_context fields, key export API)"
-#endif
-#if !defined(MBEDTLS_SSL_EXPORT_KEYS) || !defined(MBEDTLS_GCM_C) || \
-    !defined(MBEDTLS_CHACHAPOLY_C) || !defined(MBEDTLS_SSL_PROTO_TLS1_2)
-#error "mbedTLS needs SSL_EXPORT_KEYS, GCM_C, CHACHAPOLY_C and SSL_PROTO_TLS1_2"
+/* Only public mbedTLS API that is the same in 2.28 and 3.x is used here; whatever
+ * depends on the version (key export, sequence numbers, a few set-up calls) is in
+ * tls_mbedtls_keys.c. */
+#if !defined(MBEDTLS_GCM_C) || !defined(MBEDTLS_CHACHAPOLY_C) || !defined(MBEDTLS_SSL_PROTO_TLS1_2)
+#error "mbedTLS needs GCM_C, CHACHAPOLY_C and SSL_PROTO_TLS1_2"
 #endif
 
 enum { REC_CCS = 20, REC_ALERT = 21, REC_HANDSHAKE = 22, REC_APP = 23 };
@@ -103,19 +103,13 @@ static const struct {
      "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"},
 };
 
-/* x25519 first: the client's key share is then 32 bytes and the ladder needs no
- * point validation; secp256r1 for clients without it. */
-static const mbedtls_ecp_group_id curves[] = {MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1,
-                                              MBEDTLS_ECP_DP_NONE};
-
 #define TICKET_LIFETIME_S (6u * 3600u)
 
 /* ---- connection ------------------------------------------------------------ */
 
 typedef struct {
   mbedtls_ssl_context ssl;
-  uint8_t kb[2 * 32 + 2 * 12]; /* client key, server key, client IV, server IV */
-  uint8_t keylen, ivlen, have_keys;
+  ews_tlsk_t keys; /* the key block, captured during the handshake */
 } tls_hs_t;
 
 /* Record protection state, allocated when the handshake ends. */
@@ -151,7 +145,7 @@ struct ews_tls {
   keys_t *keys;           /* once the handshake is over */
 };
 
-static _Thread_local ews_tls_t *tls_current; /* the connection inside mbedtls_ssl_handshake */
+static _Thread_local ews_tls_t *tls_current; /* the connection inside its handshake step */
 
 /* ---- helpers --------------------------------------------------------------- */
 
@@ -171,12 +165,6 @@ static char *errf(const char *fmt, ...) {
 
 static void put_be64(uint8_t *p, uint64_t v) {
   for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
-  return v;
 }
 
 static const char *alert_name(int a) {
@@ -215,23 +203,6 @@ static int ticket_parse(void *p, mbedtls_ssl_session *s, unsigned char *buf, siz
   int r = mbedtls_ssl_ticket_parse(p, s, buf, len);
   if (r == 0 && tls_current) tls_current->resumed = 1;
   return r;
-}
-
-static int export_keys(void *p, const unsigned char *ms, const unsigned char *kb, size_t maclen,
-                       size_t keylen, size_t ivlen, const unsigned char cr[32],
-                       const unsigned char sr[32], mbedtls_tls_prf_types prf) {
-  (void)p, (void)ms, (void)cr, (void)sr, (void)prf;
-  ews_tls_t *t = tls_current;
-  if (!t || !t->hs) return 0;
-  tls_hs_t *hs = t->hs;
-  hs->have_keys = 0;
-  /* AEAD suites only: no MAC keys; 16/32-byte keys; 4 (GCM salt) or 12 (ChaCha) IV. */
-  if (maclen != 0 || (keylen != 16 && keylen != 32) || (ivlen != 4 && ivlen != 12)) return 0;
-  memcpy(hs->kb, kb, 2 * keylen + 2 * ivlen);
-  hs->keylen = (uint8_t)keylen;
-  hs->ivlen = (uint8_t)ivlen;
-  hs->have_keys = 1;
-  return 0;
 }
 
 static void ctx_free(ews_tls_ctx_t *c) {
@@ -280,32 +251,33 @@ static ews_tls_ctx_t *ctx_load(const char *cert_file, const char *key_file, char
     load_error(err, code, cert_file, r);
     goto fail;
   }
-  if ((r = mbedtls_pk_parse_keyfile(&c->key, key_file, NULL)) != 0) {
+  /* The generator first: mbedTLS 3.x wants one for loading and checking the key. */
+  static const char pers[] = "edgews tls";
+  if ((r = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy,
+                                 (const unsigned char *)pers, sizeof pers - 1)) != 0) {
+    load_error(err, code, NULL, r);
+    goto fail;
+  }
+  if ((r = ews_tlsk_load_key(&c->key, key_file, &c->drbg)) != 0) {
     load_error(err, code, key_file, r);
     goto fail;
   }
-  if (mbedtls_pk_check_pair(&c->chain.pk, &c->key) != 0) {
+  if (ews_tlsk_check_pair(&c->chain, &c->key, &c->drbg) != 0) {
     set_err(err, code, EWS_ETLS,
             errf("%s: private key does not match the certificate in %s", key_file, cert_file));
     goto fail;
   }
-  static const char pers[] = "edgews tls";
-  if ((r = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy,
-                                 (const unsigned char *)pers, sizeof pers - 1)) != 0 ||
-      (r = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_SERVER,
+  if ((r = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_SERVER,
                                        MBEDTLS_SSL_TRANSPORT_STREAM,
-                                       MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
+                                       MBEDTLS_SSL_PRESET_DEFAULT)) != 0 ||
+      (r = ews_tlsk_conf(&c->conf)) != 0) {
     load_error(err, code, NULL, r);
     goto fail;
   }
   mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
-  mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-  mbedtls_ssl_conf_max_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
   mbedtls_ssl_conf_ciphersuites(&c->conf, suites);
-  mbedtls_ssl_conf_curves(&c->conf, curves);
   mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
   mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-  mbedtls_ssl_conf_export_keys_ext_cb(&c->conf, export_keys, NULL);
   if ((r = mbedtls_ssl_conf_own_cert(&c->conf, &c->chain, &c->key)) != 0 ||
       (r = mbedtls_ssl_ticket_setup(&c->ticket, mbedtls_ctr_drbg_random, &c->drbg,
                                     MBEDTLS_CIPHER_AES_256_GCM, TICKET_LIFETIME_S)) != 0) {
@@ -366,7 +338,7 @@ ews_tls_t *ews_tls_new(ews_tls_ctx_t *ctx, ews_writeq_t *out, ews_bufpool_t *poo
 static void hs_free(ews_tls_t *t) {
   if (t->hs) {
     mbedtls_ssl_free(&t->hs->ssl);
-    mbedtls_platform_zeroize(t->hs->kb, sizeof t->hs->kb);
+    mbedtls_platform_zeroize(&t->hs->keys, sizeof t->hs->keys);
     free(t->hs);
     t->hs = NULL;
   }
@@ -477,52 +449,6 @@ const char *ews_tls_reason(const ews_tls_t *t, char *buf, size_t len) {
 
 /* ---- record protection ----------------------------------------------------- */
 
-/* Records of up to this many bytes are bump-allocated in the worker's current block
- * (pool->cur), like ews_wq_append does for small frames, so that a thousand
- * connections each sending a small message share a few blocks; larger records get a
- * block of their own (a full-size record fills one pool block exactly). */
-#define SMALL_RECORD (EWS_BUF_BLOCK / 4)
-
-/* Room for `need` bytes at the end of the ciphertext queue, following writeq.c's
- * convention: only the pool's current block is ever appended to, our tail run is
- * extended when it ends where the block's free space begins, and each segment holds
- * a reference to its block. The bytes become queued with out_commit(), before
- * anything else can append to the block. */
-static uint8_t *out_reserve(ews_tls_t *t, size_t need) {
-  ews_writeq_t *q = t->out;
-  ews_bufpool_t *pool = t->pool;
-  ews_buf_t *cur = pool ? pool->cur : NULL;
-  if (q->n && cur) {
-    ews_seg_t *s = &q->segs[(q->head + q->n - 1) % q->cap];
-    if (s->buf == cur && s->end == cur->len && cur->cap - cur->len >= need)
-      return cur->data + cur->len;
-  }
-  if (pool && need <= SMALL_RECORD) {
-    if (!cur || cur->cap - cur->len < need) {
-      ews_buf_t *nb = ews_buf_new(pool, EWS_BUF_BLOCK);
-      if (!nb) return NULL;
-      if (cur) ews_buf_unref(cur); /* the pool's reference */
-      pool->cur = cur = nb;
-    }
-    if (ews_wq_append_shared(q, cur, cur->len, 0) != 0) return NULL;
-    return cur->data + cur->len;
-  }
-  ews_buf_t *b = ews_buf_new(pool, need);
-  if (!b) return NULL;
-  int r = ews_wq_append_shared(q, b, 0, 0);
-  ews_buf_unref(b); /* the segment holds it now (or nothing does) */
-  return r == 0 ? b->data : NULL;
-}
-
-/* Queues the n bytes written at the place out_reserve() returned. */
-static void out_commit(ews_tls_t *t, size_t n) {
-  ews_writeq_t *q = t->out;
-  ews_seg_t *s = &q->segs[(q->head + q->n - 1) % q->cap];
-  s->buf->len += (uint32_t)n;
-  s->end += (uint32_t)n;
-  q->bytes += n;
-}
-
 static void make_aad(uint8_t aad[13], uint64_t seq, uint8_t type, size_t len) {
   put_be64(aad, seq);
   aad[8] = type;
@@ -573,7 +499,9 @@ static int seal(ews_tls_t *t, uint8_t type, cursor_t *cur, const uint8_t *src, s
   if (t->wseq == UINT64_MAX) return EWS_ETLS; /* never in practice: 2^64 records */
   size_t eiv = t->aead == AEAD_GCM ? 8 : 0;
   size_t total = HDR + eiv + len + TAG;
-  uint8_t *p = out_reserve(t, total);
+  /* Sealed in place where the record will be queued (net/bump.h: a small record
+   * shares the worker's current block, a full-size one fills a block of its own). */
+  uint8_t *p = ews_wq_reserve(t->out, t->pool, total);
   if (!p) return EWS_ENOMEM;
   uint8_t *data = p + HDR + eiv;
   if (cur) cursor_copy(cur, data, len);
@@ -589,7 +517,7 @@ static int seal(ews_tls_t *t, uint8_t type, cursor_t *cur, const uint8_t *src, s
   p[2] = 3;
   p[3] = (uint8_t)(clen >> 8);
   p[4] = (uint8_t)clen;
-  out_commit(t, total);
+  ews_wq_commit(t->out, total);
   t->wseq++;
   return 0;
 }
@@ -614,9 +542,10 @@ static int fail_open(ews_tls_t *t, int desc, const char *what) {
 
 /* Fails during the handshake: frees the mbedTLS state at once. */
 static int fail_hs(ews_tls_t *t, int mbed_err, const char *what) {
-  if (mbed_err == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && t->hs && t->hs->ssl.in_msg &&
-      t->hs->ssl.in_msglen >= 2)
-    t->alert = t->hs->ssl.in_msg[1];
+  if (mbed_err == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && t->hs) {
+    int a = ews_tlsk_peer_alert(&t->hs->ssl);
+    if (a > 0) t->alert = (uint8_t)a;
+  }
   t->mbed_err = mbed_err;
   t->what = what;
   t->state = T_FAILED;
@@ -696,26 +625,29 @@ static int hs_start(ews_tls_t *t) {
 static int hs_finish(ews_tls_t *t) {
   tls_hs_t *hs = t->hs;
   mbedtls_ssl_context *ssl = &hs->ssl;
-  if (!hs->have_keys) return fail_hs(t, 0, "handshake: no key block exported");
+  uint64_t rseq, wseq;
+  if (ews_tlsk_finish(&hs->keys, ssl, &rseq, &wseq) != 0)
+    return fail_hs(t, 0, "handshake: no key block exported");
   if (mbedtls_ssl_check_pending(ssl))
     return fail_hs(t, 0, "handshake: unexpected data inside the final handshake record");
   int id = mbedtls_ssl_get_ciphersuite_id(mbedtls_ssl_get_ciphersuite(ssl));
   int aead = 0;
   for (size_t i = 0; i < sizeof suite_info / sizeof suite_info[0]; i++)
-    if (suite_info[i].id == id && suite_info[i].keylen == hs->keylen) aead = suite_info[i].aead;
-  if (!aead || hs->ivlen != (aead == AEAD_GCM ? 4 : 12))
+    if (suite_info[i].id == id && suite_info[i].keylen == hs->keys.keylen)
+      aead = suite_info[i].aead;
+  if (!aead || hs->keys.ivlen != (aead == AEAD_GCM ? 4 : 12))
     return fail_hs(t, 0, "handshake: unexpected ciphersuite");
   t->suite = (uint16_t)id;
-  t->rseq = get_be64(ssl->in_ctr);
-  t->wseq = get_be64(ssl->cur_out_ctr);
+  t->rseq = rseq;
+  t->wseq = wseq;
   size_t mfl = mbedtls_ssl_get_output_max_frag_len(ssl);
   t->max_plain = (uint16_t)(mfl < EWS_TLS_MAX_PLAIN ? mfl : EWS_TLS_MAX_PLAIN);
 
   /* RFC 5246 6.3 key block: client_write_key, server_write_key, client_write_IV,
    * server_write_IV. We are the server: we encrypt with server_*, decrypt client_*. */
-  size_t kl = hs->keylen, il = hs->ivlen;
-  const uint8_t *ckey = hs->kb, *skey = hs->kb + kl;
-  const uint8_t *civ = hs->kb + 2 * kl, *siv = hs->kb + 2 * kl + il;
+  size_t kl = hs->keys.keylen, il = hs->keys.ivlen;
+  const uint8_t *kb = hs->keys.kb;
+  const uint8_t *ckey = kb, *skey = kb + kl, *civ = kb + 2 * kl, *siv = kb + 2 * kl + il;
   int r = aead_setup(t, aead, skey, ckey, kl, siv, civ, il);
   if (r != 0) {
     aead_free(t);
@@ -847,7 +779,7 @@ int ews_tls_read(ews_tls_t *t, uint8_t *buf, size_t n, size_t *plain) {
       t->in = buf;
       t->in_n = len;
       tls_current = t;
-      int r = mbedtls_ssl_handshake(&t->hs->ssl);
+      int r = ews_tlsk_handshake(&t->hs->keys, &t->hs->ssl);
       tls_current = NULL;
       off = len - t->in_n;
       t->in = NULL;

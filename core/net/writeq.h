@@ -21,16 +21,24 @@ typedef struct {
 } ews_seg_t;
 
 typedef struct {
-  ews_seg_t *segs; /* ring of cap entries, allocated on first use */
+  ews_seg_t *segs; /* ring of cap entries (a power of two), allocated on first use */
   uint32_t cap, head, n;
   size_t bytes; /* queued and not yet written */
 } ews_writeq_t;
 
 /* Appends a (header) and b (payload) as one contiguous run, copying them into the
- * tail buffer (a new pool block or a right-sized buffer when needed). Returns 0 or
- * EWS_ENOMEM (nothing queued then). */
+ * tail buffer (a new pool block or a right-sized buffer when needed: net/bump.h).
+ * Returns 0 or EWS_ENOMEM (nothing queued then). */
 int ews_wq_append(ews_writeq_t *q, ews_bufpool_t *pool, const void *a, size_t alen,
                   const void *b, size_t blen);
+/* Room for `need` contiguous bytes at the end of q, placed as ews_wq_append places its
+ * runs (net/bump.h): returns where to write them, or NULL when out of memory (nothing
+ * queued). Write at most `need` bytes there, then queue them with ews_wq_commit()
+ * before anything else appends to q or to the pool. A reservation that is never
+ * committed queues no byte (at most an empty segment, which costs nothing). */
+uint8_t *ews_wq_reserve(ews_writeq_t *q, ews_bufpool_t *pool, size_t need);
+/* Queues the n bytes (n <= need) written at the place ews_wq_reserve() returned. */
+void ews_wq_commit(ews_writeq_t *q, size_t n);
 /* Queues bytes [off, off+len) of a shared buffer, taking a reference. 0 or EWS_ENOMEM. */
 int ews_wq_append_shared(ews_writeq_t *q, ews_buf_t *buf, uint32_t off, uint32_t len);
 /* Fills up to max iovecs from the head of the queue; returns how many and sets

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "proto/json.h"
 
 /* RFC 6455 section 1.3. */
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -295,21 +296,15 @@ int ews_write_response(char *out, size_t cap, int status, const char *extra_head
   return finish(&w);
 }
 
-/* Appends s as the inside of a JSON string (RFC 8259 escaping). */
+/* Appends s as a JSON string, quotes included (proto/json.h). */
 static void put_json_str(wbuf_t *w, const char *s) {
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') {
-      char esc[2] = {'\\', (char)c};
-      put(w, esc, 2);
-    } else if (c < 0x20) {
-      char esc[8];
-      int n = snprintf(esc, sizeof esc, "\\u%04x", c);
-      put(w, esc, (size_t)n);
-    } else {
-      put(w, s, 1);
-    }
+  char esc[512];
+  size_t n = strlen(s);
+  if (ews_json_str(NULL, s, n, EWS_JSON_CHECK) > sizeof esc) {
+    w->overflow = 1;
+    return;
   }
+  put(w, esc, ews_json_str(esc, s, n, EWS_JSON_CHECK));
 }
 
 int ews_write_error(char *out, size_t cap, int err) {
@@ -338,11 +333,11 @@ int ews_write_error(char *out, size_t cap, int err) {
 
   char body[256];
   wbuf_t b = {body, sizeof body, 0, 0};
-  puts_(&b, "{\"error\":\"");
+  puts_(&b, "{\"error\":");
   put_json_str(&b, lname);
-  puts_(&b, "\",\"message\":\"");
+  puts_(&b, ",\"message\":");
   put_json_str(&b, ews_strerror(err));
-  puts_(&b, "\"}");
+  puts_(&b, "}");
   if (b.overflow) return EWS_EINVAL;
   return ews_write_response(out, cap, status, extra, "application/json", body, b.len);
 }

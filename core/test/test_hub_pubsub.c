@@ -9,19 +9,18 @@
 #include <pthread.h>
 #include <time.h>
 
-#include "config.h"
 #include "err.h"
 #include "hub/bus.h"
+#include "hub/engine.h"
+#include "hub/hub.h"
 #include "hub/pubsub.h"
+#include "hub/pubsub_int.h"
 #include "test.h"
-#include "worker.h"
 
-static ews_config_t cfg;
+static ews_pubsub_config_t cfg;
 
 static void init(int max_queue) {
-  ews_config_defaults(&cfg);
-  cfg.pubsub_max_queue = max_queue;
-  cfg.pubsub_max_recover = 100;
+  cfg = (ews_pubsub_config_t){.max_queue = max_queue, .max_recover = 100};
   ews_pubsub_shutdown();
   ews_pubsub_init(&cfg, NULL, 0, NULL, 0);
 }
@@ -148,23 +147,24 @@ TEST(concurrent_publishers_get_every_offset_once) {
 /* ---- stand-in workers: inboxes only ------------------------------------------------- */
 
 #define NW 3
-static ews_worker_t workers[NW];
+static ews_hub_t workers[NW];
+static ews_hub_t *peers[NW];
+static uv_async_t wakeups[NW];
 static uv_loop_t wloop;
 
 static void no_wakeup(uv_async_t *h) { (void)h; }
 
 static void workers_init(void) {
   uv_loop_init(&wloop);
-  memset(workers, 0, sizeof workers);
   for (int i = 0; i < NW; i++) {
-    uv_mutex_init(&workers[i].post_lock);
-    uv_async_init(&wloop, &workers[i].wakeup, no_wakeup);
-    workers[i].alive = 1;
+    peers[i] = &workers[i];
+    ews_hub_init(&workers[i], i, NW, peers, NULL, &ews_engine_local, 0);
+    uv_async_init(&wloop, &wakeups[i], no_wakeup);
+    ews_inbox_open(&workers[i].inbox, &wakeups[i]);
   }
-  ews_config_defaults(&cfg);
-  cfg.pubsub_max_queue = 100;
+  cfg = (ews_pubsub_config_t){.max_queue = 100, .max_recover = 10000};
   ews_pubsub_shutdown();
-  ews_pubsub_init(&cfg, NULL, 0, workers, NW);
+  ews_pubsub_init(&cfg, NULL, 0, peers, NW);
 }
 
 static void close_cb(uv_handle_t *h) { (void)h; }
@@ -172,23 +172,26 @@ static void close_cb(uv_handle_t *h) { (void)h; }
 static void workers_free(void) {
   ews_pubsub_shutdown(); /* stops posting to them */
   for (int i = 0; i < NW; i++) {
-    ews_bus_free(&workers[i]);
-    uv_close((uv_handle_t *)&workers[i].wakeup, close_cb);
+    ews_inbox_close(&workers[i].inbox);
+    ews_bus_free(&workers[i].inbox);
+    uv_close((uv_handle_t *)&wakeups[i], close_cb);
   }
   uv_run(&wloop, UV_RUN_DEFAULT);
   uv_loop_close(&wloop);
-  for (int i = 0; i < NW; i++) uv_mutex_destroy(&workers[i].post_lock);
+  for (int i = 0; i < NW; i++) ews_hub_destroy(&workers[i]);
 }
 
 /* The (epoch, offset) sequence of `topic` in worker i's inbox. */
 static size_t inbox_seq(int i, const char *topic, uint64_t *ep, int64_t *off, size_t max) {
   size_t n = 0;
-  for (ews_bus_msg_t *m = workers[i].inbox_head; m; m = m->next)
-    if (m->kind == EWS_BUS_PUBSUB && m->len == strlen(topic) && !memcmp(m->data, topic, m->len) &&
-        n < max) {
+  for (ews_bus_msg_t *b = workers[i].inbox.head; b; b = b->next) {
+    const ews_ps_msg_t *m = (const ews_ps_msg_t *)b;
+    if (b->kind == &ews_ps_msg_kind && m->len == strlen(topic) &&
+        !memcmp(m->topic, topic, m->len) && n < max) {
       ep[n] = m->epoch;
       off[n++] = m->offset;
     }
+  }
   return n;
 }
 
@@ -244,7 +247,7 @@ static void *reader(void *arg) {
 TEST(a_publish_waiting_on_an_inbox_blocks_no_reader) {
   workers_init();
   published_one = read_held = stop_reader = 0;
-  uv_mutex_lock(&workers[1].post_lock); /* worker 1's inbox is busy */
+  uv_mutex_lock(&workers[1].inbox.lock); /* worker 1's inbox is busy */
   pthread_t p, p2, r;
   pthread_create(&p, NULL, publish_held, NULL);
   pthread_create(&r, NULL, reader, NULL);
@@ -252,7 +255,7 @@ TEST(a_publish_waiting_on_an_inbox_blocks_no_reader) {
   CHECK(!flag_get(&published_one));
   pthread_create(&p2, NULL, publish_held_2, NULL); /* waits for its turn */
   flag_set(&stop_reader);
-  uv_mutex_unlock(&workers[1].post_lock);
+  uv_mutex_unlock(&workers[1].inbox.lock);
   pthread_join(p, NULL);
   pthread_join(p2, NULL);
   pthread_join(r, NULL);

@@ -1,7 +1,8 @@
 /* test_net_writeq.c — the outgoing byte queue and its buffers: small frames of
  * several connections share the worker's current block, tails are extended in
  * place, large frames get their own buffer, shared frames are referenced not
- * copied, and every byte and buffer is accounted for after partial writes. */
+ * copied, every byte and buffer is accounted for after partial writes, and bytes
+ * reserved in place are queued only when committed. */
 #include "net/buf.h"
 #include "net/writeq.h"
 #include "test.h"
@@ -134,10 +135,62 @@ TEST(the_ring_grows_and_keeps_order) {
   ews_bufpool_drain(&pool);
 }
 
+TEST(reserve_and_commit_write_in_place) {
+  ews_bufpool_t pool = {0};
+  ews_writeq_t a = {0}, b = {0};
+  uint8_t *p = ews_wq_reserve(&a, &pool, 100);
+  CHECK(p != NULL && p == pool.cur->data);
+  CHECK_EQ(a.bytes, 0); /* reserved, not queued */
+  memcpy(p, "abc", 3);
+  ews_wq_commit(&a, 3); /* less than reserved */
+  CHECK_EQ(a.bytes, 3);
+  CHECK_EQ(pool.cur->len, 3);
+  uint8_t *p2 = ews_wq_reserve(&a, &pool, 10); /* extends the run: no new segment */
+  CHECK(p2 == p + 3);
+  memcpy(p2, "de", 2);
+  ews_wq_commit(&a, 2);
+  CHECK_EQ(a.n, 1);
+  /* A reservation that is never committed queues nothing, and the next append (of
+   * any queue) takes the same place. */
+  uint8_t *pb = ews_wq_reserve(&b, &pool, 8);
+  CHECK(pb == p + 5);
+  CHECK_EQ(b.bytes, 0);
+  struct iovec iov[4];
+  size_t total;
+  CHECK_EQ(ews_wq_iov(&b, iov, 4, &total), 0);
+  CHECK_EQ(ews_wq_append(&a, &pool, "f", 1, NULL, 0), 0);
+  CHECK_EQ(a.n, 1);
+  char out[16];
+  CHECK_EQ(gather(&a, out, sizeof out), 6);
+  CHECK_MEM(out, "abcdef", 6);
+  /* b's next run cannot extend its empty segment (a appended after it). */
+  CHECK_EQ(ews_wq_append(&b, &pool, "xy", 2, NULL, 0), 0);
+  CHECK_EQ(b.n, 2);
+  CHECK_EQ(gather(&b, out, sizeof out), 2);
+  CHECK_MEM(out, "xy", 2);
+  /* A large run extends a run that ends at the free space like a small one... */
+  uint8_t *ext = ews_wq_reserve(&b, &pool, 5000);
+  CHECK(ext == pool.cur->data + pool.cur->len && b.n == 2);
+  /* ...but starts in a buffer of its own. */
+  CHECK_EQ(ews_wq_append(&a, &pool, "g", 1, NULL, 0), 0);
+  uint8_t *big = ews_wq_reserve(&b, &pool, 5000);
+  CHECK(big != NULL && b.n == 3 && b.segs[2].buf != pool.cur);
+  memset(big, 'z', 5000);
+  ews_wq_commit(&b, 5000);
+  CHECK_EQ(b.bytes, 5002);
+  ews_wq_consume(&b, 5002);
+  CHECK_EQ(b.n, 0);
+  ews_wq_free(&a);
+  ews_wq_free(&b);
+  CHECK_EQ(pool.cur->refs, 1);
+  ews_bufpool_drain(&pool);
+}
+
 int main(void) {
   RUN(small_frames_share_the_current_block);
   RUN(partial_writes_release_buffers_in_order);
   RUN(shared_frames_are_referenced_not_copied);
   RUN(the_ring_grows_and_keeps_order);
+  RUN(reserve_and_commit_write_in_place);
   return TEST_EXIT();
 }

@@ -87,9 +87,9 @@ local function deliver_local(uid, id, created_at, payload)
   return any
 end
 
-workers.ops.notify = function(m)
+workers.register_op("notify", function(m)
   deliver_local(m.uid, m.id, m.created_at, m.payload)
-end
+end)
 
 --- notifications.store(user, data [, { ttl = seconds }]) -> { id, created_at,
 --  delivered } | nil, err. Waits (inside a handler) for the commit. data: any
@@ -176,7 +176,7 @@ function _M.mark_read(user, ids) return mark("mark_read", user, ids, STATE.read)
 --- notifications.deliver_pending(socket, user) -> number sent
 -- Sends the user's pending notifications to the socket and marks them
 -- delivered. Runs by itself when a socket of an app with `notifications = true`
--- gets its user (auth).
+-- gets its user (auth: edgews.pipeline calls it).
 function _M.deliver_pending(sock, user)
   user = check_user(user, "deliver_pending")
   if not core.has_store() then return 0 end
@@ -192,10 +192,5 @@ end
 
 --- notifications.available() -> true when the server has a data directory
 function _M.available() return core.has_store() end
-
-workers.user_hook = function(sock, uid)
-  local app = workers.apps and workers.apps[sock.path]
-  if app and app.config.notifications then _M.deliver_pending(sock, uid) end
-end
 
 return _M

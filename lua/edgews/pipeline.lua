@@ -34,6 +34,7 @@ local socket_mod = require "edgews.socket"
 local workers = require "edgews.workers"
 local router_mod = require "edgews.router"
 local ratelimit = require "edgews.ratelimit"
+local notifications = require "edgews.notifications"
 local cjson = require "cjson.safe"
 
 local type, pairs, ipairs, tostring, tonumber, xpcall, error, setmetatable =
@@ -175,11 +176,18 @@ local function expire_later(app, socket, user)
 end
 _M.expire_later = expire_later
 
+-- Registers the socket for its user (edgews.user_sockets); a socket of an app
+-- with `notifications = true` is then sent the user's pending notifications.
+local function register_user(app, socket, user)
+  local uid = workers.add_user(socket, user)
+  if uid and app.config.notifications then notifications.deliver_pending(socket, uid) end
+end
+
 --- Called when a socket of an app with auth opens.
 function _M.on_open(app, socket)
   local strat = app._auth
   if strat.mode == "upgrade" then
-    workers.add_user(socket, socket.ctx.user)
+    register_user(app, socket, socket.ctx.user)
     expire_later(app, socket, socket.ctx.user)
     return
   end
@@ -200,7 +208,7 @@ local function accept_user(app, socket, user)
   end
   socket.ctx.user = user
   if socket._c then core.authenticated(socket._c) end
-  workers.add_user(socket, user)
+  register_user(app, socket, user)
   expire_later(app, socket, user)
   return true
 end

@@ -11,38 +11,119 @@
 -- them. A failed take removes nothing and returns retry_after, the seconds
 -- until n tokens will be there (math.huge when n > burst: such a cost never
 -- fits; callers that report retry_after to clients must handle that, e.g. by
--- rejecting the message as too large). Tokens are fractional.
+-- rejecting the message as too large). Tokens are fractional. A clock that goes
+-- backwards refills nothing, and a bucket's time never moves back, so a clock
+-- jump cannot mint tokens. The same answers come from the limits shared by all
+-- workers (core.take: per user, per IP).
 --
--- The algorithm is two pure functions of numbers, so the C core can mirror it
--- for limiters shared across worker threads, and specs test it directly:
+-- The algorithm is two pure functions of numbers, which the specs test directly:
 --   ratelimit.refill(tokens, last, now, rate, burst) -> tokens
 --   ratelimit.consume(tokens, n, rate, burst) -> ok, tokens, retry_after
--- A clock that goes backwards (now < last) refills nothing, and `last` never
--- moves back, so a clock jump cannot mint tokens.
 --
--- Design. Buckets refill lazily, from the time of their last take: no timers.
--- A key absent from the limiter is a full bucket, so a bucket that is full
--- again can be dropped without changing any answer; the limiter keeps only
--- buckets that are not full. Each take also examines the next SWEEP (4)
--- slots of an incremental sweep (a cursor over the dense slot arrays) and drops
--- the buckets there that are full by now. A take adds at most one key, so in a
--- steady state one examination per take goes to the removal matching that
--- insertion and a sweep over S slots takes about S / (SWEEP - 1) takes; a full
--- bucket waits at most that long. Hence S stays within about
--- A * (SWEEP - 1) / (SWEEP - 2) = 1.5 A, where A is the number of keys whose
--- buckets are not full (keys that took tokens within the last burst / rate
--- seconds, less when they took little): memory is O(active keys), however
--- large the keyspace (the spec checks it with 100k keys). The
--- buckets are stored as parallel arrays (key -> slot; slot -> key, tokens,
--- last), so a key costs no table of its own and a take allocates nothing once
--- the arrays have grown.
+-- Design. This module is a binding: the token bucket exists once, in C
+-- (core/hub/ratelimit.c; the shared limits of core/hub/buckets.c use the same
+-- code), called through the LuaJIT FFI, which compiles a take into a direct call
+-- (as socket:send is). Buckets refill lazily, from the time of their last take:
+-- no timers. A key absent from a limiter is a full bucket, so a bucket that is
+-- full again is dropped without changing any answer; the limiter keeps only
+-- buckets that are not full, and each take examines the next few buckets of an
+-- incremental sweep, so its memory is O(active keys) (keys that took tokens
+-- within the last burst / rate seconds), however large the keyspace (the spec
+-- checks it with 100k keys). A limiter belongs to the VM that made it (one worker
+-- thread: no lock); its C memory is freed when it is collected.
+--
+-- Where the C code comes from: inside edgews-lua the executable exports it
+-- (ffi.C); elsewhere (busted, tools) this module loads the shared library the
+-- build makes, build/libedgews_ratelimit.so, or the file named by
+-- EDGEWS_RATELIMIT_LIB. Without either, requiring the module works and using it
+-- raises an error saying so.
+--
+-- Keys may be any value but nil and NaN, compared as Lua table keys are: strings
+-- by content, numbers by value (0 and -0 are one key), anything else by identity
+-- (tables, functions, booleans: each gets a number of its own, remembered in a
+-- weak table, so a key that is collected can never be asked about again and its
+-- bucket simply ages out).
 
-local type, pairs, error, tostring, setmetatable = type, pairs, error, tostring, setmetatable
+local ffi = require "ffi"
+
+local type, pairs, error, tostring, tonumber, setmetatable, pcall =
+  type, pairs, error, tostring, tonumber, setmetatable, pcall
 local math_huge = math.huge
+
+-- (once per process: a module loaded again, as the specs do, must not redefine them)
+if not pcall(ffi.typeof, "ews_tb_t") then ffi.cdef [[
+typedef struct ews_tb { double tokens, last; } ews_tb_t;
+typedef struct ews_limiter ews_limiter_t;
+double ews_tb_refill(double tokens, double last, double now, double rate, double burst);
+int ews_tb_consume(double tokens, double n, double rate, double burst, double out[2]);
+int ews_tb_take(ews_tb_t *b, double n, double now, double rate, double burst, double *retry_after);
+ews_limiter_t *ews_limiter_new(double rate, double burst);
+void ews_limiter_free(ews_limiter_t *l);
+int ews_limiter_take(ews_limiter_t *l, int kind, const char *key, size_t len, double n, double now,
+                     double *retry_after);
+double ews_limiter_tokens(const ews_limiter_t *l, int kind, const char *key, size_t len, double now);
+void ews_limiter_reset(ews_limiter_t *l, int kind, const char *key, size_t len);
+size_t ews_limiter_size(const ews_limiter_t *l);
+size_t ews_limiter_memory(const ews_limiter_t *l);
+]] end
 
 local _M = {}
 
-local SWEEP = 4 -- slots examined per take (see the design note)
+-- ------------------------------------------------------------- the C code
+
+local function find_library()
+  if pcall(function() return ffi.C.ews_limiter_take end) then return ffi.C end
+  local path = os.getenv("EDGEWS_RATELIMIT_LIB")
+  if not path then
+    local src = debug.getinfo(1, "S").source
+    local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/[^/]*$") or "."
+    path = dir .. "/../../build/libedgews_ratelimit.so"
+  end
+  local ok, lib = pcall(ffi.load, path)
+  if ok then return lib end
+  return nil, "edgews.ratelimit: the C token bucket is not available: run inside edgews-lua, or "
+    .. "build " .. path .. " (scripts/build) or set EDGEWS_RATELIMIT_LIB (" .. tostring(lib) .. ")"
+end
+
+local C, missing = find_library()
+if not C then
+  C = setmetatable({}, { __index = function() error(missing, 3) end })
+end
+
+local STRING, NUMBER, OBJECT = 0, 1, 2
+local retry_buf = ffi.new("double[1]")
+local pair_buf = ffi.new("double[2]")
+local num_buf = ffi.new("double[1]")
+local num_key = ffi.cast("const char *", num_buf)
+
+-- Keys that are neither strings nor numbers: value -> a number of its own.
+local ids = setmetatable({}, { __mode = "k" })
+local next_id = 0
+local function object_id(key)
+  local id = ids[key]
+  if not id then
+    next_id = next_id + 1
+    id = next_id
+    ids[key] = id
+  end
+  return id
+end
+
+-- -> kind, pointer, length of the key's bytes (numbers and ids through num_buf,
+-- which is valid until the next call)
+local function key_bytes(key)
+  local t = type(key)
+  if t == "string" then return STRING, key, #key end
+  if t == "number" then
+    if key == 0 then key = 0 end -- -0 and 0 are one key
+    num_buf[0] = key
+    return NUMBER, num_key, 8
+  end
+  num_buf[0] = object_id(key)
+  return OBJECT, num_key, 8
+end
+
+-- ---------------------------------------------------------------- checks
 
 local function check_rate_burst(fn, rate, burst, level)
   if type(rate) ~= "number" or not (rate > 0) or rate == math_huge then
@@ -53,30 +134,26 @@ local function check_rate_burst(fn, rate, burst, level)
   end
 end
 
---- ratelimit.refill(tokens, last, now, rate, burst) -> tokens
--- The bucket's tokens at `now`, given `tokens` at time `last`.
-local function refill(tokens, last, now, rate, burst)
-  if now <= last then return tokens end
-  tokens = tokens + (now - last) * rate
-  if tokens > burst then return burst end
-  return tokens
-end
-_M.refill = refill
-
---- ratelimit.consume(tokens, n, rate, burst) -> ok, tokens, retry_after
--- Takes n from a (refilled) bucket: ok, tokens - n, 0 when it holds n;
--- otherwise false, tokens, seconds until it will (math.huge if n > burst).
-local function consume(tokens, n, rate, burst)
-  if n <= tokens then return true, tokens - n, 0 end
-  if n > burst then return false, tokens, math_huge end
-  return false, tokens, (n - tokens) / rate
-end
-_M.consume = consume
-
 local function check_n(n)
   if type(n) ~= "number" or not (n >= 0) then
     error("ratelimit: take: n must be a non-negative number, got " .. tostring(n), 3)
   end
+end
+
+-- ------------------------------------------------------- the pure functions
+
+--- ratelimit.refill(tokens, last, now, rate, burst) -> tokens
+-- The bucket's tokens at `now`, given `tokens` at time `last`.
+function _M.refill(tokens, last, now, rate, burst)
+  return C.ews_tb_refill(tokens, last, now, rate, burst)
+end
+
+--- ratelimit.consume(tokens, n, rate, burst) -> ok, tokens, retry_after
+-- Takes n from a (refilled) bucket: ok, tokens - n, 0 when it holds n;
+-- otherwise false, tokens, seconds until it will (math.huge if n > burst).
+function _M.consume(tokens, n, rate, burst)
+  local ok = C.ews_tb_consume(tokens, n, rate, burst, pair_buf) == 1
+  return ok, pair_buf[0], pair_buf[1]
 end
 
 -- A single bucket --------------------------------------------------------
@@ -88,30 +165,27 @@ Bucket.__index = Bucket
 function _M.bucket(rate, burst, now)
   check_rate_burst("ratelimit.bucket", rate, burst, 2)
   if type(now) ~= "function" then error("ratelimit.bucket: now must be a clock function", 2) end
-  return setmetatable({ rate = rate, burst = burst, now = now, tok = burst, last = -math_huge }, Bucket)
+  local b = ffi.new("ews_tb_t", burst, -math_huge)
+  return setmetatable({ rate = rate, burst = burst, now = now, b = b }, Bucket)
 end
 
 --- bucket:take([n]) -> true | false, retry_after
 function Bucket:take(n)
   n = n or 1
   check_n(n)
-  local t = self.now()
-  local last = self.last
-  local ok, left, retry = consume(refill(self.tok, last, t, self.rate, self.burst), n, self.rate, self.burst)
-  self.tok = left
-  if t > last then self.last = t end
-  if ok then return true end
-  return false, retry
+  if C.ews_tb_take(self.b, n, self.now(), self.rate, self.burst, retry_buf) == 1 then return true end
+  return false, retry_buf[0]
 end
 
 --- bucket:tokens() -> the tokens available now
 function Bucket:tokens()
-  return refill(self.tok, self.last, self.now(), self.rate, self.burst)
+  local b = self.b
+  return C.ews_tb_refill(b.tokens, b.last, self.now(), self.rate, self.burst)
 end
 
 --- bucket:reset(): full again
 function Bucket:reset()
-  self.tok, self.last = self.burst, -math_huge
+  self.b.tokens, self.b.last = self.burst, -math_huge
 end
 
 -- A limiter: one bucket per key -----------------------------------------
@@ -129,45 +203,10 @@ function _M.new(opts)
   end
   check_rate_burst("ratelimit.new", opts.rate, opts.burst, 2)
   if type(opts.now) ~= "function" then error("ratelimit.new: now must be a clock function (seconds)", 2) end
-  return setmetatable({
-    rate = opts.rate, burst = opts.burst, now = opts.now,
-    slot = {},                     -- key -> slot
-    key = {}, tok = {}, at = {},   -- slot -> key, tokens, time of the last take
-    count = 0, cursor = 1,
-  }, Limiter)
-end
-
--- Removes slot i: the last slot moves into it.
-local function remove(self, i)
-  local n = self.count
-  local keys, tokens, last = self.key, self.tok, self.at
-  self.slot[keys[i]] = nil
-  if i ~= n then
-    local k = keys[n]
-    keys[i], tokens[i], last[i] = k, tokens[n], last[n]
-    self.slot[k] = i
-  end
-  keys[n], tokens[n], last[n] = nil, nil, nil
-  self.count = n - 1
-end
-
--- Examines up to SWEEP slots from the cursor, dropping buckets full at t.
-local function sweep(self, t)
-  local rate, burst = self.rate, self.burst
-  local tokens, last = self.tok, self.at
-  local c = self.cursor
-  for _ = 1, SWEEP do
-    if c > self.count then
-      c = 1
-      if self.count == 0 then break end
-    end
-    if refill(tokens[c], last[c], t, rate, burst) >= burst then
-      remove(self, c) -- another bucket moved into slot c: examine it next
-    else
-      c = c + 1
-    end
-  end
-  self.cursor = c
+  local c = C.ews_limiter_new(opts.rate, opts.burst)
+  if c == nil then error("ratelimit.new: out of memory", 2) end
+  return setmetatable({ rate = opts.rate, burst = opts.burst, now = opts.now,
+                        c = ffi.gc(c, C.ews_limiter_free) }, Limiter)
 end
 
 --- limiter:take(key [, n]) -> true | false, retry_after
@@ -177,44 +216,33 @@ function Limiter:take(key, n)
   n = n or 1
   check_n(n)
   local t = self.now()
-  local rate, burst = self.rate, self.burst
-  local i = self.slot[key]
-  local ok, left, retry
-  if i then
-    local l = self.at[i]
-    ok, left, retry = consume(refill(self.tok[i], l, t, rate, burst), n, rate, burst)
-    self.tok[i] = left
-    if t > l then self.at[i] = t end
-  else
-    ok, left, retry = consume(burst, n, rate, burst)
-    if left < burst then
-      i = self.count + 1
-      self.count = i
-      self.slot[key] = i
-      self.key[i], self.tok[i], self.at[i] = key, left, t
-    end
-  end
-  sweep(self, t)
-  if ok then return true end
-  return false, retry
+  local kind, p, len = key_bytes(key)
+  if C.ews_limiter_take(self.c, kind, p, len, n, t, retry_buf) == 1 then return true end
+  return false, retry_buf[0]
 end
 
 --- limiter:tokens(key) -> the tokens key's bucket holds now (burst when untracked)
 function Limiter:tokens(key)
-  local i = self.slot[key]
-  if not i then return self.burst end
-  return refill(self.tok[i], self.at[i], self.now(), self.rate, self.burst)
+  if key == nil or key ~= key then return self.burst end
+  local kind, p, len = key_bytes(key)
+  return C.ews_limiter_tokens(self.c, kind, p, len, self.now())
 end
 
 --- limiter:reset(key): the key's bucket is full again
 function Limiter:reset(key)
-  local i = self.slot[key]
-  if i then remove(self, i) end
+  if key == nil or key ~= key then return end
+  local kind, p, len = key_bytes(key)
+  C.ews_limiter_reset(self.c, kind, p, len)
 end
 
 --- limiter:size() -> number of keys tracked (buckets not known to be full)
 function Limiter:size()
-  return self.count
+  return tonumber(C.ews_limiter_size(self.c))
+end
+
+-- limiter:_memory() -> bytes the C limiter holds (for the specs)
+function Limiter:_memory()
+  return tonumber(C.ews_limiter_memory(self.c))
 end
 
 return _M

@@ -18,7 +18,11 @@
 --               both an empty array and an empty table: JSON decoders cannot
 --               tell [] from {}); "table" is any table.
 --   required    true: the field must be present (nil or the JSON null given to
---               check() count as absent). Absent optional fields pass.
+--               check() count as absent). Absent optional fields pass; an
+--               optional field (of the schema or of a nested `fields` schema)
+--               whose value is that JSON null is removed from the data
+--               (set to nil), so the code after check() sees it absent. A null
+--               array item stays in its array (removing it would shift the rest).
 --   min_length, max_length   strings: length in bytes; arrays: number of items.
 --   min, max    numbers: inclusive bounds.
 --   enum        a list of allowed values (compared with ==).
@@ -286,14 +290,22 @@ end
 check_list = function(rules, data, base, errors, null)
   for i = 1, #rules do
     local r = rules[i]
-    errors = check_value(r, data[r.name], base, errors, null)
+    local v = data[r.name]
+    if null ~= nil and v == null and not r.required then
+      -- an optional field sent as JSON null is absent: the handler sees nil, as
+      -- when the client left it out (not a null it would pass on, e.g. as an epoch)
+      data[r.name] = nil
+      v = nil
+    end
+    errors = check_value(r, v, base, errors, null)
     if errors and #errors >= _M.MAX_ERRORS then break end
   end
   return errors
 end
 
 --- checker:check(data [, null]) -> true | nil, errors
--- null: the decoder's JSON null value (cjson.null), treated as absent.
+-- null: the decoder's JSON null value (cjson.null), treated as absent: optional
+-- fields holding it are set to nil in data.
 function Checker:check(data, null)
   if type(data) ~= "table" then
     return nil, { { field = "", error = "type", message = "the message must be an object" } }

@@ -26,8 +26,23 @@ local _M = {}
 
 local local_users = {} -- uid -> { [socket] = true } on this worker
 
--- Other modules' cross-worker operations: op name -> fn(message) on the target.
+-- Other modules' cross-worker operations: op name -> fn(message) on the target
+-- (register_op).
 _M.ops = {}
+
+local builtin_ops = { send = true, close = true, close_all = true, broadcast = true }
+
+--- workers.register_op(name, fn): messages { op = name, ... } that another
+-- worker posts (core.post(w, string.buffer.encode(msg))) run fn(msg) here. A
+-- module registers its ops when it loads (again when it is reloaded: the newer
+-- function replaces the older).
+function _M.register_op(name, fn)
+  if type(name) ~= "string" or type(fn) ~= "function" then
+    error("workers.register_op(name, fn) expects a string and a function", 2)
+  end
+  if builtin_ops[name] then error("workers.register_op: '" .. name .. "' is a built-in op", 2) end
+  _M.ops[name] = fn
+end
 
 --- This worker's sockets of a user (a list, possibly empty).
 function _M.local_user_sockets(uid)
@@ -37,21 +52,22 @@ function _M.local_user_sockets(uid)
   return list
 end
 
+--- workers.add_user(sock, user) -> uid (a string) when the socket was registered
+-- for the user now; nil when the user has no id or it was registered already.
 function _M.add_user(sock, user)
   local uid = user and user.id
-  if uid == nil then return end
+  if uid == nil then return nil end
   uid = tostring(uid)
   local a = sock.ctx._auth
   if not a then a = {}; sock.ctx._auth = a end
-  if a.uid == uid then return end
+  if a.uid == uid then return nil end
   if a.uid then _M.remove_user(sock) end
   a.uid = uid
   local set = local_users[uid]
   if not set then set = {}; local_users[uid] = set end
   set[sock] = true
   core.user_add(uid, sock.id)
-  local hook = _M.user_hook -- notifications: deliver what is pending
-  if hook then hook(sock, uid) end
+  return uid
 end
 
 function _M.remove_user(sock)

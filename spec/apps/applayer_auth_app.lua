@@ -12,7 +12,8 @@
 --   /key      API key (x-api-key header or ?api_key=): "key-good" -> user "key-user",
 --             "key-revoked" -> 403, others -> 401; the validator waits 50 ms
 --   /custom   custom validator that waits 0.2 s: x-user header -> that user,
---             x-deny -> 403 "denied", otherwise 401 "who are you"
+--             x-deny -> 403 "denied", x-odd -> 401 with a message that needs JSON
+--             escapes, otherwise 401 "who are you"
 --   /slow     custom validator that waits 2 s with a 0.3 s auth timeout
 --   /broken   custom validator that raises
 -- Every app routes:
@@ -113,6 +114,7 @@ routes(edgews.app {
     edgews.sleep(0.2)
     if req.headers["x-user"] then return { id = req.headers["x-user"], name = req.params.name } end
     if req.headers["x-deny"] then return nil, "denied", 403 end
+    if req.headers["x-odd"] then return nil, 'say "please" \\ then\n\t\195\169' end
     return nil, "who are you"
   end, { timeout = 2 }),
 })

@@ -14,7 +14,10 @@
 --   /rl_close    2 messages burst per connection, action = "close" (1008)
 --   /rl_user     JWT; 4 messages burst per user, shared by the user's connections
 --   /rl_bytes    100 bytes burst per connection (1 byte/s)
---   /rl_route    route "limited" has its own limit (2 burst); echo and where do not
+--   /rl_route    route "limited" has its own limit (2 burst); echo and where do not;
+--                take {key, n}: edgews.ratelimit in the script (rate 0.2/s, burst 5,
+--                one limiter per worker) -> {"type":"took","ok":bool,"retry":s|"inf",
+--                "tokens":t,"size":keys held}
 --   /xw          JWT; notify {uid, text}: edgews.user_sockets(uid) each get
 --                {"type":"note","text":...,"from":W}; reply {"type":"notified","n":#list}
 --                shout {text}: app:broadcast to all but the sender;
@@ -69,6 +72,12 @@ local rl_route = common(edgews.app { path = "/rl_route" })
 rl_route:route("limited", function(socket, body)
   socket:send(cjson.encode { type = "limited", n = body.n })
 end, { rate_limit = limit(2) })
+local script_limiter = require("edgews.ratelimit").new { rate = slow.rate, burst = 5, now = edgews.now }
+rl_route:route("take", function(socket, body)
+  local ok, retry = script_limiter:take(body.key, body.n)
+  socket:send(cjson.encode { type = "took", ok = ok, retry = retry == math.huge and "inf" or retry,
+    tokens = script_limiter:tokens(body.key), size = script_limiter:size() })
+end)
 
 local xw = common(edgews.app { path = "/xw", auth = edgews.auth.jwt { secret = SECRET } })
 

@@ -202,6 +202,11 @@ describe("application layer: authentication #integration #lua", function()
       assert_refused(open("/custom"), 401, "unauthorized", "who are you")
     end)
 
+    it("the validator's message reaches the client intact (quotes, backslash, control bytes, UTF-8)", function()
+      assert_refused(open("/custom", { headers = { ["x-odd"] = "1" } }), 401, "unauthorized",
+        'say "please" \\ then\n\t\195\169')
+    end)
+
     it("a validator that outlasts the auth timeout -> 401 auth_timeout", function()
       local r = open("/slow")
       assert_refused(r, 401, "auth_timeout")

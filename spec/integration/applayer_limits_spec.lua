@@ -9,7 +9,8 @@
 --   * Origin allow-list: listed origins pass, others get 403 "origin", no Origin passes
 --   * rate limits: per connection (one rate_limited reply per message over the burst),
 --     action = "close" (1008), per user across two connections on different workers
---     (shared buckets), a bytes budget, a per-route limit in app:route opts
+--     (shared buckets), a bytes budget, a per-route limit in app:route opts, and
+--     edgews.ratelimit used by a script (the server's C token bucket through the FFI)
 --   * cross-worker: edgews.user_sockets reaches the user's sockets on both workers,
 --     app:broadcast with a filter excluding the sender reaches both workers,
 --     app:connection_count() counts both workers; stand-ins of other workers' sockets
@@ -283,6 +284,25 @@ describe("application layer: limits, origins, rate limits, cross-worker #integra
         assert.are.same({ type = "echo", i = i }, ask(r.id, { type = "echo", i = i }))
       end
       assert.are.equal("rate_limited", ask(r.id, { type = "limited", n = 4 }).error)
+      close(r.id)
+    end)
+
+    it("edgews.ratelimit in a script: the server's token bucket, a cost above burst never fits", function()
+      local r = open("/rl_route")
+      hello(r.id)
+      local function take(key, n) return ask(r.id, { type = "take", key = key, n = n }) end
+      local t = take("k", 6) -- burst 5
+      assert.are.same({ false, "inf", 5, 0 }, { t.ok, t.retry, t.tokens, t.size })
+      t = take("k", 2)
+      assert.is_true(t.ok)
+      assert.are.equal(1, t.size)
+      assert.is_true(t.tokens >= 3 and t.tokens < 4, "tokens " .. t.tokens)
+      t = take("k", 4) -- 3 and a little < 4 <= burst: a finite retry (about 5 s at 0.2/s)
+      assert.is_false(t.ok)
+      assert.is_true(type(t.retry) == "number" and t.retry > 0 and t.retry <= 5, "retry " .. tostring(t.retry))
+      t = take("k", 6) -- the bucket is tracked now: still never
+      assert.are.same({ false, "inf" }, { t.ok, t.retry })
+      assert.is_true(take("other", 5).ok) -- keys are independent
       close(r.id)
     end)
   end)

@@ -151,6 +151,57 @@ describe("edgews.config.server", function()
   end
 end)
 
+describe("edgews.config messages", function()
+  local function err_of(fn, t)
+    local ok, err = pcall(fn, t)
+    assert.is_false(ok)
+    return tostring(err)
+  end
+
+  it("show the type of a value of the wrong type", function()
+    assert.are.equal('edgews.app: idle_timeout must be a number in [0, 86400], got string "300"',
+      err_of(config.app, { path = "/a", idle_timeout = "300" }))
+    assert.are.equal("edgews.app: idle_timeout must be a number in [0, 86400], got -1",
+      err_of(config.app, { path = "/a", idle_timeout = -1 }))
+    assert.are.equal("edgews.configure: workers must be an integer number in [1, 256], got boolean true",
+      err_of(config.server, { workers = true }))
+    assert.are.equal("edgews.app: heartbeat.interval must be a number in [0, 86400], got table",
+      err_of(config.app, { path = "/a", heartbeat = { interval = {} } }))
+    assert.truthy(err_of(config.app, { path = 3 }):find("got number 3$"))
+    assert.truthy(err_of(config.server, { watch = "yes" }):find('watch must be a boolean, got string "yes"', 1, true))
+    assert.truthy(err_of(config.server, { listen = 8080 }):find('listen must be "HOST:PORT", got 8080', 1, true))
+    local long = err_of(config.app, { path = "/a", max_buffered = ("9"):rep(100) })
+    assert.truthy(long:find('got string "' .. ("9"):rep(40) .. '..."$'), long)
+  end)
+
+  it("suggest the closest field for a misspelled one", function()
+    assert.are.equal("edgews.app: unknown field 'max_mesage_size' (did you mean 'max_message_size'?)",
+      err_of(config.app, { path = "/a", max_mesage_size = 1 }))
+    assert.are.equal("edgews.app: unknown field 'idel_timeout' (did you mean 'idle_timeout'?)",
+      err_of(config.app, { path = "/a", idel_timeout = 1 }))
+    assert.are.equal("edgews.app: unknown field 'protocol' (did you mean 'protocols'?)",
+      err_of(config.app, { path = "/a", protocol = { "x" } }))
+    assert.are.equal("edgews.app: compression: unknown field 'levle' (did you mean 'level'?)",
+      err_of(config.app, { path = "/a", compression = { levle = 1 } }))
+    assert.are.equal("edgews.app: heartbeat: unknown field 'intervall' (did you mean 'interval'?)",
+      err_of(config.app, { path = "/a", heartbeat = { intervall = 1 } }))
+    assert.are.equal("edgews.configure: unknown field 'log_levle' (did you mean 'log_level'?)",
+      err_of(config.server, { log_levle = "info" }))
+    assert.are.equal("edgews.configure: pubsub: unknown field 'max_queue' (did you mean 'max_queue_size'?)",
+      err_of(config.server, { pubsub = { max_queue = 1 } }))
+    assert.are.equal("edgews.configure: tls: unknown field 'certs' (did you mean 'cert'?)",
+      err_of(config.server, { tls = { cert = "a", key = "b", certs = "c" } }))
+  end)
+
+  it("suggest nothing when no field is close, and name one bad field whatever the order", function()
+    assert.are.equal("edgews.app: unknown field 'max_size'", err_of(config.app, { path = "/a", max_size = 1 }))
+    assert.are.equal("edgews.app: unknown field 'handshake_timeout'",
+      err_of(config.app, { path = "/a", handshake_timeout = 1 }))
+    assert.are.equal("edgews.configure: unknown field 'port'", err_of(config.server, { port = 1 }))
+    assert.are.equal("edgews.app: unknown field 'aaa'", err_of(config.app, { path = "/a", zzz = 1, aaa = 2 }))
+  end)
+end)
+
 describe("edgews.config.valid_close_code", function()
   it("accepts exactly the codes an application may send (RFC 6455 7.4)", function()
     for _, code in ipairs({ 1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4000, 4999 }) do

@@ -81,6 +81,21 @@ describe("edgews.crypto.sha256", function()
   end)
 end)
 
+describe("edgews.crypto.sha1", function()
+  it("matches the FIPS 180-2 examples and the RFC 6455 accept key", function()
+    assert.are.equal("da39a3ee5e6b4b0d3255bfef95601890afd80709", hex(crypto.sha1("")))
+    assert.are.equal("a9993e364706816aba3e25717850c26c9cd0d89d", hex(crypto.sha1("abc")))
+    -- RFC 6455 1.3: the key "dGhlIHNhbXBsZSBub25jZQ==" is accepted as "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert.are.equal("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", crypto.base64_encode(crypto.sha1(
+      "dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11")))
+    assert.has_error(function() crypto.sha1(1) end)
+  end)
+
+  it("is not an HMAC algorithm", function()
+    assert.has_error(function() crypto.hmac("sha1", "k", "d") end)
+  end)
+end)
+
 describe("edgews.crypto base64", function()
   it("encodes the RFC 4648 section 10 examples", function()
     local ex = { [""] = "", f = "Zg==", fo = "Zm8=", foo = "Zm9v", foob = "Zm9vYg==",

@@ -1,9 +1,16 @@
 -- Unit specs for lua/edgews/ratelimit.lua: the pure refill/consume functions,
 -- single buckets and keyed limiters with an injected clock (burst, steady rate,
 -- retry_after, fractional refill, costs above burst, a clock going backwards),
--- and the memory bound (100k keys over simulated time).
-package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+-- the memory bound (100k keys over simulated time), and the C implementation
+-- against the pure-Lua reference model (spec/unit/ratelimit_model.lua) on random
+-- inputs.
+--
+-- The token bucket is C (core/hub/ratelimit.c). Outside the server the module
+-- loads it from build/libedgews_ratelimit.so (or EDGEWS_RATELIMIT_LIB), so these
+-- specs run the very code the server runs: build first (scripts/build).
+package.path = "./lua/?.lua;./lua/?/init.lua;./spec/unit/?.lua;" .. package.path
 local ratelimit = require "edgews.ratelimit"
+local model = require "ratelimit_model"
 
 local function clock(t0)
   local c = { t = t0 or 1000 }
@@ -164,45 +171,36 @@ describe("edgews.ratelimit", function()
       c.t = c.t + 3 -- a is full again
       l:take("b")
       l:take("c")
-      assert.is_nil(l.slot.a)
       assert.are.equal(3, l:tokens("a"))
-      assert.are.equal(2, l:size())
+      assert.are.equal(2, l:size()) -- b and c: a was dropped
     end)
 
     it("keeps memory O(active keys): 100k keys over simulated time", function()
       local c = clock()
       -- a new key every millisecond, each taking one token; buckets refill in
       -- 1 / rate = 0.1 s, so about 100 keys are ever not full. What the limiter
-      -- holds is counted directly (tracked keys and the entries of its tables),
-      -- not read off the heap, whose size depends on string interning and on
-      -- when the collector runs.
+      -- holds is counted directly (tracked keys, and the bytes of the C limiter's
+      -- arrays, tables and records: at most 256 a key plus a constant), not read
+      -- off the heap, whose size depends on string interning and on when the
+      -- collector runs.
       local l = ratelimit.new { rate = 10, burst = 20, now = c.now }
-      local function entries(t)
-        local n = 0
-        for _ in pairs(t) do n = n + 1 end
-        return n
-      end
-      local max_size, max_entries = 0, 0
+      local max_size, max_memory = 0, 0
       for i = 1, 100000 do
         c.t = c.t + 0.001
         assert.is_true(l:take("10.0." .. i))
         if l:size() > max_size then max_size = l:size() end
         if i % 1000 == 0 then
-          -- every table of the limiter holds one entry per tracked key, no more
-          for _, t in ipairs { l.slot, l.key, l.tok, l.at } do
-            local n = entries(t)
-            assert.are.equal(l:size(), n)
-            if n > max_entries then max_entries = n end
-          end
+          local m = l:_memory()
+          assert.is_true(m <= 1024 + 256 * l:size(), m .. " bytes for " .. l:size() .. " keys")
+          if m > max_memory then max_memory = m end
         end
       end
       assert.is_true(max_size <= 200, "tracked " .. max_size .. " keys")
-      assert.is_true(max_entries <= 200, "a table held " .. max_entries .. " entries")
+      assert.is_true(max_memory <= 1024 + 256 * 200, "the limiter held " .. max_memory .. " bytes")
       -- heavy users stay tracked while idle ones go
       for _ = 1, 10 do l:take("heavy", 2) end
       for i = 1, 1000 do c.t = c.t + 0.001; l:take("late" .. i) end
-      assert.is_true(l:tokens("heavy") < 20)
-      assert.is_not_nil(l.slot.heavy)
+      assert.is_true(l:tokens("heavy") < 20) -- still tracked (an untracked key has burst)
     end)
 
     it("keeps memory O(active keys) when each key drains its bucket", function()
@@ -257,6 +255,96 @@ describe("edgews.ratelimit", function()
       assert.are.same({ false, math.huge }, { b:take(4) })
       b:reset()
       assert.are.equal(3, b:tokens())
+    end)
+  end)
+
+  -- The token bucket is C; the reference is the pure-Lua model it replaced. Random
+  -- rates, bursts, costs (0, fractions, exactly burst, above burst), clock steps
+  -- (small, large, backwards) and keys of every kind; every answer must be the
+  -- same number, not a close one. Seeded: a failure names its seed.
+  describe("the C implementation against the reference model", function()
+    local function rng(seed)
+      math.randomseed(seed)
+      return math.random
+    end
+
+    local function cost(r, burst)
+      local c = r()
+      if c < 0.1 then return 0 end
+      if c < 0.2 then return burst end
+      if c < 0.3 then return burst + 0.5 + math.floor(r() * 3) end
+      if c < 0.6 then return 1 end
+      return r() * burst * 1.2
+    end
+
+    local function step(r, t)
+      local c = r()
+      if c < 0.05 then return t - r() * 5 end
+      if c < 0.1 then return t end
+      if c < 0.6 then return t + r() * 0.2 end
+      if c < 0.65 then return t + r() * 100 end
+      return t + r() * 1 / 64
+    end
+
+    it("refill and consume give the same numbers", function()
+      local r = rng(7)
+      for i = 1, 20000 do
+        local rate, burst = 0.1 + r() * 50, 0.5 + r() * 20
+        local tokens, last = r() * burst, 1000 + r() * 10
+        local now = last + (r() - 0.2) * 2
+        assert.are.equal(model.refill(tokens, last, now, rate, burst),
+          ratelimit.refill(tokens, last, now, rate, burst), "refill, case " .. i)
+        local n = cost(r, burst)
+        assert.are.same({ model.consume(tokens, n, rate, burst) },
+          { ratelimit.consume(tokens, n, rate, burst) }, "consume, case " .. i)
+      end
+    end)
+
+    it("a single bucket answers alike", function()
+      for seed = 1, 50 do
+        local r = rng(seed)
+        local rate, burst = 0.2 + r() * 20, 1 + math.floor(r() * 10)
+        local c = clock()
+        local a, b = model.bucket(rate, burst, c.now), ratelimit.bucket(rate, burst, c.now)
+        for op = 1, 400 do
+          c.t = step(r, c.t)
+          if r() < 0.02 then
+            a:reset(); b:reset()
+          else
+            local n = cost(r, burst)
+            assert.are.same({ a:take(n) }, { b:take(n) }, ("seed %d op %d"):format(seed, op))
+          end
+          assert.are.equal(a:tokens(), b:tokens(), ("seed %d op %d tokens"):format(seed, op))
+        end
+      end
+    end)
+
+    it("a limiter answers alike, tracks the same keys, and keys compare as Lua table keys", function()
+      local objects = { {}, {}, function() end }
+      local keys = { "a", "b", "", "10.0.0.1", "1", 1, 2, 0, -0, 1.5, 2 ^ 53, -7, true, false,
+                     objects[1], objects[2], objects[3] }
+      for seed = 1, 100 do
+        local r = rng(1000 + seed)
+        local rate, burst = 0.2 + r() * 20, 1 + math.floor(r() * 10)
+        local c = clock()
+        local a = model.new { rate = rate, burst = burst, now = c.now }
+        local b = ratelimit.new { rate = rate, burst = burst, now = c.now }
+        for op = 1, 500 do
+          local where = ("seed %d op %d"):format(1000 + seed, op)
+          c.t = step(r, c.t)
+          local key = keys[math.floor(r() * #keys) + 1]
+          local what = r()
+          if what < 0.03 then
+            a:reset(key); b:reset(key)
+          elseif what < 0.1 then
+            assert.are.equal(a:tokens(key), b:tokens(key), where .. " tokens")
+          else
+            local n = cost(r, burst)
+            assert.are.same({ a:take(key, n) }, { b:take(key, n) }, where)
+          end
+          assert.are.equal(a:size(), b:size(), where .. " size")
+        end
+      end
     end)
   end)
 end)

@@ -156,6 +156,22 @@ describe("edgews.router", function()
   end)
 
   describe("decode + dispatch_decoded", function()
+    it("hands a route an optional field sent as null as absent (nil)", function()
+      local seen = {}
+      r:route("follow", function(_, body) seen[#seen + 1] = body end,
+        { validate = { topic = { type = "string", required = true },
+                       epoch = { type = "string", max_length = 16 } } })
+      local reply, calls = recorder()
+      assert.is_true(r:dispatch(sock, '{"type":"follow","topic":"t","epoch":null}', false, {}, reply))
+      assert.are.equal(0, #calls)
+      assert.are.equal(1, #seen)
+      assert.is_nil(seen[1].epoch)
+      assert.are.equal("t", seen[1].topic)
+      -- a required field sent as null is still refused
+      assert.is_false(r:dispatch(sock, '{"type":"follow","topic":null}', false, {}, reply))
+      assert.are.equal("validation_failed", calls[1].code)
+    end)
+
     it("decodes separately so middleware can look before routing", function()
       local data = assert(r:decode('{"type":"say","id":1}', false))
       assert.are.same({ type = "say", id = 1 }, data)

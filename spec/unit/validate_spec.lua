@@ -40,6 +40,29 @@ describe("edgews.validate", function()
         errors_of(schema, {}))
     end)
 
+    it("removes an optional field sent as the JSON null, so the caller sees it absent", function()
+      local NULL = {}
+      local schema = {
+        room = { type = "string", required = true },
+        epoch = { type = "string", max_length = 16 },
+        user = { type = "table", fields = { name = { type = "string" } } },
+        tags = { type = "array", items = { type = "string" } },
+      }
+      local data = { room = "r", epoch = NULL, user = { name = NULL }, tags = { "a", NULL } }
+      assert.is_true(validate.check(data, schema, NULL))
+      assert.is_nil(data.epoch)                 -- a handler passing it on passes nil
+      assert.is_nil(data.user.name)             -- nested fields too
+      assert.are.equal(NULL, data.tags[2])      -- array items keep their place
+      assert.are.equal("r", data.room)
+      -- a required field sent as null still fails, and is left as sent
+      local bad = { room = NULL }
+      assert.are.same({ "room:required" }, codes(schema, bad, NULL))
+      assert.are.equal(NULL, bad.room)
+      -- without a null value given, nothing is treated as null
+      local plain = { room = "r", epoch = false }
+      assert.are.same({ "epoch:type" }, codes(schema, plain))
+    end)
+
     local type_cases = {
       { "string", "x", { 1, true, {} } },
       { "number", 1.5, { "1", true, {}, 0 / 0, math.huge, -math.huge } },

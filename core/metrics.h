@@ -9,13 +9,10 @@
 
 #include <stddef.h>
 
-struct ews_server_s;
+struct ews_server;
 
-/* Writes the exposition into a malloc'd *out (length *len). 0 or EWS_ENOMEM. */
-int ews_metrics_text(const void *server, char **out, size_t *len);
-
-/* Upper bounds (seconds) of the handler latency histogram buckets; the last is
- * +Inf. */
-extern const double ews_latency_bounds[];
+/* Writes the exposition of the server's workers into a malloc'd *out (length *len).
+ * 0 or EWS_ENOMEM. */
+int ews_metrics_text(const struct ews_server *server, char **out, size_t *len);
 
 #endif

@@ -1,12 +1,12 @@
 /* app.c — app (route) configurations and their reference counts (see app.h). */
-#include "app.h"
+#include "net/app.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
-#include "hub/counters.h"
+#include "net/limits.h"
 
 ews_app_t *ews_app_new(const char *path) {
   ews_app_t *a = calloc(1, sizeof *a);
@@ -15,7 +15,7 @@ ews_app_t *ews_app_new(const char *path) {
   /* Shared with every worker and every version of the script: "conns:" + path. */
   char key[512];
   int kl = snprintf(key, sizeof key, "conns:%s", path);
-  if (a->path && kl > 0 && (size_t)kl < sizeof key) a->total = ews_counter_get(key, (size_t)kl);
+  if (a->path && kl > 0 && (size_t)kl < sizeof key) a->total = ews_limit_get(key, (size_t)kl);
   if (!a->path || !a->total) {
     free(a->path);
     free(a);
@@ -62,7 +62,7 @@ void ews_app_unref(ews_app_t *a) {
   free(a->token_prefix);
   free(a->path);
   ews_pmd_worker_free(a->pmd);
-  ews_counter_put(a->total);
+  ews_limit_put(a->total);
   free(a);
 }
 

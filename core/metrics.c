@@ -1,5 +1,5 @@
 /* metrics.c — GET /metrics in the Prometheus text format (see metrics.h). */
-#include "net/metrics.h"
+#include "metrics.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,9 +11,6 @@
 #include "hub/store.h"
 #include "net/msgmem.h"
 #include "worker.h"
-
-const double ews_latency_bounds[EWS_LATENCY_BUCKETS] = {
-    0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 1e300};
 
 typedef struct {
   char *p;
@@ -52,11 +49,10 @@ static uint64_t rd(const uint64_t *v) { return __atomic_load_n(v, __ATOMIC_RELAX
     put(&o, "# HELP edgews_" name " " help "\n# TYPE edgews_" name " counter\n"); \
     for (int i = 0; i < s->nworkers; i++)                                        \
       put(&o, "edgews_" name "{worker=\"%d\"} %llu\n", i,                      \
-          (unsigned long long)rd(&s->workers[i].stats.field));                   \
+          (unsigned long long)rd(&s->workers[i].field));                         \
   } while (0)
 
-int ews_metrics_text(const void *server, char **outp, size_t *len) {
-  const ews_server_t *s = server;
+int ews_metrics_text(const ews_server_t *s, char **outp, size_t *len) {
   out_t o = {malloc(8192), 0, 8192, 0};
   if (!o.p) return EWS_ENOMEM;
   struct timeval tv;
@@ -70,8 +66,8 @@ int ews_metrics_text(const void *server, char **outp, size_t *len) {
   put(&o, "# HELP edgews_connections_open Open connections.\n# TYPE edgews_connections_open gauge\n");
   for (int i = 0; i < s->nworkers; i++)
     put(&o, "edgews_connections_open{worker=\"%d\"} %u\n", i,
-        __atomic_load_n(&s->workers[i].nconns, __ATOMIC_RELAXED));
-  COUNTER("connections_total", "Connections accepted.", conns_total);
+        ews_net_nconns(&s->workers[i].net));
+  COUNTER("connections_total", "Connections accepted.", net.stats.conns_total);
   put(&o, "# HELP edgews_connections_rejected_total Connections refused, by reason.\n"
           "# TYPE edgews_connections_rejected_total counter\n");
   static const char *const reasons[] = {
@@ -82,15 +78,15 @@ int ews_metrics_text(const void *server, char **outp, size_t *len) {
   for (int i = 0; i < s->nworkers; i++)
     for (int r = 0; r < EWS_RJ_MAX; r++)
       put(&o, "edgews_connections_rejected_total{worker=\"%d\",reason=\"%s\"} %llu\n", i,
-          reasons[r], (unsigned long long)rd(&s->workers[i].stats.rejected[r]));
-  COUNTER("messages_in_total", "Messages received.", msgs_in);
-  COUNTER("messages_out_total", "Messages queued for sending.", msgs_out);
-  COUNTER("bytes_in_total", "Bytes received (on the wire).", bytes_in);
-  COUNTER("bytes_out_total", "Bytes written (on the wire).", bytes_out);
-  COUNTER("messages_compressed_total", "Messages compressed (a fan-out counts once).", compressed);
-  COUNTER("pubsub_published_total", "Pub/sub messages published.", published);
+          reasons[r], (unsigned long long)rd(&s->workers[i].net.stats.rejected[r]));
+  COUNTER("messages_in_total", "Messages received.", net.stats.msgs_in);
+  COUNTER("messages_out_total", "Messages queued for sending.", net.stats.msgs_out);
+  COUNTER("bytes_in_total", "Bytes received (on the wire).", net.stats.bytes_in);
+  COUNTER("bytes_out_total", "Bytes written (on the wire).", net.stats.bytes_out);
+  COUNTER("messages_compressed_total", "Messages compressed (a fan-out counts once).", net.stats.compressed);
+  COUNTER("pubsub_published_total", "Pub/sub messages published.", hub.stats.published);
   COUNTER("inbox_dropped_total", "Cross-worker messages refused because the worker's inbox was full.",
-          bus_dropped);
+          hub.inbox.dropped);
   put(&o, "# HELP edgews_message_memory_bytes Bytes of incoming messages being reassembled or"
           " inflated, all connections.\n# TYPE edgews_message_memory_bytes gauge\n"
           "edgews_message_memory_bytes %llu\n"
@@ -121,7 +117,7 @@ int ews_metrics_text(const void *server, char **outp, size_t *len) {
   put(&o, "# HELP edgews_errors_total Errors, by kind.\n# TYPE edgews_errors_total counter\n");
   for (int i = 0; i < s->nworkers; i++)
     put(&o, "edgews_errors_total{worker=\"%d\",kind=\"handler\"} %llu\n", i,
-        (unsigned long long)rd(&s->workers[i].stats.handler_errors));
+        (unsigned long long)rd(&s->workers[i].vm.stats.handler_errors));
   static const char *const lua_names[] = {
 #define XX(n) #n,
       EWS_LUA_COUNTERS(XX)
@@ -131,14 +127,14 @@ int ews_metrics_text(const void *server, char **outp, size_t *len) {
     put(&o, "# TYPE edgews_%s_total counter\n", lua_names[c]);
     for (int i = 0; i < s->nworkers; i++)
       put(&o, "edgews_%s_total{worker=\"%d\"} %llu\n", lua_names[c], i,
-          (unsigned long long)rd(&s->workers[i].stats.lua[c]));
+          (unsigned long long)ews_vm_count(&s->workers[i].vm, c));
   }
   put(&o, "# HELP edgews_handler_seconds Time handlers ran per event (not counting waits).\n"
           "# TYPE edgews_handler_seconds histogram\n");
   for (int i = 0; i < s->nworkers; i++) {
     uint64_t cum = 0;
     for (int b = 0; b < EWS_LATENCY_BUCKETS; b++) {
-      cum += rd(&s->workers[i].stats.latency[b]);
+      cum += rd(&s->workers[i].vm.stats.latency[b]);
       if (b == EWS_LATENCY_BUCKETS - 1)
         put(&o, "edgews_handler_seconds_bucket{worker=\"%d\",le=\"+Inf\"} %llu\n", i,
             (unsigned long long)cum);
@@ -147,7 +143,7 @@ int ews_metrics_text(const void *server, char **outp, size_t *len) {
             ews_latency_bounds[b], (unsigned long long)cum);
     }
     put(&o, "edgews_handler_seconds_sum{worker=\"%d\"} %.6f\n", i,
-        EWS_STAT_LOAD(s->workers[i].stats.latency_sum));
+        EWS_STAT_LOAD(s->workers[i].vm.stats.latency_sum));
     put(&o, "edgews_handler_seconds_count{worker=\"%d\"} %llu\n", i, (unsigned long long)cum);
   }
   if (o.oom) {

@@ -1,8 +1,9 @@
 /* app.h — the C view of one app: the path it serves and the limits, timeouts and
- * subprotocols its connections use. Built from the Lua app table each time the
- * script (re)loads; a connection keeps a reference to the version it was accepted
- * with, so a reload never changes limits under an open connection (its handlers,
- * which live in Lua, do change). Reference counts are per worker (no atomics). */
+ * subprotocols its connections use. Built by the connections' owner (the Lua layer,
+ * from the app table) each time the script (re)loads, into the loop's routes; a
+ * connection keeps a reference to the version it was accepted with, so a reload never
+ * changes limits under an open connection (its handlers, which live in Lua, do
+ * change). Reference counts are per loop (no atomics). */
 #ifndef EWS_APP_H
 #define EWS_APP_H
 
@@ -41,8 +42,9 @@ typedef struct ews_app {
   uint32_t max_connections;       /* limits across all workers; 0 = none */
   uint32_t max_per_ip;
   uint32_t max_per_user;
-  uint64_t handler_budget_ns;     /* handler_timeout; UINT64_MAX: the server's */
-  struct ews_counter *total;      /* open connections of this path, all workers */
+  uint64_t handler_budget_ns;     /* for the owner of the connections (Lua: the app's
+                                     handler_timeout); UINT64_MAX: the server's */
+  struct ews_counter *total;      /* open connections of this path, all workers (net/limits.h) */
 } ews_app_t;
 
 ews_app_t *ews_app_new(const char *path); /* refs = 1, defaults; NULL on ENOMEM */

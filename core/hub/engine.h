@@ -1,0 +1,137 @@
+/* engine.h — where the real-time services keep what they share across workers (and,
+ * for an engine that spans processes, across instances): one table of functions per
+ * service. The Lua API and the connection code call only this interface and the
+ * worker-side tables, so another engine (Redis for a cluster) is added beside the
+ * in-process one without touching either.
+ *
+ * What is the engine's and what is not:
+ *   channels  Subscribers stay in each worker's table (hub/channels.c). The engine
+ *             carries a publish to the channel's subscribers on the other workers
+ *             (and instances), where it arrives through ews_chan_deliver(), and
+ *             keeps the channel's subscriber count everywhere.
+ *   pub/sub   Socket subscriptions, skip marks and replays stay per worker
+ *             (hub/pubsub_subs.c). The engine sequences (offsets and epochs),
+ *             keeps the history and hands every sequenced message to every worker
+ *             in offset order through ews_ps_post() (hub/pubsub_int.h); replays
+ *             read their pages from it (view, page).
+ *   presence  All of it: members, statuses, the batched join/leave events.
+ *   users     The user -> sockets registry, and the app layer's messages to the
+ *             worker that holds a socket (user delivery, app-wide broadcasts,
+ *             notifications): they arrive through the worker's hub->app_message.
+ *
+ * Threads: every function may be called from any worker's thread; start and stop on
+ * the main thread only. Errors are EWS_E* codes (err.h), as documented for the
+ * in-process engine's functions each entry points to.
+ *
+ * The in-process engine is ews_engine_local (hub/engine_local.c): memory and SQLite
+ * (hub/pubsub.c, hub/store.c), the process-wide tables of hub/presence.c,
+ * hub/users.c and hub/counters.c, and the workers' inboxes (hub/bus.h). README
+ * (Architecture: "How to add an engine") says how another one plugs in. */
+#ifndef EWS_ENGINE_H
+#define EWS_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hub/hub.h"
+#include "hub/presence.h"
+#include "hub/pubsub.h"
+#include "hub/pubsub_int.h"
+#include "hub/store.h"
+#include "hub/users.h"
+#include "net/buf.h"
+
+/* What an engine is started with (main thread, before any worker runs). */
+typedef struct {
+  ews_pubsub_config_t pubsub;
+  ews_store_t *store;       /* the data directory's store, or NULL */
+  int persistent;           /* pub/sub history goes to the store */
+  ews_hub_t *const *hubs;   /* every worker's hub, by number */
+  int nworkers;
+} ews_engine_config_t;
+
+typedef struct {
+  /* The rest of a publish: frame (complete, built once: take references as needed)
+   * to the channel's subscribers on every worker but h's (and every other
+   * instance), except connection exclude_id. Failures are logged and counted. */
+  void (*publish)(ews_hub_t *h, const char *name, size_t len, ews_buf_t *frame, size_t hl,
+                  int opcode, uint64_t exclude_id);
+  /* The channel's subscriber count everywhere: a worker holds the channel's handle
+   * while it has subscribers of it, and adds +1 / -1 per subscriber. hold returns
+   * NULL when out of memory. */
+  void *(*hold)(const char *name, size_t len);
+  void (*add)(void *handle, int delta);
+  void (*release)(void *handle);
+  uint32_t (*count)(const char *name, size_t len);
+} ews_chan_engine_t;
+
+typedef struct {
+  int (*persistent)(void); /* 1: history is durable (a publish completes later) */
+  uint32_t (*max_recover)(void);
+  /* As ews_pubsub_publish / _reset / _retention / _history (hub/pubsub.h). */
+  int (*publish)(ews_hub_t *h, const char *topic, size_t tl, int json, const void *data,
+                 size_t n, ews_pubsub_done_fn done, void *ud, ews_pubsub_pos_t *pos);
+  int (*reset)(ews_hub_t *h, const char *topic, size_t tl, ews_pubsub_done_fn done, void *ud,
+               ews_pubsub_pos_t *pos);
+  int (*retention)(ews_hub_t *h, const char *topic, size_t tl, int32_t max_queue_size,
+                   int32_t message_ttl, ews_pubsub_done_fn done, void *ud, ews_pubsub_pos_t *pos);
+  int (*history)(ews_hub_t *h, const char *topic, size_t tl, int64_t since, uint32_t limit,
+                 ews_pubsub_history_t *out);
+  void (*history_free)(ews_pubsub_history_t *hist);
+  /* For replays: where the topic stands, and a page of frames after `since` (as
+   * ews_ps_view / ews_ps_page, hub/pubsub_int.h). */
+  int (*view)(ews_hub_t *h, const char *topic, size_t tl, ews_ps_view_t *v);
+  int (*page)(ews_hub_t *h, const char *topic, size_t tl, int64_t since, uint32_t limit,
+              int raw, ews_ps_view_t *v, ews_ps_entry_t *out, uint32_t *n);
+} ews_pubsub_engine_t;
+
+typedef struct {
+  /* As the functions of hub/presence.h of the same names. */
+  void (*configure)(const ews_presence_config_t *cfg);
+  void (*get_config)(ews_presence_config_t *out);
+  int (*join)(const char *ch, size_t chl, const char *uid, size_t ul, const char *status,
+              size_t sl, const char *meta, size_t ml, int worker, uint64_t conn_id, void *conn,
+              double now);
+  int (*leave)(const char *ch, size_t chl, uint64_t conn_id);
+  int (*drop_conn)(uint64_t conn_id);
+  int (*set_status)(const char *uid, size_t ul, const char *status, size_t sl, const char *meta,
+                    size_t ml, double expire_s, double now);
+  int (*get)(const char *const *uids, const size_t *lens, size_t n, double now,
+             ews_presence_result_t *out);
+  int (*list)(const char *ch, size_t chl, const char *cursor, size_t curl, size_t limit,
+              double now, ews_presence_result_t *out);
+  void (*result_free)(ews_presence_result_t *r);
+  uint32_t (*count)(const char *ch, size_t chl);
+  ews_presence_event_t *(*take)(double now, int force);
+  void (*events_free)(ews_presence_event_t *e);
+  size_t (*sweep)(int worker, ews_presence_probe_fn probe, void *ud);
+  size_t (*conns)(void);
+} ews_presence_engine_t;
+
+typedef struct {
+  /* As ews_users_add / _remove / _list (hub/users.h). */
+  int (*add)(const char *uid, size_t len, int worker, double socket_id);
+  void (*remove)(const char *uid, size_t len, int worker, double socket_id);
+  size_t (*list)(const char *uid, size_t len, ews_user_socket_t *out, size_t cap);
+  /* An app-layer message (data[0..len), copied) for worker `to`: it runs there
+   * through hub->app_message. 0, EWS_EINVAL (no such worker), EWS_ENOMEM,
+   * EWS_EINBOX_FULL, EWS_ECLOSED (the worker is gone). */
+  int (*post)(ews_hub_t *h, int to, const char *data, size_t len);
+} ews_users_engine_t;
+
+typedef struct ews_engine {
+  const char *name;
+  /* Main thread: before the workers start, and after they stopped (before the
+   * store closes). start: 0 or an error. */
+  int (*start)(const ews_engine_config_t *cfg);
+  void (*stop)(void);
+  const ews_chan_engine_t *chan;
+  const ews_pubsub_engine_t *pubsub;
+  const ews_presence_engine_t *presence;
+  const ews_users_engine_t *users;
+} ews_engine_t;
+
+/* The in-process engine: memory and SQLite, one process. */
+extern const ews_engine_t ews_engine_local;
+
+#endif

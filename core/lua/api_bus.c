@@ -1,0 +1,42 @@
+/* api_bus.c — Lua messages between workers: core.post(worker_id, blob) sends a blob
+ * of Lua values (serialised by lua/edgews/workers.lua with LuaJIT's string.buffer)
+ * to another worker through the engine (hub/engine.h: users.post; the in-process
+ * engine puts it on the worker's inbox); there it runs in a task of its own through
+ * the Lua dispatcher `_bus` (ews_api_app_message, the hub's app_message hook).
+ * Cross-worker sends to a user's sockets, app-wide broadcasts and notifications
+ * travel this way; workers share no Lua state. */
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "err.h"
+#include "hub/engine.h"
+#include "log.h"
+#include "lua/api.h"
+#include "lua/tasks.h"
+
+void ews_api_app_message(ews_hub_t *h, const char *data, size_t len) {
+  ews_vm_t *w = h->up;
+  ews_task_t *t = w && w->L ? ews_task_get(w) : NULL;
+  if (!t) {
+    EWS_ERROR("bus: dropped a message (no task)");
+    return;
+  }
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, w->refs.bus);
+  lua_pushlstring(t->co, data, len);
+  ews_task_start(w, t, 1, NULL);
+}
+
+/* core.post(worker_id, blob) -> true | nil, err: a bus message for another worker. */
+static int l_post(lua_State *L) {
+  ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
+  int to = (int)luaL_checkinteger(L, 1);
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
+  if (!w) return ews_api_result(L, EWS_EINVAL);
+  return ews_api_result(L, w->hub->engine->users->post(w->hub, to, p, n));
+}
+
+void ews_api_bus_register(lua_State *L, void *w) {
+  static const luaL_Reg fns[] = {{"post", l_post}, {NULL, NULL}};
+  ews_api_add(L, w, fns);
+}

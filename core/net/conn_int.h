@@ -1,0 +1,68 @@
+/* conn_int.h — what the files of one connection share (conn.c, conn_rx.c, conn_tx.c,
+ * http.c, upgrade.c; see conn.h). Private to the net layer. */
+#ifndef EWS_CONN_INT_H
+#define EWS_CONN_INT_H
+
+#include "net/conn.h"
+#include "proto/http_head.h"
+
+/* Loop time in ms (32-bit, wrapping: differences are what count). */
+static inline uint32_t ews_conn_now(const ews_conn_t *c) { return (uint32_t)uv_now(c->net->loop); }
+
+static inline void ews_conn_schedule_flush(ews_conn_t *c) {
+  if (c->flags & EWS_CF_FLUSH_QUEUED) return;
+  c->flags |= EWS_CF_FLUSH_QUEUED;
+  c->flush_next = c->net->flush_head;
+  c->net->flush_head = c;
+}
+
+static inline void ews_conn_schedule_sweep(ews_conn_t *c) {
+  if (c->flags & EWS_CF_SWEEP_QUEUED) return;
+  c->flags |= EWS_CF_SWEEP_QUEUED;
+  c->sweep_next = c->net->sweep_head;
+  c->net->sweep_head = c;
+}
+
+static inline void ews_conn_set_timer(ews_conn_t *c, uint32_t delay_ms) {
+  ews_wheel_schedule(&c->net->wheel, &c->tnode, delay_ms);
+}
+
+/* conn.c: the lifecycle */
+/* The WebSocket session (or HTTP exchange) is over: flush, FIN, linger, close. */
+void ews_conn_enter_draining(ews_conn_t *c);
+void ews_conn_set_close_reason(ews_conn_t *c, unsigned code, const char *reason, size_t len);
+void ews_conn_on_closed(uv_handle_t *h);
+
+/* conn_rx.c: reading */
+int ews_conn_read_start(ews_conn_t *c); /* 0 or a libuv error */
+/* Frames that followed the 101 (or arrived in a read). */
+void ews_conn_feed_frames(ews_conn_t *c, uint8_t *p, size_t n);
+/* `in` is charged to the message memory budget (net/msgmem.h). */
+int ews_conn_in_append(ews_conn_t *c, const uint8_t *p, size_t n);
+void ews_conn_free_in(ews_conn_t *c);
+
+/* conn_tx.c: writing */
+/* Copies a (then b) into the write queue and schedules a flush. 0 or EWS_ENOMEM. */
+int ews_conn_queue_raw(ews_conn_t *c, const void *a, size_t alen, const void *b, size_t blen);
+int ews_conn_queue_frame(ews_conn_t *c, int opcode, const void *p, size_t n);
+void ews_conn_send_close_frame(ews_conn_t *c, unsigned code, const char *reason, size_t len);
+
+/* http.c: the request head and HTTP answers */
+void ews_conn_on_head_bytes(ews_conn_t *c, uint8_t *p, size_t n);
+/* Answers err's HTTP status with the JSON error body (counted as a rejection unless
+ * it is a 404), then drains. */
+void ews_conn_respond_error(ews_conn_t *c, int err);
+/* Answers status with {"error":error,"message":msg}, then drains. */
+void ews_conn_respond_json(ews_conn_t *c, int status, const char *error, const char *msg);
+void ews_conn_count_rejection(ews_conn_t *c, int err);
+
+/* upgrade.c: from a valid upgrade request to the 101 */
+void ews_conn_upgrade(ews_conn_t *c, const ews_http_request_t *req, uint8_t *rest,
+                      size_t rest_len);
+/* The frame limits of an open connection (auth: it has authenticated). */
+const ews_rx_config_t *ews_conn_rx_config(const ews_conn_t *c, int authenticated);
+/* Gives back the connection's slots in the limit counters (idempotent). */
+void ews_conn_uncount(ews_conn_t *c);
+void ews_conn_free_pending(ews_conn_t *c);
+
+#endif

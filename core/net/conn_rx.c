@@ -1,0 +1,222 @@
+/* conn_rx.c — a connection's receive path (see conn.h): reads land in the loop's
+ * shared read buffer, TLS records are decrypted in place, then the bytes go to the
+ * request head (http.c) or to the frame receiver. Frames are parsed and unmasked in
+ * place; a message that arrived as one frame is handed to the owner straight from the
+ * read buffer, and only fragmented or split messages are gathered in a per-connection
+ * buffer (`in`) that exists just for that message. Pausing stops reading. */
+#include "net/conn_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "log.h"
+#include "net/msgmem.h"
+#include "net/tls.h"
+#include "proto/close_codes.h"
+#include "stat.h"
+
+/* ---- the message buffer ------------------------------------------------------- */
+
+/* `in` (the request head, then a message being reassembled or inflated) is charged
+ * to the process-wide message memory budget (net/msgmem.h). */
+void ews_conn_free_in(ews_conn_t *c) {
+  ews_msgmem_free(c->in, c->in_cap);
+  c->in = NULL;
+  c->in_len = c->in_cap = 0;
+}
+
+int ews_conn_in_append(ews_conn_t *c, const uint8_t *p, size_t n) {
+  if (n > SIZE_MAX - c->in_len) return EWS_ENOMEM;
+  int r = ews_msgmem_reserve(&c->in, &c->in_cap, c->in_len + n, 0);
+  if (r != 0) return r;
+  memcpy(c->in + c->in_len, p, n);
+  c->in_len += n;
+  return 0;
+}
+
+/* The inflater's output grows `in` under the budget too. */
+static int grow_in(ews_zbuf_t *b, size_t need) {
+  ews_conn_t *c = b->ud;
+  c->in = b->p;
+  c->in_cap = b->cap;
+  int r = ews_msgmem_reserve(&c->in, &c->in_cap, need, 1);
+  b->p = c->in;
+  b->cap = c->in_cap;
+  if (r == EWS_EBUDGET) c->flags |= EWS_CF_BUDGET;
+  return r;
+}
+
+/* ---- frames in ------------------------------------------------------------------ */
+
+static void deliver_in(ews_conn_t *c, int opcode) {
+  EWS_STAT_ADD(c->net->stats.msgs_in, 1);
+  c->net->ops->message(c, c->in ? c->in : (const uint8_t *)"", c->in_len, opcode == EWS_OP_BINARY);
+  /* An idle connection holds no buffer: with glibc's trimming off (main.c), the
+   * next message's malloc is cheap. */
+  ews_conn_free_in(c);
+}
+
+static int on_data(void *ud, int opcode, uint8_t *p, size_t n, int first, int last,
+                   int compressed) {
+  ews_conn_t *c = ud;
+  if (c->state != EWS_CS_OPEN) return 0; /* after our close: discard data */
+  if (compressed) {
+    /* Inflate into `in`, bounded by max_message (a bomb costs no more than that),
+     * UTF-8-checking text as it comes out. */
+    ews_pmd_worker_t *pw;
+    int r = ews_app_pmd(c->app, &pw);
+    if (r < 0) return r;
+    ews_zbuf_t out = {c->in, c->in_len, c->in_cap, grow_in, c};
+    r = ews_inflate(&c->pmd->inf, pw, p, n, first, last, opcode == EWS_OP_TEXT, &out);
+    c->in = out.p;
+    c->in_len = out.len;
+    c->in_cap = out.cap;
+    /* the inflater reports a refused growth as ENOMEM: say what it was */
+    if (r == EWS_ENOMEM && (c->flags & EWS_CF_BUDGET)) r = EWS_EBUDGET;
+    if (r < 0) return r;
+    if (last) deliver_in(c, opcode);
+    return c->state >= EWS_CS_DRAINING ? EWS_ESTOPPED : 0;
+  }
+  if (first && last) {
+    EWS_STAT_ADD(c->net->stats.msgs_in, 1);
+    c->net->ops->message(c, p, n, opcode == EWS_OP_BINARY);
+  } else {
+    int r = n ? ews_conn_in_append(c, p, n) : 0;
+    if (r != 0) return r;
+    if (!last) return 0;
+    deliver_in(c, opcode);
+  }
+  return c->state >= EWS_CS_DRAINING ? EWS_ESTOPPED : 0;
+}
+
+static int on_control(void *ud, int opcode, uint8_t *p, size_t n) {
+  ews_conn_t *c = ud;
+  switch (opcode) {
+    case EWS_OP_PING:
+      if (c->state == EWS_CS_OPEN) ews_conn_queue_frame(c, EWS_OP_PONG, p, n);
+      return 0;
+    case EWS_OP_PONG:
+      return 0;
+    case EWS_OP_CLOSE: {
+      unsigned code;
+      const uint8_t *reason;
+      size_t rlen;
+      if (ews_close_parse(p, n, &code, &reason, &rlen) != 0) return EWS_ECLOSE_CODE;
+      if (c->state == EWS_CS_OPEN) {
+        /* Echo the status code (RFC 6455 5.5.1); an empty close gets an empty one. */
+        uint8_t echo[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+        ews_conn_queue_frame(c, EWS_OP_CLOSE, echo, n ? 2 : 0);
+      }
+      ews_conn_set_close_reason(c, code, (const char *)reason, rlen);
+      c->flags |= EWS_CF_CLOSE_DONE;
+      ews_conn_enter_draining(c);
+      return EWS_ESTOPPED;
+    }
+    default:
+      return 0;
+  }
+}
+
+static const ews_rx_handler_t rx_handler = {on_data, on_control};
+
+void ews_conn_feed_frames(ews_conn_t *c, uint8_t *p, size_t n) {
+  c->last_rx_ms = ews_conn_now(c);
+  c->flags &= (uint16_t)~EWS_CF_PING_OUT;
+  int r = ews_rx_feed(&c->rx, p, n, &rx_handler, c);
+  if (r < 0 && r != EWS_ESTOPPED) {
+    EWS_DEBUG("conn %llu: %s", (unsigned long long)c->id, ews_strerror(r));
+    ews_conn_fail(c, r, NULL);
+  }
+}
+
+/* ---- libuv callbacks ------------------------------------------------------------ */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  ews_conn_t *c = h->data;
+  /* TLS keeps room at the front for an unfinished record from the last read. */
+  size_t off = c->tls ? ews_tls_read_reserve(c->tls->tls) : 0;
+  buf->base = (char *)c->net->rbuf + off;
+  buf->len = EWS_READ_BUF - off;
+}
+
+/* Turns ciphertext that landed in the read buffer into plaintext at its start.
+ * Returns 1 with *p and *n set when there is plaintext (maybe none) to process, 0 when
+ * the read was all handshake or the connection failed. */
+static int tls_unwrap(ews_conn_t *c, size_t nread, uint8_t **p, size_t *n, int *eof) {
+  size_t plain = 0;
+  int r = ews_tls_read(c->tls->tls, c->net->rbuf, nread, &plain);
+  if (c->tls->out.bytes) ews_conn_schedule_flush(c);
+  *p = c->net->rbuf;
+  *n = plain;
+  *eof = r == EWS_ECLOSED;
+  if (r == 0 || r == EWS_ECLOSED) return 1;
+  if (r == EWS_EAGAIN) return 0;
+  char why[256];
+  EWS_DEBUG("conn %llu: TLS: %s", (unsigned long long)c->id,
+            ews_tls_reason(c->tls->tls, why, sizeof why));
+  /* Let the alert (if any) go out, then close. */
+  if (c->state == EWS_CS_OPEN || c->state == EWS_CS_CLOSING)
+    ews_conn_set_close_reason(c, EWS_CLOSE_ABNORMAL, NULL, 0);
+  ews_wq_free(&c->wq);
+  c->flags |= EWS_CF_EOF | EWS_CF_TLS_NOTIFY;
+  ews_conn_enter_draining(c);
+  return 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  ews_conn_t *c = s->data;
+  if (nread < 0) {
+    if (nread != UV_EOF)
+      EWS_DEBUG("conn %llu: read error: %s", (unsigned long long)c->id, uv_strerror((int)nread));
+    c->flags |= EWS_CF_EOF;
+    uv_read_stop(s);
+    /* Draining: let the queued bytes (a close echo, an HTTP answer) go out first. */
+    if (c->state == EWS_CS_DRAINING && nread == UV_EOF) ews_conn_schedule_flush(c);
+    else ews_conn_abort(c);
+    return;
+  }
+  if (nread == 0) return;
+  EWS_STAT_ADD(c->net->stats.bytes_in, (uint64_t)nread);
+  uint8_t *p = (uint8_t *)buf->base;
+  size_t n = (size_t)nread;
+  int tls_eof = 0;
+  if (c->tls && c->state < EWS_CS_DRAINING && !tls_unwrap(c, n, &p, &n, &tls_eof)) return;
+  if (n) switch (c->state) {
+    case EWS_CS_HEAD:
+      ews_conn_on_head_bytes(c, p, n);
+      break;
+    case EWS_CS_OPEN:
+    case EWS_CS_CLOSING:
+      ews_conn_feed_frames(c, p, n);
+      break;
+    default:
+      break; /* draining: discard until EOF */
+  }
+  if (tls_eof) {
+    /* close_notify: like a FIN (our close_notify answer is already queued). */
+    c->flags |= EWS_CF_EOF | EWS_CF_TLS_NOTIFY;
+    if (c->state == EWS_CS_DRAINING) ews_conn_schedule_flush(c);
+    else ews_conn_abort(c);
+  }
+}
+
+int ews_conn_read_start(ews_conn_t *c) {
+  return uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+void ews_conn_pause(ews_conn_t *c) {
+  if (c->flags & EWS_CF_PAUSED) return;
+  c->flags |= EWS_CF_PAUSED;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+void ews_conn_unpause(ews_conn_t *c) {
+  if (!(c->flags & EWS_CF_PAUSED)) return;
+  c->flags &= (uint16_t)~EWS_CF_PAUSED;
+  c->last_rx_ms = ews_conn_now(c);
+  /* Draining reads too: it must see the client's FIN to let go early. */
+  if (c->state < EWS_CS_CLOSED && !(c->flags & EWS_CF_EOF))
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}

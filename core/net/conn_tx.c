@@ -1,0 +1,193 @@
+/* conn_tx.c — a connection's send path (see conn.h): a frame is written into the
+ * connection's write queue (compressed first into the loop's scratch buffer when the
+ * connection negotiated permessage-deflate), under the app's slow-consumer policy,
+ * and the connection goes on the loop's flush list. The flush (once per loop
+ * iteration) seals the plaintext into TLS records for wss://, writes with one writev
+ * and hands what the kernel did not take to uv_write; a draining connection then
+ * sends its FIN. */
+#include "net/conn_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "err.h"
+#include "log.h"
+#include "net/tls.h"
+#include "proto/close_codes.h"
+#include "stat.h"
+
+int ews_conn_queue_raw(ews_conn_t *c, const void *a, size_t alen, const void *b, size_t blen) {
+  int r = ews_wq_append(&c->wq, &c->net->pool, a, alen, b, blen);
+  if (r == 0) ews_conn_schedule_flush(c);
+  return r;
+}
+
+int ews_conn_queue_frame(ews_conn_t *c, int opcode, const void *p, size_t n) {
+  uint8_t hdr[EWS_FRAME_MAX_HEADER];
+  size_t hl = ews_frame_header(hdr, opcode, 1, 0, n, NULL);
+  return ews_conn_queue_raw(c, hdr, hl, p, n);
+}
+
+/* Compresses one message into the loop's scratch buffer (frame header written in
+ * front of the payload without a copy) and queues the frame. */
+static int queue_compressed(ews_conn_t *c, int opcode, const void *p, size_t n) {
+  ews_pmd_worker_t *pw;
+  ews_deflater_t *d;
+  int r = ews_app_pmd(c->app, &pw);
+  if (r == 0) r = ews_pmd_deflater_for(pw, &c->pmd->params, &c->pmd->own, &d);
+  if (r < 0) return r;
+  ews_zbuf_t *z = &c->net->zscratch;
+  z->len = 0;
+  size_t off;
+  r = ews_deflate_frame(d, opcode, p, n, z, &off);
+  if (r < 0) return r;
+  EWS_STAT_ADD(c->net->stats.compressed, 1);
+  r = ews_conn_queue_raw(c, z->p + off, z->len - off, NULL, 0);
+  if (z->cap > 256 * 1024) ews_zbuf_free(z); /* do not keep a huge scratch */
+  return r;
+}
+
+/* The slow-consumer policy: 0 when n more bytes may be queued, else
+ * EWS_EBACKPRESSURE (and, under the "close" policy, the connection is failed). */
+static int check_backpressure(ews_conn_t *c, size_t n) {
+  if (ews_conn_fits(c, n)) return 0;
+  /* Slow consumer: the queue already holds more than the limit allows. */
+  if (c->app->drop_on_backpressure) return EWS_EBACKPRESSURE;
+  EWS_DEBUG("conn %llu: slow consumer (%zu bytes queued), closing 1008",
+            (unsigned long long)c->id, ews_conn_buffered(c));
+  ews_conn_fail(c, EWS_EBACKPRESSURE, NULL);
+  return EWS_EBACKPRESSURE;
+}
+
+int ews_conn_send_frame(ews_conn_t *c, ews_buf_t *frame) {
+  if (c->state != EWS_CS_OPEN) return EWS_ECLOSED;
+  int r = check_backpressure(c, frame->len);
+  if (r == 0) r = ews_wq_append_shared(&c->wq, frame, 0, frame->len);
+  if (r == 0) {
+    ews_conn_schedule_flush(c);
+    EWS_STAT_ADD(c->net->stats.msgs_out, 1);
+  }
+  return r;
+}
+
+int ews_conn_send(ews_conn_t *c, int opcode, const void *p, size_t n) {
+  if (c->state != EWS_CS_OPEN) return EWS_ECLOSED;
+  const ews_app_t *app = c->app;
+  if (check_backpressure(c, n) != 0) return EWS_EBACKPRESSURE;
+  int r;
+  if (c->pmd && n >= app->pmd_cfg.threshold) r = queue_compressed(c, opcode, p, n);
+  else r = ews_conn_queue_frame(c, opcode, p, n);
+  if (r == 0) {
+    EWS_STAT_ADD(c->net->stats.msgs_out, 1);
+  }
+  return r;
+}
+
+int ews_conn_ping(ews_conn_t *c, const void *p, size_t n) {
+  if (c->state != EWS_CS_OPEN) return EWS_ECLOSED;
+  if (n > EWS_CONTROL_MAX) return EWS_EINVAL;
+  return ews_conn_queue_frame(c, EWS_OP_PING, p, n);
+}
+
+void ews_conn_send_close_frame(ews_conn_t *c, unsigned code, const char *reason, size_t len) {
+  uint8_t payload[EWS_CONTROL_MAX];
+  size_t n = ews_close_build(payload, code, reason, len);
+  ews_conn_queue_frame(c, EWS_OP_CLOSE, payload, n);
+}
+
+/* ---- flushing ------------------------------------------------------------------- */
+
+static void on_write(uv_write_t *req, int status) {
+  ews_conn_t *c = req->handle->data;
+  size_t total = (size_t)(uintptr_t)req->data;
+  free(req);
+  c->flags &= (uint16_t)~EWS_CF_WRITING;
+  if (status == UV_ECANCELED) return; /* handle closing */
+  if (status < 0) {
+    EWS_DEBUG("conn %llu: write error: %s", (unsigned long long)c->id, uv_strerror(status));
+    ews_conn_abort(c);
+    return;
+  }
+  ews_wq_consume(c->tls ? &c->tls->out : &c->wq, total);
+  EWS_STAT_ADD(c->net->stats.bytes_out, total);
+  ews_conn_schedule_flush(c);
+}
+
+static void maybe_finish_draining(ews_conn_t *c) {
+  if (c->state != EWS_CS_DRAINING || ews_conn_buffered(c) || (c->flags & EWS_CF_WRITING)) return;
+  if (!(c->flags & EWS_CF_SHUT)) {
+    /* The queue is empty and nothing is in flight, so a direct shutdown(2) cannot
+     * overtake queued bytes; it saves a uv_shutdown_t per connection. */
+    uv_os_fd_t fd;
+    c->flags |= EWS_CF_SHUT;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) shutdown(fd, SHUT_WR);
+  }
+  /* After a completed close handshake the client has nothing more to send: close
+   * now (the server closes first, RFC 6455 7.1.1). After a failure or an HTTP
+   * answer, linger for the client's FIN so that unread input cannot turn our last
+   * bytes into a reset. */
+  if (c->flags & (EWS_CF_EOF | EWS_CF_CLOSE_DONE)) ews_conn_abort(c);
+}
+
+/* Encrypts the plaintext queued this iteration into as few records as possible,
+ * and the close_notify once the session is over. Returns the queue to write. */
+static ews_writeq_t *tls_seal(ews_conn_t *c) {
+  ews_tls_t *t = c->tls->tls;
+  if (!ews_tls_handshake_done(t)) return &c->tls->out;
+  if (c->wq.bytes) {
+    int r = ews_tls_write_wq(t, &c->wq);
+    if (r == EWS_ECLOSED) {
+      ews_wq_free(&c->wq);
+    } else if (r < 0 && r != EWS_EAGAIN) {
+      EWS_DEBUG("conn %llu: TLS write: %s", (unsigned long long)c->id, ews_strerror(r));
+      ews_conn_abort(c);
+      return NULL;
+    }
+  }
+  if (c->state == EWS_CS_DRAINING && !c->wq.bytes && !(c->flags & EWS_CF_TLS_NOTIFY)) {
+    c->flags |= EWS_CF_TLS_NOTIFY;
+    ews_tls_close_notify(t);
+  }
+  return &c->tls->out;
+}
+
+void ews_conn_flush(ews_conn_t *c) {
+  if (c->state == EWS_CS_CLOSED || (c->flags & EWS_CF_WRITING)) return;
+  ews_writeq_t *q = &c->wq;
+  if (c->tls && !(q = tls_seal(c))) return;
+  struct iovec iov[64];
+  size_t total;
+  while (q->bytes) {
+    int n = ews_wq_iov(q, iov, 64, &total);
+    int r = uv_try_write((uv_stream_t *)&c->tcp, (const uv_buf_t *)iov, (unsigned)n);
+    if (r == UV_EAGAIN) break;
+    if (r < 0) {
+      EWS_DEBUG("conn %llu: write error: %s", (unsigned long long)c->id, uv_strerror(r));
+      ews_conn_abort(c);
+      return;
+    }
+    ews_wq_consume(q, (size_t)r);
+    EWS_STAT_ADD(c->net->stats.bytes_out, (uint64_t)r);
+    if ((size_t)r < total) break;
+  }
+  if (q->bytes) {
+    /* The socket is full: hand the rest to libuv, which writes when it can. */
+    uv_write_t *req = malloc(sizeof *req);
+    if (!req) {
+      ews_conn_abort(c);
+      return;
+    }
+    int n = ews_wq_iov(q, iov, 64, &total);
+    req->data = (void *)(uintptr_t)total;
+    int r = uv_write(req, (uv_stream_t *)&c->tcp, (const uv_buf_t *)iov, (unsigned)n, on_write);
+    if (r < 0) {
+      free(req);
+      ews_conn_abort(c);
+      return;
+    }
+    c->flags |= EWS_CF_WRITING;
+    return;
+  }
+  maybe_finish_draining(c);
+}

@@ -1,0 +1,60 @@
+/* net.c — one loop's net context (see net.h): set-up and tear-down, the ticker of
+ * the timer wheel, and the per-iteration flush and sweep of its connections. */
+#include "net/net.h"
+
+#include <stdlib.h>
+
+#include "err.h"
+#include "net/conn.h"
+
+static void on_tick(uv_timer_t *t) {
+  ews_net_t *net = t->data;
+  ews_wheel_advance(&net->wheel, uv_now(net->loop), ews_conn_on_timer, net);
+}
+
+int ews_net_init(ews_net_t *net, uv_loop_t *loop, int id) {
+  net->loop = loop;
+  net->id = id;
+  net->rbuf = malloc(EWS_READ_BUF);
+  if (!net->rbuf) return EWS_ENOMEM;
+  ews_wheel_init(&net->wheel, uv_now(loop));
+  uv_timer_init(loop, &net->ticker);
+  net->ticker.data = net;
+  uv_timer_start(&net->ticker, on_tick, EWS_TICK_MS, EWS_TICK_MS);
+  return 0;
+}
+
+void ews_net_free(ews_net_t *net) {
+  ews_routes_clear(&net->routes);
+  ews_bufpool_drain(&net->pool);
+  ews_zbuf_free(&net->zscratch);
+  free(net->rbuf);
+  net->rbuf = NULL;
+}
+
+void ews_net_run_pending(ews_net_t *net) {
+  /* Sweeps can queue flushes (a close handler sending) and flushes can queue sweeps
+   * (a write error): repeat until both lists are empty. */
+  while (net->sweep_head || net->flush_head) {
+    while (net->sweep_head) {
+      ews_conn_t *c = net->sweep_head;
+      net->sweep_head = c->sweep_next;
+      c->flags &= (uint16_t)~EWS_CF_SWEEP_QUEUED;
+      ews_conn_sweep(c);
+    }
+    while (net->flush_head) {
+      ews_conn_t *c = net->flush_head;
+      net->flush_head = c->flush_next;
+      c->flags &= (uint16_t)~EWS_CF_FLUSH_QUEUED;
+      ews_conn_flush(c);
+    }
+  }
+}
+
+void ews_net_shutdown(ews_net_t *net) {
+  for (ews_conn_t *c = net->conns; c; c = c->next) ews_conn_shutdown(c);
+}
+
+void ews_net_abort_all(ews_net_t *net) {
+  for (ews_conn_t *c = net->conns; c; c = c->next) ews_conn_abort(c);
+}

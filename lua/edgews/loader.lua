@@ -1,0 +1,112 @@
+-- edgews.loader: the transactional script loader (edgews.app, edgews.configure,
+-- and the core's load and reload of the script).
+--
+--   local loader = require("edgews.loader").new(apps, { begin = fn(), finish = fn(ok) })
+--   loader.app(t), loader.configure(t)     -- edgews.app{} and edgews.configure{}
+--   loader.load(path) -> true, server_config | nil, err
+--
+-- `apps` is the registry the loader fills (path -> app of the current script
+-- version) and the dispatcher reads; apps that a reload removed stay in it so
+-- their open connections keep their handlers. The hooks run around every load:
+-- `begin()` before the script runs, `finish(ok)` after it, whatever happened
+-- (pub/sub uses them to replace load-time subscriptions only when a version
+-- loads). Both are given by the caller: the loader requires no service.
+--
+-- A load is a transaction. The script's own modules (everything `require`d that
+-- was not loaded before the first script) are unloaded first so `require` sees
+-- their new versions, and put back if this version fails; the apps the script
+-- defines replace the current ones only when the whole script ran, defined at
+-- least one app, and every app was valid. A failure changes nothing and comes
+-- back as the error with file:line (the traceback follows it).
+
+local core = require "edgews.core"
+local config = require "edgews.config"
+local app_mod = require "edgews.app"
+
+local type, pairs, ipairs, error, tostring, xpcall, loadfile =
+  type, pairs, ipairs, error, tostring, xpcall, loadfile
+local traceback = debug.traceback
+local package_loaded = package.loaded
+
+local _M = {}
+
+local function noop() end
+
+--- loader.new(apps, hooks) -> the loader of one VM (see the top of the file)
+function _M.new(apps, hooks)
+  if type(apps) ~= "table" then error("loader.new: apps must be a table", 2) end
+  hooks = hooks or {}
+  local begin, finish = hooks.begin or noop, hooks.finish or noop
+  local self = {}
+  local loading -- while a script runs: { list = {...}, by_path = {...}, server = nil }
+  local baseline -- modules loaded before any script: never unloaded
+
+  --- edgews.app{ path = "/x", ... } -> app   (see README for every field)
+  function self.app(t)
+    if not loading then error("edgews.app must be called while the script loads", 2) end
+    local c = config.app(t, 2)
+    if loading.by_path[c.path] then error("edgews.app: path " .. c.path .. " is defined twice", 2) end
+    local app = app_mod.new(c, t, 2)
+    loading.by_path[c.path] = app
+    loading.list[#loading.list + 1] = app
+    return app
+  end
+
+  --- edgews.configure{ listen=, workers=, log_level=, drain_timeout=, ... }
+  -- Server-wide settings; command-line flags override them. Read when the server
+  -- starts (changes on reload are ignored, except that they are validated).
+  function self.configure(t)
+    if not loading then error("edgews.configure must be called while the script loads", 2) end
+    loading.server = config.server(t, 2)
+    -- The rest of this load runs under the new budget (a script that needs long to load
+    -- says so before it does).
+    if loading.server.handler_timeout then core.set_run_budget(loading.server.handler_timeout) end
+  end
+
+  --- loader.load(path) -> true, server_config (nil when the script set none) | nil, err
+  function self.load(path)
+    if not baseline then
+      baseline = {}
+      for k in pairs(package_loaded) do baseline[k] = true end
+    end
+    -- Forget the script's own modules so `require` picks up their new versions;
+    -- keep the old ones to put back if this version fails.
+    local previous = {}
+    for k, v in pairs(package_loaded) do
+      if not baseline[k] then
+        previous[k] = v
+        package_loaded[k] = nil
+      end
+    end
+    loading = { list = {}, by_path = {} }
+    begin()
+    local fn, err = loadfile(path)
+    local ok = fn ~= nil
+    if ok then ok, err = xpcall(fn, traceback) end
+    if ok and #loading.list == 0 then
+      ok, err = false, path .. ": the script defines no app (call edgews.app{ path = ... })"
+    end
+    finish(ok)
+    local new = loading
+    loading = nil
+    if not ok then
+      for k in pairs(package_loaded) do
+        if not baseline[k] then package_loaded[k] = nil end
+      end
+      for k, v in pairs(previous) do package_loaded[k] = v end
+      return nil, tostring(err)
+    end
+    local routes = {}
+    for i, app in ipairs(new.list) do
+      app:_finalize()
+      apps[app.path] = app
+      routes[i] = app.config
+    end
+    core.set_routes(routes)
+    return true, new.server
+  end
+
+  return self
+end
+
+return _M
