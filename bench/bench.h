@@ -2,7 +2,7 @@
  * latency histogram, /proc and rusage sampling, the WebSocket client connection
  * (conn.c) with its optional TLS layer (tls.c) and permessage-deflate (pmd.c),
  * message payloads (payload.c) and the modes (echo.c, hsmode.c, idle.c, fanout.c,
- * recover.c, churn.c) that drive connections through hooks. Everything runs on one libuv loop in one
+ * recover.c, churn.c, collab.c) that drive connections through hooks. Everything runs on one libuv loop in one
  * thread. */
 #ifndef EWS_BENCH_H
 #define EWS_BENCH_H
@@ -18,7 +18,7 @@
 
 /* ---- options (main.c) --------------------------------------------------------- */
 
-typedef enum { MODE_ECHO, MODE_HANDSHAKE, MODE_IDLE, MODE_FANOUT, MODE_RECOVER } bench_mode_t;
+typedef enum { MODE_ECHO, MODE_HANDSHAKE, MODE_IDLE, MODE_FANOUT, MODE_RECOVER, MODE_COLLAB } bench_mode_t;
 /* pattern: token + random bytes; json: JSON-like arrays (compressible); route: JSON
  * objects {"type":"echo",...} for the application-layer (router) benchmark. The
  * json and route kinds are pre-built variants, verified the same way. */
@@ -55,6 +55,7 @@ typedef struct {
   int window;      /* fanout: messages outstanding (not yet received by everyone) */
   int messages;    /* recover: messages in the topic's history */
   int rounds;      /* recover: recoveries of every connection */
+  int docs;        /* collab: documents the editors (-c) are spread over */
   long server_pid; /* 0 = none */
   int json;
   int verbose;
@@ -341,6 +342,9 @@ int run_fanout(void);
 int run_recover(void);
 /* recover mode prints its own report (recover.c). */
 void recover_report(int rc);
+/* collab: editors of examples/collab/app.lua (collab.c), with its own report. */
+int run_collab(void);
+void collab_report(int rc);
 /* churn (the soak client) parses its own command line: argv[1] is "churn". */
 int churn_main(int argc, char **argv);
 /* ws[s]://host[:port][/path] -> g_opt.addr, host, host_header, path, tls. 0 or -1. */

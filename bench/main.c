@@ -58,6 +58,9 @@ static void usage(FILE *f) {
       "                    [--json]\n"
       "  edgews-bench recover --url URL [-c CONNS] [--messages M] [--rounds R] [--rate ECHOES]\n"
       "                    [--server-pid PID] [--json]   (bench/apps/recovery.lua)\n"
+      "  edgews-bench collab --url ws://HOST:PORT/collab [-c EDITORS] [--docs D]\n"
+      "                    [--duration SECS] [--warmup SECS] [--server-pid PID] [--json]\n"
+      "                    (examples/collab/app.lua: editors typing, one edit in flight each)\n"
       "  edgews-bench churn --url URL [-n CONNS] [--duration SECS] ... (the soak client:\n"
       "                    edgews-bench churn --help)\n"
       "  wss:// needs --ca FILE or --insecure\n"
@@ -88,6 +91,7 @@ static void usage(FILE *f) {
       "      --binary           echo: binary messages (default text)\n"
       "      --messages M       recover: messages in the topic's history (10000)\n"
       "      --rounds R         recover: recoveries of every connection (3)\n"
+      "      --docs D           collab: documents the -c editors are spread over (1)\n"
       "      --rate N           fanout: messages published per second (1000; 0: as fast as\n"
       "                         the window allows)\n"
       "      --window K         fanout: at most K messages outstanding, i.e. not yet\n"
@@ -391,6 +395,8 @@ int main(int argc, char **argv) {
     g_opt.mode = MODE_FANOUT;
   else if (strcmp(mode, "recover") == 0)
     g_opt.mode = MODE_RECOVER;
+  else if (strcmp(mode, "collab") == 0)
+    g_opt.mode = MODE_COLLAB;
   else {
     fprintf(stderr, "edgews-bench: unknown mode '%s'\n", mode);
     usage(stderr);
@@ -398,7 +404,9 @@ int main(int argc, char **argv) {
   }
   g_opt.conns = g_opt.mode == MODE_ECHO || g_opt.mode == MODE_RECOVER ? 100
                 : g_opt.mode == MODE_HANDSHAKE                        ? 32
+                : g_opt.mode == MODE_COLLAB                           ? 10
                                                                       : 1000;
+  g_opt.docs = 1;
   g_opt.messages = 10000;
   g_opt.rounds = 3;
   g_opt.rate = 1000;
@@ -406,7 +414,7 @@ int main(int argc, char **argv) {
   g_opt.depth = 1;
   g_opt.size = 32;
   g_opt.duration = 10;
-  g_opt.warmup = g_opt.mode == MODE_ECHO || g_opt.mode == MODE_FANOUT ? 2 : 1;
+  g_opt.warmup = g_opt.mode == MODE_ECHO || g_opt.mode == MODE_FANOUT || g_opt.mode == MODE_COLLAB ? 2 : 1;
   g_opt.settle = 2;
   g_opt.hold = 0;
   g_opt.max_pending = 200;
@@ -414,7 +422,7 @@ int main(int argc, char **argv) {
 
   enum { O_BINARY = 256, O_JSON, O_SETTLE, O_HOLD, O_MAXPEND, O_CA, O_INSECURE, O_SNI, O_RESUME,
          O_DEFLATE, O_DEFLATE_LEVEL, O_PAYLOAD, O_PRIME, O_CLIENT_CTX, O_RATE, O_WINDOW,
-         O_MESSAGES, O_ROUNDS };
+         O_MESSAGES, O_ROUNDS, O_DOCS };
   static const struct option longopts[] = {
       {"url", required_argument, NULL, 'u'},
       {"conns", required_argument, NULL, 'c'},
@@ -440,6 +448,7 @@ int main(int argc, char **argv) {
       {"rate", required_argument, NULL, O_RATE},
       {"messages", required_argument, NULL, O_MESSAGES},
       {"rounds", required_argument, NULL, O_ROUNDS},
+      {"docs", required_argument, NULL, O_DOCS},
       {"window", required_argument, NULL, O_WINDOW},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
@@ -494,6 +503,7 @@ int main(int argc, char **argv) {
       case O_RATE: bad = parse_double(optarg, &g_opt.rate); break;
       case O_MESSAGES: bad = parse_int(optarg, 1, 100000000, &v); g_opt.messages = (int)v; break;
       case O_ROUNDS: bad = parse_int(optarg, 1, 64, &v); g_opt.rounds = (int)v; break;
+      case O_DOCS: bad = parse_int(optarg, 1, 1000000, &v); g_opt.docs = (int)v; break;
       case O_WINDOW: bad = parse_int(optarg, 1, 65536, &v); g_opt.window = (int)v; break;
       case 'v': g_opt.verbose = 1; break;
       case 'h': usage(stdout); return 0;
@@ -569,6 +579,7 @@ int main(int argc, char **argv) {
     case MODE_HANDSHAKE: rc = run_handshake(); break;
     case MODE_FANOUT: rc = run_fanout(); break;
     case MODE_RECOVER: rc = run_recover(); break;
+    case MODE_COLLAB: rc = run_collab(); break;
     default: rc = run_idle(); break;
   }
   if (g_opt.mode != MODE_HANDSHAKE) { /* handshake mode counts the measured interval */
@@ -576,6 +587,7 @@ int main(int argc, char **argv) {
     g_res.tls_resumed = g_tls_resumed;
   }
   if (g_opt.mode == MODE_RECOVER) recover_report(rc);
+  else if (g_opt.mode == MODE_COLLAB) collab_report(rc);
   else report(rc);
   uv_loop_close(g_loop);
   tls_global_free();

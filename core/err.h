@@ -61,7 +61,8 @@
   XX(TLS,            -80, 0,    0,   "TLS error")                                     \
   XX(ZLIB,           -81, 1011, 0,   "zlib error")                                    \
   XX(NOSTORE,        -90, 0,    0,   "no data directory (start with --data DIR)")    \
-  XX(NOSPACE,        -91, 0,    0,   "storage full")
+  XX(NOSPACE,        -91, 0,    0,   "storage full")                                \
+  XX(CONFLICT,       -92, 0,    0,   "revision conflict")
 
 typedef enum {
 #define EWS_ERR_ENUM(name, val, cc, hs, msg) EWS_E##name = (val),

@@ -1,4 +1,5 @@
-/* store.c — the SQLite store for history and notifications (see store.h). */
+/* store.c — the SQLite store for history, notifications and document logs (see
+ * store.h). */
 #include "hub/store.h"
 
 #include <errno.h>
@@ -46,6 +47,11 @@ enum {
   W_NOTIF_CAP,
   W_NOTIF_MARK,
   W_NOTIF_EXPIRE,
+  W_DOC_CREATE,
+  W_DOC_BUMP,
+  W_DOC_OP,
+  W_DOC_SNAPSHOT,
+  W_DOC_TRIM,
   W_COUNT
 };
 
@@ -91,6 +97,19 @@ static const char *const writer_sql[W_COUNT] = {
   [W_NOTIF_EXPIRE] =
       "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications "
       "WHERE expires_at <= ?1 LIMIT ?2)",
+  /* Documents: revision 1 creates the row; every later one moves rev from exactly
+   * rev - 1 (no row returned: a conflict). */
+  [W_DOC_CREATE] =
+      "INSERT INTO docs(name, rev, snapshot, snapshot_rev, created_at, updated_at) "
+      "VALUES(?1, 1, X'', 0, ?2, ?2) ON CONFLICT(name) DO NOTHING RETURNING id",
+  [W_DOC_BUMP] =
+      "UPDATE docs SET rev = ?2, updated_at = ?3 WHERE name = ?1 AND rev = ?2 - 1 "
+      "RETURNING id",
+  [W_DOC_OP] =
+      "INSERT INTO doc_ops(doc_id, rev, client, seq, op, created_at) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+  [W_DOC_SNAPSHOT] = "UPDATE docs SET snapshot = ?2, snapshot_rev = ?3 WHERE id = ?1",
+  [W_DOC_TRIM] = "DELETE FROM doc_ops WHERE doc_id = ?1 AND rev <= ?2",
 };
 
 enum {
@@ -103,6 +122,8 @@ enum {
   R_PENDING_COUNT,
   R_LIST,
   R_LIST_COUNT,
+  R_DOC,
+  R_DOC_OPS,
   R_COUNT
 };
 
@@ -128,6 +149,9 @@ static const char *const reader_sql[R_COUNT] = {
   [R_LIST_COUNT] =
       "SELECT count(*) FROM notifications WHERE user = ?1 "
       "AND (expires_at IS NULL OR expires_at > ?2)",
+  [R_DOC] = "SELECT id, rev, snapshot_rev, snapshot FROM docs WHERE name = ?1",
+  [R_DOC_OPS] =
+      "SELECT rev, seq, client, op FROM doc_ops WHERE doc_id = ?1 AND rev > ?2 ORDER BY rev",
 };
 
 static const char schema_sql[] =
@@ -155,7 +179,23 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS notif_user ON notifications(user, id);"
     "CREATE INDEX IF NOT EXISTS notif_pending ON notifications(user, id) WHERE state = 0;"
     "CREATE INDEX IF NOT EXISTS notif_expiry ON notifications(expires_at) "
-    "  WHERE expires_at IS NOT NULL;";
+    "  WHERE expires_at IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS docs("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  rev INTEGER NOT NULL,"          /* newest committed revision */
+    "  snapshot BLOB NOT NULL,"        /* the text at snapshot_rev */
+    "  snapshot_rev INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS doc_ops("
+    "  doc_id INTEGER NOT NULL,"
+    "  rev INTEGER NOT NULL,"          /* the revision this op made */
+    "  client TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  op BLOB NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY(doc_id, rev));";
 
 /* ---- types ------------------------------------------------------------------------ */
 
@@ -309,7 +349,7 @@ static ews_store_req_t *req_new(ews_store_op_t op, const char *key, size_t key_l
     r->key_len = key_len;
     p += key_bytes;
   }
-  if (len) memcpy(p, payload, len);
+  if (len && payload) memcpy(p, payload, len); /* NULL: the caller fills it */
   r->payload = p; /* never NULL, even when empty: SQLite binds NULL for a NULL blob */
   r->payload_len = len;
   r->op = op;
@@ -371,6 +411,40 @@ int ews_store_req_mark(ews_store_req_t **out, const char *user, size_t user_len,
 int ews_store_req_sweep(ews_store_req_t **out) {
   *out = req_new(EWS_STORE_SWEEP, NULL, 0, NULL, 0, NULL, 0);
   return *out ? 0 : EWS_ENOMEM;
+}
+
+int ews_store_req_doc_append(ews_store_req_t **out, const char *doc, size_t doc_len, int64_t rev,
+                             const char *client, size_t client_len, int64_t seq, const void *op,
+                             size_t op_len, const void *snapshot, size_t snapshot_len,
+                             int64_t keep) {
+  *out = NULL;
+  if (!valid_key(doc, doc_len) || rev < 1 || keep < 0 || client_len > EWS_STORE_MAX_KEY ||
+      (client_len && !client) || op_len > MAX_PAYLOAD || (op_len && !op) ||
+      snapshot_len > MAX_PAYLOAD || (snapshot_len && !snapshot))
+    return EWS_EINVAL;
+  /* The op is the payload; the client and the snapshot follow it in the same block. */
+  size_t extra = client_len + 1 + (snapshot ? snapshot_len + 1 : 0);
+  ews_store_req_t *r = req_new(EWS_STORE_DOC_APPEND, doc, doc_len, NULL, op_len + extra, NULL, 0);
+  if (!r) return EWS_ENOMEM;
+  char *p = (char *)r->payload;
+  if (op_len) memcpy(p, op, op_len);
+  p += op_len;
+  r->payload_len = op_len;
+  if (client_len) memcpy(p, client, client_len);
+  p[client_len] = 0;
+  r->author = p;
+  r->author_len = client_len;
+  p += client_len + 1;
+  if (snapshot) {
+    if (snapshot_len) memcpy(p, snapshot, snapshot_len);
+    r->snapshot = p;
+    r->snapshot_len = snapshot_len;
+  }
+  r->rev = rev;
+  r->seq = seq;
+  r->keep = keep;
+  *out = r;
+  return 0;
 }
 
 void ews_store_req_free(ews_store_req_t *req) { free(req); }
@@ -539,6 +613,53 @@ static int do_mark(ews_store_t *s, ews_store_req_t *r) {
   return 0;
 }
 
+/* One operation of a document: the row's rev moves from exactly rev - 1 to rev (or
+ * the row is created at rev 1), the op is logged, and with a snapshot the snapshot
+ * is replaced and the log trimmed. A revision that does not continue the stored
+ * ones is a conflict: nothing is written. */
+static int do_doc_append(ews_store_t *s, ews_store_req_t *r, int64_t now) {
+  sqlite3_stmt *st = s->st[r->rev == 1 ? W_DOC_CREATE : W_DOC_BUMP];
+  sqlite3_bind_text(st, 1, r->key, (int)r->key_len, SQLITE_STATIC);
+  if (r->rev == 1) {
+    sqlite3_bind_int64(st, 2, now);
+  } else {
+    sqlite3_bind_int64(st, 2, r->rev);
+    sqlite3_bind_int64(st, 3, now);
+  }
+  int rc = sqlite3_step(st), got = rc == SQLITE_ROW;
+  int64_t id = got ? sqlite3_column_int64(st, 0) : 0;
+  if (got) rc = sqlite3_step(st); /* run the statement to completion */
+  done_stmt(st);
+  if (rc != SQLITE_DONE) return map_rc(s->db, rc, "doc: revision");
+  if (!got) return EWS_ECONFLICT;
+
+  st = s->st[W_DOC_OP];
+  sqlite3_bind_int64(st, 1, id);
+  sqlite3_bind_int64(st, 2, r->rev);
+  sqlite3_bind_text(st, 3, r->author, (int)r->author_len, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 4, r->seq);
+  sqlite3_bind_blob(st, 5, r->payload, (int)r->payload_len, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 6, now);
+  int e = run(s->db, st);
+  if (e || !r->snapshot) goto out;
+
+  st = s->st[W_DOC_SNAPSHOT];
+  sqlite3_bind_int64(st, 1, id);
+  sqlite3_bind_blob64(st, 2, r->snapshot, r->snapshot_len, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 3, r->rev);
+  if ((e = run(s->db, st))) goto out;
+  int64_t cut = r->rev - r->keep; /* the snapshot is at rev: cut = min(rev, rev - keep) */
+  if (cut > 0) {
+    st = s->st[W_DOC_TRIM];
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, cut);
+    e = run(s->db, st);
+  }
+out:
+  if (e == 0) r->created_at = now;
+  return e;
+}
+
 /* Expired notifications, then retention of the next SWEEP_TOPICS topics. */
 static int do_sweep(ews_store_t *s, int64_t now, int64_t *deleted) {
   sqlite3_stmt *st = s->st[W_NOTIF_EXPIRE];
@@ -581,6 +702,7 @@ static int exec_req(ews_store_t *s, ews_store_req_t *r, int64_t now) {
     case EWS_STORE_NOTIF: return do_notif(s, r, now);
     case EWS_STORE_MARK: return do_mark(s, r);
     case EWS_STORE_SWEEP: return do_sweep(s, now, &r->changed);
+    case EWS_STORE_DOC_APPEND: return do_doc_append(s, r, now);
   }
   return EWS_EINVAL;
 }
@@ -1153,7 +1275,7 @@ static void *coll_add(coll_t *k, const void *payload, size_t len) {
     k->bytes = b;
     k->bcap = cap;
   }
-  if (len) memcpy(k->bytes + k->blen, payload, len);
+  if (len && payload) memcpy(k->bytes + k->blen, payload, len); /* NULL: the caller fills it */
   k->offs[k->n] = k->blen;
   k->blen += len;
   void *row = k->rows + k->n * k->size;
@@ -1347,4 +1469,90 @@ void ews_store_notifs_free(ews_store_notifs_t *r) {
   if (!r) return;
   free(r->rows);
   memset(r, 0, sizeof *r);
+}
+
+int ews_store_doc_load(ews_store_client_t *c, const char *doc, size_t doc_len, int64_t history,
+                       ews_store_doc_t *out) {
+  memset(out, 0, sizeof *out);
+  if (!c || !valid_key(doc, doc_len) || history < 0) return EWS_EINVAL;
+  int e = rd_begin(c);
+  if (e) return e;
+  sqlite3_stmt *st = c->st[R_DOC];
+  sqlite3_bind_text(st, 1, doc, (int)doc_len, SQLITE_STATIC);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) { /* no such document */
+    rd_end(c);
+    return 0;
+  }
+  if (rc != SQLITE_ROW) {
+    e = map_rc(c->db, rc, "doc: load");
+    rd_end(c);
+    return e;
+  }
+  int64_t id = sqlite3_column_int64(st, 0);
+  out->exists = 1;
+  out->rev = sqlite3_column_int64(st, 1);
+  out->snapshot_rev = sqlite3_column_int64(st, 2);
+  /* The snapshot is the block's first "row" (its payload), the ops follow. */
+  coll_t k = {.size = sizeof(ews_store_doc_op_t)};
+  ews_store_doc_op_t *snap =
+      coll_add(&k, sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3));
+  if (!snap) rc = SQLITE_NOMEM;
+  else snap->len = (size_t)sqlite3_column_bytes(st, 3);
+  done_stmt(st);
+
+  int64_t from = out->rev - history;
+  if (out->snapshot_rev < from) from = out->snapshot_rev;
+  if (snap) {
+    st = c->st[R_DOC_OPS];
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, from);
+    /* Each op's payload is client, NUL, op: one payload per row in the block. */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      const unsigned char *client = sqlite3_column_text(st, 2);
+      size_t cl = (size_t)sqlite3_column_bytes(st, 2);
+      const void *op = sqlite3_column_blob(st, 3);
+      size_t ol = (size_t)sqlite3_column_bytes(st, 3);
+      ews_store_doc_op_t *o = coll_add(&k, NULL, cl + 1 + ol);
+      if (!o) {
+        rc = SQLITE_NOMEM;
+        break;
+      }
+      char *dst = k.bytes + k.offs[k.n - 1];
+      if (cl) memcpy(dst, client, cl);
+      dst[cl] = 0;
+      if (ol) memcpy(dst + cl + 1, op, ol);
+      o->rev = sqlite3_column_int64(st, 0);
+      o->seq = sqlite3_column_int64(st, 1);
+      o->client_len = cl;
+      o->len = ol;
+    }
+  }
+  if (rc != SQLITE_DONE) e = map_rc(c->db, rc, "doc: ops");
+  rd_end(c);
+  if (e) {
+    coll_discard(&k);
+    memset(out, 0, sizeof *out);
+    return e;
+  }
+  size_t n = k.n;
+  ews_store_doc_op_t *rows = coll_finish(&k, offsetof(ews_store_doc_op_t, client), &e);
+  if (e) {
+    memset(out, 0, sizeof *out);
+    return e;
+  }
+  /* rows[0] is the snapshot; the others point at "client\0op". */
+  out->block_ = rows;
+  out->snapshot = rows[0].client;
+  out->snapshot_len = rows[0].len;
+  out->n = n - 1;
+  out->ops = rows + 1;
+  for (size_t i = 0; i < out->n; i++) out->ops[i].op = out->ops[i].client + out->ops[i].client_len + 1;
+  return 0;
+}
+
+void ews_store_doc_free(ews_store_doc_t *d) {
+  if (!d) return;
+  free(d->block_);
+  memset(d, 0, sizeof *d);
 }

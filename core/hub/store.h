@@ -1,5 +1,6 @@
-/* store.h — durable storage for pub/sub history and per-user notifications: one
- * SQLite database file, <dir>/edgews.db, shared by every worker of the process.
+/* store.h — durable storage for pub/sub history, per-user notifications and the
+ * operation logs of collaborative documents: one SQLite database file,
+ * <dir>/edgews.db, shared by every worker of the process.
  *
  * Threads
  *   Writes never run on an event loop. One writer thread owns the only read-write
@@ -44,6 +45,14 @@
  *   messages(topic_id, offset, created_at, payload, PRIMARY KEY(topic_id, offset))
  *   notifications(id, user, payload, created_at, state, expires_at), indexed by
  *          (user, id), pending ones by a partial index, expiring ones by expires_at.
+ *   docs(id, name UNIQUE, rev, snapshot, snapshot_rev, created_at, updated_at)
+ *   doc_ops(doc_id, rev, client, seq, op, created_at, PRIMARY KEY(doc_id, rev))
+ *   A document (lua/edgews/docs.lua) is its snapshot (the text at snapshot_rev)
+ *   plus the operations after it; rev is the newest committed revision. The store
+ *   does no OT: it appends what the document's one committer (its owning worker)
+ *   hands it, and refuses an append that does not continue the stored revisions
+ *   exactly (EWS_ECONFLICT), so a failed commit can never leave a hole that a later
+ *   one papers over. Ops are kept from min(snapshot_rev, rev - keep) on.
  *   A topic's epoch is a random non-zero 64-bit value chosen when the topic is
  *   created or reset; offsets count from 1 per topic and never go back within an
  *   epoch, even when retention removes every message (last_offset is kept in the
@@ -176,7 +185,8 @@ typedef enum {
   EWS_STORE_RETENTION,  /* topic, retention (created if missing) -> epoch */
   EWS_STORE_NOTIF,      /* user, payload, ttl      -> id, created_at */
   EWS_STORE_MARK,       /* user or NULL, ids, state -> changed */
-  EWS_STORE_SWEEP       /* run the periodic retention now -> changed (rows deleted) */
+  EWS_STORE_SWEEP,      /* run the periodic retention now -> changed (rows deleted) */
+  EWS_STORE_DOC_APPEND  /* doc, rev, client, seq, op [, snapshot], keep -> created_at */
 } ews_store_op_t;
 
 typedef enum {
@@ -203,6 +213,12 @@ struct ews_store_req {
   size_t payload_len;
   const int64_t *ids;   /* copy */
   size_t n_ids;
+  /* DOC_APPEND */
+  int64_t rev, seq, keep;
+  const char *author;   /* copy, NUL-terminated (may be empty): the op's client */
+  size_t author_len;
+  const void *snapshot; /* copy, or NULL: no snapshot with this append */
+  size_t snapshot_len;
   /* results */
   int status;           /* 0, or a negative EWS_E* code: nothing of it was stored */
   uint64_t epoch;       /* APPEND, RESET, RETENTION: the topic's epoch */
@@ -236,6 +252,18 @@ int ews_store_req_notif(ews_store_req_t **out, const char *user, size_t user_len
 int ews_store_req_mark(ews_store_req_t **out, const char *user, size_t user_len,
                        const int64_t *ids, size_t n, ews_notif_state_t state);
 int ews_store_req_sweep(ews_store_req_t **out);
+/* Appends operation `rev` of document `doc` (the op as the caller encodes it, e.g.
+ * JSON) with its author (client, 0..EWS_STORE_MAX_KEY bytes) and sequence number.
+ * rev must be the stored revision + 1 (1 creates the document), else the request
+ * fails with EWS_ECONFLICT and changes nothing. With a snapshot (the text after
+ * `rev`; NULL = none) the document's snapshot becomes it, and the log is trimmed to
+ * the operations after min(rev, rev - keep) (keep >= 0: how many ops to retain
+ * before the snapshot, so that clients that far behind can still catch up). The
+ * document's name is 1..EWS_STORE_MAX_KEY bytes; op and snapshot at most 1e9. */
+int ews_store_req_doc_append(ews_store_req_t **out, const char *doc, size_t doc_len, int64_t rev,
+                             const char *client, size_t client_len, int64_t seq, const void *op,
+                             size_t op_len, const void *snapshot, size_t snapshot_len,
+                             int64_t keep);
 void ews_store_req_free(ews_store_req_t *req);
 
 /* Queues req for the writer; takes ownership of req in every case. 0: done will be
@@ -302,5 +330,32 @@ int ews_store_notif_pending(ews_store_client_t *c, const char *user, size_t user
 int ews_store_notif_list(ews_store_client_t *c, const char *user, size_t user_len,
                          uint32_t limit, uint32_t offset, ews_store_notifs_t *out);
 void ews_store_notifs_free(ews_store_notifs_t *r);
+
+typedef struct {
+  int64_t rev, seq;
+  const char *client;   /* points into the result; NUL-terminated */
+  size_t client_len;
+  const void *op;       /* points into the result */
+  size_t len;
+} ews_store_doc_op_t;
+
+typedef struct {
+  int exists;           /* 0: no such document (everything else is empty) */
+  int64_t rev;          /* newest committed revision */
+  int64_t snapshot_rev; /* the snapshot is the text at this revision (0: "") */
+  const void *snapshot; /* points into the result */
+  size_t snapshot_len;
+  size_t n;
+  ews_store_doc_op_t *ops; /* revisions > min(snapshot_rev, rev - history) that
+                              are retained, ascending */
+  void *block_;         /* private */
+} ews_store_doc_t;
+
+/* A document as stored, read in one snapshot: enough to rebuild its text
+ * (snapshot + the ops after it) and its last `history` operations. Release with
+ * ews_store_doc_free. Errors as for history. */
+int ews_store_doc_load(ews_store_client_t *c, const char *doc, size_t doc_len, int64_t history,
+                       ews_store_doc_t *out);
+void ews_store_doc_free(ews_store_doc_t *d);
 
 #endif

@@ -45,6 +45,8 @@ void ews_api_pubsub_register(lua_State *L, void *w);
 struct ews_pubsub_event;
 void ews_api_pubsub_local(ews_hub_t *h, const struct ews_pubsub_event *e);
 void ews_api_notify_register(lua_State *L, void *w);
+/* Document logs of edgews.docs (api_docs.c): doc_append (waits for the commit), doc_load. */
+void ews_api_docs_register(lua_State *L, void *w);
 
 void ews_api_timer_register(lua_State *L, void *w);
 /* core.post: Lua messages to other workers (api_bus.c), and the hub's handler of

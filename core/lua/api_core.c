@@ -647,6 +647,7 @@ int ews_luaopen_core(lua_State *L) {
   ews_api_timer_register(L, w);
   ews_api_pubsub_register(L, w);
   ews_api_notify_register(L, w);
+  ews_api_docs_register(L, w);
   ews_api_bus_register(L, w);
   ews_api_presence_register(L, w);
   ews_api_ratelimit_register(L, w);

@@ -23,6 +23,7 @@ local auth = require "edgews.auth"
 local pipeline = require "edgews.pipeline"
 local workers = require "edgews.workers"
 local pubsub = require "edgews.pubsub"
+local docs = require "edgews.docs"
 
 local type, error, tostring, xpcall, setmetatable = type, error, tostring, xpcall, setmetatable
 local traceback = debug.traceback
@@ -105,6 +106,7 @@ function _M.new(apps)
 
   function self.close(sock, code, reason)
     if sock.ctx._auth then pipeline.on_close(sock) end
+    if sock.ctx._docs then docs._on_close(sock) end
     call(sock, "close", "_on_close", code, reason)
   end
 

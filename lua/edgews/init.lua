@@ -85,6 +85,9 @@ _M.channel = require("edgews.channel").channel
 _M.presence = require "edgews.presence"
 --- edgews.notifications: per-user stored notifications (see README)
 _M.notifications = require "edgews.notifications"
+
+--- edgews.docs: collaborative documents (OT), stored under --data (see README)
+_M.docs = require "edgews.docs"
 --- edgews.pubsub: topics with offsets, epochs, history and recovery (see README)
 _M.pubsub = pubsub
 

@@ -109,7 +109,7 @@
 -- or "second operation: "; the selection functions prefix "anchor: ", "head: " and
 -- "range N: ".
 
-local type, pairs, tostring, error = type, pairs, tostring, error
+local type, pairs, next, tostring, error = type, pairs, next, tostring, error
 local byte, sub, fmt = string.byte, string.sub, string.format
 local concat = table.concat
 local huge = math.huge
@@ -334,8 +334,14 @@ end
 local function check(op, lens, limit, lenient)
   if type(op) ~= "table" then return nil, "not an array" end
   local n = #op
-  local keys = 0
-  for _ in pairs(op) do keys = keys + 1 end
+  -- Keys are counted with next() calls, not a pairs() loop: the LuaJIT of Debian 12
+  -- (2.1.0~beta3+git20220320) can run a compiled or blacklisted pairs() loop for the
+  -- wrong number of iterations (LuaJIT issue #827, fixed upstream in April 2022).
+  local keys, k = 0, next(op)
+  while k ~= nil do
+    keys = keys + 1
+    k = next(op, k)
+  end
   if keys ~= n then return nil, "not an array" end
   local base, target = 0, 0
   local canonical = true

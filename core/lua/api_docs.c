@@ -1,0 +1,102 @@
+/* api_docs.c — the document-log functions of `edgews.core` over the store
+ * (hub/store.h): doc_append waits in the calling task until the writer has
+ * committed (fsynced) the operation; doc_load reads the worker's snapshot of the
+ * database. The documents themselves (revisions, OT, sessions) are
+ * lua/edgews/docs.lua; this file only moves bytes to and from SQLite. */
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "err.h"
+#include "hub/store.h"
+#include "lua/api.h"
+#include "lua/tasks.h"
+
+static ews_vm_t *worker_of(lua_State *L) {
+  ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
+  if (!w) luaL_error(L, "documents need a worker (not available while reading the configuration)");
+  return w;
+}
+
+static void on_done(ews_store_req_t *req, void *ud) {
+  ews_task_t *task = ud;
+  lua_State *co = task->co;
+  if (req->status < 0) {
+    lua_pushnil(co);
+    lua_pushinteger(co, req->status);
+  } else {
+    lua_pushboolean(co, 1);
+    lua_pushnil(co);
+  }
+  ews_task_resume(task->w, task, 2);
+}
+
+/* core.doc_append(name, rev, client, seq, op, snapshot|nil, keep) -> true | nil, code.
+ * Only inside a task: it waits for the commit. */
+static int l_append(lua_State *L) {
+  ews_vm_t *w = worker_of(L);
+  size_t nl, cl, ol, sl = 0;
+  const char *name = luaL_checklstring(L, 1, &nl);
+  int64_t rev = (int64_t)luaL_checknumber(L, 2);
+  const char *client = luaL_checklstring(L, 3, &cl);
+  int64_t seq = (int64_t)luaL_checknumber(L, 4);
+  const char *op = luaL_checklstring(L, 5, &ol);
+  const char *snap = lua_isnoneornil(L, 6) ? NULL : luaL_checklstring(L, 6, &sl);
+  int64_t keep = (int64_t)luaL_checknumber(L, 7);
+  if (!w->hub->store) return ews_api_result(L, EWS_ENOSTORE);
+  ews_task_t *task = ews_task_current(w, L);
+  if (!task) return luaL_error(L, "a document commit can only wait inside a handler");
+  ews_store_req_t *req;
+  int r = ews_store_req_doc_append(&req, name, nl, rev, client, cl, seq, op, ol, snap, sl, keep);
+  if (r < 0) return ews_api_result(L, r);
+  r = ews_store_submit(w->hub->store, req, on_done, task);
+  if (r < 0) return ews_api_result(L, r);
+  task->waiting = 1;
+  return lua_yield(L, 0);
+}
+
+/* core.doc_load(name, history) -> false (no such document)
+ *   | { rev, snapshot_rev, snapshot, ops = { { rev, seq, client, op }, ... } }
+ *   | nil, code */
+static int l_load(lua_State *L) {
+  ews_vm_t *w = worker_of(L);
+  size_t nl;
+  const char *name = luaL_checklstring(L, 1, &nl);
+  int64_t history = (int64_t)luaL_checknumber(L, 2);
+  if (!w->hub->store) return ews_api_result(L, EWS_ENOSTORE);
+  ews_store_doc_t d;
+  int r = ews_store_doc_load(w->hub->store, name, nl, history, &d);
+  if (r < 0) return ews_api_result(L, r);
+  if (!d.exists) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_createtable(L, 0, 4);
+  lua_pushnumber(L, (lua_Number)d.rev);
+  lua_setfield(L, -2, "rev");
+  lua_pushnumber(L, (lua_Number)d.snapshot_rev);
+  lua_setfield(L, -2, "snapshot_rev");
+  lua_pushlstring(L, d.snapshot, d.snapshot_len);
+  lua_setfield(L, -2, "snapshot");
+  lua_createtable(L, (int)d.n, 0);
+  for (size_t i = 0; i < d.n; i++) {
+    const ews_store_doc_op_t *o = &d.ops[i];
+    lua_createtable(L, 4, 0);
+    lua_pushnumber(L, (lua_Number)o->rev);
+    lua_rawseti(L, -2, 1);
+    lua_pushnumber(L, (lua_Number)o->seq);
+    lua_rawseti(L, -2, 2);
+    lua_pushlstring(L, o->client, o->client_len);
+    lua_rawseti(L, -2, 3);
+    lua_pushlstring(L, o->op, o->len);
+    lua_rawseti(L, -2, 4);
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+  lua_setfield(L, -2, "ops");
+  ews_store_doc_free(&d);
+  return 1;
+}
+
+void ews_api_docs_register(lua_State *L, void *w) {
+  static const luaL_Reg fns[] = {{"doc_append", l_append}, {"doc_load", l_load}, {NULL, NULL}};
+  ews_api_add(L, w, fns);
+}

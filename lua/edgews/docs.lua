@@ -1,0 +1,724 @@
+-- edgews.docs: collaborative plain-text documents, edited concurrently through
+-- operational transformation (edgews.ot), kept in SQLite under --data.
+--
+--   local docs = edgews.docs
+--   docs.configure { max_size = 1048576, max_lag = 1000 }       -- optional, at load time
+--   docs.join(socket, "notes", { client = "c-8f3a", revision = 17, user = "ada" })
+--   docs.edit(socket, "notes", { revision = 17, operation = { 5, "abc", -2 }, seq = 4 })
+--   docs.cursor(socket, "notes", { revision = 17, selection = { ranges = { { anchor = 3, head = 3 } } } })
+--   docs.leave(socket, "notes")
+--
+-- The socket receives (JSON text messages; see README "Collaborative editing"):
+--   joined  {type, doc, client, revision, seq, text | ops, reload, cursors}
+--   ack     {type, doc, revision, seq}           its own operation, committed
+--   op      {type, doc, revision, operation, client, user, seq [, selection]}
+--   cursor  {type, doc, revision, client, user, selection | null}
+--   error   {type, doc, error, message [, seq] [, id]}
+--
+-- Design. One place commits a document: its owning worker, hash(name) % workers.
+-- Every worker keeps the sessions (socket x document) of its own sockets; joins,
+-- edits, cursors and leaves travel to the owner as cross-worker messages (in order:
+-- one worker's messages to another arrive in the order they were posted), and the
+-- owner sends each committed revision, built once as JSON, to every worker that has
+-- sessions of the document, which hands it to its sessions (an ack to the author,
+-- the op to the others). Because one thread runs each document's commits, revisions
+-- are assigned without locks and every session sees them in one order.
+--
+-- The owner keeps the document in memory (edgews.docs.doc: text, revision, the last
+-- max_lag operations, each client's last sequence number). A commit transforms the
+-- incoming operation past those committed since its base revision, applies it, and
+-- with --data appends it to SQLite (core.doc_append, waiting in the task that runs
+-- it). Appends are pipelined: the next edit is transformed and submitted while the
+-- previous waits for its fsync; completions come back in submission order, and a
+-- revision is published (acknowledged, sent to the others, served to joiners) only
+-- after its commit is durable. A failed append (disk full) fails every later one of
+-- that document too (the store refuses a revision that does not continue the stored
+-- ones); the owner then drops its in-memory state and reloads the document from the
+-- store, so nothing unacknowledged survives. Without --data (or with persistence =
+-- false) documents live in the owner's memory for the life of the process.
+--
+-- The interface a committer offers (and a Redis engine for the cluster would offer
+-- instead: see README): commit(doc, base_rev, op, client, seq) -> revision | nil, err,
+-- load(doc) -> text, revision, ops_since(doc, rev) -> ops: `engine` below.
+
+local core = require "edgews.core"
+local workers = require "edgews.workers"
+local Doc = require "edgews.docs.doc"
+local ot = require "edgews.ot"
+local cjson = require "cjson.safe"
+local buffer = require "string.buffer"
+local socket_mod = require "edgews.socket"
+
+local type, pairs, tostring, error, next, pcall = type, pairs, tostring, error, next, pcall
+local floor, fmt, concat, byte = math.floor, string.format, table.concat, string.byte
+local json_encode = cjson.encode
+local encode = buffer.encode
+local error_text = socket_mod.error_text
+
+local _M = {}
+
+local config = { max_size = 1024 * 1024, max_op_size = 64 * 1024, max_lag = 1000,
+                 snapshot_every = 100, history = 1000, persistence = true, unload_after = 30,
+                 max_ranges = 32 }
+local limits = {
+  max_size = { 1, 256 * 1024 * 1024 }, max_op_size = { 16, 64 * 1024 * 1024 },
+  max_lag = { 1, 100000 }, snapshot_every = { 1, 1000000 }, history = { 0, 1000000 },
+  unload_after = { 0, 86400 }, max_ranges = { 1, 1000 },
+}
+
+local MAX_NAME, MAX_CLIENT = 256, 64
+
+-- The loops that deliver revisions walk their tables with next() calls rather than
+-- pairs(): Debian 12's LuaJIT (2.1.0~beta3+git20220320) can run a compiled or
+-- blacklisted pairs() loop for the wrong number of iterations (LuaJIT issue #827),
+-- which here would silently skip a session or a worker.
+
+--- docs.configure{ max_size =, max_op_size =, max_lag =, snapshot_every =, history =,
+-- persistence =, unload_after =, max_ranges = }: process-wide; call it while the
+-- script loads (every worker runs the same script). history is raised to max_lag.
+function _M.configure(t)
+  if type(t) ~= "table" then error("docs.configure expects a table", 2) end
+  local new = {}
+  for k, v in pairs(config) do new[k] = v end
+  for k, v in pairs(t) do
+    if k == "persistence" then
+      if type(v) ~= "boolean" then error("docs.configure: persistence must be a boolean", 2) end
+    else
+      local lim = limits[k]
+      if not lim then error("docs.configure: unknown option '" .. tostring(k) .. "'", 2) end
+      if type(v) ~= "number" or v ~= v or v < lim[1] or v > lim[2] or (k ~= "unload_after" and v ~= floor(v)) then
+        error(fmt("docs.configure: %s must be %s in [%g, %g]", k,
+          k == "unload_after" and "a number" or "an integer", lim[1], lim[2]), 2)
+      end
+    end
+    new[k] = v
+  end
+  if new.history < new.max_lag then new.history = new.max_lag end
+  config = new
+  _M._apply_limits()
+end
+
+--- docs.config() -> a copy of the settings in force
+function _M.config()
+  local c = {}
+  for k, v in pairs(config) do c[k] = v end
+  return c
+end
+
+--- docs.persistent() -> true when documents are stored in SQLite (--data)
+function _M.persistent()
+  return config.persistence and core.has_store() or false
+end
+
+local function doc_opts()
+  return { max_size = config.max_size, max_op_size = config.max_op_size, max_lag = config.max_lag,
+           max_ranges = config.max_ranges }
+end
+
+-- ------------------------------------------------------------------ helpers
+
+--- docs.owner(name) -> the worker that commits this document
+local function owner_of(name)
+  local h = 5381
+  for i = 1, #name do h = (h * 33 + byte(name, i)) % 4294967296 end
+  return h % core.workers()
+end
+_M.owner = owner_of
+
+local function split_key(key)
+  if not key then return nil, nil end
+  local client = key:match("^[^:]*")
+  return client, key:sub(#client + 2)
+end
+
+local function encode_selection(sel)
+  if sel == nil then return "null" end
+  local parts = {}
+  local ranges = sel.ranges
+  for i = 1, #ranges do parts[i] = fmt('{"anchor":%d,"head":%d}', ranges[i].anchor, ranges[i].head) end
+  return '{"ranges":[' .. concat(parts, ",") .. "]}"
+end
+
+local function valid_id(id)
+  local t = type(id)
+  return (t == "string" and #id <= 256) or (t == "number" and id == id and id > -math.huge and id < math.huge)
+end
+
+local function error_json(name, code, message, seq, id)
+  return json_encode { type = "error", doc = name, error = code, message = message,
+                       seq = type(seq) == "number" and seq or nil, id = valid_id(id) and id or nil }
+end
+
+local function op_entry_json(e)
+  return fmt('{"revision":%d,"operation":%s,"client":%s,"user":%s,"seq":%s}', e.rev, e.json,
+    json_encode(e.client or ""), json_encode(e.user or ""), e.seq and fmt("%d", e.seq) or "null")
+end
+
+-- ------------------------------------------------------------ session side
+-- Every worker: its sockets' sessions. sessions[name][sid] = sess,
+-- sess = { sock, name, client, user, key, live = last revision sent | false }.
+
+local sessions = {}
+local me -- this worker's id (known once a worker runs)
+
+local function my_id()
+  if not me then me = core.worker_id() end
+  return me
+end
+
+local function session_of(sock, name)
+  local t = sock.ctx._docs
+  return t and t[name]
+end
+
+local function drop_session(sess)
+  local list = sessions[sess.name]
+  if list then
+    list[sess.sock.id] = nil
+    if next(list) == nil then sessions[sess.name] = nil end
+  end
+  local t = sess.sock.ctx._docs
+  if t then
+    t[sess.name] = nil
+    if next(t) == nil then sess.sock.ctx._docs = nil end
+  end
+end
+
+-- A message for one session (the join reply, an error).
+local function to_session(m)
+  local list = sessions[m.name]
+  local sess = list and list[m.sid]
+  if not sess then return end
+  if m.kind == "joined" or m.kind == "join_failed" then
+    -- the answer to this session's join (not to an earlier join of the same socket
+    -- and document that it left meanwhile)
+    if m.jid ~= sess.jid then return end
+    if m.kind == "joined" then sess.live = m.rev else drop_session(sess) end
+  end
+  sess.sock:send(m.data)
+end
+
+-- A committed revision (or a cursor) of a document, for this worker's sessions.
+local function deliver(m)
+  local list = sessions[m.name]
+  if not list then return end
+  local rev = m.rev
+  if m.kind == "cursor" then
+    local sid, sess = next(list)
+    while sid ~= nil do
+      if sess.live == rev and sid ~= m.from then sess.sock:send(m.data) end
+      sid, sess = next(list, sid)
+    end
+    return
+  end
+  local acks, key = m.acks, m.key
+  local broken
+  local sid, sess = next(list)
+  while sid ~= nil do
+    local live = sess.live
+    if live and rev > live then
+      if rev == live + 1 then
+        sess.live = rev
+        -- the author's sessions (its client on any connection) get the ack
+        sess.sock:send(((acks and acks[sid]) or sess.key == key) and m.ack or m.data)
+      else
+        broken = broken or {}
+        broken[#broken + 1] = sess
+      end
+    end
+    sid, sess = next(list, sid)
+  end
+  if broken then
+    for i = 1, #broken do
+      -- A revision never reached this worker (its inbox was full): the session
+      -- cannot go on from here; the client reconnects and catches up.
+      local b = broken[i]
+      core.log(core.WARN, fmt("docs: %s: revision %d arrived after %d; closing socket %d to resync",
+        m.name, rev, b.live, b.sock.id))
+      drop_session(b)
+      b.sock:close(1011, "document stream interrupted")
+    end
+  end
+end
+
+-- ---------------------------------------------------------------- owner side
+-- owned[name] = { doc = Doc | nil (reload on demand), pub = published revision,
+--   pub_text, snap_rev, inflight = appends waiting, pending = { [rev] = entry },
+--   watchers = { [worker] = sessions }, cursors = { [key] = {...} }, broken, timer }
+
+local owned = {}
+_M._owned = owned -- for tests and introspection
+
+local function post_or_call(w, m, fn)
+  if w == my_id() then return fn(m) end
+  local ok, err = core.post(w, encode(m))
+  if not ok then
+    core.log(core.WARN, fmt("docs: message %s for worker %d refused: %s", m.op, w, error_text(err)))
+    return nil
+  end
+  return true
+end
+
+local function reply(w, sid, name, kind, data, rev, jid)
+  post_or_call(w, { op = "docs_to", name = name, sid = sid, kind = kind, data = data, rev = rev, jid = jid },
+    to_session)
+end
+
+local function reply_error(m, code, message)
+  reply(m.w, m.sid, m.name, "error", error_json(m.name, code, message, m.seq, m.id))
+end
+
+-- The workers with sessions of the document.
+local function watching(o)
+  local list, n = {}, 0
+  local w, count = next(o.watchers)
+  while w ~= nil do
+    if count > 0 then n = n + 1; list[n] = w end
+    w, count = next(o.watchers, w)
+  end
+  return list
+end
+
+-- Sends a message for the sessions (m: a revision or a cursor) to worker w.
+local function send_to(w, m, blob)
+  if w == my_id() then
+    deliver(m)
+    return blob
+  end
+  blob = blob or encode(m)
+  local ok, err = core.post(w, blob)
+  if not ok then
+    core.log(core.WARN, fmt("docs: %s: revision %d for worker %d refused: %s", m.name, m.rev, w,
+      error_text(err)))
+  end
+  return blob
+end
+
+-- Sends one cursor message to every worker with sessions.
+local function broadcast(o, m)
+  local list, blob = watching(o), nil
+  for i = 1, #list do blob = send_to(list[i], m, blob) end
+end
+
+-- The document's state in memory: loaded from the store when persistent.
+local function load(name, o)
+  if o and o.doc then return o.doc end
+  local d, stored
+  if _M.persistent() then
+    local err
+    stored, err = core.doc_load(name, config.max_lag)
+    if stored == nil then return nil, "storage_failed", error_text(err) end
+  end
+  if stored then
+    local err
+    d, err = Doc.restore(name, stored, doc_opts())
+    if not d then
+      core.log(core.ERROR, fmt("docs: %s cannot be loaded: %s", name, err))
+      return nil, "storage_failed", "the stored document is damaged: " .. err
+    end
+    for r = d.hist_from + 1, d.rev do
+      local e = d.hist[r]
+      e.client, e.user = split_key(e.key)
+    end
+  else
+    d = Doc.new(name, doc_opts())
+  end
+  if not o then
+    o = { watchers = {}, cursors = {}, pending = {}, inflight = 0 }
+    owned[name] = o
+  end
+  o.doc, o.pub, o.pub_text, o.broken = d, d.rev, d.text, false
+  o.snap_rev = stored and stored.snapshot_rev or 0
+  return d
+end
+
+local function schedule_unload(name, o)
+  if not _M.persistent() or o.timer then return end
+  if #watching(o) > 0 then return end
+  o.timer = core.timer(config.unload_after, function()
+    o.timer = nil
+    if #watching(o) > 0 then return end
+    if o.inflight > 0 then return schedule_unload(name, o) end
+    if owned[name] == o then owned[name] = nil end
+  end, false)
+end
+
+local function cursor_json(name, rev, client, user, sel)
+  return fmt('{"type":"cursor","doc":%s,"revision":%d,"client":%s,"user":%s,"selection":%s}',
+    json_encode(name), rev, json_encode(client or ""), json_encode(user or ""), encode_selection(sel))
+end
+
+-- Revision e is durable: acknowledge it, send it to the others, serve it to joiners.
+local function publish(o, e)
+  local name = o.doc.name
+  o.pub, o.pub_text, e.text = e.rev, e.text, nil
+  local data = fmt('{"type":"op","doc":%s,"revision":%d,"operation":%s,"client":%s,"user":%s,"seq":%s%s}',
+    json_encode(name), e.rev, e.json, json_encode(e.client or ""), json_encode(e.user or ""),
+    e.seq and fmt("%d", e.seq) or "null", e.sel and (',"selection":' .. encode_selection(e.sel)) or "")
+  local ack = fmt('{"type":"ack","doc":%s,"revision":%d,"seq":%s}', json_encode(name), e.rev,
+    e.seq and fmt("%d", e.seq) or "null")
+  -- per worker: the sessions to acknowledge (the author's, and those of resends of
+  -- it; every session of the author's client gets the ack anyway)
+  local acks = { [e.author_w] = { [e.author_sid] = true } }
+  local extra = e.extra
+  if extra then
+    for i = 1, #extra do
+      local w, sid = extra[i][1], extra[i][2]
+      acks[w] = acks[w] or {}
+      acks[w][sid] = true
+    end
+  end
+  local list = watching(o)
+  for i = 1, #list do
+    local w = list[i]
+    send_to(w, { op = "docs_out", name = name, rev = e.rev, data = data, ack = ack, acks = acks[w],
+                 key = e.key })
+  end
+  if e.sel and e.key then
+    o.cursors[e.key] = { rev = e.rev, sel = e.sel, client = e.client, user = e.user,
+                         w = e.author_w, sid = e.author_sid }
+  end
+end
+
+local function owner_join(m)
+  local name = m.name
+  local o = owned[name]
+  local d, code, msg = load(name, o)
+  if not d then
+    return reply(m.w, m.sid, name, "join_failed", error_json(name, code, msg, nil, m.id), nil, m.jid)
+  end
+  o = owned[name]
+  o.watchers[m.w] = (o.watchers[m.w] or 0) + 1
+  if o.timer then core.timer_cancel(o.timer); o.timer = nil end
+  local P = o.pub
+  local since = m.since
+  local last = d:last_seq(m.key)
+  local parts = { fmt('{"type":"joined","doc":%s,"client":%s,"revision":%d,"seq":%s', json_encode(name),
+    json_encode(m.client), P, last and fmt("%d", last) or "null") }
+  local entries = since ~= nil and since <= P and d:since(since, P)
+  if entries then
+    local ops = {}
+    for i = 1, #entries do ops[i] = op_entry_json(entries[i]) end
+    parts[#parts + 1] = ',"ops":[' .. concat(ops, ",") .. "]"
+  else
+    parts[#parts + 1] = ',"text":' .. json_encode(o.pub_text)
+    if since ~= nil then parts[#parts + 1] = ',"reload":true' end
+  end
+  local curs = {}
+  local key, c = next(o.cursors)
+  while key ~= nil do
+    if key ~= m.key then
+      local sel = d:move_selection(c.sel, c.rev, P, key)
+      if sel then
+        curs[#curs + 1] = fmt('{"client":%s,"user":%s,"selection":%s}', json_encode(c.client or ""),
+          json_encode(c.user or ""), encode_selection(sel))
+      end
+    end
+    key, c = next(o.cursors, key)
+  end
+  parts[#parts + 1] = ',"cursors":[' .. concat(curs, ",") .. "]}"
+  reply(m.w, m.sid, name, "joined", concat(parts), P, m.jid)
+end
+
+local function owner_leave(m)
+  local o = owned[m.name]
+  if not o then return end
+  local n = (o.watchers[m.w] or 1) - 1
+  o.watchers[m.w] = n > 0 and n or nil
+  local c = m.key and o.cursors[m.key]
+  if c and c.w == m.w and c.sid == m.sid then
+    o.cursors[m.key] = nil
+    if o.doc then
+      broadcast(o, { op = "docs_out", kind = "cursor", name = m.name, rev = o.pub, from = -1,
+                     data = cursor_json(m.name, o.pub, c.client, c.user, nil) })
+    end
+  end
+  schedule_unload(m.name, o)
+end
+
+-- ---------------------------------------------------------------- the committer
+-- What commits a document, behind a small interface (README "The interface for the
+-- cluster"): on the owning worker,
+--   engine.commit(name, base, op, key, seq [, sel [, info]]) -> entry
+--       | nil, "duplicate", rev | nil, code, message [, entry]
+--     transforms op (made on revision `base`) past what was committed since,
+--     applies it and returns once it is durable (it waits for the store); entry.rev
+--     is its revision. A resend (the client's last seq again) is "duplicate" with the
+--     revision it has (committed, or still being stored: engine.pending(name, rev)).
+--     A failed append returns the entry as a fourth value. info's fields are copied
+--     into the entry before it waits (the author, for the publishing).
+--   engine.load(name) -> doc | nil, code, message   (text, rev, history in memory)
+--   engine.ops_since(name, rev [, upto]) -> entries | nil (older than the history)
+-- The revisions it commits are then published (publish below) in revision order.
+local engine = {}
+_M.engine = engine
+
+function engine.load(name)
+  return load(name, owned[name])
+end
+
+function engine.ops_since(name, rev, upto)
+  local o = owned[name]
+  local d = o and o.doc
+  return d and d:since(rev, upto or o.pub)
+end
+
+function engine.pending(name, rev)
+  local o = owned[name]
+  return o and rev and o.pending[rev]
+end
+
+function engine.commit(name, base, op, key, seq, sel, info)
+  local o = owned[name]
+  if o and o.broken then
+    return nil, "storage_failed", "the document is being reloaded after a storage error: resend"
+  end
+  local d, code, msg = load(name, o)
+  if not d then return nil, code, msg end
+  o = owned[name]
+  local e
+  e, code, msg = d:commit(base, op, key, seq, sel)
+  if not e then return nil, code, msg end
+  if info then for k, v in pairs(info) do e[k] = v end end
+  if not _M.persistent() then return e end
+  local snapshot
+  if e.rev - o.snap_rev >= config.snapshot_every then
+    snapshot = e.text
+    o.snap_rev = e.rev
+  end
+  o.pending[e.rev] = e
+  o.inflight = o.inflight + 1
+  local ok, err = core.doc_append(name, e.rev, e.key or "", e.seq or 0, e.json, snapshot, config.history)
+  o.inflight = o.inflight - 1
+  o.pending[e.rev] = nil
+  if not ok then
+    -- Not stored: this revision and every later one in memory are void (the store
+    -- refuses them too). The document is reloaded from the store once the last
+    -- append in flight has completed.
+    local why = error_text(err)
+    if not o.broken then
+      core.log(core.ERROR, fmt("docs: %s: revision %d not stored (%s); reloading the document", name, e.rev, why))
+    end
+    o.broken = true
+    e = { failed = e, why = why }
+  end
+  if o.broken and o.inflight == 0 then o.doc, o.broken = nil, false end
+  if e.failed then return nil, "storage_failed", "not stored: " .. e.why, e.failed end
+  return e
+end
+
+-- An edit from a session (m = { name, w, sid, key, client, user, rev, operation, seq,
+-- sel, id }): committed, then acknowledged and sent to the others.
+local function owner_commit(m)
+  local name = m.name
+  local e, code, msg, failed = engine.commit(name, m.rev, m.operation, m.key, m.seq, m.sel,
+    { client = m.client, user = m.user, author_w = m.w, author_sid = m.sid })
+  if e then return publish(owned[name], e) end
+  if code == "duplicate" then
+    -- A resend of an op committed at revision msg. Not yet published: its ack goes
+    -- to this session too when it is. Published: this session already got it (its
+    -- ack, or the op in its catch-up), so there is nothing to say.
+    local p = engine.pending(name, msg)
+    if p and not (p.author_w == m.w and p.author_sid == m.sid) then
+      p.extra = p.extra or {}
+      p.extra[#p.extra + 1] = { m.w, m.sid }
+    end
+    return
+  end
+  reply_error(m, code, msg)
+  local extra = failed and failed.extra or {}
+  for i = 1, #extra do
+    local x = extra[i]
+    reply(x[1], x[2], name, "error", error_json(name, code, msg, m.seq, nil))
+  end
+end
+
+local function owner_cursor(m)
+  local o = owned[m.name]
+  if not o then return reply_error(m, "not_joined", "the document is not open") end
+  local d, code, msg = load(m.name, o)
+  if not d then return reply_error(m, code, msg) end
+  if type(m.rev) ~= "number" or m.rev > o.pub then
+    return reply_error(m, "invalid_revision", fmt("revision must be an integer in 0..%d", o.pub))
+  end
+  local sel
+  sel, code, msg = d:move_selection(m.sel, m.rev, o.pub, m.key)
+  if not sel then return reply_error(m, code, msg) end
+  o.cursors[m.key] = { rev = o.pub, sel = sel, client = m.client, user = m.user, w = m.w, sid = m.sid }
+  broadcast(o, { op = "docs_out", kind = "cursor", name = m.name, rev = o.pub, from = m.sid,
+                 data = cursor_json(m.name, o.pub, m.client, m.user, sel) })
+end
+
+workers.ops.docs_join = owner_join
+workers.ops.docs_leave = owner_leave
+workers.ops.docs_edit = owner_commit
+workers.ops.docs_cursor = owner_cursor
+workers.ops.docs_out = deliver
+workers.ops.docs_to = to_session
+
+function _M._apply_limits()
+  local opts = doc_opts()
+  for _, o in pairs(owned) do if o.doc then o.doc:set_limits(opts) end end
+end
+
+-- ---------------------------------------------------------------- the API
+
+local function check_socket(sock, what)
+  if type(sock) ~= "table" or type(sock.id) ~= "number" or type(sock.ctx) ~= "table" then
+    error(what .. " expects a socket", 3)
+  end
+end
+
+local function check_name(name, what)
+  if type(name) ~= "string" or name == "" or #name > MAX_NAME then
+    error(what .. ": document name must be a non-empty string of at most 256 bytes", 3)
+  end
+end
+
+local RETRY_FOR = 2 -- seconds a message to the owner is retried (see to_owner)
+
+local function to_owner(m, fn)
+  local w = owner_of(m.name)
+  if w == my_id() then
+    fn(m)
+    return true
+  end
+  local blob = encode(m)
+  local ok, err = core.post(w, blob)
+  -- Refused: the owner's inbox is full, or the owner has not started yet (at start
+  -- the first worker serves before the others run). Retried for a while inside a
+  -- handler (the socket's later messages wait behind it, so order is kept).
+  local deadline = core.now() + RETRY_FOR
+  while not ok and core.now() < deadline and pcall(core.sleep, 0.01) do
+    ok, err = core.post(w, blob)
+  end
+  if not ok then return nil, "overloaded", "the document's worker is not taking messages: " .. error_text(err) end
+  return true
+end
+
+local client_seq, join_seq = 0, 0
+local function new_client_id()
+  client_seq = client_seq + 1
+  return fmt("s%x-%x-%x", my_id(), client_seq, floor(core.now() * 1000) % 0x100000)
+end
+
+--- docs.join(socket, name [, { client =, revision =, user =, id = }]) -> true, client | nil, code, message
+-- Opens the document for the socket. The socket is sent `joined` (the text, or the
+-- ops after `revision` when the owner still has them), then every revision as it
+-- is committed. client: the client's id (1..64 of [A-Za-z0-9_-]; generated when
+-- absent), kept across reconnects so resent operations are recognised. user: shown
+-- to the others (default socket.ctx.user.id).
+function _M.join(sock, name, opts)
+  check_socket(sock, "docs.join")
+  check_name(name, "docs.join")
+  opts = opts or {}
+  local client = opts.client
+  if client == nil then client = new_client_id()
+  elseif type(client) ~= "string" or #client < 1 or #client > MAX_CLIENT or not client:match("^[%w_%-]+$") then
+    return nil, "invalid_client", "client must be 1..64 letters, digits, _ or -"
+  end
+  local since = opts.revision
+  if since ~= nil and (type(since) ~= "number" or since < 0 or since ~= floor(since) or since > ot.MAX_LENGTH) then
+    return nil, "invalid_revision", "revision must be a non-negative integer"
+  end
+  if not sock:is_open() then return nil, "closed", "the socket is closed" end
+  if session_of(sock, name) then return nil, "already_joined", "the socket has joined this document" end
+  local user = opts.user
+  if user == nil then user = sock.ctx.user and sock.ctx.user.id end
+  user = user ~= nil and tostring(user) or ""
+  local key = client .. ":" .. user
+  join_seq = join_seq + 1
+  local sess = { sock = sock, name = name, client = client, user = user, key = key, live = false,
+                 jid = join_seq }
+  local list = sessions[name]
+  if not list then list = {}; sessions[name] = list end
+  list[sock.id] = sess
+  local t = sock.ctx._docs
+  if not t then t = {}; sock.ctx._docs = t end
+  t[name] = sess
+  local ok, code, msg = to_owner({ op = "docs_join", name = name, w = my_id(), sid = sock.id, client = client,
+                                   user = user, key = key, since = since, id = opts.id, jid = sess.jid },
+                                 owner_join)
+  if not ok then
+    drop_session(sess)
+    return nil, code, msg
+  end
+  return true, client
+end
+
+--- docs.edit(socket, name, { revision =, operation =, seq = [, selection =] [, id =] })
+-- -> true | nil, code, message. The operation (ot.js TextOperation JSON as a Lua
+-- array) was made on `revision`; seq (a positive integer, increasing per client)
+-- lets a resend be recognised. The socket gets an ack (or an error) later.
+function _M.edit(sock, name, body)
+  check_socket(sock, "docs.edit")
+  check_name(name, "docs.edit")
+  if type(body) ~= "table" then error("docs.edit expects a table", 2) end
+  local sess = session_of(sock, name)
+  if not sess then return nil, "not_joined", "join the document first" end
+  local op, err = ot.parse(body.operation)
+  if not op then return nil, "invalid_operation", err end
+  local sel = body.selection
+  if sel ~= nil then
+    sel, err = Doc.check_selection(sel, ot.MAX_LENGTH, config.max_ranges)
+    if not sel then return nil, "invalid_selection", err end
+  end
+  return to_owner({ op = "docs_edit", name = name, w = my_id(), sid = sock.id, key = sess.key,
+                    client = sess.client, user = sess.user, rev = body.revision, operation = op,
+                    seq = body.seq, sel = sel, id = valid_id(body.id) and body.id or nil }, owner_commit)
+end
+
+--- docs.cursor(socket, name, { revision =, selection = }) -> true | nil, code, message
+-- The selection (ot.js: { ranges = { { anchor =, head = } } }) in the document at
+-- `revision`; the others receive it moved to the current revision.
+function _M.cursor(sock, name, body)
+  check_socket(sock, "docs.cursor")
+  check_name(name, "docs.cursor")
+  if type(body) ~= "table" then error("docs.cursor expects a table", 2) end
+  local sess = session_of(sock, name)
+  if not sess then return nil, "not_joined", "join the document first" end
+  local sel, err = Doc.check_selection(body.selection, ot.MAX_LENGTH, config.max_ranges)
+  if not sel then return nil, "invalid_selection", err end
+  local rev = body.revision
+  if type(rev) ~= "number" or rev < 0 or rev ~= floor(rev) then
+    return nil, "invalid_revision", "revision must be a non-negative integer"
+  end
+  return to_owner({ op = "docs_cursor", name = name, w = my_id(), sid = sock.id, key = sess.key,
+                    client = sess.client, user = sess.user, rev = rev, sel = sel,
+                    id = valid_id(body.id) and body.id or nil }, owner_cursor)
+end
+
+--- docs.leave(socket, name) -> true | nil, "not_joined"
+-- (Closing the socket leaves every document it joined.)
+function _M.leave(sock, name)
+  check_socket(sock, "docs.leave")
+  check_name(name, "docs.leave")
+  local sess = session_of(sock, name)
+  if not sess then return nil, "not_joined", "the socket has not joined this document" end
+  drop_session(sess)
+  to_owner({ op = "docs_leave", name = name, w = my_id(), sid = sock.id, key = sess.key }, owner_leave)
+  return true
+end
+
+--- docs.joined(socket) -> list of the documents the socket has joined
+function _M.joined(sock)
+  local out = {}
+  local t = sock.ctx._docs
+  if t then
+    local name = next(t)
+    while name ~= nil do
+      out[#out + 1] = name
+      name = next(t, name)
+    end
+  end
+  table.sort(out)
+  return out
+end
+
+-- The socket closed (init.lua's close dispatch): it leaves its documents.
+function _M._on_close(sock)
+  local names = _M.joined(sock)
+  for i = 1, #names do _M.leave(sock, names[i]) end
+end
+
+return _M
