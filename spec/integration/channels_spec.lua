@@ -59,7 +59,7 @@ describe("channels #integration", function()
   it("app:close_all closes the app's sockets on both workers", function()
     local holders, workers_seen = {}, {}
     for i = 1, 8 do
-      local h = helper.spawn(helper.py_argv("hold", "--url", url, "--seconds", "10", "--expect-code", "4000"))
+      local h = helper.spawn(helper.py_argv("hold", "--url", url, "--seconds", "60", "--expect-code", "4000"))
       holders[i] = h
       assert.are.equal("connected", (h:read_json(5) or {}).event)
     end

@@ -79,7 +79,7 @@ local function wait_version(url, version, timeout)
   return helper.wait_until(function()
     local r = probe(url)
     if r and r:sub(1, #version + 1) == version .. ":" then return r end
-  end, timeout or 6, 0.1)
+  end, timeout or 20, 0.1)
 end
 
 local function line_of(text, marker)

