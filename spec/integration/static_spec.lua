@@ -456,16 +456,13 @@ describe("static files over TLS #integration", function()
     res = curl(srv:http_url "/%2e%2e/secret.txt", "--cacert", certs.ca)
     assert.are.equal(400, res.status)
     assert.are.equal(404, curl(srv:http_url "/escape.txt", "--cacert", certs.ca).status)
-    -- a slow reader over TLS too
-    res = curl(srv:http_url "/big.bin", "--cacert", certs.ca, "--limit-rate", "3M")
-    assert.are.equal(sha256(big), sha256(res.body))
     helper.assert_ok(helper.py("echo", "--url", srv:url "/", "--ca", certs.ca, "--sizes", "0,70000"))
     -- no sendfile through TLS: every byte was read and sealed
     local m = curl(srv:http_url "/metrics", "--cacert", certs.ca).body
     local copied = tonumber(m:match('edgews_static_bytes_total{worker="0",path="copied"} (%d+)'))
     local sf = tonumber(m:match('edgews_static_bytes_total{worker="0",path="sendfile"} (%d+)'))
     assert.are.equal(0, sf)
-    assert.is_true(copied >= 2 * BIG, "copied " .. tostring(copied))
+    assert.is_true(copied >= BIG, "copied " .. tostring(copied))
   end)
 end)
 
