@@ -182,7 +182,122 @@ async function chat(browser, out) {
   await shot(ada, 'chat-ada');
 }
 
-const scenarios = { chat };
+// ----------------------------------------------------------------------- notifications
+
+async function notificationsScenario(browser, out) {
+  const user = `u${Date.now() % 100000}`;
+  const other = `${user}b`;
+  const admin = await newPage(browser, `${base}/admin.html?x=1${extra}`, out.pageErrors, { width: 700, height: 760 });
+  await waitConn(admin, 'open', 'admin connected');
+  async function send(title, opts = {}) {
+    await admin.check(opts.everyone ? 'input[value=everyone]' : 'input[value=user]');
+    if (!opts.everyone) await admin.fill('#to', opts.to || user);
+    await admin.fill('#title', title);
+    await admin.fill('#body', opts.body || '');
+    await admin.selectOption('#priority', opts.priority || 'normal');
+    await admin.selectOption('#ttl', String(opts.ttl || 0));
+    await admin.click('#send button');
+    await until(admin, () => /^sent to|^not sent/.test(document.querySelector('#result').textContent), null, `sent ${title}`);
+    const r = await admin.$eval('#result', (e) => e.textContent);
+    if (!r.startsWith('sent to')) throw new Error(`admin: ${r}`);
+    return r;
+  }
+  // stored while the user has never connected: delivered on the first connect
+  for (let i = 1; i <= 11; i++) await send(`n${i}`, { priority: i === 3 ? 'high' : 'normal' });
+
+  // two tabs of one user (one browser context), five a page
+  const ctx = await browser.newContext({ viewport: { width: 800, height: 720 } });
+  const tab = async () => {
+    const p = await ctx.newPage();
+    p.on('pageerror', (e) => out.pageErrors.push(String(e)));
+    p.on('console', (m) => {
+      if (m.type() === 'error' && !/^WebSocket connection to .* failed/.test(m.text())) out.pageErrors.push(`console: ${m.text()}`);
+    });
+    allPages.push(p);
+    await p.goto(`${base}/?name=${user}&pageSize=5${extra}`);
+    await waitConn(p, 'open');
+    return p;
+  };
+  const t1 = await tab();
+  const t2 = await tab();
+  const titles = (p) => texts(p, '#items li.item .title');
+  const badge = (p) => p.$eval('#badge', (e) => (e.hidden ? 0 : Number(e.textContent)));
+  const hasTitles = (p, list, what) => until(p, (l) => JSON.stringify([...document.querySelectorAll('#items li.item .title')]
+    .map((e) => e.textContent)) === JSON.stringify(l), list, what);
+  const hasBadge = (p, n, what) => until(p, (n) => {
+    const b = document.querySelector('#badge');
+    return (b.hidden ? 0 : Number(b.textContent)) === n;
+  }, n, what);
+  await hasTitles(t1, ['n11', 'n10', 'n9', 'n8', 'n7'], 'tab 1: the newest five');
+  await hasBadge(t1, 11, 'tab 1: 11 unread');
+  await hasBadge(t2, 11, 'tab 2: 11 unread');
+  out.firstPage = await titles(t1);
+  out.states = await t1.$$eval('#items li.item', (els) => els.map((e) => e.dataset.state));
+  // pages
+  await t1.click('#next');
+  await hasTitles(t1, ['n6', 'n5', 'n4', 'n3', 'n2'], 'page 2');
+  out.page2 = await titles(t1);
+  out.page2Label = await t1.$eval('#page', (e) => e.textContent);
+  out.highOnPage2 = await t1.$eval('#items li.p-high .title', (e) => e.textContent);
+  await t1.click('#next');
+  await hasTitles(t1, ['n1'], 'page 3');
+  out.nextDisabled = await t1.$eval('#next', (e) => e.disabled);
+  await t1.click('#prev');
+  await t1.click('#prev');
+  await hasTitles(t1, ['n11', 'n10', 'n9', 'n8', 'n7'], 'back to page 1');
+
+  // live, to both tabs; read in one tab is read in the other
+  await send('live one', { body: 'sent while you look' });
+  await hasTitles(t1, ['live one', 'n11', 'n10', 'n9', 'n8'], 'tab 1: live');
+  await hasTitles(t2, ['live one', 'n11', 'n10', 'n9', 'n8'], 'tab 2: live');
+  await hasBadge(t2, 12, 'tab 2: 12 unread');
+  await t1.click('#items li.item[data-state="delivered"] button');
+  await hasBadge(t2, 11, 'tab 2: 11 after tab 1 read one');
+  await until(t2, () => document.querySelector('#items li.item').dataset.state === 'read', null, 'tab 2: live one read');
+  out.readSynced = await t2.$eval('#items li.item', (e) => [e.querySelector('.title').textContent, e.dataset.state]);
+  await t2.click('#read-all');
+  await hasBadge(t1, 0, 'tab 1: none unread after tab 2 read all');
+  out.afterReadAll = await t1.$$eval('#items li.item', (els) => els.map((e) => e.dataset.state));
+
+  // priority and expiry
+  await send('server on fire', { priority: 'urgent', ttl: 3600, body: 'look now' });
+  await until(t1, () => !document.querySelector('#urgent').hidden, null, 'urgent banner');
+  out.urgent = await t1.$eval('#urgent strong', (e) => e.textContent);
+  out.expires = await t1.$eval('#items li.item .expires', (e) => e.textContent);
+  await shot(t1, 'notifications');
+  await shot(admin, 'notifications-admin');
+
+  // another user, away: delivered when they first connect; then "everyone"
+  await send('for the other one', { to: other });
+  const o = await newPage(browser, `${base}/?name=${other}${extra}`, out.pageErrors, { width: 390, height: 700 });
+  await waitConn(o, 'open');
+  await hasTitles(o, ['for the other one'], 'the other user: delivered on connect');
+  await send('to everyone', { everyone: true });
+  await until(o, () => document.querySelector('#items li.item .title').textContent === 'to everyone', null, 'other: everyone');
+  await hasTitles(t1, ['to everyone', 'server on fire', 'live one', 'n11', 'n10'], 'tab 1: everyone');
+  await shot(o, 'notifications-narrow');
+
+  // kill -9 and a restart on the same data: tabs reconnect; what is sent next arrives once
+  const killed = step('kill');
+  await waitConn(t1, 'reconnecting', 'tab 1 reconnecting');
+  await waitConn(t2, 'reconnecting', 'tab 2 reconnecting');
+  out.reconnectingText = await t2.$eval('#conn', (e) => e.textContent);
+  await killed;
+  await waitConn(admin, 'open', 'admin back');
+  await waitConn(t1, 'open', 'tab 1 back');
+  await waitConn(t2, 'open', 'tab 2 back');
+  await send('after the restart');
+  const want = ['after the restart', 'to everyone', 'server on fire', 'live one', 'n11'];
+  await hasTitles(t1, want, 'tab 1 after restart');
+  await hasTitles(t2, want, 'tab 2 after restart');
+  await hasBadge(t1, 3, 'tab 1: 3 unread after restart');
+  await hasBadge(t2, 3, 'tab 2: 3 unread after restart');
+  out.afterRestart = await titles(t2);
+  out.badgeAfterRestart = await badge(t2);
+  out.ids = await t1.$$eval('#items li.item', (els) => els.map((e) => Number(e.dataset.id)));
+}
+
+const scenarios = { chat, notifications: notificationsScenario };
 
 async function main() {
   if (!scenarios[scenario] || !base) throw new Error('usage: pages_client.js chat|notifications|collab --base URL');
