@@ -51,6 +51,8 @@
   XX(HTTP_TIMEOUT,   -60, 0,    408, "request head not complete in time")             \
   XX(ORIGIN,         -61, 0,    403, "origin not allowed")                            \
   XX(HTTP_PROTOCOL,  -69, 0,    400, "none of the offered subprotocols is supported")  \
+  XX(HTTP_PATH,      -70, 0,    400, "request path not allowed")                      \
+  XX(HTTP_URI_TOO_LONG, -71, 0, 414, "request path too long")                         \
   XX(FULL,           -62, 1013, 503, "too many connections")                          \
   XX(LIMIT_IP,       -63, 0,    429, "too many connections from this address")        \
   XX(LIMIT_USER,     -64, 4429, 429, "too many connections for this user")            \

@@ -84,6 +84,22 @@ int ews_metrics_text(const ews_server_t *s, char **outp, size_t *len) {
   COUNTER("bytes_in_total", "Bytes received (on the wire).", net.stats.bytes_in);
   COUNTER("bytes_out_total", "Bytes written (on the wire).", net.stats.bytes_out);
   COUNTER("messages_compressed_total", "Messages compressed (a fan-out counts once).", net.stats.compressed);
+  put(&o, "# HELP edgews_static_requests_total Static-file answers, by status class.\n"
+          "# TYPE edgews_static_requests_total counter\n");
+  static const char *const classes[] = {"2xx", "3xx", "4xx", "5xx"};
+  for (int i = 0; i < s->nworkers; i++)
+    for (int k = 0; k < 4; k++)
+      put(&o, "edgews_static_requests_total{worker=\"%d\",status=\"%s\"} %llu\n", i, classes[k],
+          (unsigned long long)rd(&s->workers[i].net.stats.static_requests[k]));
+  put(&o, "# HELP edgews_static_bytes_total Static-file body bytes, by how they left: sendfile"
+          " (no copy) or copied (TLS, or a piece queued while the socket was full).\n"
+          "# TYPE edgews_static_bytes_total counter\n");
+  for (int i = 0; i < s->nworkers; i++) {
+    put(&o, "edgews_static_bytes_total{worker=\"%d\",path=\"sendfile\"} %llu\n", i,
+        (unsigned long long)rd(&s->workers[i].net.stats.static_bytes_sendfile));
+    put(&o, "edgews_static_bytes_total{worker=\"%d\",path=\"copied\"} %llu\n", i,
+        (unsigned long long)rd(&s->workers[i].net.stats.static_bytes_copied));
+  }
   COUNTER("pubsub_published_total", "Pub/sub messages published.", hub.stats.published);
   COUNTER("inbox_dropped_total", "Cross-worker messages refused because the worker's inbox was full.",
           hub.inbox.dropped);

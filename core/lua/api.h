@@ -57,6 +57,8 @@ void ews_api_app_message(ews_hub_t *h, const char *data, size_t len);
 void ews_api_presence_register(lua_State *L, void *w);
 /* Rate limits (api_ratelimit.c): core.take, and the FFI link to hub/ratelimit.h. */
 void ews_api_ratelimit_register(lua_State *L, void *w);
+/* Static files (api_static.c): core.static_root, core.set_static. */
+void ews_api_static_register(lua_State *L, void *w);
 /* At worker shutdown: stops and frees every Lua timer (and the tasks sleeping). */
 void ews_ltimers_close_all(ews_vm_t *w);
 

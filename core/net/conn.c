@@ -11,6 +11,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "net/static_files.h"
 #include "net/tls.h"
 #include "proto/close_codes.h"
 #include "stat.h"
@@ -264,6 +265,7 @@ void ews_conn_on_closed(uv_handle_t *h) {
   if (c->next) c->next->prev = c->prev;
   ews_conn_uncount(c);
   ews_conn_free_pending(c);
+  ews_static_body_free(c);
   ews_wq_free(&c->wq);
   if (c->tls) {
     ews_tls_free(c->tls->tls);

@@ -152,6 +152,7 @@ typedef struct ews_conn {
   ews_pending_t *pend;     /* upgrade waiting for authentication */
   ews_acct_t *acct;        /* per-IP / per-user counters, when limited */
   ews_conn_hook_t *hooks;  /* services' close hooks */
+  struct ews_static_body *body; /* a static file being sent (net/static_files.h), or NULL */
   ews_writeq_t wq;
   ews_rx_t rx;
   uint8_t *in;             /* request head, then a message being reassembled */

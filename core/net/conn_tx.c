@@ -13,6 +13,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "net/static_files.h"
 #include "net/tls.h"
 #include "proto/close_codes.h"
 #include "stat.h"
@@ -115,7 +116,9 @@ static void on_write(uv_write_t *req, int status) {
 }
 
 static void maybe_finish_draining(ews_conn_t *c) {
-  if (c->state != EWS_CS_DRAINING || ews_conn_buffered(c) || (c->flags & EWS_CF_WRITING)) return;
+  if (c->state != EWS_CS_DRAINING || ews_conn_buffered(c) || (c->flags & EWS_CF_WRITING) ||
+      c->body)
+    return;
   if (!(c->flags & EWS_CF_SHUT)) {
     /* The queue is empty and nothing is in flight, so a direct shutdown(2) cannot
      * overtake queued bytes; it saves a uv_shutdown_t per connection. */
@@ -145,7 +148,8 @@ static ews_writeq_t *tls_seal(ews_conn_t *c) {
       return NULL;
     }
   }
-  if (c->state == EWS_CS_DRAINING && !c->wq.bytes && !(c->flags & EWS_CF_TLS_NOTIFY)) {
+  if (c->state == EWS_CS_DRAINING && !c->wq.bytes && !c->body &&
+      !(c->flags & EWS_CF_TLS_NOTIFY)) {
     c->flags |= EWS_CF_TLS_NOTIFY;
     ews_tls_close_notify(t);
   }
@@ -154,11 +158,16 @@ static ews_writeq_t *tls_seal(ews_conn_t *c) {
 
 void ews_conn_flush(ews_conn_t *c) {
   if (c->state == EWS_CS_CLOSED || (c->flags & EWS_CF_WRITING)) return;
+  /* A static file's body (net/static_files.h) follows the queue: when the queue is
+   * empty the body moves on (sendfile); a part of it queued here goes to uv_write
+   * directly, whose callback brings the rest on a later loop turn. */
+  int async = 0;
+again:;
   ews_writeq_t *q = &c->wq;
   if (c->tls && !(q = tls_seal(c))) return;
   struct iovec iov[64];
   size_t total;
-  while (q->bytes) {
+  while (q->bytes && !async) {
     int n = ews_wq_iov(q, iov, 64, &total);
     int r = uv_try_write((uv_stream_t *)&c->tcp, (const uv_buf_t *)iov, (unsigned)n);
     if (r == UV_EAGAIN) break;
@@ -188,6 +197,17 @@ void ews_conn_flush(ews_conn_t *c) {
     }
     c->flags |= EWS_CF_WRITING;
     return;
+  }
+  if (c->body) {
+    int r = ews_static_body_send(c);
+    if (r < 0) {
+      ews_conn_abort(c);
+      return;
+    }
+    if (r > 0) {
+      async = 1;
+      goto again;
+    }
   }
   maybe_finish_draining(c);
 }

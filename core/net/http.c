@@ -2,7 +2,8 @@
  * is parsed in place when it arrives whole (the usual case) and copied only when it
  * is split across reads; GET /health and GET /metrics are answered with the bodies
  * the loop's owner writes (net->hooks), on the admin listener when there is one;
- * every other request is an upgrade (upgrade.c) or an HTTP error. Every answer ends
+ * a request under a static-file mount that is not an upgrade is a file
+ * (static_files.c); every other request is an upgrade (upgrade.c) or an HTTP error. Every answer ends
  * the exchange: the connection drains. */
 #include "net/conn_int.h"
 
@@ -13,6 +14,7 @@
 #include "err.h"
 #include "log.h"
 #include "net/msgmem.h"
+#include "net/static_files.h"
 #include "proto/handshake.h"
 #include "proto/json.h"
 #include "stat.h"
@@ -127,7 +129,11 @@ static void on_request(ews_conn_t *c, const ews_http_request_t *req, uint8_t *re
     return;
   }
   if (!ews_is_upgrade(req)) {
-    if (ews_routes_find(&net->routes, req->path, req->path_len))
+    /* Static files: any request under a mount that is not an upgrade (an upgrade on
+     * the same path goes to the app below), ahead of an app's 426. */
+    const ews_static_mount_t *m = ews_static_find(&net->statics, req->path, req->path_len);
+    if (m) ews_static_serve(c, m, req);
+    else if (ews_routes_find(&net->routes, req->path, req->path_len))
       ews_conn_respond_error(c, EWS_EHTTP_UPGRADE);
     else
       ews_conn_respond_error(c, EWS_EHTTP_NOT_FOUND);

@@ -26,6 +26,7 @@ int ews_net_init(ews_net_t *net, uv_loop_t *loop, int id) {
 
 void ews_net_free(ews_net_t *net) {
   ews_routes_clear(&net->routes);
+  ews_static_mounts_clear(&net->statics);
   ews_bufpool_drain(&net->pool);
   ews_zbuf_free(&net->zscratch);
   free(net->rbuf);

@@ -22,6 +22,7 @@
 
 #include "net/app.h"
 #include "net/buf.h"
+#include "net/static_files.h"
 #include "net/timers.h"
 #include "proto/deflate.h"
 
@@ -49,6 +50,9 @@ typedef struct {
   uint64_t auth_timeouts; /* first-message authentication not done in time (4408) */
   uint64_t auth_expired;  /* tokens that expired on open connections (4403) */
   uint64_t rejected[EWS_RJ_MAX];
+  uint64_t static_requests[4];   /* static-file answers by status class: 2xx .. 5xx */
+  uint64_t static_bytes_sendfile; /* static bodies: bytes sent with sendfile (no copy) */
+  uint64_t static_bytes_copied;   /* ... and bytes read into the write queue (TLS, full socket) */
 } ews_net_stats_t;
 
 /* The limits and routes of the loop's server side (copied from the configuration). */
@@ -80,6 +84,7 @@ typedef struct ews_net {
   void *owner;                /* the owner's context (opaque), found by ops through c->net */
   ews_net_hooks_t hooks;
   ews_routes_t routes;        /* the apps by path (swapped whole on reload) */
+  ews_static_mounts_t statics; /* static-file mounts (swapped whole on reload) */
   struct ews_tls_ctx *tls;    /* wss:// listeners accept with this ctx (referenced) */
   uint32_t *total_conns;      /* process-wide open connections (atomic), or NULL */
   int stopping;               /* draining: upgrades are refused with 503 */

@@ -335,6 +335,57 @@ function _M.server(t, level)
   return c
 end
 
+local static_fields = { cache_control = true, index = true }
+
+-- edgews.static(prefix, dir [, opts]): returns { prefix =, dir =, cache_control =,
+-- index = } (cache_control / index nil for "none"). The directory is resolved by the
+-- caller (the loader: relative to the script's directory, and it must exist).
+function _M.static(prefix, dir, opts, level)
+  level = (level or 1) + 1
+  -- A prefix is a plain path: no '%' (it is matched against the path as sent), no
+  -- empty, "." or ".." segment, no spaces, '?', '#' or control characters.
+  if type(prefix) ~= "string" or prefix:sub(1, 1) ~= "/" or #prefix > 256
+    or prefix:find("[^%w%-%._~!$&'()*+,;=:@/]") or prefix:find("//", 1, true)
+    or ("/" .. prefix .. "/"):find("/%.%.?/") then
+    fail(level, "edgews.static: prefix must be a path starting with '/' (letters, digits and "
+      .. "-._~!$&'()*+,;=:@ between single '/'s, no '.' or '..' segment, at most 256 bytes), got %s",
+      show(prefix, true))
+  end
+  if prefix ~= "/" then prefix = prefix:gsub("/$", "") end
+  if type(dir) ~= "string" or dir == "" or dir:find("%z") then
+    fail(level, "edgews.static: dir must be a directory path (relative to the script's directory), got %s",
+      show(dir, true))
+  end
+  local c = { prefix = prefix, dir = dir, cache_control = "no-cache", index = "index.html" }
+  if opts == nil then return c end
+  if type(opts) ~= "table" then
+    fail(level, "edgews.static: opts must be a table { cache_control =, index = }, got %s", show(opts, true))
+  end
+  check_fields(level, opts, static_fields, "edgews.static")
+  local cc = opts.cache_control
+  if cc == false then
+    c.cache_control = nil
+  elseif cc ~= nil then
+    if type(cc) ~= "string" or cc == "" or #cc > 256 or cc:find("[%c\128-\255]") then
+      fail(level, "edgews.static: cache_control must be a header value (visible ASCII and spaces, "
+        .. "at most 256 bytes) or false for none, got %s", show(cc))
+    end
+    c.cache_control = cc
+  end
+  local index = opts.index
+  if index == false then
+    c.index = nil
+  elseif index ~= nil then
+    if type(index) ~= "string" or index == "" or #index > 255 or index:find("[/%c\\]")
+      or index:sub(1, 1) == "." then
+      fail(level, "edgews.static: index must be a file name (no '/', not starting with '.') or false "
+        .. "for none, got %s", show(index))
+    end
+    c.index = index
+  end
+  return c
+end
+
 -- Close codes an application may send (RFC 6455 7.4): 1000-1003, 1007-1014 and
 -- 3000-4999.
 function _M.valid_close_code(code)

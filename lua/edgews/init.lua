@@ -55,6 +55,8 @@ local dispatch = require("edgews.dispatch").new(apps)
 _M.app = loader.app
 --- edgews.configure{ listen=, workers=, log_level=, drain_timeout=, ... }
 _M.configure = loader.configure
+--- edgews.static(prefix, dir [, opts]): static files (see README "Static files")
+_M.static = loader.static
 
 -- Called by the core (vm.c) to load or reload the script. -> true | nil, err
 function _M._load(path)

@@ -3,6 +3,7 @@
 --
 --   local loader = require("edgews.loader").new(apps, { begin = fn(), finish = fn(ok) })
 --   loader.app(t), loader.configure(t)     -- edgews.app{} and edgews.configure{}
+--   loader.static(prefix, dir [, opts])    -- edgews.static(...)
 --   loader.load(path) -> true, server_config | nil, err
 --
 -- `apps` is the registry the loader fills (path -> app of the current script
@@ -16,7 +17,8 @@
 -- was not loaded before the first script) are unloaded first so `require` sees
 -- their new versions, and put back if this version fails; the apps the script
 -- defines replace the current ones only when the whole script ran, defined at
--- least one app, and every app was valid. A failure changes nothing and comes
+-- least one app (or static mount), and every app was valid; the static mounts are
+-- replaced with the apps (core.set_static). A failure changes nothing and comes
 -- back as the error with file:line (the traceback follows it).
 
 local core = require "edgews.core"
@@ -52,6 +54,22 @@ function _M.new(apps, hooks)
     return app
   end
 
+  --- edgews.static(prefix, dir [, opts]): serve the files of dir (relative to the
+  -- script's directory) under the path prefix; opts: cache_control, index.
+  function self.static(prefix, dir, opts)
+    if not loading then error("edgews.static must be called while the script loads", 2) end
+    local m = config.static(prefix, dir, opts, 2)
+    if loading.static_by[m.prefix] then
+      error("edgews.static: prefix " .. (m.prefix == "" and "/" or m.prefix) .. " is mounted twice", 2)
+    end
+    local full = m.dir:sub(1, 1) == "/" and m.dir or loading.dir .. "/" .. m.dir
+    local root, err = core.static_root(full)
+    if not root then error(("edgews.static: cannot serve %s: %s"):format(full, tostring(err)), 2) end
+    m.root = root
+    loading.static_by[m.prefix] = m
+    loading.statics[#loading.statics + 1] = m
+  end
+
   --- edgews.configure{ listen=, workers=, log_level=, drain_timeout=, ... }
   -- Server-wide settings; command-line flags override them. Read when the server
   -- starts (changes on reload are ignored, except that they are validated).
@@ -78,12 +96,13 @@ function _M.new(apps, hooks)
         package_loaded[k] = nil
       end
     end
-    loading = { list = {}, by_path = {} }
+    loading = { list = {}, by_path = {}, statics = {}, static_by = {},
+                dir = path:match("^(.*)/[^/]*$") or "." }
     begin()
     local fn, err = loadfile(path)
     local ok = fn ~= nil
     if ok then ok, err = xpcall(fn, traceback) end
-    if ok and #loading.list == 0 then
+    if ok and #loading.list == 0 and #loading.statics == 0 then
       ok, err = false, path .. ": the script defines no app (call edgews.app{ path = ... })"
     end
     finish(ok)
@@ -103,6 +122,7 @@ function _M.new(apps, hooks)
       routes[i] = app.config
     end
     core.set_routes(routes)
+    core.set_static(new.statics)
     return true, new.server
   end
 

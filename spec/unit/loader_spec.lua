@@ -16,16 +16,18 @@ local function write(name, text)
   return tmpdir .. "/" .. name
 end
 
-local edgews, routes
+local edgews, routes, statics
 
 local function fresh()
   for k in pairs(package.loaded) do
     if k:match("^edgews") or k:match("^user_mod") then package.loaded[k] = nil end
   end
-  routes = nil
+  routes, statics = nil, nil
   package.preload["edgews.core"] = function()
     return {
       set_routes = function(r) routes = r end,
+      set_static = function(m) statics = m end,
+      static_root = function(d) return d end,
       log_level = function() return 0 end,
       log = function() end,
       error_names = { [-4] = "CLOSED" },
