@@ -53,10 +53,8 @@ local room_rule = { type = "string", required = true, max_length = 64, pattern =
 local offset_rule = { type = "integer", min = 0 }
 
 -- The page: public/ at /, and the browser client it imports at /client/.
-if edgews.static then -- TEMP until h-static merges
 edgews.static("/", "public")
 edgews.static("/client/", "../../client")
-end
 
 local function send(socket, t) socket:send(cjson.encode(t)) end
 local function topic(room) return "chat:" .. room end

@@ -35,10 +35,8 @@ edgews.configure {
 }
 
 -- The pages: public/ at /, and the browser client they import at /client/.
-if edgews.static then -- TEMP until h-static merges
 edgews.static("/", "public")
 edgews.static("/client/", "../../client")
-end
 
 local NAME = "^[%w_%-]+$"
 local PAGE_MAX = 50
