@@ -81,6 +81,14 @@ async function newPage(browser, url, errors, viewport = { width: 1000, height: 6
     if (m.type() === 'error' && !/^WebSocket connection to .* failed/.test(m.text())) errors.push(`console: ${m.text()}`);
   });
   page.label = url;
+  if (process.env.PAGES_DEBUG) {
+    page.on('websocket', (ws) => {
+      const who = url.replace(/^.*name=([^&]*).*$/, '$1');
+      ws.on('framesent', (f) => log(`${who} > ${f.payload}`));
+      ws.on('framereceived', (f) => log(`${who} < ${String(f.payload).slice(0, 300)}`));
+      ws.on('close', () => log(`${who} ws closed`));
+    });
+  }
   allPages.push(page);
   await page.goto(url);
   return page;
@@ -297,7 +305,101 @@ async function notificationsScenario(browser, out) {
   out.ids = await t1.$$eval('#items li.item', (els) => els.map((e) => Number(e.dataset.id)));
 }
 
-const scenarios = { chat, notifications: notificationsScenario };
+// ----------------------------------------------------------------------- collab
+
+async function collab(browser, out) {
+  const doc = `d${Date.now() % 100000}`;
+  const url = (name, color) => `${base}/?name=${name}&color=${encodeURIComponent(color)}${extra}#${doc}`;
+  const ada = await newPage(browser, url('ada', '#e6194b'), out.pageErrors, { width: 900, height: 600 });
+  const bob = await newPage(browser, url('bob', '#4363d8'), out.pageErrors, { width: 900, height: 600 });
+  const ready = (p, what) => until(p, () => document.querySelector('#conn').dataset.state === 'open'
+    && !document.querySelector('#text').disabled && window.collab.joined, null, what);
+  await ready(ada, 'ada joined');
+  await ready(bob, 'bob joined');
+  const value = (p) => p.$eval('#text', (e) => e.value);
+  // both pages show `text` with nothing of theirs in flight
+  const converged = (p, text, what) => until(p, (t) => document.querySelector('#text').value === t
+    && window.collab.outstanding === null && window.collab.buffer === null, text, what);
+  await until(ada, () => document.querySelectorAll('#people li').length === 2, null, 'ada sees two people');
+  out.people = await ada.$$eval('#people li', (els) => els.map((e) => e.textContent));
+
+  await ada.focus('#text');
+  await ada.keyboard.type('Hello 😀 world');
+  await converged(bob, 'Hello 😀 world', 'bob gets ada\'s text');
+
+  // typing at once: ada at the end, bob at the start, a key every 15 ms each
+  await ada.keyboard.press('Control+End');
+  await bob.focus('#text');
+  await bob.keyboard.press('Control+Home');
+  await Promise.all([ada.keyboard.type(' from ada', { delay: 15 }), bob.keyboard.type('bob says: ', { delay: 15 })]);
+  const both = 'bob says: Hello 😀 world from ada';
+  await converged(ada, both, 'ada converges');
+  await converged(bob, both, 'bob converges');
+  out.converged = [await value(ada), await value(bob)];
+  out.revisions = [await ada.evaluate(() => window.collab.revision), await bob.evaluate(() => window.collab.revision)];
+
+  // cursors: ada selects "world", bob's page marks exactly it and puts ada's caret after it
+  const adaClient = await ada.evaluate(() => window.collab.clientId);
+  const start = both.indexOf('world');
+  await ada.evaluate(([s, e]) => { const t = document.querySelector('#text'); t.focus(); t.setSelectionRange(s, e); }, [start, start + 5]);
+  // the caret's place = the length of the text before its span in the backdrop
+  const caretAt = (id) => {
+    const c = document.querySelector(`#marks .caret[data-client="${id}"]`);
+    if (!c) return -1;
+    const r = document.createRange();
+    r.setStart(document.querySelector('#marks'), 0);
+    r.setEndBefore(c);
+    return r.toString().length;
+  };
+  await until(bob, ([id, want, fn]) => {
+    const m = document.querySelector(`#marks mark[data-client="${id}"]`);
+    return m && m.textContent === 'world' && (0, eval)(fn)(id) === want;
+  }, [adaClient, start + 5, `(${caretAt})`], 'bob sees ada\'s selection');
+  out.adaSelectionOnBob = await bob.$eval(`#marks mark[data-client="${adaClient}"]`, (e) => e.textContent);
+  out.adaCaretOnBob = await bob.evaluate(([id, fn]) => (0, eval)(fn)(id), [adaClient, `(${caretAt})`]);
+  out.adaCaretName = await bob.$eval(`#marks .caret[data-client="${adaClient}"]`, (e) => e.dataset.name);
+  // bob's caret after "bob" (3); ada sees it there, and it moves when ada types before it
+  const bobClient = await bob.evaluate(() => window.collab.clientId);
+  await bob.evaluate(() => { const t = document.querySelector('#text'); t.focus(); t.setSelectionRange(3, 3); });
+  await until(ada, ([id, fn]) => (0, eval)(fn)(id) === 3, [bobClient, `(${caretAt})`], 'ada sees bob\'s caret at 3');
+  await ada.evaluate(() => { const t = document.querySelector('#text'); t.focus(); t.setSelectionRange(0, 0); });
+  await ada.keyboard.type('> ');
+  await until(ada, ([id, fn]) => (0, eval)(fn)(id) === 5, [bobClient, `(${caretAt})`], 'bob\'s caret moved to 5 on ada\'s page');
+  await until(bob, () => document.querySelector('#text').selectionStart === 5, null, 'bob\'s own caret moved to 5');
+  out.bobCaretOnAda = await ada.evaluate(([id, fn]) => (0, eval)(fn)(id), [bobClient, `(${caretAt})`]);
+  const two = `> ${both}`;
+  await converged(bob, two, 'bob has "> "');
+  await ada.evaluate(([s, e]) => { const t = document.querySelector('#text'); t.focus(); t.setSelectionRange(s, e); }, [two.indexOf('world'), two.indexOf('world') + 5]);
+  await until(bob, ([id]) => {
+    const m = document.querySelector(`#marks mark[data-client="${id}"]`);
+    return m && m.textContent === 'world';
+  }, [adaClient], 'ada\'s selection again');
+  await shot(bob, 'collab');
+
+  // kill -9: both keep editing while the server is down; after the restart both converge
+  const killed = step('kill');
+  await waitConn(ada, 'reconnecting', 'ada reconnecting');
+  await waitConn(bob, 'reconnecting', 'bob reconnecting');
+  await ada.evaluate(() => { const t = document.querySelector('#text'); t.focus(); t.setSelectionRange(t.value.length, t.value.length); });
+  await ada.keyboard.type(' [offline ada]');
+  await bob.evaluate(() => { const t = document.querySelector('#text'); t.focus(); t.setSelectionRange(0, 0); });
+  await bob.keyboard.type('[offline bob] ');
+  out.syncWhileDown = await ada.$eval('#sync', (e) => e.textContent);
+  out.connWhileDown = await ada.$eval('#conn', (e) => e.textContent);
+  await shot(ada, 'collab-offline');
+  await killed;
+  const final = `[offline bob] ${two} [offline ada]`;
+  await converged(ada, final, 'ada after the restart');
+  await converged(bob, final, 'bob after the restart');
+  out.final = [await value(ada), await value(bob)];
+  // a fresh page gets the same text from the server (stored, each edit once)
+  const cy = await newPage(browser, url('cy', '#3cb44b'), out.pageErrors, { width: 390, height: 640 });
+  await ready(cy, 'cy joined');
+  out.fresh = await value(cy);
+  await shot(cy, 'collab-narrow');
+}
+
+const scenarios = { chat, notifications: notificationsScenario, collab };
 
 async function main() {
   if (!scenarios[scenario] || !base) throw new Error('usage: pages_client.js chat|notifications|collab --base URL');
@@ -320,6 +422,9 @@ async function main() {
         url: location.href,
         conn: document.querySelector('#conn') && document.querySelector('#conn').textContent,
         text: document.querySelector('main') && document.querySelector('main').innerText.slice(0, 2000),
+        notice: document.querySelector('#notice') && document.querySelector('#notice').textContent,
+        collab: window.collab && JSON.stringify({ revision: window.collab.revision, outstanding: window.collab.outstanding,
+          buffer: window.collab.buffer, seq: window.collab.seq, joined: window.collab.joined }),
       })).catch((err) => String(err)));
     }
   } finally {
