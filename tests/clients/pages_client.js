@@ -14,9 +14,10 @@
 //                 at the right character; edits made while the server is down (kill -9)
 //                 reach the other editor after the restart, once
 // The spec (spec/integration/pages_spec.lua) starts the server. At {"step":"kill"} on
-// stdout it kills the server with SIGKILL, starts it again on the same port and data
-// directory, and writes a line to stdin. The last stdout line is the JSON result;
-// screenshots go to --shots DIR.
+// stdout it kills the server with SIGKILL and writes a line to stdin; the pages then
+// show "reconnecting" and work offline; at {"step":"restart"} it starts the server
+// again on the same port and data directory and writes a line. The last stdout line
+// is the JSON result; screenshots go to --shots DIR.
 //
 // usage: node pages_client.js SCENARIO --base http://127.0.0.1:PORT --shots DIR
 //        [--query "&server=ws://..."] [--chromium PATH]
@@ -158,7 +159,7 @@ async function chat(browser, out) {
   await bob.click('#rooms button.item');
 
   // kill -9 while ada sends: both show reconnecting, then come back by themselves
-  const killed = step('kill');
+  await step('kill');
   await waitConn(ada, 'reconnecting', 'ada reconnecting');
   await waitConn(bob, 'reconnecting', 'bob reconnecting');
   out.reconnectingText = await ada.$eval('#conn', (e) => e.textContent);
@@ -168,7 +169,7 @@ async function chat(browser, out) {
   }
   out.pendingWhileDown = await ada.$$eval('#messages li.pending', (e) => e.length);
   await shot(ada, 'chat-reconnecting');
-  await killed;
+  await step('restart');
   await waitConn(ada, 'open', 'ada back');
   await waitConn(bob, 'open', 'bob back');
   await bob.fill('#say', 'after restart');
@@ -286,11 +287,11 @@ async function notificationsScenario(browser, out) {
   await shot(o, 'notifications-narrow');
 
   // kill -9 and a restart on the same data: tabs reconnect; what is sent next arrives once
-  const killed = step('kill');
+  await step('kill');
   await waitConn(t1, 'reconnecting', 'tab 1 reconnecting');
   await waitConn(t2, 'reconnecting', 'tab 2 reconnecting');
   out.reconnectingText = await t2.$eval('#conn', (e) => e.textContent);
-  await killed;
+  await step('restart');
   await waitConn(admin, 'open', 'admin back');
   await waitConn(t1, 'open', 'tab 1 back');
   await waitConn(t2, 'open', 'tab 2 back');
@@ -377,7 +378,7 @@ async function collab(browser, out) {
   await shot(bob, 'collab');
 
   // kill -9: both keep editing while the server is down; after the restart both converge
-  const killed = step('kill');
+  await step('kill');
   await waitConn(ada, 'reconnecting', 'ada reconnecting');
   await waitConn(bob, 'reconnecting', 'bob reconnecting');
   await ada.evaluate(() => { const t = document.querySelector('#text'); t.focus(); t.setSelectionRange(t.value.length, t.value.length); });
@@ -387,7 +388,7 @@ async function collab(browser, out) {
   out.syncWhileDown = await ada.$eval('#sync', (e) => e.textContent);
   out.connWhileDown = await ada.$eval('#conn', (e) => e.textContent);
   await shot(ada, 'collab-offline');
-  await killed;
+  await step('restart');
   const final = `[offline bob] ${two} [offline ada]`;
   await converged(ada, final, 'ada after the restart');
   await converged(bob, final, 'bob after the restart');
