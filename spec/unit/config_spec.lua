@@ -202,6 +202,58 @@ describe("edgews.config messages", function()
   end)
 end)
 
+describe("edgews.config.static", function()
+  local function err_of(...)
+    local ok, err = pcall(config.static, ...)
+    assert.is_false(ok)
+    return tostring(err)
+  end
+
+  it("fills the defaults and drops a trailing '/' from the prefix", function()
+    assert.are.same({ prefix = "/", dir = "public", cache_control = "no-cache", index = "index.html" },
+      config.static("/", "public"))
+    assert.are.equal("/assets", config.static("/assets/", "a").prefix)
+    assert.are.equal("/a/b", config.static("/a/b", "a").prefix)
+    local c = config.static("/s", "/srv/www", { cache_control = "public, max-age=3600", index = "home.htm" })
+    assert.are.same({ prefix = "/s", dir = "/srv/www", cache_control = "public, max-age=3600",
+                      index = "home.htm" }, c)
+    c = config.static("/s", "d", { cache_control = false, index = false })
+    assert.is_nil(c.cache_control)
+    assert.is_nil(c.index)
+  end)
+
+  it("refuses prefixes that are not plain paths", function()
+    for _, p in ipairs { "", "x", "/a//b", "/a/../b", "/..", "/./x", "/a b", "/a?b", "/a#b",
+                         "/a%2fb", "/a\\b", "/a\nb", "/" .. ("x"):rep(256), 3, false } do
+      assert.truthy(err_of(p, "d"):find("^edgews.static: prefix must be a path starting with '/'"),
+        tostring(p))
+    end
+    assert.truthy(err_of(3, "d"):find("got number 3$"))
+  end)
+
+  it("refuses a bad dir, opts and option values with the value shown", function()
+    assert.are.equal("edgews.static: dir must be a directory path (relative to the script's "
+      .. "directory), got nil", err_of("/", nil))
+    assert.truthy(err_of("/", ""):find('got string ""', 1, true))
+    assert.truthy(err_of("/", "a\0b"):find("dir must be", 1, true))
+    assert.truthy(err_of("/", "d", "x"):find('opts must be a table { cache_control =, index = }, got string "x"', 1, true))
+    assert.truthy(err_of("/", "d", { cache_control = 3 }):find("cache_control must be a header value", 1, true))
+    assert.truthy(err_of("/", "d", { cache_control = "a\r\nX: y" }):find("cache_control must be", 1, true))
+    assert.truthy(err_of("/", "d", { cache_control = "" }):find("cache_control must be", 1, true))
+    for _, i in ipairs { "", "a/b", ".index.html", "a\\b", 1, true } do
+      assert.truthy(err_of("/", "d", { index = i }):find("index must be a file name", 1, true), tostring(i))
+    end
+  end)
+
+  it("suggests the closest option for a misspelled one", function()
+    assert.are.equal("edgews.static: unknown field 'cache_contrl' (did you mean 'cache_control'?)",
+      err_of("/", "d", { cache_contrl = "x" }))
+    assert.are.equal("edgews.static: unknown field 'indx' (did you mean 'index'?)",
+      err_of("/", "d", { indx = "x" }))
+    assert.are.equal("edgews.static: unknown field 'max_path'", err_of("/", "d", { max_path = 9 }))
+  end)
+end)
+
 describe("edgews.config.valid_close_code", function()
   it("accepts exactly the codes an application may send (RFC 6455 7.4)", function()
     for _, code in ipairs({ 1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4000, 4999 }) do

@@ -173,6 +173,59 @@ describe("edgews loader", function()
     assert.is_truthy(err:find("j.lua:2: app:on: unknown event 'mesage'", 1, true), err)
   end)
 
+  it("hands edgews.static mounts to the core, dirs relative to the script's directory", function()
+    local path = write("st1.lua", [[
+      local edgews = require "edgews"
+      edgews.app { path = "/a" }
+      edgews.static("/", "public")
+      edgews.static("/abs/", "/srv/www", { cache_control = false, index = false })
+    ]])
+    assert.is_true(edgews._load(path))
+    assert.are.equal(2, #statics)
+    assert.are.same({ prefix = "/", dir = "public", root = tmpdir .. "/public",
+                      cache_control = "no-cache", index = "index.html" }, statics[1])
+    assert.are.same({ prefix = "/abs", dir = "/srv/www", root = "/srv/www" }, statics[2])
+  end)
+
+  it("a reload replaces the mounts; a failed one keeps them", function()
+    local path = write("st2.lua", [[
+      local edgews = require "edgews"
+      edgews.static("/", "v1")
+    ]])
+    assert.is_true(edgews._load(path)) -- mounts alone are a script that serves something
+    assert.are.equal(tmpdir .. "/v1", statics[1].root)
+    write("st2.lua", [[
+      local edgews = require "edgews"
+      edgews.static("/", "v2")
+      edgews.static("/x", "v2")
+    ]])
+    assert.is_true(edgews._load(path))
+    assert.are.equal(2, #statics)
+    assert.are.equal(tmpdir .. "/v2", statics[1].root)
+    local before = statics
+    write("st2.lua", [[
+      local edgews = require "edgews"
+      edgews.static("/", "v3")
+      error("boom")
+    ]])
+    assert.is_nil(edgews._load(path))
+    assert.are.equal(before, statics)
+    write("st2.lua", [[
+      local edgews = require "edgews"
+      edgews.static("/s", "a")
+      edgews.static("/s/", "b")
+    ]])
+    local ok, err = edgews._load(path)
+    assert.is_nil(ok)
+    assert.truthy(err:find("st2.lua:3: edgews.static: prefix /s is mounted twice", 1, true), err)
+    assert.are.equal(before, statics)
+  end)
+
+  it("edgews.static outside the load is misuse", function()
+    assert.has_error(function() edgews.static("/", "d") end,
+      "edgews.static must be called while the script loads")
+  end)
+
   it("keeps the configure{} table of the loaded version", function()
     local path = write("k.lua", [[
       local edgews = require "edgews"
