@@ -120,9 +120,14 @@ end, { validate = { room = room_rule, typing = { type = "boolean", required = tr
        rate_limit = { messages = { rate = 2, burst = 5 } } })
 
 -- The user's status (presence's global status, shown in every room's member list
--- and announced as presence "updates"); it reverts to online/offline after 10 min.
+-- and announced as presence "updates"): away or busy for 10 minutes at most; online
+-- clears it (the default: online while connected, offline once gone).
 chat:route("status", function(socket, body, ctx)
-  presence.set(ctx.user.id, body.status, nil, { expire = 600 })
+  if body.status == "online" then
+    presence.set(ctx.user.id, nil)
+  else
+    presence.set(ctx.user.id, body.status, nil, { expire = 600 })
+  end
 end, { validate = { status = { type = "string", required = true, enum = { "online", "away", "busy" } } } })
 
 chat:route("who", function(socket, body)

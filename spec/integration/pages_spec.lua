@@ -61,9 +61,10 @@ describe("the example apps' pages in headless Chromium #integration #browser #pa
     assert.are.equal("1 unread", r.dmBadge)
     assert.are.equal("New message from ada", r.dmNotice)
     assert.are.equal(0, r.dmBadgeAfter)
+    assert.are.equal("1 unread", r.roomBadge)
     assert.matches("^reconnecting", r.reconnectingText)
     assert.are.equal(2, r.pendingWhileDown)
-    local all = { "hello bob", "hi ada", "sent while down 1", "sent while down 2", "after restart" }
+    local all = { "hello bob", "hi ada", "are you there?", "sent while down 1", "sent while down 2", "after restart" }
     assert.are.same(all, r.adaMessages)
     assert.are.same(all, r.bobMessages)
     assert.are.same(all, r.cyMessages) -- history on join

@@ -139,6 +139,12 @@ async function chat(browser, out) {
     return e && e.textContent === 'away';
   }, null, 'bob away in ada\'s list');
   out.bobStatus = await ada.$eval('#people .person[data-user="bob"] .status', (e) => e.textContent);
+  await bob.selectOption('#my-status', 'online');
+  await until(ada, () => {
+    const e = document.querySelector('#people .person[data-user="bob"] .status');
+    return e && e.textContent === 'online';
+  }, null, 'bob online again in ada\'s list');
+  await bob.selectOption('#my-status', 'away');
 
   // a direct message: bob gets an unread count on his DM list, reading it clears it
   await ada.fill('#dm-to', 'bob');
@@ -156,7 +162,16 @@ async function chat(browser, out) {
   await bob.click('#dms button.item');
   await hasMsgs(bob, ['psst, bob'], 'bob reads the DM');
   out.dmBadgeAfter = await bob.$$eval('#dms .badge', (e) => e.length);
+  // the room, not shown on bob's page, counts what he has not seen
+  await ada.fill('#say', 'are you there?');
+  await ada.press('#say', 'Enter');
+  await until(bob, () => {
+    const b = document.querySelector('#rooms .badge');
+    return b && b.textContent === '1';
+  }, null, 'bob\'s unread room badge');
+  out.roomBadge = await bob.$eval('#rooms .badge', (e) => e.getAttribute('aria-label'));
   await bob.click('#rooms button.item');
+  await until(bob, () => !document.querySelector('#rooms .badge'), null, 'the room badge goes when the room is shown');
 
   // kill -9 while ada sends: both show reconnecting, then come back by themselves
   await step('kill');
@@ -174,7 +189,7 @@ async function chat(browser, out) {
   await waitConn(bob, 'open', 'bob back');
   await bob.fill('#say', 'after restart');
   await bob.press('#say', 'Enter');
-  const all = ['hello bob', 'hi ada', 'sent while down 1', 'sent while down 2', 'after restart'];
+  const all = ['hello bob', 'hi ada', 'are you there?', 'sent while down 1', 'sent while down 2', 'after restart'];
   await hasMsgs(ada, all, 'ada: every message once');
   await hasMsgs(bob, all, 'bob: every message once');
   await until(ada, () => document.querySelectorAll('#messages li.pending').length === 0, null, 'ada: outbox empty');
