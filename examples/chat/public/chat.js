@@ -125,7 +125,10 @@ function roomMessage(name, m) {
   stopTyping(name, d.user);
   if (r.live && d.user !== me && !isVisible('room', name)) r.unread++;
   renderRooms();
-  if (isShown('room', name)) render();
+  if (isShown('room', name)) {
+    render();
+    if (r.live && d.user !== me) $('announce').textContent = `${d.user}: ${d.text}`;
+  }
 }
 
 function system(name, text) {
@@ -234,7 +237,10 @@ function dmRow(row, live) {
     }
   }
   renderDms();
-  if (isShown('dm', peer)) render();
+  if (isShown('dm', peer)) {
+    render();
+    if (live && !mine) $('announce').textContent = `${data.from}: ${data.text}`;
+  }
 }
 
 function markRead(ids) {
