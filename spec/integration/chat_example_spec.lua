@@ -142,24 +142,27 @@ describe("examples/chat #integration #realtime", function()
     send(eve, { type = "say", room = room, text = "marker" })
     local _, eves = until_msg(eve, function(m) return m.type == "pub" and m.data.text == "marker" end)
     for _, x in ipairs(eves) do assert.are_not.equal("typing", x.type, cjson.encode(eves)) end
-    -- status: members see it as a presence update; online clears it
-    send(eve, { type = "status", status = "away" })
-    until_msg(fay, function(m)
-      for _, u in ipairs(m.type == "presence" and m.updates or {}) do
-        if u.user == "eve" and u.status == "away" then return true end
+    -- status: members see it as a presence update (or in the join, when eve's join
+    -- is still in the same batch); online clears it
+    local function shows(user, status)
+      return function(m)
+        if m.type ~= "presence" then return false end
+        for _, list in ipairs { m.updates or {}, m.joins or {} } do
+          for _, u in ipairs(list) do
+            if u.user == user and u.status == status then return true end
+          end
+        end
       end
-    end)
+    end
+    send(eve, { type = "status", status = "away" })
+    until_msg(fay, shows("eve", "away"))
     send(fay, { type = "who", room = room })
     local who = until_msg(fay, typed "who")
     local st = {}
     for _, m in ipairs(who.members) do st[m.user] = m.status end
     assert.are.same({ eve = "away", fay = "online" }, st)
     send(eve, { type = "status", status = "online" })
-    until_msg(fay, function(m)
-      for _, u in ipairs(m.type == "presence" and m.updates or {}) do
-        if u.user == "eve" and u.status == "online" then return true end
-      end
-    end)
+    until_msg(fay, shows("eve", "online"))
     -- a direct message: the recipient's notification, the sender's read copy, both
     -- in the dms lists
     send(eve, { type = "dm", to = "fay", text = "psst", cid = "d1" })
