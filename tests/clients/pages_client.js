@@ -158,7 +158,7 @@ async function chat(browser, out) {
   out.dmBadge = await bob.$eval('#dms .badge', (e) => e.getAttribute('aria-label'));
   out.dmNotice = await bob.$eval('#notice', (e) => e.textContent);
   await ada.click('#rooms button.item');
-  await shot(bob, 'chat');
+  await shot(bob, 'chat-dm');
   await bob.click('#dms button.item');
   await hasMsgs(bob, ['psst, bob'], 'bob reads the DM');
   out.dmBadgeAfter = await bob.$$eval('#dms .badge', (e) => e.length);
@@ -204,6 +204,11 @@ async function chat(browser, out) {
   out.cyMessages = await msgs(cy);
   await shot(cy, 'chat-narrow');
   await shot(ada, 'chat-ada');
+  // the README's picture: bob's page while ada types (Escape closes a notice)
+  await bob.keyboard.press('Escape');
+  await ada.type('#say', 'one more thing');
+  await until(bob, () => document.querySelector('#typing').textContent === 'ada is typing…', null, 'bob sees ada typing again');
+  await shot(bob, 'chat');
 }
 
 // ----------------------------------------------------------------------- notifications

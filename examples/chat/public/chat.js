@@ -482,6 +482,9 @@ $('my-status').addEventListener('change', (e) => {
   myStatus = e.target.value;
   client.send({ type: 'status', status: myStatus });
 });
+// a notice goes after 5 s, or with Escape or a click
+document.addEventListener('keydown', (e) => { if (e.key === 'Escape') $('notice').hidden = true; });
+$('notice').addEventListener('click', () => { $('notice').hidden = true; });
 document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible' && current) select(current);
 });
