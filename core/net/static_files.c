@@ -176,6 +176,12 @@ void ews_static_serve(ews_conn_t *c, const ews_static_mount_t *m, const ews_http
     respond_method(c, req);
     return;
   }
+  /* RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one in HTTP/1.0. */
+  size_t hosts = ews_http_header_count(req, "Host");
+  if (hosts > 1 || (hosts == 0 && req->version_minor >= 1)) {
+    respond_error(c, req, EWS_EHTTP_HOST);
+    return;
+  }
   if (req->path_len > EWS_STATIC_MAX_PATH) {
     respond_error(c, req, EWS_EHTTP_URI_TOO_LONG);
     return;

@@ -52,7 +52,8 @@ const ews_static_mount_t *ews_static_find(const ews_static_mounts_t *t, const ch
                                           size_t len);
 
 /* Answers a request that is not an upgrade, for a path under m: the file, 304, 301
- * (a directory without its '/'), 400, 404, 405 (with Allow: GET, HEAD), 414 or 503
+ * (a directory without its '/'), 400 (the path; no or several Host), 404, 405 (with
+ * Allow: GET, HEAD), 414 or 503
  * (out of file descriptors or memory); then the connection drains (Connection: close).
  * Counted in net->stats.static_requests by status class. */
 void ews_static_serve(ews_conn_t *c, const ews_static_mount_t *m, const ews_http_request_t *req);

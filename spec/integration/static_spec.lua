@@ -275,9 +275,10 @@ describe("static files #integration", function()
     assert.are.equal("", e.body)
   end)
 
+  -- (/assetsx is under "/", not under "/assets")
   it("a missing file, a directory without index, a hidden file: 404, never a listing", function()
     for _, path in ipairs { "/nope.txt", "/noindex/", "/.hidden", "/%2ehidden", "/assets/",
-                            "/sub/nope.html", "/app.css/x" } do
+                            "/sub/nope.html", "/app.css/x", "/assetsx", "/assetsx/style.css" } do
       local res = get(port, path)
       assert.are.equal(404, res.status, path)
       assert.are.equal("application/json", res.headers["content-type"], path)
@@ -357,6 +358,15 @@ describe("static files #integration", function()
     assert.are.equal(404, res.status)
     res = get(port, "/" .. ("%61"):rep(400)) -- 1201 bytes as sent, 400 decoded: the sent length counts
     assert.are.equal(414, res.status)
+  end)
+
+  it("Host: one in HTTP/1.1, at most one in HTTP/1.0 (RFC 9112 3.2)", function()
+    assert.are.equal(400, raw_http(port, "GET /notes.txt HTTP/1.1\r\n\r\n").status)
+    assert.are.equal(400, raw_http(port, "GET /notes.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").status)
+    assert.are.equal(400, raw_http(port, "GET /notes.txt HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n").status)
+    local res = raw_http(port, "GET /notes.txt HTTP/1.0\r\n\r\n")
+    assert.are.equal("plain text", res.body)
+    assert.are.equal("plain text", raw_http(port, "GET /notes.txt HTTP/1.0\r\nHost: a\r\n\r\n").body)
   end)
 
   it("other methods get 405 with Allow: GET, HEAD", function()
@@ -456,16 +466,30 @@ describe("static files over TLS #integration", function()
     res = curl(srv:http_url "/%2e%2e/secret.txt", "--cacert", certs.ca)
     assert.are.equal(400, res.status)
     assert.are.equal(404, curl(srv:http_url "/escape.txt", "--cacert", certs.ca).status)
-    -- a slow reader over TLS too
-    res = curl(srv:http_url "/big.bin", "--cacert", certs.ca, "--limit-rate", "3M")
-    assert.are.equal(sha256(big), sha256(res.body))
     helper.assert_ok(helper.py("echo", "--url", srv:url "/", "--ca", certs.ca, "--sizes", "0,70000"))
     -- no sendfile through TLS: every byte was read and sealed
     local m = curl(srv:http_url "/metrics", "--cacert", certs.ca).body
     local copied = tonumber(m:match('edgews_static_bytes_total{worker="0",path="copied"} (%d+)'))
     local sf = tonumber(m:match('edgews_static_bytes_total{worker="0",path="sendfile"} (%d+)'))
     assert.are.equal(0, sf)
-    assert.is_true(copied >= 2 * BIG, "copied " .. tostring(copied))
+    assert.is_true(copied >= BIG, "copied " .. tostring(copied))
+  end)
+end)
+
+describe("static files and the admin listener #integration", function()
+  teardown(function() helper.cleanup() end)
+
+  it("the admin port serves no file; the main port's /health is then a path like any other", function()
+    local root = build_site(APP)
+    local srv = helper.start_server { app = root .. "/app.lua", workers = 1,
+                                      args = { "--admin-listen", "127.0.0.1:0" } }
+    local admin = tonumber(srv:wait_log("admin listener %(/health, /metrics%) on 127%.0%.0%.1:(%d+)", 5))
+    assert.truthy(admin, srv:log())
+    assert.are.equal(404, get(admin, "/index.html").status)
+    assert.are.equal(404, get(admin, "/").status)
+    assert.are.equal(200, get(admin, "/health").status)
+    assert.are.equal("not the health check", get(srv.port, "/health").body)
+    assert.are.equal("<!doctype html><title>home</title>", get(srv.port, "/").body)
   end)
 end)
 
