@@ -68,6 +68,9 @@ describe("the example apps' pages in headless Chromium #integration #browser #pa
     assert.are.same(all, r.adaMessages)
     assert.are.same(all, r.bobMessages)
     assert.are.same(all, r.cyMessages) -- history on join
+    -- an indicator not refreshed goes after 6 s, its sender still connected
+    assert.is_true(r.danStillOpen)
+    assert.is_number(r.typingExpiredAfter) -- within the client's bounded wait (15 s)
   end)
 
   it("notifications: delivered on connect, paged, live to two tabs, read state synced; kill -9 and back", function()

@@ -209,6 +209,21 @@ async function chat(browser, out) {
   await ada.type('#say', 'one more thing');
   await until(bob, () => document.querySelector('#typing').textContent === 'ada is typing…', null, 'bob sees ada typing again');
   await shot(bob, 'chat');
+
+  // an indicator whose sender never says "stopped" (and stays connected) expires
+  const WebSocket = require('ws');
+  const wsBase = base.replace(/^http/, 'ws');
+  const dan = new WebSocket(`${wsBase}/chat?name=dan`);
+  await new Promise((resolve, reject) => { dan.once('open', resolve); dan.once('error', reject); });
+  dan.send(JSON.stringify({ type: 'join', room }));
+  await until(bob, () => document.querySelector('#typing').textContent === '', null, 'ada stopped typing');
+  dan.send(JSON.stringify({ type: 'typing', room, typing: true }));
+  await until(bob, () => document.querySelector('#typing').textContent === 'dan is typing…', null, 'bob sees dan typing');
+  const shownAt = Date.now();
+  await until(bob, () => document.querySelector('#typing').textContent === '', null, 'dan\'s indicator expires');
+  out.typingExpiredAfter = Date.now() - shownAt;
+  out.danStillOpen = dan.readyState === WebSocket.OPEN;
+  dan.close();
 }
 
 // ----------------------------------------------------------------------- notifications
