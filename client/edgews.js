@@ -866,8 +866,12 @@ export class EdgeWS extends Emitter {
       }
       if (this._dropTopics.has(m.topic)) return;
     }
-    if (m.id != null && this._pending.has(m.id)) {
-      const req = this._pending.get(m.id);
+    // With `reply`, a message carrying the id is the reply only when it is an error or
+    // matches `reply`: apps whose replies carry no id may send other messages with ids
+    // of their own (the chat example's notifications).
+    const byId = m.id != null ? this._pending.get(m.id) : undefined;
+    if (byId && (type === 'error' || !byId.reply || matchesReply(byId, m))) {
+      const req = byId;
       if (type === 'error') {
         this._settle(req, new EdgeWSError(String(m.error), m.message || String(m.error), { details: m.details, reply: m, request: req.type }));
       } else {
@@ -881,7 +885,7 @@ export class EdgeWS extends Emitter {
     }
     for (const req of this._pending.values()) {
       if (!req.sent || !req.reply) continue;
-      if (typeof req.reply === 'string' ? req.reply === type : req.reply(m)) {
+      if (matchesReply(req, m)) {
         this._settle(req, m);
         return;
       }
@@ -935,6 +939,10 @@ export class EdgeWS extends Emitter {
       return Promise.reject(e);
     }
   }
+}
+
+function matchesReply(req, m) {
+  return typeof req.reply === 'string' ? req.reply === m.type : Boolean(req.reply(m));
 }
 
 function isBinary(d) {

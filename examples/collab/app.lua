@@ -6,7 +6,8 @@
 -- edit survives a crash.
 --
 --   scripts/run examples/collab/app.lua
---   then connect to ws://127.0.0.1:8080/collab?name=ada (optionally &color=%23e6194b)
+--   then open http://127.0.0.1:8080/ (the editor page, public/, with client/edgews.js
+--   at /client/; #name-of-document picks the document), or connect to ws://127.0.0.1:8080/collab?name=ada (optionally &color=%23e6194b)
 --   and send (see README "Collaborative editing" for the whole protocol):
 --     {"type":"join","doc":"notes","client":"c-8f3a"}
 --        -> {"type":"joined","doc":"notes","client":"c-8f3a","revision":0,"seq":null,"text":"","cursors":[]}
@@ -51,6 +52,10 @@ docs.configure {
   snapshot_every = env_int("COLLAB_SNAPSHOT_EVERY", 100),
   persistence = os.getenv("COLLAB_PERSISTENCE") ~= "off",
 }
+-- The editor page: public/ at /, and the browser client it imports at /client/.
+edgews.static("/", "public")
+edgews.static("/client/", "../../client")
+
 local MAX_DOCS = env_int("COLLAB_MAX_DOCS", 8)
 local OPS_RATE, OPS_BURST = env_int("COLLAB_OPS_RATE", 50), env_int("COLLAB_OPS_BURST", 100)
 

@@ -2,6 +2,8 @@
 -- pub/sub topics (history replayed on reconnect), presence events and `who`,
 -- direct messages as notifications (delivered now, or on the next connect), and
 -- the restart of the server keeping rooms' history and pending messages.
+-- Also what its page uses: history on join, typing to the others only, status, the
+-- sender's copy of a direct message and the dms list.
 local helper = require "spec.helper"
 local cjson = require "cjson"
 
@@ -110,5 +112,69 @@ describe("examples/chat #integration #realtime", function()
     assert.are.equal(3, count)
     local dave = open "dave"
     assert.are.equal("after the restart", until_msg(dave, typed "notification").data.text)
+  end)
+
+  -- what the page (examples/chat/public) uses: history on join, cid, typing to the
+  -- others only, status, the sender's copy of a direct message and the dms list
+  it("history on join, typing to the others only, status, dms both ways", function()
+    local room = "page" .. n
+    local eve = open "eve"
+    send(eve, { type = "join", room = room })
+    until_msg(eve, typed "joined")
+    for i = 1, 5 do send(eve, { type = "say", room = room, text = "m" .. i, cid = "c" .. i }) end
+    local last = until_msg(eve, function(m) return m.type == "pub" and m.data.text == "m5" end)
+    assert.are.same({ user = "eve", text = "m5", cid = "c5" }, last.data)
+    -- a join without a position may ask for the last N messages
+    local fay = open "fay"
+    send(fay, { type = "typing", room = room, typing = true })
+    assert.are.equal("not_joined", until_msg(fay, typed "error").error)
+    send(fay, { type = "join", room = room, history = 3 })
+    local j, seen = until_msg(fay, typed "joined")
+    local texts = {}
+    for _, x in ipairs(seen) do if x.type == "pub" then texts[#texts + 1] = x.data.text end end
+    assert.are.same({ "m3", "m4", "m5" }, texts)
+    assert.are.same({ 3, false }, { j.replayed, j.gap })
+    -- typing goes to the others, not back to the sender: eve's stream up to her
+    -- next message has none
+    send(eve, { type = "typing", room = room, typing = true })
+    local t = until_msg(fay, typed "typing")
+    assert.are.same({ room = room, user = "eve", typing = true }, { room = t.room, user = t.user, typing = t.typing })
+    send(eve, { type = "say", room = room, text = "marker" })
+    local _, eves = until_msg(eve, function(m) return m.type == "pub" and m.data.text == "marker" end)
+    for _, x in ipairs(eves) do assert.are_not.equal("typing", x.type, cjson.encode(eves)) end
+    -- status: members see it as a presence update (or in the join, when eve's join
+    -- is still in the same batch); online clears it
+    local function shows(user, status)
+      return function(m)
+        if m.type ~= "presence" then return false end
+        for _, list in ipairs { m.updates or {}, m.joins or {} } do
+          for _, u in ipairs(list) do
+            if u.user == user and u.status == status then return true end
+          end
+        end
+      end
+    end
+    send(eve, { type = "status", status = "away" })
+    until_msg(fay, shows("eve", "away"))
+    send(fay, { type = "who", room = room })
+    local who = until_msg(fay, typed "who")
+    local st = {}
+    for _, m in ipairs(who.members) do st[m.user] = m.status end
+    assert.are.same({ eve = "away", fay = "online" }, st)
+    send(eve, { type = "status", status = "online" })
+    until_msg(fay, shows("eve", "online"))
+    -- a direct message: the recipient's notification, the sender's read copy, both
+    -- in the dms lists
+    send(eve, { type = "dm", to = "fay", text = "psst", cid = "d1" })
+    assert.are.equal("d1", until_msg(eve, typed "dm:sent").cid)
+    assert.are.same({ from = "eve", text = "psst", cid = "d1" }, until_msg(fay, typed "notification").data)
+    send(eve, { type = "dms" })
+    local mine = until_msg(eve, typed "dms")
+    assert.are.same({ from = "eve", to = "fay", text = "psst", cid = "d1" }, mine.items[1].data)
+    assert.are.equal("read", mine.items[1].state)
+    send(fay, { type = "dms", limit = 5 })
+    local theirs = until_msg(fay, typed "dms")
+    assert.are.same({ from = "eve", text = "psst", cid = "d1" }, theirs.items[1].data)
+    assert.are.equal("delivered", theirs.items[1].state)
   end)
 end)

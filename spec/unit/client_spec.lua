@@ -1,6 +1,7 @@
 -- The browser client library (client/edgews.js): its Node unit tests
 -- (tests/clients/client_unit.test.mjs: a fake socket and mock timers, no server) run
--- with node's test runner. What involves the server is in
+-- with node's test runner; and the collab editor page's OT module
+-- (tests/clients/collab_page_ot.test.mjs, against ot.js). What involves the server is in
 -- spec/integration/client_spec.lua and client_browser_spec.lua.
 local ROOT = (debug.getinfo(1, "S").source:sub(2):match("^(.*)/spec/unit/[^/]*$")) or "."
 
@@ -24,8 +25,18 @@ describe("client/edgews.js unit tests (node --test)", function()
     local fail = tonumber(out:match("\n# fail (%d+)"))
     assert.are.equal(0, rc, out)
     assert.are.equal(0, fail, out)
-    -- the file has 25 tests: fewer means some were not run
-    assert.is_true(pass and pass >= 25, out)
+    -- the file has 26 tests: fewer means some were not run
+    assert.is_true(pass and pass >= 26, out)
+  end)
+end)
+
+describe("examples/collab/public/ot.js (the editor page's OT) against ot.js (node --test)", function()
+  it("gives ot.js's results on random operations; diff and cursor moves", function()
+    local node = os.getenv("EDGEWS_NODE") or "node"
+    local out, rc = run(("cd '%s' && '%s' --test --test-reporter=tap tests/clients/collab_page_ot.test.mjs"):format(ROOT, node))
+    local pass = tonumber(out:match("\n# pass (%d+)"))
+    assert.are.equal(0, rc, out)
+    assert.are.equal(3, pass, out)
   end)
 end)
 

@@ -622,6 +622,31 @@ test('requests: reply by type when the app sends no id; in flight at a disconnec
   assert.equal((await later).type, 'echo');
 });
 
+test('requests: with `reply`, a server message that happens to carry the request\'s id is not its reply', async (t) => {
+  // The chat example's replies carry no id, and its notifications carry ids of their
+  // own ({"type":"notification","id":1,...}): one arriving while request 1 waits must
+  // reach the app as a message, not settle the request.
+  const WS = fakeWS();
+  const c = client(t, WS);
+  await settle();
+  const ws = WS.last();
+  ws.open();
+  const join = c.request('join', { room: 'a' }, { reply: 'joined' });
+  const id = ws.last().id;
+  ws.push({ type: 'notification', id, created_at: 1, data: { text: 'hi' } });
+  ws.push({ type: 'joined', room: 'a', offset: 0 });
+  assert.equal((await join).type, 'joined');
+  assert.deepEqual(c.named('message').map((m) => [m.type, m.id]), [['notification', id]]);
+  // an error reply with the id still rejects it, and a reply that matches `reply` and
+  // carries the id settles it as before
+  const bad = c.request('join', { room: 'b' }, { reply: 'joined' });
+  ws.push({ type: 'error', error: 'validation_failed', id: ws.last().id });
+  await assert.rejects(bad, (e) => e.code === 'validation_failed');
+  const ok = c.request('who', {}, { reply: (m) => m.type === 'who' });
+  ws.push({ type: 'who', id: ws.last().id, users: [] });
+  assert.equal((await ok).type, 'who');
+});
+
 // ------------------------------------------------------------------ offline queue
 
 test('offline queue: bounded; "reject" refuses new messages, "drop-oldest" drops old ones; FIFO after the resubscribes', async (t) => {
