@@ -57,6 +57,13 @@ void ews_api_app_message(ews_hub_t *h, const char *data, size_t len);
 void ews_api_presence_register(lua_State *L, void *w);
 /* Rate limits (api_ratelimit.c): core.take, and the FFI link to hub/ratelimit.h. */
 void ews_api_ratelimit_register(lua_State *L, void *w);
+/* Outbound WebSocket connections (api_client.c): the core.client_* functions; the
+ * Lua layer as the owner of client connections (net->client_ops); at worker
+ * shutdown, before the loop's last run, every client connection is aborted and the
+ * tasks waiting on one let go. */
+void ews_api_client_register(lua_State *L, void *w);
+extern const ews_conn_ops_t ews_lua_client_ops;
+void ews_lclients_close_all(ews_vm_t *w);
 /* At worker shutdown: stops and frees every Lua timer (and the tasks sleeping). */
 void ews_ltimers_close_all(ews_vm_t *w);
 

@@ -71,6 +71,7 @@ typedef struct ews_vm {
   uint32_t nltimers;           /* how many (edgews.stats().timers) */
   int ltimer_map;              /* registry ref of the id -> timer table (0: none yet) */
   double ltimer_seq;           /* the last timer id given out on this worker */
+  struct ews_lclient *lclients; /* outbound connections' Lua records (api_client.c) */
   ews_vm_stats_t stats;
 } ews_vm_t;
 
