@@ -216,6 +216,7 @@ started:
   ews_store_client_close(w->hub.store);
   w->hub.store = NULL;
   ews_lclients_close_all(&w->vm);
+  ews_lwaits_close_all(&w->vm);
   ews_ltimers_close_all(&w->vm);
   ews_bus_free(&w->hub.inbox);
   uv_walk(&w->loop, close_walk_cb, NULL);

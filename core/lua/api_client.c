@@ -32,7 +32,7 @@
 #define DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 
 enum { LC_CONNECTING = 0, LC_OPEN, LC_CLOSED };
-enum { W_NONE = 0, W_CONNECT, W_RECEIVE };
+enum { W_NONE = 0, W_CONNECT, W_RECEIVE, W_PONG };
 
 typedef struct lmsg {
   struct lmsg *next;
@@ -60,6 +60,7 @@ typedef struct ews_lclient {
   int err;               /* why it failed or ended (EWS_E*), 0 while fine */
   char reason[320];      /* the failure, or the close reason */
   unsigned close_code;
+  int probe_status;      /* an HTTP probe's answer */
   char *protocol;
 } ews_lclient_t;
 
@@ -230,7 +231,8 @@ static void c_close(ews_conn_t *c) {
   memcpy(h->reason, reason, len);
   h->reason[len] = 0;
   if (!h->err) h->err = EWS_ECLOSED;
-  if (h->waiter && h->wait_kind == W_RECEIVE && !h->head) resume_nil_err(h, "closed");
+  if (h->waiter && (h->wait_kind == W_PONG || (h->wait_kind == W_RECEIVE && !h->head)))
+    resume_nil_err(h, "closed");
 }
 
 static void c_free(ews_conn_t *c) {
@@ -246,7 +248,30 @@ static void c_free(ews_conn_t *c) {
   maybe_free(h);
 }
 
-const ews_conn_ops_t ews_lua_client_ops = {NULL, c_open, c_message, c_close, c_free, c_failed};
+static void c_pong(ews_conn_t *c, const uint8_t *p, size_t n) {
+  (void)p, (void)n;
+  ews_lclient_t *h = c->udata;
+  if (!h || !h->waiter || h->wait_kind != W_PONG) return;
+  ews_task_t *t = take_waiter(h);
+  lua_pushboolean(t->co, 1);
+  ews_task_resume(h->w, t, 1);
+}
+
+static void c_http_status(ews_conn_t *c, int status) {
+  ews_lclient_t *h = c->udata;
+  if (!h) return;
+  h->state = LC_CLOSED;
+  h->err = EWS_ECLOSED;
+  h->probe_status = status;
+  if (h->waiter && h->wait_kind == W_CONNECT) {
+    ews_task_t *t = take_waiter(h);
+    lua_pushinteger(t->co, status);
+    ews_task_resume(h->w, t, 1);
+  }
+}
+
+const ews_conn_ops_t ews_lua_client_ops = {NULL,   c_open,  c_message, c_close,
+                                           c_free, c_failed, c_pong,   c_http_status};
 
 /* ---- Lua functions ---------------------------------------------------------------- */
 
@@ -301,6 +326,7 @@ static int l_open(lua_State *L) {
   o.max_buffered = (size_t)opt_u64(L, 2, "max_buffered", 0);
   o.ping_interval_ms = (uint32_t)opt_u64(L, 2, "ping_interval_ms", 0);
   o.ping_timeout_ms = (uint32_t)opt_u64(L, 2, "ping_timeout_ms", 0);
+  o.probe_path = opt_str(L, 2, "probe_path", NULL);
   if (!strncasecmp(url, "wss://", 6)) {
     const char *ca = opt_str(L, 2, "ca_file", NULL);
     int verify = (int)opt_u64(L, 2, "verify", 1);
@@ -347,6 +373,10 @@ static int l_open(lua_State *L) {
 static int l_wait_open(lua_State *L) {
   ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
   ews_lclient_t *h = check_h(L, 1);
+  if (h->probe_status) {
+    lua_pushinteger(L, h->probe_status);
+    return 1;
+  }
   if (h->state == LC_OPEN) {
     lua_pushboolean(L, 1);
     return 1;
@@ -407,6 +437,28 @@ static int l_ping(lua_State *L) {
   lua_pushnil(L);
   lua_pushstring(L, ews_strerror(r));
   return 2;
+}
+
+/* core.client_ping_wait(h, timeout_ms) -> true | nil, err: a ping, then waits for a
+ * pong ("timeout" when none came in time). */
+static int l_ping_wait(lua_State *L) {
+  ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
+  ews_lclient_t *h = check_h(L, 1);
+  double timeout = luaL_checknumber(L, 2);
+  if (!h->c || h->state != LC_OPEN || !ews_conn_is_open(h->c)) {
+    push_closed(L, h);
+    return 2;
+  }
+  if (h->waiter) return luaL_error(L, "client: another task is already waiting on this connection");
+  ews_task_t *task = ews_task_current(w, L);
+  if (!task) return luaL_error(L, "client: waiting for a pong needs a handler, a timer or a task");
+  int r = ews_conn_ping(h->c, "v", 1);
+  if (r != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, ews_strerror(r));
+    return 2;
+  }
+  return park(L, h, task, W_PONG, timeout);
 }
 
 /* core.client_receive(h, timeout_ms or -1) -> data, binary | nil, err
@@ -494,6 +546,7 @@ void ews_api_client_register(lua_State *L, void *w) {
   static const luaL_Reg fns[] = {{"client_open", l_open}, {"client_wait_open", l_wait_open}, {"client_send", l_send},
                                  {"client_receive", l_receive}, {"client_close", l_close},
                                  {"client_ping", l_ping},       {"client_state", l_state},
+                                 {"client_ping_wait", l_ping_wait},
                                  {"client_protocol", l_protocol}, {NULL, NULL}};
   if (luaL_newmetatable(L, LCLIENT_MT)) {
     lua_pushcfunction(L, l_gc);

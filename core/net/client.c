@@ -31,6 +31,7 @@ typedef struct {
   uint32_t timeout_ms;
   uint8_t offered_pmd;
   uint8_t reported;     /* the owner heard open or failed */
+  uint8_t probe;        /* an HTTP probe, not a WebSocket */
   resolve_t *resolve;   /* a pending name resolution, or NULL */
   uv_connect_t creq;
 } client_t;
@@ -162,6 +163,13 @@ void ews_client_on_head_bytes(ews_conn_t *c, uint8_t *p, size_t n) {
   }
   if (r < 0) {
     ews_client_fail(c, EWS_EHANDSHAKE, "handshake: malformed HTTP response");
+    return;
+  }
+  if (cl->probe) {
+    cl->reported = 1;
+    const ews_conn_ops_t *ops = ews_conn_ops(c);
+    if (ops->http_status) ops->http_status(c, resp.status);
+    ews_conn_abort(c);
     return;
   }
   char why[300], msg[320];
@@ -357,9 +365,13 @@ int ews_client_connect(ews_net_t *net, const ews_client_opts_t *o, void *udata,
   ews_client_key(rnd, cl->key);
   ews_client_req_t rq = {&u,          cl->key, cl->protocols, cl->protocols_len, cl->offered_pmd,
                          o->headers, o->headers_len};
-  size_t cap = 1024 + u.path_len + u.host_len + o->protocols_len + o->headers_len;
+  size_t cap = 1024 + u.path_len + u.host_len + o->protocols_len + o->headers_len +
+               (o->probe_path ? strlen(o->probe_path) : 0);
   char *req = malloc(cap);
-  int n = req ? ews_client_request(req, cap, &rq) : EWS_ENOMEM;
+  cl->probe = o->probe_path != NULL;
+  int n = !req ? EWS_ENOMEM
+          : cl->probe ? ews_client_probe_request(req, cap, &u, o->probe_path)
+                      : ews_client_request(req, cap, &rq);
   if (n > 0) n = ews_wq_append(&c->wq, &net->pool, req, (size_t)n, NULL, 0) == 0 ? n : EWS_ENOMEM;
   free(req);
   if (n < 0) {

@@ -35,6 +35,9 @@ typedef struct {
   uint32_t ping_interval_ms;  /* ping a quiet server this often; 0: never */
   uint32_t ping_timeout_ms;   /* ... and fail the connection without a pong */
   struct ews_tls_ctx *tls;    /* client ctx (ews_tls_client_ctx_new) for wss:// */
+  const char *probe_path;     /* not NULL: no WebSocket, an HTTP GET of this path (a
+                                 health check; https for wss://): the owner hears
+                                 http_status (or failed) and the connection ends */
 } ews_client_opts_t;
 
 /* Starts connecting; *out is the connection (state HEAD), with udata set, whose

@@ -57,6 +57,12 @@ struct ews_conn_ops {
    * EWS_ECERT, EWS_EHANDSHAKE, ...; reason: a sentence, valid during the call). The
    * connection is then aborted; `free` follows. */
   void (*failed)(ews_conn_t *c, int err, const char *reason);
+  /* Client connections only, may be NULL: a pong arrived (payload valid during the
+   * call). */
+  void (*pong)(ews_conn_t *c, const uint8_t *p, size_t n);
+  /* Client HTTP probes only (ews_client_opts_t.probe_path): the status line's code
+   * of the answer; the connection is then aborted (`free` follows). */
+  void (*http_status)(ews_conn_t *c, int status);
 };
 
 /* A service's per-connection state ends with the connection: the service embeds a

@@ -99,6 +99,10 @@ static int on_control(void *ud, int opcode, uint8_t *p, size_t n) {
       if (c->state == EWS_CS_OPEN) ews_conn_queue_frame(c, EWS_OP_PONG, p, n);
       return 0;
     case EWS_OP_PONG:
+      if (c->flags & EWS_CF_CLIENT) {
+        const ews_conn_ops_t *ops = ews_conn_ops(c);
+        if (ops->pong) ops->pong(c, p, n);
+      }
       return 0;
     case EWS_OP_CLOSE: {
       unsigned code;

@@ -110,6 +110,21 @@ int ews_client_request(char *out, size_t cap, const ews_client_req_t *r) {
   return n;
 }
 
+int ews_client_probe_request(char *out, size_t cap, const ews_url_t *u, const char *path) {
+  int v6 = memchr(u->host, ':', u->host_len) != NULL;
+  char port[16] = "";
+  if (!u->default_port) snprintf(port, sizeof port, ":%d", u->port);
+  for (const char *q = path; *q; q++)
+    if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f) return EWS_EINVAL;
+  int n = snprintf(out, cap,
+                   "GET %s%s HTTP/1.1\r\nHost: %s%.*s%s%s\r\nUser-Agent: edgews-lua\r\n"
+                   "Connection: close\r\n\r\n",
+                   path[0] == '/' ? "" : "/", path, v6 ? "[" : "", (int)u->host_len, u->host,
+                   v6 ? "]" : "", port);
+  if (n < 0 || (size_t)n >= cap) return EWS_EINVAL;
+  return n;
+}
+
 /* ---- response head ---------------------------------------------------------------- */
 
 static int is_tchar(unsigned char c) {

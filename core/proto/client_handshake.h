@@ -46,6 +46,10 @@ typedef struct {
  * it does not fit. */
 int ews_client_request(char *out, size_t cap, const ews_client_req_t *r);
 
+/* Writes a plain "GET path" request (Connection: close) for an HTTP health probe of
+ * the URL's host. Its length, or EWS_EINVAL when it does not fit. */
+int ews_client_probe_request(char *out, size_t cap, const ews_url_t *u, const char *path);
+
 /* A parsed response head (strings point into the caller's buffer). */
 typedef struct {
   int status;

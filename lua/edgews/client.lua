@@ -130,6 +130,15 @@ function Client:ping(payload)
   return core.client_ping(self._h, payload)
 end
 
+--- client:ping_wait([timeout]) -> true | nil, err: a ping, then waits for the pong
+-- (at most timeout seconds, default 5): "timeout" when none came.
+function Client:ping_wait(timeout)
+  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
+    error("client:ping_wait: timeout must be seconds >= 0", 2)
+  end
+  return core.client_ping_wait(self._h, floor((timeout or 5) * 1000 + 0.5))
+end
+
 --- client:close([code [, reason]]) -> true | nil, "closed"
 function Client:close(code, reason)
   if code ~= nil and (type(code) ~= "number" or code < 1000 or code > 4999) then
@@ -168,6 +177,22 @@ function Client:on(event, fn)
     end)
   end
   return self
+end
+
+--- edgews.client.probe(url, path [, timeout [, opts]]) -> status | nil, err
+-- An HTTP GET of path on url's host and port (https for wss://, verified as connect
+-- does; opts: ca_file, verify): the answer's status code (any, 200 or not), or nil
+-- and why no answer came (connect/TLS failure, "timeout"). Waits like connect.
+function _M.probe(url, path, timeout, opts)
+  if type(url) ~= "string" then error("edgews.client.probe: url string expected", 2) end
+  if type(path) ~= "string" or path:sub(1, 1) ~= "/" then error("edgews.client.probe: path /... expected", 2) end
+  opts = opts or {}
+  local o = { probe_path = path, timeout_ms = secs_ms(timeout, "timeout", 5000), ca_file = opts.ca_file }
+  if o.timeout_ms == 0 then o.timeout_ms = 1 end
+  if opts.verify ~= nil then o.verify = opts.verify and 1 or 0 end
+  local h, err = core.client_open(url, o)
+  if not h then return nil, err end
+  return core.client_wait_open(h)
 end
 
 return _M
