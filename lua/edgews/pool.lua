@@ -171,7 +171,9 @@ function Pool:_wait(untill, key)
   local id = core.wait_new()
   local entry = { id = id, key = key }
   self.waiters[#self.waiters + 1] = entry
-  local ms = max(0, floor((untill - now()) * 1000 + 0.5))
+  -- Rounded up: the loop's clock has millisecond steps, and waking before `untill`
+  -- would find nothing changed.
+  local ms = max(0, math.ceil((untill - now()) * 1000))
   local v, err = core.wait(id, ms)
   for i, w in ipairs(self.waiters) do
     if w == entry then remove(self.waiters, i) break end
