@@ -141,8 +141,9 @@ end
 
 --- client:close([code [, reason]]) -> true | nil, "closed"
 function Client:close(code, reason)
-  if code ~= nil and (type(code) ~= "number" or code < 1000 or code > 4999) then
-    error("client:close: close code 1000..4999 expected", 2)
+  if code ~= nil and not (type(code) == "number" and code % 1 == 0 and
+      ((code >= 1000 and code <= 1003) or (code >= 1007 and code <= 1014) or (code >= 3000 and code <= 4999))) then
+    error("client:close: close code 1000-1003, 1007-1014 or 3000-4999 expected", 2)
   end
   return core.client_close(self._h, code or 1000, reason and tostring(reason) or "")
 end
