@@ -278,7 +278,7 @@ function Pool:_try(key)
         b.idle[#b.idle + 1] = conn
         break
       else
-        return conn
+        return conn, nil, nil, true -- from the idle list: validated on checkout
       end
     end
     if can_open(self, b, t) then
@@ -308,7 +308,7 @@ function Pool:acquire(o)
   local deadline = now() + timeout
   local key = o.key
   if self.lb.name == "ip-hash" and key == nil then error("pool:acquire: ip-hash needs a key", 2) end
-  local handed
+  local handed, from_idle
   if #self.waiters > 0 then -- FIFO: behind those already waiting
     local v, err = self:_wait(deadline, key)
     if v == nil then return nil, err end
@@ -316,9 +316,9 @@ function Pool:acquire(o)
   end
   while not handed do
     if self.closed then return nil, "pool closed" end
-    local conn, err, retry_at = self:_try(key)
+    local conn, err, retry_at, idle = self:_try(key)
     if conn then
-      handed = conn
+      handed, from_idle = conn, idle
       break
     end
     if err ~= "wait" then return nil, err end
@@ -332,7 +332,9 @@ function Pool:acquire(o)
     end
   end
   local conn = handed
-  if self.validate and not conn._handed_valid then
+  -- Only a connection that sat in the idle list is validated: a new one has just
+  -- done its handshake, one handed over by a release has just served a request.
+  if self.validate and from_idle then
     local ok = conn.ws:ping_wait(self.validate)
     if not ok then
       local b = conn._b

@@ -131,6 +131,20 @@ function ops.stats(c)
   return { stats = s, health = pools[c.name]:health(), events = events[c.name] }
 end
 
+-- A pool created again under the same name (what a reload does) closes the old one.
+function ops.replace(c)
+  local old = edgews.pool { name = c.name, backends = backends(set(c.only)) }
+  local held_conn = old:acquire { timeout = 2 }
+  local new = edgews.pool { name = c.name, backends = backends(set(c.only)) }
+  local conn, err = old:acquire { timeout = 0.1 }
+  local r = { old_acquire = err, old_conn_state_before_release = held_conn and held_conn:state() }
+  if held_conn then old:release(held_conn) end
+  r.old_conn_state_after_release = held_conn and held_conn:state()
+  r.same = require("edgews.pool").get(c.name) == new
+  new:close()
+  return r
+end
+
 function ops.close(c)
   pools[c.name]:close()
   return {}

@@ -225,14 +225,29 @@ describe("edgews.pool with real backends", function()
       connect = { timeout = 0.4 }, reconnect = { initial = 0.05, max = 0.1 } } }
     assert.are.equal("d:one", call({ op = "request", name = "va", msg = "one" }).reply)
     psignal.kill(backends.d.pid, psignal.SIGSTOP)
+    assert(helper.wait_until(function() -- every thread of it stopped
+      for tid in dirent.files("/proc/" .. backends.d.pid .. "/task") do
+        if tid:match("^%d+$") then
+          local st = helper.read_file("/proc/" .. backends.d.pid .. "/task/" .. tid .. "/status") or ""
+          if not st:find("State:%s+T") then return false end
+        end
+      end
+      return true
+    end, 5), "backend d did not stop")
     local r = call { op = "request", name = "va", acquire_timeout = 1 }
-    assert.are.equal("timeout", r.error)
+    assert.are.equal("timeout", r.error, cjson.encode(r))
     assert.is_true(stats("va").stats.backends.d.validation_failures >= 1)
     psignal.kill(backends.d.pid, psignal.SIGCONT)
     assert(helper.wait_until(function()
       return call({ op = "request", name = "va", msg = "two", acquire_timeout = 2 }).reply == "d:two"
     end, 5))
     call { op = "close", name = "va" }
+  end)
+
+  it("a pool created again under its name (a reload) replaces the old one", function()
+    local r = call { op = "replace", name = "again", only = { "a" } }
+    assert.are.same({ old_acquire = "pool closed", old_conn_state_before_release = "open",
+      old_conn_state_after_release = "closed", same = true }, r)
   end)
 
   it("is exposed in /metrics", function()
