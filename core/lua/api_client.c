@@ -109,8 +109,11 @@ static void free_queue(ews_lclient_t *h) {
   h->nq = 0;
 }
 
+static void close_timer(ews_lclient_t *h);
+
 static void maybe_free(ews_lclient_t *h) {
   if (!h->gc || h->c || h->waiter) return;
+  close_timer(h);
   if (h->prev) h->prev->next = h->next;
   else h->w->lclients = h->next;
   if (h->next) h->next->prev = h->prev;
@@ -121,7 +124,13 @@ static void maybe_free(ews_lclient_t *h) {
 
 static void on_timer_closed(uv_handle_t *t) { free(t->data); }
 
+/* The record's wait timer is made at its first wait with a timeout and kept for the
+ * next ones (a receive loop arms it once per message): stopping only disarms it. */
 static void stop_timer(ews_lclient_t *h) {
+  if (h->timer) uv_timer_stop(&h->timer->t);
+}
+
+static void close_timer(ews_lclient_t *h) {
   if (!h->timer) return;
   h->timer->h = NULL;
   uv_timer_stop(&h->timer->t);
@@ -161,12 +170,14 @@ static int park(lua_State *L, ews_lclient_t *h, ews_task_t *task, int kind, doub
   h->wait_kind = kind;
   task->waiting = 1;
   if (timeout_ms >= 0) {
-    wait_timer_t *wt = calloc(1, sizeof *wt);
-    if (!wt) return luaL_error(L, "out of memory");
-    uv_timer_init(h->w->net->loop, &wt->t);
-    wt->t.data = wt;
-    wt->h = h;
-    h->timer = wt;
+    wait_timer_t *wt = h->timer;
+    if (!wt) {
+      if (!(wt = calloc(1, sizeof *wt))) return luaL_error(L, "out of memory");
+      uv_timer_init(h->w->net->loop, &wt->t);
+      wt->t.data = wt;
+      wt->h = h;
+      h->timer = wt;
+    }
     uv_timer_start(&wt->t, on_wait_timeout, (uint64_t)timeout_ms, 0);
   }
   return lua_yield(L, 0);
@@ -568,7 +579,7 @@ void ews_lclients_close_all(ews_vm_t *w) {
       ews_task_detach(t);
       free(t);
     }
-    stop_timer(h);
+    close_timer(h);
   }
   for (int i = 0; i < 8; i++) {
     ews_tls_ctx_unref(tls_cache[i].ctx);
