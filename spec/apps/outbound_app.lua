@@ -191,6 +191,41 @@ scenarios.on_message = function()
   return { got = got, closed = closed }
 end
 
+scenarios.burst_close = function()
+  local ws, err = edgews.client.connect(url(NODE, "/burst-close"))
+  if not ws then return { err = err } end
+  edgews.sleep(0.3) -- everything has arrived, the session is over
+  local got = {}
+  for _ = 1, 4 do got[#got + 1] = ws:receive(1) or "nil" end
+  local _, e = ws:receive(1)
+  local code, reason = ws:close_status()
+  return { got = got, err = e, code = code, reason = reason }
+end
+scenarios.flood = function()
+  local ws, err = edgews.client.connect(url(NODE, "/flood"))
+  if not ws then return { err = err } end
+  edgews.sleep(0.5) -- 1,000 messages arrive meanwhile: past 256 the connection pauses
+  local n, in_order = 0, true
+  for i = 1, 1000 do
+    local m = ws:receive(5)
+    if m ~= "f" .. i then in_order = false break end
+    n = n + 1
+  end
+  assert(ws:send("after"))
+  local last = ws:receive(5)
+  ws:close()
+  return { n = n, in_order = in_order, last = last }
+end
+scenarios.collected = function()
+  do
+    local ws = edgews.client.connect(url(NODE, "/echo?gc"))
+    if not ws then return { err = "no connection" } end
+  end
+  collectgarbage()
+  collectgarbage()
+  return { done = true }
+end
+
 local order = {}
 for name in pairs(scenarios) do order[#order + 1] = name end
 table.sort(order)

@@ -190,6 +190,24 @@ describe("outbound client (edgews.client)", function()
     assert.are.same({ got = { "m1", "m2", "m3" }, closed = 1000 }, result("on_message"))
   end)
 
+  it("returns the messages that came before a close, then \"closed\"", function()
+    assert.are.same({ got = { "b1", "b2", "b3", "nil" }, err = "closed", code = 4005, reason = "after burst" },
+      result("burst_close"))
+  end)
+
+  it("keeps 1,000 unread messages in order (reading paused past 256) and goes on", function()
+    assert.are.same({ n = 1000, in_order = true, last = "after" }, result("flood"))
+  end)
+
+  it("closes a collected client with 1001", function()
+    assert.are.same({ done = true }, result("collected"))
+    local seen = helper.wait_until(function()
+      local line = node:read_line(0.2)
+      return line and line:find("closed /echo 1001 client collected", 1, true)
+    end, 5)
+    assert(seen, "node ws did not see close 1001")
+  end)
+
   it("works from a message handler", function()
     local code = [[
 import asyncio, sys, websockets

@@ -6,6 +6,8 @@
 //   /fragments  sends one binary message in 3 fragments, then echoes
 //   /badutf8    sends a text frame with invalid UTF-8 (ws does not check what it sends)
 //   /close      closes with ?code=N&reason=R
+//   /burst-close sends b1, b2, b3 and closes with 4005 "after burst"
+//   /flood      sends f1 .. f1000 at once, then echoes
 // Every close the server sees is printed as "closed PATH CODE REASON".
 'use strict';
 const { WebSocketServer } = require('ws');
@@ -24,6 +26,12 @@ wss.on('connection', (ws, req) => {
     ws.send(Buffer.from([5, 0]), { binary: true, fin: true });
   } else if (u.pathname === '/badutf8') {
     ws.send(Buffer.from([0x6f, 0x6b, 0xc3, 0x28]), { binary: false });
+  } else if (u.pathname === '/burst-close') {
+    for (let i = 1; i <= 3; i++) ws.send(`b${i}`);
+    ws.close(4005, 'after burst');
+    return;
+  } else if (u.pathname === '/flood') {
+    for (let i = 1; i <= 1000; i++) ws.send(`f${i}`);
   } else if (u.pathname === '/close') {
     ws.close(Number(u.searchParams.get('code') || 1000), u.searchParams.get('reason') || '');
     return;
