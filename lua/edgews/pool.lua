@@ -371,7 +371,14 @@ function Pool:release(conn, err)
     return
   end
   b.breaker:success()
-  if self.closed or conn.ws:state() ~= "open" or not b.healthy then
+  -- Unread messages would reach the connection's next user: close it instead.
+  local state, _, _, unread = core.client_state(conn.ws._h)
+  if unread > 0 and state == "open" then
+    self:_discard(conn, 1000, "unread messages")
+    self:_wake_one("retry")
+    return
+  end
+  if self.closed or state ~= "open" or not b.healthy then
     self:_discard(conn, 1001, self.closed and "pool closed" or "")
     self:_wake_one("retry")
     return

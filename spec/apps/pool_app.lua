@@ -126,6 +126,21 @@ function ops.request(c)
   return { reply = res, error = err }
 end
 
+-- A request whose reply is left unread: the pool must not hand that connection on.
+function ops.unread(c)
+  local p = pools[c.name]
+  local conn = assert(p:acquire { timeout = 2 })
+  local first = conn.id
+  conn:send("left behind")
+  edgews.sleep(0.2) -- the reply arrives and stays unread
+  p:release(conn)
+  local again = assert(p:acquire { timeout = 2 })
+  again:send("next")
+  local reply = again:receive(2)
+  p:release(again)
+  return { reused = again.id == first, reply = reply }
+end
+
 function ops.stats(c)
   local s = pools[c.name]:stats()
   return { stats = s, health = pools[c.name]:health(), events = events[c.name] }

@@ -244,6 +244,12 @@ describe("edgews.pool with real backends", function()
     call { op = "close", name = "va" }
   end)
 
+  it("closes a released connection that has unread messages instead of reusing it", function()
+    call { op = "new", name = "un", only = { "a" } }
+    assert.are.same({ reused = false, reply = "a:next" }, call { op = "unread", name = "un" })
+    call { op = "close", name = "un" }
+  end)
+
   it("a pool created again under its name (a reload) replaces the old one", function()
     local r = call { op = "replace", name = "again", only = { "a" } }
     assert.are.same({ old_acquire = "pool closed", old_conn_state_before_release = "open",
