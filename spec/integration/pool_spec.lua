@@ -50,7 +50,7 @@ describe("edgews.pool with real backends", function()
   teardown(function()
     local report
     for _, b in pairs(backends) do psignal.kill(b.pid, psignal.SIGCONT) end
-    if srv then
+    if srv and srv:alive() then
       srv:stop()
       report = helper.sanitizer_report(srv:log())
     end
@@ -268,5 +268,28 @@ describe("edgews.pool with real backends", function()
     assert.matches('edgews_pool_connections{worker="0",pool="m",backend="a",state="idle"} 1', body, 1, true)
     assert.matches('edgews_pool_circuit_state{worker="0",pool="m",backend="a"} 0', body, 1, true)
     call { op = "close", name = "m" }
+  end)
+
+  it("shuts down cleanly with acquirers waiting and a receive in progress", function()
+    call { op = "new", name = "sd", only = { "a" }, config = { max_connections = 1 } }
+    call { op = "hold", name = "sd", tag = "sd", k = 1 }
+    call { op = "waiters", name = "sd", tag = "sd", k = 3, timeout = 60 }
+    assert(helper.wait_until(function() return stats("sd").stats.waiting == 3 end, 5))
+    -- a handler parked in receive on a backend that holds its reply for 30 s
+    call { op = "new", name = "sd2", only = { "b" } }
+    ctl:call { op = "send", id = "ctl", data = cjson.encode { op = "request", name = "sd2", msg = "hold:30",
+      timeout = 60 } }
+    -- /ctl's handler is now parked in receive (events of that socket wait): ask on another
+    ctl:call { op = "open", id = "ctl2", url = srv:url "/ctl" }
+    assert(helper.wait_until(function()
+      ctl:call { op = "send", id = "ctl2", data = cjson.encode { op = "stats", name = "sd2" } }
+      local r = ctl:call { op = "recv", id = "ctl2", n = 1, timeout = 5 }
+      return r.json[1].stats.active == 1
+    end, 5), "the request did not start")
+    local how, code = srv:stop(10)
+    assert.are.equal("exited", how)
+    assert.are.equal(0, code)
+    local report = helper.sanitizer_report(srv:log())
+    assert(not report, report)
   end)
 end)
