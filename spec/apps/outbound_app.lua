@@ -133,6 +133,14 @@ scenarios.ping = function()
   ws:close()
   return { ping = ok, msg = m, state = ws:state() }
 end
+scenarios.ping_timeout = function()
+  local ws, err = edgews.client.connect(url(RAW, "/deaf"), { ping_interval = 0.1, ping_timeout = 0.3 })
+  if not ws then return { err = err } end
+  local t0 = edgews.now()
+  local m, e = ws:receive(5)
+  local code, reason = ws:close_status()
+  return { msg = m, err = e, code = code, reason = reason, waited = edgews.now() - t0 }
+end
 scenarios.refused = function()
   local ws, err = edgews.client.connect("ws://127.0.0.1:1/x", { timeout = 2 })
   return { ws = ws ~= nil, err = err }

@@ -146,6 +146,14 @@ describe("outbound client (edgews.client)", function()
     assert.are.equal("alive", r.msg)
   end)
 
+  it("fails a connection whose server stops answering pings (ping_timeout, 1001)", function()
+    local r = result("ping_timeout")
+    assert.are.equal("closed", r.err)
+    assert.are.equal(1001, r.code)
+    assert.are.equal("ping timeout", r.reason)
+    assert.is_true(r.waited >= 0.35, tostring(r.waited)) -- interval + timeout, not earlier
+  end)
+
   it("times out a receive without losing the connection", function()
     local r = result("receive_timeout")
     assert.are.equal("timeout", r.err)

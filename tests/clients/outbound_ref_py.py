@@ -19,6 +19,7 @@ raw paths:
   /proto      answers 101 selecting a subprotocol that was not offered
   /silent     never answers
   /404        answers 404 Not Found
+  /deaf       (like every raw path) never answers a ping
 """
 import argparse
 import asyncio
@@ -127,8 +128,10 @@ async def raw(r, w):
         elif path == "/badutf8":
             w.write(frame(1, b"ok \xff\xfe bad"))
             await w.drain()
-        while True:  # until the client's close (answered) or EOF
+        while True:  # until the client's close (answered) or EOF; pings unanswered
             op, key, data = await read_frame(r)
+            if op == 9:
+                print("raw ping %s" % path, flush=True)
             if op == 8:
                 code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else 1005
                 print("raw closed %s %s masked=%s" % (path, code, key is not None), flush=True)
