@@ -319,12 +319,17 @@ static void push_closed(lua_State *L, ews_lclient_t *h) {
  * core.client_wait_open). o (checked in client.lua): headers (a string of
  * "Name: value\r\n" lines), protocols ("a, b"), timeout_ms, max_message,
  * compression, compress_threshold, max_buffered, ping_interval_ms, ping_timeout_ms,
- * ca_file, verify. */
+ * ca_file, verify, probe_path; wait = 1: raise unless the caller is a task that can
+ * wait for the result (connect and probe do). */
 static int l_open(lua_State *L) {
   ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
   const char *url = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   if (!w) return luaL_error(L, "edgews.client.connect needs a worker (not while reading the configuration)");
+  /* Refuse before connecting when the caller will not be able to wait for it. */
+  if (opt_u64(L, 2, "wait", 0) && !ews_task_current(w, L))
+    return luaL_error(L, "edgews.client.connect can only wait inside a handler, a timer or a "
+                         "task (at load time, connect from edgews.timer(0, fn))");
   ews_client_opts_t o;
   memset(&o, 0, sizeof o);
   o.url = url;

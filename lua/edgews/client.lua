@@ -20,6 +20,10 @@ local timers = require "edgews.timers"
 local type, error, pairs, ipairs, tostring, setmetatable, concat =
   type, error, pairs, ipairs, tostring, setmetatable, table.concat
 local floor = math.floor
+local running = coroutine.running
+
+local CANNOT_WAIT = "edgews.client.connect can only wait inside a handler, a timer or a task"
+  .. " (at load time, connect from edgews.timer(0, fn))"
 
 local _M = {}
 
@@ -48,7 +52,7 @@ end
 
 -- The checked options in the form core.client_open takes.
 local function options(opts)
-  local o = {}
+  local o = { wait = 1 }
   if opts.headers ~= nil then
     if type(opts.headers) ~= "table" then error("edgews.client.connect: headers must be a table", 3) end
     local lines = {}
@@ -100,6 +104,7 @@ end
 function _M.connect(url, opts)
   if type(url) ~= "string" then error("edgews.client.connect: url string expected", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("edgews.client.connect: options table expected", 2) end
+  if not running() then error(CANNOT_WAIT, 2) end -- a script's top level (the C side checks too)
   local h, err = core.client_open(url, options(opts or {}))
   if not h then return nil, err end
   local ok
@@ -188,7 +193,8 @@ function _M.probe(url, path, timeout, opts)
   if type(url) ~= "string" then error("edgews.client.probe: url string expected", 2) end
   if type(path) ~= "string" or path:sub(1, 1) ~= "/" then error("edgews.client.probe: path /... expected", 2) end
   opts = opts or {}
-  local o = { probe_path = path, timeout_ms = secs_ms(timeout, "timeout", 5000), ca_file = opts.ca_file }
+  local o = { probe_path = path, timeout_ms = secs_ms(timeout, "timeout", 5000), ca_file = opts.ca_file,
+    wait = 1 }
   if o.timeout_ms == 0 then o.timeout_ms = 1 end
   if opts.verify ~= nil then o.verify = opts.verify and 1 or 0 end
   local h, err = core.client_open(url, o)

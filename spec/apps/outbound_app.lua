@@ -244,6 +244,12 @@ local function run(name)
   return res
 end
 
+if PY and require("edgews.core").in_worker then
+  -- At load time nothing can wait: connect raises (misuse), it does not connect.
+  local ok, err = pcall(edgews.client.connect, url(PY, "/echo"))
+  edgews.log.info("OUTBOUND load_time " .. cjson.encode { ok = ok, err = tostring(err) })
+end
+
 if PY and edgews.worker_id() == 0 then
   edgews.timer(0, function()
     for _, name in ipairs(order) do

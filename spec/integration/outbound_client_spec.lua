@@ -216,6 +216,12 @@ describe("outbound client (edgews.client)", function()
     assert(seen, "node ws did not see close 1001")
   end)
 
+  it("raises when connect is called where it cannot wait (a script's top level)", function()
+    local r = result("load_time")
+    assert.is_false(r.ok)
+    assert.matches("can only wait inside a handler, a timer or a task", r.err)
+  end)
+
   it("works from a message handler", function()
     local code = [[
 import asyncio, sys, websockets
