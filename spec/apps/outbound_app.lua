@@ -141,6 +141,14 @@ scenarios.ping_timeout = function()
   local code, reason = ws:close_status()
   return { msg = m, err = e, code = code, reason = reason, waited = edgews.now() - t0 }
 end
+scenarios.probe = function()
+  local r = {}
+  r.plain = { edgews.client.probe(url(RAW, "/x"), "/404", 2) }
+  r.tls = { edgews.client.probe(("wss://localhost:%s/echo"):format(TLS), "/health", 2, { ca_file = CA }) }
+  r.tls_untrusted = { edgews.client.probe(("wss://localhost:%s/echo"):format(TLS), "/health", 2) }
+  r.refused = { edgews.client.probe("ws://127.0.0.1:1/", "/health", 2) }
+  return r
+end
 scenarios.refused = function()
   local ws, err = edgews.client.connect("ws://127.0.0.1:1/x", { timeout = 2 })
   return { ws = ws ~= nil, err = err }

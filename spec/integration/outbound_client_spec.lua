@@ -190,6 +190,16 @@ describe("outbound client (edgews.client)", function()
     assert.matches("^tls: certificate verification failed: .*[Cc]ommon [Nn]ame", r.err)
   end)
 
+  it("probes with an HTTP GET (plain and over verified TLS) and answers the status", function()
+    local r = result("probe")
+    assert.are.same({ 404 }, r.plain)
+    assert.is_number(r.tls[1]) -- websockets answers a plain GET with an error status
+    assert.is_true(r.tls[1] >= 400 and r.tls[1] < 500, tostring(r.tls[1]))
+    assert.are.equal(cjson.null, r.tls_untrusted[1])
+    assert.matches("^tls: certificate verification failed", r.tls_untrusted[2])
+    assert.are.same({ cjson.null, "connect: connection refused" }, r.refused)
+  end)
+
   it("connects with verify = false", function()
     assert.are.equal("hello", result("wss_noverify").text)
   end)
