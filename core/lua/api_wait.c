@@ -12,7 +12,7 @@
  * timer), so a waker's handler finishes first and tasks never nest. A wake that comes
  * before the wait (the waiter has not parked yet) is kept and returned at once. Ids
  * are per worker, never reused; records are found through a per-worker Lua table
- * (id -> light userdata) and listed on the VM for shutdown. */
+ * (id -> light userdata, w->lwait_map) and listed on the VM (w->lwaits) for shutdown. */
 #include <lauxlib.h>
 #include <stdlib.h>
 
@@ -30,14 +30,11 @@ typedef struct ews_lwait {
   int started; /* the timer handle was initialised */
 } ews_lwait_t;
 
-static _Thread_local ews_lwait_t *waits; /* this worker's records */
-static _Thread_local double wait_seq;
-static _Thread_local int wait_map; /* registry ref: id -> record */
 
 static void on_closed(uv_handle_t *h) { free(h->data); }
 
-static void map_set(lua_State *L, double id, ews_lwait_t *r) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, wait_map);
+static void map_set(lua_State *L, ews_vm_t *w, double id, ews_lwait_t *r) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, w->lwait_map);
   lua_pushnumber(L, id);
   if (r) lua_pushlightuserdata(L, r);
   else lua_pushnil(L);
@@ -45,9 +42,9 @@ static void map_set(lua_State *L, double id, ews_lwait_t *r) {
   lua_pop(L, 1);
 }
 
-static ews_lwait_t *find(lua_State *L, double id) {
-  if (!wait_map) return NULL;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, wait_map);
+static ews_lwait_t *find(lua_State *L, ews_vm_t *w, double id) {
+  if (!w || !w->lwait_map) return NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, w->lwait_map);
   lua_pushnumber(L, id);
   lua_rawget(L, -2);
   ews_lwait_t *r = lua_touserdata(L, -1);
@@ -57,10 +54,11 @@ static ews_lwait_t *find(lua_State *L, double id) {
 
 /* Unlinks and frees (through the timer's close when it was started). */
 static void destroy(lua_State *L, ews_lwait_t *r) {
+  ews_vm_t *w = r->w;
   if (r->prev) r->prev->next = r->next;
-  else waits = r->next;
+  else w->lwaits = r->next;
   if (r->next) r->next->prev = r->prev;
-  map_set(L, r->id, NULL);
+  map_set(L, w, r->id, NULL);
   if (r->vals != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, r->vals);
   r->vals = LUA_NOREF;
   if (r->started) uv_close((uv_handle_t *)&r->timer, on_closed);
@@ -101,26 +99,26 @@ static void on_fire(uv_timer_t *t) {
 static int l_wait_new(lua_State *L) {
   ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
   if (!w) return luaL_error(L, "waiting needs a worker");
-  if (!wait_map) {
+  if (!w->lwait_map) { /* registry refs are > 0 */
     lua_newtable(L);
-    wait_map = luaL_ref(L, LUA_REGISTRYINDEX);
+    w->lwait_map = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   ews_lwait_t *r = calloc(1, sizeof *r);
   if (!r) return luaL_error(L, "out of memory");
   r->w = w;
   r->vals = LUA_NOREF;
-  r->id = ++wait_seq;
-  r->next = waits;
-  if (waits) waits->prev = r;
-  waits = r;
-  map_set(L, r->id, r);
+  r->id = ++w->lwait_seq;
+  r->next = w->lwaits;
+  if (w->lwaits) w->lwaits->prev = r;
+  w->lwaits = r;
+  map_set(L, w, r->id, r);
   lua_pushnumber(L, r->id);
   return 1;
 }
 
 static int l_wait(lua_State *L) {
   ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
-  ews_lwait_t *r = find(L, luaL_checknumber(L, 1));
+  ews_lwait_t *r = find(L, w, luaL_checknumber(L, 1));
   double ms = luaL_optnumber(L, 2, -1);
   if (!r) return luaL_error(L, "core.wait: no such wait record");
   if (r->task) return luaL_error(L, "core.wait: already waiting");
@@ -141,7 +139,8 @@ static int l_wait(lua_State *L) {
 }
 
 static int l_wake(lua_State *L) {
-  ews_lwait_t *r = find(L, luaL_checknumber(L, 1));
+  ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
+  ews_lwait_t *r = find(L, w, luaL_checknumber(L, 1));
   if (!r || r->woken) {
     lua_pushboolean(L, 0);
     return 1;
@@ -163,7 +162,8 @@ static int l_wake(lua_State *L) {
 
 /* core.wait_cancel(id): drops a record nobody waits on (never parked). */
 static int l_wait_cancel(lua_State *L) {
-  ews_lwait_t *r = find(L, luaL_checknumber(L, 1));
+  ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
+  ews_lwait_t *r = find(L, w, luaL_checknumber(L, 1));
   if (r && !r->task) destroy(L, r);
   return 0;
 }
@@ -175,8 +175,8 @@ void ews_api_wait_register(lua_State *L, void *w) {
 }
 
 void ews_lwaits_close_all(ews_vm_t *w) {
-  while (waits) {
-    ews_lwait_t *r = waits;
+  while (w->lwaits) {
+    ews_lwait_t *r = w->lwaits;
     if (r->task) { /* parked at shutdown: it will never run again */
       ews_task_detach(r->task);
       free(r->task);
@@ -184,5 +184,4 @@ void ews_lwaits_close_all(ews_vm_t *w) {
     }
     destroy(w->L, r);
   }
-  wait_map = 0;
 }
