@@ -61,6 +61,11 @@
   XX(TOKEN_EXPIRED,  -67, 4403, 0,   "token expired")                                 \
   XX(RATE_LIMIT,     -68, 1008, 429, "rate limit exceeded")                           \
   XX(TLS,            -80, 0,    0,   "TLS error")                                     \
+  XX(CERT,           -82, 0,    0,   "certificate verification failed")               \
+  XX(HANDSHAKE,      -100, 0,   0,   "WebSocket handshake failed")                    \
+  XX(RESOLVE,        -101, 0,   0,   "host name not resolved")                        \
+  XX(CONNECT,        -102, 0,   0,   "connection failed")                             \
+  XX(URL,            -103, 0,   0,   "bad WebSocket URL")                             \
   XX(ZLIB,           -81, 1011, 0,   "zlib error")                                    \
   XX(NOSTORE,        -90, 0,    0,   "no data directory (start with --data DIR)")    \
   XX(NOSPACE,        -91, 0,    0,   "storage full")                                \

@@ -20,6 +20,7 @@
 #include "script_config.h"
 #include "net/msgmem.h"
 #include "log.h"
+#include "lua/api.h"
 #include "lua/runaway.h"
 #include "lua/vm.h"
 #include "net/tls.h"
@@ -347,6 +348,7 @@ int main(int argc, char **argv) {
   free(m.server.hubs);
   ews_tls_ctx_unref(m.tls);
   ews_runaway_shutdown(); /* every VM has been closed */
+  ews_pool_metrics_free();
   EWS_INFO("stopped");
   ews_config_free(&m.cfg);
   return 0;

@@ -9,6 +9,7 @@
 
 #include "err.h"
 #include "hub/store.h"
+#include "lua/api.h"
 #include "net/msgmem.h"
 #include "worker.h"
 
@@ -41,6 +42,8 @@ static void put(out_t *o, const char *fmt, ...) {
     o->cap = cap;
   }
 }
+
+static void put_str(void *ud, const char *s) { put(ud, "%s", s); }
 
 static uint64_t rd(const uint64_t *v) { return __atomic_load_n(v, __ATOMIC_RELAXED); }
 
@@ -162,6 +165,7 @@ int ews_metrics_text(const ews_server_t *s, char **outp, size_t *len) {
         EWS_STAT_LOAD(s->workers[i].vm.stats.latency_sum));
     put(&o, "edgews_handler_seconds_count{worker=\"%d\"} %llu\n", i, (unsigned long long)cum);
   }
+  ews_pool_metrics(s->nworkers, put_str, &o); /* edgews.pool's lines, if any */
   if (o.oom) {
     free(o.p);
     return EWS_ENOMEM;

@@ -154,6 +154,7 @@ static void worker_main(void *arg) {
                                 cfg->max_headers, (uint8_t)cfg->health, (uint8_t)cfg->metrics,
                                 (uint8_t)(cfg->admin_port >= 0)};
   net->ops = &ews_lua_conn_ops;
+  net->client_ops = &ews_lua_client_ops;
   net->owner = &w->vm;
   net->hooks = (ews_net_hooks_t){health, metrics, conn_freed, w};
   net->total_conns = &w->server->nconns;
@@ -214,6 +215,8 @@ started:
   /* Runs the completions still due (a publish or store waiting in a handler). */
   ews_store_client_close(w->hub.store);
   w->hub.store = NULL;
+  ews_lclients_close_all(&w->vm);
+  ews_lwaits_close_all(&w->vm);
   ews_ltimers_close_all(&w->vm);
   ews_bus_free(&w->hub.inbox);
   uv_walk(&w->loop, close_walk_cb, NULL);

@@ -6,6 +6,7 @@
 --                                     args = { "--drain-timeout", "2" } }
 --   srv.port, srv:url "/echo", srv:log(), srv:wait_log(pattern, secs),
 --   srv:signal "TERM", srv:wait(secs) -> exited, how, code ; srv:stop()
+--   helper.start_server { ..., port = N } listens on port N (a restart on the same port)
 --   helper.start_server { ..., wrap = { "nsenter", "-t", pid, "-m", "--" } } runs the
 --   server through a command that execs it (same pid)
 --   local res, rc = helper.py("echo", "--url", srv:url "/echo")   -- parsed JSON line
@@ -429,7 +430,7 @@ function M.start_server(o)
       .. " (build it, or set EDGEWS_BIN)")
   local argv = {}
   for _, a in ipairs(o.wrap or {}) do argv[#argv + 1] = a end -- e.g. nsenter ... --
-  for _, a in ipairs { bin, "--listen", (o.host or "127.0.0.1") .. ":0" } do argv[#argv + 1] = a end
+  for _, a in ipairs { bin, "--listen", (o.host or "127.0.0.1") .. ":" .. (o.port or 0) } do argv[#argv + 1] = a end
   if o.workers then
     argv[#argv + 1] = "--workers"
     argv[#argv + 1] = tostring(o.workers)

@@ -59,6 +59,24 @@ void ews_api_presence_register(lua_State *L, void *w);
 void ews_api_ratelimit_register(lua_State *L, void *w);
 /* Static files (api_static.c): core.static_root, core.set_static. */
 void ews_api_static_register(lua_State *L, void *w);
+/* Outbound WebSocket connections (api_client.c): the core.client_* functions; the
+ * Lua layer as the owner of client connections (net->client_ops); at worker
+ * shutdown, before the loop's last run, every client connection is aborted and the
+ * tasks waiting on one let go. */
+void ews_api_client_register(lua_State *L, void *w);
+extern const ews_conn_ops_t ews_lua_client_ops;
+void ews_lclients_close_all(ews_vm_t *w);
+/* The pool's /metrics lines (api_pool.c): core.pool_metrics(family, text) per worker;
+ * ews_pool_metrics prints every family (HELP, TYPE, each worker's lines) through
+ * put; ews_pool_metrics_free at process exit. Any thread. */
+#define EWS_POOL_FAMILIES 6
+void ews_api_pool_register(lua_State *L, void *w);
+void ews_pool_metrics(int nworkers, void (*put)(void *ud, const char *s), void *ud);
+void ews_pool_metrics_free(void);
+/* core.wait_new / wait / wake / wait_cancel (api_wait.c): a task waits until another
+ * wakes it; at shutdown the records left are freed. */
+void ews_api_wait_register(lua_State *L, void *w);
+void ews_lwaits_close_all(ews_vm_t *w);
 /* At worker shutdown: stops and frees every Lua timer (and the tasks sleeping). */
 void ews_ltimers_close_all(ews_vm_t *w);
 

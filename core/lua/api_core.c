@@ -652,6 +652,9 @@ int ews_luaopen_core(lua_State *L) {
   ews_api_presence_register(L, w);
   ews_api_ratelimit_register(L, w);
   ews_api_static_register(L, w);
+  ews_api_client_register(L, w);
+  ews_api_wait_register(L, w);
+  ews_api_pool_register(L, w);
   /* Error codes by number -> short lower-case name ("closed", "backpressure", ...). */
   lua_createtable(L, 0, 48);
 #define XX(name, val, cc, hs, msg)        \

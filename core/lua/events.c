@@ -197,4 +197,5 @@ static void on_free(ews_conn_t *c) {
   c->uref = LUA_NOREF;
 }
 
-const ews_conn_ops_t ews_lua_conn_ops = {on_authenticate, on_open, on_message, on_close, on_free};
+const ews_conn_ops_t ews_lua_conn_ops = {on_authenticate, on_open, on_message, on_close, on_free,
+                                        NULL, NULL, NULL};

@@ -71,6 +71,10 @@ typedef struct ews_vm {
   uint32_t nltimers;           /* how many (edgews.stats().timers) */
   int ltimer_map;              /* registry ref of the id -> timer table (0: none yet) */
   double ltimer_seq;           /* the last timer id given out on this worker */
+  struct ews_lclient *lclients; /* outbound connections' Lua records (api_client.c) */
+  struct ews_lwait *lwaits;    /* tasks waiting to be woken (api_wait.c) */
+  int lwait_map;               /* registry ref of the id -> wait record table (0: none) */
+  double lwait_seq;            /* the last wait id given out on this worker */
   ews_vm_stats_t stats;
 } ews_vm_t;
 

@@ -12,6 +12,7 @@
 #include "err.h"
 #include "log.h"
 #include "net/static_files.h"
+#include "net/client.h"
 #include "net/tls.h"
 #include "proto/close_codes.h"
 #include "stat.h"
@@ -215,6 +216,10 @@ void ews_conn_on_timer(ews_tnode_t *node, void *ud) {
   uint32_t in_state = now - c->since_ms;
   switch (c->state) {
     case EWS_CS_HEAD:
+      if (c->flags & EWS_CF_CLIENT) {
+        ews_client_on_timer(c);
+        return;
+      }
       if (c->flags & EWS_CF_AUTHING) {
         if (in_state >= c->app->auth_timeout_ms) ews_conn_respond_error(c, EWS_EAUTH_TIMEOUT);
         else ews_conn_set_timer(c, c->app->auth_timeout_ms - in_state);
@@ -259,7 +264,8 @@ void ews_conn_on_closed(uv_handle_t *h) {
     hk->next = NULL;
     hk->closed(c, hk);
   }
-  if (net->ops && net->ops->free) net->ops->free(c);
+  const ews_conn_ops_t *ops = ews_conn_ops(c);
+  if (ops && ops->free) ops->free(c);
   if (c->prev) c->prev->next = c->next;
   else net->conns = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -281,7 +287,9 @@ void ews_conn_on_closed(uv_handle_t *h) {
   ews_conn_free_in(c);
   free(c->close_reason);
   if (c->app) ews_app_unref(c->app);
+  int client = (c->flags & EWS_CF_CLIENT) != 0;
   free(c);
+  if (client) return; /* outbound connections are not in the server's counts */
   EWS_STAT_ADD(net->nconns, -1);
   if (net->total_conns) __atomic_sub_fetch(net->total_conns, 1, __ATOMIC_RELAXED);
   if (net->hooks.conn_freed) net->hooks.conn_freed(net->hooks.ud);
@@ -291,7 +299,8 @@ void ews_conn_sweep(ews_conn_t *c) {
   if ((c->flags & EWS_CF_OPENED) && !(c->flags & EWS_CF_CLOSE_EVENT) &&
       c->state >= EWS_CS_DRAINING) {
     c->flags |= EWS_CF_CLOSE_EVENT;
-    if (c->net->ops && c->net->ops->close) c->net->ops->close(c);
+    const ews_conn_ops_t *ops = ews_conn_ops(c);
+    if (ops && ops->close) ops->close(c);
   }
   if (c->state == EWS_CS_CLOSED && !uv_is_closing((uv_handle_t *)&c->tcp)) {
     ews_wheel_cancel(&c->net->wheel, &c->tnode);

@@ -52,6 +52,17 @@ struct ews_conn_ops {
   /* The connection is about to be freed, after its close hooks ran: release what the
    * owner holds for it (udata, uref). */
   void (*free)(ews_conn_t *c);
+  /* Client connections only (net/client.h): the connect, TLS or opening handshake
+   * failed before open (err: EWS_ERESOLVE, EWS_ECONNECT, EWS_ETIMEDOUT, EWS_ETLS,
+   * EWS_ECERT, EWS_EHANDSHAKE, ...; reason: a sentence, valid during the call). The
+   * connection is then aborted; `free` follows. */
+  void (*failed)(ews_conn_t *c, int err, const char *reason);
+  /* Client connections only, may be NULL: a pong arrived (payload valid during the
+   * call). */
+  void (*pong)(ews_conn_t *c, const uint8_t *p, size_t n);
+  /* Client HTTP probes only (ews_client_opts_t.probe_path): the status line's code
+   * of the answer; the connection is then aborted (`free` follows). */
+  void (*http_status)(ews_conn_t *c, int status);
 };
 
 /* A service's per-connection state ends with the connection: the service embeds a
@@ -102,7 +113,9 @@ enum {
   EWS_CF_AUTHING = 1u << 11,    /* the owner's authenticator runs (state HEAD) */
   EWS_CF_ADMIN = 1u << 12,      /* accepted on the admin listener: /health, /metrics only */
   EWS_CF_CLOSE_DONE = 1u << 13, /* both close frames exchanged: no need to linger */
-  EWS_CF_BUDGET = 1u << 14      /* a growth of `in` was refused by the memory budget */
+  EWS_CF_BUDGET = 1u << 14,     /* a growth of `in` was refused by the memory budget */
+  EWS_CF_CLIENT = 1u << 15      /* an outbound connection (net/client.h): we mask, the
+                                   owner is net->client_ops, not counted in nconns */
 };
 
 /* Between a valid upgrade request and the 101 while the owner's authenticator runs:
@@ -242,6 +255,12 @@ int ews_conn_peer(const ews_conn_t *c, char *ip, size_t cap, int *port);
 /* ---- what other layers read (cheap: inline) -------------------------------------- */
 
 static inline uint64_t ews_conn_id(const ews_conn_t *c) { return c->id; }
+/* The owner's events of this connection: net->client_ops for outbound connections,
+ * else net->ops. */
+static inline const ews_conn_ops_t *ews_conn_ops(const ews_conn_t *c) {
+  return (c->flags & EWS_CF_CLIENT) ? c->net->client_ops : c->net->ops;
+}
+static inline int ews_conn_is_client(const ews_conn_t *c) { return (c->flags & EWS_CF_CLIENT) != 0; }
 /* The owner's context of the connection's loop (net->owner). */
 static inline void *ews_conn_owner(const ews_conn_t *c) { return c->net->owner; }
 static inline int ews_conn_is_open(const ews_conn_t *c) { return c->state == EWS_CS_OPEN; }

@@ -6,11 +6,13 @@
  * buffer (`in`) that exists just for that message. Pausing stops reading. */
 #include "net/conn_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
 #include "log.h"
+#include "net/client.h"
 #include "net/msgmem.h"
 #include "net/tls.h"
 #include "proto/close_codes.h"
@@ -51,7 +53,7 @@ static int grow_in(ews_zbuf_t *b, size_t need) {
 
 static void deliver_in(ews_conn_t *c, int opcode) {
   EWS_STAT_ADD(c->net->stats.msgs_in, 1);
-  c->net->ops->message(c, c->in ? c->in : (const uint8_t *)"", c->in_len, opcode == EWS_OP_BINARY);
+  ews_conn_ops(c)->message(c, c->in ? c->in : (const uint8_t *)"", c->in_len, opcode == EWS_OP_BINARY);
   /* An idle connection holds no buffer: with glibc's trimming off (main.c), the
    * next message's malloc is cheap. */
   ews_conn_free_in(c);
@@ -80,7 +82,7 @@ static int on_data(void *ud, int opcode, uint8_t *p, size_t n, int first, int la
   }
   if (first && last) {
     EWS_STAT_ADD(c->net->stats.msgs_in, 1);
-    c->net->ops->message(c, p, n, opcode == EWS_OP_BINARY);
+    ews_conn_ops(c)->message(c, p, n, opcode == EWS_OP_BINARY);
   } else {
     int r = n ? ews_conn_in_append(c, p, n) : 0;
     if (r != 0) return r;
@@ -97,6 +99,10 @@ static int on_control(void *ud, int opcode, uint8_t *p, size_t n) {
       if (c->state == EWS_CS_OPEN) ews_conn_queue_frame(c, EWS_OP_PONG, p, n);
       return 0;
     case EWS_OP_PONG:
+      if (c->flags & EWS_CF_CLIENT) {
+        const ews_conn_ops_t *ops = ews_conn_ops(c);
+        if (ops->pong) ops->pong(c, p, n);
+      }
       return 0;
     case EWS_OP_CLOSE: {
       unsigned code;
@@ -147,15 +153,23 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static int tls_unwrap(ews_conn_t *c, size_t nread, uint8_t **p, size_t *n, int *eof) {
   size_t plain = 0;
   int r = ews_tls_read(c->tls->tls, c->net->rbuf, nread, &plain);
-  if (c->tls->out.bytes) ews_conn_schedule_flush(c);
+  /* A client's request waits in wq for the end of the handshake. */
+  if (c->tls->out.bytes || (c->wq.bytes && ews_tls_handshake_done(c->tls->tls)))
+    ews_conn_schedule_flush(c);
   *p = c->net->rbuf;
   *n = plain;
   *eof = r == EWS_ECLOSED;
   if (r == 0 || r == EWS_ECLOSED) return 1;
   if (r == EWS_EAGAIN) return 0;
-  char why[256];
-  EWS_DEBUG("conn %llu: TLS: %s", (unsigned long long)c->id,
-            ews_tls_reason(c->tls->tls, why, sizeof why));
+  char why[320];
+  ews_tls_reason(c->tls->tls, why, sizeof why); /* not inside EWS_DEBUG: used below */
+  EWS_DEBUG("conn %llu: TLS: %s", (unsigned long long)c->id, why);
+  if ((c->flags & EWS_CF_CLIENT) && c->state == EWS_CS_HEAD) {
+    char msg[340];
+    snprintf(msg, sizeof msg, "tls: %s", why);
+    ews_client_fail(c, r == EWS_ECERT ? EWS_ECERT : EWS_ETLS, msg);
+    return 0;
+  }
   /* Let the alert (if any) go out, then close. */
   if (c->state == EWS_CS_OPEN || c->state == EWS_CS_CLOSING)
     ews_conn_set_close_reason(c, EWS_CLOSE_ABNORMAL, NULL, 0);
@@ -172,6 +186,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       EWS_DEBUG("conn %llu: read error: %s", (unsigned long long)c->id, uv_strerror((int)nread));
     c->flags |= EWS_CF_EOF;
     uv_read_stop(s);
+    if ((c->flags & EWS_CF_CLIENT) && c->state == EWS_CS_HEAD) {
+      ews_client_fail(c, EWS_EHANDSHAKE, nread == UV_EOF
+                                             ? "handshake: the server closed the connection"
+                                             : "handshake: read error");
+      return;
+    }
     /* Draining: let the queued bytes (a close echo, an HTTP answer) go out first. */
     if (c->state == EWS_CS_DRAINING && nread == UV_EOF) ews_conn_schedule_flush(c);
     else ews_conn_abort(c);
@@ -185,7 +205,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->tls && c->state < EWS_CS_DRAINING && !tls_unwrap(c, n, &p, &n, &tls_eof)) return;
   if (n) switch (c->state) {
     case EWS_CS_HEAD:
-      ews_conn_on_head_bytes(c, p, n);
+      if (c->flags & EWS_CF_CLIENT) ews_client_on_head_bytes(c, p, n);
+      else ews_conn_on_head_bytes(c, p, n);
       break;
     case EWS_CS_OPEN:
     case EWS_CS_CLOSING:

@@ -14,6 +14,7 @@
 #include "err.h"
 #include "log.h"
 #include "net/static_files.h"
+#include "net/client.h"
 #include "net/tls.h"
 #include "proto/close_codes.h"
 #include "stat.h"
@@ -24,7 +25,26 @@ int ews_conn_queue_raw(ews_conn_t *c, const void *a, size_t alen, const void *b,
   return r;
 }
 
+/* A client's frame: a fresh random mask (RFC 6455 5.3), the payload masked while it
+ * is copied into the queue (the caller's bytes stay as they are). */
+static int queue_masked(ews_conn_t *c, int opcode, int rsv1, const void *p, size_t n) {
+  uint8_t key[4], hdr[EWS_FRAME_MAX_HEADER];
+  ews_client_mask_key(key);
+  size_t hl = ews_frame_header(hdr, opcode, 1, rsv1, n, key);
+  uint8_t *dst = ews_wq_reserve(&c->wq, &c->net->pool, hl + n);
+  if (!dst) return EWS_ENOMEM;
+  memcpy(dst, hdr, hl);
+  if (n) {
+    memcpy(dst + hl, p, n);
+    ews_mask(dst + hl, n, key, 0);
+  }
+  ews_wq_commit(&c->wq, hl + n);
+  ews_conn_schedule_flush(c);
+  return 0;
+}
+
 int ews_conn_queue_frame(ews_conn_t *c, int opcode, const void *p, size_t n) {
+  if (c->flags & EWS_CF_CLIENT) return queue_masked(c, opcode, 0, p, n);
   uint8_t hdr[EWS_FRAME_MAX_HEADER];
   size_t hl = ews_frame_header(hdr, opcode, 1, 0, n, NULL);
   return ews_conn_queue_raw(c, hdr, hl, p, n);
@@ -41,6 +61,13 @@ static int queue_compressed(ews_conn_t *c, int opcode, const void *p, size_t n) 
   ews_zbuf_t *z = &c->net->zscratch;
   z->len = 0;
   size_t off;
+  if (c->flags & EWS_CF_CLIENT) {
+    r = ews_deflate_message(d, p, n, z);
+    if (r == 0) r = queue_masked(c, opcode, 1, z->p, z->len);
+    if (r == 0) EWS_STAT_ADD(c->net->stats.compressed, 1);
+    if (z->cap > 256 * 1024) ews_zbuf_free(z);
+    return r;
+  }
   r = ews_deflate_frame(d, opcode, p, n, z, &off);
   if (r < 0) return r;
   EWS_STAT_ADD(c->net->stats.compressed, 1);
@@ -130,7 +157,10 @@ static void maybe_finish_draining(ews_conn_t *c) {
    * now (the server closes first, RFC 6455 7.1.1). After a failure or an HTTP
    * answer, linger for the client's FIN so that unread input cannot turn our last
    * bytes into a reset. */
-  if (c->flags & (EWS_CF_EOF | EWS_CF_CLOSE_DONE)) ews_conn_abort(c);
+  /* A client waits for the server's FIN (RFC 6455 7.1.1: the server closes first),
+   * bounded by the close timeout. */
+  uint16_t done = (c->flags & EWS_CF_CLIENT) ? EWS_CF_EOF : (EWS_CF_EOF | EWS_CF_CLOSE_DONE);
+  if (c->flags & done) ews_conn_abort(c);
 }
 
 /* Encrypts the plaintext queued this iteration into as few records as possible,

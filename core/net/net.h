@@ -81,6 +81,7 @@ typedef struct ews_net {
   int id;                     /* the worker's number: the low 8 bits of connection ids */
   ews_net_config_t cfg;
   const ews_conn_ops_t *ops;  /* every connection's events go to the owner through these */
+  const ews_conn_ops_t *client_ops; /* ... and an outbound connection's (net/client.h) */
   void *owner;                /* the owner's context (opaque), found by ops through c->net */
   ews_net_hooks_t hooks;
   ews_routes_t routes;        /* the apps by path (swapped whole on reload) */

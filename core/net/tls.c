@@ -142,6 +142,8 @@ struct ews_tls {
   uint8_t alert;          /* peer's fatal alert, for the reason */
   uint8_t sent_close, got_close, resumed;
   uint8_t idle;           /* consecutive records without data */
+  uint8_t client;         /* we are the client (ews_tls_client_new) */
+  uint32_t verify_flags;  /* client: why the server's certificate was refused */
   keys_t *keys;           /* once the handshake is over */
 };
 
@@ -323,6 +325,61 @@ int ews_tls_ctx_reload(ews_tls_ctx_t **slot, const char *cert_file, const char *
   return 0;
 }
 
+/* ---- client configuration ---------------------------------------------------
+ * The same suites, groups and TLS 1.2 as the server (so our record layer takes over
+ * after the handshake); the peer's certificate is checked against the CA file's
+ * certificates (authmode REQUIRED) unless verification is off. */
+
+ews_tls_ctx_t *ews_tls_client_ctx_new(const char *ca_file, int verify, char **err) {
+  int code;
+  if (err) *err = NULL;
+  ews_tls_ctx_t *c = calloc(1, sizeof *c);
+  if (!c) {
+    set_err(err, &code, EWS_ENOMEM, errf("out of memory"));
+    return NULL;
+  }
+  c->refs = 1;
+  mbedtls_ssl_config_init(&c->conf);
+  mbedtls_x509_crt_init(&c->chain);
+  mbedtls_pk_init(&c->key);
+  mbedtls_entropy_init(&c->entropy);
+  mbedtls_ctr_drbg_init(&c->drbg);
+  mbedtls_ssl_ticket_init(&c->ticket);
+  int r;
+  if (verify && ca_file) {
+    /* A system bundle may hold a few certificates mbedTLS cannot parse (r > 0):
+     * fine as long as some were loaded. */
+    r = mbedtls_x509_crt_parse_file(&c->chain, ca_file);
+    if (r < 0 || (r > 0 && c->chain.version == 0)) {
+      load_error(err, &code, ca_file, r < 0 ? r : MBEDTLS_ERR_X509_INVALID_FORMAT);
+      goto fail;
+    }
+  }
+  static const char pers[] = "edgews tls client";
+  if ((r = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy,
+                                 (const unsigned char *)pers, sizeof pers - 1)) != 0 ||
+      (r = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_CLIENT,
+                                       MBEDTLS_SSL_TRANSPORT_STREAM,
+                                       MBEDTLS_SSL_PRESET_DEFAULT)) != 0 ||
+      (r = ews_tlsk_conf(&c->conf)) != 0) {
+    load_error(err, &code, NULL, r);
+    goto fail;
+  }
+  mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
+  mbedtls_ssl_conf_ciphersuites(&c->conf, suites);
+  mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+  if (verify) {
+    mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_ca_chain(&c->conf, &c->chain, NULL);
+  } else {
+    mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
+  }
+  return c;
+fail:
+  ctx_free(c);
+  return NULL;
+}
+
 /* ---- connection lifecycle -------------------------------------------------- */
 
 ews_tls_t *ews_tls_new(ews_tls_ctx_t *ctx, ews_writeq_t *out, ews_bufpool_t *pool) {
@@ -333,6 +390,27 @@ ews_tls_t *ews_tls_new(ews_tls_ctx_t *ctx, ews_writeq_t *out, ews_bufpool_t *poo
   t->ctx = ctx;
   ews_tls_ctx_ref(ctx);
   return t;
+}
+
+static int hs_start(ews_tls_t *t);
+static int fail_hs(ews_tls_t *t, int mbed_err, const char *what);
+
+ews_tls_t *ews_tls_client_new(ews_tls_ctx_t *ctx, ews_writeq_t *out, ews_bufpool_t *pool) {
+  ews_tls_t *t = ews_tls_new(ctx, out, pool);
+  if (!t) return NULL;
+  t->client = 1;
+  return t;
+}
+
+int ews_tls_client_start(ews_tls_t *t, const char *host) {
+  int r = hs_start(t);
+  if (r != 0) return r;
+  /* SNI and the name the certificate must carry. */
+  if ((r = mbedtls_ssl_set_hostname(&t->hs->ssl, host)) != 0)
+    return fail_hs(t, r, "handshake setup");
+  r = ews_tlsk_handshake(&t->hs->keys, &t->hs->ssl); /* the ClientHello, to `out` */
+  if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) return 0;
+  return fail_hs(t, r, "handshake");
 }
 
 static void hs_free(ews_tls_t *t) {
@@ -437,6 +515,13 @@ const char *ews_tls_reason(const ews_tls_t *t, char *buf, size_t len) {
   if (t->alert) {
     snprintf(buf, len, "%s: peer sent fatal alert %d (%s)", t->what, t->alert,
              alert_name(t->alert));
+  } else if (t->verify_flags) {
+    char m[256];
+    int n = mbedtls_x509_crt_verify_info(m, sizeof m, "", t->verify_flags);
+    while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' ')) m[--n] = 0;
+    for (char *q = m; *q; q++)
+      if (*q == '\n') *q = ';';
+    snprintf(buf, len, "certificate verification failed: %s", m);
   } else if (t->mbed_err) {
     char m[128];
     mbedtls_strerror(t->mbed_err, m, sizeof m);
@@ -546,10 +631,15 @@ static int fail_hs(ews_tls_t *t, int mbed_err, const char *what) {
     int a = ews_tlsk_peer_alert(&t->hs->ssl);
     if (a > 0) t->alert = (uint8_t)a;
   }
+  if (t->client && t->hs && mbed_err == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
+    t->verify_flags = mbedtls_ssl_get_verify_result(&t->hs->ssl);
+    if (!t->verify_flags) t->verify_flags = MBEDTLS_X509_BADCERT_OTHER;
+  }
   t->mbed_err = mbed_err;
   t->what = what;
   t->state = T_FAILED;
   hs_free(t);
+  if (t->verify_flags) return EWS_ECERT;
   return mbed_err == MBEDTLS_ERR_SSL_ALLOC_FAILED ? EWS_ENOMEM : EWS_ETLS;
 }
 
@@ -644,11 +734,13 @@ static int hs_finish(ews_tls_t *t) {
   t->max_plain = (uint16_t)(mfl < EWS_TLS_MAX_PLAIN ? mfl : EWS_TLS_MAX_PLAIN);
 
   /* RFC 5246 6.3 key block: client_write_key, server_write_key, client_write_IV,
-   * server_write_IV. We are the server: we encrypt with server_*, decrypt client_*. */
+   * server_write_IV. A server encrypts with server_* and decrypts client_*; a client
+   * the other way round. */
   size_t kl = hs->keys.keylen, il = hs->keys.ivlen;
   const uint8_t *kb = hs->keys.kb;
   const uint8_t *ckey = kb, *skey = kb + kl, *civ = kb + 2 * kl, *siv = kb + 2 * kl + il;
-  int r = aead_setup(t, aead, skey, ckey, kl, siv, civ, il);
+  int r = t->client ? aead_setup(t, aead, ckey, skey, kl, civ, siv, il)
+                    : aead_setup(t, aead, skey, ckey, kl, siv, civ, il);
   if (r != 0) {
     aead_free(t);
     t->suite = 0;

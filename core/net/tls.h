@@ -77,6 +77,15 @@ int ews_tls_ctx_shareable(void);
 int ews_tls_ctx_reload(ews_tls_ctx_t **slot, const char *cert_file, const char *key_file,
                        char **err);
 
+/* ---- client configuration (outbound wss://, net/client.h) ------------------ */
+
+/* A client configuration: TLS 1.2 with the server's suites and groups; with verify,
+ * the server's certificate must chain to a certificate of ca_file (PEM, e.g. the
+ * system store /etc/ssl/certs/ca-certificates.crt) and carry the host name given to
+ * ews_tls_client_start; without, any certificate is accepted (ca_file unused).
+ * NULL and *err (malloc'd, names the file) when the CA file cannot be loaded. */
+ews_tls_ctx_t *ews_tls_client_ctx_new(const char *ca_file, int verify, char **err);
+
 /* ---- one connection -------------------------------------------------------- */
 
 /* A connection's TLS state. Ciphertext for the peer (handshake messages, records,
@@ -85,6 +94,13 @@ int ews_tls_ctx_reload(ews_tls_ctx_t **slot, const char *cert_file, const char *
  * arrived (120 bytes until then, plus the bytes of an unfinished first record). Takes
  * a reference on ctx until the handshake ends. NULL when out of memory. */
 ews_tls_t *ews_tls_new(ews_tls_ctx_t *ctx, ews_writeq_t *out, ews_bufpool_t *pool);
+/* The client side of a connection on a client ctx: as ews_tls_new. Then
+ * ews_tls_client_start(t, host) queues the ClientHello on `out` (host: SNI and the
+ * name to verify); 0, EWS_ETLS or EWS_ENOMEM. Afterwards ews_tls_read drives the
+ * handshake as on the server; a refused server certificate fails it with EWS_ECERT
+ * (ews_tls_reason: "certificate verification failed: ..."). */
+ews_tls_t *ews_tls_client_new(ews_tls_ctx_t *ctx, ews_writeq_t *out, ews_bufpool_t *pool);
+int ews_tls_client_start(ews_tls_t *t, const char *host);
 /* Frees everything (not `out`, which the caller owns). NULL is a no-op. */
 void ews_tls_free(ews_tls_t *t);
 
@@ -102,6 +118,7 @@ size_t ews_tls_read_reserve(const ews_tls_t *t);
  *   (A close_notify from the peer is answered with ours automatically.)
  *   EWS_ECLOSED  the peer sent close_notify. *plain still holds the data that came
  *                before it; treat as EOF afterwards.
+ *   EWS_ECERT    (client) the server's certificate was refused; as EWS_ETLS.
  *   EWS_ETLS     fatal: bad handshake, bad record, fatal alert from the peer. An alert
  *                may have been queued on `out`: flush it, then close. The mbedTLS state
  *                is already freed; ews_tls_reason() says why.

@@ -104,7 +104,7 @@ static void finish_upgrade(ews_conn_t *c) {
   ews_conn_free_pending(c);
   ews_conn_unpause(c);
   c->flags |= EWS_CF_OPENED;
-  c->net->ops->open(c, proto);
+  ews_conn_ops(c)->open(c, proto);
   free(proto);
   if (rest_len && c->state == EWS_CS_OPEN) ews_conn_feed_frames(c, rest, rest_len);
   free(rest);

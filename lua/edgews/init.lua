@@ -107,6 +107,9 @@ _M.auth = require "edgews.auth"
 _M.validate = require "edgews.validate"
 --- edgews.jwt: sign/verify HS256/384/512 tokens
 _M.jwt = require "edgews.jwt"
+-- Outbound WebSocket connections and the connection pool (per worker).
+_M.client = require "edgews.client"
+_M.pool = require("edgews.pool").new
 
 --- edgews.worker_id() -> 0-based id of the worker running this code
 _M.worker_id = core.worker_id
