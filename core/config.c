@@ -2,7 +2,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <limits.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +105,38 @@ int ews_config_parse_addr(const char *s, char *host, int *portp) {
     host[hlen] = 0;
   }
   *portp = (int)port;
+  return 0;
+}
+
+int ews_config_resolve_host(char *host, const char **why) {
+  unsigned char probe[sizeof(struct in6_addr)];
+  if (inet_pton(AF_INET, host, probe) == 1 || inet_pton(AF_INET6, host, probe) == 1) return 0;
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  int r = getaddrinfo(host, NULL, &hints, &res);
+  if (r != 0) {
+    *why = r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r);
+    return -1;
+  }
+  const struct addrinfo *pick = NULL;
+  for (const struct addrinfo *a = res; a; a = a->ai_next)
+    if (a->ai_family == AF_INET) { pick = a; break; }
+  for (const struct addrinfo *a = res; a && !pick; a = a->ai_next)
+    if (a->ai_family == AF_INET6) pick = a;
+  char out[INET6_ADDRSTRLEN];
+  const char *ok = NULL;
+  if (pick && pick->ai_family == AF_INET)
+    ok = inet_ntop(AF_INET, &((struct sockaddr_in *)pick->ai_addr)->sin_addr, out, sizeof out);
+  else if (pick)
+    ok = inet_ntop(AF_INET6, &((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr, out, sizeof out);
+  freeaddrinfo(res);
+  if (!ok) {
+    *why = "it has no IPv4 or IPv6 address";
+    return -1;
+  }
+  snprintf(host, 256, "%s", out);
   return 0;
 }
 

@@ -188,6 +188,29 @@ int main(int argc, char **argv) {
   ews_msgmem_set_limit(m.cfg.max_message_memory);
   ews_limits_install(&ews_counter_limit_ops); /* connection limits count in hub counters */
 
+  /* Host names are resolved once, here: the listeners bind numeric addresses. */
+  {
+    struct { char *host; int port; const char *flag, *key; } names[] = {
+        {m.cfg.host, 0, "--listen", "listen"},
+        {m.cfg.plain_host, m.cfg.plain_port, "--plain-listen", "plain_listen"},
+        {m.cfg.admin_host, m.cfg.admin_port, "--admin-listen", "admin_listen"}};
+    unsigned cli[] = {EWS_CLI_LISTEN, EWS_CLI_PLAIN, EWS_CLI_ADMIN};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+      if (names[k].port < 0) continue;
+      char name[256];
+      const char *why = NULL;
+      snprintf(name, sizeof name, "%s", names[k].host);
+      if (ews_config_resolve_host(names[k].host, &why) != 0) {
+        EWS_ERROR("cannot resolve the host '%s' of %s: %s", name,
+                  (m.cfg.cli_set & cli[k]) ? names[k].flag : names[k].key, why);
+        return 1;
+      }
+      if (strcmp(name, names[k].host) != 0)
+        EWS_INFO("%s: %s resolved to %s", (m.cfg.cli_set & cli[k]) ? names[k].flag : names[k].key,
+                 name, names[k].host);
+    }
+  }
+
   /* Each address belongs to this process only, unless sharing was asked for. */
   if (!m.cfg.reuse_port) {
     struct { const char *host; int port; } addrs[] = {
@@ -308,8 +331,9 @@ int main(int argc, char **argv) {
     if (i == 0)
       for (int k = 0; k < EWS_LISTEN_MAX; k++) ports[k] = m.workers[0].listeners[k].bound_port;
   }
-  ews_log_always(EWS_LOG_INFO, "listening on %s:%d%s (%d worker%s, script %s)", m.cfg.host,
-                 ports[EWS_LISTEN_MAIN], m.tls ? " (TLS)" : "", m.nworkers,
+  int v6 = strchr(m.cfg.host, ':') != NULL; /* [::1]:8080, as --listen takes it */
+  ews_log_always(EWS_LOG_INFO, "listening on %s%s%s:%d%s (%d worker%s, script %s)", v6 ? "[" : "",
+                 m.cfg.host, v6 ? "]" : "", ports[EWS_LISTEN_MAIN], m.tls ? " (TLS)" : "", m.nworkers,
                  m.nworkers == 1 ? "" : "s", m.cfg.script);
   if (m.cfg.plain_port >= 0)
     ews_log_always(EWS_LOG_INFO, "plain listener on %s:%d", m.cfg.plain_host,
