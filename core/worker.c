@@ -93,6 +93,8 @@ static void begin_stop(ews_worker_t *w, int force) {
   maybe_finish(w);
 }
 
+static void reload_script(ews_worker_t *w);
+
 static void on_wakeup(uv_async_t *a) {
   ews_worker_t *w = a->data;
   ews_tls_ctx_t *tls = __atomic_exchange_n(&w->pending_tls, NULL, __ATOMIC_ACQ_REL);
@@ -102,7 +104,7 @@ static void on_wakeup(uv_async_t *a) {
     w->net.tls = tls;
   }
   if (__atomic_exchange_n(&w->req_reload, 0, __ATOMIC_ACQ_REL) && !w->net.stopping)
-    ews_worker_load_script(w);
+    reload_script(w);
   ews_bus_drain(&w->hub.inbox);
   if (w->hub.store) ews_store_client_drain(w->hub.store);
   ews_net_run_pending(&w->net);
@@ -115,11 +117,40 @@ int ews_worker_load_script(ews_worker_t *w) {
   char *err = NULL;
   int r = ews_vm_load(w->vm.L, w->server->cfg->script, &err);
   if (r != 0) {
-    EWS_ERROR("%s", err ? err : "script failed to load");
+    char *line = ews_vm_error_summary(err);
+    EWS_ERROR("%s", line ? line : "script failed to load");
+    if (err && strchr(err, '\n')) EWS_DEBUG("%s", err);
+    free(line);
     free(err);
     return -1;
   }
   return 0;
+}
+
+/* A reload the main thread asked for: loads the script and answers main.c, which
+ * logs the outcome once for all workers (the traceback is logged here, at debug). */
+static void reload_script(ews_worker_t *w) {
+  ews_server_t *s = w->server;
+  uv_mutex_lock(&s->reload_lock);
+  unsigned gen = s->reload_gen;
+  uv_mutex_unlock(&s->reload_lock);
+  char *err = NULL;
+  int r = ews_vm_load(w->vm.L, s->cfg->script, &err);
+  if (r != 0) EWS_DEBUG("reload failed: %s", err ? err : "?");
+  uv_mutex_lock(&s->reload_lock);
+  if (gen == s->reload_gen) { /* else a newer reload is coming: this one is not counted */
+    s->reload_done++;
+    if (r != 0) {
+      s->reload_failed++;
+      if (!s->reload_err) {
+        s->reload_err = err;
+        err = NULL;
+      }
+    }
+  }
+  uv_mutex_unlock(&s->reload_lock);
+  free(err);
+  if (s->reload_async) uv_async_send(s->reload_async);
 }
 
 typedef struct {

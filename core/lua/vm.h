@@ -92,6 +92,16 @@ lua_State *ews_vm_new(ews_vm_t *w, const char *script_dir, char **err);
  * version stays and *err (malloc'd) says why, with file:line. 0 or -1. */
 int ews_vm_load(lua_State *L, const char *script, char **err);
 void ews_vm_close(lua_State *L);
+/* The directory the edgews modules are loaded from (see README: Installing):
+ * EDGEWS_LUA_PATH when set, else PREFIX/share/lua/5.1 beside an installed binary
+ * (PREFIX/bin/edgews-lua) when it holds edgews/init.lua, else the lua/ directory of
+ * the source tree the binary was built from. Computed once; any thread. */
+const char *ews_vm_lua_dir(void);
+/* The one line an operator reads for a load or handler error with its traceback
+ * (as ews_vm_load's *err): the message's first line and, when that points into the
+ * edgews modules, " (called from FILE:LINE)" of the first frame of the user's code.
+ * malloc'd; NULL on ENOMEM. */
+char *ews_vm_error_summary(const char *err);
 
 
 /* The luaopen function of the edgews.core C module (api_core.c). */

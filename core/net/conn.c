@@ -11,6 +11,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "net/connlog.h"
 #include "net/tls.h"
 #include "proto/close_codes.h"
 #include "stat.h"
@@ -289,6 +290,7 @@ void ews_conn_sweep(ews_conn_t *c) {
   if ((c->flags & EWS_CF_OPENED) && !(c->flags & EWS_CF_CLOSE_EVENT) &&
       c->state >= EWS_CS_DRAINING) {
     c->flags |= EWS_CF_CLOSE_EVENT;
+    ews_connlog_closed(c);
     if (c->net->ops && c->net->ops->close) c->net->ops->close(c);
   }
   if (c->state == EWS_CS_CLOSED && !uv_is_closing((uv_handle_t *)&c->tcp)) {

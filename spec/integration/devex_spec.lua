@@ -64,3 +64,94 @@ describe("--listen with a host name (issue 10, item 3) #integration", function()
     assert.is_nil(err:find("failed to start", 1, true), err)
   end)
 end)
+
+describe("the log an operator reads (issue 10, item 5) #integration", function()
+  after_each(testing.cleanup)
+
+  local function count(s, plain)
+    local n, i = 0, 1
+    while true do
+      local a, b = s:find(plain, i, true)
+      if not a then return n end
+      n, i = n + 1, b + 1
+    end
+  end
+
+  it("at debug, a connection's open and close are one line each", function()
+    local srv = assert(start { app = app_file(HELLO_APP), workers = 1, log_level = "debug" })
+    local ws = assert(testing.connect(srv:url "/x"))
+    assert.are.equal("hi", (ws:receive()))
+    assert.are.equal(1000, (ws:close(1000, "bye")))
+    local id = assert(srv:wait_log("conn (%d+): opened /x from 127%.0%.0%.1:%d+"))
+    assert(srv:wait_log("conn " .. id .. ": closed 1000 \"bye\" after %d+%.%d s %(/x%)"))
+  end)
+
+  it("refused connections are logged at info with the cause, a burst as a count", function()
+    local srv = assert(start { app = app_file(HELLO_APP), workers = 1 })
+    local N = 40
+    for _ = 1, N do assert.are.equal(404, (testing.http(srv:http_url "/nope"))) end
+    -- every refusal is either a line of its own or in a count
+    local logged, counted
+    assert(testing.wait_until(function()
+      local log = srv:log()
+      logged = count(log, "refused a connection from 127.0.0.1 to /nope: 404 not found")
+      counted = 0
+      for n in log:gmatch("refused (%d+) more connections? in the last") do counted = counted + tonumber(n) end
+      return logged + counted == N
+    end, 5), srv:log())
+    assert.is_true(counted > 0, srv:log())
+    assert.is_true(logged < N, srv:log())
+  end)
+
+  it("a reload says how it went, once: reloaded in N workers", function()
+    local path = app_file(HELLO_APP)
+    local srv = assert(start { app = path, workers = 2, watch = false })
+    local mark = srv:log_mark()
+    assert(srv:signal("HUP"))
+    assert(srv:wait_log("reloaded " .. path .. " (SIGHUP): 2 workers run the new version",
+                        5, { plain = true, since = mark }))
+  end)
+
+  it("a failed reload is one ERROR line, cause and file:line first; the old version runs", function()
+    local path = app_file(HELLO_APP)
+    local srv = assert(start { app = path, workers = 2, watch = false })
+    helper.write_file(path, 'local edgews = require "edgews"\nlocal app = edgews.app { path = "/x" }\n'
+      .. 'local t = nil\nt.x = 1\n')
+    local mark = srv:log_mark()
+    assert(srv:signal("HUP"))
+    assert(srv:wait_log("reload failed, the old version keeps running: " .. path
+      .. ":4: attempt to index local 't' (a nil value)", 5, { plain = true, since = mark }))
+    assert.are.equal(1, count(srv:log():sub(mark), "ERROR"), srv:log())
+    assert.is_nil(srv:log():find("stack traceback", 1, true), srv:log())
+    local ws = assert(testing.connect(srv:url "/x"))
+    assert.are.equal("hi", (ws:receive()))
+  end)
+
+  it("a reload that fails in some workers only says so once, with the count", function()
+    local dir = testing.tmpdir()
+    local path = dir .. "/app.lua"
+    helper.write_file(path, HELLO_APP .. ([[
+if edgews.worker_id() == 1 and io.open(%q) then error("worker 1 refuses this version") end
+]]):format(dir .. "/fail"))
+    local srv = assert(start { app = path, workers = 2, watch = false })
+    helper.write_file(dir .. "/fail", "")
+    local mark = srv:log_mark()
+    assert(srv:signal("HUP"))
+    assert(srv:wait_log("reload failed in 1 of 2 workers, which keep the old version: " .. path
+      .. ":4: worker 1 refuses this version", 5, { plain = true, since = mark }))
+    assert.are.equal(1, count(srv:log():sub(mark), "ERROR"), srv:log())
+  end)
+
+  it("a script that fails at start is one line with file:line, the traceback at debug", function()
+    local path = app_file('local edgews = require "edgews"\n'
+      .. 'edgews.app { path = "/x", idle_timeout = "300" }\n')
+    local srv, err = start { app = path, workers = 2 }
+    assert.is_nil(srv)
+    assert.truthy(err:find(path .. ":2: edgews.app: idle_timeout must be a number", 1, true), err)
+    assert.are.equal(1, count(err, "ERROR"), err)
+    assert.is_nil(err:find("stack traceback", 1, true), err)
+    srv, err = start { app = path, workers = 2, log_level = "debug" }
+    assert.is_nil(srv)
+    assert.truthy(err:find("stack traceback", 1, true), err)
+  end)
+end)
