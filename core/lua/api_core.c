@@ -154,8 +154,10 @@ static int l_handler_error(lua_State *L) {
   const char *tb = strstr(msg, "\nstack traceback:");
   int head = tb ? (int)(tb - msg) : (int)len;
   ews_conn_t *c = lua_type(L, 1) == LUA_TNUMBER ? (ews_conn_t *)(uintptr_t)lua_tonumber(L, 1) : NULL;
+  char *line = ews_vm_error_summary(msg); /* + the user's file:line when raised in edgews */
   EWS_ERROR("%s handler error (conn %llu): %.*s", event, c ? (unsigned long long)ews_conn_id(c) : 0ULL,
-            head, msg);
+            line ? (int)strlen(line) : head, line ? line : msg);
+  free(line);
   if (tb) EWS_DEBUG("%s", tb + 1);
   if (w) EWS_STAT_ADD(w->stats.handler_errors, 1);
   int stopped = ews_runaway_caught(ews_runaway_of(L));

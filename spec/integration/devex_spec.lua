@@ -154,4 +154,13 @@ if edgews.worker_id() == 1 and io.open(%q) then error("worker 1 refuses this ver
     assert.is_nil(srv)
     assert.truthy(err:find("stack traceback", 1, true), err)
   end)
+
+  it("an error raised inside the edgews modules names the user's line too", function()
+    local path = app_file('local edgews = require "edgews"\nlocal app = edgews.app { path = "/x" }\n'
+      .. 'app:route(5, function() end)\n')
+    local srv, err = start { app = path, workers = 1 }
+    assert.is_nil(srv)
+    assert.truthy(err:find("router:route: type must be a non-empty string, got 5 (called from "
+      .. path .. ":3)", 1, true), err)
+  end)
 end)
