@@ -48,7 +48,8 @@ static void on_check(uv_check_t *h) {
   ews_pubsub_tick(&w->hub, 1);
 }
 
-/* GET /health: {"status":..., "uptime":s, "workers":n, "connections":n, "worker":id} */
+/* GET /health: {"status":..., "uptime":s, "workers":n, "connections":n, "worker":id};
+ * connections: every worker's, not counting this request's own. */
 static int health(void *owner, char *buf, size_t cap, int *status) {
   ews_worker_t *w = owner;
   struct timeval tv;
@@ -56,17 +57,18 @@ static int health(void *owner, char *buf, size_t cap, int *status) {
   uint64_t now = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
   uint64_t up = now > w->server->started_ms ? now - w->server->started_ms : 0;
   *status = w->net.stopping ? 503 : 200;
+  uint32_t conns = __atomic_load_n(&w->server->nconns, __ATOMIC_RELAXED);
+  if (conns > 0) conns--; /* the request asking */
   return snprintf(buf, cap,
                   "{\"status\":\"%s\",\"uptime\":%llu,\"workers\":%d,\"connections\":%u,"
                   "\"worker\":%d}",
                   w->net.stopping ? "draining" : "ok", (unsigned long long)(up / 1000),
-                  w->server->nworkers, __atomic_load_n(&w->server->nconns, __ATOMIC_RELAXED),
-                  w->id);
+                  w->server->nworkers, conns, w->id);
 }
 
 static int metrics(void *owner, char **body, size_t *len) {
   ews_worker_t *w = owner;
-  return ews_metrics_text(w->server, body, len);
+  return ews_metrics_text(w->server, w->id, body, len);
 }
 
 static void on_drain_timeout(uv_timer_t *t) {

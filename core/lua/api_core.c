@@ -283,6 +283,12 @@ static int l_user_list(lua_State *L) {
   return 1;
 }
 
+static const char *const router_codes[] = {
+#define XX(n) #n,
+    EWS_ROUTER_CODES(XX)
+#undef XX
+};
+
 /* core.stats_all() -> counters summed over every worker */
 static int l_stats_all(lua_State *L) {
   ews_vm_t *w = worker_of(L);
@@ -290,7 +296,7 @@ static int l_stats_all(lua_State *L) {
   if (!w) return 1;
   struct {
     uint64_t conns_total, msgs_in, msgs_out, bytes_in, bytes_out, handler_errors, compressed;
-    uint64_t lua[EWS_LC_MAX], rejected[EWS_RJ_MAX];
+    uint64_t lua[EWS_LC_MAX], rejected[EWS_RJ_MAX], router[EWS_RC_MAX];
   } sum;
   memset(&sum, 0, sizeof sum);
   uint32_t open = 0;
@@ -308,6 +314,7 @@ static int l_stats_all(lua_State *L) {
     sum.handler_errors += EWS_STAT_LOAD(st->handler_errors);
     sum.compressed += EWS_STAT_LOAD(ns->compressed);
     for (int k = 0; k < EWS_LC_MAX; k++) sum.lua[k] += ews_vm_count(v, k);
+    for (int k = 0; k < EWS_RC_MAX; k++) sum.router[k] += EWS_STAT_LOAD(st->router[k]);
     for (int k = 0; k < EWS_RJ_MAX; k++) sum.rejected[k] += EWS_STAT_LOAD(ns->rejected[k]);
     open += ews_net_nconns(h->net);
   }
@@ -333,6 +340,16 @@ static int l_stats_all(lua_State *L) {
     lua_pushnumber(L, (lua_Number)sum.lua[k]);
     lua_setfield(L, -2, lnames[k]);
   }
+  uint64_t router_total = 0;
+  lua_createtable(L, 0, EWS_RC_MAX);
+  for (int k = 0; k < EWS_RC_MAX; k++) {
+    router_total += sum.router[k];
+    lua_pushnumber(L, (lua_Number)sum.router[k]);
+    lua_setfield(L, -2, router_codes[k]);
+  }
+  lua_setfield(L, -2, "router_errors_by_code");
+  lua_pushnumber(L, (lua_Number)router_total);
+  lua_setfield(L, -2, "router_errors");
   static const char *const rnames[] = {
 #define XX(n) #n,
       EWS_REJECT_REASONS(XX)
@@ -388,10 +405,21 @@ static int l_channel_count(lua_State *L) {
   return 1;
 }
 
-/* core.count(name): bumps an application-layer counter shown in /metrics. */
+/* core.count(name [, code]): bumps an application-layer counter shown in /metrics;
+ * "router_errors" is counted by the error's code. */
 static int l_count(lua_State *L) {
   ews_vm_t *w = worker_of(L);
   const char *name = luaL_checkstring(L, 1);
+  if (!strcmp(name, "router_errors")) {
+    const char *code = luaL_checkstring(L, 2);
+    for (int i = 0; i < EWS_RC_MAX; i++) {
+      if (!strcmp(router_codes[i], code)) {
+        if (w) EWS_STAT_ADD(w->stats.router[i], 1);
+        return 0;
+      }
+    }
+    return luaL_error(L, "core.count: unknown router error code '%s'", code);
+  }
   static const char *const names[] = {
 #define XX(n) #n,
       EWS_LUA_COUNTERS(XX)

@@ -34,12 +34,24 @@ typedef struct {
 
 /* Counters the application layer (Lua) bumps by name: core.count(name). */
 #define EWS_LUA_COUNTERS(XX) \
-  XX(auth_failures) XX(auth_expired) XX(rate_limited) XX(router_errors)
+  XX(auth_failures) XX(auth_expired) XX(rate_limited)
 enum {
 #define XX(n) EWS_LC_##n,
   EWS_LUA_COUNTERS(XX)
 #undef XX
   EWS_LC_MAX
+};
+
+/* The codes of the router's error replies (edgews.router), counted by code:
+ * core.count("router_errors", code). */
+#define EWS_ROUTER_CODES(XX)                                                     \
+  XX(message_too_large) XX(binary_not_supported) XX(invalid_json) XX(invalid_message) \
+  XX(missing_type) XX(unknown_type) XX(validation_failed)
+enum {
+#define XX(n) EWS_RC_##n,
+  EWS_ROUTER_CODES(XX)
+#undef XX
+  EWS_RC_MAX
 };
 
 #define EWS_LATENCY_BUCKETS 12 /* handler run time: 10 us .. 1 s, +Inf */
@@ -51,6 +63,7 @@ extern const double ews_latency_bounds[EWS_LATENCY_BUCKETS];
 typedef struct {
   uint64_t handler_errors;
   uint64_t lua[EWS_LC_MAX];
+  uint64_t router[EWS_RC_MAX];           /* router error replies, by code */
   uint64_t latency[EWS_LATENCY_BUCKETS]; /* cumulative-free bucket counts */
   double latency_sum;                    /* seconds */
 } ews_vm_stats_t;

@@ -54,6 +54,13 @@ local function reply_error(socket, code, message, details, id)
 end
 _M.reply_error = reply_error
 
+-- The router's error replies (missing_type, unknown_type, validation_failed), counted
+-- by code in /metrics (edgews_router_errors_total{code=...}).
+local function reply_router_error(socket, code, message, details, id)
+  core.count("router_errors", code)
+  return reply_error(socket, code, message, details, id)
+end
+
 local function first_line(s) return (tostring(s):match("^[^\n]*")) end
 
 -- ---------------------------------------------------------------- rate limits
@@ -293,7 +300,7 @@ function _M.build(app)
         if type(id) ~= "string" and type(id) ~= "number" then id = nil end
         if not within_limits(route_rl, scope .. "\0" .. body.type, socket, msg.data, id) then return end
       end
-      return router:dispatch_decoded(socket, body, ctx, reply_error)
+      return router:dispatch_decoded(socket, body, ctx, reply_router_error)
     elseif raw_handler then
       return raw_handler(socket, msg.data, msg.is_binary)
     end
@@ -316,7 +323,7 @@ function _M.build(app)
     if router then
       local body, code, message, details = router:decode(data, is_binary)
       if not body then
-        core.count("router_errors")
+        core.count("router_errors", code)
         return reply_error(socket, code, message, details)
       end
       msg.body, msg.type = body, body.type

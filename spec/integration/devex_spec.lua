@@ -164,3 +164,69 @@ if edgews.worker_id() == 1 and io.open(%q) then error("worker 1 refuses this ver
       .. path .. ":3)", 1, true), err)
   end)
 end)
+
+describe("/health and router errors in /metrics (issue 10, item 6) #integration", function()
+  after_each(testing.cleanup)
+
+  local ROUTED_APP = [[
+local edgews = require "edgews"
+local app = edgews.app { path = "/r" }
+app:route("ping", function(s) s:send('{"type":"pong"}') end,
+  { validate = { n = { type = "integer", required = true } } })
+]]
+
+  -- sum of the samples of a metric whose labels include `labels`
+  local function metric(body, name, labels)
+    local total = 0
+    for line in body:gmatch("[^\n]+") do
+      local n, lab, v = line:match("^([%w_]+){([^}]*)} (%S+)$")
+      if n == name then
+        local ok = true
+        for k, want in pairs(labels or {}) do
+          if not lab:find(k .. '="' .. want .. '"', 1, true) then ok = false end
+        end
+        if ok then total = total + tonumber(v) end
+      end
+    end
+    return total
+  end
+
+  it("/health and connections_open do not count the request asking", function()
+    local srv = assert(start { app = app_file(ROUTED_APP), workers = 2 })
+    local cjson = require "cjson"
+    local status, body = testing.http(srv:http_url "/health")
+    assert.are.equal(200, status)
+    assert.are.equal(0, cjson.decode(body).connections)
+    status, body = testing.http(srv:http_url "/metrics")
+    assert.are.equal(0, metric(body, "edgews_connections_open"))
+    local ws = assert(testing.connect(srv:url "/r"))
+    assert(ws:send_json { type = "ping", n = 1 })
+    assert(ws:wait_json("pong"))
+    status, body = testing.http(srv:http_url "/health")
+    assert.are.equal(1, cjson.decode(body).connections)
+    status, body = testing.http(srv:http_url "/metrics")
+    assert.are.equal(1, metric(body, "edgews_connections_open"))
+  end)
+
+  it("every router error is counted, by code", function()
+    local srv = assert(start { app = app_file(ROUTED_APP), workers = 1 })
+    local ws = assert(testing.connect(srv:url "/r"))
+    local sends = {
+      { '{"type":"nope"}', "unknown_type" }, { '{"type":"nope"}', "unknown_type" },
+      { '{"n":1}', "missing_type" }, { '{"type":"ping"}', "validation_failed" },
+      { "not json", "invalid_json" }, { "[1]", "invalid_message" },
+    }
+    for _, s in ipairs(sends) do
+      assert(ws:send(s[1]))
+      assert.are.equal(s[2], assert(ws:receive_json()).error)
+    end
+    local _, body = testing.http(srv:http_url "/metrics")
+    assert.truthy(body:find("# TYPE edgews_router_errors_total counter", 1, true), body)
+    assert.are.equal(6, metric(body, "edgews_router_errors_total"))
+    local want = { unknown_type = 2, missing_type = 1, validation_failed = 1, invalid_json = 1,
+                   invalid_message = 1, message_too_large = 0, binary_not_supported = 0 }
+    for code, n in pairs(want) do
+      assert.are.equal(n, metric(body, "edgews_router_errors_total", { worker = "0", code = code }), code)
+    end
+  end)
+end)
