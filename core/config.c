@@ -149,6 +149,51 @@ static int parse_num(const char *s, double lo, double hi, double *out) {
   return 0;
 }
 
+static const char *const flags[] = {
+    "--listen", "--workers", "--log-level", "--drain-timeout", "--tls-cert", "--tls-key",
+    "--plain-listen", "--admin-listen", "--compression", "--data", "--max-message-memory",
+    "--reuse-port", "--no-watch", "--version", "--help"};
+
+/* Edit distance of a and b (both short), for "did you mean". */
+static size_t distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 40 || lb > 40) return 99;
+  size_t row[41];
+  for (size_t j = 0; j <= lb; j++) row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t up = row[j];
+      size_t best = diag + (a[i - 1] != b[j - 1]);
+      if (up + 1 < best) best = up + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      row[j] = best;
+      diag = up;
+    }
+  }
+  return row[lb];
+}
+
+/* The flag an unknown one is most likely a typo of (at most 3 edits; "-listen"
+ * and "listen" count as "--listen"), or NULL. */
+static const char *closest_flag(const char *a) {
+  char norm[64];
+  const char *s = a;
+  while (*s == '-') s++;
+  snprintf(norm, sizeof norm, "--%.40s", s);
+  const char *best = NULL;
+  size_t bd = 4;
+  for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) {
+    size_t d = distance(norm, flags[k]);
+    if (d < bd) {
+      bd = d;
+      best = flags[k];
+    }
+  }
+  return best;
+}
+
 int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
   const char *script = NULL;
   for (int i = 1; i < argc; i++) {
@@ -167,7 +212,7 @@ int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
   do {                                                                 \
     if (!val) {                                                        \
       if (i + 1 >= argc) {                                             \
-        fprintf(stderr, "edgews-lua: %s needs a value\n%s", a, usage); \
+        fprintf(stderr, "edgews-lua: %s needs a value (see edgews-lua --help)\n", a); \
         return -1;                                                     \
       }                                                                \
       val = argv[++i];                                                 \
@@ -274,7 +319,12 @@ int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
       cfg->watch = 0;
       cfg->cli_set |= EWS_CLI_WATCH;
     } else if (a[0] == '-' && a[1]) {
-      fprintf(stderr, "edgews-lua: unknown option '%s'\n%s", a, usage);
+      const char *near = closest_flag(a);
+      if (near)
+        fprintf(stderr, "edgews-lua: unknown option '%s' (did you mean %s? see edgews-lua --help)\n",
+                a, near);
+      else
+        fprintf(stderr, "edgews-lua: unknown option '%s' (see edgews-lua --help)\n", a);
       return -1;
     } else if (!script) {
       script = a;

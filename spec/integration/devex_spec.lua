@@ -230,3 +230,51 @@ app:route("ping", function(s) s:send('{"type":"pong"}') end,
     end
   end)
 end)
+
+describe("mistakes said at once (issue 10, item 7) #integration", function()
+  after_each(function()
+    testing.cleanup()
+    helper.cleanup()
+  end)
+
+  local function lines(s)
+    local t = {}
+    for l in (s or ""):gmatch("[^\n]+") do t[#t + 1] = l end
+    return t
+  end
+
+  it("an unknown flag is one line naming it, the closest flag and --help; exit status 2", function()
+    local app = app_file(HELLO_APP)
+    local _, rc, out, err = helper.run({ BIN, "--worker", "2", app }, 10)
+    assert.are.equal(2, rc)
+    assert.are.equal("", out)
+    assert.are.same({ "edgews-lua: unknown option '--worker' (did you mean --workers? see edgews-lua --help)" },
+      lines(err))
+    _, rc, out, err = helper.run({ BIN, "--frobnicate", app }, 10)
+    assert.are.equal(2, rc)
+    assert.are.same({ "edgews-lua: unknown option '--frobnicate' (see edgews-lua --help)" }, lines(err))
+    _, rc, out, err = helper.run({ BIN, app, "--listen" }, 10)
+    assert.are.equal(2, rc)
+    assert.are.same({ "edgews-lua: --listen needs a value (see edgews-lua --help)" }, lines(err))
+  end)
+
+  it("notifications = true without --data is said once when the app loads", function()
+    local path = app_file([[
+local edgews = require "edgews"
+local app = edgews.app { path = "/n", notifications = true }
+]])
+    local srv = assert(start { app = path, workers = 2 })
+    local want = path .. ":2: app /n has notifications = true, but the server has no data directory"
+    assert(srv:wait_log(want, 5, { plain = true }))
+    local mark = srv:log_mark()
+    assert(srv:signal("HUP"))
+    assert(srv:wait_log("reloaded ", 5, { plain = true, since = mark }))
+    assert(srv:wait_log(want, 5, { plain = true, since = mark }))
+    local n = 0
+    for _ in srv:log():gmatch("WARN [^\n]*notifications = true") do n = n + 1 end
+    assert.are.equal(2, n, srv:log()) -- once at start, once at the reload: not per worker
+    srv:stop()
+    srv = assert(start { app = path, workers = 2, data = true })
+    assert.is_nil(srv:log():find("notifications = true", 1, true), srv:log())
+  end)
+end)
