@@ -185,9 +185,16 @@ _M.expire_later = expire_later
 
 -- Registers the socket for its user (edgews.user_sockets); a socket of an app
 -- with `notifications = true` is then sent the user's pending notifications.
+-- The pending ones wait for release_notifications: after the open handler (or the
+-- auth:ok reply), so the app's own first message goes out first.
 local function register_user(app, socket, user)
   local uid = workers.add_user(socket, user)
-  if uid and app.config.notifications then notifications.deliver_pending(socket, uid) end
+  if uid and app.config.notifications then notifications.hold(socket, uid) end
+end
+
+--- After the open handler ran (edgews.dispatch): the held notifications go out.
+function _M.release_notifications(socket)
+  if socket.ctx._notif_hold then notifications.release(socket) end
 end
 
 --- Called when a socket of an app with auth opens.
@@ -244,6 +251,7 @@ local function first_message(app, socket, data)
   if socket:is_open() and accept_user(app, socket, user) then
     socket:send(cjson.encode({ type = "auth:ok", user = user.id }))
   end
+  _M.release_notifications(socket)
 end
 
 -- {"type":"auth:refresh","token":...}: -> true when it was one (handled)

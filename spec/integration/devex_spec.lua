@@ -278,3 +278,90 @@ local app = edgews.app { path = "/n", notifications = true }
     assert.is_nil(srv:log():find("notifications = true", 1, true), srv:log())
   end)
 end)
+
+describe("the open handler's welcome before notifications (issue 10, item 8) #integration", function()
+  after_each(testing.cleanup)
+
+  local SECRET = "s3cret"
+  local NOTIFY_APP = [[
+local edgews = require "edgews"
+local cjson = require "cjson"
+local app = edgews.app { path = "/n", notifications = true,
+                         auth = edgews.auth.jwt { secret = os.getenv("JWT_SECRET") } }
+app:on("open", function(s)
+  if s.ctx.user.id == "self" then  -- stored (and pushed live) while this handler runs
+    assert(edgews.notifications.store("self", { text = "live" }))
+  end
+  s:send(cjson.encode { type = "welcome" })
+end)
+app:route("notify", function(s, msg)
+  assert(edgews.notifications.store(msg.to, { text = msg.text }))
+  s:send(cjson.encode { type = "stored" })
+end)
+]]
+  local MSG_APP = [[
+local edgews = require "edgews"
+local cjson = require "cjson"
+local app = edgews.app { path = "/m", notifications = true,
+                         auth = edgews.auth.jwt { secret = os.getenv("JWT_SECRET"), mode = "message" } }
+app:route("notify", function(s, msg)
+  assert(edgews.notifications.store(msg.to, { text = msg.text }))
+  s:send(cjson.encode { type = "stored" })
+end)
+]]
+
+  local function connect(srv, user)
+    return assert(testing.connect(srv:url "/n", { query = { token = testing.jwt({ sub = user }, SECRET) } }))
+  end
+
+  it("pending notifications come after the open handler's first message", function()
+    local srv = assert(start { app = app_file(NOTIFY_APP), data = true, workers = 2,
+                               env = { JWT_SECRET = SECRET } })
+    local ada = connect(srv, "ada")
+    assert.are.equal("welcome", assert(ada:receive_json()).type)
+    for i = 1, 3 do
+      assert(ada:send_json { type = "notify", to = "bob", text = "n" .. i })
+      assert(ada:wait_json("stored"))
+    end
+    local bob = connect(srv, "bob")
+    assert.are.equal("welcome", assert(bob:receive_json()).type)
+    for i = 1, 3 do
+      local m = assert(bob:receive_json())
+      assert.are.equal("notification", m.type)
+      assert.are.equal("n" .. i, m.data.text)
+    end
+  end)
+
+  it("a notification pushed while the open handler runs waits for it too, and comes once", function()
+    local srv = assert(start { app = app_file(NOTIFY_APP), data = true, workers = 1,
+                               env = { JWT_SECRET = SECRET } })
+    local ws = connect(srv, "self")
+    assert.are.equal("welcome", assert(ws:receive_json()).type)
+    local m = assert(ws:receive_json())
+    assert.are.equal("notification", m.type)
+    assert.are.equal("live", m.data.text)
+    local more = ws:receive(0.3)
+    assert.is_nil(more, "a second copy: " .. tostring(more))
+    -- and it was marked delivered: a new connection does not get it again
+    ws:close()
+    local again = connect(srv, "self")
+    assert.are.equal("welcome", assert(again:receive_json()).type)
+    m = assert(again:receive_json())
+    assert.are.equal("live", m.data.text) -- the one its own open handler stored now
+    assert.is_nil((again:receive(0.3)))
+  end)
+
+  it("with first-message auth, auth:ok comes before the pending notifications", function()
+    local srv = assert(start { app = app_file(MSG_APP), data = true, workers = 1,
+                               env = { JWT_SECRET = SECRET } })
+    local ada = assert(testing.connect(srv:url "/m"))
+    assert(ada:send_json { type = "auth", token = testing.jwt({ sub = "ada" }, SECRET) })
+    assert.are.equal("auth:ok", assert(ada:receive_json()).type)
+    assert(ada:send_json { type = "notify", to = "bob", text = "hi" })
+    assert(ada:wait_json("stored"))
+    local bob = assert(testing.connect(srv:url "/m"))
+    assert(bob:send_json { type = "auth", token = testing.jwt({ sub = "bob" }, SECRET) })
+    assert.are.equal("auth:ok", assert(bob:receive_json()).type)
+    assert.are.equal("hi", assert(bob:receive_json()).data.text)
+  end)
+end)
