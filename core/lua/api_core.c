@@ -475,6 +475,12 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+/* core.clock() -> seconds of the monotonic clock, read now (it advances while Lua runs) */
+static int l_clock(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
+  return 1;
+}
+
 static int l_stats(lua_State *L) {
   ews_vm_t *w = worker_of(L);
   lua_createtable(L, 0, 10);
@@ -657,7 +663,7 @@ static const luaL_Reg core_fns[] = {
     {"ping", l_ping},           {"buffered", l_buffered},
     {"remote_addr", l_remote_addr}, {"log", l_log},
     {"log_level", l_log_level}, {"worker_id", l_worker_id},
-    {"workers", l_workers},     {"now", l_now},
+    {"workers", l_workers},     {"now", l_now}, {"clock", l_clock},
     {"stats", l_stats},         {"set_routes", l_set_routes},
     {"handler_error", l_handler_error}, {"fanout", l_fanout},
     {"app_sockets", l_app_sockets}, {"auth_done", l_auth_done},

@@ -365,3 +365,26 @@ end)
     assert.are.equal("hi", assert(bob:receive_json()).data.text)
   end)
 end)
+
+describe("edgews.clock(), a clock that advances while a handler runs (issue 10, item 4) #integration", function()
+  after_each(testing.cleanup)
+
+  it("advances within one run while edgews.now() stands still", function()
+    local srv = assert(start { app = app_file([[
+local edgews = require "edgews"
+local cjson = require "cjson"
+local app = edgews.app { path = "/c" }
+app:route("clock", function(s)
+  local n0, c0 = edgews.now(), edgews.clock()
+  local c1, spins = c0, 0
+  while c1 == c0 and spins < 1e7 do c1, spins = edgews.clock(), spins + 1 end
+  s:send(cjson.encode { type = "clock", advanced = c1 > c0, now_still = edgews.now() == n0,
+                        number = type(c0) == "number" })
+end)
+]]), workers = 1 })
+    local ws = assert(testing.connect(srv:url "/c"))
+    assert(ws:send_json { type = "clock" })
+    assert.are.same({ type = "clock", advanced = true, now_still = true, number = true },
+      assert(ws:receive_json()))
+  end)
+end)
