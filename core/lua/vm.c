@@ -92,6 +92,13 @@ const char *ews_vm_lua_dir(void) {
 /* Is src (a chunk name or traceback location) one of the edgews modules? */
 static int own_source(const char *src, const char *dir, size_t dl) {
   if (src[0] == '@') src++;
+  if (strncmp(src, "...", 3) == 0) {
+    /* Lua shortened a long chunk name to its tail: "...ix/share/lua/5.1/edgews/x.lua" */
+    src += 3;
+    const char *e = strstr(src, "/edgews/");
+    size_t n = e ? (size_t)(e - src) : 0;
+    return e && n <= dl && strncmp(dir + dl - n, src, n) == 0;
+  }
   return strncmp(src, dir, dl) == 0 && strncmp(src + dl, "/edgews/", 8) == 0;
 }
 
@@ -171,6 +178,14 @@ lua_State *ews_vm_new(ews_vm_t *w, const char *script_dir, char **err) {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "edgews");
   if (lua_pcall(L, 1, 1, 1) != 0) {
+    if (!has_modules(lua_dir)) {
+      size_t cap = strlen(lua_dir) + 200;
+      if ((*err = malloc(cap)))
+        snprintf(*err, cap, "cannot find the edgews Lua modules in %s (set EDGEWS_LUA_PATH to the "
+                 "directory that holds edgews/init.lua)", lua_dir);
+      ews_vm_close(L);
+      return NULL;
+    }
     *err = dup_err(L, -1, "cannot load the edgews module");
     ews_vm_close(L);
     return NULL;
