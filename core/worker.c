@@ -34,6 +34,11 @@ static void maybe_finish(ews_worker_t *w) {
 
 static void conn_freed(void *owner) { maybe_finish(owner); }
 
+static void on_tick(void *owner) {
+  ews_worker_t *w = owner;
+  ews_vm_tick(&w->vm);
+}
+
 void ews_worker_run_pending(ews_worker_t *w) { ews_net_run_pending(&w->net); }
 
 static void on_prepare(uv_prepare_t *h) {
@@ -188,7 +193,7 @@ static void worker_main(void *arg) {
                                 (uint8_t)(cfg->admin_port >= 0)};
   net->ops = &ews_lua_conn_ops;
   net->owner = &w->vm;
-  net->hooks = (ews_net_hooks_t){health, metrics, conn_freed, w};
+  net->hooks = (ews_net_hooks_t){health, metrics, conn_freed, on_tick, w};
   net->total_conns = &w->server->nconns;
   char *err = NULL;
   if (w->server->store &&

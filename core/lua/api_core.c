@@ -140,6 +140,35 @@ static int l_remote_addr(lua_State *L) {
   return 2;
 }
 
+static void errlog_flush(ews_vm_t *w, uint64_t now) {
+  if (w->errlog_quiet)
+    EWS_ERROR("%u more handler error%s in the last %.1f s (not logged one by one; "
+              "edgews_errors_total{kind=\"handler\"} counts them all)",
+              w->errlog_quiet, w->errlog_quiet == 1 ? "" : "s",
+              (double)(now - w->errlog_window_ms) / 1000.0);
+  w->errlog_quiet = w->errlog_logged = 0;
+  w->errlog_window_ms = now;
+}
+
+void ews_vm_tick(ews_vm_t *w) {
+  if (!w->errlog_quiet) return;
+  uint64_t now = uv_now(w->net->loop);
+  if (now - w->errlog_window_ms >= 1000) errlog_flush(w, now);
+}
+
+/* One more handler error line this second? (Else it is counted for the summary.) */
+static int errlog_admit(ews_vm_t *w) {
+  if (!w || !w->net) return 1;
+  uint64_t now = uv_now(w->net->loop);
+  if (now - w->errlog_window_ms >= 1000) errlog_flush(w, now);
+  if (w->errlog_logged >= EWS_VM_ERRORS_PER_SEC) {
+    w->errlog_quiet++;
+    return 0;
+  }
+  w->errlog_logged++;
+  return 1;
+}
+
 /* core.handler_error(c | false, event, message_with_traceback [, keep_open]) -> stopped:
  * a handler raised. Logs the message (file:line) at error level and the traceback at
  * debug level, counts it, and fails the connection with 1011 when it is still open
@@ -154,11 +183,14 @@ static int l_handler_error(lua_State *L) {
   const char *tb = strstr(msg, "\nstack traceback:");
   int head = tb ? (int)(tb - msg) : (int)len;
   ews_conn_t *c = lua_type(L, 1) == LUA_TNUMBER ? (ews_conn_t *)(uintptr_t)lua_tonumber(L, 1) : NULL;
-  char *line = ews_vm_error_summary(msg); /* + the user's file:line when raised in edgews */
-  EWS_ERROR("%s handler error (conn %llu): %.*s", event, c ? (unsigned long long)ews_conn_id(c) : 0ULL,
-            line ? (int)strlen(line) : head, line ? line : msg);
-  free(line);
-  if (tb) EWS_DEBUG("%s", tb + 1);
+  if (ews_log_level <= EWS_LOG_ERROR && errlog_admit(w)) {
+    char *line = ews_vm_error_summary(msg); /* + the user's file:line when raised in edgews */
+    EWS_ERROR("%s handler error (conn %llu): %.*s", event,
+              c ? (unsigned long long)ews_conn_id(c) : 0ULL, line ? (int)strlen(line) : head,
+              line ? line : msg);
+    free(line);
+    if (tb) EWS_DEBUG("%s", tb + 1);
+  }
   if (w) EWS_STAT_ADD(w->stats.handler_errors, 1);
   int stopped = ews_runaway_caught(ews_runaway_of(L));
   if (c && (stopped || !lua_toboolean(L, 4))) ews_conn_fail(c, EWS_EHANDLER, NULL);

@@ -85,7 +85,17 @@ typedef struct ews_vm {
   int ltimer_map;              /* registry ref of the id -> timer table (0: none yet) */
   double ltimer_seq;           /* the last timer id given out on this worker */
   ews_vm_stats_t stats;
+  /* handler error lines of the current second (api_core.c): logged one by one, then
+   * counted only */
+  uint64_t errlog_window_ms;
+  uint32_t errlog_logged, errlog_quiet;
 } ews_vm_t;
+
+/* Handler errors are logged one line each, at most EWS_VM_ERRORS_PER_SEC a second per
+ * worker; the others of that second are summed up in one line when it ends (by
+ * ews_vm_tick, from the loop's ticker). */
+#define EWS_VM_ERRORS_PER_SEC 5
+void ews_vm_tick(ews_vm_t *w);
 
 /* An application-layer counter as /metrics and edgews.stats(true) show it: what Lua
  * counted, plus the authentication deadlines the net layer enforced. Any thread. */

@@ -69,6 +69,8 @@ typedef struct {
   int (*metrics)(void *ud, char **body, size_t *len);
   /* A connection was freed (nconns is already one less). */
   void (*conn_freed)(void *ud);
+  /* Every tick of the loop's ticker (EWS_TICK_MS): for the owner's periodic chores. */
+  void (*tick)(void *ud);
   void *ud;
 } ews_net_hooks_t;
 
