@@ -112,8 +112,9 @@ static void on_reload_answer(uv_async_t *a) {
   if (!m->reload_reported && (int)s->reload_done >= m->nworkers) {
     m->reload_reported = 1;
     if (s->reload_failed == 0) {
-      EWS_INFO("reloaded %s (%s): %d worker%s run the new version", m->cfg.script,
-               m->reload_why ? m->reload_why : "?", m->nworkers, m->nworkers == 1 ? "" : "s");
+      EWS_INFO("reloaded %s (%s): %d worker%s the new version", m->cfg.script,
+               m->reload_why ? m->reload_why : "?", m->nworkers,
+               m->nworkers == 1 ? " runs" : "s run");
     } else {
       char *line = ews_vm_error_summary(s->reload_err);
       EWS_ERROR("reload failed in %u of %d workers, which keep the old version: %s",

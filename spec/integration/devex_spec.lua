@@ -134,6 +134,9 @@ app:route("boom", function() error("boom " .. 42) end)
     assert(srv:signal("HUP"))
     assert(srv:wait_log("reloaded " .. path .. " (SIGHUP): 2 workers run the new version",
                         5, { plain = true, since = mark }))
+    local one = assert(start { app = path, workers = 1, watch = false })
+    assert(one:signal("HUP"))
+    assert(one:wait_log("reloaded " .. path .. " (SIGHUP): 1 worker runs the new version", 5, { plain = true }))
   end)
 
   it("a failed reload is one ERROR line, cause and file:line first; the old version runs", function()
