@@ -382,12 +382,16 @@ int main(int argc, char **argv) {
   ews_log_always(EWS_LOG_INFO, "listening on %s%s%s:%d%s (%d worker%s, script %s)", v6 ? "[" : "",
                  m.cfg.host, v6 ? "]" : "", ports[EWS_LISTEN_MAIN], m.tls ? " (TLS)" : "", m.nworkers,
                  m.nworkers == 1 ? "" : "s", m.cfg.script);
-  if (m.cfg.plain_port >= 0)
-    ews_log_always(EWS_LOG_INFO, "plain listener on %s:%d", m.cfg.plain_host,
-                   ports[EWS_LISTEN_PLAIN]);
-  if (m.cfg.admin_port >= 0)
-    ews_log_always(EWS_LOG_INFO, "admin listener (/health, /metrics) on %s:%d", m.cfg.admin_host,
-                   ports[EWS_LISTEN_ADMIN]);
+  if (m.cfg.plain_port >= 0) {
+    v6 = strchr(m.cfg.plain_host, ':') != NULL;
+    ews_log_always(EWS_LOG_INFO, "plain listener on %s%s%s:%d", v6 ? "[" : "", m.cfg.plain_host,
+                   v6 ? "]" : "", ports[EWS_LISTEN_PLAIN]);
+  }
+  if (m.cfg.admin_port >= 0) {
+    v6 = strchr(m.cfg.admin_host, ':') != NULL;
+    ews_log_always(EWS_LOG_INFO, "admin listener (/health, /metrics) on %s%s%s:%d", v6 ? "[" : "",
+                   m.cfg.admin_host, v6 ? "]" : "", ports[EWS_LISTEN_ADMIN]);
+  }
 
   uv_timer_init(m.loop, &m.debounce);
   m.debounce.data = &m;

@@ -49,9 +49,12 @@ describe("--listen with a host name (issue 10, item 3) #integration", function()
       pending("no IPv6 loopback on this machine")
       return
     end
-    local srv = assert(start { app = app_file(HELLO_APP), workers = 1,
-                               args = { "--listen", "[::1]:0" } })
+    local srv = assert(start { app = app_file(HELLO_APP), workers = 1, admin = true,
+                               args = { "--listen", "[::1]:0", "--admin-listen", "[::1]:0" } })
     assert.truthy(srv:log():find("listening on [::1]:" .. srv.port, 1, true), srv:log())
+    assert.truthy(srv:log():find("admin listener (/health, /metrics) on [::1]:" .. srv.admin_port, 1, true),
+      srv:log())
+    assert.are.equal(200, (testing.http(("http://[::1]:%d/health"):format(srv.admin_port))))
     local ws = assert(testing.connect(("ws://[::1]:%d/x"):format(srv.port)))
     assert.are.equal("hi", (ws:receive()))
   end)
