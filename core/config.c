@@ -2,7 +2,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <limits.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +23,8 @@ static const char usage[] =
     "Options override what the script sets with edgews.configure{...}.\n"
     "\n"
     "  --listen HOST:PORT    address to listen on (default 0.0.0.0:8080; port 0 picks a\n"
-    "                        free port, printed in the 'listening on' log line)\n"
+    "                        free port, printed in the 'listening on' log line; HOST\n"
+    "                        may be a name, resolved once at start, or [IPv6])\n"
     "  --workers N           worker threads, each with its own event loop, LuaJIT VM and\n"
     "                        SO_REUSEPORT listener (default: the number of CPUs)\n"
     "  --log-level LEVEL     debug, info, warn, error or off (default info)\n"
@@ -106,6 +109,38 @@ int ews_config_parse_addr(const char *s, char *host, int *portp) {
   return 0;
 }
 
+int ews_config_resolve_host(char *host, const char **why) {
+  unsigned char probe[sizeof(struct in6_addr)];
+  if (inet_pton(AF_INET, host, probe) == 1 || inet_pton(AF_INET6, host, probe) == 1) return 0;
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  int r = getaddrinfo(host, NULL, &hints, &res);
+  if (r != 0) {
+    *why = r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r);
+    return -1;
+  }
+  const struct addrinfo *pick = NULL;
+  for (const struct addrinfo *a = res; a; a = a->ai_next)
+    if (a->ai_family == AF_INET) { pick = a; break; }
+  for (const struct addrinfo *a = res; a && !pick; a = a->ai_next)
+    if (a->ai_family == AF_INET6) pick = a;
+  char out[INET6_ADDRSTRLEN];
+  const char *ok = NULL;
+  if (pick && pick->ai_family == AF_INET)
+    ok = inet_ntop(AF_INET, &((struct sockaddr_in *)pick->ai_addr)->sin_addr, out, sizeof out);
+  else if (pick)
+    ok = inet_ntop(AF_INET6, &((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr, out, sizeof out);
+  freeaddrinfo(res);
+  if (!ok) {
+    *why = "it has no IPv4 or IPv6 address";
+    return -1;
+  }
+  snprintf(host, 256, "%s", out);
+  return 0;
+}
+
 static int parse_num(const char *s, double lo, double hi, double *out) {
   char *end;
   errno = 0;
@@ -113,6 +148,51 @@ static int parse_num(const char *s, double lo, double hi, double *out) {
   if (errno || *end || end == s || v < lo || v > hi) return -1;
   *out = v;
   return 0;
+}
+
+static const char *const flags[] = {
+    "--listen", "--workers", "--log-level", "--drain-timeout", "--tls-cert", "--tls-key",
+    "--plain-listen", "--admin-listen", "--compression", "--data", "--max-message-memory",
+    "--reuse-port", "--no-watch", "--version", "--help"};
+
+/* Edit distance of a and b (both short), for "did you mean". */
+static size_t distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 40 || lb > 40) return 99;
+  size_t row[41];
+  for (size_t j = 0; j <= lb; j++) row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t up = row[j];
+      size_t best = diag + (a[i - 1] != b[j - 1]);
+      if (up + 1 < best) best = up + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      row[j] = best;
+      diag = up;
+    }
+  }
+  return row[lb];
+}
+
+/* The flag an unknown one is most likely a typo of (at most 3 edits; "-listen"
+ * and "listen" count as "--listen"), or NULL. */
+static const char *closest_flag(const char *a) {
+  char norm[64];
+  const char *s = a;
+  while (*s == '-') s++;
+  snprintf(norm, sizeof norm, "--%.40s", s);
+  const char *best = NULL;
+  size_t bd = 4;
+  for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) {
+    size_t d = distance(norm, flags[k]);
+    if (d < bd) {
+      bd = d;
+      best = flags[k];
+    }
+  }
+  return best;
 }
 
 int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
@@ -133,7 +213,7 @@ int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
   do {                                                                 \
     if (!val) {                                                        \
       if (i + 1 >= argc) {                                             \
-        fprintf(stderr, "edgews-lua: %s needs a value\n%s", a, usage); \
+        fprintf(stderr, "edgews-lua: %s needs a value (see edgews-lua --help)\n", a); \
         return -1;                                                     \
       }                                                                \
       val = argv[++i];                                                 \
@@ -240,7 +320,12 @@ int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
       cfg->watch = 0;
       cfg->cli_set |= EWS_CLI_WATCH;
     } else if (a[0] == '-' && a[1]) {
-      fprintf(stderr, "edgews-lua: unknown option '%s'\n%s", a, usage);
+      const char *near = closest_flag(a);
+      if (near)
+        fprintf(stderr, "edgews-lua: unknown option '%s' (did you mean %s? see edgews-lua --help)\n",
+                a, near);
+      else
+        fprintf(stderr, "edgews-lua: unknown option '%s' (see edgews-lua --help)\n", a);
       return -1;
     } else if (!script) {
       script = a;

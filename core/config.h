@@ -71,6 +71,11 @@ int ews_config_parse_addr(const char *s, char *host, int *port);
 static inline int ews_config_parse_listen(ews_config_t *cfg, const char *s) {
   return ews_config_parse_addr(s, cfg->host, &cfg->port);
 }
+/* Turns a host name in host (256 bytes, from ews_config_parse_addr) into its numeric
+ * address, resolved once (getaddrinfo): the first IPv4 address when it has one, else
+ * the first IPv6 one. A numeric host is left as it is. 0, or -1 with a reason
+ * (static text) in *why. */
+int ews_config_resolve_host(char *host, const char **why);
 /* Parses argv. Returns 0 to run, 1 when it printed help/version (exit 0), or -1 after
  * printing an error (exit 2). */
 int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv);

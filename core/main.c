@@ -41,6 +41,9 @@ typedef struct {
   uv_timer_t debounce;
   int stop_signals;
   ews_tls_ctx_t *tls; /* the main thread's reference; workers hold their own */
+  uv_async_t reload_async; /* a worker answered a reload */
+  const char *reload_why;  /* of the reload in progress ("SIGHUP", "file changed") */
+  int reload_reported;     /* its outcome was logged */
 } ews_main_t;
 
 static void raise_nofile_limit(void) {
@@ -55,11 +58,20 @@ static void raise_nofile_limit(void) {
 
 /* Runs the script once on this thread to read edgews.configure{...} and to fail
  * fast, with file:line, before any worker starts. */
+/* Logs a load error as one line at error level (prefix, then the cause with the
+ * user's file:line) and its traceback at debug level. */
+static void log_load_error(const char *prefix, const char *err) {
+  char *line = ews_vm_error_summary(err ? err : "cannot load the script");
+  EWS_ERROR("%s%s", prefix, line ? line : "cannot load the script");
+  if (err && strchr(err, '\n')) EWS_DEBUG("%s", err);
+  free(line);
+}
+
 static int read_script_config(ews_config_t *cfg) {
   char *err = NULL;
   lua_State *L = ews_vm_new(NULL, cfg->script_dir, &err);
   if (!L || ews_vm_load(L, cfg->script, &err) != 0 || ews_script_read_config(L, cfg, &err) != 0) {
-    EWS_ERROR("%s", err ? err : "cannot load the script");
+    log_load_error("", err);
     free(err);
     if (L) ews_vm_close(L);
     return -1;
@@ -69,19 +81,49 @@ static int read_script_config(ews_config_t *cfg) {
 }
 
 static void request_reload(ews_main_t *m, const char *why) {
-  /* Check the syntax once here so a typo is reported once, not once per worker. */
-  lua_State *L = luaL_newstate();
-  if (L) {
-    int r = luaL_loadfile(L, m->cfg.script);
-    if (r != 0) {
-      EWS_ERROR("reload skipped (%s): %s", why, lua_tostring(L, -1));
-      lua_close(L);
-      return;
-    }
-    lua_close(L);
-  }
   EWS_INFO("reloading %s (%s)", m->cfg.script, why);
+  /* Load it once here, as the workers will: a failure is reported once, not once
+   * per worker, and the workers are not asked. */
+  char *err = NULL;
+  lua_State *L = ews_vm_new(NULL, m->cfg.script_dir, &err);
+  if (!L || ews_vm_load(L, m->cfg.script, &err) != 0) {
+    log_load_error("reload failed, the old version keeps running: ", err);
+    free(err);
+    if (L) ews_vm_close(L);
+    return;
+  }
+  ews_vm_close(L);
+  ews_server_t *s = &m->server;
+  uv_mutex_lock(&s->reload_lock);
+  s->reload_gen++;
+  s->reload_done = s->reload_failed = 0;
+  free(s->reload_err);
+  s->reload_err = NULL;
+  uv_mutex_unlock(&s->reload_lock);
+  m->reload_why = why;
+  m->reload_reported = 0;
   for (int i = 0; i < m->nworkers; i++) ews_worker_request_reload(&m->workers[i]);
+}
+
+/* A worker answered a reload: once all have, one line says how it went. */
+static void on_reload_answer(uv_async_t *a) {
+  ews_main_t *m = a->data;
+  ews_server_t *s = &m->server;
+  uv_mutex_lock(&s->reload_lock);
+  if (!m->reload_reported && (int)s->reload_done >= m->nworkers) {
+    m->reload_reported = 1;
+    if (s->reload_failed == 0) {
+      EWS_INFO("reloaded %s (%s): %d worker%s the new version", m->cfg.script,
+               m->reload_why ? m->reload_why : "?", m->nworkers,
+               m->nworkers == 1 ? " runs" : "s run");
+    } else {
+      char *line = ews_vm_error_summary(s->reload_err);
+      EWS_ERROR("reload failed in %u of %d workers, which keep the old version: %s",
+                s->reload_failed, m->nworkers, line ? line : "?");
+      free(line);
+    }
+  }
+  uv_mutex_unlock(&s->reload_lock);
 }
 
 static void on_debounce(uv_timer_t *t) { request_reload(t->data, "file changed"); }
@@ -145,6 +187,7 @@ static void on_joined(uv_async_t *a) {
   uv_close((uv_handle_t *)a, NULL);
   uv_close((uv_handle_t *)&m->sig_int, NULL);
   uv_close((uv_handle_t *)&m->sig_term, NULL);
+  uv_close((uv_handle_t *)&m->reload_async, NULL);
   if (!uv_is_closing((uv_handle_t *)&m->sig_hup)) {
     uv_close((uv_handle_t *)&m->watch, NULL);
     uv_close((uv_handle_t *)&m->debounce, NULL);
@@ -188,6 +231,29 @@ int main(int argc, char **argv) {
   if (m.cfg.workers < 1) m.cfg.workers = 1;
   ews_msgmem_set_limit(m.cfg.max_message_memory);
   ews_limits_install(&ews_counter_limit_ops); /* connection limits count in hub counters */
+
+  /* Host names are resolved once, here: the listeners bind numeric addresses. */
+  {
+    struct { char *host; int port; const char *flag, *key; } names[] = {
+        {m.cfg.host, 0, "--listen", "listen"},
+        {m.cfg.plain_host, m.cfg.plain_port, "--plain-listen", "plain_listen"},
+        {m.cfg.admin_host, m.cfg.admin_port, "--admin-listen", "admin_listen"}};
+    unsigned cli[] = {EWS_CLI_LISTEN, EWS_CLI_PLAIN, EWS_CLI_ADMIN};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+      if (names[k].port < 0) continue;
+      char name[256];
+      const char *why = NULL;
+      snprintf(name, sizeof name, "%s", names[k].host);
+      if (ews_config_resolve_host(names[k].host, &why) != 0) {
+        EWS_ERROR("cannot resolve the host '%s' of %s: %s", name,
+                  (m.cfg.cli_set & cli[k]) ? names[k].flag : names[k].key, why);
+        return 1;
+      }
+      if (strcmp(name, names[k].host) != 0)
+        EWS_INFO("%s: %s resolved to %s", (m.cfg.cli_set & cli[k]) ? names[k].flag : names[k].key,
+                 name, names[k].host);
+    }
+  }
 
   /* Each address belongs to this process only, unless sharing was asked for. */
   if (!m.cfg.reuse_port) {
@@ -286,6 +352,10 @@ int main(int argc, char **argv) {
   uv_signal_start(&m.sig_int, on_signal, SIGINT);
   uv_signal_start(&m.sig_term, on_signal, SIGTERM);
   uv_signal_start(&m.sig_hup, on_signal, SIGHUP);
+  uv_mutex_init(&m.server.reload_lock);
+  uv_async_init(m.loop, &m.reload_async, on_reload_answer);
+  m.reload_async.data = &m;
+  m.server.reload_async = &m.reload_async;
   for (int i = 0; i < m.cfg.workers; i++) {
     if (ews_worker_init(&m.workers[i], &m.server, i) != 0) {
       EWS_ERROR("out of memory");
@@ -309,15 +379,20 @@ int main(int argc, char **argv) {
     if (i == 0)
       for (int k = 0; k < EWS_LISTEN_MAX; k++) ports[k] = m.workers[0].listeners[k].bound_port;
   }
-  ews_log_always(EWS_LOG_INFO, "listening on %s:%d%s (%d worker%s, script %s)", m.cfg.host,
-                 ports[EWS_LISTEN_MAIN], m.tls ? " (TLS)" : "", m.nworkers,
+  int v6 = strchr(m.cfg.host, ':') != NULL; /* [::1]:8080, as --listen takes it */
+  ews_log_always(EWS_LOG_INFO, "listening on %s%s%s:%d%s (%d worker%s, script %s)", v6 ? "[" : "",
+                 m.cfg.host, v6 ? "]" : "", ports[EWS_LISTEN_MAIN], m.tls ? " (TLS)" : "", m.nworkers,
                  m.nworkers == 1 ? "" : "s", m.cfg.script);
-  if (m.cfg.plain_port >= 0)
-    ews_log_always(EWS_LOG_INFO, "plain listener on %s:%d", m.cfg.plain_host,
-                   ports[EWS_LISTEN_PLAIN]);
-  if (m.cfg.admin_port >= 0)
-    ews_log_always(EWS_LOG_INFO, "admin listener (/health, /metrics) on %s:%d", m.cfg.admin_host,
-                   ports[EWS_LISTEN_ADMIN]);
+  if (m.cfg.plain_port >= 0) {
+    v6 = strchr(m.cfg.plain_host, ':') != NULL;
+    ews_log_always(EWS_LOG_INFO, "plain listener on %s%s%s:%d", v6 ? "[" : "", m.cfg.plain_host,
+                   v6 ? "]" : "", ports[EWS_LISTEN_PLAIN]);
+  }
+  if (m.cfg.admin_port >= 0) {
+    v6 = strchr(m.cfg.admin_host, ':') != NULL;
+    ews_log_always(EWS_LOG_INFO, "admin listener (/health, /metrics) on %s%s%s:%d", v6 ? "[" : "",
+                   m.cfg.admin_host, v6 ? "]" : "", ports[EWS_LISTEN_ADMIN]);
+  }
 
   uv_timer_init(m.loop, &m.debounce);
   m.debounce.data = &m;
@@ -346,6 +421,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < m.cfg.workers; i++) ews_worker_destroy(&m.workers[i]);
   free(m.workers);
   free(m.server.hubs);
+  free(m.server.reload_err);
+  uv_mutex_destroy(&m.server.reload_lock);
   ews_tls_ctx_unref(m.tls);
   ews_runaway_shutdown(); /* every VM has been closed */
   ews_pool_metrics_free();

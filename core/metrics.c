@@ -55,7 +55,7 @@ static uint64_t rd(const uint64_t *v) { return __atomic_load_n(v, __ATOMIC_RELAX
           (unsigned long long)rd(&s->workers[i].field));                         \
   } while (0)
 
-int ews_metrics_text(const ews_server_t *s, char **outp, size_t *len) {
+int ews_metrics_text(const ews_server_t *s, int self, char **outp, size_t *len) {
   out_t o = {malloc(8192), 0, 8192, 0};
   if (!o.p) return EWS_ENOMEM;
   struct timeval tv;
@@ -67,9 +67,11 @@ int ews_metrics_text(const ews_server_t *s, char **outp, size_t *len) {
   put(&o, "# HELP edgews_workers Worker threads.\n# TYPE edgews_workers gauge\nedgews_workers %d\n",
       s->nworkers);
   put(&o, "# HELP edgews_connections_open Open connections.\n# TYPE edgews_connections_open gauge\n");
-  for (int i = 0; i < s->nworkers; i++)
-    put(&o, "edgews_connections_open{worker=\"%d\"} %u\n", i,
-        ews_net_nconns(&s->workers[i].net));
+  for (int i = 0; i < s->nworkers; i++) {
+    uint32_t n = ews_net_nconns(&s->workers[i].net);
+    if (i == self && n > 0) n--; /* the request asking */
+    put(&o, "edgews_connections_open{worker=\"%d\"} %u\n", i, n);
+  }
   COUNTER("connections_total", "Connections accepted.", net.stats.conns_total);
   put(&o, "# HELP edgews_connections_rejected_total Connections refused, by reason.\n"
           "# TYPE edgews_connections_rejected_total counter\n");
@@ -148,6 +150,17 @@ int ews_metrics_text(const ews_server_t *s, char **outp, size_t *len) {
       put(&o, "edgews_%s_total{worker=\"%d\"} %llu\n", lua_names[c], i,
           (unsigned long long)ews_vm_count(&s->workers[i].vm, c));
   }
+  put(&o, "# HELP edgews_router_errors_total Messages the router answered with an error, by"
+          " code.\n# TYPE edgews_router_errors_total counter\n");
+  static const char *const rcodes[] = {
+#define XX(n) #n,
+      EWS_ROUTER_CODES(XX)
+#undef XX
+  };
+  for (int i = 0; i < s->nworkers; i++)
+    for (int c = 0; c < EWS_RC_MAX; c++)
+      put(&o, "edgews_router_errors_total{worker=\"%d\",code=\"%s\"} %llu\n", i, rcodes[c],
+          (unsigned long long)rd(&s->workers[i].vm.stats.router[c]));
   put(&o, "# HELP edgews_handler_seconds Time handlers ran per event (not counting waits).\n"
           "# TYPE edgews_handler_seconds histogram\n");
   for (int i = 0; i < s->nworkers; i++) {

@@ -12,7 +12,8 @@
 struct ews_server;
 
 /* Writes the exposition of the server's workers into a malloc'd *out (length *len).
- * 0 or EWS_ENOMEM. */
-int ews_metrics_text(const struct ews_server *server, char **out, size_t *len);
+ * self: the worker serving the request, whose open connections are shown without
+ * that request's own (-1: none). 0 or EWS_ENOMEM. */
+int ews_metrics_text(const struct ews_server *server, int self, char **out, size_t *len);
 
 #endif

@@ -34,6 +34,11 @@ static void maybe_finish(ews_worker_t *w) {
 
 static void conn_freed(void *owner) { maybe_finish(owner); }
 
+static void on_tick(void *owner) {
+  ews_worker_t *w = owner;
+  ews_vm_tick(&w->vm);
+}
+
 void ews_worker_run_pending(ews_worker_t *w) { ews_net_run_pending(&w->net); }
 
 static void on_prepare(uv_prepare_t *h) {
@@ -48,7 +53,8 @@ static void on_check(uv_check_t *h) {
   ews_pubsub_tick(&w->hub, 1);
 }
 
-/* GET /health: {"status":..., "uptime":s, "workers":n, "connections":n, "worker":id} */
+/* GET /health: {"status":..., "uptime":s, "workers":n, "connections":n, "worker":id};
+ * connections: every worker's, not counting this request's own. */
 static int health(void *owner, char *buf, size_t cap, int *status) {
   ews_worker_t *w = owner;
   struct timeval tv;
@@ -56,17 +62,18 @@ static int health(void *owner, char *buf, size_t cap, int *status) {
   uint64_t now = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
   uint64_t up = now > w->server->started_ms ? now - w->server->started_ms : 0;
   *status = w->net.stopping ? 503 : 200;
+  uint32_t conns = __atomic_load_n(&w->server->nconns, __ATOMIC_RELAXED);
+  if (conns > 0) conns--; /* the request asking */
   return snprintf(buf, cap,
                   "{\"status\":\"%s\",\"uptime\":%llu,\"workers\":%d,\"connections\":%u,"
                   "\"worker\":%d}",
                   w->net.stopping ? "draining" : "ok", (unsigned long long)(up / 1000),
-                  w->server->nworkers, __atomic_load_n(&w->server->nconns, __ATOMIC_RELAXED),
-                  w->id);
+                  w->server->nworkers, conns, w->id);
 }
 
 static int metrics(void *owner, char **body, size_t *len) {
   ews_worker_t *w = owner;
-  return ews_metrics_text(w->server, body, len);
+  return ews_metrics_text(w->server, w->id, body, len);
 }
 
 static void on_drain_timeout(uv_timer_t *t) {
@@ -93,6 +100,8 @@ static void begin_stop(ews_worker_t *w, int force) {
   maybe_finish(w);
 }
 
+static void reload_script(ews_worker_t *w);
+
 static void on_wakeup(uv_async_t *a) {
   ews_worker_t *w = a->data;
   ews_tls_ctx_t *tls = __atomic_exchange_n(&w->pending_tls, NULL, __ATOMIC_ACQ_REL);
@@ -102,7 +111,7 @@ static void on_wakeup(uv_async_t *a) {
     w->net.tls = tls;
   }
   if (__atomic_exchange_n(&w->req_reload, 0, __ATOMIC_ACQ_REL) && !w->net.stopping)
-    ews_worker_load_script(w);
+    reload_script(w);
   ews_bus_drain(&w->hub.inbox);
   if (w->hub.store) ews_store_client_drain(w->hub.store);
   ews_net_run_pending(&w->net);
@@ -115,11 +124,40 @@ int ews_worker_load_script(ews_worker_t *w) {
   char *err = NULL;
   int r = ews_vm_load(w->vm.L, w->server->cfg->script, &err);
   if (r != 0) {
-    EWS_ERROR("%s", err ? err : "script failed to load");
+    char *line = ews_vm_error_summary(err);
+    EWS_ERROR("%s", line ? line : "script failed to load");
+    if (err && strchr(err, '\n')) EWS_DEBUG("%s", err);
+    free(line);
     free(err);
     return -1;
   }
   return 0;
+}
+
+/* A reload the main thread asked for: loads the script and answers main.c, which
+ * logs the outcome once for all workers (the traceback is logged here, at debug). */
+static void reload_script(ews_worker_t *w) {
+  ews_server_t *s = w->server;
+  uv_mutex_lock(&s->reload_lock);
+  unsigned gen = s->reload_gen;
+  uv_mutex_unlock(&s->reload_lock);
+  char *err = NULL;
+  int r = ews_vm_load(w->vm.L, s->cfg->script, &err);
+  if (r != 0) EWS_DEBUG("reload failed: %s", err ? err : "?");
+  uv_mutex_lock(&s->reload_lock);
+  if (gen == s->reload_gen) { /* else a newer reload is coming: this one is not counted */
+    s->reload_done++;
+    if (r != 0) {
+      s->reload_failed++;
+      if (!s->reload_err) {
+        s->reload_err = err;
+        err = NULL;
+      }
+    }
+  }
+  uv_mutex_unlock(&s->reload_lock);
+  free(err);
+  if (s->reload_async) uv_async_send(s->reload_async);
 }
 
 typedef struct {
@@ -156,7 +194,7 @@ static void worker_main(void *arg) {
   net->ops = &ews_lua_conn_ops;
   net->client_ops = &ews_lua_client_ops;
   net->owner = &w->vm;
-  net->hooks = (ews_net_hooks_t){health, metrics, conn_freed, w};
+  net->hooks = (ews_net_hooks_t){health, metrics, conn_freed, on_tick, w};
   net->total_conns = &w->server->nconns;
   char *err = NULL;
   if (w->server->store &&

@@ -32,6 +32,12 @@ typedef struct ews_server {
   ews_hub_t **hubs;           /* every worker's hub (their peers), by number */
   const struct ews_engine *engine; /* where the services' shared state lives */
   struct ews_store *store;    /* durable storage (hub/store.h), or NULL */
+  /* The reload in progress: main.c starts one (a new generation), every worker
+   * answers once (ews_worker_request_reload), main logs one line when all have. */
+  uv_mutex_t reload_lock;
+  unsigned reload_gen, reload_done, reload_failed; /* under reload_lock */
+  char *reload_err;           /* the first failing worker's error (malloc'd), or NULL */
+  uv_async_t *reload_async;   /* the main loop's: a worker answered (or NULL) */
 } ews_server_t;
 
 typedef struct ews_worker {

@@ -140,6 +140,35 @@ static int l_remote_addr(lua_State *L) {
   return 2;
 }
 
+static void errlog_flush(ews_vm_t *w, uint64_t now) {
+  if (w->errlog_quiet)
+    EWS_ERROR("%u more handler error%s in the last %.1f s (not logged one by one; "
+              "edgews_errors_total{kind=\"handler\"} counts them all)",
+              w->errlog_quiet, w->errlog_quiet == 1 ? "" : "s",
+              (double)(now - w->errlog_window_ms) / 1000.0);
+  w->errlog_quiet = w->errlog_logged = 0;
+  w->errlog_window_ms = now;
+}
+
+void ews_vm_tick(ews_vm_t *w) {
+  if (!w->errlog_quiet) return;
+  uint64_t now = uv_now(w->net->loop);
+  if (now - w->errlog_window_ms >= 1000) errlog_flush(w, now);
+}
+
+/* One more handler error line this second? (Else it is counted for the summary.) */
+static int errlog_admit(ews_vm_t *w) {
+  if (!w || !w->net) return 1;
+  uint64_t now = uv_now(w->net->loop);
+  if (now - w->errlog_window_ms >= 1000) errlog_flush(w, now);
+  if (w->errlog_logged >= EWS_VM_ERRORS_PER_SEC) {
+    w->errlog_quiet++;
+    return 0;
+  }
+  w->errlog_logged++;
+  return 1;
+}
+
 /* core.handler_error(c | false, event, message_with_traceback [, keep_open]) -> stopped:
  * a handler raised. Logs the message (file:line) at error level and the traceback at
  * debug level, counts it, and fails the connection with 1011 when it is still open
@@ -154,9 +183,14 @@ static int l_handler_error(lua_State *L) {
   const char *tb = strstr(msg, "\nstack traceback:");
   int head = tb ? (int)(tb - msg) : (int)len;
   ews_conn_t *c = lua_type(L, 1) == LUA_TNUMBER ? (ews_conn_t *)(uintptr_t)lua_tonumber(L, 1) : NULL;
-  EWS_ERROR("%s handler error (conn %llu): %.*s", event, c ? (unsigned long long)ews_conn_id(c) : 0ULL,
-            head, msg);
-  if (tb) EWS_DEBUG("%s", tb + 1);
+  if (ews_log_level <= EWS_LOG_ERROR && errlog_admit(w)) {
+    char *line = ews_vm_error_summary(msg); /* + the user's file:line when raised in edgews */
+    EWS_ERROR("%s handler error (conn %llu): %.*s", event,
+              c ? (unsigned long long)ews_conn_id(c) : 0ULL, line ? (int)strlen(line) : head,
+              line ? line : msg);
+    free(line);
+    if (tb) EWS_DEBUG("%s", tb + 1);
+  }
   if (w) EWS_STAT_ADD(w->stats.handler_errors, 1);
   int stopped = ews_runaway_caught(ews_runaway_of(L));
   if (c && (stopped || !lua_toboolean(L, 4))) ews_conn_fail(c, EWS_EHANDLER, NULL);
@@ -281,6 +315,12 @@ static int l_user_list(lua_State *L) {
   return 1;
 }
 
+static const char *const router_codes[] = {
+#define XX(n) #n,
+    EWS_ROUTER_CODES(XX)
+#undef XX
+};
+
 /* core.stats_all() -> counters summed over every worker */
 static int l_stats_all(lua_State *L) {
   ews_vm_t *w = worker_of(L);
@@ -288,7 +328,7 @@ static int l_stats_all(lua_State *L) {
   if (!w) return 1;
   struct {
     uint64_t conns_total, msgs_in, msgs_out, bytes_in, bytes_out, handler_errors, compressed;
-    uint64_t lua[EWS_LC_MAX], rejected[EWS_RJ_MAX];
+    uint64_t lua[EWS_LC_MAX], rejected[EWS_RJ_MAX], router[EWS_RC_MAX];
   } sum;
   memset(&sum, 0, sizeof sum);
   uint32_t open = 0;
@@ -306,6 +346,7 @@ static int l_stats_all(lua_State *L) {
     sum.handler_errors += EWS_STAT_LOAD(st->handler_errors);
     sum.compressed += EWS_STAT_LOAD(ns->compressed);
     for (int k = 0; k < EWS_LC_MAX; k++) sum.lua[k] += ews_vm_count(v, k);
+    for (int k = 0; k < EWS_RC_MAX; k++) sum.router[k] += EWS_STAT_LOAD(st->router[k]);
     for (int k = 0; k < EWS_RJ_MAX; k++) sum.rejected[k] += EWS_STAT_LOAD(ns->rejected[k]);
     open += ews_net_nconns(h->net);
   }
@@ -331,6 +372,16 @@ static int l_stats_all(lua_State *L) {
     lua_pushnumber(L, (lua_Number)sum.lua[k]);
     lua_setfield(L, -2, lnames[k]);
   }
+  uint64_t router_total = 0;
+  lua_createtable(L, 0, EWS_RC_MAX);
+  for (int k = 0; k < EWS_RC_MAX; k++) {
+    router_total += sum.router[k];
+    lua_pushnumber(L, (lua_Number)sum.router[k]);
+    lua_setfield(L, -2, router_codes[k]);
+  }
+  lua_setfield(L, -2, "router_errors_by_code");
+  lua_pushnumber(L, (lua_Number)router_total);
+  lua_setfield(L, -2, "router_errors");
   static const char *const rnames[] = {
 #define XX(n) #n,
       EWS_REJECT_REASONS(XX)
@@ -386,10 +437,21 @@ static int l_channel_count(lua_State *L) {
   return 1;
 }
 
-/* core.count(name): bumps an application-layer counter shown in /metrics. */
+/* core.count(name [, code]): bumps an application-layer counter shown in /metrics;
+ * "router_errors" is counted by the error's code. */
 static int l_count(lua_State *L) {
   ews_vm_t *w = worker_of(L);
   const char *name = luaL_checkstring(L, 1);
+  if (!strcmp(name, "router_errors")) {
+    const char *code = luaL_checkstring(L, 2);
+    for (int i = 0; i < EWS_RC_MAX; i++) {
+      if (!strcmp(router_codes[i], code)) {
+        if (w) EWS_STAT_ADD(w->stats.router[i], 1);
+        return 0;
+      }
+    }
+    return luaL_error(L, "core.count: unknown router error code '%s'", code);
+  }
   static const char *const names[] = {
 #define XX(n) #n,
       EWS_LUA_COUNTERS(XX)
@@ -442,6 +504,12 @@ static int l_workers(lua_State *L) {
 static int l_now(lua_State *L) {
   ews_vm_t *w = worker_of(L);
   lua_pushnumber(L, w ? (lua_Number)uv_now(w->net->loop) / 1000.0 : (lua_Number)uv_hrtime() / 1e9);
+  return 1;
+}
+
+/* core.clock() -> seconds of the monotonic clock, read now (it advances while Lua runs) */
+static int l_clock(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
   return 1;
 }
 
@@ -627,7 +695,7 @@ static const luaL_Reg core_fns[] = {
     {"ping", l_ping},           {"buffered", l_buffered},
     {"remote_addr", l_remote_addr}, {"log", l_log},
     {"log_level", l_log_level}, {"worker_id", l_worker_id},
-    {"workers", l_workers},     {"now", l_now},
+    {"workers", l_workers},     {"now", l_now}, {"clock", l_clock},
     {"stats", l_stats},         {"set_routes", l_set_routes},
     {"handler_error", l_handler_error}, {"fanout", l_fanout},
     {"app_sockets", l_app_sockets}, {"auth_done", l_auth_done},

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -47,14 +48,99 @@ static int no_profiler(lua_State *L) {
                        "interrupts runaway handlers)");
 }
 
+static char lua_dir_buf[4096];
+static uv_once_t lua_dir_once = UV_ONCE_INIT;
+
+static int has_modules(const char *dir) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/edgews/init.lua", dir);
+  return access(p, R_OK) == 0;
+}
+
+static void find_lua_dir(void) {
+  const char *env = getenv("EDGEWS_LUA_PATH");
+  if (env && *env) {
+    snprintf(lua_dir_buf, sizeof lua_dir_buf, "%s", env);
+    return;
+  }
+  /* An installed binary: PREFIX/bin/edgews-lua -> PREFIX/share/lua/5.1. */
+  char exe[4096];
+  size_t n = sizeof exe;
+  if (uv_exepath(exe, &n) == 0) {
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+      *slash = 0;
+      char cand[4200];
+      snprintf(cand, sizeof cand, "%s/../share/lua/5.1", exe);
+      char *real = realpath(cand, NULL);
+      if (real && has_modules(real)) {
+        snprintf(lua_dir_buf, sizeof lua_dir_buf, "%s", real);
+        free(real);
+        return;
+      }
+      free(real);
+    }
+  }
+  snprintf(lua_dir_buf, sizeof lua_dir_buf, "%s", EWS_LUA_DIR);
+}
+
+const char *ews_vm_lua_dir(void) {
+  uv_once(&lua_dir_once, find_lua_dir);
+  return lua_dir_buf;
+}
+
+/* Is src (a chunk name or traceback location) one of the edgews modules? */
+static int own_source(const char *src, const char *dir, size_t dl) {
+  if (src[0] == '@') src++;
+  if (strncmp(src, "...", 3) == 0) {
+    /* Lua shortened a long chunk name to its tail: "...ix/share/lua/5.1/edgews/x.lua" */
+    src += 3;
+    const char *e = strstr(src, "/edgews/");
+    size_t n = e ? (size_t)(e - src) : 0;
+    return e && n <= dl && strncmp(dir + dl - n, src, n) == 0;
+  }
+  return strncmp(src, dir, dl) == 0 && strncmp(src + dl, "/edgews/", 8) == 0;
+}
+
+char *ews_vm_error_summary(const char *err) {
+  if (!err) err = "unknown error";
+  const char *nl = strchr(err, '\n');
+  size_t head = nl ? (size_t)(nl - err) : strlen(err);
+  const char *dir = ews_vm_lua_dir();
+  size_t dl = strlen(dir);
+  while (dl > 1 && dir[dl - 1] == '/') dl--;
+  const char *from = NULL;
+  size_t from_len = 0;
+  const char *tb = strstr(err, "\nstack traceback:");
+  if (own_source(err, dir, dl) && tb) {
+    /* Frames look like "\t/path/app.lua:12: in function 'f'". */
+    for (const char *p = strchr(tb + 1, '\n'); p; p = strchr(p + 1, '\n')) {
+      const char *s = p + 1;
+      while (*s == '\t' || *s == ' ') s++;
+      const char *e = strstr(s, ": in ");
+      const char *eol = strchr(s, '\n');
+      if (!e || (eol && e > eol)) continue;
+      if (*s == '[' || own_source(s, dir, dl)) continue;
+      from = s;
+      from_len = (size_t)(e - s);
+      break;
+    }
+  }
+  size_t cap = head + from_len + 32;
+  char *out = malloc(cap);
+  if (!out) return NULL;
+  if (from) snprintf(out, cap, "%.*s (called from %.*s)", (int)head, err, (int)from_len, from);
+  else snprintf(out, cap, "%.*s", (int)head, err);
+  return out;
+}
+
 lua_State *ews_vm_new(ews_vm_t *w, const char *script_dir, char **err) {
   lua_State *L = luaL_newstate();
   if (!L) {
     *err = strdup("luaL_newstate failed (out of memory)");
     return NULL;
   }
-  const char *lua_dir = getenv("EDGEWS_LUA_PATH");
-  if (!lua_dir || !*lua_dir) lua_dir = EWS_LUA_DIR;
+  const char *lua_dir = ews_vm_lua_dir();
   /* Before any Lua code runs: the counting allocator and the interrupt guards. */
   /* The main thread's configuration VM runs the script before the configuration is
    * known: the defaults (edgews.configure's handler_timeout takes over as it runs). */
@@ -92,6 +178,14 @@ lua_State *ews_vm_new(ews_vm_t *w, const char *script_dir, char **err) {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "edgews");
   if (lua_pcall(L, 1, 1, 1) != 0) {
+    if (!has_modules(lua_dir)) {
+      size_t cap = strlen(lua_dir) + 200;
+      if ((*err = malloc(cap)))
+        snprintf(*err, cap, "cannot find the edgews Lua modules in %s (set EDGEWS_LUA_PATH to the "
+                 "directory that holds edgews/init.lua)", lua_dir);
+      ews_vm_close(L);
+      return NULL;
+    }
     *err = dup_err(L, -1, "cannot load the edgews module");
     ews_vm_close(L);
     return NULL;

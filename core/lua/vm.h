@@ -34,12 +34,24 @@ typedef struct {
 
 /* Counters the application layer (Lua) bumps by name: core.count(name). */
 #define EWS_LUA_COUNTERS(XX) \
-  XX(auth_failures) XX(auth_expired) XX(rate_limited) XX(router_errors)
+  XX(auth_failures) XX(auth_expired) XX(rate_limited)
 enum {
 #define XX(n) EWS_LC_##n,
   EWS_LUA_COUNTERS(XX)
 #undef XX
   EWS_LC_MAX
+};
+
+/* The codes of the router's error replies (edgews.router), counted by code:
+ * core.count("router_errors", code). */
+#define EWS_ROUTER_CODES(XX)                                                     \
+  XX(message_too_large) XX(binary_not_supported) XX(invalid_json) XX(invalid_message) \
+  XX(missing_type) XX(unknown_type) XX(validation_failed)
+enum {
+#define XX(n) EWS_RC_##n,
+  EWS_ROUTER_CODES(XX)
+#undef XX
+  EWS_RC_MAX
 };
 
 #define EWS_LATENCY_BUCKETS 12 /* handler run time: 10 us .. 1 s, +Inf */
@@ -51,6 +63,7 @@ extern const double ews_latency_bounds[EWS_LATENCY_BUCKETS];
 typedef struct {
   uint64_t handler_errors;
   uint64_t lua[EWS_LC_MAX];
+  uint64_t router[EWS_RC_MAX];           /* router error replies, by code */
   uint64_t latency[EWS_LATENCY_BUCKETS]; /* cumulative-free bucket counts */
   double latency_sum;                    /* seconds */
 } ews_vm_stats_t;
@@ -76,7 +89,17 @@ typedef struct ews_vm {
   int lwait_map;               /* registry ref of the id -> wait record table (0: none) */
   double lwait_seq;            /* the last wait id given out on this worker */
   ews_vm_stats_t stats;
+  /* handler error lines of the current second (api_core.c): logged one by one, then
+   * counted only */
+  uint64_t errlog_window_ms;
+  uint32_t errlog_logged, errlog_quiet;
 } ews_vm_t;
+
+/* Handler errors are logged one line each, at most EWS_VM_ERRORS_PER_SEC a second per
+ * worker; the others of that second are summed up in one line when it ends (by
+ * ews_vm_tick, from the loop's ticker). */
+#define EWS_VM_ERRORS_PER_SEC 5
+void ews_vm_tick(ews_vm_t *w);
 
 /* An application-layer counter as /metrics and edgews.stats(true) show it: what Lua
  * counted, plus the authentication deadlines the net layer enforced. Any thread. */
@@ -96,6 +119,16 @@ lua_State *ews_vm_new(ews_vm_t *w, const char *script_dir, char **err);
  * version stays and *err (malloc'd) says why, with file:line. 0 or -1. */
 int ews_vm_load(lua_State *L, const char *script, char **err);
 void ews_vm_close(lua_State *L);
+/* The directory the edgews modules are loaded from (see README: Installing):
+ * EDGEWS_LUA_PATH when set, else PREFIX/share/lua/5.1 beside an installed binary
+ * (PREFIX/bin/edgews-lua) when it holds edgews/init.lua, else the lua/ directory of
+ * the source tree the binary was built from. Computed once; any thread. */
+const char *ews_vm_lua_dir(void);
+/* The one line an operator reads for a load or handler error with its traceback
+ * (as ews_vm_load's *err): the message's first line and, when that points into the
+ * edgews modules, " (called from FILE:LINE)" of the first frame of the user's code.
+ * malloc'd; NULL on ENOMEM. */
+char *ews_vm_error_summary(const char *err);
 
 
 /* The luaopen function of the edgews.core C module (api_core.c). */

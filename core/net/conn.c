@@ -13,6 +13,7 @@
 #include "log.h"
 #include "net/static_files.h"
 #include "net/client.h"
+#include "net/connlog.h"
 #include "net/tls.h"
 #include "proto/close_codes.h"
 #include "stat.h"
@@ -299,6 +300,7 @@ void ews_conn_sweep(ews_conn_t *c) {
   if ((c->flags & EWS_CF_OPENED) && !(c->flags & EWS_CF_CLOSE_EVENT) &&
       c->state >= EWS_CS_DRAINING) {
     c->flags |= EWS_CF_CLOSE_EVENT;
+    ews_connlog_closed(c);
     const ews_conn_ops_t *ops = ews_conn_ops(c);
     if (ops && ops->close) ops->close(c);
   }

@@ -177,6 +177,7 @@ typedef struct ews_conn {
   uint32_t since_ms;       /* when the current state began */
   uint32_t last_rx_ms;     /* last frame from the peer */
   uint32_t ping_ms;        /* last heartbeat ping sent */
+  uint32_t opened_ms;      /* when the 101 went out (for the closed log line) */
   uint16_t close_code;     /* for the close event */
   uint8_t close_reason_len;
   uint8_t state;

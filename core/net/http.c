@@ -13,6 +13,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "net/connlog.h"
 #include "net/msgmem.h"
 #include "net/static_files.h"
 #include "proto/handshake.h"
@@ -43,8 +44,8 @@ void ews_conn_respond_error(ews_conn_t *c, int err) {
   char buf[1024];
   if (err != EWS_EHTTP_NOT_FOUND) ews_conn_count_rejection(c, err);
   int n = ews_write_error(buf, sizeof buf, err);
-  EWS_DEBUG("conn %llu: HTTP %d: %s", (unsigned long long)c->id, ews_err_http_status(err),
-            ews_strerror(err));
+  const char *why = ews_strerror(err);
+  ews_connlog_refused(c, ews_err_http_status(err), why, strlen(why));
   respond_http(c, buf, n);
 }
 
@@ -67,7 +68,7 @@ void ews_conn_respond_json(ews_conn_t *c, int status, const char *error, const c
   body[bl++] = '}';
   int n = ews_write_response(resp, sizeof resp, status, NULL, "application/json", body,
                              (size_t)bl);
-  EWS_DEBUG("conn %llu: HTTP %d: %.*s", (unsigned long long)c->id, status, (int)ml, msg);
+  ews_connlog_refused(c, status, msg, ml);
   respond_http(c, resp, n);
 }
 
@@ -171,6 +172,11 @@ void ews_conn_on_head_bytes(ews_conn_t *c, uint8_t *p, size_t n) {
     c->in_len = c->in_cap = 0;
   }
   if (r < 0) ews_conn_respond_error(c, r);
-  else on_request(c, &req, data + r, len - (size_t)r);
+  else {
+    c->net->req_path = req.path;
+    c->net->req_path_len = req.path_len;
+    on_request(c, &req, data + r, len - (size_t)r);
+    c->net->req_path = NULL;
+  }
   ews_msgmem_free(owned, owned_cap);
 }

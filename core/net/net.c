@@ -6,10 +6,13 @@
 
 #include "err.h"
 #include "net/conn.h"
+#include "net/connlog.h"
 
 static void on_tick(uv_timer_t *t) {
   ews_net_t *net = t->data;
   ews_wheel_advance(&net->wheel, uv_now(net->loop), ews_conn_on_timer, net);
+  ews_connlog_tick(net);
+  if (net->hooks.tick) net->hooks.tick(net->hooks.ud);
 }
 
 int ews_net_init(ews_net_t *net, uv_loop_t *loop, int id) {

@@ -73,6 +73,8 @@ typedef struct {
   int (*metrics)(void *ud, char **body, size_t *len);
   /* A connection was freed (nconns is already one less). */
   void (*conn_freed)(void *ud);
+  /* Every tick of the loop's ticker (EWS_TICK_MS): for the owner's periodic chores. */
+  void (*tick)(void *ud);
   void *ud;
 } ews_net_hooks_t;
 
@@ -100,6 +102,12 @@ typedef struct ews_net {
   uint32_t nconns;            /* read by other threads */
   uint64_t conn_seq;
   uint64_t last_emfile_log;
+  /* connlog.c: the request path while its head is answered, and the refusal lines
+   * of the current second (logged, counted only) */
+  const char *req_path;
+  size_t req_path_len;
+  uint64_t refused_window_ms;
+  uint32_t refused_logged, refused_quiet;
   ews_net_stats_t stats;
 } ews_net_t;
 

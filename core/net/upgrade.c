@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "err.h"
+#include "net/connlog.h"
 #include "net/limits.h"
 #include "proto/handshake.h"
 
@@ -104,6 +105,8 @@ static void finish_upgrade(ews_conn_t *c) {
   ews_conn_free_pending(c);
   ews_conn_unpause(c);
   c->flags |= EWS_CF_OPENED;
+  c->opened_ms = ews_conn_now(c);
+  ews_connlog_opened(c);
   ews_conn_ops(c)->open(c, proto);
   free(proto);
   if (rest_len && c->state == EWS_CS_OPEN) ews_conn_feed_frames(c, rest, rest_len);

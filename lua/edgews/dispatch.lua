@@ -96,6 +96,8 @@ function _M.new(apps)
     local app = apps[sock.path]
     if app and app._auth then pipeline.on_open(app, sock) end
     call(sock, "open", "_on_open")
+    -- pending notifications after the app's welcome (README: Notifications)
+    if sock.ctx._notif_hold then pipeline.release_notifications(sock) end
     if queues[sock] then drain(sock) end
   end
 

@@ -117,6 +117,9 @@ _M.worker_id = core.worker_id
 _M.workers = core.workers
 --- edgews.now() -> seconds (the worker loop's cached clock, millisecond steps)
 _M.now = core.now
+--- edgews.clock() -> seconds (the monotonic clock read at the call: it advances
+-- while a handler runs; for measuring code)
+_M.clock = core.clock
 --- edgews.stats([all]) -> this worker's counters, or with all = true the sums
 -- over every worker (plus rejections by reason and the application counters)
 function _M.stats(all)

@@ -34,6 +34,20 @@ local _M = {}
 
 local function noop() end
 
+-- What a version that loads may still get wrong, said when it loads (once: by
+-- worker 0; the main thread's configuration VM has no data store to ask about).
+local function warn_about(list)
+  if core.worker_id() ~= 0 then return end
+  for _, app in ipairs(list) do
+    if app.config.notifications and not core.has_store() then
+      core.log(core.WARN, (app._defined_at and (app._defined_at .. ": ") or "")
+        .. "app " .. app.path .. " has notifications = true, but the server has no data "
+        .. "directory (start it with --data DIR): notifications.store returns nil, \"no data "
+        .. "directory\" and no pending notification is delivered")
+    end
+  end
+end
+
 --- loader.new(apps, hooks) -> the loader of one VM (see the top of the file)
 function _M.new(apps, hooks)
   if type(apps) ~= "table" then error("loader.new: apps must be a table", 2) end
@@ -49,6 +63,9 @@ function _M.new(apps, hooks)
     local c = config.app(t, 2)
     if loading.by_path[c.path] then error("edgews.app: path " .. c.path .. " is defined twice", 2) end
     local app = app_mod.new(c, t, 2)
+    local info = debug.getinfo(2, "Sl")
+    app._defined_at = info and info.currentline and info.currentline > 0
+      and (info.short_src .. ":" .. info.currentline) or nil
     loading.by_path[c.path] = app
     loading.list[#loading.list + 1] = app
     return app
@@ -123,6 +140,7 @@ function _M.new(apps, hooks)
     end
     core.set_routes(routes)
     core.set_static(new.statics)
+    warn_about(new.list)
     return true, new.server
   end
 

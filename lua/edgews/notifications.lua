@@ -77,11 +77,21 @@ end
 
 -- Delivers to this worker's sockets of uid; marks delivered (without waiting) if
 -- at least one socket took it. -> true when delivered here.
+-- A socket whose open handler has not finished (hold) keeps a live notification
+-- for later (release), so the app's welcome goes out first; it counts as delivered
+-- only once sent.
+local MAX_HELD = 1024
+
 local function deliver_local(uid, id, created_at, payload)
   local text = frame(id, created_at, payload)
   local any = false
   for _, s in ipairs(workers.local_user_sockets(uid)) do
-    if send_once(s, id, text) then any = true end
+    local held = s.ctx._notif_hold
+    if held then
+      if #held < MAX_HELD then held[#held + 1] = { id, text } end
+    elseif send_once(s, id, text) then
+      any = true
+    end
   end
   if any then core.notif_mark(uid, { id }, STATE.delivered, false) end
   return any
@@ -188,6 +198,28 @@ function _M.deliver_pending(sock, user)
   end
   if #ids > 0 then core.notif_mark(user, ids, STATE.delivered, false) end
   return #ids
+end
+
+--- notifications.hold(socket, user): until release, live notifications for the
+-- socket wait (edgews.pipeline: while the open handler runs).
+function _M.hold(sock, user)
+  sock.ctx._notif_hold = { user = user }
+end
+
+--- notifications.release(socket) -> number sent: sends the user's pending
+-- notifications (oldest first), then those that arrived live while held and that
+-- another socket took (each goes out once), and marks them delivered.
+function _M.release(sock)
+  local held = sock.ctx._notif_hold
+  if not held then return 0 end
+  sock.ctx._notif_hold = nil
+  local n = _M.deliver_pending(sock, held.user)
+  local ids = {}
+  for _, h in ipairs(held) do
+    if send_once(sock, h[1], h[2]) then ids[#ids + 1] = h[1] end
+  end
+  if #ids > 0 then core.notif_mark(held.user, ids, STATE.delivered, false) end
+  return n + #ids
 end
 
 --- notifications.available() -> true when the server has a data directory

@@ -54,6 +54,13 @@ local function reply_error(socket, code, message, details, id)
 end
 _M.reply_error = reply_error
 
+-- The router's error replies (missing_type, unknown_type, validation_failed), counted
+-- by code in /metrics (edgews_router_errors_total{code=...}).
+local function reply_router_error(socket, code, message, details, id)
+  core.count("router_errors", code)
+  return reply_error(socket, code, message, details, id)
+end
+
 local function first_line(s) return (tostring(s):match("^[^\n]*")) end
 
 -- ---------------------------------------------------------------- rate limits
@@ -178,9 +185,16 @@ _M.expire_later = expire_later
 
 -- Registers the socket for its user (edgews.user_sockets); a socket of an app
 -- with `notifications = true` is then sent the user's pending notifications.
+-- The pending ones wait for release_notifications: after the open handler (or the
+-- auth:ok reply), so the app's own first message goes out first.
 local function register_user(app, socket, user)
   local uid = workers.add_user(socket, user)
-  if uid and app.config.notifications then notifications.deliver_pending(socket, uid) end
+  if uid and app.config.notifications then notifications.hold(socket, uid) end
+end
+
+--- After the open handler ran (edgews.dispatch): the held notifications go out.
+function _M.release_notifications(socket)
+  if socket.ctx._notif_hold then notifications.release(socket) end
 end
 
 --- Called when a socket of an app with auth opens.
@@ -237,6 +251,7 @@ local function first_message(app, socket, data)
   if socket:is_open() and accept_user(app, socket, user) then
     socket:send(cjson.encode({ type = "auth:ok", user = user.id }))
   end
+  _M.release_notifications(socket)
 end
 
 -- {"type":"auth:refresh","token":...}: -> true when it was one (handled)
@@ -293,7 +308,7 @@ function _M.build(app)
         if type(id) ~= "string" and type(id) ~= "number" then id = nil end
         if not within_limits(route_rl, scope .. "\0" .. body.type, socket, msg.data, id) then return end
       end
-      return router:dispatch_decoded(socket, body, ctx, reply_error)
+      return router:dispatch_decoded(socket, body, ctx, reply_router_error)
     elseif raw_handler then
       return raw_handler(socket, msg.data, msg.is_binary)
     end
@@ -316,7 +331,7 @@ function _M.build(app)
     if router then
       local body, code, message, details = router:decode(data, is_binary)
       if not body then
-        core.count("router_errors")
+        core.count("router_errors", code)
         return reply_error(socket, code, message, details)
       end
       msg.body, msg.type = body, body.type

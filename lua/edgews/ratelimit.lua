@@ -34,7 +34,8 @@
 --
 -- Where the C code comes from: inside edgews-lua the executable exports it
 -- (ffi.C); elsewhere (busted, tools) this module loads the shared library the
--- build makes, build/libedgews_ratelimit.so, or the file named by
+-- build makes, PREFIX/lib/libedgews_ratelimit.so of an installation (cmake
+-- --install), else build/libedgews_ratelimit.so of the clone, or the file named by
 -- EDGEWS_RATELIMIT_LIB. Without either, requiring the module works and using it
 -- raises an error saying so.
 --
@@ -77,7 +78,15 @@ local function find_library()
   if not path then
     local src = debug.getinfo(1, "S").source
     local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/[^/]*$") or "."
-    path = dir .. "/../../build/libedgews_ratelimit.so"
+    -- an installation (PREFIX/share/lua/5.1/edgews -> PREFIX/lib) first, then the clone
+    local installed = dir .. "/../../../../lib/libedgews_ratelimit.so"
+    local f = io.open(installed, "rb")
+    if f then
+      f:close()
+      path = installed
+    else
+      path = dir .. "/../../build/libedgews_ratelimit.so"
+    end
   end
   local ok, lib = pcall(ffi.load, path)
   if ok then return lib end

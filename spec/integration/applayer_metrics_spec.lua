@@ -251,6 +251,7 @@ describe("/metrics and /health #integration #lua", function()
       assert.are.equal(2, sum(m, "edgews_auth_failures_total"))
       assert.are.equal(4, sum(m, "edgews_rate_limited_total"))
       assert.are.equal(2, sum(m, "edgews_router_errors_total"))
+      assert.are.equal(2, sum(m, "edgews_router_errors_total", { code = "invalid_json" }))
       assert.are.equal(2, sum(m, "edgews_errors_total", { kind = "handler" }))
       -- both workers report every family
       for _, name in ipairs { "edgews_messages_in_total", "edgews_connections_open",
@@ -271,6 +272,7 @@ describe("/metrics and /health #integration #lua", function()
       assert.are.equal(2, all.auth_failures)
       assert.are.equal(4, all.rate_limited)
       assert.are.equal(2, all.router_errors)
+      assert.are.equal(2, all.router_errors_by_code.invalid_json)
       assert.are.equal(2, all.handler_errors)
       local min = sum(m, "edgews_messages_in_total")
       assert.is_true(all.messages_in <= min and all.messages_in >= min - 1,
@@ -320,8 +322,8 @@ describe("/metrics and /health #integration #lua", function()
       local m = sum(parse_prometheus(http(srv.port, "/metrics").body), "edgews_connections_open")
       return h, m
     end
-    -- 2 sockets + the request asking
-    assert.are.same({ 3, 3 }, { gauges() })
+    -- 2 sockets; the request asking does not count itself (issue 10, item 6)
+    assert.are.same({ 2, 2 }, { gauges() })
     for _, case in ipairs(refused) do
       local r = c:call { op = "open", id = "x", url = srv:url "/m", headers = case[2] }
       assert.are.equal(case[3], r.status, case[1])
@@ -329,15 +331,15 @@ describe("/metrics and /health #integration #lua", function()
       local h, m
       local settled = helper.wait_until(function()
         h, m = gauges()
-        return h == 3 and m == 3
+        return h == 2 and m == 2
       end, 1.5)
       assert(settled, ("%s (%d): 1.5 s after the client hung up, /health connections = %d, "
-        .. "connections_open = %d; expected 3 (2 sockets + this request)"):format(
+        .. "connections_open = %d; expected 2 (the 2 sockets)"):format(
           case[1], case[3], h, m))
       assert.is_true(helper.now() - t0 < 1.5)
     end
     for _, id in ipairs(ws) do c:call { op = "close", id = id } end
-    assert.is_truthy(helper.wait_until(function() return gauges() == 1 end, 1.5),
+    assert.is_truthy(helper.wait_until(function() return gauges() == 0 end, 1.5),
       "closed WebSockets still counted: " .. tostring(gauges()))
   end)
 
