@@ -265,11 +265,12 @@ int main(int argc, char **argv) {
     ews_log_always(EWS_LOG_INFO, "data store %s/edgews.db (pub/sub history %s)", m.cfg.data_dir,
                    m.cfg.pubsub_persist != 0 ? "on disk" : "in memory");
   }
-  /* The services' shared state: in this process (hub/engine.h). */
-  m.server.engine = &ews_engine_local;
+  /* The services' shared state (hub/engine.h): in this process, or with --redis
+   * across the cluster's instances. */
+  m.server.engine = m.cfg.nredis ? &ews_engine_redis : &ews_engine_local;
   ews_engine_config_t ec = {{m.cfg.pubsub_max_queue, m.cfg.pubsub_ttl, m.cfg.pubsub_max_recover},
                             m.server.store, m.cfg.pubsub_persist != 0, m.server.hubs,
-                            m.cfg.workers};
+                            m.cfg.workers, m.cfg.redis, m.cfg.nredis};
   if (m.server.engine->start(&ec) != 0) {
     EWS_ERROR("cannot start the %s engine", m.server.engine->name);
     return 1;

@@ -37,6 +37,7 @@
 #include "hub/presence.h"
 #include "hub/pubsub.h"
 #include "hub/pubsub_int.h"
+#include "hub/redis_url.h"
 #include "hub/store.h"
 #include "hub/users.h"
 #include "net/buf.h"
@@ -48,7 +49,27 @@ typedef struct {
   int persistent;           /* pub/sub history goes to the store */
   ews_hub_t *const *hubs;   /* every worker's hub, by number */
   int nworkers;
+  const ews_redis_url_t *redis; /* the Redis shards (engine_redis.c), and how many */
+  int nredis;
 } ews_engine_config_t;
+
+/* A cluster engine's state, for /health and /metrics (ews_engine_t.status). */
+#define EWS_ENGINE_MAX_SHARDS 16
+typedef struct {
+  int shards;            /* configured */
+  int connected;         /* shards whose connections are all ready */
+  uint64_t published;    /* channel publishes sent to Redis */
+  uint64_t dropped;      /* channel publishes not sent (shard down, queue full) */
+  uint64_t received;     /* channel messages from other instances */
+  uint64_t subscriptions; /* Redis channel subscriptions of this instance */
+  uint64_t latency_us_sum, latency_n; /* PUBLISH round trips */
+  struct {
+    char name[300];
+    int up;
+    uint64_t losses;     /* times a ready connection was lost */
+    char last_error[160];
+  } shard[EWS_ENGINE_MAX_SHARDS];
+} ews_engine_status_t;
 
 typedef struct {
   /* The rest of a publish: frame (complete, built once: take references as needed)
@@ -129,9 +150,19 @@ typedef struct ews_engine {
   const ews_pubsub_engine_t *pubsub;
   const ews_presence_engine_t *presence;
   const ews_users_engine_t *users;
+  /* Any thread: the cluster's state (NULL: not a cluster engine). */
+  void (*status)(ews_engine_status_t *out);
 } ews_engine_t;
 
 /* The in-process engine: memory and SQLite, one process. */
 extern const ews_engine_t ews_engine_local;
+/* Its services' tables, for engines that keep some services in process. */
+extern const ews_pubsub_engine_t ews_engine_local_pubsub;
+extern const ews_presence_engine_t ews_engine_local_presence;
+extern const ews_users_engine_t ews_engine_local_users;
+/* The Redis engine (hub/engine_redis.c): channels across instances through Redis
+ * PUBLISH/SUBSCRIBE, sharded over cfg->redis; the other services are the in-process
+ * engine's (README: Running a cluster, what is not clustered yet). */
+extern const ews_engine_t ews_engine_redis;
 
 #endif

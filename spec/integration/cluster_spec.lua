@@ -1,0 +1,288 @@
+-- The cluster over Redis (README: Running a cluster): three instances of
+-- spec/apps/channels_app.lua with --workers 2 each, joined by a real redis-server the
+-- spec starts on a free port (appendonly yes, appendfsync always). Channel publishes
+-- on any instance reach the subscribers on every instance (clients spread over the
+-- instances and their workers), exactly once each and in each publisher's order;
+-- Redis stopped and restarted under the instances (local delivery goes on, /health
+-- says degraded, the instances resubscribe); an instance killed with SIGKILL; two
+-- Redis shards with one down; bad --redis URLs refused.
+local helper = require "spec.helper"
+local cjson = require "cjson"
+
+-- A port nothing listens on right now (the kernel's choice, then released).
+local function free_port()
+  local f = io.popen(helper.PYTHON .. [[ -c "import socket; s = socket.socket(); ]]
+    .. [[s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"]])
+  local port = tonumber(f:read("*a"))
+  f:close()
+  return assert(port, "no free port")
+end
+
+local function redis_cli(port, ...)
+  local argv = { "redis-cli", "-p", tostring(port), ... }
+  local q = {}
+  for i, a in ipairs(argv) do q[i] = "'" .. a:gsub("'", "'\\''") .. "'" end
+  local f = io.popen(table.concat(q, " ") .. " 2>/dev/null")
+  local out = f:read("*a")
+  f:close()
+  return out
+end
+
+-- A redis-server on `port` with its data in `dir` (kept across restarts).
+local function start_redis(port, dir)
+  local p = helper.spawn({ "redis-server", "--port", tostring(port), "--bind", "127.0.0.1",
+    "--dir", dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+    "--daemonize", "no" }, { kind = "redis", stdout = dir .. "/redis.log" })
+  assert(helper.wait_until(function() return redis_cli(port, "PING"):match("PONG") end, 10),
+    "redis-server did not start on port " .. port)
+  return p
+end
+
+local function http_get(srv, path)
+  local f = io.popen(("curl -s -m 5 http://127.0.0.1:%d%s"):format(srv.port, path))
+  local body = f:read("*a")
+  f:close()
+  return body
+end
+
+local function health(srv)
+  local ok, doc = pcall(cjson.decode, http_get(srv, "/health"))
+  return ok and doc or {}
+end
+
+local function metric(srv, name)
+  local v = http_get(srv, "/metrics"):match("\n" .. name .. " (%d+)")
+  return tonumber(v)
+end
+
+local function start_instance(redis_urls, extra)
+  local args = {}
+  for _, u in ipairs(redis_urls) do
+    args[#args + 1] = "--redis"
+    args[#args + 1] = u
+  end
+  for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+  local srv = helper.start_server { app = helper.app "channels_app.lua", workers = 2, args = args }
+  assert(helper.wait_until(function() return health(srv).status == "ok" end, 10),
+    "instance did not connect to Redis:\n" .. srv:log())
+  return srv
+end
+
+local function fanout(urls, ...)
+  local argv = { helper.PYTHON, helper.CLIENTS .. "/cluster_fanout.py", "--urls",
+    table.concat(urls, ","), ... }
+  local res, rc = helper.run(argv, 60)
+  assert.are.equal(0, rc, cjson.encode(res))
+  return res
+end
+
+describe("cluster over Redis #integration", function()
+  local rport, rdir, redis, inst, urls
+  setup(function()
+    rport, rdir = free_port(), helper.tmpdir()
+    redis = start_redis(rport, rdir)
+    inst, urls = {}, {}
+    for i = 1, 3 do
+      inst[i] = start_instance { ("redis://127.0.0.1:%d/0"):format(rport) }
+      urls[i] = inst[i]:url "/ch"
+    end
+  end)
+  teardown(function() helper.cleanup() end)
+
+  it("a publish on any instance reaches every subscriber on every instance once, in order", function()
+    local res = fanout(urls, "--subscribers", "30", "--publishers", "0,1,2", "--messages", "200",
+      "--channel", "all")
+    assert.is_true(res.synced, cjson.encode(res))
+    assert.are.equal(90, res.subscribers)
+    for i = 1, 3 do -- clients spread over the instances and over both workers of each
+      assert.are.same({ "worker:0", "worker:1" }, res.workers[i])
+    end
+    assert.are.equal(0, res.duplicates)
+    assert.are.equal(0, res.missing)
+    assert.are.equal(90, res.complete) -- each publisher's 1..200, in order, exactly once
+  end)
+
+  it("holds one Redis subscription per channel per instance, and lets go of it", function()
+    local c = helper.app_client()
+    for i = 1, 3 do
+      for k = 1, 3 do -- three sockets per instance on the same channel
+        local id = ("s%d_%d"):format(i, k)
+        c:call { op = "open", id = id, url = urls[i] }
+        c:call { op = "send", id = id, data = "sub:one" }
+        assert.are.same({ "subscribed:one" }, c:call { op = "recv", id = id }.messages)
+      end
+    end
+    assert(helper.wait_until(function()
+      return redis_cli(rport, "PUBSUB", "NUMSUB", "ews:c:one"):match("ews:c:one\n(%d+)") == "3"
+    end, 5), "want 3 subscriptions: " .. redis_cli(rport, "PUBSUB", "NUMSUB", "ews:c:one"))
+    for i = 1, 3 do
+      assert(helper.wait_until(function() return metric(inst[i], "edgews_redis_subscriptions") == 1 end, 5))
+    end
+    for i = 1, 3 do
+      for k = 1, 3 do c:call { op = "close", id = ("s%d_%d"):format(i, k) } end
+    end
+    assert(helper.wait_until(function()
+      return redis_cli(rport, "PUBSUB", "NUMSUB", "ews:c:one"):match("ews:c:one\n(%d+)") == "0"
+    end, 5), "subscriptions left: " .. redis_cli(rport, "PUBSUB", "NUMSUB", "ews:c:one"))
+    c:kill(0)
+  end)
+
+  it("while Redis is down publishes reach local subscribers and /health is degraded; "
+    .. "after it returns every instance resubscribes", function()
+    local c = helper.app_client()
+    for i = 1, 3 do
+      c:call { op = "open", id = "r" .. i, url = urls[i] }
+      c:call { op = "send", id = "r" .. i, data = "sub:outage" }
+      assert.are.same({ "subscribed:outage" }, c:call { op = "recv", id = "r" .. i }.messages)
+    end
+    c:call { op = "open", id = "p1", url = urls[1] }
+    -- wait until a publish on instance 1 crosses to 2 and 3
+    local n = 0
+    assert(helper.wait_until(function()
+      n = n + 1
+      c:call { op = "send", id = "p1", data = "pub:outage:warm" .. n }
+      local got = c:call { op = "recv", id = "r3", timeout = 0.2 }.messages
+      return #got > 0
+    end, 10), "no delivery across instances")
+    for i = 1, 3 do c:call { op = "recv", id = "r" .. i, n = 1000, timeout = 0.3 } end -- drain
+
+    redis:kill(0)
+    for i = 1, 3 do
+      assert(helper.wait_until(function() return health(inst[i]).status == "degraded" end, 10),
+        "instance " .. i .. " health: " .. cjson.encode(health(inst[i])))
+    end
+    assert.are.equal(0, health(inst[1]).cluster.connected)
+    c:call { op = "send", id = "p1", data = "pub:outage:local" }
+    assert.are.same({ "local" }, c:call { op = "recv", id = "r1" }.messages)
+    assert.are.same({}, c:call { op = "recv", id = "r2", timeout = 0.5 }.messages)
+    assert.is_true((metric(inst[1], "edgews_redis_channel_dropped_total") or 0) >= 1)
+    assert.truthy(http_get(inst[1], "/metrics"):find('edgews_redis_shard_up{shard="127.0.0.1:'
+      .. rport .. '/0",last_error="[^"]+"} 0'))
+
+    redis = start_redis(rport, rdir)
+    for i = 1, 3 do
+      assert(helper.wait_until(function() return health(inst[i]).status == "ok" end, 10),
+        "instance " .. i .. " did not reconnect: " .. inst[i]:log())
+    end
+    assert(helper.wait_until(function()
+      return redis_cli(rport, "PUBSUB", "NUMSUB", "ews:c:outage"):match("ews:c:outage\n(%d+)") == "3"
+    end, 5), "not resubscribed")
+    c:call { op = "send", id = "p1", data = "pub:outage:back" }
+    for i = 1, 3 do
+      assert.are.same({ "back" }, c:call { op = "recv", id = "r" .. i }.messages)
+    end
+    c:kill(0)
+  end)
+
+  it("an instance killed with SIGKILL leaves the others serving", function()
+    inst[3]:signal "KILL"
+    assert.is_true(inst[3]:wait(5))
+    local res = fanout({ urls[1], urls[2] }, "--subscribers", "20", "--publishers", "0,1",
+      "--messages", "50", "--channel", "afterkill")
+    assert.is_true(res.synced, cjson.encode(res))
+    assert.are.equal(40, res.complete)
+    assert.are.equal(0, res.duplicates)
+  end)
+end)
+
+describe("cluster over two Redis shards #integration", function()
+  teardown(function() helper.cleanup() end)
+
+  it("spreads channels over both shards; with one down the other's channels still cross", function()
+    local p1, p2 = free_port(), free_port()
+    local r1 = start_redis(p1, helper.tmpdir())
+    start_redis(p2, helper.tmpdir())
+    local shards = { ("redis://127.0.0.1:%d"):format(p1), ("redis://127.0.0.1:%d/0"):format(p2) }
+    -- the second instance lists the shards in the other order: the same ring
+    local a = start_instance(shards)
+    local b = start_instance { shards[2], shards[1] }
+    local ua, ub = a:url "/ch", b:url "/ch"
+    local c = helper.app_client()
+    c:call { op = "open", id = "a", url = ua }
+    c:call { op = "open", id = "b", url = ub }
+    c:call { op = "open", id = "pa", url = ua }
+    local names = {}
+    for i = 1, 16 do names[i] = "shard" .. i end
+    for _, ch in ipairs(names) do
+      c:call { op = "send", id = "a", data = "sub:" .. ch }
+      c:call { op = "recv", id = "a" }
+      c:call { op = "send", id = "b", data = "sub:" .. ch }
+      c:call { op = "recv", id = "b" }
+    end
+    local on = { {}, {} }
+    assert(helper.wait_until(function()
+      on = { {}, {} }
+      for s, port in ipairs { p1, p2 } do
+        for ch in redis_cli(port, "PUBSUB", "CHANNELS", "ews:c:*"):gmatch("ews:c:(%S+)") do
+          on[s][ch] = true
+        end
+      end
+      local n = 0
+      for _, ch in ipairs(names) do
+        if on[1][ch] or on[2][ch] then n = n + 1 end
+      end
+      return n == #names
+    end, 5), "not every channel subscribed")
+    local n1, n2 = 0, 0
+    for _, ch in ipairs(names) do
+      assert.is_false(on[1][ch] == true and on[2][ch] == true, ch .. " on both shards")
+      if on[1][ch] then n1 = n1 + 1 else n2 = n2 + 1 end
+    end
+    assert.is_true(n1 > 0 and n2 > 0, ("%d and %d channels per shard"):format(n1, n2))
+    -- every channel crosses from a to b
+    for _, ch in ipairs(names) do
+      assert(helper.wait_until(function()
+        c:call { op = "send", id = "pa", data = "pub:" .. ch .. ":x" }
+        return #c:call({ op = "recv", id = "b", timeout = 0.2 }).messages > 0
+      end, 5), ch .. " did not cross")
+    end
+    c:call { op = "recv", id = "b", n = 1000, timeout = 0.3 }
+    c:call { op = "recv", id = "a", n = 1000, timeout = 0.3 }
+
+    r1:kill(0) -- shard 1 down
+    assert(helper.wait_until(function() return health(a).status == "degraded" end, 10))
+    assert.are.same({ shards = 2, connected = 1 }, health(a).cluster)
+    for _, ch in ipairs(names) do
+      c:call { op = "send", id = "pa", data = "pub:" .. ch .. ":y" }
+      assert.are.same({ "y" }, c:call { op = "recv", id = "a" }.messages) -- local: always
+      local got = c:call { op = "recv", id = "b", timeout = on[2][ch] and 2 or 0.2 }.messages
+      if on[2][ch] then
+        assert.are.same({ "y" }, got) -- the live shard's channels still cross
+      else
+        assert.are.same({}, got)
+      end
+    end
+    c:kill(0)
+  end)
+end)
+
+describe("cluster configuration #integration", function()
+  teardown(function() helper.cleanup() end)
+
+  it("refuses a bad --redis URL", function()
+    for _, bad in ipairs { "http://h:1", "redis://h:99999", "redis://h?color=red", "unix:rel" } do
+      local p = helper.spawn({ helper.BIN, "--redis", bad, helper.app "channels_app.lua" })
+      local done = p:wait(10)
+      assert.is_true(done)
+      assert.are.equal(2, p.code)
+      assert.truthy(p:stderr():find("bad --redis", 1, true), p:stderr())
+    end
+  end)
+
+  it("takes configure{redis = ...} and starts degraded when Redis is not there", function()
+    local dir = helper.tmpdir()
+    local port = free_port()
+    helper.write_file(dir .. "/app.lua", ([[
+local edgews = require "edgews"
+edgews.configure { redis = { "redis://127.0.0.1:%d/1?connect_timeout=0.5" } }
+edgews.app { path = "/x" }:on("message", function(s, d) s:send(d) end)
+]]):format(port))
+    local srv = helper.start_server { app = dir .. "/app.lua", workers = 1 }
+    assert(helper.wait_until(function() return health(srv).status == "degraded" end, 5))
+    assert.truthy(srv:wait_log("cannot connect", 5))
+    local r = start_redis(port, helper.tmpdir())
+    assert(helper.wait_until(function() return health(srv).status == "ok" end, 10),
+      "did not connect once Redis started: " .. srv:log())
+    r:kill(0)
+  end)
+end)
