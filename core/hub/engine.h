@@ -87,7 +87,10 @@ typedef struct {
 } ews_chan_engine_t;
 
 typedef struct {
-  int (*persistent)(void); /* 1: history is durable (a publish completes later) */
+  /* 0: memory (a publish completes at once); 1: durable in the store (a publish
+   * completes later; a worker needs its store client); 2: durable elsewhere (Redis:
+   * a publish completes later). */
+  int (*persistent)(void);
   uint32_t (*max_recover)(void);
   /* As ews_pubsub_publish / _reset / _retention / _history (hub/pubsub.h). */
   int (*publish)(ews_hub_t *h, const char *topic, size_t tl, int json, const void *data,

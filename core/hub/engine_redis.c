@@ -15,6 +15,7 @@
  * redis thread, under the lock, once no worker holds them and Redis no longer has
  * them subscribed. */
 #include "hub/engine.h"
+#include "hub/engine_redis_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,9 +55,9 @@ typedef struct rec {
   char key[];             /* KEY_PREFIX + name */
 } rec_t;
 
-/* A publish on its way to Redis: key then payload (id, opcode byte, data). */
-typedef struct pub {
-  struct pub *next;
+/* A channel publish on its way to Redis: key then payload (id, opcode byte, data). */
+typedef struct {
+  ews_rjob_t job; /* first */
   int shard;
   size_t klen, plen;
   char data[];
@@ -78,7 +79,7 @@ static struct {
   uv_async_t wake;
   uv_mutex_t lock;
   int stopping;                   /* lock */
-  pub_t *pub_head, *pub_tail;     /* lock */
+  ews_rjob_t *job_head, *job_tail; /* lock */
   size_t queued_bytes;            /* lock */
   rec_t *dirty_head, *dirty_tail; /* lock */
   ews_names_t recs;               /* lock */
@@ -230,6 +231,14 @@ static void on_sub_msg(struct redisAsyncContext *ac, void *reply, void *priv) {
   const char *type = r->element[0]->str;
   const char *key = r->element[1]->str;
   size_t klen = r->element[1]->len;
+  if (!strcmp(type, "pmessage")) {
+    if (r->elements < 4 || r->element[2]->type != REDIS_REPLY_STRING ||
+        r->element[3]->type != REDIS_REPLY_STRING)
+      return;
+    ews_rps_message(r->element[2]->str, r->element[2]->len, r->element[3]->str,
+                    r->element[3]->len);
+    return;
+  }
   if (!strcmp(type, "message")) {
     if (r->element[2]->type != REDIS_REPLY_STRING || klen < KEY_PREFIX_LEN) return;
     deliver(key + KEY_PREFIX_LEN, klen - KEY_PREFIX_LEN, r->element[2]->str, r->element[2]->len);
@@ -279,7 +288,11 @@ static void sub_ready(ews_rconn_t *c, void *ud) {
   shard_t *s = ud;
   update_status(s, NULL);
   mark_shard(s->idx, 1);
-  (void)c;
+  /* Pub/sub: every topic of the shard (engine_redis_pubsub.c) */
+  const char *argv[2] = {"PSUBSCRIBE", EWS_RPS_PATTERN};
+  size_t lens[2] = {10, sizeof EWS_RPS_PATTERN - 1};
+  ews_rconn_command(c, on_sub_msg, NULL, 2, argv, lens);
+  ews_rps_sub_ready(s->idx);
 }
 
 static void sub_down(ews_rconn_t *c, void *ud) {
@@ -290,7 +303,9 @@ static void sub_down(ews_rconn_t *c, void *ud) {
 
 static void cmd_ready(ews_rconn_t *c, void *ud) {
   (void)c;
-  update_status(ud, NULL);
+  shard_t *s = ud;
+  ews_rps_cmd_ready(s->idx);
+  update_status(s, NULL);
 }
 
 /* A command connection that stops answering means the server is gone or hung: the
@@ -317,12 +332,18 @@ static void on_published(struct redisAsyncContext *ac, void *reply, void *priv) 
   STAT_ADD(lat_n, 1);
 }
 
-static void send_pub(pub_t *p) {
+static void send_pub(ews_rjob_t *j, int stopping) {
+  pub_t *p = (pub_t *)j;
+  if (stopping) {
+    free(p);
+    return;
+  }
   ews_rconn_t *cmd = &E.shards[p->shard].cmd;
   const char *argv[3] = {"PUBLISH", p->data, p->data + p->klen};
   size_t lens[3] = {7, p->klen, p->plen};
   if (ews_rconn_command(cmd, on_published, (void *)(uintptr_t)now_us(), 3, argv, lens) != 0)
     STAT_ADD(dropped, 1);
+  free(p);
 }
 
 static void shutdown_thread(void) {
@@ -337,18 +358,17 @@ static void on_wake(uv_async_t *a) {
   (void)a;
   uv_mutex_lock(&E.lock);
   int stopping = E.stopping;
-  pub_t *pubs = E.pub_head;
-  E.pub_head = E.pub_tail = NULL;
+  ews_rjob_t *jobs = E.job_head;
+  E.job_head = E.job_tail = NULL;
   E.queued_bytes = 0;
   rec_t *dirty = E.dirty_head;
   E.dirty_head = E.dirty_tail = NULL;
   for (rec_t *r = dirty; r; r = r->dirty_next) r->queued = 0;
   uv_mutex_unlock(&E.lock);
-  while (pubs) {
-    pub_t *next = pubs->next;
-    if (!stopping) send_pub(pubs);
-    free(pubs);
-    pubs = next;
+  while (jobs) {
+    ews_rjob_t *next = jobs->next;
+    jobs->run(jobs, stopping);
+    jobs = next;
   }
   if (stopping) {
     shutdown_thread();
@@ -385,7 +405,7 @@ static void chan_publish(ews_hub_t *h, const char *name, size_t len, ews_buf_t *
     STAT_ADD(dropped, 1);
     return;
   }
-  p->next = NULL;
+  p->job = (ews_rjob_t){NULL, send_pub, size};
   p->shard = ews_redis_ring_pick(&E.ring, name, len);
   p->klen = klen;
   p->plen = plen;
@@ -395,21 +415,47 @@ static void chan_publish(ews_hub_t *h, const char *name, size_t len, ews_buf_t *
   memcpy(pl, E.id, ID_LEN);
   pl[ID_LEN] = opcode == EWS_OP_BINARY ? 'b' : 't';
   memcpy(pl + ID_LEN + 1, frame->data + hl, n);
-  uv_mutex_lock(&E.lock);
-  int ok = !E.stopping && E.queued_bytes + size <= MAX_QUEUED_BYTES;
-  if (ok) {
-    if (E.pub_tail) E.pub_tail->next = p;
-    else E.pub_head = p;
-    E.pub_tail = p;
-    E.queued_bytes += size;
-  }
-  uv_mutex_unlock(&E.lock);
-  if (!ok) {
+  if (ews_rengine_submit(&p->job) != 0) {
     free(p);
     STAT_ADD(dropped, 1);
-    return;
   }
-  uv_async_send(&E.wake);
+}
+
+/* ---- what the pub/sub part uses ------------------------------------------------------ */
+
+int ews_rengine_submit(ews_rjob_t *j) {
+  j->next = NULL;
+  uv_mutex_lock(&E.lock);
+  int r = E.stopping ? EWS_ESHUTDOWN
+                     : E.queued_bytes + j->size > MAX_QUEUED_BYTES ? EWS_EBACKPRESSURE : 0;
+  if (r == 0) {
+    if (E.job_tail) E.job_tail->next = j;
+    else E.job_head = j;
+    E.job_tail = j;
+    E.queued_bytes += j->size;
+  }
+  uv_mutex_unlock(&E.lock);
+  if (r == 0) uv_async_send(&E.wake);
+  return r;
+}
+
+int ews_rengine_shard_of(const char *name, size_t len) {
+  return ews_redis_ring_pick(&E.ring, name, len);
+}
+
+int ews_rengine_shard_up(int shard) {
+  uv_mutex_lock(&E.lock);
+  int up = E.shards[shard].up;
+  uv_mutex_unlock(&E.lock);
+  return up;
+}
+
+const ews_redis_url_t *ews_rengine_url(int shard) { return &E.shards[shard].url; }
+ews_rconn_t *ews_rengine_cmd(int shard) { return &E.shards[shard].cmd; }
+ews_rconn_t *ews_rengine_sub(int shard) { return &E.shards[shard].sub; }
+ews_hub_t *const *ews_rengine_hubs(int *nworkers) {
+  *nworkers = E.nworkers;
+  return E.hubs;
 }
 
 static void *chan_hold(const char *name, size_t len) {
@@ -519,6 +565,7 @@ static int start(const ews_engine_config_t *cfg) {
   E.hubs = cfg->hubs;
   E.nworkers = cfg->nworkers;
   E.nshards = cfg->nredis;
+  ews_rps_start(&cfg->pubsub);
   E.shards = calloc((size_t)cfg->nredis, sizeof *E.shards);
   const char *names[EWS_ENGINE_MAX_SHARDS];
   if (!E.shards) goto oom;
@@ -541,8 +588,9 @@ static int start(const ews_engine_config_t *cfg) {
     return EWS_ENOMEM;
   }
   E.started = 1;
-  EWS_INFO("cluster: instance %s over %d Redis shard%s; channels span instances; pub/sub, "
-           "presence, users and notifications are per instance (README: Running a cluster)",
+  EWS_INFO("cluster: instance %s over %d Redis shard%s; channels and pub/sub span instances; "
+           "presence, users, notifications and documents are per instance (README: Running a "
+           "cluster)",
            E.id, E.nshards, E.nshards == 1 ? "" : "s");
   return 0;
 oom:
@@ -559,11 +607,12 @@ static void stop(void) {
     uv_async_send(&E.wake);
     uv_thread_join(&E.thread);
     uv_loop_close(&E.loop);
+    ews_rps_stop();
     cleanup();
   }
   ews_engine_local.stop();
 }
 
 const ews_engine_t ews_engine_redis = {"redis", start, stop, &chan_engine,
-                                       &ews_engine_local_pubsub, &ews_engine_local_presence,
+                                       &ews_rps_engine, &ews_engine_local_presence,
                                        &ews_engine_local_users, status};

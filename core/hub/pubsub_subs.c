@@ -846,7 +846,7 @@ int ews_pubsub_subscribe(ews_hub_t *w, ews_conn_t *c, const char *topic, size_t 
   memset(res, 0, sizeof *res);
   if (!ews_ps_valid_topic(topic, tl)) return EWS_EINVAL;
   if (!ews_conn_is_open(c)) return EWS_ECLOSED;
-  if (w->engine->pubsub->persistent() && !w->store) return EWS_ENOSTORE;
+  if (w->engine->pubsub->persistent() == 1 && !w->store) return EWS_ENOSTORE;
   wtopic_t *t = wtopic_get(w, topic, tl, 1);
   if (!t) return EWS_ENOMEM;
   tsub_t *e = tsub_of(c, t);

@@ -5,7 +5,12 @@
 -- instances and their workers), exactly once each and in each publisher's order;
 -- Redis stopped and restarted under the instances (local delivery goes on, /health
 -- says degraded, the instances resubscribe); an instance killed with SIGKILL; two
--- Redis shards with one down; bad --redis URLs refused.
+-- Redis shards with one down; bad --redis URLs refused. Pub/sub (spec/apps/realtime_app.lua)
+-- with cluster-wide offsets: publishers on every instance, subscribers recovering with
+-- since_offset on another instance than the one they left, every acknowledged offset
+-- exactly once and in order; publishes refused with "unavailable" while Redis is
+-- down (kill -9), the history kept by Redis's append-only file across its restart;
+-- a topic's retention and the gap it causes.
 local helper = require "spec.helper"
 local cjson = require "cjson"
 
@@ -55,14 +60,15 @@ local function metric(srv, name)
   return tonumber(v)
 end
 
-local function start_instance(redis_urls, extra)
+local function start_instance(redis_urls, o)
+  o = o or {}
   local args = {}
   for _, u in ipairs(redis_urls) do
     args[#args + 1] = "--redis"
     args[#args + 1] = u
   end
-  for _, a in ipairs(extra or {}) do args[#args + 1] = a end
-  local srv = helper.start_server { app = helper.app "channels_app.lua", workers = 2, args = args }
+  local srv = helper.start_server { app = helper.app(o.app or "channels_app.lua"), workers = 2,
+                                    args = args, env = o.env }
   assert(helper.wait_until(function() return health(srv).status == "ok" end, 10),
     "instance did not connect to Redis:\n" .. srv:log())
   return srv
@@ -284,5 +290,116 @@ edgews.app { path = "/x" }:on("message", function(s, d) s:send(d) end)
     assert(helper.wait_until(function() return health(srv).status == "ok" end, 10),
       "did not connect once Redis started: " .. srv:log())
     r:kill(0)
+  end)
+end)
+
+describe("pub/sub in a cluster #integration", function()
+  local rport, rdir, redis, inst, urls
+  setup(function()
+    rport, rdir = free_port(), helper.tmpdir()
+    redis = start_redis(rport, rdir)
+    inst, urls = {}, {}
+    for i = 1, 3 do
+      inst[i] = start_instance({ ("redis://127.0.0.1:%d"):format(rport) },
+        { app = "realtime_app.lua" })
+      urls[i] = inst[i]:url "/rt"
+    end
+  end)
+  teardown(function() helper.cleanup() end)
+
+  local function json_of(c, id, timeout)
+    local r = c:call { op = "recv", id = id, timeout = timeout or 5 }
+    assert.are.equal(1, #r.messages, "no message on " .. id)
+    return cjson.decode(r.messages[1])
+  end
+  local function request(c, id, t)
+    c:call { op = "send", id = id, data = cjson.encode(t) }
+    return json_of(c, id)
+  end
+
+  it("offsets are the cluster's: subscribers recovering on other instances see each once, in order", function()
+    local argv = { helper.PYTHON, helper.CLIENTS .. "/pubsub_recovery.py", "--url",
+      table.concat(urls, ","), "--topic", "load", "--publishers", "3", "--messages", "60",
+      "--subscribers", "6", "--reconnects", "4", "--interval", "0.003" }
+    local res, rc = helper.run(argv, 90)
+    assert.are.equal(0, rc, cjson.encode(res))
+    assert.are.equal(180, res.published)
+    assert.is_true(res.offsets_unique, "offsets are not 1..180 once each")
+    for i, sub in ipairs(res.subscribers) do
+      assert.are.equal(0, sub.duplicates, "subscriber " .. i)
+      assert.are.equal(0, sub.missing, "subscriber " .. i)
+      assert.is_true(sub.in_order, "subscriber " .. i)
+      assert.is_true(sub.instances >= 2, "subscriber " .. i .. " stayed on one instance")
+    end
+  end)
+
+  it("while Redis is down a publish returns unavailable; what was acknowledged survives its kill -9", function()
+    local c = helper.app_client()
+    c:call { op = "open", id = "s", url = urls[2] .. "?user=s" }
+    c:call { op = "open", id = "p", url = urls[1] .. "?user=p" }
+    local sub = request(c, "s", { type = "subscribe", topic = "dur" })
+    assert.are.equal("subscribed", sub.type)
+    for i = 1, 3 do
+      local r = request(c, "p", { type = "publish", topic = "dur", data = "m" .. i })
+      assert.are.equal("published", r.type)
+      assert.are.equal(i, r.offset)
+      local m = json_of(c, "s")
+      assert.are.same({ "pub", i, "m" .. i }, { m.type, m.offset, m.data })
+    end
+    redis:signal "KILL"
+    assert.is_true(redis:wait(5))
+    assert(helper.wait_until(function() return health(inst[1]).status == "degraded" end, 10))
+    local r = request(c, "p", { type = "publish", topic = "dur", data = "lost" })
+    assert.are.same({ "error", "unavailable" }, { r.type, r.error })
+    r = request(c, "p", { type = "history", topic = "dur" })
+    assert.are.same({ "error", "unavailable" }, { r.type, r.error })
+
+    redis = start_redis(rport, rdir) -- the same append-only file
+    for i = 1, 3 do
+      assert(helper.wait_until(function() return health(inst[i]).status == "ok" end, 10))
+    end
+    r = request(c, "p", { type = "publish", topic = "dur", data = "m4" })
+    assert.are.equal(4, r.offset) -- the offsets go on: nothing acknowledged was lost
+    local m = json_of(c, "s")
+    assert.are.same({ "pub", 4, "m4" }, { m.type, m.offset, m.data })
+    assert.are.same({}, c:call { op = "recv", id = "s", timeout = 0.3 }.messages) -- "lost" never came
+    -- a subscriber on the third instance recovers the whole history from the stream
+    c:call { op = "open", id = "t", url = urls[3] .. "?user=t" }
+    c:call { op = "send", id = "t", data = cjson.encode { type = "subscribe", topic = "dur", since_offset = 0 } }
+    local got = c:call { op = "recv", id = "t", n = 5, timeout = 5 }.messages
+    local offs = {}
+    for _, raw in ipairs(got) do
+      local x = cjson.decode(raw)
+      if x.type == "pub" then offs[#offs + 1] = x.offset end
+    end
+    assert.are.same({ 1, 2, 3, 4 }, offs, cjson.encode(got))
+    c:kill(0)
+  end)
+
+  it("keeps a topic's retention in its stream and recovers past it with a gap", function()
+    local c = helper.app_client()
+    c:call { op = "open", id = "p", url = urls[1] .. "?user=p" }
+    local r = request(c, "p", { type = "retention", topic = "ret", max_queue_size = 50 })
+    assert.are.equal("retention", r.type)
+    r = request(c, "p", { type = "fill", topic = "ret", n = 60 })
+    assert.are.same({ "filled", 60 }, { r.type, r.offset })
+    assert.are.equal("50", redis_cli(rport, "XLEN", "ews:ps:ret"):match("%d+"))
+    c:call { op = "open", id = "s", url = urls[3] .. "?user=s" }
+    c:call { op = "send", id = "s", data = cjson.encode { type = "subscribe", topic = "ret", since_offset = 5, epoch = r.epoch } }
+    local got = c:call { op = "recv", id = "s", n = 52, timeout = 5 }.messages
+    local gap = cjson.decode(got[1])
+    assert.are.same({ "gap", 6, 10, "retention" }, { gap.type, gap.from, gap.to, gap.reason })
+    local offs = {}
+    for _, raw in ipairs(got) do
+      local x = cjson.decode(raw)
+      if x.type == "pub" then offs[#offs + 1] = x.offset end
+    end
+    assert.are.equal(50, #offs)
+    assert.are.same({ 11, 60 }, { offs[1], offs[50] })
+    -- a retention set on another instance applies at once
+    r = request(c, "s", { type = "retention", topic = "ret", max_queue_size = 20 })
+    assert.are.equal("retention", r.type)
+    assert.are.equal("20", redis_cli(rport, "XLEN", "ews:ps:ret"):match("%d+"))
+    c:kill(0)
   end)
 end)

@@ -1,0 +1,45 @@
+/* engine_redis_int.h — what the Redis engine's files share (engine_redis.c: the
+ * redis thread, its queue, the shards and channels; engine_redis_pubsub.c: pub/sub
+ * over Redis streams). Not for other users. */
+#ifndef EWS_ENGINE_REDIS_INT_H
+#define EWS_ENGINE_REDIS_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hub/engine.h"
+#include "hub/redis_conn.h"
+
+/* Work for the redis thread: run(j, stopping) runs there, in submission order, and
+ * frees j (stopping: the engine is stopping, only clean up). */
+typedef struct ews_rjob {
+  struct ews_rjob *next;
+  void (*run)(struct ews_rjob *j, int stopping);
+  size_t size; /* counted against the queue's byte limit */
+} ews_rjob_t;
+
+/* Any thread. 0, or EWS_EBACKPRESSURE (queue full) / EWS_ESHUTDOWN: then j is the
+ * caller's to free. */
+int ews_rengine_submit(ews_rjob_t *j);
+
+/* The shard of a name (channels and topics alike). */
+int ews_rengine_shard_of(const char *name, size_t len);
+/* Any thread: the shard's connections are ready (as /health counts them). */
+int ews_rengine_shard_up(int shard);
+const ews_redis_url_t *ews_rengine_url(int shard);
+/* The redis thread only. */
+ews_rconn_t *ews_rengine_cmd(int shard);
+ews_rconn_t *ews_rengine_sub(int shard);
+ews_hub_t *const *ews_rengine_hubs(int *nworkers);
+
+/* engine_redis_pubsub.c, called by engine_redis.c on the redis thread: */
+void ews_rps_start(const ews_pubsub_config_t *cfg); /* main thread, before the thread runs */
+void ews_rps_stop(void);                             /* main thread, after it ended */
+void ews_rps_cmd_ready(int shard);   /* loads the scripts */
+void ews_rps_sub_ready(int shard);   /* subscribes to the shard's topics, resyncs workers */
+/* A message on a pub/sub channel (ews:p:TOPIC). */
+void ews_rps_message(const char *channel, size_t clen, const char *payload, size_t n);
+#define EWS_RPS_PATTERN "ews:p:*"
+extern const ews_pubsub_engine_t ews_rps_engine;
+
+#endif
