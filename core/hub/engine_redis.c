@@ -157,11 +157,16 @@ static void deliver(const char *name, size_t len, const char *payload, size_t n)
 
 /* ---- subscriptions (redis thread) ------------------------------------------------------ */
 
+/* The redis thread: the shard is up when both its connections are ready. When it
+ * comes up, the workers check their pub/sub topics against the streams. */
 static void update_status(shard_t *s, const char *err) {
   uv_mutex_lock(&E.lock);
+  int was = s->up;
   s->up = ews_rconn_ready(&s->cmd) && ews_rconn_ready(&s->sub);
   if (err && *err) snprintf(s->err, sizeof s->err, "%s", err);
+  int now = s->up;
   uv_mutex_unlock(&E.lock);
+  if (now && !was) ews_rps_shard_up(s->idx);
 }
 
 /* Lock held. */
@@ -286,13 +291,12 @@ static void mark_shard(int s, int reset) {
 
 static void sub_ready(ews_rconn_t *c, void *ud) {
   shard_t *s = ud;
-  update_status(s, NULL);
   mark_shard(s->idx, 1);
   /* Pub/sub: every topic of the shard (engine_redis_pubsub.c) */
   const char *argv[2] = {"PSUBSCRIBE", EWS_RPS_PATTERN};
   size_t lens[2] = {10, sizeof EWS_RPS_PATTERN - 1};
   ews_rconn_command(c, on_sub_msg, NULL, 2, argv, lens);
-  ews_rps_sub_ready(s->idx);
+  update_status(s, NULL);
 }
 
 static void sub_down(ews_rconn_t *c, void *ud) {

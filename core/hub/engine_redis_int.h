@@ -36,7 +36,7 @@ ews_hub_t *const *ews_rengine_hubs(int *nworkers);
 void ews_rps_start(const ews_pubsub_config_t *cfg); /* main thread, before the thread runs */
 void ews_rps_stop(void);                             /* main thread, after it ended */
 void ews_rps_cmd_ready(int shard);   /* loads the scripts */
-void ews_rps_sub_ready(int shard);   /* subscribes to the shard's topics, resyncs workers */
+void ews_rps_shard_up(int shard);    /* the shard is up again: every worker resyncs */
 /* A message on a pub/sub channel (ews:p:TOPIC). */
 void ews_rps_message(const char *channel, size_t clen, const char *payload, size_t n);
 #define EWS_RPS_PATTERN "ews:p:*"

@@ -474,7 +474,7 @@ static void resync_free(ews_bus_msg_t *m) { free(m); }
 
 static const ews_bus_kind_t resync_kind = {"pub/sub resync (redis)", resync_run, resync_free, NULL};
 
-void ews_rps_sub_ready(int shard) {
+void ews_rps_shard_up(int shard) {
   (void)shard;
   int nw;
   ews_hub_t *const *hubs = ews_rengine_hubs(&nw);

@@ -1,12 +1,13 @@
 /* redis_conn.c — a Redis connection that reconnects with backoff (see redis_conn.h).
- * Owns the hiredis async context while it is up, its two timers, the handshake
- * (AUTH, SELECT, PING) and the health PINGs. */
+ * Owns the hiredis async context while it is up, its libuv poll handle (hiredis's
+ * libuv adapter, with a fix), its two timers, the handshake (AUTH, SELECT, PING) and
+ * the health PINGs. */
 #include "hub/redis_conn.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -26,6 +27,83 @@ static void set_error(ews_rconn_t *c, const char *why) {
 }
 
 static void on_retry(uv_timer_t *t);
+
+/* ---- hiredis on libuv ----------------------------------------------------------------
+ * As hiredis's adapters/libuv.h, with one difference: when libuv reports an error on
+ * the socket (POLLERR: it then stops the poll and passes UV_EBADF), hiredis 0.14's
+ * adapter returns without telling hiredis, so a connection reset by a server killed
+ * mid-write would look alive until the PING timeout. Here hiredis is handed the
+ * event it waited for, finds the error and disconnects at once. */
+
+typedef struct {
+  redisAsyncContext *ac;
+  uv_poll_t handle;
+  int events;
+} ev_t;
+
+static void ev_poll(uv_poll_t *h, int status, int events) {
+  ev_t *p = h->data;
+  int ev = status ? p->events : events;
+  if (p->ac && (ev & UV_READABLE)) redisAsyncHandleRead(p->ac);
+  if (p->ac && (ev & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
+}
+
+static void ev_update(ev_t *p) {
+  if (p->events) uv_poll_start(&p->handle, p->events, ev_poll);
+  else uv_poll_stop(&p->handle);
+}
+
+static void ev_add_read(void *d) {
+  ev_t *p = d;
+  p->events |= UV_READABLE;
+  ev_update(p);
+}
+
+static void ev_del_read(void *d) {
+  ev_t *p = d;
+  p->events &= ~UV_READABLE;
+  ev_update(p);
+}
+
+static void ev_add_write(void *d) {
+  ev_t *p = d;
+  p->events |= UV_WRITABLE;
+  ev_update(p);
+}
+
+static void ev_del_write(void *d) {
+  ev_t *p = d;
+  p->events &= ~UV_WRITABLE;
+  ev_update(p);
+}
+
+static void ev_closed(uv_handle_t *h) { free(h->data); }
+
+/* hiredis frees the context: the handle goes, its memory in the close callback. */
+static void ev_cleanup(void *d) {
+  ev_t *p = d;
+  p->ac = NULL;
+  uv_close((uv_handle_t *)&p->handle, ev_closed);
+}
+
+static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
+  if (ac->ev.data) return REDIS_ERR;
+  ev_t *p = calloc(1, sizeof *p);
+  if (!p) return REDIS_ERR;
+  if (uv_poll_init(loop, &p->handle, ac->c.fd) != 0) {
+    free(p);
+    return REDIS_ERR;
+  }
+  p->handle.data = p;
+  p->ac = ac;
+  ac->ev.data = p;
+  ac->ev.addRead = ev_add_read;
+  ac->ev.delRead = ev_del_read;
+  ac->ev.addWrite = ev_add_write;
+  ac->ev.delWrite = ev_del_write;
+  ac->ev.cleanup = ev_cleanup;
+  return REDIS_OK;
+}
 
 /* The context is gone (or going, freed by hiredis): forget it, tell the owner if it
  * was ready, and schedule the next attempt. */
@@ -180,7 +258,7 @@ static void on_retry(uv_timer_t *t) {
     lost(c, why);
     return;
   }
-  if (redisLibuvAttach(ac, c->loop) != REDIS_OK) {
+  if (ev_attach(ac, c->loop) != REDIS_OK) {
     redisAsyncFree(ac);
     lost(c, "cannot attach to the loop");
     return;
