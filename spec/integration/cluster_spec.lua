@@ -43,8 +43,9 @@ local function start_redis(port, dir)
   return p
 end
 
+-- /health and /metrics of one instance (its admin port when it shares its port).
 local function http_get(srv, path)
-  local f = io.popen(("curl -s -m 5 http://127.0.0.1:%d%s"):format(srv.port, path))
+  local f = io.popen(("curl -s -m 5 http://127.0.0.1:%d%s"):format(srv.admin_port or srv.port, path))
   local body = f:read("*a")
   f:close()
   return body
@@ -188,6 +189,54 @@ describe("cluster over Redis #integration", function()
     assert.is_true(res.synced, cjson.encode(res))
     assert.are.equal(40, res.complete)
     assert.are.equal(0, res.duplicates)
+  end)
+end)
+
+describe("same-port instances #integration", function()
+  teardown(function() helper.cleanup() end)
+
+  it("three instances sharing one port with --reuse-port act as one server", function()
+    local rport = free_port()
+    start_redis(rport, helper.tmpdir())
+    local port = free_port()
+    local inst = {}
+    for i = 1, 3 do
+      inst[i] = helper.start_server { app = helper.app "channels_app.lua", workers = 2,
+        args = { "--redis", ("redis://127.0.0.1:%d"):format(rport), "--reuse-port",
+                 "--listen", ("127.0.0.1:%d"):format(port), "--admin-listen", "127.0.0.1:0" } }
+      assert.are.equal(port, inst[i].port)
+      inst[i].admin_port = tonumber(inst[i]:wait_log("admin listener %(/health, /metrics%) on [%d.]+:(%d+)", 5))
+      assert.truthy(inst[i].admin_port)
+    end
+    for i = 1, 3 do
+      assert(helper.wait_until(function() return health(inst[i]).status == "ok" end, 10))
+    end
+    -- 40 subscribers on the one port: the kernel spreads them over the processes
+    local url = ("ws://127.0.0.1:%d/ch"):format(port)
+    local urls = {}
+    for i = 1, 4 do urls[i] = url end
+    local res = fanout(urls, "--subscribers", "10", "--publishers", "0,1", "--messages", "50",
+      "--channel", "oneport")
+    assert.is_true(res.synced, cjson.encode(res))
+    assert.are.equal(40, res.complete)
+    assert.are.equal(0, res.duplicates)
+    -- messages crossed processes
+    local crossed = 0
+    for i = 1, 3 do crossed = crossed + (metric(inst[i], "edgews_redis_channel_received_total") or 0) end
+    assert.is_true(crossed > 0)
+    -- 12 sockets on the one port land on more than one process: more than one
+    -- instance holds the channel's Redis subscription
+    local c = helper.app_client()
+    for k = 1, 12 do
+      c:call { op = "open", id = "k" .. k, url = url }
+      c:call { op = "send", id = "k" .. k, data = "sub:spread" }
+      assert.are.same({ "subscribed:spread" }, c:call { op = "recv", id = "k" .. k }.messages)
+    end
+    assert(helper.wait_until(function()
+      local n = tonumber(redis_cli(rport, "PUBSUB", "NUMSUB", "ews:c:spread"):match("ews:c:spread\n(%d+)"))
+      return n and n >= 2
+    end, 5), "every socket on one process")
+    c:kill(0)
   end)
 end)
 
