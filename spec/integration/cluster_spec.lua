@@ -484,3 +484,53 @@ describe("pub/sub in a cluster #integration", function()
     c:kill(0)
   end)
 end)
+
+describe("presence in a cluster #integration", function()
+  teardown(function() helper.cleanup() end)
+
+  it("join and leave events reach the channel's subscribers on every instance; "
+    .. "members and counts are each instance's own", function()
+    local rport = free_port()
+    start_redis(rport, helper.tmpdir())
+    local r = { ("redis://127.0.0.1:%d"):format(rport) }
+    local a = start_instance(r, { app = "presence_app.lua" })
+    local b = start_instance(r, { app = "presence_app.lua" })
+    local c = helper.app_client()
+    c:call { op = "open", id = "a", url = a:url "/p" }
+    c:call { op = "open", id = "b", url = b:url "/p" }
+    local function call(id, t)
+      c:call { op = "send", id = id, data = cjson.encode(t) }
+      for _ = 1, 20 do
+        local m = cjson.decode(c:call({ op = "recv", id = id }).messages[1])
+        if m.reply then return m end
+      end
+    end
+    assert.is_true(call("a", { op = "sub", ch = "room" }).ok)
+    assert(helper.wait_until(function()
+      return redis_cli(rport, "PUBSUB", "NUMSUB", "ews:c:room"):match("ews:c:room\n(%d+)") == "1"
+    end, 5))
+    assert.is_true(call("b", { op = "join", ch = "room", user = "bo" }).ok)
+    local function event(kind)
+      local found
+      helper.wait_until(function()
+        local got = c:call({ op = "recv", id = "a", timeout = 0.5 }).messages
+        for _, raw in ipairs(got) do
+          local m = cjson.decode(raw)
+          local first = m.type == "presence" and type(m[kind]) == "table" and m[kind][1]
+          if first == "bo" or (type(first) == "table" and first.user == "bo") then found = m end
+        end
+        return found
+      end, 5)
+      return found
+    end
+    local ev = event("joins")
+    assert.truthy(ev, "no join event crossed the instances")
+    assert.are.equal("room", ev.channel)
+    -- the member is instance b's: a's own table does not have it
+    assert.are.equal(1, call("b", { op = "count", ch = "room" }).count)
+    assert.are.equal(0, call("a", { op = "count", ch = "room" }).count)
+    assert.is_true(call("b", { op = "leave", ch = "room" }).ok)
+    assert.truthy(event("leaves"), "no leave event crossed the instances")
+    c:kill(0)
+  end)
+end)
