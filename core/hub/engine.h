@@ -164,8 +164,9 @@ extern const ews_pubsub_engine_t ews_engine_local_pubsub;
 extern const ews_presence_engine_t ews_engine_local_presence;
 extern const ews_users_engine_t ews_engine_local_users;
 /* The Redis engine (hub/engine_redis.c): channels across instances through Redis
- * PUBLISH/SUBSCRIBE, sharded over cfg->redis; the other services are the in-process
- * engine's (README: Running a cluster, what is not clustered yet). */
+ * PUBLISH/SUBSCRIBE and pub/sub over Redis streams (hub/engine_redis_pubsub.c),
+ * sharded over cfg->redis; presence and users are the in-process engine's (README:
+ * Running a cluster, what is not clustered yet). */
 extern const ews_engine_t ews_engine_redis;
 
 #endif

@@ -4,8 +4,9 @@
  * channel's shard (consistent hashing of its name, hub/redis_ring.h); an instance
  * holds one Redis SUBSCRIBE per channel that has subscribers on any of its workers,
  * and a message from another instance is framed once and the same buffer posted to
- * every worker. Pub/sub, presence and users are the in-process engine's (one
- * instance each; README: Running a cluster).
+ * every worker. Pub/sub is engine_redis_pubsub.c's (streams; the same thread and
+ * queue); presence and users are the in-process engine's (one instance each;
+ * README: Running a cluster).
  *
  * Threads: one thread ("redis") with its own libuv loop owns every Redis connection
  * (per shard a command connection and a subscriber connection, hub/redis_conn.h).
@@ -592,9 +593,9 @@ static int start(const ews_engine_config_t *cfg) {
     return EWS_ENOMEM;
   }
   E.started = 1;
-  EWS_INFO("cluster: instance %s over %d Redis shard%s; channels and pub/sub span instances; "
-           "presence, users, notifications and documents are per instance (README: Running a "
-           "cluster)",
+  EWS_INFO("cluster: instance %s over %d Redis shard%s; channels, pub/sub and presence events "
+           "span instances; presence members, users, notifications and documents are per "
+           "instance (README: Running a cluster)",
            E.id, E.nshards, E.nshards == 1 ? "" : "s");
   return 0;
 oom:
