@@ -132,15 +132,29 @@ typedef struct {
   size_t (*conns)(void);
 } ews_presence_engine_t;
 
+/* A socket of a user: on worker `worker` of this instance (instance "") or of the
+ * cluster's instance `instance` (16 hex digits). */
 typedef struct {
-  /* As ews_users_add / _remove / _list (hub/users.h). */
+  int worker;
+  double socket_id;
+  char instance[17];
+} ews_user_entry_t;
+
+typedef struct {
+  /* As ews_users_add / _remove (hub/users.h). */
   int (*add)(const char *uid, size_t len, int worker, double socket_id);
   void (*remove)(const char *uid, size_t len, int worker, double socket_id);
-  size_t (*list)(const char *uid, size_t len, ews_user_socket_t *out, size_t cap);
+  /* The user's sockets everywhere: this instance's first. Copies up to cap entries;
+   * returns how many there are (may be > cap). */
+  size_t (*list)(const char *uid, size_t len, ews_user_entry_t *out, size_t cap);
   /* An app-layer message (data[0..len), copied) for worker `to`: it runs there
    * through hub->app_message. 0, EWS_EINVAL (no such worker), EWS_ENOMEM,
    * EWS_EINBOX_FULL, EWS_ECLOSED (the worker is gone). */
   int (*post)(ews_hub_t *h, int to, const char *data, size_t len);
+  /* The same for worker `to` of another instance (NULL: one instance only). 0 once
+   * it is on its way (delivery is not confirmed), EWS_EUNAVAILABLE, EWS_ENOMEM,
+   * EWS_EBACKPRESSURE. */
+  int (*post_remote)(ews_hub_t *h, const char *instance, int to, const char *data, size_t len);
 } ews_users_engine_t;
 
 typedef struct ews_engine {
@@ -164,9 +178,9 @@ extern const ews_pubsub_engine_t ews_engine_local_pubsub;
 extern const ews_presence_engine_t ews_engine_local_presence;
 extern const ews_users_engine_t ews_engine_local_users;
 /* The Redis engine (hub/engine_redis.c): channels across instances through Redis
- * PUBLISH/SUBSCRIBE and pub/sub over Redis streams (hub/engine_redis_pubsub.c),
- * sharded over cfg->redis; presence and users are the in-process engine's (README:
- * Running a cluster, what is not clustered yet). */
+ * PUBLISH/SUBSCRIBE, pub/sub over Redis streams (hub/engine_redis_pubsub.c) and the
+ * user registry (hub/engine_redis_users.c), sharded over cfg->redis; presence is the
+ * in-process engine's (README: Running a cluster, what is not clustered yet). */
 extern const ews_engine_t ews_engine_redis;
 
 #endif

@@ -139,8 +139,20 @@ static int users_post(ews_hub_t *h, int to, const char *data, size_t len) {
   return ews_bus_post(&h->peers[to]->inbox, &m->base);
 }
 
-const ews_users_engine_t ews_engine_local_users = {ews_users_add, ews_users_remove, ews_users_list,
-                                                users_post};
+/* This process's entries (instance ""). */
+static size_t users_list(const char *uid, size_t len, ews_user_entry_t *out, size_t cap) {
+  ews_user_socket_t buf[64];
+  ews_user_socket_t *v = cap <= 64 ? buf : malloc(cap * sizeof *v);
+  if (!v) return 0;
+  size_t n = ews_users_list(uid, len, v, cap);
+  for (size_t i = 0; i < n && i < cap; i++)
+    out[i] = (ews_user_entry_t){v[i].worker, v[i].socket_id, ""};
+  if (v != buf) free(v);
+  return n;
+}
+
+const ews_users_engine_t ews_engine_local_users = {ews_users_add, ews_users_remove, users_list,
+                                                   users_post, NULL};
 
 /* ---- the engine --------------------------------------------------------------------- */
 

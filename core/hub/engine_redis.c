@@ -5,8 +5,8 @@
  * holds one Redis SUBSCRIBE per channel that has subscribers on any of its workers,
  * and a message from another instance is framed once and the same buffer posted to
  * every worker. Pub/sub is engine_redis_pubsub.c's (streams; the same thread and
- * queue); presence and users are the in-process engine's (one instance each;
- * README: Running a cluster).
+ * queue), the user registry engine_redis_users.c's; presence is the in-process
+ * engine's (one instance each; README: Running a cluster).
  *
  * Threads: one thread ("redis") with its own libuv loop owns every Redis connection
  * (per shard a command connection and a subscriber connection, hub/redis_conn.h).
@@ -245,6 +245,12 @@ static void on_sub_msg(struct redisAsyncContext *ac, void *reply, void *priv) {
                     r->element[3]->len);
     return;
   }
+  if (!strcmp(type, "message") && klen > sizeof EWS_RUS_INBOX - 1 &&
+      !memcmp(key, EWS_RUS_INBOX, sizeof EWS_RUS_INBOX - 1)) {
+    if (r->element[2]->type == REDIS_REPLY_STRING)
+      ews_rus_message(r->element[2]->str, r->element[2]->len);
+    return;
+  }
   if (!strcmp(type, "message")) {
     if (r->element[2]->type != REDIS_REPLY_STRING || klen < KEY_PREFIX_LEN) return;
     deliver(key + KEY_PREFIX_LEN, klen - KEY_PREFIX_LEN, r->element[2]->str, r->element[2]->len);
@@ -297,6 +303,7 @@ static void sub_ready(ews_rconn_t *c, void *ud) {
   const char *argv[2] = {"PSUBSCRIBE", EWS_RPS_PATTERN};
   size_t lens[2] = {10, sizeof EWS_RPS_PATTERN - 1};
   ews_rconn_command(c, on_sub_msg, NULL, 2, argv, lens);
+  ews_rus_sub_ready(s->idx, on_sub_msg); /* this instance's inbox, on its shard */
   update_status(s, NULL);
 }
 
@@ -310,6 +317,7 @@ static void cmd_ready(ews_rconn_t *c, void *ud) {
   (void)c;
   shard_t *s = ud;
   ews_rps_cmd_ready(s->idx);
+  ews_rus_cmd_ready(s->idx);
   update_status(s, NULL);
 }
 
@@ -352,6 +360,7 @@ static void send_pub(ews_rjob_t *j, int stopping) {
 }
 
 static void shutdown_thread(void) {
+  ews_rus_close();
   for (int i = 0; i < E.nshards; i++) {
     ews_rconn_close(&E.shards[i].cmd);
     ews_rconn_close(&E.shards[i].sub);
@@ -458,6 +467,8 @@ int ews_rengine_shard_up(int shard) {
 const ews_redis_url_t *ews_rengine_url(int shard) { return &E.shards[shard].url; }
 ews_rconn_t *ews_rengine_cmd(int shard) { return &E.shards[shard].cmd; }
 ews_rconn_t *ews_rengine_sub(int shard) { return &E.shards[shard].sub; }
+const char *ews_rengine_id(void) { return E.id; }
+
 ews_hub_t *const *ews_rengine_hubs(int *nworkers) {
   *nworkers = E.nworkers;
   return E.hubs;
@@ -579,6 +590,7 @@ static int start(const ews_engine_config_t *cfg) {
   uv_mutex_init(&E.lock);
   uv_loop_init(&E.loop);
   uv_async_init(&E.loop, &E.wake, on_wake);
+  ews_rus_start(&E.loop);
   for (int i = 0; i < E.nshards; i++) {
     shard_t *s = &E.shards[i];
     s->idx = i;
@@ -593,9 +605,9 @@ static int start(const ews_engine_config_t *cfg) {
     return EWS_ENOMEM;
   }
   E.started = 1;
-  EWS_INFO("cluster: instance %s over %d Redis shard%s; channels, pub/sub and presence events "
-           "span instances; presence members, users, notifications and documents are per "
-           "instance (README: Running a cluster)",
+  EWS_INFO("cluster: instance %s over %d Redis shard%s; channels, pub/sub, presence events and "
+           "user sockets span instances; presence members, broadcasts, notifications and "
+           "documents are per instance (README: Running a cluster)",
            E.id, E.nshards, E.nshards == 1 ? "" : "s");
   return 0;
 oom:
@@ -620,4 +632,4 @@ static void stop(void) {
 
 const ews_engine_t ews_engine_redis = {"redis", start, stop, &chan_engine,
                                        &ews_rps_engine, &ews_engine_local_presence,
-                                       &ews_engine_local_users, status};
+                                       &ews_rus_engine, status};

@@ -32,6 +32,23 @@ ews_rconn_t *ews_rengine_cmd(int shard);
 ews_rconn_t *ews_rengine_sub(int shard);
 ews_hub_t *const *ews_rengine_hubs(int *nworkers);
 
+/* Any thread but the redis thread: a blocking command on this thread's own
+ * connection to the shard (its URL's timeouts). The reply (freeReplyObject), or
+ * NULL when the shard is down or did not answer. */
+struct redisReply *ews_rengine_sync(int shard, int argc, const char **argv, const size_t *lens);
+/* This instance's id (16 hex digits). */
+const char *ews_rengine_id(void);
+
+/* engine_redis_users.c: the user registry across instances. */
+extern const ews_users_engine_t ews_rus_engine;
+void ews_rus_start(uv_loop_t *loop); /* main thread, before the redis thread runs */
+void ews_rus_close(void);            /* the redis thread, at its end */
+void ews_rus_cmd_ready(int shard);   /* registers this instance's users again, alive */
+void ews_rus_sub_ready(int shard, ews_rconn_reply_fn on_message); /* its inbox channel */
+/* A message on an instance's inbox channel (EWS_RUS_INBOX + id). */
+void ews_rus_message(const char *payload, size_t n);
+#define EWS_RUS_INBOX "ews:w:"
+
 /* engine_redis_pubsub.c, called by engine_redis.c on the redis thread: */
 void ews_rps_start(const ews_pubsub_config_t *cfg); /* main thread, before the thread runs */
 void ews_rps_stop(void);                             /* main thread, after it ended */

@@ -338,6 +338,18 @@ static redisContext *sync_conn(int shard) {
   return c;
 }
 
+redisReply *ews_rengine_sync(int shard, int argc, const char **argv, const size_t *lens) {
+  redisReply *r = NULL;
+  /* A connection made before the server restarted fails its first command: one
+   * more try on a new one. */
+  for (int attempt = 0; attempt < 2 && !r; attempt++) {
+    redisContext *c = sync_conn(shard);
+    if (!c) return NULL;
+    r = redisCommandArgv(c, argc, argv, lens); /* NULL: c->err is set, dropped next call */
+  }
+  return r;
+}
+
 static int64_t num_of(const redisReply *r) {
   if (r->type == REDIS_REPLY_INTEGER) return r->integer;
   if (r->type == REDIS_REPLY_STRING) return strtoll(r->str, NULL, 10);
@@ -359,14 +371,7 @@ static int rps_page(ews_hub_t *h, const char *topic, size_t tl, int64_t since, u
   int ln = snprintf(l, sizeof l, "%u", out ? limit : 0);
   const char *argv[7] = {"EVAL", READ_LUA, "2", meta, stream, s, l};
   size_t lens[7] = {4, sizeof READ_LUA - 1, 1, (size_t)ml, (size_t)sl, (size_t)sn, (size_t)ln};
-  redisReply *r = NULL;
-  /* A connection made before the server restarted fails its first command: one
-   * more try on a new one. */
-  for (int attempt = 0; attempt < 2 && !r; attempt++) {
-    redisContext *c = sync_conn(shard);
-    if (!c) return EWS_EUNAVAILABLE;
-    r = redisCommandArgv(c, 7, argv, lens); /* NULL: c->err is set, dropped next call */
-  }
+  redisReply *r = ews_rengine_sync(shard, 7, argv, lens);
   if (!r) return EWS_EUNAVAILABLE;
   int rc = 0;
   if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || (r->elements - 3) % 3) {

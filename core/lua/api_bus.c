@@ -26,14 +26,20 @@ void ews_api_app_message(ews_hub_t *h, const char *data, size_t len) {
   ews_task_start(w, t, 1, NULL);
 }
 
-/* core.post(worker_id, blob) -> true | nil, err: a bus message for another worker. */
+/* core.post(worker_id, blob [, instance]) -> true | nil, err: a bus message for
+ * another worker (of another instance of the cluster when instance is given). */
 static int l_post(lua_State *L) {
   ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
   int to = (int)luaL_checkinteger(L, 1);
   size_t n;
   const char *p = luaL_checklstring(L, 2, &n);
+  const char *inst = luaL_optstring(L, 3, NULL);
   if (!w) return ews_api_result(L, EWS_EINVAL);
-  return ews_api_result(L, w->hub->engine->users->post(w->hub, to, p, n));
+  const ews_users_engine_t *users = w->hub->engine->users;
+  if (inst) /* a worker of another instance of the cluster */
+    return ews_api_result(L, users->post_remote ? users->post_remote(w->hub, inst, to, p, n)
+                                                : EWS_EINVAL);
+  return ews_api_result(L, users->post(w->hub, to, p, n));
 }
 
 void ews_api_bus_register(lua_State *L, void *w) {

@@ -114,7 +114,9 @@ function _M.store(user, data, opts)
   local done = {} -- workers already handled (a user may have many sockets on each)
   for _, e in ipairs(core.user_list(user)) do
     local w = e[1]
-    if not done[w] then
+    -- e[3]: a socket of another instance of a cluster, which has its own store
+    -- (notifications are per instance: README, Running a cluster)
+    if not done[w] and not e[3] then
       done[w] = true
       if w == me then
         if deliver_local(user, id, created_at, payload) then delivered = true end

@@ -107,7 +107,7 @@ _M.Remote = Remote
 
 local function registered(r)
   for _, e in ipairs(core.user_list(r.user)) do
-    if e[1] == r.worker and e[2] == r.id then return true end
+    if e[1] == r.worker and e[2] == r.id and e[3] == r.instance then return true end
   end
   return false
 end
@@ -118,7 +118,7 @@ end
 
 local function post(r, msg)
   if not registered(r) then return nil, "closed" end
-  local ok, err = core.post(r.worker, encode(msg))
+  local ok, err = core.post(r.worker, encode(msg), r.instance)
   if ok then return true end
   return nil, err == -4 and "closed" or "error " .. tostring(err)
 end
@@ -139,18 +139,20 @@ end
 
 --- edgews.user_sockets(user_id) -> list of the user's sockets on every worker:
 -- this worker's are the socket objects themselves, other workers' are stand-ins
--- with send, close, is_open and the fields id, worker (is_remote = true).
+-- with send, close, is_open and the fields id, worker (is_remote = true), and in
+-- a cluster (--redis) also those of the other instances (with their `instance`).
 function _M.user_sockets(uid)
   uid = tostring(uid)
   local me = core.worker_id()
   local list = {}
   for _, e in ipairs(core.user_list(uid)) do
-    local w, id = e[1], e[2]
-    if w == me then
+    local w, id, inst = e[1], e[2], e[3]
+    if w == me and not inst then
       local s = local_socket(uid, id)
       if s then list[#list + 1] = s end
     else
-      list[#list + 1] = setmetatable({ id = id, worker = w, user = uid, is_remote = true }, Remote)
+      list[#list + 1] = setmetatable({ id = id, worker = w, user = uid, is_remote = true,
+                                       instance = inst }, Remote)
     end
   end
   return list

@@ -534,3 +534,55 @@ describe("presence in a cluster #integration", function()
     c:kill(0)
   end)
 end)
+
+describe("users in a cluster #integration", function()
+  teardown(function() helper.cleanup() end)
+
+  it("edgews.user_sockets finds a user's sockets on every instance and sends to them; "
+    .. "an instance killed with SIGKILL stops being listed", function()
+    local rport = free_port()
+    start_redis(rport, helper.tmpdir())
+    local r = { ("redis://127.0.0.1:%d"):format(rport) }
+    local inst = {}
+    for i = 1, 3 do inst[i] = start_instance(r, { app = "applayer_limits_app.lua" }) end
+    local c = helper.app_client()
+    local function token(sub)
+      return c:call({ op = "jwt", secret = "spec-secret", claims = { sub = sub, exp = os.time() + 300 } }).token
+    end
+    local function open(id, i, user)
+      c:call { op = "open", id = id, url = inst[i]:url "/xw",
+               headers = { Authorization = "Bearer " .. token(user) } }
+      c:call { op = "recv", id = id, timeout = 3 } -- its hello
+    end
+    local function ask(id, msg)
+      c:call { op = "send", id = id, data = cjson.encode(msg) }
+      local got = c:call { op = "recv", id = id, timeout = 5 }
+      return got.json[1]
+    end
+    open("ann2", 2, "ann")
+    open("ann3", 3, "ann")
+    open("bob1", 1, "bob")
+    local n
+    assert(helper.wait_until(function() -- the registry is written behind the socket's open
+      n = ask("bob1", { type = "notify", uid = "ann", text = "hi" }).n
+      if n < 2 then
+        for _, id in ipairs { "ann2", "ann3" } do c:call { op = "recv", id = id, n = 10, timeout = 0.1 } end
+      end
+      return n == 2
+    end, 5), "ann's sockets on instances 2 and 3 were not both found: " .. tostring(n))
+    for _, id in ipairs { "ann2", "ann3" } do
+      local m = c:call({ op = "recv", id = id, timeout = 5 }).json[1]
+      assert.are.same({ "note", "hi" }, { m and m.type, m and m.text }, id)
+    end
+    -- a closed socket leaves the registry
+    c:call { op = "close", id = "ann3" }
+    assert(helper.wait_until(function() return ask("bob1", { type = "notify", uid = "ann", text = "x" }).n == 1 end, 5))
+    c:call { op = "recv", id = "ann2", n = 10, timeout = 0.3 }
+    -- an instance that dies: its sockets are not listed once its liveness key expired
+    inst[2]:signal "KILL"
+    assert.is_true(inst[2]:wait(5))
+    assert(helper.wait_until(function() return ask("bob1", { type = "notify", uid = "ann", text = "y" }).n == 0 end, 10),
+      "the dead instance's socket is still listed")
+    c:kill(0)
+  end)
+end)
