@@ -287,7 +287,8 @@ int main(int argc, char **argv) {
    * engine's own thread may post to them at once), before any worker runs. */
   ews_engine_config_t ec = {{m.cfg.pubsub_max_queue, m.cfg.pubsub_ttl, m.cfg.pubsub_max_recover},
                             m.server.store, m.cfg.pubsub_persist != 0, m.server.hubs,
-                            m.cfg.workers, m.cfg.redis, m.cfg.nredis};
+                            m.cfg.workers, m.cfg.redis, m.cfg.nredis,
+                            m.cfg.notif_max_per_user, m.cfg.notif_ttl};
   if (m.server.engine->start(&ec) != 0) {
     EWS_ERROR("cannot start the %s engine", m.server.engine->name);
     return 1;

@@ -51,6 +51,8 @@ typedef struct {
   int nworkers;
   const ews_redis_url_t *redis; /* the Redis shards (engine_redis.c), and how many */
   int nredis;
+  int32_t notif_max_per_user;   /* notifications kept per user (0: unlimited) */
+  int32_t notif_ttl;            /* their default TTL, seconds (0: none) */
 } ews_engine_config_t;
 
 /* A cluster engine's state, for /health and /metrics (ews_engine_t.status). */
@@ -157,6 +159,25 @@ typedef struct {
   int (*post_remote)(ews_hub_t *h, const char *instance, int to, const char *data, size_t len);
 } ews_users_engine_t;
 
+/* Completion of a notification store (a = id, b = created_at) or mark (a = the
+ * number changed), on the worker that asked. status 0 or an EWS_E* code. */
+typedef void (*ews_notify_done_fn)(ews_hub_t *h, void *ud, int status, int64_t a, int64_t b);
+
+/* Notifications kept outside the data directory's store (a cluster's Redis). As
+ * the store's functions of the same names (hub/store.h); store and mark return 1
+ * and complete through done (NULL: nobody waits), or an error. */
+typedef struct {
+  int (*store)(ews_hub_t *h, const char *user, size_t ul, const char *p, size_t n, int ttl,
+               ews_notify_done_fn done, void *ud);
+  int (*mark)(ews_hub_t *h, const char *user, size_t ul, const int64_t *ids, size_t n,
+              int state, ews_notify_done_fn done, void *ud);
+  int (*pending)(ews_hub_t *h, const char *user, size_t ul, uint32_t limit,
+                 ews_store_notifs_t *out);
+  int (*list)(ews_hub_t *h, const char *user, size_t ul, uint32_t limit, uint32_t offset,
+              ews_store_notifs_t *out);
+  void (*notifs_free)(ews_store_notifs_t *r);
+} ews_notify_engine_t;
+
 typedef struct ews_engine {
   const char *name;
   /* Main thread: before the workers start, and after they stopped (before the
@@ -169,6 +190,8 @@ typedef struct ews_engine {
   const ews_users_engine_t *users;
   /* Any thread: the cluster's state (NULL: not a cluster engine). */
   void (*status)(ews_engine_status_t *out);
+  /* Notifications (NULL: the data directory's store, hub/store.h). */
+  const ews_notify_engine_t *notify;
 } ews_engine_t;
 
 /* The in-process engine: memory and SQLite, one process. */
@@ -179,8 +202,9 @@ extern const ews_presence_engine_t ews_engine_local_presence;
 extern const ews_users_engine_t ews_engine_local_users;
 /* The Redis engine (hub/engine_redis.c): channels across instances through Redis
  * PUBLISH/SUBSCRIBE, pub/sub over Redis streams (hub/engine_redis_pubsub.c) and the
- * user registry (hub/engine_redis_users.c), sharded over cfg->redis; presence is the
- * in-process engine's (README: Running a cluster, what is not clustered yet). */
+ * user registry (hub/engine_redis_users.c) and notifications
+ * (hub/engine_redis_notify.c), sharded over cfg->redis; presence is the in-process
+ * engine's (README: Running a cluster, what is not clustered yet). */
 extern const ews_engine_t ews_engine_redis;
 
 #endif

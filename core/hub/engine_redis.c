@@ -5,8 +5,9 @@
  * holds one Redis SUBSCRIBE per channel that has subscribers on any of its workers,
  * and a message from another instance is framed once and the same buffer posted to
  * every worker. Pub/sub is engine_redis_pubsub.c's (streams; the same thread and
- * queue), the user registry engine_redis_users.c's; presence is the in-process
- * engine's (one instance each; README: Running a cluster).
+ * queue), the user registry engine_redis_users.c's, notifications
+ * engine_redis_notify.c's; presence is the in-process engine's (one instance each;
+ * README: Running a cluster).
  *
  * Threads: one thread ("redis") with its own libuv loop owns every Redis connection
  * (per shard a command connection and a subscriber connection, hub/redis_conn.h).
@@ -582,6 +583,7 @@ static int start(const ews_engine_config_t *cfg) {
   E.nworkers = cfg->nworkers;
   E.nshards = cfg->nredis;
   ews_rps_start(&cfg->pubsub);
+  ews_rno_start(cfg->notif_max_per_user, cfg->notif_ttl);
   E.shards = calloc((size_t)cfg->nredis, sizeof *E.shards);
   const char *names[EWS_ENGINE_MAX_SHARDS];
   if (!E.shards) goto oom;
@@ -605,8 +607,8 @@ static int start(const ews_engine_config_t *cfg) {
     return EWS_ENOMEM;
   }
   E.started = 1;
-  EWS_INFO("cluster: instance %s over %d Redis shard%s; channels, pub/sub, presence events and "
-           "user sockets span instances; presence members, broadcasts, notifications and "
+  EWS_INFO("cluster: instance %s over %d Redis shard%s; channels, pub/sub, presence events, "
+           "user sockets and notifications span instances; presence members, broadcasts and "
            "documents are per instance (README: Running a cluster)",
            E.id, E.nshards, E.nshards == 1 ? "" : "s");
   return 0;
@@ -632,4 +634,4 @@ static void stop(void) {
 
 const ews_engine_t ews_engine_redis = {"redis", start, stop, &chan_engine,
                                        &ews_rps_engine, &ews_engine_local_presence,
-                                       &ews_rus_engine, status};
+                                       &ews_rus_engine, status, &ews_rno_engine};

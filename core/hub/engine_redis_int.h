@@ -49,6 +49,10 @@ void ews_rus_sub_ready(int shard, ews_rconn_reply_fn on_message); /* its inbox c
 void ews_rus_message(const char *payload, size_t n);
 #define EWS_RUS_INBOX "ews:w:"
 
+/* engine_redis_notify.c: notifications in Redis. */
+extern const ews_notify_engine_t ews_rno_engine;
+void ews_rno_start(int32_t max_per_user, int32_t ttl); /* main thread */
+
 /* engine_redis_pubsub.c, called by engine_redis.c on the redis thread: */
 void ews_rps_start(const ews_pubsub_config_t *cfg); /* main thread, before the thread runs */
 void ews_rps_stop(void);                             /* main thread, after it ended */

@@ -586,3 +586,57 @@ describe("users in a cluster #integration", function()
     c:kill(0)
   end)
 end)
+
+describe("notifications in a cluster #integration", function()
+  teardown(function() helper.cleanup() end)
+
+  it("are kept in Redis: delivered to a user on another instance, marked there, pending "
+    .. "on connect anywhere, and kept across kill -9 of the storing instance and of Redis", function()
+    local rport, rdir = free_port(), helper.tmpdir()
+    local redis = start_redis(rport, rdir)
+    local r = { ("redis://127.0.0.1:%d"):format(rport) }
+    local inst = {}
+    for i = 1, 3 do inst[i] = start_instance(r, { app = "realtime_app.lua" }) end
+    local c = helper.app_client()
+    local function json_of(id, timeout)
+      local got = c:call { op = "recv", id = id, timeout = timeout or 5 }
+      assert.are.equal(1, #got.messages, "no message on " .. id)
+      return cjson.decode(got.messages[1])
+    end
+    local function request(id, t)
+      c:call { op = "send", id = id, data = cjson.encode(t) }
+      return json_of(id)
+    end
+    c:call { op = "open", id = "ann", url = inst[2]:url "/rt?user=ann" }
+    c:call { op = "open", id = "p", url = inst[1]:url "/rt?user=p" }
+    assert(helper.wait_until(function()
+      return redis_cli(rport, "HLEN", "ews:u:ann"):match("%d+") == "1"
+    end, 5), "ann's socket not registered")
+    local st = request("p", { type = "notify", user = "ann", data = { text = "hello" } })
+    assert.are.equal("stored", st.type)
+    assert.is_true(st.delivered)
+    local m = json_of("ann") -- live, on instance 2
+    assert.are.same({ "notification", st.id, "hello" }, { m.type, m.id, m.data.text })
+    -- instance 2 marked it delivered, in Redis: instance 3 lists it so
+    c:call { op = "open", id = "q", url = inst[3]:url "/rt?user=q" }
+    assert(helper.wait_until(function()
+      local l = request("q", { type = "list", user = "ann" })
+      return l.total == 1 and l.items[1].state == "delivered"
+    end, 5))
+    -- a user who is offline gets it when connecting to any instance
+    local st2 = request("p", { type = "notify", user = "cy", data = { text = "later" } })
+    assert.is_false(st2.delivered)
+    inst[1]:signal "KILL" -- the storing instance
+    assert.is_true(inst[1]:wait(5))
+    redis:signal "KILL"
+    assert.is_true(redis:wait(5))
+    redis = start_redis(rport, rdir) -- its append-only file
+    assert(helper.wait_until(function() return health(inst[3]).status == "ok" end, 10))
+    c:call { op = "open", id = "cy", url = inst[3]:url "/rt?user=cy" }
+    m = json_of("cy")
+    assert.are.same({ "notification", st2.id, "later" }, { m.type, m.id, m.data.text })
+    local l = request("q", { type = "list", user = "ann" })
+    assert.are.same({ 1, st.id, "delivered" }, { l.total, l.items[1].id, l.items[1].state })
+    c:kill(0)
+  end)
+end)
