@@ -157,6 +157,8 @@ typedef struct {
    * it is on its way (delivery is not confirmed), EWS_EUNAVAILABLE, EWS_ENOMEM,
    * EWS_EBACKPRESSURE. */
   int (*post_remote)(ews_hub_t *h, const char *instance, int to, const char *data, size_t len);
+  /* The same for every worker of every other instance (NULL: one instance only). */
+  int (*post_all)(ews_hub_t *h, const char *data, size_t len);
 } ews_users_engine_t;
 
 /* Completion of a notification store (a = id, b = created_at) or mark (a = the

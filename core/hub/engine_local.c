@@ -152,7 +152,7 @@ static size_t users_list(const char *uid, size_t len, ews_user_entry_t *out, siz
 }
 
 const ews_users_engine_t ews_engine_local_users = {ews_users_add, ews_users_remove, users_list,
-                                                   users_post, NULL};
+                                                   users_post, NULL, NULL};
 
 /* ---- the engine --------------------------------------------------------------------- */
 

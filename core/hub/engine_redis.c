@@ -246,6 +246,12 @@ static void on_sub_msg(struct redisAsyncContext *ac, void *reply, void *priv) {
                     r->element[3]->len);
     return;
   }
+  if (!strcmp(type, "message") && klen == sizeof EWS_RUS_ALL - 1 &&
+      !memcmp(key, EWS_RUS_ALL, klen)) {
+    if (r->element[2]->type == REDIS_REPLY_STRING)
+      ews_rus_all(r->element[2]->str, r->element[2]->len);
+    return;
+  }
   if (!strcmp(type, "message") && klen > sizeof EWS_RUS_INBOX - 1 &&
       !memcmp(key, EWS_RUS_INBOX, sizeof EWS_RUS_INBOX - 1)) {
     if (r->element[2]->type == REDIS_REPLY_STRING)
@@ -608,7 +614,7 @@ static int start(const ews_engine_config_t *cfg) {
   }
   E.started = 1;
   EWS_INFO("cluster: instance %s over %d Redis shard%s; channels, pub/sub, presence events, "
-           "user sockets and notifications span instances; presence members, broadcasts and "
+           "user sockets, broadcasts and notifications span instances; presence members and "
            "documents are per instance (README: Running a cluster)",
            E.id, E.nshards, E.nshards == 1 ? "" : "s");
   return 0;

@@ -48,6 +48,9 @@ void ews_rus_sub_ready(int shard, ews_rconn_reply_fn on_message); /* its inbox c
 /* A message on an instance's inbox channel (EWS_RUS_INBOX + id). */
 void ews_rus_message(const char *payload, size_t n);
 #define EWS_RUS_INBOX "ews:w:"
+/* A message on the channel of posts to every instance (EWS_RUS_ALL): ID + data. */
+void ews_rus_all(const char *payload, size_t n);
+#define EWS_RUS_ALL "ews:b"
 
 /* engine_redis_notify.c: notifications in Redis. */
 extern const ews_notify_engine_t ews_rno_engine;

@@ -7,6 +7,8 @@
  *                listed and are deleted by the next lookup
  *   ews:w:ID     instance ID's inbox channel (on its shard): "WORKER:" + the message,
  *                run on that worker as a core.post message
+ *   ews:b        every instance's channel: "ID" + a message for each of its workers
+ *                (app:broadcast), ignored by instance ID itself
  * This instance's own sockets come from the in-process registry (hub/users.c); the
  * hash is written behind it by the redis thread, and written again whole when a
  * shard's command connection is (re)established (a Redis that lost its data learns
@@ -191,8 +193,24 @@ static int rus_post(ews_hub_t *h, int to, const char *data, size_t len) {
   return ews_engine_local_users.post(h, to, data, len);
 }
 
+/* PUBLISH ews:b ID + data: every other instance posts data to each of its workers. */
+static int rus_post_all(ews_hub_t *h, const char *data, size_t len) {
+  (void)h;
+  int shard = ews_rengine_shard_of(EWS_RUS_ALL, sizeof EWS_RUS_ALL - 1);
+  if (!ews_rengine_shard_up(shard)) return EWS_EUNAVAILABLE;
+  char *msg = malloc(16 + len);
+  if (!msg) return EWS_ENOMEM;
+  memcpy(msg, ews_rengine_id(), 16);
+  memcpy(msg + 16, data, len);
+  const char *argv[3] = {"PUBLISH", EWS_RUS_ALL, msg};
+  size_t lens[3] = {7, sizeof EWS_RUS_ALL - 1, 16 + len};
+  int r = submit(shard, 3, argv, lens);
+  free(msg);
+  return r;
+}
+
 const ews_users_engine_t ews_rus_engine = {rus_add, rus_remove, rus_list, rus_post,
-                                           rus_post_remote};
+                                           rus_post_remote, rus_post_all};
 
 /* ---- the redis thread ---------------------------------------------------------------- */
 
@@ -233,6 +251,11 @@ void ews_rus_cmd_ready(int shard) {
 
 void ews_rus_sub_ready(int shard, ews_rconn_reply_fn on_message) {
   const char *id = ews_rengine_id();
+  if (ews_rengine_shard_of(EWS_RUS_ALL, sizeof EWS_RUS_ALL - 1) == shard) {
+    const char *argv[2] = {"SUBSCRIBE", EWS_RUS_ALL};
+    size_t lens[2] = {9, sizeof EWS_RUS_ALL - 1};
+    ews_rconn_command(ews_rengine_sub(shard), on_message, NULL, 2, argv, lens);
+  }
   if (ews_rengine_shard_of(id, 16) != shard) return;
   char chan[32];
   int cl = snprintf(chan, sizeof chan, EWS_RUS_INBOX "%s", id);
@@ -250,6 +273,13 @@ void ews_rus_message(const char *p, size_t n) {
   if (to < 0 || to >= nw || !nw) return;
   size_t hl = (size_t)(colon - p) + 1;
   ews_engine_local_users.post(hubs[0], to, p + hl, n - hl);
+}
+
+void ews_rus_all(const char *p, size_t n) {
+  if (n < 16 || !memcmp(p, ews_rengine_id(), 16)) return; /* ours: posted locally */
+  int nw;
+  ews_hub_t *const *hubs = ews_rengine_hubs(&nw);
+  for (int w = 0; w < nw; w++) ews_engine_local_users.post(hubs[0], w, p + 16, n - 16);
 }
 
 void ews_rus_start(uv_loop_t *loop) {

@@ -42,7 +42,25 @@ static int l_post(lua_State *L) {
   return ews_api_result(L, users->post(w->hub, to, p, n));
 }
 
+/* core.post_instances(blob) -> true | nil, err: a bus message for every worker of
+ * every other instance of the cluster (nil, EWS_EINVAL outside a cluster). */
+static int l_post_instances(lua_State *L) {
+  ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
+  size_t n;
+  const char *p = luaL_checklstring(L, 1, &n);
+  if (!w || !w->hub->engine->users->post_all) return ews_api_result(L, EWS_EINVAL);
+  return ews_api_result(L, w->hub->engine->users->post_all(w->hub, p, n));
+}
+
+/* core.cluster() -> true when this instance is part of a cluster (--redis) */
+static int l_cluster(lua_State *L) {
+  ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
+  lua_pushboolean(L, w && w->hub->engine->users->post_all != NULL);
+  return 1;
+}
+
 void ews_api_bus_register(lua_State *L, void *w) {
-  static const luaL_Reg fns[] = {{"post", l_post}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"post", l_post}, {"post_instances", l_post_instances},
+                                 {"cluster", l_cluster}, {NULL, NULL}};
   ews_api_add(L, w, fns);
 }

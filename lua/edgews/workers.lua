@@ -199,16 +199,19 @@ function _M.import_function(p)
   return fn
 end
 
---- Posts a broadcast of app `path` to every other worker.
+--- Posts a broadcast of app `path` to every other worker (and, in a cluster, to
+-- every worker of the other instances).
 function _M.broadcast_others(path, data, is_binary, filter, level)
   local n = core.workers()
-  if n <= 1 then return end
+  local cluster = core.cluster and core.cluster()
+  if n <= 1 and not cluster then return end
   local msg = encode({ op = "broadcast", path = path, data = data, bin = is_binary and true or false,
                        filter = filter and _M.export_function(filter, (level or 1) + 1) or nil })
   local me = core.worker_id()
   for w = 0, n - 1 do
     if w ~= me then core.post(w, msg) end
   end
+  if cluster then core.post_instances(msg) end
 end
 
 --- Asks every other worker to close the app's sockets.

@@ -539,7 +539,7 @@ describe("users in a cluster #integration", function()
   teardown(function() helper.cleanup() end)
 
   it("edgews.user_sockets finds a user's sockets on every instance and sends to them; "
-    .. "an instance killed with SIGKILL stops being listed", function()
+    .. "app:broadcast reaches every instance; an instance killed with SIGKILL stops being listed", function()
     local rport = free_port()
     start_redis(rport, helper.tmpdir())
     local r = { ("redis://127.0.0.1:%d"):format(rport) }
@@ -574,6 +574,17 @@ describe("users in a cluster #integration", function()
       local m = c:call({ op = "recv", id = id, timeout = 5 }).json[1]
       assert.are.same({ "note", "hi" }, { m and m.type, m and m.text }, id)
     end
+    -- app:broadcast reaches the app's sockets on every instance
+    c:call { op = "send", id = "bob1", data = cjson.encode { type = "shout_all", text = "all" } }
+    local seen = {}
+    for _, id in ipairs { "bob1", "ann2", "ann3" } do
+      local want = id == "bob1" and 2 or 1 -- the sender also gets its "shouted"
+      for _, m in ipairs(c:call({ op = "recv", id = id, n = want, timeout = 5 }).json) do
+        if m.type == "shout" and m.text == "all" then seen[id] = true end
+      end
+      c:call { op = "recv", id = id, n = 10, timeout = 0.1 }
+    end
+    assert.are.same({ bob1 = true, ann2 = true, ann3 = true }, seen)
     -- a closed socket leaves the registry
     c:call { op = "close", id = "ann3" }
     assert(helper.wait_until(function() return ask("bob1", { type = "notify", uid = "ann", text = "x" }).n == 1 end, 5))
