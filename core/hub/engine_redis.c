@@ -52,6 +52,8 @@ typedef struct rec {
   int queued;             /* on the dirty list (lock) */
   struct rec *dirty_next; /* (lock) */
   int state;              /* ST_*: the redis thread's */
+  int64_t written;        /* the count last sent to ews:cc:NAME (-1: send it again);
+                             the redis thread's */
   int shard;
   size_t keylen;
   char key[];             /* KEY_PREFIX + name */
@@ -184,6 +186,7 @@ static int enqueue_dirty(rec_t *r) {
 
 /* Frees r when no worker holds it and nothing is pending for it. */
 static void maybe_free(rec_t *r) {
+  if (r->written != 0) return; /* its count in Redis goes first */
   uv_mutex_lock(&E.lock);
   int gone = r->refs == 0 && !r->queued;
   if (gone) ews_names_remove(&E.recs, &r->n);
@@ -196,7 +199,25 @@ static void on_sub_msg(struct redisAsyncContext *ac, void *reply, void *priv);
 /* Brings Redis's subscription of r to what the workers want, one command in flight
  * at a time (hiredis forgets a channel's callback on UNSUBSCRIBE's reply, so a
  * SUBSCRIBE must not overtake a pending UNSUBSCRIBE). */
+/* This instance's subscriber count of r's channel in ews:cc:NAME (field: the
+ * instance id), when it changed since it was last sent. */
+static void write_count(rec_t *r) {
+  ews_rconn_t *cmd = &E.shards[r->shard].cmd;
+  const char *name = r->key + KEY_PREFIX_LEN;
+  size_t len = r->keylen - KEY_PREFIX_LEN;
+  int64_t n = ews_engine_local.chan->count(name, len);
+  if (n == r->written || !ews_rconn_ready(cmd)) return;
+  char key[600], v[24];
+  if (len > 500) return;
+  int kl = snprintf(key, sizeof key, "ews:cc:%.*s", (int)len, name);
+  int vl = snprintf(v, sizeof v, "%lld", (long long)n);
+  const char *argv[4] = {n ? "HSET" : "HDEL", key, E.id, v};
+  size_t lens[4] = {4, (size_t)kl, ID_LEN, (size_t)vl};
+  if (ews_rconn_command(cmd, NULL, NULL, n ? 4 : 3, argv, lens) == 0) r->written = n;
+}
+
 static void reconcile(rec_t *r) {
+  write_count(r);
   uv_mutex_lock(&E.lock);
   int want = r->refs > 0;
   uv_mutex_unlock(&E.lock);
@@ -279,13 +300,15 @@ static void on_sub_msg(struct redisAsyncContext *ac, void *reply, void *priv) {
 
 typedef struct {
   int shard;
-  int reset; /* forget the subscription states (the connection is gone) */
+  int reset;   /* forget the subscription states (the connection is gone) */
+  int recount; /* send every count again (a new command connection) */
 } mark_t;
 
 static void mark_one(ews_hnode_t *n, void *ud) {
   mark_t *m = ud;
   rec_t *r = (rec_t *)n;
   if (r->shard != m->shard) return;
+  if (m->recount) r->written = -1;
   if (m->reset && r->state != ST_NONE) {
     if (r->state == ST_SUBSCRIBED || r->state == ST_UNSUBSCRIBING)
       STAT_ADD(subscriptions, (uint64_t)-1);
@@ -295,8 +318,8 @@ static void mark_one(ews_hnode_t *n, void *ud) {
 }
 
 /* Every record of shard s goes on the dirty list (reset: its state is forgotten). */
-static void mark_shard(int s, int reset) {
-  mark_t m = {s, reset};
+static void mark_shard(int s, int reset, int recount) {
+  mark_t m = {s, reset, recount};
   uv_mutex_lock(&E.lock);
   ews_ht_walk(&E.recs, 0, SIZE_MAX, mark_one, &m);
   uv_mutex_unlock(&E.lock);
@@ -305,7 +328,7 @@ static void mark_shard(int s, int reset) {
 
 static void sub_ready(ews_rconn_t *c, void *ud) {
   shard_t *s = ud;
-  mark_shard(s->idx, 1);
+  mark_shard(s->idx, 1, 0);
   /* Pub/sub: every topic of the shard (engine_redis_pubsub.c) */
   const char *argv[2] = {"PSUBSCRIBE", EWS_RPS_PATTERN};
   size_t lens[2] = {10, sizeof EWS_RPS_PATTERN - 1};
@@ -317,7 +340,7 @@ static void sub_ready(ews_rconn_t *c, void *ud) {
 static void sub_down(ews_rconn_t *c, void *ud) {
   shard_t *s = ud;
   update_status(s, c->last_error);
-  mark_shard(s->idx, 1);
+  mark_shard(s->idx, 1, 0);
 }
 
 static void cmd_ready(ews_rconn_t *c, void *ud) {
@@ -325,6 +348,7 @@ static void cmd_ready(ews_rconn_t *c, void *ud) {
   shard_t *s = ud;
   ews_rps_cmd_ready(s->idx);
   ews_rus_cmd_ready(s->idx);
+  mark_shard(s->idx, 0, 1);
   update_status(s, NULL);
 }
 
@@ -519,7 +543,12 @@ static void *chan_hold(const char *name, size_t len) {
 }
 
 static void chan_add(void *handle, int delta) {
-  ews_engine_local.chan->add(((hold_t *)handle)->local, delta);
+  hold_t *h = handle;
+  ews_engine_local.chan->add(h->local, delta);
+  uv_mutex_lock(&E.lock);
+  int wake = enqueue_dirty(h->rec); /* its count goes to Redis */
+  uv_mutex_unlock(&E.lock);
+  if (wake) uv_async_send(&E.wake);
 }
 
 static void chan_release(void *handle) {
@@ -532,9 +561,34 @@ static void chan_release(void *handle) {
   free(h);
 }
 
-/* This instance's subscribers (README: not clustered yet). */
+/* KEYS[1] ews:cc:NAME; ARGV[1] this instance -> the other live instances' counts,
+ * summed (entries of dead instances are deleted). */
+static const char COUNT_LUA[] =
+    "local sum, all = 0, redis.call('HGETALL', KEYS[1])\n"
+    "for i = 1, #all, 2 do\n"
+    "  if all[i] ~= ARGV[1] then\n"
+    "    if redis.call('EXISTS', 'ews:i:' .. all[i]) == 1 then sum = sum + tonumber(all[i + 1])\n"
+    "    else redis.call('HDEL', KEYS[1], all[i]) end\n"
+    "  end\n"
+    "end\n"
+    "return sum\n";
+
+/* This instance's subscribers, and the other live instances' as they last wrote
+ * them (one round trip from the calling worker's thread; while the channel's shard
+ * is down, this instance's only). */
 static uint32_t chan_count(const char *name, size_t len) {
-  return ews_engine_local.chan->count(name, len);
+  uint32_t n = ews_engine_local.chan->count(name, len);
+  int shard = ews_redis_ring_pick(&E.ring, name, len);
+  if (len > 500 || !ews_rengine_shard_up(shard)) return n;
+  char key[600];
+  int kl = snprintf(key, sizeof key, "ews:cc:%.*s", (int)len, name);
+  const char *argv[5] = {"EVAL", COUNT_LUA, "1", key, E.id};
+  size_t lens[5] = {4, sizeof COUNT_LUA - 1, 1, (size_t)kl, ID_LEN};
+  redisReply *r = ews_rengine_sync(shard, 5, argv, lens);
+  if (!r) return n;
+  if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) n += (uint32_t)r->integer;
+  freeReplyObject(r);
+  return n;
 }
 
 static const ews_chan_engine_t chan_engine = {chan_publish, chan_hold, chan_add, chan_release,

@@ -109,7 +109,8 @@ describe("cluster over Redis #integration", function()
     assert.are.equal(90, res.complete) -- each publisher's 1..200, in order, exactly once
   end)
 
-  it("holds one Redis subscription per channel per instance, and lets go of it", function()
+  it("holds one Redis subscription per channel per instance, and lets go of it; counts "
+    .. "every instance's subscribers", function()
     local c = helper.app_client()
     for i = 1, 3 do
       for k = 1, 3 do -- three sockets per instance on the same channel
@@ -125,12 +126,22 @@ describe("cluster over Redis #integration", function()
     for i = 1, 3 do
       assert(helper.wait_until(function() return metric(inst[i], "edgews_redis_subscriptions") == 1 end, 5))
     end
+    -- channel:count() counts the subscribers of every instance
+    for i = 1, 3 do
+      local id = ("s%d_1"):format(i)
+      assert(helper.wait_until(function()
+        c:call { op = "send", id = id, data = "count:one" }
+        return c:call({ op = "recv", id = id }).messages[1] == "count:9"
+      end, 5), "instance " .. i .. " does not count 9")
+    end
     for i = 1, 3 do
       for k = 1, 3 do c:call { op = "close", id = ("s%d_%d"):format(i, k) } end
     end
     assert(helper.wait_until(function()
       return redis_cli(rport, "PUBSUB", "NUMSUB", "ews:c:one"):match("ews:c:one\n(%d+)") == "0"
     end, 5), "subscriptions left: " .. redis_cli(rport, "PUBSUB", "NUMSUB", "ews:c:one"))
+    assert(helper.wait_until(function() return redis_cli(rport, "EXISTS", "ews:c:one") == "0\n"
+      and redis_cli(rport, "HLEN", "ews:cc:one"):match("%d+") == "0" end, 5), "counts left")
     c:kill(0)
   end)
 
