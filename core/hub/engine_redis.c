@@ -51,6 +51,7 @@ typedef struct rec {
   int refs;               /* workers holding it (lock) */
   int queued;             /* on the dirty list (lock) */
   struct rec *dirty_next; /* (lock) */
+  struct rec *run_next;   /* the redis thread's list of those it took */
   int state;              /* ST_*: the redis thread's */
   int64_t written;        /* the count last sent to ews:cc:NAME (-1: send it again);
                              the redis thread's */
@@ -406,9 +407,14 @@ static void on_wake(uv_async_t *a) {
   ews_rjob_t *jobs = E.job_head;
   E.job_head = E.job_tail = NULL;
   E.queued_bytes = 0;
+  /* The records taken are linked through run_next, which only this thread uses:
+   * once unlocked, a worker may queue one of them again (dirty_next). */
   rec_t *dirty = E.dirty_head;
+  for (rec_t *r = dirty; r; r = r->dirty_next) {
+    r->queued = 0;
+    r->run_next = r->dirty_next;
+  }
   E.dirty_head = E.dirty_tail = NULL;
-  for (rec_t *r = dirty; r; r = r->dirty_next) r->queued = 0;
   uv_mutex_unlock(&E.lock);
   while (jobs) {
     ews_rjob_t *next = jobs->next;
@@ -420,7 +426,7 @@ static void on_wake(uv_async_t *a) {
     return;
   }
   while (dirty) {
-    rec_t *next = dirty->dirty_next; /* reconcile may free dirty */
+    rec_t *next = dirty->run_next; /* reconcile may free dirty */
     reconcile(dirty);
     dirty = next;
   }
