@@ -13,6 +13,8 @@
 #include "err.h"
 #include "log.h"
 #include "hub/bus.h"
+#include "hub/engine.h"
+#include "hub/redis_url.h"
 #include "net/msgmem.h"
 #include "lua/runaway.h"
 
@@ -48,6 +50,9 @@ static const char usage[] =
     "  --reuse-port          share the listening port with other processes that ask for\n"
     "                        it too (SO_REUSEPORT across processes); by default a\n"
     "                        port another process listens on is refused\n"
+    "  --redis URL           join a cluster over Redis: redis://[[user]:password@]host[:port][/db]\n"
+    "                        or unix:/path (?connect_timeout=S&timeout=S); repeat it to\n"
+    "                        shard over several Redis servers (README: Running a cluster)\n"
     "  --no-watch            do not reload when the script's directory changes\n"
     "                        (SIGHUP still reloads)\n"
     "  --version             print the version and exit\n"
@@ -316,6 +321,15 @@ int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
     } else if (!strcmp(a, "--reuse-port")) {
       cfg->reuse_port = 1;
       cfg->cli_set |= EWS_CLI_REUSE_PORT;
+    } else if (!strcmp(a, "--redis")) {
+      NEED_VALUE();
+      if (!(cfg->cli_set & EWS_CLI_REDIS)) cfg->nredis = 0; /* the command line wins */
+      cfg->cli_set |= EWS_CLI_REDIS;
+      const char *why = "";
+      if (ews_config_add_redis(cfg, val, &why) != 0) {
+        fprintf(stderr, "edgews-lua: bad --redis '%s': %s\n", val, why);
+        return -1;
+      }
     } else if (!strcmp(a, "--no-watch")) {
       cfg->watch = 0;
       cfg->cli_set |= EWS_CLI_WATCH;
@@ -356,7 +370,30 @@ int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
   return 0;
 }
 
+int ews_config_add_redis(ews_config_t *cfg, const char *url, const char **why) {
+  ews_redis_url_t u;
+  if (ews_redis_url_parse(url, &u, why) != 0) return EWS_EINVAL;
+  if (cfg->nredis >= EWS_ENGINE_MAX_SHARDS) {
+    *why = "too many Redis shards (at most 16)";
+    return EWS_EINVAL;
+  }
+  ews_redis_url_t *all = cfg->redis;
+  for (int i = 0; i < cfg->nredis; i++)
+    if (!strcmp(all[i].name, u.name)) {
+      *why = "the same Redis server twice";
+      return EWS_EINVAL;
+    }
+  all = realloc(cfg->redis, (size_t)(cfg->nredis + 1) * sizeof *all);
+  if (!all) return EWS_ENOMEM;
+  all[cfg->nredis++] = u;
+  cfg->redis = all;
+  return 0;
+}
+
 void ews_config_free(ews_config_t *cfg) {
+  free(cfg->redis);
+  cfg->redis = NULL;
+  cfg->nredis = 0;
   free(cfg->script);
   free(cfg->script_dir);
   free(cfg->tls_cert);

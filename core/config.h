@@ -45,6 +45,9 @@ typedef struct {
   /* Runaway scripts (lua/runaway.h). */
   double handler_timeout;        /* seconds a Lua run may take (0 = no limit) */
   double max_lua_memory;         /* bytes a worker's Lua heap may hold (0 = no limit) */
+  /* The cluster (README: Running a cluster): Redis shards, none = one instance. */
+  void *redis;                   /* ews_redis_url_t[nredis] (hub/redis_url.h) */
+  int nredis;
   /* Which fields the command line set (they win over the script). */
   unsigned cli_set;
 } ews_config_t;
@@ -61,7 +64,8 @@ enum {
   EWS_CLI_ADMIN = 1u << 8,
   EWS_CLI_DATA = 1u << 9,
   EWS_CLI_REUSE_PORT = 1u << 10,
-  EWS_CLI_MSGMEM = 1u << 11
+  EWS_CLI_MSGMEM = 1u << 11,
+  EWS_CLI_REDIS = 1u << 12
 };
 
 void ews_config_defaults(ews_config_t *cfg);
@@ -80,5 +84,8 @@ int ews_config_resolve_host(char *host, const char **why);
  * printing an error (exit 2). */
 int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv);
 void ews_config_free(ews_config_t *cfg);
+/* Adds a Redis shard from its URL (hub/redis_url.h). 0, EWS_EINVAL (*why set: a
+ * bad URL, too many shards, or the same shard twice) or EWS_ENOMEM. */
+int ews_config_add_redis(ews_config_t *cfg, const char *url, const char **why);
 
 #endif

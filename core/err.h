@@ -69,7 +69,8 @@
   XX(ZLIB,           -81, 1011, 0,   "zlib error")                                    \
   XX(NOSTORE,        -90, 0,    0,   "no data directory (start with --data DIR)")    \
   XX(NOSPACE,        -91, 0,    0,   "storage full")                                \
-  XX(CONFLICT,       -92, 0,    0,   "revision conflict")
+  XX(CONFLICT,       -92, 0,    0,   "revision conflict")                          \
+  XX(UNAVAILABLE,    -93, 0,    0,   "unavailable (the cluster's Redis shard is down)")
 
 typedef enum {
 #define EWS_ERR_ENUM(name, val, cc, hs, msg) EWS_E##name = (val),

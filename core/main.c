@@ -332,16 +332,7 @@ int main(int argc, char **argv) {
     ews_log_always(EWS_LOG_INFO, "data store %s/edgews.db (pub/sub history %s)", m.cfg.data_dir,
                    m.cfg.pubsub_persist != 0 ? "on disk" : "in memory");
   }
-  /* The services' shared state: in this process (hub/engine.h). */
-  m.server.engine = &ews_engine_local;
-  ews_engine_config_t ec = {{m.cfg.pubsub_max_queue, m.cfg.pubsub_ttl, m.cfg.pubsub_max_recover},
-                            m.server.store, m.cfg.pubsub_persist != 0, m.server.hubs,
-                            m.cfg.workers};
-  if (m.server.engine->start(&ec) != 0) {
-    EWS_ERROR("cannot start the %s engine", m.server.engine->name);
-    return 1;
-  }
-
+  m.server.engine = m.cfg.nredis ? &ews_engine_redis : &ews_engine_local;
   /* Signals are caught from now on (a SIGTERM right after "listening on" must drain,
    * not kill); they are handled once the loop runs, when every worker has started. */
   m.loop = uv_default_loop();
@@ -362,6 +353,18 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
+  /* The services' shared state (hub/engine.h): in this process, or with --redis
+   * across the cluster's instances. Started once every worker's hub exists (an
+   * engine's own thread may post to them at once), before any worker runs. */
+  ews_engine_config_t ec = {{m.cfg.pubsub_max_queue, m.cfg.pubsub_ttl, m.cfg.pubsub_max_recover},
+                            m.server.store, m.cfg.pubsub_persist != 0, m.server.hubs,
+                            m.cfg.workers, m.cfg.redis, m.cfg.nredis,
+                            m.cfg.notif_max_per_user, m.cfg.notif_ttl};
+  if (m.server.engine->start(&ec) != 0) {
+    EWS_ERROR("cannot start the %s engine", m.server.engine->name);
+    return 1;
+  }
+
   /* Worker 0 binds first; with port 0 the others join the ports it was given. */
   int ports[EWS_LISTEN_MAX] = {m.cfg.port, m.cfg.plain_port, m.cfg.admin_port};
   for (int i = 0; i < m.cfg.workers; i++) {

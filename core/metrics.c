@@ -8,6 +8,7 @@
 #include <sys/time.h>
 
 #include "err.h"
+#include "hub/engine.h"
 #include "hub/store.h"
 #include "lua/api.h"
 #include "net/msgmem.h"
@@ -134,6 +135,56 @@ int ews_metrics_text(const ews_server_t *s, int self, char **outp, size_t *len) 
         (unsigned long long)st.commits, (unsigned long long)st.requests,
         (unsigned long long)st.failed, (unsigned long long)st.queued,
         (unsigned long long)st.max_batch);
+  }
+  if (s->engine && s->engine->status) {
+    ews_engine_status_t *st = malloc(sizeof *st);
+    if (!st) {
+      free(o.p);
+      return EWS_ENOMEM;
+    }
+    s->engine->status(st);
+    put(&o, "# HELP edgews_redis_shards Redis shards configured.\n# TYPE edgews_redis_shards gauge\n"
+            "edgews_redis_shards %d\n"
+            "# HELP edgews_redis_shards_connected Redis shards whose connections are ready.\n"
+            "# TYPE edgews_redis_shards_connected gauge\nedgews_redis_shards_connected %d\n"
+            "# HELP edgews_redis_shard_up A shard is connected (1) or not (0); last_error is"
+            " the last failure seen on it.\n# TYPE edgews_redis_shard_up gauge\n",
+        st->shards, st->connected);
+    for (int i = 0; i < st->shards && i < EWS_ENGINE_MAX_SHARDS; i++) {
+      char err[400];
+      size_t k = 0;
+      for (const char *p = st->shard[i].last_error; *p && k + 3 < sizeof err; p++) {
+        if (*p == '"' || *p == '\\') err[k++] = '\\';
+        err[k++] = *p == '\n' ? ' ' : *p;
+      }
+      err[k] = 0;
+      put(&o, "edgews_redis_shard_up{shard=\"%s\",last_error=\"%s\"} %d\n", st->shard[i].name,
+          err, st->shard[i].up);
+    }
+    put(&o, "# HELP edgews_redis_connection_losses_total Ready Redis connections lost, by shard.\n"
+            "# TYPE edgews_redis_connection_losses_total counter\n");
+    for (int i = 0; i < st->shards && i < EWS_ENGINE_MAX_SHARDS; i++)
+      put(&o, "edgews_redis_connection_losses_total{shard=\"%s\"} %llu\n", st->shard[i].name,
+          (unsigned long long)st->shard[i].losses);
+    put(&o, "# HELP edgews_redis_channel_published_total Channel publishes sent to Redis.\n"
+            "# TYPE edgews_redis_channel_published_total counter\n"
+            "edgews_redis_channel_published_total %llu\n"
+            "# HELP edgews_redis_channel_dropped_total Channel publishes that did not reach Redis"
+            " (shard down, queue full): other instances missed them.\n"
+            "# TYPE edgews_redis_channel_dropped_total counter\n"
+            "edgews_redis_channel_dropped_total %llu\n"
+            "# HELP edgews_redis_channel_received_total Channel messages from other instances.\n"
+            "# TYPE edgews_redis_channel_received_total counter\n"
+            "edgews_redis_channel_received_total %llu\n"
+            "# HELP edgews_redis_subscriptions Redis channel subscriptions of this instance.\n"
+            "# TYPE edgews_redis_subscriptions gauge\nedgews_redis_subscriptions %llu\n"
+            "# HELP edgews_redis_publish_seconds PUBLISH round trips to Redis.\n"
+            "# TYPE edgews_redis_publish_seconds summary\n"
+            "edgews_redis_publish_seconds_sum %.6f\nedgews_redis_publish_seconds_count %llu\n",
+        (unsigned long long)st->published, (unsigned long long)st->dropped,
+        (unsigned long long)st->received, (unsigned long long)st->subscriptions,
+        (double)st->latency_us_sum / 1e6, (unsigned long long)st->latency_n);
+    free(st);
   }
   put(&o, "# HELP edgews_errors_total Errors, by kind.\n# TYPE edgews_errors_total counter\n");
   for (int i = 0; i < s->nworkers; i++)

@@ -122,6 +122,31 @@ int ews_script_read_config(lua_State *L, ews_config_t *cfg, char **err) {
       if (get_number(L, ps, "max_recover", &v)) cfg->pubsub_max_recover = (uint32_t)v;
     }
     lua_pop(L, 1);
+    lua_getfield(L, t, "redis");
+    if (!(cfg->cli_set & EWS_CLI_REDIS) && (lua_isstring(L, -1) || lua_istable(L, -1))) {
+      /* redis = "URL" or redis = {"URL", ...} */
+      int rt = lua_gettop(L);
+      int n = lua_istable(L, rt) ? (int)lua_objlen(L, rt) : 1;
+      cfg->nredis = 0;
+      for (int i = 1; i <= n && rc == 0; i++) {
+        if (lua_istable(L, rt)) lua_rawgeti(L, rt, i);
+        else lua_pushvalue(L, rt);
+        const char *url = lua_tostring(L, -1);
+        const char *why = "want a URL string";
+        if (!url || ews_config_add_redis(cfg, url, &why) != 0) {
+          char msg[512];
+          snprintf(msg, sizeof msg, "edgews.configure: bad redis[%d] '%s': %s", i,
+                   url ? url : "?", why);
+          *err = strdup(msg);
+          rc = -1;
+        }
+        lua_pop(L, 1);
+      }
+    } else if (!lua_isnil(L, -1) && !(cfg->cli_set & EWS_CLI_REDIS)) {
+      *err = strdup("edgews.configure: redis must be a URL or a list of URLs");
+      rc = -1;
+    }
+    lua_pop(L, 1);
     lua_getfield(L, t, "notifications");
     if (lua_istable(L, -1)) {
       int ns = lua_gettop(L);

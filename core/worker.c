@@ -12,6 +12,7 @@
 #include "err.h"
 #include "log.h"
 #include "hub/bus.h"
+#include "hub/engine.h"
 #include "hub/pubsub.h"
 #include "hub/store.h"
 #include "lua/api.h"
@@ -53,8 +54,10 @@ static void on_check(uv_check_t *h) {
   ews_pubsub_tick(&w->hub, 1);
 }
 
-/* GET /health: {"status":..., "uptime":s, "workers":n, "connections":n, "worker":id};
- * connections: every worker's, not counting this request's own. */
+/* GET /health: {"status":..., "uptime":s, "workers":n, "connections":n, "worker":id}
+ * (connections: every worker's, not counting this request's own) and, in a cluster,
+ * "cluster":{"shards":n,"connected":n}: "degraded" (still 200) while a Redis shard is
+ * down. */
 static int health(void *owner, char *buf, size_t cap, int *status) {
   ews_worker_t *w = owner;
   struct timeval tv;
@@ -62,13 +65,26 @@ static int health(void *owner, char *buf, size_t cap, int *status) {
   uint64_t now = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
   uint64_t up = now > w->server->started_ms ? now - w->server->started_ms : 0;
   *status = w->net.stopping ? 503 : 200;
+  const char *state = w->net.stopping ? "draining" : "ok";
+  char cluster[128] = "";
+  const ews_engine_t *e = w->server->engine;
+  if (e && e->status) {
+    ews_engine_status_t *st = malloc(sizeof *st);
+    if (st) {
+      e->status(st);
+      if (st->connected < st->shards && !w->net.stopping) state = "degraded";
+      snprintf(cluster, sizeof cluster, ",\"cluster\":{\"shards\":%d,\"connected\":%d}",
+               st->shards, st->connected);
+      free(st);
+    }
+  }
   uint32_t conns = __atomic_load_n(&w->server->nconns, __ATOMIC_RELAXED);
   if (conns > 0) conns--; /* the request asking */
   return snprintf(buf, cap,
                   "{\"status\":\"%s\",\"uptime\":%llu,\"workers\":%d,\"connections\":%u,"
-                  "\"worker\":%d}",
-                  w->net.stopping ? "draining" : "ok", (unsigned long long)(up / 1000),
-                  w->server->nworkers, conns, w->id);
+                  "\"worker\":%d%s}",
+                  state, (unsigned long long)(up / 1000), w->server->nworkers,
+                  conns, w->id, cluster);
 }
 
 static int metrics(void *owner, char **body, size_t *len) {

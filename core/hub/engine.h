@@ -37,6 +37,7 @@
 #include "hub/presence.h"
 #include "hub/pubsub.h"
 #include "hub/pubsub_int.h"
+#include "hub/redis_url.h"
 #include "hub/store.h"
 #include "hub/users.h"
 #include "net/buf.h"
@@ -48,7 +49,29 @@ typedef struct {
   int persistent;           /* pub/sub history goes to the store */
   ews_hub_t *const *hubs;   /* every worker's hub, by number */
   int nworkers;
+  const ews_redis_url_t *redis; /* the Redis shards (engine_redis.c), and how many */
+  int nredis;
+  int32_t notif_max_per_user;   /* notifications kept per user (0: unlimited) */
+  int32_t notif_ttl;            /* their default TTL, seconds (0: none) */
 } ews_engine_config_t;
+
+/* A cluster engine's state, for /health and /metrics (ews_engine_t.status). */
+#define EWS_ENGINE_MAX_SHARDS 16
+typedef struct {
+  int shards;            /* configured */
+  int connected;         /* shards whose connections are all ready */
+  uint64_t published;    /* channel publishes sent to Redis */
+  uint64_t dropped;      /* channel publishes not sent (shard down, queue full) */
+  uint64_t received;     /* channel messages from other instances */
+  uint64_t subscriptions; /* Redis channel subscriptions of this instance */
+  uint64_t latency_us_sum, latency_n; /* PUBLISH round trips */
+  struct {
+    char name[300];
+    int up;
+    uint64_t losses;     /* times a ready connection was lost */
+    char last_error[160];
+  } shard[EWS_ENGINE_MAX_SHARDS];
+} ews_engine_status_t;
 
 typedef struct {
   /* The rest of a publish: frame (complete, built once: take references as needed)
@@ -66,7 +89,10 @@ typedef struct {
 } ews_chan_engine_t;
 
 typedef struct {
-  int (*persistent)(void); /* 1: history is durable (a publish completes later) */
+  /* 0: memory (a publish completes at once); 1: durable in the store (a publish
+   * completes later; a worker needs its store client); 2: durable elsewhere (Redis:
+   * a publish completes later). */
+  int (*persistent)(void);
   uint32_t (*max_recover)(void);
   /* As ews_pubsub_publish / _reset / _retention / _history (hub/pubsub.h). */
   int (*publish)(ews_hub_t *h, const char *topic, size_t tl, int json, const void *data,
@@ -108,16 +134,51 @@ typedef struct {
   size_t (*conns)(void);
 } ews_presence_engine_t;
 
+/* A socket of a user: on worker `worker` of this instance (instance "") or of the
+ * cluster's instance `instance` (16 hex digits). */
 typedef struct {
-  /* As ews_users_add / _remove / _list (hub/users.h). */
+  int worker;
+  double socket_id;
+  char instance[17];
+} ews_user_entry_t;
+
+typedef struct {
+  /* As ews_users_add / _remove (hub/users.h). */
   int (*add)(const char *uid, size_t len, int worker, double socket_id);
   void (*remove)(const char *uid, size_t len, int worker, double socket_id);
-  size_t (*list)(const char *uid, size_t len, ews_user_socket_t *out, size_t cap);
+  /* The user's sockets everywhere: this instance's first. Copies up to cap entries;
+   * returns how many there are (may be > cap). */
+  size_t (*list)(const char *uid, size_t len, ews_user_entry_t *out, size_t cap);
   /* An app-layer message (data[0..len), copied) for worker `to`: it runs there
    * through hub->app_message. 0, EWS_EINVAL (no such worker), EWS_ENOMEM,
    * EWS_EINBOX_FULL, EWS_ECLOSED (the worker is gone). */
   int (*post)(ews_hub_t *h, int to, const char *data, size_t len);
+  /* The same for worker `to` of another instance (NULL: one instance only). 0 once
+   * it is on its way (delivery is not confirmed), EWS_EUNAVAILABLE, EWS_ENOMEM,
+   * EWS_EBACKPRESSURE. */
+  int (*post_remote)(ews_hub_t *h, const char *instance, int to, const char *data, size_t len);
+  /* The same for every worker of every other instance (NULL: one instance only). */
+  int (*post_all)(ews_hub_t *h, const char *data, size_t len);
 } ews_users_engine_t;
+
+/* Completion of a notification store (a = id, b = created_at) or mark (a = the
+ * number changed), on the worker that asked. status 0 or an EWS_E* code. */
+typedef void (*ews_notify_done_fn)(ews_hub_t *h, void *ud, int status, int64_t a, int64_t b);
+
+/* Notifications kept outside the data directory's store (a cluster's Redis). As
+ * the store's functions of the same names (hub/store.h); store and mark return 1
+ * and complete through done (NULL: nobody waits), or an error. */
+typedef struct {
+  int (*store)(ews_hub_t *h, const char *user, size_t ul, const char *p, size_t n, int ttl,
+               ews_notify_done_fn done, void *ud);
+  int (*mark)(ews_hub_t *h, const char *user, size_t ul, const int64_t *ids, size_t n,
+              int state, ews_notify_done_fn done, void *ud);
+  int (*pending)(ews_hub_t *h, const char *user, size_t ul, uint32_t limit,
+                 ews_store_notifs_t *out);
+  int (*list)(ews_hub_t *h, const char *user, size_t ul, uint32_t limit, uint32_t offset,
+              ews_store_notifs_t *out);
+  void (*notifs_free)(ews_store_notifs_t *r);
+} ews_notify_engine_t;
 
 typedef struct ews_engine {
   const char *name;
@@ -129,9 +190,23 @@ typedef struct ews_engine {
   const ews_pubsub_engine_t *pubsub;
   const ews_presence_engine_t *presence;
   const ews_users_engine_t *users;
+  /* Any thread: the cluster's state (NULL: not a cluster engine). */
+  void (*status)(ews_engine_status_t *out);
+  /* Notifications (NULL: the data directory's store, hub/store.h). */
+  const ews_notify_engine_t *notify;
 } ews_engine_t;
 
 /* The in-process engine: memory and SQLite, one process. */
 extern const ews_engine_t ews_engine_local;
+/* Its services' tables, for engines that keep some services in process. */
+extern const ews_pubsub_engine_t ews_engine_local_pubsub;
+extern const ews_presence_engine_t ews_engine_local_presence;
+extern const ews_users_engine_t ews_engine_local_users;
+/* The Redis engine (hub/engine_redis.c): channels across instances through Redis
+ * PUBLISH/SUBSCRIBE, pub/sub over Redis streams (hub/engine_redis_pubsub.c) and the
+ * user registry (hub/engine_redis_users.c) and notifications
+ * (hub/engine_redis_notify.c), sharded over cfg->redis; presence is the in-process
+ * engine's (README: Running a cluster, what is not clustered yet). */
+extern const ews_engine_t ews_engine_redis;
 
 #endif

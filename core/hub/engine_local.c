@@ -96,14 +96,14 @@ static const ews_chan_engine_t chan_engine = {chan_publish, chan_hold, chan_add,
 
 /* ---- pub/sub ------------------------------------------------------------------------ */
 
-static const ews_pubsub_engine_t pubsub_engine = {
+const ews_pubsub_engine_t ews_engine_local_pubsub = {
     ews_pubsub_persistent, ews_ps_max_recover,      ews_pubsub_publish, ews_pubsub_reset,
     ews_pubsub_retention,  ews_pubsub_history,      ews_pubsub_history_free,
     ews_ps_view,           ews_ps_page};
 
 /* ---- presence ----------------------------------------------------------------------- */
 
-static const ews_presence_engine_t presence_engine = {
+const ews_presence_engine_t ews_engine_local_presence = {
     ews_presence_configure, ews_presence_get_config,  ews_presence_join,
     ews_presence_leave,     ews_presence_drop_conn,   ews_presence_set_status,
     ews_presence_get,       ews_presence_list,        ews_presence_result_free,
@@ -139,8 +139,20 @@ static int users_post(ews_hub_t *h, int to, const char *data, size_t len) {
   return ews_bus_post(&h->peers[to]->inbox, &m->base);
 }
 
-static const ews_users_engine_t users_engine = {ews_users_add, ews_users_remove, ews_users_list,
-                                                users_post};
+/* This process's entries (instance ""). */
+static size_t users_list(const char *uid, size_t len, ews_user_entry_t *out, size_t cap) {
+  ews_user_socket_t buf[64];
+  ews_user_socket_t *v = cap <= 64 ? buf : malloc(cap * sizeof *v);
+  if (!v) return 0;
+  size_t n = ews_users_list(uid, len, v, cap);
+  for (size_t i = 0; i < n && i < cap; i++)
+    out[i] = (ews_user_entry_t){v[i].worker, v[i].socket_id, ""};
+  if (v != buf) free(v);
+  return n;
+}
+
+const ews_users_engine_t ews_engine_local_users = {ews_users_add, ews_users_remove, users_list,
+                                                   users_post, NULL, NULL};
 
 /* ---- the engine --------------------------------------------------------------------- */
 
@@ -152,5 +164,6 @@ static int start(const ews_engine_config_t *cfg) {
 /* Stops posting to the workers and frees the memory topics. */
 static void stop(void) { ews_pubsub_shutdown(); }
 
-const ews_engine_t ews_engine_local = {"local", start, stop, &chan_engine, &pubsub_engine,
-                                       &presence_engine, &users_engine};
+const ews_engine_t ews_engine_local = {"local", start, stop, &chan_engine,
+                                       &ews_engine_local_pubsub, &ews_engine_local_presence,
+                                       &ews_engine_local_users, NULL, NULL};

@@ -194,9 +194,11 @@ typedef struct ews_pubsub_event {
   int json;         /* data is a JSON text (else a string) */
 } ews_pubsub_event_t;
 
-/* After messages to this worker were refused (its inbox was full): every topic's
- * live subscribers that stand below the topic's last offset catch up from history
- * (a delivery that finds offsets missing does the same for its topic). */
+/* After messages to this worker were refused (its inbox was full), or when the
+ * engine's history is readable again (a cluster's Redis shard is back): every
+ * topic's live subscribers that stand below the topic's last offset catch up from
+ * history (a delivery that finds offsets missing does the same for its topic), and
+ * catch-ups that waited for the history go on. */
 void ews_pubsub_resync(ews_hub_t *w);
 /* Frees the table (worker exit). */
 void ews_topics_free(ews_names_t *t);

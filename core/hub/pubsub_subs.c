@@ -87,6 +87,7 @@ struct replay {
   void *ud;
   int status;        /* the outcome once c is NULL */
   int raw, blocked, fresh, started, catchup;
+  int waiting;       /* blocked until ews_pubsub_resync: history was unavailable */
   size_t need;       /* blocked: bytes the next frame needs */
   uint64_t epoch;    /* being replayed (0: take the topic's at the first read) */
   int64_t cursor;    /* last offset sent, or covered by a gap */
@@ -466,6 +467,13 @@ static int step(ews_hub_t *w, psw_t *ps, replay_t *j) {
     if (!ps->budget) return STEP_LATER;
     int r = read_page(w, ps, j);
     if (r == STEP_BLOCKED) return STEP_LATER;
+    if (r == EWS_EUNAVAILABLE && j->catchup) {
+      /* A live socket catching up while the engine cannot read (a cluster's Redis
+       * shard is down): it waits, subscribed, for the engine's resync when the
+       * history is back, rather than losing its subscription. */
+      j->blocked = j->waiting = 1;
+      return STEP_LATER;
+    }
     if (r < 0) {
       job_detach(j, r);
       return STEP_DONE;
@@ -505,8 +513,8 @@ void ews_pubsub_tick(ews_hub_t *w, int end) {
   if (end) ps->budget = REPLAY_BUDGET;
   int runnable = 0;
   for (replay_t *j = ps->head; j; j = j->next) {
-    if (j->blocked && (!j->c || !ews_conn_is_open(j->c) || fits(j->c, j->need)))
-      j->blocked = 0;
+    if (j->blocked && (!j->c || !ews_conn_is_open(j->c) || (!j->waiting && fits(j->c, j->need))))
+      j->blocked = j->waiting = 0;
     if (!j->blocked) runnable = 1;
   }
   idle_set(ps, runnable);
@@ -686,6 +694,14 @@ static void resync_topic(ews_hnode_t *n, void *ud) {
 }
 
 void ews_pubsub_resync(ews_hub_t *w) {
+  psw_t *ps = w->pubsub;
+  int any = 0;
+  for (replay_t *j = ps ? ps->head : NULL; j; j = j->next)
+    if (j->waiting) {
+      j->waiting = j->blocked = 0;
+      any = 1;
+    }
+  if (any) idle_set(ps, 1);
   ews_ht_walk(&w->topics, 0, SIZE_MAX, resync_topic, w);
 }
 
@@ -846,7 +862,7 @@ int ews_pubsub_subscribe(ews_hub_t *w, ews_conn_t *c, const char *topic, size_t 
   memset(res, 0, sizeof *res);
   if (!ews_ps_valid_topic(topic, tl)) return EWS_EINVAL;
   if (!ews_conn_is_open(c)) return EWS_ECLOSED;
-  if (w->engine->pubsub->persistent() && !w->store) return EWS_ENOSTORE;
+  if (w->engine->pubsub->persistent() == 1 && !w->store) return EWS_ENOSTORE;
   wtopic_t *t = wtopic_get(w, topic, tl, 1);
   if (!t) return EWS_ENOMEM;
   tsub_t *e = tsub_of(c, t);

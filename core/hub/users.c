@@ -87,6 +87,25 @@ size_t ews_users_list(const char *uid, size_t len, ews_user_socket_t *out, size_
   return n;
 }
 
+typedef struct {
+  void (*fn)(const char *uid, size_t len, const ews_user_socket_t *s, void *ud);
+  void *ud;
+} each_t;
+
+static void each_user(ews_hnode_t *n, void *ud) {
+  each_t *e = ud;
+  user_t *u = (user_t *)n;
+  for (size_t i = 0; i < u->count; i++) e->fn(u->id, u->n.len, &u->socks[i], e->ud);
+}
+
+void ews_users_each(void (*fn)(const char *uid, size_t len, const ews_user_socket_t *s, void *ud),
+                    void *ud) {
+  each_t e = {fn, ud};
+  pthread_mutex_lock(&lock);
+  ews_ht_walk(&table, 0, SIZE_MAX, each_user, &e);
+  pthread_mutex_unlock(&lock);
+}
+
 void ews_users_stats(ews_ht_stats_t *out) {
   pthread_mutex_lock(&lock);
   ews_ht_stats(&table, out);

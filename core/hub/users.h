@@ -21,6 +21,10 @@ int ews_users_add(const char *uid, size_t len, int worker, double socket_id);
 void ews_users_remove(const char *uid, size_t len, int worker, double socket_id);
 /* Copies up to cap entries into out; returns how many the user has (may be > cap). */
 size_t ews_users_list(const char *uid, size_t len, ews_user_socket_t *out, size_t cap);
+/* Calls fn for every (user, socket) under the registry's lock (fn must not call
+ * back into the registry). */
+void ews_users_each(void (*fn)(const char *uid, size_t len, const ews_user_socket_t *s, void *ud),
+                    void *ud);
 /* The shape of the user table (hub/htable.h), for tests. */
 void ews_users_stats(ews_ht_stats_t *out);
 

@@ -276,7 +276,8 @@ static int l_authenticated(lua_State *L) {
 }
 
 /* core.user_add(uid, socket_id) / core.user_remove(uid, socket_id) /
- * core.user_list(uid) -> { {worker, socket_id}, ... } */
+ * core.user_list(uid) -> { {worker, socket_id [, instance]}, ... }: instance (16 hex
+ * digits) for a socket of another instance of the cluster */
 static int l_user_add(lua_State *L) {
   ews_vm_t *w = worker_of(L);
   size_t n;
@@ -297,9 +298,9 @@ static int l_user_list(lua_State *L) {
   size_t n;
   const char *uid = luaL_checklstring(L, 1, &n);
   const ews_users_engine_t *users = w ? w->hub->engine->users : ews_engine_local.users;
-  ews_user_socket_t buf[64];
+  ews_user_entry_t buf[64];
   size_t total = users->list(uid, n, buf, 64);
-  ews_user_socket_t *all = buf;
+  ews_user_entry_t *all = buf;
   if (total > 64 && (all = malloc(total * sizeof *all))) total = users->list(uid, n, all, total);
   else if (total > 64) total = 64, all = buf;
   lua_createtable(L, (int)total, 0);
@@ -309,6 +310,10 @@ static int l_user_list(lua_State *L) {
     lua_rawseti(L, -2, 1);
     lua_pushnumber(L, all[i].socket_id);
     lua_rawseti(L, -2, 2);
+    if (all[i].instance[0]) { /* another instance's (a cluster) */
+      lua_pushstring(L, all[i].instance);
+      lua_rawseti(L, -2, 3);
+    }
     lua_rawseti(L, -2, (int)i + 1);
   }
   if (all != buf) free(all);

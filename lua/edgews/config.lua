@@ -235,7 +235,7 @@ local server_fields = {
   max_headers = true, backlog = true, watch = true, tls = true, plain_listen = true,
   admin_listen = true, metrics = true, health = true, data_dir = true, pubsub = true,
   notifications = true, reuse_port = true, max_message_memory = true, worker_inbox_limit = true,
-  handler_timeout = true, max_lua_memory = true,
+  handler_timeout = true, max_lua_memory = true, redis = true,
 }
 local log_levels = { debug = true, info = true, warn = true, error = true, off = true }
 
@@ -303,6 +303,20 @@ function _M.server(t, level)
     fail(level, "edgews.configure: data_dir must be a directory path, got %s", show(t.data_dir))
   end
   c.data_dir = t.data_dir
+  -- redis = "URL" or { "URL", ... }: the URLs themselves are checked by the C side.
+  if t.redis ~= nil then
+    local ok = type(t.redis) == "string" and t.redis ~= ""
+    if type(t.redis) == "table" then
+      ok = #t.redis >= 1
+      for i = 1, #t.redis do
+        if type(t.redis[i]) ~= "string" or t.redis[i] == "" then ok = false end
+      end
+    end
+    if not ok then
+      fail(level, "edgews.configure: redis must be a URL or a list of URLs, got %s", show(t.redis))
+    end
+  end
+  c.redis = t.redis
   local function section(name, fields)
     local v = t[name]
     if v == nil then return nil end

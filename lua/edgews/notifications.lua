@@ -107,7 +107,7 @@ end)
 --  configured default (notifications.ttl), -1 = never expires.
 function _M.store(user, data, opts)
   user = check_user(user, "store")
-  if not core.has_store() then return nil, NO_STORE end
+  if not core.notif_available() then return nil, NO_STORE end
   local payload, err = cjson.encode(data)
   if not payload then error("notifications.store: data cannot be encoded as JSON: " .. tostring(err), 2) end
   local ttl = opts and opts.ttl or 0
@@ -123,13 +123,16 @@ function _M.store(user, data, opts)
   local me = core.worker_id()
   local done = {} -- workers already handled (a user may have many sockets on each)
   for _, e in ipairs(core.user_list(user)) do
-    local w = e[1]
-    if not done[w] then
-      done[w] = true
-      if w == me then
+    -- e[3]: a worker of another instance of a cluster (which reads and marks the
+    -- same notifications, kept in Redis)
+    local w, inst = e[1], e[3]
+    local key = inst and (inst .. ":" .. w) or w
+    if not done[key] then
+      done[key] = true
+      if w == me and not inst then
         if deliver_local(user, id, created_at, payload) then delivered = true end
       elseif core.post(w, encode({ op = "notify", uid = user, id = id, created_at = created_at,
-                                   payload = payload })) then
+                                   payload = payload }), inst) then
         delivered = true
       end
     end
@@ -145,7 +148,7 @@ end
 --- notifications.pending(user [, { limit = 100 }]) -> list (oldest first), total
 function _M.pending(user, opts)
   user = check_user(user, "pending")
-  if not core.has_store() then return nil, NO_STORE end
+  if not core.notif_available() then return nil, NO_STORE end
   local rows, total = core.notif_pending(user, opts and opts.limit or 100)
   if not rows then return nil, error_name(total) end
   return decode_rows(rows), total
@@ -155,7 +158,7 @@ end
 ---   -> { total = n, items = { {id, created_at, expires_at, state, data}, ... } }
 function _M.list(user, opts)
   user = check_user(user, "list")
-  if not core.has_store() then return nil, NO_STORE end
+  if not core.notif_available() then return nil, NO_STORE end
   local limit = opts and opts.limit or 20
   local offset = opts and opts.offset or 0
   if type(limit) ~= "number" or limit < 0 or type(offset) ~= "number" or offset < 0 then
@@ -172,7 +175,7 @@ local function mark(what, user, ids, state)
   if type(ids) ~= "table" or #ids == 0 or #ids > 1000 then
     error("notifications." .. what .. ": ids must be a number or a list of 1..1000 numbers", 3)
   end
-  if not core.has_store() then return nil, NO_STORE end
+  if not core.notif_available() then return nil, NO_STORE end
   local changed, err = core.notif_mark(user, ids, state, true)
   if changed == nil then return nil, error_name(err) end
   return changed
@@ -189,7 +192,7 @@ function _M.mark_read(user, ids) return mark("mark_read", user, ids, STATE.read)
 -- gets its user (auth: edgews.pipeline calls it).
 function _M.deliver_pending(sock, user)
   user = check_user(user, "deliver_pending")
-  if not core.has_store() then return 0 end
+  if not core.notif_available() then return 0 end
   local rows = core.notif_pending(user, MAX_PENDING_ON_CONNECT)
   if not rows then return 0 end
   local ids = {}
@@ -223,6 +226,6 @@ function _M.release(sock)
 end
 
 --- notifications.available() -> true when the server has a data directory
-function _M.available() return core.has_store() end
+function _M.available() return core.notif_available() end
 
 return _M

@@ -107,7 +107,7 @@ _M.Remote = Remote
 
 local function registered(r)
   for _, e in ipairs(core.user_list(r.user)) do
-    if e[1] == r.worker and e[2] == r.id then return true end
+    if e[1] == r.worker and e[2] == r.id and e[3] == r.instance then return true end
   end
   return false
 end
@@ -118,7 +118,7 @@ end
 
 local function post(r, msg)
   if not registered(r) then return nil, "closed" end
-  local ok, err = core.post(r.worker, encode(msg))
+  local ok, err = core.post(r.worker, encode(msg), r.instance)
   if ok then return true end
   return nil, err == -4 and "closed" or "error " .. tostring(err)
 end
@@ -139,18 +139,20 @@ end
 
 --- edgews.user_sockets(user_id) -> list of the user's sockets on every worker:
 -- this worker's are the socket objects themselves, other workers' are stand-ins
--- with send, close, is_open and the fields id, worker (is_remote = true).
+-- with send, close, is_open and the fields id, worker (is_remote = true), and in
+-- a cluster (--redis) also those of the other instances (with their `instance`).
 function _M.user_sockets(uid)
   uid = tostring(uid)
   local me = core.worker_id()
   local list = {}
   for _, e in ipairs(core.user_list(uid)) do
-    local w, id = e[1], e[2]
-    if w == me then
+    local w, id, inst = e[1], e[2], e[3]
+    if w == me and not inst then
       local s = local_socket(uid, id)
       if s then list[#list + 1] = s end
     else
-      list[#list + 1] = setmetatable({ id = id, worker = w, user = uid, is_remote = true }, Remote)
+      list[#list + 1] = setmetatable({ id = id, worker = w, user = uid, is_remote = true,
+                                       instance = inst }, Remote)
     end
   end
   return list
@@ -197,16 +199,19 @@ function _M.import_function(p)
   return fn
 end
 
---- Posts a broadcast of app `path` to every other worker.
+--- Posts a broadcast of app `path` to every other worker (and, in a cluster, to
+-- every worker of the other instances).
 function _M.broadcast_others(path, data, is_binary, filter, level)
   local n = core.workers()
-  if n <= 1 then return end
+  local cluster = core.cluster and core.cluster()
+  if n <= 1 and not cluster then return end
   local msg = encode({ op = "broadcast", path = path, data = data, bin = is_binary and true or false,
                        filter = filter and _M.export_function(filter, (level or 1) + 1) or nil })
   local me = core.worker_id()
   for w = 0, n - 1 do
     if w ~= me then core.post(w, msg) end
   end
+  if cluster then core.post_instances(msg) end
 end
 
 --- Asks every other worker to close the app's sockets.

@@ -88,6 +88,13 @@ xw:route("notify", function(socket, body)
   socket:send(cjson.encode { type = "notified", n = #list })
 end)
 
+-- shout_all {text}: app:broadcast to every socket of the app, the sender too, with no
+-- filter (cluster_spec: it reaches the other instances too)
+xw:route("shout_all", function(socket, body)
+  local n = xw:broadcast(cjson.encode { type = "shout", text = body.text })
+  socket:send(cjson.encode { type = "shouted", n = n })
+end)
+
 xw:route("shout", function(socket, body)
   local sender = socket.id
   local n = xw:broadcast(cjson.encode { type = "shout", text = body.text }, false,

@@ -119,6 +119,12 @@ describe("edgews.config.server", function()
     assert.is_nil(c.max_lua_memory)
   end)
 
+  it("takes redis as one URL or a list of URLs (checked by the core)", function()
+    assert.are.equal("redis://h:1/0", config.server({ redis = "redis://h:1/0" }).redis)
+    assert.are.same({ "redis://a", "unix:/r.sock" }, config.server({ redis = { "redis://a", "unix:/r.sock" } }).redis)
+    assert.is_nil(config.server({}).redis)
+  end)
+
   it("accepts IPv6 and host-less listen addresses", function()
     assert.are.equal("[::1]:80", config.server({ listen = "[::1]:80" }).listen)
     assert.are.equal(":80", config.server({ listen = ":80" }).listen)
@@ -141,6 +147,9 @@ describe("edgews.config.server", function()
     { "a negative max_lua_memory", { max_lua_memory = -1 }, "max_lua_memory must be" },
     { "a fractional max_lua_memory", { max_lua_memory = 16 * 1048576 + 0.5 }, "max_lua_memory must be" },
     { "a max_lua_memory given as a string", { max_lua_memory = "1G" }, "max_lua_memory must be" },
+    { "a redis that is a number", { redis = 6379 }, "redis must be a URL or a list of URLs" },
+    { "an empty redis list", { redis = {} }, "redis must be a URL or a list of URLs" },
+    { "a redis list with a non-string", { redis = { "redis://a", 1 } }, "redis must be a URL" },
   }
   for _, case in ipairs(bad) do
     it("rejects " .. case[1], function()

@@ -36,6 +36,7 @@ local function fresh(opts)
     end),
     handler_error = rec("handler_error"),
     has_store = function() return opts.store ~= false end,
+    notif_available = function() return opts.store ~= false end,
     notif_store = rec("notif_store", function() return 41, 123 end),
     notif_mark = rec("notif_mark", 1),
     notif_pending = rec("notif_pending", function() return {}, 0 end),

@@ -1,0 +1,69 @@
+/* engine_redis_int.h — what the Redis engine's files share (engine_redis.c: the
+ * redis thread, its queue, the shards and channels; engine_redis_pubsub.c: pub/sub
+ * over Redis streams). Not for other users. */
+#ifndef EWS_ENGINE_REDIS_INT_H
+#define EWS_ENGINE_REDIS_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hub/engine.h"
+#include "hub/redis_conn.h"
+
+/* Work for the redis thread: run(j, stopping) runs there, in submission order, and
+ * frees j (stopping: the engine is stopping, only clean up). */
+typedef struct ews_rjob {
+  struct ews_rjob *next;
+  void (*run)(struct ews_rjob *j, int stopping);
+  size_t size; /* counted against the queue's byte limit */
+} ews_rjob_t;
+
+/* Any thread. 0, or EWS_EBACKPRESSURE (queue full) / EWS_ESHUTDOWN: then j is the
+ * caller's to free. */
+int ews_rengine_submit(ews_rjob_t *j);
+
+/* The shard of a name (channels and topics alike). */
+int ews_rengine_shard_of(const char *name, size_t len);
+/* Any thread: the shard's connections are ready (as /health counts them). */
+int ews_rengine_shard_up(int shard);
+const ews_redis_url_t *ews_rengine_url(int shard);
+/* The redis thread only. */
+ews_rconn_t *ews_rengine_cmd(int shard);
+ews_rconn_t *ews_rengine_sub(int shard);
+ews_hub_t *const *ews_rengine_hubs(int *nworkers);
+
+/* Any thread but the redis thread: a blocking command on this thread's own
+ * connection to the shard (its URL's timeouts). The reply (freeReplyObject), or
+ * NULL when the shard is down or did not answer. */
+struct redisReply *ews_rengine_sync(int shard, int argc, const char **argv, const size_t *lens);
+/* This instance's id (16 hex digits). */
+const char *ews_rengine_id(void);
+
+/* engine_redis_users.c: the user registry across instances. */
+extern const ews_users_engine_t ews_rus_engine;
+void ews_rus_start(uv_loop_t *loop); /* main thread, before the redis thread runs */
+void ews_rus_close(void);            /* the redis thread, at its end */
+void ews_rus_cmd_ready(int shard);   /* registers this instance's users again, alive */
+void ews_rus_sub_ready(int shard, ews_rconn_reply_fn on_message); /* its inbox channel */
+/* A message on an instance's inbox channel (EWS_RUS_INBOX + id). */
+void ews_rus_message(const char *payload, size_t n);
+#define EWS_RUS_INBOX "ews:w:"
+/* A message on the channel of posts to every instance (EWS_RUS_ALL): ID + data. */
+void ews_rus_all(const char *payload, size_t n);
+#define EWS_RUS_ALL "ews:b"
+
+/* engine_redis_notify.c: notifications in Redis. */
+extern const ews_notify_engine_t ews_rno_engine;
+void ews_rno_start(int32_t max_per_user, int32_t ttl); /* main thread */
+
+/* engine_redis_pubsub.c, called by engine_redis.c on the redis thread: */
+void ews_rps_start(const ews_pubsub_config_t *cfg); /* main thread, before the thread runs */
+void ews_rps_stop(void);                             /* main thread, after it ended */
+void ews_rps_cmd_ready(int shard);   /* loads the scripts */
+void ews_rps_shard_up(int shard);    /* the shard is up again: every worker resyncs */
+/* A message on a pub/sub channel (ews:p:TOPIC). */
+void ews_rps_message(const char *channel, size_t clen, const char *payload, size_t n);
+#define EWS_RPS_PATTERN "ews:p:*"
+extern const ews_pubsub_engine_t ews_rps_engine;
+
+#endif
