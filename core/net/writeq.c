@@ -9,15 +9,22 @@
 #include "err.h"
 #include "net/bump.h"
 
-/* The ring's capacity is a power of two (4, then doubled), so an index is masked. */
+/* The ring's capacity is a power of two (1: the inline `one`; then 4, doubled), so an
+ * index is masked. */
 #define SEG(q, i) (&(q)->segs[((q)->head + (i)) & ((q)->cap - 1)])
 
 static int ring_grow(ews_writeq_t *q) {
-  uint32_t ncap = q->cap ? q->cap * 2 : 4;
+  if (q->cap == 0) {
+    q->segs = &q->one;
+    q->cap = 1;
+    q->head = 0;
+    return 0;
+  }
+  uint32_t ncap = q->cap == 1 ? 4 : q->cap * 2;
   ews_seg_t *s = malloc(ncap * sizeof *s);
   if (!s) return EWS_ENOMEM;
   for (uint32_t i = 0; i < q->n; i++) s[i] = *SEG(q, i);
-  free(q->segs);
+  if (q->segs != &q->one) free(q->segs);
   q->segs = s;
   q->cap = ncap;
   q->head = 0;
@@ -129,6 +136,6 @@ void ews_wq_consume(ews_writeq_t *q, size_t n) {
 
 void ews_wq_free(ews_writeq_t *q) {
   for (uint32_t i = 0; i < q->n; i++) ews_buf_unref(SEG(q, i)->buf);
-  free(q->segs);
+  if (q->segs != &q->one) free(q->segs);
   memset(q, 0, sizeof *q);
 }

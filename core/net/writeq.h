@@ -4,7 +4,8 @@
  * sends becomes one contiguous region and one iovec); a frame shared with other
  * connections is queued as a reference to its buffer, never copied. The queue hands
  * out iovecs for writev and releases buffers as bytes are reported written. It does
- * no I/O itself. An empty queue holds no buffer; only the small segment ring stays. */
+ * no I/O itself. An empty queue holds no buffer; the first segment lives inside the
+ * queue, and a ring grown for more segments stays. */
 #ifndef EWS_WRITEQ_H
 #define EWS_WRITEQ_H
 
@@ -20,10 +21,15 @@ typedef struct {
   uint32_t end; /* one past the last queued byte */
 } ews_seg_t;
 
+/* Zero-initialise a queue before use. Once used, a queue must not be copied or moved
+ * (segs may point at its own `one`). */
 typedef struct {
-  ews_seg_t *segs; /* ring of cap entries (a power of two), allocated on first use */
+  ews_seg_t *segs; /* ring of cap entries (a power of two): `one` while cap is 1 (no
+                      allocation: an idle connection's queue holds one segment at
+                      most), then 4, 8, ... on the heap once more are queued */
   uint32_t cap, head, n;
   size_t bytes; /* queued and not yet written */
+  ews_seg_t one;
 } ews_writeq_t;
 
 /* Appends a (header) and b (payload) as one contiguous run, copying them into the

@@ -186,11 +186,48 @@ TEST(reserve_and_commit_write_in_place) {
   ews_bufpool_drain(&pool);
 }
 
+/* An idle connection's queue allocates nothing: one segment at a time (the 101, an
+ * echo, a shared frame) lives inside the queue; a second queued segment moves the
+ * ring to the heap, in order. */
+TEST(one_segment_at_a_time_needs_no_ring) {
+  ews_bufpool_t pool = {0};
+  ews_writeq_t q = {0};
+  char out[64];
+  for (int i = 0; i < 10; i++) {
+    CHECK_EQ(ews_wq_append(&q, &pool, "h", 1, "abc", 3), 0);
+    CHECK(q.segs == &q.one && q.cap == 1 && q.n == 1);
+    CHECK_EQ(gather(&q, out, sizeof out), 4);
+    CHECK_MEM(out, "habc", 4);
+    ews_wq_consume(&q, 1);
+    CHECK_EQ(gather(&q, out, sizeof out), 3);
+    ews_wq_consume(&q, 3);
+    CHECK(q.n == 0 && q.bytes == 0 && q.segs == &q.one);
+  }
+  ews_buf_t *shared = ews_buf_new(NULL, 8);
+  CHECK(shared != NULL);
+  memcpy(shared->data, "SHARED!!", 8);
+  shared->len = 8;
+  CHECK_EQ(ews_wq_append_shared(&q, shared, 0, 8), 0);
+  CHECK(q.segs == &q.one && q.n == 1);
+  CHECK_EQ(ews_wq_append(&q, &pool, "t", 1, "ail", 3), 0); /* a second segment */
+  CHECK(q.segs != &q.one && q.cap == 4 && q.n == 2);
+  CHECK_EQ(gather(&q, out, sizeof out), 12);
+  CHECK_MEM(out, "SHARED!!tail", 12);
+  ews_wq_consume(&q, 12);
+  CHECK_EQ(q.n, 0);
+  CHECK_EQ(shared->refs, 1); /* the queue's reference is gone */
+  ews_buf_unref(shared);
+  ews_wq_free(&q);
+  CHECK(q.segs == NULL && q.cap == 0);
+  ews_bufpool_drain(&pool);
+}
+
 int main(void) {
   RUN(small_frames_share_the_current_block);
   RUN(partial_writes_release_buffers_in_order);
   RUN(shared_frames_are_referenced_not_copied);
   RUN(the_ring_grows_and_keeps_order);
   RUN(reserve_and_commit_write_in_place);
+  RUN(one_segment_at_a_time_needs_no_ring);
   return TEST_EXIT();
 }
