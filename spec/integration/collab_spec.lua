@@ -289,12 +289,17 @@ describe("examples/collab: protocol #integration #collab", function()
       cjson.encode { type = "leave", doc = doc },
       cjson.encode { type = "join", doc = doc, client = "cj" } } }
     local r = c:call { op = "recv", id = id, n = 1000, timeout = 0.6 }
-    local joined, left = 0, 0
+    local seq = {}
     for _, m in ipairs(r.json or {}) do
-      if m.type == "joined" then joined = joined + 1 end
-      if m.type == "left" then left = left + 1 end
+      if m.type == "joined" or m.type == "left" then seq[#seq + 1] = m.type end
     end
-    assert.are.same({ 1, 1 }, { joined, left })
+    -- When the three arrive together the first join's answer, come back after its leave,
+    -- is dropped: one joined, for the second join. When the first answer comes back
+    -- before the server has read the leave (a slow machine, or the frames read in
+    -- separate turns), it is a joined of its own: joined, left, joined. Never a joined
+    -- that ends up after the leave it was answered for, never a second joined for one join.
+    local s = table.concat(seq, ",")
+    assert.is_true(s == "left,joined" or s == "joined,left,joined", s)
     edit(id, doc, 0, { "ok" }, 1)
     assert.are.equal(1, acked(id, doc).revision)
   end)
