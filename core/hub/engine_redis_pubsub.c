@@ -417,32 +417,7 @@ static int rps_history(ews_hub_t *h, const char *topic, size_t tl, int64_t since
   memset(out, 0, sizeof *out);
   if (!ews_ps_valid_topic(topic, tl)) return EWS_EINVAL;
   if (limit > EWS_STORE_MAX_LIMIT) limit = EWS_STORE_MAX_LIMIT;
-  ews_ps_entry_t *v = calloc(limit ? limit : 1, sizeof *v);
-  out->items = calloc(limit ? limit : 1, sizeof *out->items);
-  out->refs = calloc(limit ? limit : 1, sizeof *out->refs);
-  ews_ps_view_t view;
-  uint32_t n = 0;
-  int r = v && out->items && out->refs ? rps_page(h, topic, tl, since, limit, 1, &view, v, &n)
-                                       : EWS_ENOMEM;
-  if (r < 0) {
-    free(v);
-    free(out->items);
-    free(out->refs);
-    memset(out, 0, sizeof *out);
-    return r;
-  }
-  out->epoch = view.epoch;
-  out->first_offset = view.first;
-  out->last_offset = view.last;
-  for (uint32_t i = 0; i < n; i++) {
-    ews_buf_t *raw = v[i].frame;
-    out->refs[i] = raw;
-    out->items[i] = (ews_pubsub_item_t){v[i].offset, v[i].time, v[i].json,
-                                        (const char *)raw->data + v[i].hl, raw->len - v[i].hl};
-  }
-  out->n = n;
-  free(v);
-  return 0;
+  return ews_ps_history_paged(h, rps_page, topic, tl, since, limit, out);
 }
 
 static int rps_persistent(void) { return 2; }

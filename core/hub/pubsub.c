@@ -480,12 +480,17 @@ int ews_pubsub_history(ews_hub_t *w, const char *topic, size_t tl, int64_t since
     return 0;
   }
   /* The oldest `limit` after since (a page), not the newest. */
+  return ews_ps_history_paged(w, ews_ps_page, topic, tl, since, limit, out);
+}
+
+int ews_ps_history_paged(ews_hub_t *w, ews_ps_page_fn page, const char *topic, size_t tl,
+                         int64_t since, uint32_t limit, ews_pubsub_history_t *out) {
   ews_ps_entry_t *v = calloc(limit ? limit : 1, sizeof *v);
   out->items = calloc(limit ? limit : 1, sizeof *out->items);
   out->refs = calloc(limit ? limit : 1, sizeof *out->refs);
   ews_ps_view_t view;
   uint32_t n = 0;
-  int r = v && out->items && out->refs ? mem_page(topic, tl, since, limit, 1, &view, v, &n)
+  int r = v && out->items && out->refs ? page(w, topic, tl, since, limit, 1, &view, v, &n)
                                        : EWS_ENOMEM;
   if (r < 0) {
     free(v);

@@ -42,6 +42,14 @@ int ews_ps_view(ews_hub_t *w, const char *topic, size_t tl, ews_ps_view_t *v);
  * as for ews_ps_view. */
 int ews_ps_page(ews_hub_t *w, const char *topic, size_t tl, int64_t since,
                 uint32_t limit, int raw, ews_ps_view_t *v, ews_ps_entry_t *out, uint32_t *n);
+/* A history (ews_pubsub_history_t) of the oldest `limit` messages after `since`, read
+ * as one page of raw frames through `page` (an engine's ews_ps_page): the frames'
+ * references move into out->refs. Errors: page's, or EWS_ENOMEM (out zeroed). */
+typedef int (*ews_ps_page_fn)(ews_hub_t *w, const char *topic, size_t tl, int64_t since,
+                              uint32_t limit, int raw, ews_ps_view_t *v, ews_ps_entry_t *out,
+                              uint32_t *n);
+int ews_ps_history_paged(ews_hub_t *w, ews_ps_page_fn page, const char *topic, size_t tl,
+                         int64_t since, uint32_t limit, ews_pubsub_history_t *out);
 /* Drops the frames of page entries v[0..n) (pubsub_frames.c). */
 void ews_ps_release(ews_ps_entry_t *v, uint32_t n);
 
