@@ -180,6 +180,29 @@ typedef struct {
   void (*notifs_free)(ews_store_notifs_t *r);
 } ews_notify_engine_t;
 
+/* A reply of the documents' store: flat strings (integers as decimal text). */
+typedef struct {
+  size_t n;
+  const char **s;
+  size_t *len;
+} ews_docs_reply_t;
+
+enum { EWS_DOCS_COMMIT = 1, EWS_DOCS_READ = 2 };
+
+/* Collaborative documents committed outside the process (a cluster's Redis:
+ * hub/engine_redis_docs.c, whose header comment gives the scripts' arguments and
+ * replies). call runs script op for document name on the calling worker's thread
+ * (one round trip): 0 and *out (free with reply_free), EWS_EUNAVAILABLE (the shard
+ * is down or did not answer), EWS_EIO (Redis refused it), EWS_EINVAL, EWS_ENOMEM.
+ * set_resync registers the bus message every worker is posted when a shard's
+ * subscription is made again (the first one registered is kept). */
+typedef struct {
+  int (*call)(const char *name, size_t nl, int op, int argc, const char *const *argv,
+              const size_t *lens, ews_docs_reply_t *out);
+  void (*reply_free)(ews_docs_reply_t *r);
+  void (*set_resync)(const char *blob, size_t n);
+} ews_docs_engine_t;
+
 typedef struct ews_engine {
   const char *name;
   /* Main thread: before the workers start, and after they stopped (before the
@@ -194,6 +217,8 @@ typedef struct ews_engine {
   void (*status)(ews_engine_status_t *out);
   /* Notifications (NULL: the data directory's store, hub/store.h). */
   const ews_notify_engine_t *notify;
+  /* Collaborative documents (NULL: each process commits its own, lua/edgews/docs.lua). */
+  const ews_docs_engine_t *docs;
 } ews_engine_t;
 
 /* The in-process engine: memory and SQLite, one process. */

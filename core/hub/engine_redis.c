@@ -335,6 +335,7 @@ static void sub_ready(ews_rconn_t *c, void *ud) {
   size_t lens[2] = {10, sizeof EWS_RPS_PATTERN - 1};
   ews_rconn_command(c, on_sub_msg, NULL, 2, argv, lens);
   ews_rus_sub_ready(s->idx, on_sub_msg); /* this instance's inbox, on its shard */
+  ews_rdoc_sub_ready(s->idx, c);         /* documents (engine_redis_docs.c) */
   update_status(s, NULL);
 }
 
@@ -650,6 +651,7 @@ static int start(const ews_engine_config_t *cfg) {
   E.nshards = cfg->nredis;
   ews_rps_start(&cfg->pubsub);
   ews_rno_start(cfg->notif_max_per_user, cfg->notif_ttl);
+  ews_rdoc_start();
   E.shards = calloc((size_t)cfg->nredis, sizeof *E.shards);
   const char *names[EWS_ENGINE_MAX_SHARDS];
   if (!E.shards) goto oom;
@@ -693,6 +695,7 @@ static void stop(void) {
     uv_thread_join(&E.thread);
     uv_loop_close(&E.loop);
     ews_rps_stop();
+    ews_rdoc_stop();
     cleanup();
   }
   ews_engine_local.stop();
@@ -700,4 +703,5 @@ static void stop(void) {
 
 const ews_engine_t ews_engine_redis = {"redis", start, stop, &chan_engine,
                                        &ews_rps_engine, &ews_engine_local_presence,
-                                       &ews_rus_engine, status, &ews_rno_engine};
+                                       &ews_rus_engine, status, &ews_rno_engine,
+                                       &ews_rdoc_engine};

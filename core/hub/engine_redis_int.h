@@ -56,6 +56,12 @@ void ews_rus_all(const char *payload, size_t n);
 extern const ews_notify_engine_t ews_rno_engine;
 void ews_rno_start(int32_t max_per_user, int32_t ttl); /* main thread */
 
+/* engine_redis_docs.c: collaborative documents in Redis. */
+extern const ews_docs_engine_t ews_rdoc_engine;
+void ews_rdoc_start(void);                          /* main thread */
+void ews_rdoc_stop(void);                           /* main thread, after the thread ended */
+void ews_rdoc_sub_ready(int shard, ews_rconn_t *sub); /* PSUBSCRIBE ews:d:*, resync */
+
 /* engine_redis_pubsub.c, called by engine_redis.c on the redis thread: */
 void ews_rps_start(const ews_pubsub_config_t *cfg); /* main thread, before the thread runs */
 void ews_rps_stop(void);                             /* main thread, after it ended */

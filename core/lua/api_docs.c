@@ -1,12 +1,16 @@
 /* api_docs.c — the document-log functions of `edgews.core` over the store
  * (hub/store.h): doc_append waits in the calling task until the writer has
  * committed (fsynced) the operation; doc_load reads the worker's snapshot of the
- * database. The documents themselves (revisions, OT, sessions) are
- * lua/edgews/docs.lua; this file only moves bytes to and from SQLite. */
+ * database. In a cluster, rdoc_commit / rdoc_read / rdoc_resync reach the engine's
+ * document store instead (hub/engine.h: ews_docs_engine_t, Redis). The documents
+ * themselves (revisions, OT, sessions) are lua/edgews/docs.lua; this file only
+ * moves bytes to and from SQLite and Redis. */
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdio.h>
 
 #include "err.h"
+#include "hub/engine.h"
 #include "hub/store.h"
 #include "lua/api.h"
 #include "lua/tasks.h"
@@ -96,7 +100,87 @@ static int l_load(lua_State *L) {
   return 1;
 }
 
+static const ews_docs_engine_t *docs_engine(lua_State *L) {
+  ews_vm_t *w = lua_touserdata(L, lua_upvalueindex(1));
+  return w ? w->hub->engine->docs : NULL;
+}
+
+/* Pushes the reply as an array of strings (or nil, code). */
+static int push_reply(lua_State *L, const ews_docs_engine_t *e, int r, ews_docs_reply_t *rep) {
+  if (r < 0) return ews_api_result(L, r);
+  lua_createtable(L, (int)rep->n, 0);
+  for (size_t i = 0; i < rep->n; i++) {
+    lua_pushlstring(L, rep->s[i], rep->len[i]);
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+  e->reply_free(rep);
+  return 1;
+}
+
+/* core.rdoc_commit(name, expected, entry, message, key, seq, snapshot|nil, history)
+ * -> { status, ... } | nil, code (hub/engine_redis_docs.c: the commit script). */
+static int l_rcommit(lua_State *L) {
+  const ews_docs_engine_t *e = docs_engine(L);
+  size_t nl;
+  const char *name = luaL_checklstring(L, 1, &nl);
+  const char *argv[9];
+  size_t lens[9];
+  char exp[24], seq[24], hist[24];
+  lens[0] = (size_t)snprintf(exp, sizeof exp, "%.0f", (double)luaL_checknumber(L, 2));
+  argv[0] = exp;
+  argv[1] = luaL_checklstring(L, 3, &lens[1]);
+  argv[2] = luaL_checklstring(L, 4, &lens[2]);
+  argv[3] = luaL_checklstring(L, 5, &lens[3]);
+  lens[4] = (size_t)snprintf(seq, sizeof seq, "%.0f", (double)luaL_checknumber(L, 6));
+  argv[4] = seq;
+  int snap = !lua_isnoneornil(L, 7);
+  argv[5] = snap ? "1" : "0", lens[5] = 1;
+  if (snap) argv[6] = luaL_checklstring(L, 7, &lens[6]);
+  else argv[6] = "", lens[6] = 0;
+  lens[7] = (size_t)snprintf(hist, sizeof hist, "%.0f", (double)luaL_checknumber(L, 8));
+  argv[7] = hist;
+  if (!e) return ews_api_result(L, EWS_EINVAL);
+  if (nl > 500) return ews_api_result(L, EWS_EINVAL);
+  char ch[512];
+  lens[8] = (size_t)snprintf(ch, sizeof ch, "ews:d:%.*s", (int)nl, name);
+  argv[8] = ch;
+  ews_docs_reply_t rep;
+  return push_reply(L, e, e->call(name, nl, EWS_DOCS_COMMIT, 9, argv, lens, &rep), &rep);
+}
+
+/* core.rdoc_read(name, since) -> { rev, first, srev, snap, entries... } | nil, code
+ * (since -1: the whole document, with its snapshot). */
+static int l_rread(lua_State *L) {
+  const ews_docs_engine_t *e = docs_engine(L);
+  size_t nl;
+  const char *name = luaL_checklstring(L, 1, &nl);
+  char since[24];
+  const char *argv[1] = {since};
+  size_t lens[1] = {(size_t)snprintf(since, sizeof since, "%.0f", (double)luaL_checknumber(L, 2))};
+  if (!e) return ews_api_result(L, EWS_EINVAL);
+  ews_docs_reply_t rep;
+  return push_reply(L, e, e->call(name, nl, EWS_DOCS_READ, 1, argv, lens, &rep), &rep);
+}
+
+/* core.rdoc_resync(blob): the bus message every worker gets when a shard's
+ * subscription is made again. core.rdoc() -> true when documents are the engine's. */
+static int l_rresync(lua_State *L) {
+  const ews_docs_engine_t *e = docs_engine(L);
+  size_t n;
+  const char *p = luaL_checklstring(L, 1, &n);
+  if (e) e->set_resync(p, n);
+  return 0;
+}
+
+static int l_rdoc(lua_State *L) {
+  lua_pushboolean(L, docs_engine(L) != NULL);
+  return 1;
+}
+
 void ews_api_docs_register(lua_State *L, void *w) {
-  static const luaL_Reg fns[] = {{"doc_append", l_append}, {"doc_load", l_load}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"doc_append", l_append},  {"doc_load", l_load},
+                                 {"rdoc_commit", l_rcommit}, {"rdoc_read", l_rread},
+                                 {"rdoc_resync", l_rresync}, {"rdoc", l_rdoc},
+                                 {NULL, NULL}};
   ews_api_add(L, w, fns);
 }

@@ -37,9 +37,24 @@
 -- store, so nothing unacknowledged survives. Without --data (or with persistence =
 -- false) documents live in the owner's memory for the life of the process.
 --
--- The interface a committer offers (and a Redis engine for the cluster would offer
--- instead: see README): commit(doc, base_rev, op, client, seq) -> revision | nil, err,
--- load(doc) -> text, revision, ops_since(doc, rev) -> ops: `engine` below.
+-- The interface a committer offers: commit(doc, base_rev, op, client, seq) ->
+-- revision | nil, err, load(doc) -> text, revision, ops_since(doc, rev) -> ops:
+-- `engine` below.
+--
+-- In a cluster (--redis: core.rdoc()), a document's log is in Redis, on its shard
+-- (hub/engine_redis_docs.c), and each instance's owning worker keeps a copy of the
+-- document in memory. A commit transforms the operation to the copy's revision and
+-- asks Redis to append it at the next one (one script, compare-and-append on the
+-- stored revision, which also records the client's seq and publishes the revision);
+-- when another instance got there first, Redis answers with the revisions the copy
+-- lacks, which are applied (and sent to this instance's sessions) before the
+-- operation is transformed past them and offered again, at most COMMIT_TRIES times.
+-- Every instance's owner receives each committed revision (a bus message Redis
+-- publishes, posted by the engine to the owning worker) and applies it in revision
+-- order: one it already has is skipped, a gap is read from the log. A join reads
+-- what the copy lacks first, so a client rejoining on another instance gets what it
+-- missed. Nothing is acknowledged before Redis has stored it; while the shard is
+-- down, edits and joins are answered with the error "unavailable".
 
 local core = require "edgews.core"
 local workers = require "edgews.workers"
@@ -147,6 +162,49 @@ end
 local function error_json(name, code, message, seq, id)
   return json_encode { type = "error", doc = name, error = code, message = message,
                        seq = type(seq) == "number" and seq or nil, id = valid_id(id) and id or nil }
+end
+
+-- ------------------------------------------------------------ the cluster's log
+-- A log entry in Redis: "REV SEQ KEYLEN:KEY" followed by the operation's JSON.
+
+local COMMIT_TRIES = 20
+
+local clustered_flag
+local function clustered()
+  if clustered_flag == nil then
+    clustered_flag = core.rdoc ~= nil and core.rdoc() or false
+    if clustered_flag then core.rdoc_resync(encode({ op = "docs_resync" })) end
+  end
+  return clustered_flag
+end
+_M.clustered = clustered
+
+local function entry_text(rev, seq, key, json)
+  key = key or ""
+  return fmt("%d %d %d:%s%s", rev, seq or 0, #key, key, json)
+end
+
+local function parse_entry(s)
+  local rev, seq, kl, p = s:match("^(%d+) (%d+) (%d+):()")
+  if not rev then return nil end
+  kl = tonumber(kl)
+  return tonumber(rev), tonumber(seq), s:sub(p, p + kl - 1), s:sub(p + kl)
+end
+_M._parse_entry = parse_entry
+
+local UNAVAILABLE = "the document store (Redis) is unavailable: "
+
+-- The whole document as the store's loader returns it (core.doc_load's shape).
+local function rload(name)
+  local r, err = core.rdoc_read(name, -1)
+  if not r then return nil, err end
+  local stored = { rev = tonumber(r[1]), snapshot_rev = tonumber(r[3]), snapshot = r[4], ops = {} }
+  for i = 5, #r do
+    local rev, seq, key, json = parse_entry(r[i])
+    if not rev then return nil, "a damaged log entry" end
+    stored.ops[#stored.ops + 1] = { rev, seq, key, json }
+  end
+  return stored
 end
 
 local function op_entry_json(e)
@@ -304,7 +362,13 @@ end
 local function load(name, o)
   if o and o.doc then return o.doc end
   local d, stored
-  if _M.persistent() then
+  if clustered() then
+    local err
+    stored, err = rload(name)
+    if stored == nil then
+      return nil, "unavailable", UNAVAILABLE .. (type(err) == "string" and err or error_text(err))
+    end
+  elseif _M.persistent() then
     local err
     stored, err = core.doc_load(name, config.max_lag)
     if stored == nil then return nil, "storage_failed", error_text(err) end
@@ -333,7 +397,7 @@ local function load(name, o)
 end
 
 local function schedule_unload(name, o)
-  if not _M.persistent() or o.timer then return end
+  if not (_M.persistent() or clustered()) or o.timer then return end
   if #watching(o) > 0 then return end
   o.timer = core.timer(config.unload_after, function()
     o.timer = nil
@@ -359,7 +423,8 @@ local function publish(o, e)
     e.seq and fmt("%d", e.seq) or "null")
   -- per worker: the sessions to acknowledge (the author's, and those of resends of
   -- it; every session of the author's client gets the ack anyway)
-  local acks = { [e.author_w] = { [e.author_sid] = true } }
+  local acks = {}
+  if e.author_w then acks[e.author_w] = { [e.author_sid] = true } end
   local extra = e.extra
   if extra then
     for i = 1, #extra do
@@ -380,10 +445,95 @@ local function publish(o, e)
   end
 end
 
+-- The cluster: revisions committed elsewhere (entries as Redis keeps them, list[i..])
+-- applied to the copy in order and sent to this instance's sessions. A revision the
+-- copy already has is skipped. false when the copy could not take one (then it is
+-- dropped, and loaded again when next needed).
+local function advance(o, list, i, sel)
+  local d = o.doc
+  for k = i, #list do
+    local rev, seq, key, json = parse_entry(list[k])
+    if not rev then
+      core.log(core.ERROR, fmt("docs: %s: a damaged log entry in Redis", d.name))
+      o.doc = nil
+      return false
+    end
+    if rev > d.rev then
+      local e, err = d:append(rev, seq, key, json)
+      if not e then
+        core.log(core.ERROR, fmt("docs: %s: %s; reloading the document", d.name, err))
+        o.doc = nil
+        return false
+      end
+      e.client, e.user = split_key(e.key)
+      if sel and k == #list then e.sel = sel end -- (the selection sent with a live one)
+      publish(o, e)
+    end
+  end
+  return true
+end
+
+-- The cluster: reads the revisions the copy lacks from Redis. true | nil, code, msg
+local function catch_up(name, o)
+  local d = o.doc
+  local r, err = core.rdoc_read(name, d.rev)
+  if not r then return nil, "unavailable", UNAVAILABLE .. error_text(err) end
+  local rev, first = tonumber(r[1]), tonumber(r[2])
+  if rev < d.rev then
+    core.log(core.ERROR, fmt("docs: %s: Redis has revision %d, this instance had %d (Redis lost revisions?); reloading",
+      name, rev, d.rev))
+    o.doc = nil
+    return nil, "storage_failed", "the stored document is behind this instance's copy: reload the document"
+  end
+  if rev > d.rev and d.rev + 1 < first then
+    o.doc = nil -- too far behind the log: loaded again (sessions resync by reconnecting)
+    return true
+  end
+  advance(o, r, 5)
+  return true
+end
+
+-- A revision committed by any instance, published by Redis (m.entry, m.sel).
+local function owner_remote(m)
+  local o = owned[m.name]
+  local d = o and o.doc
+  if not d then return end
+  local rev = tonumber(m.entry:match("^(%d+)"))
+  if not rev or rev <= d.rev then return end
+  if rev == d.rev + 1 then return advance(o, { m.entry }, 1, m.sel) end
+  local ok, _, msg = catch_up(m.name, o) -- a gap: read it from the log
+  if not ok then core.log(core.WARN, fmt("docs: %s: cannot catch up: %s", m.name, msg)) end
+end
+
+-- Redis's subscription was made again: every copy reads what it missed.
+local function owner_resync()
+  local name, o = next(owned)
+  local names = {}
+  while name ~= nil do
+    if o.doc then names[#names + 1] = name end
+    name, o = next(owned, name)
+  end
+  for i = 1, #names do
+    o = owned[names[i]]
+    if o and o.doc then
+      local ok, _, msg = catch_up(names[i], o)
+      if not ok then core.log(core.WARN, fmt("docs: %s: cannot catch up: %s", names[i], msg)) end
+    end
+  end
+end
+
 local function owner_join(m)
   local name = m.name
   local o = owned[name]
+  local cached = o and o.doc
   local d, code, msg = load(name, o)
+  if d and cached and clustered() then
+    -- the copy may lack revisions still on their way: read them (one round trip)
+    local ok
+    ok, code, msg = catch_up(name, owned[name])
+    d = ok and (owned[name].doc or load(name, owned[name])) or nil
+    if ok and not d then code, msg = "unavailable", UNAVAILABLE .. "the document could not be loaded" end
+  end
   if not d then
     return reply(m.w, m.sid, name, "join_failed", error_json(name, code, msg, nil, m.id), nil, m.jid)
   end
@@ -468,7 +618,68 @@ function engine.pending(name, rev)
   return o and rev and o.pending[rev]
 end
 
+-- The cluster's commit: compare-and-append in Redis (see the top of this file).
+local function rcommit(name, base, op, key, seq, sel, info)
+  local o = owned[name]
+  local d, code, msg = load(name, o)
+  if not d then return nil, code, msg end
+  o = owned[name]
+  if type(base) == "number" and base > d.rev then
+    -- the client has revisions this copy has not received yet
+    local ok
+    ok, code, msg = catch_up(name, o)
+    if not ok then return nil, code, msg end
+    d, code, msg = load(name, o)
+    if not d then return nil, code, msg end
+  end
+  for _ = 1, COMMIT_TRIES do
+    local e
+    e, code, msg = d:prepare(base, op, key, seq, sel)
+    if not e then return nil, code, msg end
+    if info then for k, v in pairs(info) do e[k] = v end end
+    local snapshot = e.rev - o.snap_rev >= config.snapshot_every and e.text or nil
+    local entry = entry_text(e.rev, seq, key, e.json)
+    local r, err = core.rdoc_commit(name, d.rev, entry, encode({ op = "docs_remote", name = name, entry = entry,
+                                                                 sel = e.sel }),
+                                    key or "", seq or 0, snapshot, config.history)
+    if not r then
+      return nil, "unavailable", UNAVAILABLE .. error_text(err) .. "; nothing was committed unless a resend says so"
+    end
+    local st = r[1]
+    if st == "ok" then
+      d:accept(e)
+      if snapshot then o.snap_rev = e.rev end
+      return e
+    elseif st == "conflict" then
+      -- another instance committed first: take its revisions, then transform again
+      if not advance(o, r, 3) then
+        d, code, msg = load(name, o)
+        if not d then return nil, code, msg end
+      end
+    elseif st == "dup" then
+      -- committed before (through another instance, or its reply was lost): the
+      -- copy takes it, and the client's sessions get it as their ack
+      catch_up(name, o)
+      return nil, "duplicate", tonumber(r[2])
+    elseif st == "stale" then
+      return nil, "stale_seq", fmt("seq %d is not above this client's last committed seq %s", seq, r[2])
+    elseif st == "old" then
+      o.doc = nil
+      d, code, msg = load(name, o)
+      if not d then return nil, code, msg end
+    else -- "behind": Redis lost revisions this copy has
+      core.log(core.ERROR, fmt("docs: %s: Redis is at revision %s, this instance at %d (Redis lost revisions?); reloading",
+        name, tostring(r[2]), d.rev))
+      o.doc = nil
+      return nil, "storage_failed", "the stored document is behind this instance's copy: reload the document"
+    end
+    d = o.doc
+  end
+  return nil, "conflict", fmt("the document kept changing: not committed after %d attempts; resend", COMMIT_TRIES)
+end
+
 function engine.commit(name, base, op, key, seq, sel, info)
+  if clustered() then return rcommit(name, base, op, key, seq, sel, info) end
   local o = owned[name]
   if o and o.broken then
     return nil, "storage_failed", "the document is being reloaded after a storage error: resend"
@@ -555,6 +766,8 @@ workers.ops.docs_edit = owner_commit
 workers.ops.docs_cursor = owner_cursor
 workers.ops.docs_out = deliver
 workers.ops.docs_to = to_session
+workers.ops.docs_remote = owner_remote
+workers.ops.docs_resync = owner_resync
 
 function _M._apply_limits()
   local opts = doc_opts()

@@ -11,6 +11,9 @@
 //   node collab_fuzz.js --url ws://127.0.0.1:P/collab --doc D [--clients 8] [--ops 40]
 //        [--seed 1] [--max-delay 25] [--drop 0.06] [--cursor 0.2] [--timeout 60]
 //        [--progress 50]
+//   --urls U1,U2,... instead of --url: several instances of a cluster; client i
+//        connects to U(i), and each reconnect goes to the next one (it rejoins on
+//        another instance); the observer reads the document on every one.
 //
 // While running it prints `ACKS n` lines every --progress acknowledgements (a spec
 // can kill the server at a known point; the clients then keep reconnecting until it
@@ -18,8 +21,9 @@
 // observer joins to read the server's text and revision, and the clients wait until
 // they are at that revision. The last line is one JSON object:
 //   { ok, server: {text, revision}, clients: [{client, user, text, revision,
-//     acks: [[seq, revision]...], sent, reconnects, resends, cursors, workers}],
-//     errors: [...] }   (workers: the server workers its connections landed on)
+//     acks: [[seq, revision]...], sent, reconnects, resends, cursors, workers, urls}],
+//     errors: [...] }   (workers: the server workers its connections landed on;
+//     urls: the indexes of the --urls it joined through)
 // ok is true when every client's text equals the server's and nothing went wrong.
 'use strict';
 const WebSocket = require('ws');
@@ -30,7 +34,7 @@ const Selection = ot.Selection;
 
 const args = {};
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
-const URL_BASE = args.url;
+const URLS = (args.urls || args.url).split(',');
 const DOC = args.doc || 'fuzz';
 const N = +(args.clients || 8);
 const OPS = +(args.ops || 40);
@@ -119,6 +123,8 @@ class Editor extends ot.Client {
     this.stopped = false;
     this.dropNext = false;
     this.workers = {};
+    this.urls = {};
+    this.url = i % URLS.length;
     this.retries = 0;
   }
 
@@ -173,6 +179,7 @@ class Editor extends ot.Client {
         if (this.revision !== m.revision) fail(`${this.id}: at ${this.revision} after the catch-up to ${m.revision}`);
       }
       this.joined = this.everJoined = true;
+      this.urls[this.url] = true;
       if (this.hasOutstanding()) {
         this.resending = true;
         this.serverReconnect();
@@ -194,7 +201,8 @@ class Editor extends ot.Client {
     } else if (m.type === 'error') {
       // Transient refusals (the server starting or overloaded, storage, the rate):
       // a join is retried on a new connection, an edit is resent a little later.
-      const transient = m.error === 'overloaded' || m.error === 'storage_failed' || m.error === 'rate_limited';
+      const transient = m.error === 'overloaded' || m.error === 'storage_failed' || m.error === 'rate_limited' ||
+        m.error === 'unavailable';
       if (!transient) return fail(`${this.id}: error ${m.error}: ${m.message}`);
       this.retries++;
       if (!this.joined) { if (this.ws) this.ws.terminate(); return; }
@@ -210,7 +218,7 @@ class Editor extends ot.Client {
 
   connect() {
     if (this.stopped) return;
-    const ws = new WebSocket(`${URL_BASE}?name=${this.user}`);
+    const ws = new WebSocket(`${URLS[this.url]}?name=${this.user}`);
     this.ws = ws;
     ws.on('open', () => {
       const join = { type: 'join', doc: DOC, client: this.id };
@@ -229,6 +237,7 @@ class Editor extends ot.Client {
       this.joined = false;
       if (this.stopped) return;
       this.reconnects++;
+      this.url = (this.url + 1) % URLS.length;
       setTimeout(() => this.connect(), 20 + Math.floor(this.r() * 150));
     });
   }
@@ -257,9 +266,9 @@ class Editor extends ot.Client {
   }
 }
 
-function observe() {
+function observe(url) {
   return new Promise((resolve) => {
-    const ws = new WebSocket(`${URL_BASE}?name=observer`);
+    const ws = new WebSocket(`${url}?name=observer`);
     const timer = setTimeout(() => { ws.terminate(); resolve(null); }, 10000);
     ws.on('open', () => ws.send(JSON.stringify({ type: 'join', doc: DOC })));
     ws.on('message', (data) => {
@@ -271,6 +280,7 @@ function observe() {
       }
     });
     ws.on('error', () => {});
+    ws.on('close', () => { clearTimeout(timer); resolve(null); }); // (after joined: resolved already)
   });
 }
 
@@ -295,8 +305,22 @@ async function waitFor(cond, ms) {
     fail('timed out waiting for every edit to be acknowledged: ' +
          eds.filter((e) => !e.joined || e.hasOutstanding()).map((e) => `${e.id} joined=${e.joined} seq=${e.outSeq}`).join(', '));
   }
+  // the document as every instance serves it (an instance that is gone is skipped)
   let server = null;
-  for (let i = 0; i < 50 && !server; i++) server = await observe();
+  const observed = [];
+  for (let u = 0; u < URLS.length; u++) {
+    let got = null;
+    for (let i = 0; i < 50 && !got; i++) {
+      got = await observe(URLS[u]);
+      if (!got) await sleep(100);
+    }
+    if (!got) continue;
+    observed.push(u);
+    if (!server) server = got;
+    else if (got.text !== server.text || got.revision !== server.revision) {
+      fail(`instance ${u} serves revision ${got.revision}, instance ${observed[0]} ${server.revision} (or the texts differ)`);
+    }
+  }
   if (!server) fail('the observer could not read the document');
   else if (!await waitFor(() => eds.every((e) => e.revision === server.revision), 10000)) {
     fail('clients did not reach the server revision ' + server.revision + ': ' + eds.map((e) => e.revision).join(','));
@@ -307,12 +331,12 @@ async function waitFor(cond, ms) {
   }
   const clients = eds.map((e) => ({ client: e.id, user: e.user, text: e.doc, revision: e.revision, acks: e.acks,
                                     sent: e.sent, reconnects: e.reconnects, resends: e.resends, cursors: e.cursors, retries: e.retries,
-                                    workers: Object.keys(e.workers).map(Number) }));
+                                    workers: Object.keys(e.workers).map(Number), urls: Object.keys(e.urls).map(Number) }));
   if (server) {
     for (const c of clients) if (c.text !== server.text) fail(`${c.client}: text differs from the server's`);
   }
   const ok = errors.length === 0;
-  process.stdout.write(JSON.stringify({ ok, server, clients, errors }) + '\n');
+  process.stdout.write(JSON.stringify({ ok, server, observed, clients, errors }) + '\n');
   process.exit(ok ? 0 : 1);
 })().catch((e) => {
   process.stdout.write(JSON.stringify({ ok: false, errors: [String(e && e.stack || e)] }) + '\n');

@@ -172,8 +172,18 @@ end
 --- Doc:commit(base, op, key, seq [, selection]) -> entry | nil, code, message
 -- entry = { rev, op (canonical, transformed), json, key, seq, base_len, len, text
 -- (the text after it), sel (the selection moved past concurrent ops, or nil) }.
--- key/seq may be nil (no deduplication).
+-- key/seq may be nil (no deduplication). It is Doc:prepare then Doc:accept.
 function Doc:commit(base, op, key, seq, sel)
+  local e, code, msg = self:prepare(base, op, key, seq, sel)
+  if not e then return nil, code, msg end
+  self:accept(e)
+  return e
+end
+
+--- Doc:prepare(base, op, key, seq [, selection]) -> entry | nil, code, message
+-- What commit would record as revision rev + 1, without changing the document (a
+-- committer elsewhere, the cluster's Redis, decides whether it is recorded).
+function Doc:prepare(base, op, key, seq, sel)
   if seq ~= nil then
     if type(seq) ~= "number" or seq < 1 or seq ~= floor(seq) or seq > ot.MAX_LENGTH then
       return nil, "invalid_seq", "seq must be a positive integer"
@@ -227,12 +237,33 @@ function Doc:commit(base, op, key, seq, sel)
       fmt("the document would be %d bytes (at most %d)", #text, self.max_size)
   end
   local rev = self.rev + 1
-  local entry = { rev = rev, op = a, json = json, key = key, seq = seq, base_len = self.len,
-                  len = ot.target_length(a), text = text, sel = sel }
-  hist[rev] = entry
-  self.rev, self.text, self.len = rev, text, entry.len
-  self:_remember(key, seq, rev)
+  return { rev = rev, op = a, json = json, key = key, seq = seq, base_len = self.len,
+           len = ot.target_length(a), text = text, sel = sel }
+end
+
+--- Doc:accept(entry): records an entry that Doc:prepare made for this revision.
+function Doc:accept(entry)
+  local rev = entry.rev
+  self.hist[rev] = entry
+  self.rev, self.text, self.len = rev, entry.text, entry.len
+  self:_remember(entry.key, entry.seq, rev)
   self:_trim()
+end
+
+--- Doc:append(rev, seq, key, json) -> entry | nil, err: a revision committed
+-- elsewhere (rev must be self.rev + 1; json its operation on self.rev).
+function Doc:append(rev, seq, key, json)
+  if rev ~= self.rev + 1 then return nil, fmt("revision %d does not follow %d", rev, self.rev) end
+  local parsed, blen, tlen = ot.parse(cjson.decode(json))
+  if not parsed then return nil, fmt("revision %d: %s", rev, tostring(blen)) end
+  if blen ~= self.len then return nil, fmt("revision %d: base length %d, document %d", rev, blen, self.len) end
+  local text, err = ot.apply(self.text, parsed, self.len)
+  if not text then return nil, fmt("revision %d: %s", rev, err) end
+  if key == "" then key = nil end
+  if seq == 0 then seq = nil end
+  local entry = { rev = rev, op = parsed, json = json, key = key, seq = seq, base_len = blen,
+                  len = tlen, text = text }
+  self:accept(entry)
   return entry
 end
 

@@ -1,0 +1,406 @@
+-- Collaborative documents across a cluster (README: Collaborative editing, "In a
+-- cluster"; Running a cluster, "What crosses instances: documents"): a real
+-- redis-server on a free port (appendonly yes, appendfsync always) and three
+-- instances of examples/collab/app.lua with --workers 2 each. ot.js's client state
+-- machine under Node (tests/clients/collab_fuzz.js --urls: editors spread over the
+-- instances, every reconnect rejoining on the next instance, lost acks resent)
+-- converges on one text on every instance, equal to the Redis log replayed from the
+-- empty document, each revision acknowledged once; a resend after a lost ack on
+-- another instance is committed once; a rejoin on another instance gets only what it
+-- missed; while Redis is down edits are answered "unavailable" and nothing is
+-- acknowledged, and they go on once it is back; kill -9 of an instance in the middle
+-- of the typing and kill -9 + restart of Redis keep every acknowledged operation;
+-- snapshots and the log's trimming with small limits. Scripted checks use
+-- tests/clients/app_client.py.
+local helper = require "spec.helper"
+local cjson = require "cjson"
+package.path = helper.ROOT .. "/lua/?.lua;" .. package.path
+local ot = require "edgews.ot"
+
+local APP = helper.ROOT .. "/examples/collab/app.lua"
+
+local function free_port()
+  local f = io.popen(helper.PYTHON .. [[ -c "import socket; s = socket.socket(); ]]
+    .. [[s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"]])
+  local port = tonumber(f:read("*a"))
+  f:close()
+  return assert(port, "no free port")
+end
+
+local function redis_cli(port, ...)
+  local argv = { "redis-cli", "-p", tostring(port), ... }
+  local q = {}
+  for i, a in ipairs(argv) do q[i] = "'" .. a:gsub("'", "'\\''") .. "'" end
+  local f = io.popen(table.concat(q, " ") .. " 2>/dev/null")
+  local out = f:read("*a")
+  f:close()
+  return out
+end
+
+local function start_redis(port, dir)
+  local p = helper.spawn({ "redis-server", "--port", tostring(port), "--bind", "127.0.0.1",
+    "--dir", dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+    "--daemonize", "no" }, { kind = "redis", stdout = dir .. "/redis.log" })
+  assert(helper.wait_until(function() return redis_cli(port, "PING"):match("PONG") end, 10),
+    "redis-server did not start on port " .. port)
+  return p
+end
+
+local function health(srv)
+  local f = io.popen(("curl -s -m 5 http://127.0.0.1:%d/health"):format(srv.port))
+  local body = f:read("*a")
+  f:close()
+  local ok, doc = pcall(cjson.decode, body)
+  return ok and doc or {}
+end
+
+local function start_instance(rport, env)
+  local e = { COLLAB_DATA_DIR = "" }
+  for k, v in pairs(env or {}) do e[k] = v end
+  local srv = helper.start_server { app = APP, workers = 2, env = e,
+    args = { "--redis", ("redis://127.0.0.1:%d/0"):format(rport), "--drain-timeout", "0.5", "--no-watch" } }
+  assert(helper.wait_until(function() return health(srv).status == "ok" end, 10),
+    "instance did not connect to Redis:\n" .. srv:log())
+  return srv
+end
+
+-- The document's log as Redis keeps it: { rev, first, ops = { { rev, "client:user", seq, op } } }
+local function redis_log(port, doc)
+  local meta = redis_cli(port, "HMGET", "ews:dm:" .. doc, "rev", "first")
+  local rev, first = meta:match("^(%d*)\n(%d*)\n")
+  local out = { rev = tonumber(rev) or 0, first = tonumber(first) or 1, ops = {} }
+  -- one element per line: the operations' JSON has no raw newline (it is escaped)
+  local raw = redis_cli(port, "--no-raw", "LRANGE", "ews:dl:" .. doc, "0", "-1")
+  for line in raw:gmatch("[^\n]+") do
+    local q = line:match('^%s*%d+%) "(.*)"$') or line:match('^"(.*)"$')
+    if q then
+      -- redis-cli quotes like C: \" \\ \n \xHH
+      local parts, i = {}, 1
+      while i <= #q do
+        local ch = q:sub(i, i)
+        if ch ~= "\\" then parts[#parts + 1] = ch; i = i + 1
+        elseif q:sub(i + 1, i + 1) == "x" then
+          parts[#parts + 1] = string.char(tonumber(q:sub(i + 2, i + 3), 16)); i = i + 4
+        else
+          local e = q:sub(i + 1, i + 1)
+          parts[#parts + 1] = ({ n = "\n", r = "\r", t = "\t", a = "\a", b = "\b" })[e] or e
+          i = i + 2
+        end
+      end
+      local s = table.concat(parts)
+      local r, seq, kl, p = s:match("^(%d+) (%d+) (%d+):()")
+      kl = tonumber(kl)
+      out.ops[#out.ops + 1] = { tonumber(r), s:sub(p, p + kl - 1), tonumber(seq), cjson.decode(s:sub(p + kl)) }
+    end
+  end
+  return out
+end
+
+local function replay(log)
+  local text = ""
+  assert.are.equal(1, log.first, "the log starts at revision 1")
+  for i, o in ipairs(log.ops) do
+    assert.are.equal(i, o[1], "the log has every revision from 1")
+    text = assert(ot.apply(text, o[4]))
+  end
+  assert.are.equal(log.rev, #log.ops)
+  return text
+end
+
+-- Every acknowledgement a client got is in the log: its revision holds that client's
+-- operation with that seq. Returns how many there were.
+local function assert_acks_stored(res, log)
+  local by_rev = {}
+  for _, o in ipairs(log.ops) do by_rev[o[1]] = o end
+  local n = 0
+  for _, c in ipairs(res.clients) do
+    for _, a in ipairs(c.acks) do
+      local o = by_rev[a[2]]
+      assert(o, c.client .. ": acknowledged revision " .. a[2] .. " is not stored")
+      assert.are.same({ c.client .. ":" .. c.user, a[1] }, { o[2], o[3] })
+      n = n + 1
+    end
+  end
+  return n
+end
+
+local function check_converged(res)
+  assert(res.ok, "clients failed: " .. cjson.encode(res.errors or res))
+  for _, c in ipairs(res.clients) do
+    assert.are.equal(res.server.text, c.text)
+    assert.are.equal(res.server.revision, c.revision)
+  end
+end
+
+local function fuzz(urls, doc, extra)
+  local argv = { helper.NODE, helper.CLIENTS .. "/collab_fuzz.js", "--urls", table.concat(urls, ","), "--doc", doc }
+  for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
+  return argv
+end
+
+describe("examples/collab across a cluster over Redis #integration #collab #cluster", function()
+  local rport, rdir, redis, inst, urls
+  setup(function()
+    helper.require_node_ws()
+    rport, rdir = free_port(), helper.tmpdir()
+    redis = start_redis(rport, rdir)
+    inst, urls = {}, {}
+    for i = 1, 3 do
+      inst[i] = start_instance(rport)
+      urls[i] = inst[i]:url "/collab"
+    end
+  end)
+  teardown(function() helper.cleanup() end)
+
+  it("ot.js editors spread over 3 instances converge; the text is the Redis log replayed", function()
+    local res, rc, out, err = helper.run(fuzz(urls, "fuzz", { "--clients", "9", "--ops", "40", "--seed", "7",
+      "--drop", "0.08", "--timeout", "60" }), 90)
+    assert(rc == 0, helper.describe(res, rc, out, err))
+    check_converged(res)
+    assert.are.same({ 0, 1, 2 }, res.observed) -- every instance serves the same text and revision
+    local seen, workers = {}, {}
+    for _, c in ipairs(res.clients) do
+      for _, u in ipairs(c.urls) do seen[u] = true end
+      for _, w in ipairs(c.workers) do workers[w] = true end
+    end
+    assert.is_true(seen[0] and seen[1] and seen[2], "the editors were not on every instance")
+    assert.is_true(workers[0] and workers[1], "the editors were not on both workers")
+    local reconnects, resends = 0, 0
+    for _, c in ipairs(res.clients) do reconnects, resends = reconnects + c.reconnects, resends + c.resends end
+    assert.is_true(reconnects > 0, "no editor rejoined on another instance")
+    assert.is_true(resends > 0, "no operation was resent")
+    assert.is_true(res.server.revision >= 9, "revision " .. tostring(res.server.revision))
+    local log = redis_log(rport, "fuzz")
+    assert.are.equal(res.server.revision, log.rev)
+    assert.are.equal(res.server.text, replay(log))
+    assert.are.equal(log.rev, assert_acks_stored(res, log)) -- each revision acknowledged once
+    for i = 1, 3 do assert.is_nil(inst[i]:log():find("ERROR", 1, true), inst[i]:log()) end
+  end)
+
+  describe("scripted", function()
+    local c
+    setup(function() c = helper.app_client() end)
+
+    local n = 0
+    local function open(i, name)
+      n = n + 1
+      local id = name .. n
+      local r = c:call { op = "open", id = id, url = urls[i] .. "?name=" .. name }
+      assert.are.equal(101, r.status, cjson.encode(r))
+      return id
+    end
+    local function send(id, t) c:call { op = "send", id = id, data = cjson.encode(t) } end
+    local function until_msg(id, pred, timeout)
+      local seen = {}
+      local deadline = helper.now() + (timeout or 5)
+      while helper.now() < deadline do
+        local r = c:call { op = "recv", id = id, n = 1, timeout = 0.3 }
+        for _, m in ipairs(r.json or {}) do
+          seen[#seen + 1] = m
+          if pred(m) then return m, seen end
+        end
+        if r.closed then break end
+      end
+      error("no matching message; got " .. cjson.encode(seen), 2)
+    end
+    local function typed(t, doc)
+      return function(m) return m.type == t and (doc == nil or m.doc == doc) end
+    end
+    local function quiet(id, types, secs)
+      local r = c:call { op = "recv", id = id, n = 1000, timeout = secs or 0.4 }
+      for _, m in ipairs(r.json or {}) do
+        if types[m.type] then error("unexpected " .. cjson.encode(m), 2) end
+      end
+    end
+    local function join(id, doc, extra)
+      local t = { type = "join", doc = doc }
+      for k, v in pairs(extra or {}) do t[k] = v end
+      send(id, t)
+      return until_msg(id, typed("joined", doc))
+    end
+    local function edit(id, doc, rev, op, seq)
+      send(id, { type = "edit", doc = doc, revision = rev, operation = op, seq = seq })
+    end
+    local function answer(id, doc)
+      return until_msg(id, function(m) return (m.type == "ack" or m.type == "error") and m.doc == doc end)
+    end
+    local function acked(id, doc)
+      local m = answer(id, doc)
+      if m.type == "error" then error("error: " .. cjson.encode(m), 2) end
+      return m
+    end
+    local function text_of(i, doc)
+      local j = join(open(i, "reader"), doc)
+      return j.text, j.revision
+    end
+
+    it("an op committed on one instance reaches the editors of the others; a rejoin on another "
+      .. "instance gets only what it missed", function()
+      local a, b, cc = open(1, "ada"), open(2, "bob"), open(3, "cat")
+      join(a, "r1", { client = "ca" }); join(b, "r1", { client = "cb" }); join(cc, "r1", { client = "cc" })
+      edit(a, "r1", 0, { "héllo 😀" }, 1)
+      assert.are.same({ type = "ack", doc = "r1", revision = 1, seq = 1 }, acked(a, "r1"))
+      for _, id in ipairs { b, cc } do
+        local op = until_msg(id, typed("op", "r1"))
+        assert.are.same({ 1, { "héllo 😀" }, "ca", "ada", 1 }, { op.revision, op.operation, op.client, op.user, op.seq })
+      end
+      -- concurrent edits on two instances, both made on revision 1: transformed, both committed
+      edit(b, "r1", 1, { 8, " bob" }, 1)
+      edit(cc, "r1", 1, { 8, " cat" }, 1)
+      local rb, rc = acked(b, "r1").revision, acked(cc, "r1").revision
+      assert.are.same({ 2, 3 }, { math.min(rb, rc), math.max(rb, rc) })
+      local t = text_of(1, "r1")
+      assert.is_true(t == "héllo 😀 bob cat" or t == "héllo 😀 cat bob", t)
+      for i = 1, 3 do assert.are.same({ t, 3 }, { text_of(i, "r1") }) end
+      -- ada (instance 1) leaves at revision 1 and comes back on instance 3
+      c:call { op = "close", id = a }
+      edit(b, "r1", 3, { ot.utf16_length(t), "!" }, 2)
+      assert.are.equal(4, acked(b, "r1").revision)
+      local a2 = open(3, "ada")
+      local j = join(a2, "r1", { client = "ca", revision = 1 })
+      assert.is_nil(j.text)
+      assert.are.equal(4, j.revision)
+      local revs = {}
+      for i, o in ipairs(j.ops) do revs[i] = o.revision end
+      assert.are.same({ 2, 3, 4 }, revs)
+      assert.are.equal(1, j.seq)
+    end)
+
+    it("a resend after a lost ack, on another instance, is committed once", function()
+      local a = open(1, "ann")
+      join(a, "dup", { client = "cx" })
+      edit(a, "dup", 0, { "one" }, 1)
+      assert.are.equal(1, acked(a, "dup").revision)
+      c:call { op = "drop", id = a } -- as if the ack had been lost
+      for i = 2, 3 do
+        local a2 = open(i, "ann")
+        local j = join(a2, "dup", { client = "cx", revision = 0 })
+        assert.are.same({ 1, "cx", 1 }, { j.ops[1].revision, j.ops[1].client, j.ops[1].seq })
+        assert.are.equal(1, j.seq)
+        edit(a2, "dup", 0, { "one" }, 1) -- resent anyway
+        quiet(a2, { ack = true, error = true, op = true })
+      end
+      -- a resend that reaches an instance before the revision it duplicates: Redis
+      -- recognises the client's seq
+      local b = open(2, "ben")
+      join(b, "dup", { client = "cy" })
+      edit(b, "dup", 1, { 3, "!" }, 1)
+      assert.are.equal(2, acked(b, "dup").revision)
+      local b3 = open(3, "ben")
+      join(b3, "dup", { client = "cy", revision = 1 })
+      edit(b3, "dup", 1, { 3, "!" }, 1)
+      quiet(b3, { error = true })
+      assert.are.same({ "one!", 2 }, { text_of(1, "dup") })
+      local log = redis_log(rport, "dup")
+      assert.are.equal(2, #log.ops)
+      assert.are.equal("1:2", (redis_cli(rport, "HGET", "ews:dk:dup", "cy:ben"):gsub("%s+$", "")))
+    end)
+
+    it("while Redis is down an edit is answered unavailable and nothing is acknowledged; "
+      .. "after it returns the editors go on", function()
+      local a, b = open(1, "dee"), open(2, "eli")
+      join(a, "down", { client = "cd" }); join(b, "down", { client = "ce" })
+      edit(a, "down", 0, { "x" }, 1)
+      assert.are.equal(1, acked(a, "down").revision)
+      until_msg(b, typed("op", "down"))
+      redis:signal "KILL"
+      assert.is_true(redis:wait(5))
+      assert(helper.wait_until(function() return health(inst[1]).status == "degraded" end, 10))
+      edit(a, "down", 1, { 1, "y" }, 2)
+      local m = answer(a, "down")
+      assert.are.same({ "error", "unavailable", 2 }, { m.type, m.error, m.seq })
+      assert.truthy(m.message:find("Redis", 1, true), m.message)
+      quiet(b, { op = true })
+      redis = start_redis(rport, rdir)
+      for i = 1, 3 do
+        assert(helper.wait_until(function() return health(inst[i]).status == "ok" end, 10))
+      end
+      edit(a, "down", 1, { 1, "y" }, 2) -- the resend
+      assert.are.equal(2, acked(a, "down").revision)
+      assert.are.equal(2, until_msg(b, typed("op", "down")).revision)
+      edit(b, "down", 2, { 2, "z" }, 1)
+      assert.are.equal(3, acked(b, "down").revision)
+      assert.are.same({ "xyz", 3 }, { text_of(3, "down") })
+      local log = redis_log(rport, "down")
+      assert.are.equal("xyz", replay(log))
+    end)
+  end)
+
+  it("kill -9 of an instance mid-typing and kill -9 + restart of Redis keep every acknowledged op", function()
+    local p = helper.spawn(fuzz(urls, "kill", { "--clients", "9", "--ops", "50", "--seed", "23",
+      "--drop", "0.03", "--progress", "40", "--timeout", "90" }))
+    local line
+    repeat line = p:read_line(60) until line == nil or line == "ACKS 80"
+    assert.are.equal("ACKS 80", line, p:stderr())
+    assert.is_true(inst[3]:signal "KILL")
+    assert.is_true(inst[3]:wait(5))
+    repeat line = p:read_line(60) until line == nil or line == "ACKS 160"
+    assert.are.equal("ACKS 160", line, p:stderr())
+    assert.is_true(redis:signal "KILL")
+    assert.is_true(redis:wait(5))
+    redis = start_redis(rport, rdir)
+    local done, out = p:finish(90)
+    assert.is_true(done, "the clients did not finish: " .. out .. p:stderr())
+    local res = cjson.decode(out:match("[^\n]*{[^\n]*}%s*$"))
+    check_converged(res)
+    assert.are.same({ 0, 1 }, res.observed)
+    local log = redis_log(rport, "kill")
+    assert.are.equal(res.server.revision, log.rev)
+    assert.are.equal(res.server.text, replay(log))
+    assert.are.equal(log.rev, assert_acks_stored(res, log))
+    assert.is_true(log.rev > 160)
+  end)
+end)
+
+describe("documents in Redis: snapshots and the log's trimming #integration #collab #cluster", function()
+  teardown(function() helper.cleanup() end)
+
+  it("keeps the last `history` operations and a snapshot; a new instance loads the document", function()
+    local rport = free_port()
+    start_redis(rport, helper.tmpdir())
+    local env = { COLLAB_HISTORY = "10", COLLAB_MAX_LAG = "10", COLLAB_SNAPSHOT_EVERY = "7" }
+    local s1 = start_instance(rport, env)
+    local c = helper.app_client()
+    local function msg(id, t)
+      local deadline = helper.now() + 5
+      while helper.now() < deadline do
+        local r = c:call { op = "recv", id = id, n = 1, timeout = 0.3 }
+        for _, m in ipairs(r.json or {}) do
+          if m.type == "error" then error(cjson.encode(m), 2) end
+          if m.type == t then return m end
+        end
+      end
+      error("no " .. t, 2)
+    end
+    c:call { op = "open", id = "w", url = s1:url "/collab?name=wes" }
+    c:call { op = "send", id = "w", data = cjson.encode { type = "join", doc = "trim", client = "cw" } }
+    msg("w", "joined")
+    local text = ""
+    for i = 1, 40 do
+      local piece = tostring(i % 10)
+      c:call { op = "send", id = "w", data = cjson.encode { type = "edit", doc = "trim", revision = i - 1,
+        operation = i == 1 and { piece } or { #text, piece }, seq = i } }
+      assert.are.equal(i, msg("w", "ack").revision)
+      text = text .. piece
+    end
+    -- snapshot at 35 (every 7); the log keeps what is after min(35, 40 - 10)
+    local meta = redis_cli(rport, "HMGET", "ews:dm:trim", "rev", "first", "srev")
+    assert.are.same({ "40", "31", "35" }, { meta:match("^(%d+)\n(%d+)\n(%d+)") })
+    assert.are.equal("10", (redis_cli(rport, "LLEN", "ews:dl:trim"):gsub("%s+$", "")))
+    local s2 = start_instance(rport, env)
+    c:call { op = "open", id = "r", url = s2:url "/collab?name=rae" }
+    c:call { op = "send", id = "r", data = cjson.encode { type = "join", doc = "trim" } }
+    local j = msg("r", "joined")
+    assert.are.same({ text, 40 }, { j.text, j.revision })
+    -- a rejoin within the history gets the ops; one older than the log reloads
+    c:call { op = "open", id = "r2", url = s2:url "/collab?name=rae" }
+    c:call { op = "send", id = "r2", data = cjson.encode { type = "join", doc = "trim", revision = 33 } }
+    j = msg("r2", "joined")
+    assert.are.equal(7, #j.ops)
+    c:call { op = "open", id = "r3", url = s2:url "/collab?name=rae" }
+    c:call { op = "send", id = "r3", data = cjson.encode { type = "join", doc = "trim", revision = 5 } }
+    j = msg("r3", "joined")
+    assert.are.same({ text, true }, { j.text, j.reload })
+    c:kill(0)
+  end)
+end)
