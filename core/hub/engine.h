@@ -195,12 +195,16 @@ enum { EWS_DOCS_COMMIT = 1, EWS_DOCS_READ = 2 };
  * (one round trip): 0 and *out (free with reply_free), EWS_EUNAVAILABLE (the shard
  * is down or did not answer), EWS_EIO (Redis refused it), EWS_EINVAL, EWS_ENOMEM.
  * set_resync registers the bus message every worker is posted when a shard's
- * subscription is made again (the first one registered is kept). */
+ * subscription is made again (the first one registered is kept). Any worker's
+ * thread. */
 typedef struct {
   int (*call)(const char *name, size_t nl, int op, int argc, const char *const *argv,
               const size_t *lens, ews_docs_reply_t *out);
   void (*reply_free)(ews_docs_reply_t *r);
   void (*set_resync)(const char *blob, size_t n);
+  /* A bus message for the document's owner on every instance (cursors), sent by the
+   * engine's thread: 0 once queued, EWS_EUNAVAILABLE, EWS_EBACKPRESSURE, EWS_ENOMEM. */
+  int (*publish)(const char *name, size_t nl, const char *data, size_t n);
 } ews_docs_engine_t;
 
 typedef struct ews_engine {
@@ -229,8 +233,9 @@ extern const ews_presence_engine_t ews_engine_local_presence;
 extern const ews_users_engine_t ews_engine_local_users;
 /* The Redis engine (hub/engine_redis.c): channels across instances through Redis
  * PUBLISH/SUBSCRIBE, pub/sub over Redis streams (hub/engine_redis_pubsub.c) and the
- * user registry (hub/engine_redis_users.c) and notifications
- * (hub/engine_redis_notify.c), sharded over cfg->redis; presence is the in-process
+ * user registry (hub/engine_redis_users.c), notifications
+ * (hub/engine_redis_notify.c) and collaborative documents (hub/engine_redis_docs.c),
+ * sharded over cfg->redis; presence is the in-process
  * engine's (README: Running a cluster, what is not clustered yet). */
 extern const ews_engine_t ews_engine_redis;
 

@@ -6,8 +6,8 @@
  * and a message from another instance is framed once and the same buffer posted to
  * every worker. Pub/sub is engine_redis_pubsub.c's (streams; the same thread and
  * queue), the user registry engine_redis_users.c's, notifications
- * engine_redis_notify.c's; presence is the in-process engine's (one instance each;
- * README: Running a cluster).
+ * engine_redis_notify.c's, collaborative documents engine_redis_docs.c's; presence is
+ * the in-process engine's (one instance each; README: Running a cluster).
  *
  * Threads: one thread ("redis") with its own libuv loop owns every Redis connection
  * (per shard a command connection and a subscriber connection, hub/redis_conn.h).
@@ -676,8 +676,8 @@ static int start(const ews_engine_config_t *cfg) {
   }
   E.started = 1;
   EWS_INFO("cluster: instance %s over %d Redis shard%s; channels, pub/sub, presence events, "
-           "user sockets, broadcasts and notifications span instances; presence members and "
-           "documents are per instance (README: Running a cluster)",
+           "user sockets, broadcasts, notifications and documents span instances; presence "
+           "members are per instance (README: Running a cluster)",
            E.id, E.nshards, E.nshards == 1 ? "" : "s");
   return 0;
 oom:

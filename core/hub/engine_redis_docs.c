@@ -15,6 +15,9 @@
  * blocking connection to the shard (ews_rengine_sync, as pub/sub's history reads);
  * an acknowledged revision is as durable as Redis makes it (appendfsync always).
  *
+ * Cursors (selections without an edit) are PUBLISHed the same way, from the redis
+ * thread (fire and forget: a cursor that does not cross is replaced by the next).
+ *
  * Delivery: per shard the subscriber connection PSUBSCRIBEs ews:d:*; a message is
  * posted, as the bus message the committer built, to the worker of this instance
  * that owns the document (the same hash as lua/edgews/docs.lua's owner). When a
@@ -182,7 +185,46 @@ static void rdoc_set_resync(const char *blob, size_t n) {
   uv_mutex_unlock(&D.lock);
 }
 
-const ews_docs_engine_t ews_rdoc_engine = {rdoc_call, rdoc_reply_free, rdoc_set_resync};
+/* ---- a message for every instance's owner (cursors): PUBLISH on the redis thread --- */
+
+typedef struct {
+  ews_rjob_t job; /* first */
+  int shard;
+  size_t klen, plen;
+  char data[];
+} dpub_t;
+
+static void dpub_run(ews_rjob_t *j, int stopping) {
+  dpub_t *p = (dpub_t *)j;
+  if (!stopping) {
+    const char *argv[3] = {"PUBLISH", p->data, p->data + p->klen};
+    size_t lens[3] = {7, p->klen, p->plen};
+    ews_rconn_command(ews_rengine_cmd(p->shard), NULL, NULL, 3, argv, lens);
+  }
+  free(p);
+}
+
+static int rdoc_publish(const char *name, size_t nl, const char *data, size_t n) {
+  if (nl == 0 || nl > MAX_NAME) return EWS_EINVAL;
+  int shard = ews_rengine_shard_of(name, nl);
+  if (!ews_rengine_shard_up(shard)) return EWS_EUNAVAILABLE;
+  size_t klen = CHANNEL_PREFIX_LEN + nl, size = sizeof(dpub_t) + klen + n;
+  dpub_t *p = malloc(size);
+  if (!p) return EWS_ENOMEM;
+  p->job = (ews_rjob_t){NULL, dpub_run, size};
+  p->shard = shard;
+  p->klen = klen;
+  p->plen = n;
+  memcpy(p->data, "ews:d:", CHANNEL_PREFIX_LEN);
+  memcpy(p->data + CHANNEL_PREFIX_LEN, name, nl);
+  memcpy(p->data + klen, data, n);
+  int r = ews_rengine_submit(&p->job);
+  if (r != 0) free(p);
+  return r;
+}
+
+const ews_docs_engine_t ews_rdoc_engine = {rdoc_call, rdoc_reply_free, rdoc_set_resync,
+                                           rdoc_publish};
 
 /* ---- delivery (the redis thread) ----------------------------------------------------- */
 

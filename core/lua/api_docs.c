@@ -172,6 +172,17 @@ static int l_rresync(lua_State *L) {
   return 0;
 }
 
+/* core.rdoc_publish(name, blob) -> true | nil, code: a bus message for the
+ * document's owner on every instance. */
+static int l_rpublish(lua_State *L) {
+  const ews_docs_engine_t *e = docs_engine(L);
+  size_t nl, n;
+  const char *name = luaL_checklstring(L, 1, &nl);
+  const char *p = luaL_checklstring(L, 2, &n);
+  if (!e) return ews_api_result(L, EWS_EINVAL);
+  return ews_api_result(L, e->publish(name, nl, p, n));
+}
+
 static int l_rdoc(lua_State *L) {
   lua_pushboolean(L, docs_engine(L) != NULL);
   return 1;
@@ -180,7 +191,8 @@ static int l_rdoc(lua_State *L) {
 void ews_api_docs_register(lua_State *L, void *w) {
   static const luaL_Reg fns[] = {{"doc_append", l_append},  {"doc_load", l_load},
                                  {"rdoc_commit", l_rcommit}, {"rdoc_read", l_rread},
-                                 {"rdoc_resync", l_rresync}, {"rdoc", l_rdoc},
+                                 {"rdoc_resync", l_rresync}, {"rdoc_publish", l_rpublish},
+                                 {"rdoc", l_rdoc},
                                  {NULL, NULL}};
   ews_api_add(L, w, fns);
 }

@@ -194,6 +194,25 @@ _M._parse_entry = parse_entry
 
 local UNAVAILABLE = "the document store (Redis) is unavailable: "
 
+-- This VM's mark on the cursors it publishes (its own come back from Redis).
+local token
+local function instance_token()
+  if not token then
+    token = fmt("%s-%d-%x", tostring({}):match("0x(%x+)") or "", core.worker_id(),
+      floor(core.now() * 1e6) % 0x7fffffff)
+  end
+  return token
+end
+
+-- A cursor (c.sel nil: removed) for the document's owner on the other instances.
+local function cursor_out(name, c)
+  c.op, c.name, c.from = "docs_rcursor", name, instance_token()
+  local ok, err = core.rdoc_publish(name, encode(c))
+  if not ok then
+    core.log(core.DEBUG, fmt("docs: %s: a cursor not sent to the other instances: %s", name, error_text(err)))
+  end
+end
+
 -- The whole document as the store's loader returns it (core.doc_load's shape).
 local function rload(name)
   local r, err = core.rdoc_read(name, -1)
@@ -581,6 +600,9 @@ local function owner_leave(m)
     if o.doc then
       broadcast(o, { op = "docs_out", kind = "cursor", name = m.name, rev = o.pub, from = -1,
                      data = cursor_json(m.name, o.pub, c.client, c.user, nil) })
+      if clustered() then
+        cursor_out(m.name, { rev = o.pub, key = m.key, client = c.client, user = c.user })
+      end
     end
   end
   schedule_unload(m.name, o)
@@ -758,6 +780,34 @@ local function owner_cursor(m)
   o.cursors[m.key] = { rev = o.pub, sel = sel, client = m.client, user = m.user, w = m.w, sid = m.sid }
   broadcast(o, { op = "docs_out", kind = "cursor", name = m.name, rev = o.pub, from = m.sid,
                  data = cursor_json(m.name, o.pub, m.client, m.user, sel) })
+  if clustered() then
+    cursor_out(m.name, { rev = o.pub, key = m.key, client = m.client, user = m.user, sel = sel })
+  end
+end
+
+-- The cluster: a cursor of another instance's client (sel nil: it left), moved to
+-- this copy's revision and sent to this instance's sessions.
+local function owner_rcursor(m)
+  local o = owned[m.name]
+  local d = o and o.doc
+  if not d or m.from == instance_token() then return end
+  if m.rev > d.rev then
+    catch_up(m.name, o)
+    d = o.doc
+    if not d or m.rev > d.rev then return end
+  end
+  local sel
+  if m.sel ~= nil then
+    sel = d:move_selection(m.sel, m.rev, o.pub, m.key)
+    if not sel then return end
+    o.cursors[m.key] = { rev = o.pub, sel = sel, client = m.client, user = m.user }
+  else
+    local c = o.cursors[m.key]
+    if not c or c.w then return end -- (a cursor of this instance's session stays)
+    o.cursors[m.key] = nil
+  end
+  broadcast(o, { op = "docs_out", kind = "cursor", name = m.name, rev = o.pub, from = -1,
+                 data = cursor_json(m.name, o.pub, m.client, m.user, sel) })
 end
 
 workers.ops.docs_join = owner_join
@@ -768,6 +818,7 @@ workers.ops.docs_out = deliver
 workers.ops.docs_to = to_session
 workers.ops.docs_remote = owner_remote
 workers.ops.docs_resync = owner_resync
+workers.ops.docs_rcursor = owner_rcursor
 
 function _M._apply_limits()
   local opts = doc_opts()
