@@ -464,24 +464,33 @@ local function publish(o, e)
   end
 end
 
+-- The cluster: the copy cannot go on from where it is (the revisions it lacks are no
+-- longer in the log, or Redis lost some): it is dropped, loaded again when next
+-- needed, and this instance's sessions of the document are closed (1011, as for a
+-- revision that never arrived: deliver) so that their clients rejoin.
+local INTERRUPT = 2 ^ 52
+local function drop_copy(name, o, level, why)
+  core.log(level, fmt("docs: %s: %s; reloading the document", name, why))
+  o.doc, o.cursors = nil, {}
+  broadcast(o, { op = "docs_out", name = name, rev = INTERRUPT, data = "", ack = "", key = false })
+end
+
 -- The cluster: revisions committed elsewhere (entries as Redis keeps them, list[i..])
 -- applied to the copy in order and sent to this instance's sessions. A revision the
 -- copy already has is skipped. false when the copy could not take one (then it is
--- dropped, and loaded again when next needed).
+-- dropped: drop_copy).
 local function advance(o, list, i, sel)
   local d = o.doc
   for k = i, #list do
     local rev, seq, key, json = parse_entry(list[k])
     if not rev then
-      core.log(core.ERROR, fmt("docs: %s: a damaged log entry in Redis", d.name))
-      o.doc = nil
+      drop_copy(d.name, o, core.ERROR, "a damaged log entry in Redis")
       return false
     end
     if rev > d.rev then
       local e, err = d:append(rev, seq, key, json)
       if not e then
-        core.log(core.ERROR, fmt("docs: %s: %s; reloading the document", d.name, err))
-        o.doc = nil
+        drop_copy(d.name, o, core.ERROR, err)
         return false
       end
       e.client, e.user = split_key(e.key)
@@ -499,13 +508,11 @@ local function catch_up(name, o)
   if not r then return nil, "unavailable", UNAVAILABLE .. error_text(err) end
   local rev, first = tonumber(r[1]), tonumber(r[2])
   if rev < d.rev then
-    core.log(core.ERROR, fmt("docs: %s: Redis has revision %d, this instance had %d (Redis lost revisions?); reloading",
-      name, rev, d.rev))
-    o.doc = nil
+    drop_copy(name, o, core.ERROR, fmt("Redis has revision %d, this instance had %d (Redis lost revisions?)", rev, d.rev))
     return nil, "storage_failed", "the stored document is behind this instance's copy: reload the document"
   end
   if rev > d.rev and d.rev + 1 < first then
-    o.doc = nil -- too far behind the log: loaded again (sessions resync by reconnecting)
+    drop_copy(name, o, core.WARN, fmt("revisions %d..%d are no longer in the log", d.rev + 1, first - 1))
     return true
   end
   advance(o, r, 5)
@@ -686,13 +693,12 @@ local function rcommit(name, base, op, key, seq, sel, info)
     elseif st == "stale" then
       return nil, "stale_seq", fmt("seq %d is not above this client's last committed seq %s", seq, r[2])
     elseif st == "old" then
-      o.doc = nil
+      drop_copy(name, o, core.WARN, "the revisions after this instance's copy are no longer in the log")
       d, code, msg = load(name, o)
       if not d then return nil, code, msg end
     else -- "behind": Redis lost revisions this copy has
-      core.log(core.ERROR, fmt("docs: %s: Redis is at revision %s, this instance at %d (Redis lost revisions?); reloading",
-        name, tostring(r[2]), d.rev))
-      o.doc = nil
+      drop_copy(name, o, core.ERROR, fmt("Redis is at revision %s, this instance at %d (Redis lost revisions?)",
+        tostring(r[2]), d.rev))
       return nil, "storage_failed", "the stored document is behind this instance's copy: reload the document"
     end
     d = o.doc

@@ -335,6 +335,33 @@ describe("examples/collab across a cluster over Redis #integration #collab #clus
       assert.are.equal("1:2", (redis_cli(rport, "HGET", "ews:dk:dup", "cy:ben"):gsub("%s+$", "")))
     end)
 
+    it("a copy ahead of what Redis has (Redis lost the document) is dropped: the edit is not "
+      .. "acknowledged, the instance's editors are closed and rejoin on what Redis has", function()
+      local a, b = open(1, "fay"), open(1, "gus")
+      join(a, "lost", { client = "cf" }); join(b, "lost", { client = "cg" })
+      edit(a, "lost", 0, { "abc" }, 1)
+      assert.are.equal(1, acked(a, "lost").revision)
+      until_msg(b, typed("op", "lost"))
+      redis_cli(rport, "DEL", "ews:dm:lost", "ews:dl:lost", "ews:dk:lost") -- as a Redis without persistence
+      edit(a, "lost", 1, { 3, "d" }, 2)
+      -- refused (storage_failed), and every session of the document on the instance is
+      -- closed with 1011: the author's too (the refusal may not reach it first)
+      for _, id in ipairs { a, b } do
+        local deadline, r = helper.now() + 5, nil
+        repeat r = c:call { op = "recv", id = id, n = 1000, timeout = 0.3 } until r.closed or helper.now() > deadline
+        assert.are.same({ true, 1011 }, { r.closed, r.code })
+        for _, msg in ipairs(r.json or {}) do
+          assert.is_true(msg.type ~= "ack" and (msg.type ~= "error" or msg.error == "storage_failed"), cjson.encode(msg))
+        end
+      end
+      local b2 = open(1, "gus")
+      local j = join(b2, "lost", { client = "cg", revision = 1 })
+      assert.are.same({ "", 0, true }, { j.text, j.revision, j.reload })
+      edit(b2, "lost", 0, { "new" }, 1)
+      assert.are.equal(1, acked(b2, "lost").revision)
+      assert.are.same({ "new", 1 }, { text_of(2, "lost") })
+    end)
+
     it("while Redis is down an edit is answered unavailable and nothing is acknowledged; "
       .. "after it returns the editors go on", function()
       local a, b = open(1, "dee"), open(2, "eli")
