@@ -50,6 +50,8 @@ static uint64_t g_acks, g_ops;          /* measured */
 static uint64_t g_acks_all, g_ops_all;  /* whole run */
 static uint64_t g_t_begin, g_t_end;
 static unsigned g_run;
+static int g_first; /* added to the editors' numbers in their names and client ids */
+static int g_shared; /* EDGEWS_BENCH_COLLAB_RUN: the documents are shared with other generators */
 
 static void start_close(void);
 
@@ -106,8 +108,9 @@ static void on_message(conn_t *c) {
   editor_t *e = &g_ed[c->id];
   if (is_type(e, "joined")) {
     int64_t rev = field_int(e, "\"revision\":");
-    if (rev != 0) bench_error("editor %u: joined %s at revision %lld, not a new document", c->id,
-                              e->doc, (long long)rev);
+    if (rev != 0 && !g_shared) /* (shared: another generator's editors may have typed) */
+      bench_error("editor %u: joined %s at revision %lld, not a new document", c->id, e->doc,
+                  (long long)rev);
     e->rev = rev < 0 ? 0 : rev;
     if (!e->joined) {
       e->joined = 1;
@@ -235,7 +238,7 @@ static void all_opened(void) {
   for (int i = 0; i < g_opt.conns; i++) {
     char msg[128];
     int n = snprintf(msg, sizeof msg, "{\"type\":\"join\",\"doc\":\"%s\",\"client\":\"g%d\"}",
-                     g_ed[i].doc, i);
+                     g_ed[i].doc, g_first + i);
     send_text(&g_conns[i], msg, (size_t)n);
   }
   phase_timer(10.0, join_timeout);
@@ -282,6 +285,12 @@ int run_collab(void) {
   g_ed = calloc((size_t)n, sizeof(editor_t));
   if (!g_conns || !g_ed) return -1;
   g_run = (unsigned)(rng64() % 1000000);
+  /* Several generators on one set of documents (a cluster's instances, one generator
+   * each): the same EDGEWS_BENCH_COLLAB_RUN, and distinct EDGEWS_BENCH_COLLAB_FIRST
+   * (the first editor's number) so that their client ids differ. */
+  const char *fixed = getenv("EDGEWS_BENCH_COLLAB_RUN"), *first = getenv("EDGEWS_BENCH_COLLAB_FIRST");
+  if (fixed && *fixed) g_run = (unsigned)strtoul(fixed, NULL, 10), g_shared = 1;
+  g_first = first && *first ? atoi(first) : 0;
   size_t plen = strlen(g_opt.path);
   const char *sep = strchr(g_opt.path, '?') ? "&" : "?";
   for (int i = 0; i < n; i++) {
@@ -289,7 +298,7 @@ int run_collab(void) {
     c->id = (uint32_t)i;
     char *t = malloc(plen + 32);
     if (!t) return -1;
-    snprintf(t, plen + 32, "%s%sname=e%d", g_opt.path, sep, i);
+    snprintf(t, plen + 32, "%s%sname=e%d", g_opt.path, sep, g_first + i);
     c->target = t;
     c->out[0] = malloc(1024);
     c->out_cap[0] = 1024;

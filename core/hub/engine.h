@@ -187,7 +187,7 @@ typedef struct {
   size_t *len;
 } ews_docs_reply_t;
 
-enum { EWS_DOCS_COMMIT = 1, EWS_DOCS_READ = 2 };
+enum { EWS_DOCS_COMMIT = 1, EWS_DOCS_READ = 2, EWS_DOCS_RELEASE = 3 };
 
 /* Collaborative documents committed outside the process (a cluster's Redis:
  * hub/engine_redis_docs.c, whose header comment gives the scripts' arguments and

@@ -6,12 +6,19 @@
  *   ews:dl:NAME  a list: the log, element i = revision first + i, each
  *                "REV SEQ KEYLEN:KEY" + the operation's JSON
  *   ews:dk:NAME  a hash: client key -> "SEQ:REV", its last committed operation
+ *   ews:dp:NAME  while a committer that lost the race holds the document's turn: its
+ *                token (expires after CLAIM_MS)
  * One script commits (compare-and-append): it appends the operation only when the
  * stored revision is the one the committer transformed it to, records the client's
  * seq, stores the snapshot it is given, trims the log and PUBLISHes the committer's
  * message on ews:d:NAME; otherwise it answers with what the committer lacks (the
  * operations since its revision) or with the revision of a resend already
- * committed. Every call is one round trip from the calling worker's thread on its
+ * committed. Fairness: a committer that lost once asks for the turn with its next
+ * try; once it lost again it holds it, and the others' commits are answered 'busy'
+ * (they wait a little and try again) until its commit succeeds (which gives the turn
+ * back), it releases it, or it expires: an instance whose copy is always a little
+ * behind (it applies what the others committed before it retries) is never starved
+ * by one that commits back to back. Every call is one round trip from the calling worker's thread on its
  * blocking connection to the shard (ews_rengine_sync, as pub/sub's history reads);
  * an acknowledged revision is as durable as Redis makes it (appendfsync always).
  *
@@ -43,11 +50,15 @@ static struct {
   size_t resync_len;
 } D;
 
-/* KEYS dm, dl, dk; ARGV expected rev, entry, message, client key ('' none), seq (0
- * none), snapshot? ('1'), snapshot text, history, channel ->
- *   {'ok', rev} | {'dup', rev} | {'stale', seq} | {'conflict', rev, entries after
- *   expected...} | {'old', rev} (expected is older than the log) | {'behind', rev}
- *   (expected is past the stored revision: the store lost revisions) */
+#define CLAIM_MS "200"
+
+/* KEYS dm, dl, dk, dp; ARGV expected rev, entry, message, client key ('' none), seq (0
+ * none), snapshot? ('1'), snapshot text, history, channel, token, claim? ('1') ->
+ *   {'ok', rev} | {'dup', rev} | {'stale', seq} | {'conflict', rev, claimed ('1' when
+ *   the caller now holds the turn), entries after expected...} | {'busy', rev}
+ *   (another committer holds the turn) | {'old', rev} (expected is older than the
+ *   log) | {'behind', rev} (expected is past the stored revision: the store lost
+ *   revisions) */
 static const char COMMIT_LUA[] =
     "local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')\n"
     "local key, seq = ARGV[4], tonumber(ARGV[5])\n"
@@ -60,12 +71,19 @@ static const char COMMIT_LUA[] =
     "    if seq < ds then return {'stale', tostring(ds)} end\n"
     "  end\n"
     "end\n"
+    "local holder = redis.call('GET', KEYS[4])\n"
+    "if holder and holder ~= ARGV[10] then return {'busy', tostring(rev)} end\n"
     "local exp = tonumber(ARGV[1])\n"
     "local first = tonumber(redis.call('HGET', KEYS[1], 'first') or '1')\n"
     "if exp ~= rev then\n"
     "  if exp > rev then return {'behind', tostring(rev)} end\n"
     "  if exp + 1 < first then return {'old', tostring(rev)} end\n"
-    "  local out = {'conflict', tostring(rev)}\n"
+    "  local claimed = '0'\n"
+    "  if holder or ARGV[11] == '1' then\n"
+    "    redis.call('SET', KEYS[4], ARGV[10], 'PX', " CLAIM_MS ")\n"
+    "    claimed = '1'\n"
+    "  end\n"
+    "  local out = {'conflict', tostring(rev), claimed}\n"
     "  for _, e in ipairs(redis.call('LRANGE', KEYS[2], exp + 1 - first, -1)) do\n"
     "    out[#out + 1] = e\n"
     "  end\n"
@@ -89,8 +107,15 @@ static const char COMMIT_LUA[] =
     "    if r < first then redis.call('HDEL', KEYS[3], all[i]) end\n"
     "  end\n"
     "end\n"
+    "if holder then redis.call('DEL', KEYS[4]) end\n"
     "redis.call('PUBLISH', ARGV[9], ARGV[3])\n"
     "return {'ok', tostring(rev)}\n";
+
+/* KEYS dm, dl, dk, dp; ARGV token -> {'ok'}: gives the turn back (a commit that
+ * holds it and ends without committing). */
+static const char RELEASE_LUA[] =
+    "if redis.call('GET', KEYS[4]) == ARGV[1] then redis.call('DEL', KEYS[4]) end\n"
+    "return {'ok'}\n";
 
 /* KEYS dm, dl, dk; ARGV since (-1: the whole document) ->
  *   {rev, first, srev, snap | '', entries from max(since + 1, first)...}
@@ -116,23 +141,26 @@ static int rdoc_call(const char *name, size_t nl, int op, int argc, const char *
                      const size_t *lens, ews_docs_reply_t *out) {
   memset(out, 0, sizeof *out);
   if (nl == 0 || nl > MAX_NAME || argc < 0 || argc > 16) return EWS_EINVAL;
-  if (op != EWS_DOCS_COMMIT && op != EWS_DOCS_READ) return EWS_EINVAL;
   int shard = ews_rengine_shard_of(name, nl);
-  char dm[MAX_NAME + 8], dl[MAX_NAME + 8], dk[MAX_NAME + 8];
+  char dm[MAX_NAME + 8], dl[MAX_NAME + 8], dk[MAX_NAME + 8], dp[MAX_NAME + 8];
   int ml = snprintf(dm, sizeof dm, "ews:dm:%.*s", (int)nl, name);
   int ll = snprintf(dl, sizeof dl, "ews:dl:%.*s", (int)nl, name);
   int kl = snprintf(dk, sizeof dk, "ews:dk:%.*s", (int)nl, name);
+  int pl = snprintf(dp, sizeof dp, "ews:dp:%.*s", (int)nl, name);
   const char *a[24];
   size_t al[24];
   a[0] = "EVAL", al[0] = 4;
   if (op == EWS_DOCS_COMMIT) a[1] = COMMIT_LUA, al[1] = sizeof COMMIT_LUA - 1;
-  else a[1] = READ_LUA, al[1] = sizeof READ_LUA - 1;
-  a[2] = "3", al[2] = 1;
+  else if (op == EWS_DOCS_READ) a[1] = READ_LUA, al[1] = sizeof READ_LUA - 1;
+  else if (op == EWS_DOCS_RELEASE) a[1] = RELEASE_LUA, al[1] = sizeof RELEASE_LUA - 1;
+  else return EWS_EINVAL;
+  a[2] = "4", al[2] = 1;
   a[3] = dm, al[3] = (size_t)ml;
   a[4] = dl, al[4] = (size_t)ll;
   a[5] = dk, al[5] = (size_t)kl;
-  for (int i = 0; i < argc; i++) a[6 + i] = argv[i], al[6 + i] = lens[i];
-  redisReply *r = ews_rengine_sync(shard, 6 + argc, a, al);
+  a[6] = dp, al[6] = (size_t)pl;
+  for (int i = 0; i < argc; i++) a[7 + i] = argv[i], al[7 + i] = lens[i];
+  redisReply *r = ews_rengine_sync(shard, 7 + argc, a, al);
   if (!r) return EWS_EUNAVAILABLE;
   if (r->type != REDIS_REPLY_ARRAY) {
     if (r->type == REDIS_REPLY_ERROR) EWS_ERROR("documents %.*s: Redis: %s", (int)nl, name, r->str);

@@ -117,14 +117,15 @@ static int push_reply(lua_State *L, const ews_docs_engine_t *e, int r, ews_docs_
   return 1;
 }
 
-/* core.rdoc_commit(name, expected, entry, message, key, seq, snapshot|nil, history)
- * -> { status, ... } | nil, code (hub/engine_redis_docs.c: the commit script). */
+/* core.rdoc_commit(name, expected, entry, message, key, seq, snapshot|nil, history,
+ * token, claim) -> { status, ... } | nil, code (hub/engine_redis_docs.c: the commit
+ * script). */
 static int l_rcommit(lua_State *L) {
   const ews_docs_engine_t *e = docs_engine(L);
   size_t nl;
   const char *name = luaL_checklstring(L, 1, &nl);
-  const char *argv[9];
-  size_t lens[9];
+  const char *argv[11];
+  size_t lens[11];
   char exp[24], seq[24], hist[24];
   lens[0] = (size_t)snprintf(exp, sizeof exp, "%.0f", (double)luaL_checknumber(L, 2));
   argv[0] = exp;
@@ -139,13 +140,29 @@ static int l_rcommit(lua_State *L) {
   else argv[6] = "", lens[6] = 0;
   lens[7] = (size_t)snprintf(hist, sizeof hist, "%.0f", (double)luaL_checknumber(L, 8));
   argv[7] = hist;
+  argv[9] = luaL_checklstring(L, 9, &lens[9]);
+  argv[10] = lua_toboolean(L, 10) ? "1" : "0", lens[10] = 1;
   if (!e) return ews_api_result(L, EWS_EINVAL);
   if (nl > 500) return ews_api_result(L, EWS_EINVAL);
   char ch[512];
   lens[8] = (size_t)snprintf(ch, sizeof ch, "ews:d:%.*s", (int)nl, name);
   argv[8] = ch;
   ews_docs_reply_t rep;
-  return push_reply(L, e, e->call(name, nl, EWS_DOCS_COMMIT, 9, argv, lens, &rep), &rep);
+  return push_reply(L, e, e->call(name, nl, EWS_DOCS_COMMIT, 11, argv, lens, &rep), &rep);
+}
+
+/* core.rdoc_release(name, token) -> { "ok" } | nil, code: gives the document's turn
+ * back (a commit that holds it and ends without committing). */
+static int l_rrelease(lua_State *L) {
+  const ews_docs_engine_t *e = docs_engine(L);
+  size_t nl;
+  const char *name = luaL_checklstring(L, 1, &nl);
+  const char *argv[1];
+  size_t lens[1];
+  argv[0] = luaL_checklstring(L, 2, &lens[0]);
+  if (!e) return ews_api_result(L, EWS_EINVAL);
+  ews_docs_reply_t rep;
+  return push_reply(L, e, e->call(name, nl, EWS_DOCS_RELEASE, 1, argv, lens, &rep), &rep);
 }
 
 /* core.rdoc_read(name, since) -> { rev, first, srev, snap, entries... } | nil, code
@@ -192,6 +209,7 @@ void ews_api_docs_register(lua_State *L, void *w) {
   static const luaL_Reg fns[] = {{"doc_append", l_append},  {"doc_load", l_load},
                                  {"rdoc_commit", l_rcommit}, {"rdoc_read", l_rread},
                                  {"rdoc_resync", l_rresync}, {"rdoc_publish", l_rpublish},
+                                 {"rdoc_release", l_rrelease},
                                  {"rdoc", l_rdoc},
                                  {NULL, NULL}};
   ews_api_add(L, w, fns);

@@ -167,7 +167,8 @@ end
 -- ------------------------------------------------------------ the cluster's log
 -- A log entry in Redis: "REV SEQ KEYLEN:KEY" followed by the operation's JSON.
 
-local COMMIT_TRIES = 20
+local COMMIT_TRIES = 20 -- compare-and-appends lost in a row before an edit is refused
+local COMMIT_WAIT = 2    -- seconds an edit waits while other instances have the turn
 
 local clustered_flag
 local function clustered()
@@ -661,18 +662,26 @@ local function rcommit(name, base, op, key, seq, sel, info)
     d, code, msg = load(name, o)
     if not d then return nil, code, msg end
   end
-  for _ = 1, COMMIT_TRIES do
+  local token = instance_token()
+  local lost, claimed = 0, false
+  local deadline = core.now() + COMMIT_WAIT
+  -- ends a commit that did not commit: the turn (if it holds it) goes back
+  local function fail(c, m)
+    if claimed then core.rdoc_release(name, token) end
+    return nil, c, m
+  end
+  while true do
     local e
     e, code, msg = d:prepare(base, op, key, seq, sel)
-    if not e then return nil, code, msg end
+    if not e then return fail(code, msg) end
     if info then for k, v in pairs(info) do e[k] = v end end
     local snapshot = e.rev - o.snap_rev >= config.snapshot_every and e.text or nil
     local entry = entry_text(e.rev, seq, key, e.json)
     local r, err = core.rdoc_commit(name, d.rev, entry, encode({ op = "docs_remote", name = name, entry = entry,
                                                                  sel = e.sel }),
-                                    key or "", seq or 0, snapshot, config.history)
+                                    key or "", seq or 0, snapshot, config.history, token, lost > 0)
     if not r then
-      return nil, "unavailable", UNAVAILABLE .. error_text(err) .. "; nothing was committed unless a resend says so"
+      return fail("unavailable", UNAVAILABLE .. error_text(err) .. "; nothing was committed unless a resend says so")
     end
     local st = r[1]
     if st == "ok" then
@@ -681,29 +690,44 @@ local function rcommit(name, base, op, key, seq, sel, info)
       return e
     elseif st == "conflict" then
       -- another instance committed first: take its revisions, then transform again
-      if not advance(o, r, 3) then
-        d, code, msg = load(name, o)
-        if not d then return nil, code, msg end
+      lost = lost + 1
+      claimed = r[3] == "1"
+      if lost >= COMMIT_TRIES then
+        return fail("conflict", fmt("the document kept changing: not committed after %d attempts; resend", lost))
       end
+      if not advance(o, r, 4) then
+        d, code, msg = load(name, o)
+        if not d then return fail(code, msg) end
+      end
+    elseif st == "busy" then
+      -- another instance that lost the race has the turn: wait a little (other
+      -- edits of this document wait behind this one: owner_commit)
+      if core.now() >= deadline or not pcall(core.sleep, 0.0005 + math.random() * 0.002) then
+        return fail("conflict", "the document is busy (other instances are committing to it); resend")
+      end
+      o = owned[name]
+      d, code, msg = load(name, o)
+      if not d then return fail(code, msg) end
+      o = owned[name]
     elseif st == "dup" then
       -- committed before (through another instance, or its reply was lost): the
       -- copy takes it, and the client's sessions get it as their ack
+      if claimed then core.rdoc_release(name, token) end
       catch_up(name, o)
       return nil, "duplicate", tonumber(r[2])
     elseif st == "stale" then
-      return nil, "stale_seq", fmt("seq %d is not above this client's last committed seq %s", seq, r[2])
+      return fail("stale_seq", fmt("seq %d is not above this client's last committed seq %s", seq, r[2]))
     elseif st == "old" then
       drop_copy(name, o, core.WARN, "the revisions after this instance's copy are no longer in the log")
       d, code, msg = load(name, o)
-      if not d then return nil, code, msg end
+      if not d then return fail(code, msg) end
     else -- "behind": Redis lost revisions this copy has
       drop_copy(name, o, core.ERROR, fmt("Redis is at revision %s, this instance at %d (Redis lost revisions?)",
         tostring(r[2]), d.rev))
-      return nil, "storage_failed", "the stored document is behind this instance's copy: reload the document"
+      return fail("storage_failed", "the stored document is behind this instance's copy: reload the document")
     end
-    d = o.doc
+    d = o.doc or d
   end
-  return nil, "conflict", fmt("the document kept changing: not committed after %d attempts; resend", COMMIT_TRIES)
 end
 
 function engine.commit(name, base, op, key, seq, sel, info)
@@ -748,7 +772,23 @@ end
 
 -- An edit from a session (m = { name, w, sid, key, client, user, rev, operation, seq,
 -- sel, id }): committed, then acknowledged and sent to the others.
-local function owner_commit(m)
+-- The cluster: a commit may wait (another instance has the document's turn), and
+-- the edits of the document that came after it wait behind it, in order (a client's
+-- edits are committed in the order it sent them).
+local turns = {}
+local function commit_in_turn(m, fn)
+  local t = turns[m.name]
+  if not t then t = { next = 0, serving = 0 }; turns[m.name] = t end
+  local mine = t.next
+  t.next = mine + 1
+  while t.serving < mine and pcall(core.sleep, 0.001) do end
+  local ok, err = pcall(fn, m)
+  if t.serving < mine + 1 then t.serving = mine + 1 end
+  if t.serving >= t.next and turns[m.name] == t then turns[m.name] = nil end
+  if not ok then error(err, 0) end
+end
+
+local function commit_edit(m)
   local name = m.name
   local e, code, msg, failed = engine.commit(name, m.rev, m.operation, m.key, m.seq, m.sel,
     { client = m.client, user = m.user, author_w = m.w, author_sid = m.sid })
@@ -770,6 +810,11 @@ local function owner_commit(m)
     local x = extra[i]
     reply(x[1], x[2], name, "error", error_json(name, code, msg, m.seq, nil))
   end
+end
+
+local function owner_commit(m)
+  if clustered() then return commit_in_turn(m, commit_edit) end
+  return commit_edit(m)
 end
 
 local function owner_cursor(m)
