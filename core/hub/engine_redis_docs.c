@@ -31,6 +31,7 @@
  * shard's subscriber connection becomes ready, every worker is posted the resync
  * message the Lua side registered (it reads what its documents missed). */
 #include <hiredis/hiredis.h>
+#include <mbedtls/sha1.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,9 +44,12 @@
 #define CHANNEL_PREFIX_LEN 6
 #define MAX_NAME 500
 
+enum { N_SCRIPTS = 3 };
+
 static struct {
   uv_mutex_t lock; /* guards resync */
   int started;
+  char sha[N_SCRIPTS + 1][41]; /* the scripts' SHA1s (hex), by EWS_DOCS_* */
   char *resync;    /* the Lua side's resync bus message */
   size_t resync_len;
 } D;
@@ -149,11 +153,15 @@ static int rdoc_call(const char *name, size_t nl, int op, int argc, const char *
   int pl = snprintf(dp, sizeof dp, "ews:dp:%.*s", (int)nl, name);
   const char *a[24];
   size_t al[24];
-  a[0] = "EVAL", al[0] = 4;
-  if (op == EWS_DOCS_COMMIT) a[1] = COMMIT_LUA, al[1] = sizeof COMMIT_LUA - 1;
-  else if (op == EWS_DOCS_READ) a[1] = READ_LUA, al[1] = sizeof READ_LUA - 1;
-  else if (op == EWS_DOCS_RELEASE) a[1] = RELEASE_LUA, al[1] = sizeof RELEASE_LUA - 1;
+  const char *script;
+  size_t sl;
+  if (op == EWS_DOCS_COMMIT) script = COMMIT_LUA, sl = sizeof COMMIT_LUA - 1;
+  else if (op == EWS_DOCS_READ) script = READ_LUA, sl = sizeof READ_LUA - 1;
+  else if (op == EWS_DOCS_RELEASE) script = RELEASE_LUA, sl = sizeof RELEASE_LUA - 1;
   else return EWS_EINVAL;
+  /* EVALSHA (the script's text is sent once per connection: EVAL on NOSCRIPT) */
+  a[0] = "EVALSHA", al[0] = 7;
+  a[1] = D.sha[op], al[1] = 40;
   a[2] = "4", al[2] = 1;
   a[3] = dm, al[3] = (size_t)ml;
   a[4] = dl, al[4] = (size_t)ll;
@@ -161,6 +169,12 @@ static int rdoc_call(const char *name, size_t nl, int op, int argc, const char *
   a[6] = dp, al[6] = (size_t)pl;
   for (int i = 0; i < argc; i++) a[7 + i] = argv[i], al[7 + i] = lens[i];
   redisReply *r = ews_rengine_sync(shard, 7 + argc, a, al);
+  if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
+    freeReplyObject(r);
+    a[0] = "EVAL", al[0] = 4;
+    a[1] = script, al[1] = sl;
+    r = ews_rengine_sync(shard, 7 + argc, a, al);
+  }
   if (!r) return EWS_EUNAVAILABLE;
   if (r->type != REDIS_REPLY_ARRAY) {
     if (r->type == REDIS_REPLY_ERROR) EWS_ERROR("documents %.*s: Redis: %s", (int)nl, name, r->str);
@@ -299,8 +313,17 @@ void ews_rdoc_sub_ready(int shard, ews_rconn_t *sub) {
   uv_mutex_unlock(&D.lock);
 }
 
+static void sha_of(char out[41], const char *script, size_t n) {
+  unsigned char sum[20];
+  if (mbedtls_sha1_ret((const unsigned char *)script, n, sum) != 0) memset(sum, 0, sizeof sum);
+  for (int i = 0; i < 20; i++) snprintf(out + 2 * i, 3, "%02x", sum[i]);
+}
+
 void ews_rdoc_start(void) {
   memset(&D, 0, sizeof D);
+  sha_of(D.sha[EWS_DOCS_COMMIT], COMMIT_LUA, sizeof COMMIT_LUA - 1);
+  sha_of(D.sha[EWS_DOCS_READ], READ_LUA, sizeof READ_LUA - 1);
+  sha_of(D.sha[EWS_DOCS_RELEASE], RELEASE_LUA, sizeof RELEASE_LUA - 1);
   uv_mutex_init(&D.lock);
   D.started = 1;
 }
