@@ -48,7 +48,9 @@
 -- stored revision, which also records the client's seq and publishes the revision);
 -- when another instance got there first, Redis answers with the revisions the copy
 -- lacks, which are applied (and sent to this instance's sessions) before the
--- operation is transformed past them and offered again, at most COMMIT_TRIES times.
+-- operation is transformed past them and offered again, at most COMMIT_TRIES times
+-- (a committer that lost twice holds the document's turn until it commits, so that an
+-- instance committing back to back cannot starve it; the others wait: "busy").
 -- Every instance's owner receives each committed revision (a bus message Redis
 -- publishes, posted by the engine to the owning worker) and applies it in revision
 -- order: one it already has is skipped, a gap is read from the log. A join reads
