@@ -715,7 +715,8 @@ local function rcommit(name, base, op, key, seq, sel, info)
       -- committed before (through another instance, or its reply was lost): the
       -- copy takes it, and the client's sessions get it as their ack
       if claimed then core.rdoc_release(name, token) end
-      catch_up(name, o)
+      local ok, c2, m2 = catch_up(name, o)
+      if not ok then return nil, c2, m2 end -- (the client resends: then it is taken)
       return nil, "duplicate", tonumber(r[2])
     elseif st == "stale" then
       return fail("stale_seq", fmt("seq %d is not above this client's last committed seq %s", seq, r[2]))
