@@ -377,6 +377,13 @@ describe("examples/collab across a cluster over Redis #integration #collab #clus
       assert.are.same({ "error", "unavailable", 2 }, { m.type, m.error, m.seq })
       assert.truthy(m.message:find("Redis", 1, true), m.message)
       quiet(b, { op = true })
+      -- a join (of a loaded document, and of one no instance has) is refused too
+      for _, doc in ipairs { "down", "down-new" } do
+        local j = open(2, "hal")
+        send(j, { type = "join", doc = doc })
+        local e = until_msg(j, function(x) return x.type == "joined" or x.type == "error" end)
+        assert.are.same({ "error", "unavailable" }, { e.type, e.error })
+      end
       redis = start_redis(rport, rdir)
       for i = 1, 3 do
         assert(helper.wait_until(function() return health(inst[i]).status == "ok" end, 10))
