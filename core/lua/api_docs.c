@@ -180,7 +180,8 @@ static int l_rread(lua_State *L) {
 }
 
 /* core.rdoc_resync(blob): the bus message every worker gets when a shard's
- * subscription is made again. core.rdoc() -> true when documents are the engine's. */
+ * subscription is made again. core.rdoc() -> true when documents are the engine's
+ * (nothing while there is no worker: the configuration is being read). */
 static int l_rresync(lua_State *L) {
   const ews_docs_engine_t *e = docs_engine(L);
   size_t n;
@@ -201,6 +202,7 @@ static int l_rpublish(lua_State *L) {
 }
 
 static int l_rdoc(lua_State *L) {
+  if (!lua_touserdata(L, lua_upvalueindex(1))) return 0; /* no worker: not known yet */
   lua_pushboolean(L, docs_engine(L) != NULL);
   return 1;
 }

@@ -122,9 +122,10 @@ function _M.config()
   return c
 end
 
---- docs.persistent() -> true when documents are stored in SQLite (--data)
+--- docs.persistent() -> true when documents are stored in SQLite (--data; not in a
+-- cluster, where Redis stores them: docs.clustered())
 function _M.persistent()
-  return config.persistence and core.has_store() or false
+  return config.persistence and core.has_store() and not _M.clustered() or false
 end
 
 local function doc_opts()
@@ -175,11 +176,17 @@ local COMMIT_WAIT = 2    -- seconds an edit waits while other instances have the
 local clustered_flag
 local function clustered()
   if clustered_flag == nil then
-    clustered_flag = core.rdoc ~= nil and core.rdoc() or false
-    if clustered_flag then core.rdoc_resync(encode({ op = "docs_resync" })) end
+    if core.rdoc == nil then clustered_flag = false
+    else
+      local c = core.rdoc() -- (nothing before a worker runs: asked again later)
+      if c == nil then return false end
+      clustered_flag = c
+      if c then core.rdoc_resync(encode({ op = "docs_resync" })) end
+    end
   end
   return clustered_flag
 end
+--- docs.clustered() -> true when documents are committed in the cluster's Redis (--redis)
 _M.clustered = clustered
 
 local function entry_text(rev, seq, key, json)

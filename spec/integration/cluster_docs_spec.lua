@@ -428,11 +428,13 @@ end)
 describe("documents in Redis: snapshots and the log's trimming #integration #collab #cluster", function()
   teardown(function() helper.cleanup() end)
 
-  it("keeps the last `history` operations and a snapshot; a new instance loads the document", function()
+  it("keeps the last `history` operations and a snapshot (also with --data); a new instance loads the document", function()
     local rport = free_port()
     start_redis(rport, helper.tmpdir())
     local env = { COLLAB_HISTORY = "10", COLLAB_MAX_LAG = "10", COLLAB_SNAPSHOT_EVERY = "7" }
-    local s1 = start_instance(rport, env)
+    -- (the first instance has a data directory: documents still go to Redis)
+    local s1 = start_instance(rport, { COLLAB_HISTORY = "10", COLLAB_MAX_LAG = "10", COLLAB_SNAPSHOT_EVERY = "7",
+                                       COLLAB_DATA_DIR = helper.tmpdir() })
     local c = helper.app_client()
     local function msg(id, t)
       local deadline = helper.now() + 5
