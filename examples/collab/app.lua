@@ -3,7 +3,9 @@
 -- cursors and selections moved through concurrent edits, and who is there (name
 -- and colour) through edgews.presence. Documents are kept in SQLite under data/
 -- beside this file (or --data DIR): snapshot + operation log, every acknowledged
--- edit survives a crash.
+-- edit survives a crash. Started with --redis (a cluster), every instance serves
+-- every document, committed in Redis instead (README: Collaborative editing, "In a
+-- cluster"); give each instance its own COLLAB_DATA_DIR (or "") then.
 --
 --   scripts/run examples/collab/app.lua
 --   then open http://127.0.0.1:8080/ (the editor page, public/, with client/edgews.js
