@@ -18,7 +18,12 @@
  * Measured: acknowledgements per second (operations committed) and ack latency
  * (edit sent -> ack received) while measuring; ops delivered to the other editors
  * per second. Phases: open (paced) -> join -> type (warmup) -> measure -> drain
- * the acks outstanding -> close. collab_report() prints the summary (and --json). */
+ * the acks outstanding -> close. collab_report() prints the summary (and --json).
+ *
+ * A cluster: one generator per instance, all with the same EDGEWS_BENCH_COLLAB_RUN
+ * (the documents' names) and each with its own EDGEWS_BENCH_COLLAB_FIRST (the first
+ * editor's number, so that client ids differ); their editors then edit the same
+ * documents through different instances (a document may not be new when joined). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
