@@ -173,7 +173,7 @@ if mode == "scale" then
       errors = pub.errors, first_offset = pub.first_offset, last_offset = pub.last_offset }
     r.errors = r.errors + pub.errors
     if pub.first_error ~= cjson.null and pub.first_error then
-      r.first_errors[#r.first_errors + 1] = "publisher: " .. pub.first_error
+      r.first_errors[#r.first_errors + 1] = pub.first_error
     end
   else
     r.errors = r.errors + 1
@@ -186,8 +186,10 @@ if mode == "scale" then
   r.publish_cpu_net_s = S.publish_cpu_s - r.idle_cpu_per_s * S.publish_wall_s
   r.us_per_delivery = deliveries > 0 and r.publish_cpu_net_s * 1e6 / deliveries or nil
   r.load = { connect = S.load_connect, idle = S.load_idle, publish = S.load_publish }
+  r.pids = S.pids
+  r.sanitizer_reports = S.sanitizer_reports
   r.ok = r.errors == 0 and subscribed == S.conns and verified == S.conns * S.messages and
-         epochs_agree and S.publisher_rc == 0
+         epochs_agree and S.publisher_rc == 0 and S.sanitizer_reports == 0
   for k = 1, S.messages do
     if (per_msg[k] or 0) ~= S.conns then r.ok = false end
   end
