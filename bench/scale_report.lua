@@ -271,39 +271,46 @@ if mode == "fanout" then
       m.mode, m.instances, commas(m.deliveries_per_sec), m.p50_us or -1, m.p99_us or -1,
       m.server_cpu_us_per_delivery or -1, row.instances > 1 and " + redis" or "", m.runs, errors)
   end
-  local pl = {}
+  local pl, porder = {}, {}
   for _, d in ipairs(lines_json(arg[3])) do
-    local k = d.instances
-    pl[k] = pl[k] or { runs = 0, ack50 = {}, ack99 = {}, ackmax = {}, d50 = {}, d99 = {}, errors = 0,
-                       verified = 0, expected = 0 }
-    local e = pl[k]
+    local key = d.instances .. ":" .. d.subs
+    if not pl[key] then
+      porder[#porder + 1] = key
+      pl[key] = { instances = d.instances, subs = d.subs, runs = 0, ack50 = {}, ack99 = {},
+                  ackmax = {}, d50 = {}, d99 = {}, errors = 0, verified = 0, expected = 0 }
+    end
+    local e = pl[key]
     e.runs = e.runs + 1
-    if d.rc ~= 0 or d.pub == cjson.null or d.rcv == cjson.null then
+    if d.rc ~= 0 or d.pub == cjson.null or (d.subs > 0 and d.rcv == cjson.null) then
       ok = false
       e.errors = e.errors + 1
     else
       e.ack50[#e.ack50 + 1] = d.pub.ack_p50_us
       e.ack99[#e.ack99 + 1] = d.pub.ack_p99_us
       e.ackmax[#e.ackmax + 1] = d.pub.ack_max_us
-      e.d50[#e.d50 + 1] = d.rcv.p50_us
-      e.d99[#e.d99 + 1] = d.rcv.p99_us
-      e.errors = e.errors + d.pub.errors + d.rcv.errors
-      e.verified = e.verified + d.rcv.verified
-      e.expected = e.expected + 1000 * 1000
-      if d.rcv.verified ~= 1000 * 1000 then ok = false end
+      e.errors = e.errors + d.pub.errors
+      if d.subs > 0 then
+        e.d50[#e.d50 + 1] = d.rcv.p50_us
+        e.d99[#e.d99 + 1] = d.rcv.p99_us
+        e.errors = e.errors + d.rcv.errors
+        e.verified = e.verified + d.rcv.verified
+        e.expected = e.expected + d.subs * d.pub.messages
+        if d.rcv.verified ~= d.subs * d.pub.messages then ok = false end
+      end
     end
   end
-  for _, k in ipairs({ 1, 2 }) do
-    local e = pl[k]
-    if e then
-      local m = { instances = k, runs = e.runs, errors = e.errors, verified = e.verified,
+  for _, key in ipairs(porder) do
+    local e = pl[key]
+    local k = e.instances
+    do
+      local m = { instances = k, subs = e.subs, runs = e.runs, errors = e.errors, verified = e.verified,
         expected = e.expected, ack_p50_us = median(e.ack50), ack_p99_us = median(e.ack99),
         ack_max_us = median(e.ackmax), delivery_p50_us = median(e.d50),
         delivery_p99_us = median(e.d99) }
       if m.errors > 0 then ok = false end
       out.publat[#out.publat + 1] = m
-      say("  publish -> ack, %d instance(s)%s: p50 %.1f us, p99 %.1f us; delivery p50 %.1f us, p99 %.1f us; verified %s of %s",
-        k, k > 1 and " + Redis" or "", m.ack_p50_us or -1, m.ack_p99_us or -1,
+      say("  publish -> ack, %d instance(s)%s, %d subscribers: p50 %.1f us, p99 %.1f us; delivery p50 %.1f us, p99 %.1f us; verified %s of %s",
+        k, k > 1 and " + Redis" or "", e.subs, m.ack_p50_us or -1, m.ack_p99_us or -1,
         m.delivery_p50_us or -1, m.delivery_p99_us or -1, commas(m.verified), commas(m.expected))
     end
   end
@@ -330,8 +337,8 @@ if mode == "markdown" then
   p("")
   p("### %s concurrent WebSocket connections, one port, %d instances, one Redis", commas(A.conns), A.instances)
   p("")
-  p("%d `edgews-lua --workers 1 --reuse-port --redis redis://127.0.0.1:PORT/0` instances on one port (each its own `--admin-listen`) with bench/apps/scale.lua, one redis-server (persistence off), %d `edgews-bench scale` generators of %s connections each, every generator bound to its own loopback source address (127.0.0.2, 127.0.0.3, ...: %s ephemeral ports each towards the one server address) and under the open-file limit. Every connection subscribes to the **pub/sub topic** `scale` (not a channel: offsets, epochs and the Redis stream are on the path) and waits; a connection counts when its subscribe was answered.",
-    A.instances, A.gens, commas(math.ceil(A.conns / A.gens)), "~28,000")
+  p("%d `edgews-lua --workers 1 --reuse-port --redis redis://127.0.0.1:PORT/0` instances on one port (each its own `--admin-listen`) with bench/apps/scale.lua, one redis-server (persistence off), %d `edgews-bench scale` generators of %s connections each, every generator bound to its own loopback source address (127.0.0.2, 127.0.0.3, ...: one ephemeral port range each towards the one server address) and under the open-file limit. Every connection subscribes to the **pub/sub topic** `scale` (not a channel: offsets, epochs and the Redis stream are on the path) and waits; a connection counts when its subscribe was answered.",
+    A.instances, A.gens, commas(math.ceil(A.conns / A.gens)))
   p("")
   p("| measure | value |")
   p("|---|---:|")
@@ -369,12 +376,12 @@ if mode == "markdown" then
     p("| %d | %s | %.1f | %.1f | %s |", i, commas(x.conns), x.rss_before / MiB, x.rss_after / MiB, commas(x.per_conn))
   end
   p("")
-  p("Every generator checks every message: the envelope (`type`, `topic`, the same `epoch` on every message and in every generator), offsets exactly one past the previous one from the offset its subscribe answered (none missing, repeated or reordered), and every byte of the %d-byte payload. The publisher (`edgews-bench scale --publish`, its connection on whichever instance the kernel picked) waits for each publish's ack (`pubsub.publish` returned: Redis ran the publish script) before the next one. All on one machine: the generators share CPU 1 and read 100,000 sockets, so delivery latency includes their scheduling; the servers and Redis share CPU 0.", 64)
+  p("Every generator checks every message: the envelope (`type`, `topic`, the same `epoch` on every message and in every generator), offsets exactly one past the previous one from the offset its subscribe answered (none missing, repeated or reordered), and every byte of the %d-byte payload. The publisher (`edgews-bench scale --publish`, its connection on whichever instance the kernel picked) waits for each publish's ack (`pubsub.publish` returned: Redis ran the publish script) before the next one. All on one machine: the generators share CPU 1 and read %s sockets, so delivery latency includes their scheduling; the servers and Redis share CPU 0.", 64, commas(A.conns))
   p("")
 
   p("### Cross-instance fan-out: 1,000 subscribers, 1 instance vs 2 instances + Redis")
   p("")
-  p("The fan-out scenario of `scripts/bench` (`edgews-bench fanout -c 1000 -s 64 --rate 0 --window 64`, 10 s after 2 s, examples/broadcast/app.lua on /broadcast; the publisher is subscribed too), on 1 instance without Redis and on 2 instances joined by one redis-server, the subscribers split evenly over the two (`--spread`: even connections to the first instance, odd to the second; the publisher on the first), so half of every message's deliveries cross Redis. Both instances and Redis are pinned to CPU 0 with the single instance's one core: the 2-instance rows measure what crossing Redis costs, not added capacity. Taking turns, %d runs, medians; server CPU = instances + Redis.", B.rows[1] and B.rows[1].runs or 0)
+  p("The fan-out scenario of `scripts/bench` (`edgews-bench fanout -c 1000 -s 64 --rate 0 --window 64`, 10 s after 2 s, examples/broadcast/app.lua on /broadcast; the publisher is subscribed too), on 1 instance without Redis and on 2 instances joined by one redis-server, the subscribers split evenly over the two (`--spread`: even connections to the first instance, odd to the second; the publisher on the first), so half of every message's deliveries cross Redis. Both instances and Redis are pinned to CPU 0 with the single instance's one core: the 2-instance rows measure what crossing Redis costs, not added capacity. Taking turns, %d run(s), medians; server CPU = instances + Redis.", B.rows[1] and B.rows[1].runs or 0)
   p("")
   p("| mode | instances | deliveries/s | published msgs/s | p50 µs | p99 µs | server CPU µs/delivery | server CPU util | generator CPU util | Redis CPU µs/publish | errors | runs |")
   p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -400,19 +407,21 @@ if mode == "markdown" then
   p("")
   p("Publish latency through Redis (`edgews-bench scale --publish --interval 0`: 1,000 publishes of bench/apps/scale.lua, each sent when the previous one's ack arrived, with 1,000 subscribers verifying all 1,000,000 deliveries; publish -> ack = the WebSocket round trip of `P...` -> `p<offset>`, i.e. the handler's `pubsub.publish` returning, which in a cluster waits for Redis to run the publish script):")
   p("")
-  p("| setup | publish -> ack p50 µs | p99 µs | max µs | delivery p50 µs | delivery p99 µs | deliveries verified | runs |")
-  p("|---|---:|---:|---:|---:|---:|---:|---:|")
+  p("| setup | subscribers | publish -> ack p50 µs | p99 µs | max µs | delivery p50 µs | delivery p99 µs | deliveries verified | errors | runs |")
+  p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
   local pl = {}
   for _, m in ipairs(B.publat) do
-    pl[m.instances] = m
-    p("| %s | %s | %s | %s | %s | %s | %s of %s | %d |", m.instances == 1 and "1 instance, memory history" or "2 instances + Redis (subscribers split)",
-      commas(m.ack_p50_us, 1), commas(m.ack_p99_us, 1), commas(m.ack_max_us, 1),
-      commas(m.delivery_p50_us, 1), commas(m.delivery_p99_us, 1), commas(m.verified), commas(m.expected), m.runs)
+    pl[m.instances .. ":" .. m.subs] = m
+    p("| %s | %s | %s | %s | %s | %s | %s | %s | %d | %d |", m.instances == 1 and "1 instance, memory history" or "2 instances + Redis",
+      commas(m.subs), commas(m.ack_p50_us, 1), commas(m.ack_p99_us, 1), commas(m.ack_max_us, 1),
+      m.subs > 0 and commas(m.delivery_p50_us, 1) or "-", m.subs > 0 and commas(m.delivery_p99_us, 1) or "-",
+      m.subs > 0 and (commas(m.verified) .. " of " .. commas(m.expected)) or "-", m.errors, m.runs)
   end
-  if pl[1] and pl[2] and pl[1].ack_p50_us and pl[2].ack_p50_us then
+  local a, b = pl["1:0"], pl["2:0"]
+  if a and b and a.ack_p50_us and b.ack_p50_us then
     p("")
-    p("Redis adds %.0f µs to the median publish (p99: %.0f µs).", pl[2].ack_p50_us - pl[1].ack_p50_us,
-      (pl[2].ack_p99_us or 0) - (pl[1].ack_p99_us or 0))
+    p("Without subscribers, Redis adds %.0f µs to the median publish -> ack (p99: %.0f µs): the publish script's round trip from the instance's Redis thread and back to the worker.",
+      b.ack_p50_us - a.ack_p50_us, (b.ack_p99_us or 0) - (a.ack_p99_us or 0))
   end
   p("")
 
@@ -441,15 +450,16 @@ if mode == "markdown" then
   p("| server memory | 1,000,000 x %s B + %d x %.1f MiB | **%.1f GiB** |", commas(rss_conn), inst, base_rss / MiB, mem_srv / 2^30)
   p("| kernel memory for the server sockets | 1,000,000 x %s B / 2 (idle: no buffers held) | %.1f GiB |", commas(slab), N * slab / 2 / 2^30)
   p("| heartbeats, 30 s interval (the default) | 1,000,000 / 30 s x %.2f µs | %.2f cores |", hb_us, hb30)
-  p("| one publish to all 1,000,000 | 1,000,000 x %.2f µs | %.1f core-seconds: 1 publish/s to everyone needs ~%.0f cores; its deliveries take %.1f s on one core, ~%.2f s spread over %d cores |",
-    del_us, N * del_us / 1e6, math.ceil(N * del_us / 1e6), N * del_us / 1e6, N * del_us / 1e6 / math.max(1, math.ceil(N * del_us / 1e6 + hb30)), math.ceil(N * del_us / 1e6 + hb30))
+  p("| one publish to all 1,000,000 | 1,000,000 x %.2f µs | %.1f core-seconds (1 publish per second to everyone keeps ~%.0f cores busy) |",
+    del_us, N * del_us / 1e6, math.ceil(N * del_us / 1e6))
   p("| reconnect storm: all 1,000,000 connect and subscribe again | 1,000,000 x %.1f µs | %.0f core-seconds (%.0f s on 8 cores) |", conn_us, N * conn_us / 1e6, N * conn_us / 1e6 / 8)
   local cores = math.ceil(hb30 + N * del_us / 1e6 * 1 + 1)
   p("| cores for 1 publish/s to everyone + heartbeats + one core of headroom | %.2f + %.1f + 1 | **~%d cores** (e.g. %d machines of 8 cores, %d instances each) |",
     hb30, N * del_us / 1e6, cores, math.ceil(cores / 8), math.ceil(inst / math.ceil(cores / 8)))
   local rp = by["pubsub2"] and by["pubsub2"].redis_us_per_publish
-  p("| Redis | each instance holds one pattern subscription per shard: a publish costs Redis one script run plus one write per instance, independent of the connections; measured %s µs of Redis CPU per publish with 2 instances | **1 shard** for the connections themselves; shard by topic (`--redis` repeated) when publishes x instances approach a Redis core (~%s publishes/s x %d instances at the measured cost, an extrapolation of its per-instance part) |",
-    rp and ("%.1f"):format(rp) or "n/a", rp and commas(1e6 / rp / math.max(1, inst / 2)) or "n/a", inst)
+  p("| Redis | nothing per connection (each instance holds one pattern subscription per shard); per publish one script run plus one write to each of the %d instances; measured %s µs of Redis CPU per pub/sub publish with 2 instances | **1 shard** holds the connections; one Redis core runs between %s publishes/s (the measured cost independent of the instance count) and %s publishes/s (all of it growing with the instances): shard by topic (`--redis` repeated) above that |",
+    inst, rp and ("%.1f"):format(rp) or "n/a", rp and commas(1e6 / rp) or "n/a",
+    rp and commas(1e6 / (rp * inst / 2)) or "n/a")
   p("")
   p("Assumptions: connections are idle except for the heartbeat and the publishes; every connection follows the topic published to (the worst case: one publish = 1,000,000 deliveries); the per-connection costs measured at %s connections stay linear (instances are independent: each instance here held ~%s connections, as in the projection); TLS, compression, authentication and presence are off (each adds memory and CPU per connection: see the idle-memory and TLS sections above); clients are on other machines (here each connection's client end also cost this machine's kernel memory and CPU).",
     commas(A.conns), commas(math.floor(A.conns / A.instances)))
