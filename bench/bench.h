@@ -2,8 +2,8 @@
  * latency histogram, /proc and rusage sampling, the WebSocket client connection
  * (conn.c) with its optional TLS layer (tls.c) and permessage-deflate (pmd.c),
  * message payloads (payload.c) and the modes (echo.c, hsmode.c, idle.c, fanout.c,
- * recover.c, churn.c, collab.c) that drive connections through hooks. Everything runs on one libuv loop in one
- * thread. */
+ * recover.c, churn.c, collab.c, scale.c) that drive connections through hooks.
+ * Everything runs on one libuv loop in one thread. */
 #ifndef EWS_BENCH_H
 #define EWS_BENCH_H
 

@@ -1,10 +1,10 @@
 /* scale.c — scale mode of edgews-bench, against bench/apps/scale.lua (scripts/bench-scale):
  * many subscribed connections that verify every publish, or the publisher.
  *
- * Receivers (default): -c N connections (at most --max-pending joining at once: connect,
- * upgrade and subscribe answer; spread round-robin over
- * the URL's address and --spread ones, bound round-robin to --source addresses) each
- * send "S" once open; the app subscribes the socket to the pub/sub topic "scale" and
+ * Receivers (default): -c N connections (spread round-robin over the URL's address and
+ * the --spread ones, bound round-robin to the --source addresses; at most --max-pending
+ * joining at once, a join being connect, upgrade and subscribe answer) each send "S"
+ * once open; the app subscribes the socket to the pub/sub topic "scale" and
  * answers "s<last offset>". Once every connection is subscribed (or failed) one line
  *   {"event":"ready","t0_ns":..,"opened_ns":..,"ready_ns":..,"opened":..,"subscribed":..,
  *    "failed":..}
