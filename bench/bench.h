@@ -2,8 +2,8 @@
  * latency histogram, /proc and rusage sampling, the WebSocket client connection
  * (conn.c) with its optional TLS layer (tls.c) and permessage-deflate (pmd.c),
  * message payloads (payload.c) and the modes (echo.c, hsmode.c, idle.c, fanout.c,
- * recover.c, churn.c, collab.c) that drive connections through hooks. Everything runs on one libuv loop in one
- * thread. */
+ * recover.c, churn.c, collab.c, scale.c) that drive connections through hooks.
+ * Everything runs on one libuv loop in one thread. */
 #ifndef EWS_BENCH_H
 #define EWS_BENCH_H
 
@@ -18,7 +18,11 @@
 
 /* ---- options (main.c) --------------------------------------------------------- */
 
-typedef enum { MODE_ECHO, MODE_HANDSHAKE, MODE_IDLE, MODE_FANOUT, MODE_RECOVER, MODE_COLLAB } bench_mode_t;
+#define BENCH_MAX_ADDRS 64
+#define BENCH_MAX_PIDS 64
+
+typedef enum { MODE_ECHO, MODE_HANDSHAKE, MODE_IDLE, MODE_FANOUT, MODE_RECOVER, MODE_COLLAB,
+               MODE_SCALE } bench_mode_t;
 /* pattern: token + random bytes; json: JSON-like arrays (compressible); route: JSON
  * objects {"type":"echo",...} for the application-layer (router) benchmark. The
  * json and route kinds are pre-built variants, verified the same way. */
@@ -56,7 +60,21 @@ typedef struct {
   int messages;    /* recover: messages in the topic's history */
   int rounds;      /* recover: recoveries of every connection */
   int docs;        /* collab: documents the editors (-c) are spread over */
-  long server_pid; /* 0 = none */
+  long server_pid; /* 0 = none; the first of server_pids */
+  long server_pids[BENCH_MAX_PIDS]; /* --server-pid A,B,...: trees summed */
+  int nserver_pids;
+  /* Where connections go and come from. dst[0] is the URL's address; --spread adds
+   * more (fanout subscribers and scale connections take them round-robin). --source
+   * binds each connection to one of these IPv4 addresses (round-robin; the port is
+   * chosen at connect time, IP_BIND_ADDRESS_NO_PORT), so that more than one
+   * ephemeral port range's worth of connections reach one server address. */
+  struct sockaddr_storage dst[BENCH_MAX_ADDRS];
+  int ndst;
+  struct sockaddr_in src[BENCH_MAX_ADDRS];
+  int nsrc;
+  int publish;      /* scale: the publisher role */
+  double interval;  /* scale publisher: seconds between publishes */
+  const char *samples; /* scale: file for the (message, latency) samples */
   int json;
   int verbose;
 } bench_opts_t;
@@ -142,6 +160,8 @@ static inline void hist_add(hist_t *h, uint64_t ns) {
 /* CPU seconds (user + system) of `pid` and all its descendant processes, or -1 when
  * pid does not exist. *nprocs (may be NULL) gets the number of processes summed. */
 double proc_tree_cpu_s(long pid, int *nprocs);
+/* proc_tree_cpu_s summed over g_opt.server_pids, or -1 when one of them is gone. */
+double servers_cpu_s(int *nprocs);
 /* Sum of VmRSS of pid and its descendants in bytes, or -1. */
 long proc_tree_rss(long pid);
 /* User + system CPU seconds of the whole machine, all CPUs (/proc/stat), or -1. */
@@ -211,6 +231,11 @@ typedef struct conn {
   const uint8_t *expect; /* JSON payloads: the expected echo (payload.c's) */
   uint64_t fo_seq, fo_ts; /* fanout: header of the message being received */
   const char *target;     /* request target of the upgrade; NULL = g_opt.path */
+  uint8_t dst;            /* index into g_opt.dst (the source is g_opt.src[id % nsrc]) */
+  uint8_t *acc;           /* scale: a message split over reads, accumulated */
+  uint32_t acc_len;
+  uint64_t sc_base;       /* scale: the topic's last offset when this one subscribed */
+  uint32_t sc_got;        /* scale: messages received */
 } conn_t;
 
 typedef struct {
@@ -231,6 +256,7 @@ extern const conn_hooks_t *g_hooks;
 extern uv_loop_t *g_loop;
 extern uint64_t g_now; /* uv_hrtime() at the start of the current read callback */
 extern int g_live;     /* tcp handles initialised and not yet closed */
+extern uint64_t g_pings_rx; /* pings received from the server (answered with pongs) */
 
 /* Starts a TCP connect (+ TLS handshake) + WebSocket handshake. Returns 0 or a
  * libuv error. */
@@ -344,6 +370,10 @@ int run_recover(void);
 void recover_report(int rc);
 /* collab: editors of examples/collab/app.lua (collab.c), with its own report. */
 int run_collab(void);
+/* scale: many subscribed connections of bench/apps/scale.lua that verify every
+ * publish, or (--publish) the publisher (scale.c), with its own report. */
+int run_scale(void);
+void scale_report(int rc);
 void collab_report(int rc);
 /* churn (the soak client) parses its own command line: argv[1] is "churn". */
 int churn_main(int argc, char **argv);

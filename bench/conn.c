@@ -6,6 +6,8 @@
  * per flush), reading into one shared buffer and parsing server frames with ews_rx,
  * inflating compressed messages, control frames, and closing. The modes see
  * connections only through conn_hooks_t. */
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@ const conn_hooks_t *g_hooks;
 uv_loop_t *g_loop;
 uint64_t g_now;
 int g_live;
+uint64_t g_pings_rx;
 
 #define READ_BUF_SIZE (256 * 1024)
 static uint8_t g_rbuf[READ_BUF_SIZE];
@@ -197,6 +200,9 @@ void conn_free(conn_t *c) {
   free(c->out[1]);
   free(c->pt);
   free(c->ts);
+  free(c->acc);
+  c->acc = NULL;
+  c->acc_len = 0;
   c->out[0] = c->out[1] = c->pt = NULL;
   c->expect = NULL;
   c->out_cap[0] = c->out_cap[1] = c->pt_cap = 0;
@@ -293,7 +299,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 }
 
 int conn_start(conn_t *c) {
-  int r = uv_tcp_init(g_loop, &c->tcp);
+  const struct sockaddr *dst = (const struct sockaddr *)(g_opt.ndst ? &g_opt.dst[c->dst % g_opt.ndst]
+                                                                     : &g_opt.addr);
+  int r = g_opt.nsrc ? uv_tcp_init_ex(g_loop, &c->tcp, dst->sa_family)
+                     : uv_tcp_init(g_loop, &c->tcp);
   if (r < 0) { /* no handle: report the failure here, there will be no close */
     char msg[120];
     snprintf(msg, sizeof(msg), "socket: %s", uv_strerror(r));
@@ -314,7 +323,22 @@ int conn_start(conn_t *c) {
   c->t_start = uv_hrtime();
   ews_rx_init(&c->rx, &g_rx_cfg);
   g_live++;
-  r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&g_opt.addr, on_connect);
+  if (g_opt.nsrc) {
+    /* the source address now, its port at connect: the kernel then needs the 4-tuple
+     * alone to be unique, not the port per address */
+    uv_os_fd_t fd;
+    int one = 1;
+    r = uv_fileno((uv_handle_t *)&c->tcp, &fd);
+    if (r == 0 && setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0)
+      r = uv_translate_sys_error(errno);
+    if (r == 0)
+      r = uv_tcp_bind(&c->tcp, (const struct sockaddr *)&g_opt.src[c->id % (uint32_t)g_opt.nsrc], 0);
+    if (r < 0) {
+      conn_fail(c, "bind to the source address: %s", uv_strerror(r));
+      return r;
+    }
+  }
+  r = uv_tcp_connect(&c->creq, &c->tcp, dst, on_connect);
   if (r < 0) {
     conn_fail(c, "connect: %s", uv_strerror(r));
     return r;
@@ -349,6 +373,7 @@ static int rx_on_control(void *ud, int opcode, uint8_t *p, size_t n) {
   conn_t *c = ud;
   switch (opcode) {
     case EWS_OP_PING:
+      g_pings_rx++;
       conn_queue_frame(c, EWS_OP_PONG, p, n);
       return 0;
     case EWS_OP_PONG:

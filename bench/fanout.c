@@ -349,7 +349,10 @@ int run_fanout(void) {
   g_letters = malloc(g_opt.size + 26);
   if (!g_conns || !g_remaining || !g_letters) return -1;
   for (size_t i = 0; i < g_opt.size + 26; i++) g_letters[i] = (uint8_t)('a' + i % 26);
-  for (int i = 0; i < g_nconns; i++) g_conns[i].id = (uint32_t)i;
+  for (int i = 0; i < g_nconns; i++) {
+    g_conns[i].id = (uint32_t)i;
+    g_conns[i].dst = (uint8_t)(i < g_opt.conns ? i % g_opt.ndst : 0); /* --spread */
+  }
   g_pub = &g_conns[g_opt.conns];
   /* the publisher's buffer fits a full window, allocated once; subscribers only
    * write their close frame */

@@ -61,6 +61,11 @@ static void usage(FILE *f) {
       "  edgews-bench collab --url ws://HOST:PORT/collab [-c EDITORS] [--docs D]\n"
       "                    [--duration SECS] [--warmup SECS] [--server-pid PID] [--json]\n"
       "                    (examples/collab/app.lua: editors typing, one edit in flight each)\n"
+      "  edgews-bench scale --url ws://HOST:PORT/scale -c CONNS [--messages M] [--hold SECS]\n"
+      "                    [--source ADDR,...] [--spread ADDR:PORT] [--samples FILE]\n"
+      "                    (bench/apps/scale.lua: subscribed connections verifying M publishes)\n"
+      "  edgews-bench scale --publish --url URL [--messages M] [--interval SECS] [-s SIZE]\n"
+      "                    (the publisher of those M messages)\n"
       "  edgews-bench churn --url URL [-n CONNS] [--duration SECS] ... (the soak client:\n"
       "                    edgews-bench churn --help)\n"
       "  wss:// needs --ca FILE or --insecure\n"
@@ -99,7 +104,18 @@ static void usage(FILE *f) {
       "  -t, --duration SECS    measured interval (10)\n"
       "  -w, --warmup SECS      time before measuring (echo 2, handshake 1)\n"
       "  -p, --server-pid PID   sample the server process tree's CPU time (/proc/PID/stat)\n"
-      "                         and RSS (/proc/PID/status)\n"
+      "                         and RSS (/proc/PID/status); PID,PID,... sums several\n"
+      "      --spread ADDR:PORT fanout, scale: connections go round-robin to the URL's\n"
+      "                         address and these (repeatable; the publisher to the URL's)\n"
+      "      --source ADDR,...  bind connections round-robin to these IPv4 source addresses\n"
+      "                         (e.g. 127.0.0.2,127.0.0.3: one ephemeral port range each)\n"
+      "      --messages M       scale: publishes to expect / to send (1)\n"
+      "      --interval SECS    scale --publish: from one publish to the next (2; 0: the\n"
+      "                         next when the previous one's ack arrives)\n"
+      "      --hold SECS        scale: give up waiting for the messages this long after all\n"
+      "                         connections are subscribed (600)\n"
+      "      --samples FILE     scale: write one line 'MESSAGE LATENCY_NS' per delivery\n"
+      "      --settle SECS      scale: after the last message, wait this long before closing\n"
       "      --settle SECS      idle: wait before reading RSS again (2)\n"
       "      --hold SECS        idle: keep the connections open this long after (0)\n"
       "      --max-pending N    handshakes outstanding at once while opening (200)\n"
@@ -188,6 +204,54 @@ int bench_parse_url(const char *url) {
   memcpy(&g_opt.addr, res->ai_addr, res->ai_addrlen);
   freeaddrinfo(res);
   return 0;
+}
+
+/* "PID[,PID...]" -> g_opt.server_pids (the first also g_opt.server_pid). 0 or -1. */
+static int parse_pids(const char *s) {
+  g_opt.nserver_pids = 0;
+  while (*s) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || v < 1 || v > (1L << 30) || g_opt.nserver_pids == BENCH_MAX_PIDS) return -1;
+    g_opt.server_pids[g_opt.nserver_pids++] = v;
+    if (*end == ',')
+      end++;
+    else if (*end)
+      return -1;
+    s = end;
+  }
+  if (g_opt.nserver_pids == 0) return -1;
+  g_opt.server_pid = g_opt.server_pids[0];
+  return 0;
+}
+
+/* "A.B.C.D:PORT" (IPv4 literal) -> *out. 0 or -1. */
+static int parse_hostport(const char *s, struct sockaddr_storage *out) {
+  const char *colon = strrchr(s, ':');
+  char ip[64];
+  if (!colon || colon == s || (size_t)(colon - s) >= sizeof ip) return -1;
+  memcpy(ip, s, (size_t)(colon - s));
+  ip[colon - s] = 0;
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  if (*end || port < 1 || port > 65535) return -1;
+  return uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)out) == 0 ? 0 : -1;
+}
+
+/* "A.B.C.D[,A.B.C.D...]" -> g_opt.src. 0 or -1. */
+static int parse_sources(const char *s) {
+  g_opt.nsrc = 0;
+  while (*s) {
+    const char *comma = strchr(s, ',');
+    size_t n = comma ? (size_t)(comma - s) : strlen(s);
+    char ip[64];
+    if (n == 0 || n >= sizeof ip || g_opt.nsrc == BENCH_MAX_ADDRS) return -1;
+    memcpy(ip, s, n);
+    ip[n] = 0;
+    if (uv_ip4_addr(ip, 0, &g_opt.src[g_opt.nsrc++]) != 0) return -1;
+    s += n + (comma ? 1 : 0);
+  }
+  return g_opt.nsrc ? 0 : -1;
 }
 
 /* ---- report --------------------------------------------------------------------- */
@@ -397,6 +461,8 @@ int main(int argc, char **argv) {
     g_opt.mode = MODE_RECOVER;
   else if (strcmp(mode, "collab") == 0)
     g_opt.mode = MODE_COLLAB;
+  else if (strcmp(mode, "scale") == 0)
+    g_opt.mode = MODE_SCALE;
   else {
     fprintf(stderr, "edgews-bench: unknown mode '%s'\n", mode);
     usage(stderr);
@@ -407,7 +473,8 @@ int main(int argc, char **argv) {
                 : g_opt.mode == MODE_COLLAB                           ? 10
                                                                       : 1000;
   g_opt.docs = 1;
-  g_opt.messages = 10000;
+  g_opt.messages = g_opt.mode == MODE_SCALE ? 1 : 10000;
+  g_opt.interval = 2;
   g_opt.rounds = 3;
   g_opt.rate = 1000;
   g_opt.window = 16;
@@ -422,7 +489,7 @@ int main(int argc, char **argv) {
 
   enum { O_BINARY = 256, O_JSON, O_SETTLE, O_HOLD, O_MAXPEND, O_CA, O_INSECURE, O_SNI, O_RESUME,
          O_DEFLATE, O_DEFLATE_LEVEL, O_PAYLOAD, O_PRIME, O_CLIENT_CTX, O_RATE, O_WINDOW,
-         O_MESSAGES, O_ROUNDS, O_DOCS };
+         O_MESSAGES, O_ROUNDS, O_DOCS, O_SPREAD, O_SOURCE, O_PUBLISH, O_INTERVAL, O_SAMPLES };
   static const struct option longopts[] = {
       {"url", required_argument, NULL, 'u'},
       {"conns", required_argument, NULL, 'c'},
@@ -450,6 +517,11 @@ int main(int argc, char **argv) {
       {"rounds", required_argument, NULL, O_ROUNDS},
       {"docs", required_argument, NULL, O_DOCS},
       {"window", required_argument, NULL, O_WINDOW},
+      {"spread", required_argument, NULL, O_SPREAD},
+      {"source", required_argument, NULL, O_SOURCE},
+      {"publish", no_argument, NULL, O_PUBLISH},
+      {"interval", required_argument, NULL, O_INTERVAL},
+      {"samples", required_argument, NULL, O_SAMPLES},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -466,7 +538,7 @@ int main(int argc, char **argv) {
       case 's': bad = parse_size(optarg, &g_opt.size); break;
       case 't': bad = parse_double(optarg, &g_opt.duration) || g_opt.duration <= 0; break;
       case 'w': bad = parse_double(optarg, &g_opt.warmup); break;
-      case 'p': bad = parse_int(optarg, 1, 1L << 30, &v); g_opt.server_pid = v; break;
+      case 'p': bad = parse_pids(optarg); break;
       case O_BINARY: g_opt.binary = 1; break;
       case O_JSON: g_opt.json = 1; break;
       case O_SETTLE: bad = parse_double(optarg, &g_opt.settle); break;
@@ -505,6 +577,14 @@ int main(int argc, char **argv) {
       case O_ROUNDS: bad = parse_int(optarg, 1, 64, &v); g_opt.rounds = (int)v; break;
       case O_DOCS: bad = parse_int(optarg, 1, 1000000, &v); g_opt.docs = (int)v; break;
       case O_WINDOW: bad = parse_int(optarg, 1, 65536, &v); g_opt.window = (int)v; break;
+      case O_SPREAD:
+        bad = g_opt.ndst + 1 >= BENCH_MAX_ADDRS ||
+              parse_hostport(optarg, &g_opt.dst[1 + g_opt.ndst++]);
+        break;
+      case O_SOURCE: bad = parse_sources(optarg); break;
+      case O_PUBLISH: g_opt.publish = 1; break;
+      case O_INTERVAL: bad = parse_double(optarg, &g_opt.interval); break;
+      case O_SAMPLES: g_opt.samples = optarg; break;
       case 'v': g_opt.verbose = 1; break;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
@@ -523,6 +603,25 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (bench_parse_url(g_opt.url) != 0) return 2;
+  /* dst[0] is the URL's address; --spread filled dst[1..] */
+  memcpy(&g_opt.dst[0], &g_opt.addr, sizeof g_opt.addr);
+  g_opt.ndst++;
+  if (g_opt.ndst > 1 && g_opt.mode != MODE_FANOUT && g_opt.mode != MODE_SCALE) {
+    fprintf(stderr, "edgews-bench: --spread is for fanout and scale modes\n");
+    return 2;
+  }
+  if (g_opt.nsrc && ((struct sockaddr *)&g_opt.addr)->sa_family != AF_INET) {
+    fprintf(stderr, "edgews-bench: --source needs an IPv4 server address\n");
+    return 2;
+  }
+  if ((g_opt.publish || g_opt.samples) && g_opt.mode != MODE_SCALE) {
+    fprintf(stderr, "edgews-bench: --publish and --samples are for scale mode\n");
+    return 2;
+  }
+  if (g_opt.mode == MODE_SCALE && g_opt.publish && g_opt.size < 32) {
+    fprintf(stderr, "edgews-bench: scale --publish sends messages of -s 32 or more\n");
+    return 2;
+  }
   if (g_opt.tls && !g_opt.ca_file && !g_opt.insecure) {
     fprintf(stderr, "edgews-bench: wss:// needs --ca FILE (or --insecure)\n");
     return 2;
@@ -552,7 +651,8 @@ int main(int argc, char **argv) {
 
   signal(SIGPIPE, SIG_IGN);
   long nofile = raise_nofile_limit();
-  if (nofile > 0 && g_opt.conns + (g_opt.mode == MODE_FANOUT) + 64 > nofile) {
+  if (nofile > 0 && g_opt.conns + (g_opt.mode == MODE_FANOUT) + 64 > nofile &&
+      !(g_opt.mode == MODE_SCALE && g_opt.publish)) {
     fprintf(stderr, "edgews-bench: %d connections need more than the open-file limit %ld\n",
             g_opt.conns, nofile);
     return 2;
@@ -563,10 +663,11 @@ int main(int argc, char **argv) {
   g_res.server_cpu_s = -1;
   g_res.machine_cpu_s = -1;
   g_res.rss_before = g_res.rss_after = -1;
-  if (g_opt.server_pid && proc_tree_cpu_s(g_opt.server_pid, NULL) < 0) {
-    fprintf(stderr, "edgews-bench: server process %ld not found\n", g_opt.server_pid);
-    return 2;
-  }
+  for (int i = 0; i < g_opt.nserver_pids; i++)
+    if (proc_tree_cpu_s(g_opt.server_pids[i], NULL) < 0) {
+      fprintf(stderr, "edgews-bench: server process %ld not found\n", g_opt.server_pids[i]);
+      return 2;
+    }
 
   if ((g_opt.tls && tls_global_init() != 0) || (g_opt.deflate && pmd_global_init() != 0)) {
     tls_global_free();
@@ -580,6 +681,7 @@ int main(int argc, char **argv) {
     case MODE_FANOUT: rc = run_fanout(); break;
     case MODE_RECOVER: rc = run_recover(); break;
     case MODE_COLLAB: rc = run_collab(); break;
+    case MODE_SCALE: rc = run_scale(); break;
     default: rc = run_idle(); break;
   }
   if (g_opt.mode != MODE_HANDSHAKE) { /* handshake mode counts the measured interval */
@@ -588,6 +690,7 @@ int main(int argc, char **argv) {
   }
   if (g_opt.mode == MODE_RECOVER) recover_report(rc);
   else if (g_opt.mode == MODE_COLLAB) collab_report(rc);
+  else if (g_opt.mode == MODE_SCALE) scale_report(rc);
   else report(rc);
   uv_loop_close(g_loop);
   tls_global_free();

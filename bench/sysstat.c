@@ -133,12 +133,26 @@ long raise_nofile_limit(void) {
   return (long)rl.rlim_cur;
 }
 
+double servers_cpu_s(int *nprocs) {
+  double total = 0;
+  int procs = 0;
+  for (int i = 0; i < g_opt.nserver_pids; i++) {
+    int k = 0;
+    double t = proc_tree_cpu_s(g_opt.server_pids[i], &k);
+    if (t < 0) return -1;
+    total += t;
+    procs += k;
+  }
+  if (nprocs) *nprocs = procs;
+  return total;
+}
+
 /* ---- the measured interval ------------------------------------------------------- */
 
 static double g_srv0 = -1, g_gen0, g_mach0 = -1;
 
 void sample_begin(void) {
-  g_srv0 = g_opt.server_pid ? proc_tree_cpu_s(g_opt.server_pid, NULL) : -1;
+  g_srv0 = g_opt.server_pid ? servers_cpu_s(NULL) : -1;
   g_mach0 = machine_cpu_s();
   g_gen0 = self_cpu_s();
 }
@@ -149,9 +163,9 @@ void sample_end(void) {
   g_res.machine_cpu_s = m >= 0 && g_mach0 >= 0 ? m - g_mach0 : -1;
   g_res.server_cpu_s = -1;
   if (g_opt.server_pid) {
-    double cpu = proc_tree_cpu_s(g_opt.server_pid, &g_res.server_procs);
+    double cpu = servers_cpu_s(&g_res.server_procs);
     if (cpu < 0)
-      bench_error("server process %ld is gone", g_opt.server_pid);
+      bench_error("a server process (%ld, ...) is gone", g_opt.server_pid);
     else if (g_srv0 >= 0)
       g_res.server_cpu_s = cpu - g_srv0;
   }
