@@ -801,8 +801,8 @@ static int start(const ews_engine_config_t *cfg) {
     return EWS_ENOMEM;
   }
   E.started = 1;
-  EWS_INFO("cluster: instance %s over %d Redis shard%s; channels, pub/sub, presence events, "
-           "user sockets, broadcasts and notifications span instances; presence members and "
+  EWS_INFO("cluster: instance %s over %d Redis shard%s; channels, pub/sub, presence, user "
+           "sockets, broadcasts, app connection counts and notifications span instances; "
            "documents are per instance (README: Running a cluster)",
            E.id, E.nshards, E.nshards == 1 ? "" : "s");
   return 0;

@@ -420,3 +420,41 @@ describe("a topic subscription of a cluster that takes effect late #integration"
     k.c:kill(0)
   end)
 end)
+
+describe("presence over two Redis shards #integration", function()
+  teardown(function() helper.cleanup() end)
+
+  it("counts members of channels on either shard from another instance (every shard knows "
+    .. "which instances are alive)", function()
+    local p1, p2 = free_port(), free_port()
+    start_redis(p1, helper.tmpdir())
+    start_redis(p2, helper.tmpdir())
+    local args = { "--redis", ("redis://127.0.0.1:%d"):format(p1), "--redis", ("redis://127.0.0.1:%d"):format(p2) }
+    local function start()
+      local srv = helper.start_server { app = helper.app "cluster_presence_app.lua", workers = 2, args = args }
+      assert(helper.wait_until(function() return health(srv).status == "ok" end, 10), srv:log())
+      return srv
+    end
+    local a, b = start(), start()
+    local k = client()
+    k.open("m", a)
+    k.open("q", b)
+    -- 12 channels: their keys spread over both shards, wherever a's liveness key is
+    for i = 1, 12 do k.call("m", { op = "join", ch = "sh" .. i, user = "u" }) end
+    local on
+    assert(helper.wait_until(function()
+      on = { 0, 0 }
+      for s, port in ipairs { p1, p2 } do
+        for _ in redis_cli(port, "KEYS", "ews:yu:sh*"):gmatch("ews:yu:sh%d+") do on[s] = on[s] + 1 end
+      end
+      return on[1] + on[2] == 12
+    end, 5), "members not mirrored: " .. on[1] .. " + " .. on[2])
+    assert.is_true(on[1] > 0 and on[2] > 0, "all on one shard")
+    -- each count first removes the members of instances whose liveness key is gone
+    -- from the channel's shard
+    for i = 1, 12 do
+      assert.are.equal(1, k.call("q", { op = "count", ch = "sh" .. i }).count, "sh" .. i)
+    end
+    k.c:kill(0)
+  end)
+end)
