@@ -451,8 +451,8 @@ void ews_rpr_cmd_ready(int shard) {
   ews_presence_diff_t *all = ews_presence_snapshot(on_shard, &shard);
   size_t n = 0;
   for (ews_presence_diff_t *d = all; d; d = d->next) n++;
-  const char **argv = calloc(n + 4, sizeof *argv);
-  size_t *lens = calloc(n + 4, sizeof *lens);
+  const char **argv = calloc(n + 5, sizeof *argv);
+  size_t *lens = calloc(n + 5, sizeof *lens);
   char t[16];
   ews_rengine_hex_time(t, ews_rengine_wall_us());
   if (argv && lens) {
