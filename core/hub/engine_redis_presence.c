@@ -827,7 +827,10 @@ static ews_presence_event_t *rp_take(double now, int force) {
     int shard = shard_of(x->channel, x->channel_len);
     batch_t *b = ews_rengine_shard_up(shard) ? calloc(1, sizeof *b) : NULL;
     if (b) {
-      b->job = (ews_rjob_t){NULL, batch_run, sizeof *b + 256};
+      size_t bytes = sizeof *b + x->channel_len;
+      for (const ews_presence_change_t *c = x->changes; c; c = c->next)
+        bytes += sizeof *c + c->entry_len + c->user_len + c->status_len + c->meta_len;
+      b->job = (ews_rjob_t){NULL, batch_run, bytes};
       b->diff = x;
       b->shard = shard;
       if (ews_rengine_submit(&b->job) == 0) continue;
