@@ -156,25 +156,18 @@ static const char REAP_LUA[] = LUA_COMMON "reap(ARGV[1])\nreturn 0\n";
 
 /* ARGV: me, ch, then per user whose membership here changed since the last batch
  * (what the hash may not know yet): '1' | '0' (a member here now or not), user.
- * -> the users present: those of the hash (as it knows them), except that a user
- * of the list counts when it is a member here now or another live instance holds
- * it. */
+ * -> the users present: those the hash knows (HLEN), corrected for each user of the
+ * list: it counts when it is a member here now or another live instance holds it.
+ * O(users listed), not O(members). */
 static const char COUNT_LUA[] = LUA_COMMON
     "reap(ARGV[1])\n"
-    "local me, p, n = ARGV[1], {}, 0\n"
-    "for i = 3, #ARGV, 2 do p[ARGV[i + 1]] = ARGV[i] end\n"
-    "local all = redis.call('HGETALL', 'ews:yu:' .. ARGV[2])\n"
-    "for i = 1, #all, 2 do\n"
-    "  local u, h = all[i], all[i + 1]\n"
-    "  local f = p[u]\n"
-    "  if f == nil then\n"
-    "    if #h > 0 then n = n + 1 end\n"
-    "  else\n"
-    "    if f == '1' or #h > 16 or (#h == 16 and h ~= me) then n = n + 1 end\n"
-    "    p[u] = nil\n"
-    "  end\n"
+    "local me, yu = ARGV[1], 'ews:yu:' .. ARGV[2]\n"
+    "local n = redis.call('HLEN', yu)\n"
+    "for i = 3, #ARGV, 2 do\n"
+    "  local h = redis.call('HGET', yu, ARGV[i + 1])\n"
+    "  local other = h and (#h > 16 or (#h == 16 and h ~= me))\n"
+    "  n = n + ((ARGV[i] == '1' or other) and 1 or 0) - (h and 1 or 0)\n"
     "end\n"
-    "for _, f in pairs(p) do if f == '1' then n = n + 1 end end\n"
     "return n\n";
 
 /* ARGV: me, ch, cursor ('' with ARGV[4] '0': none), has cursor, limit -> {more,
