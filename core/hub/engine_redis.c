@@ -399,7 +399,7 @@ static void mark_one(ews_hnode_t *n, void *ud) {
   mark_t *m = ud;
   rec_t *r = (rec_t *)n;
   if (r->shard != m->shard) return;
-  if (m->recount) r->written = -1;
+  if (m->recount && !r->topic) r->written = -1; /* topics keep no count */
   if (m->reset && r->state != ST_NONE) {
     if (r->state == ST_SUBSCRIBED || r->state == ST_UNSUBSCRIBING)
       STAT_ADD(subscriptions, (uint64_t)-1);
