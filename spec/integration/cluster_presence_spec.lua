@@ -15,6 +15,7 @@
 --     every offset after its position exactly once; Lua subscribers run on every
 --     instance
 --   * the delivery latency through Redis is in /metrics and /health
+--   * Redis restarted empty: each instance writes its members there again
 --   * an instance killed with SIGKILL: its members expire and the survivors
 --     announce their leaves, once
 local helper = require "spec.helper"
@@ -455,6 +456,45 @@ describe("presence over two Redis shards #integration", function()
     for i = 1, 12 do
       assert.are.equal(1, k.call("q", { op = "count", ch = "sh" .. i }).count, "sh" .. i)
     end
+    k.c:kill(0)
+  end)
+end)
+
+describe("presence across a Redis restart #integration", function()
+  teardown(function() helper.cleanup() end)
+
+  it("each instance writes its members again when Redis comes back empty; changes made "
+    .. "during the outage are counted then", function()
+    local rport, rdir = free_port(), helper.tmpdir()
+    local redis = start_redis(rport, rdir)
+    local a, b = start_instance(rport), start_instance(rport)
+    local k = client()
+    k.open("m1", a)
+    k.open("m2", b)
+    k.open("m3", b)
+    k.call("m1", { op = "join", ch = "rs", user = "u1" })
+    k.call("m2", { op = "join", ch = "rs", user = "u2" })
+    assert(helper.wait_until(function() return k.call("m1", { op = "count", ch = "rs" }).count == 2 end, 5))
+    redis:signal "KILL" -- no persistence: it comes back empty
+    assert.is_true(redis:wait(5))
+    for _, srv in ipairs { a, b } do
+      assert(helper.wait_until(function() return health(srv).status == "degraded" end, 10))
+    end
+    -- while it is down: each instance counts its own
+    assert.are.equal(1, k.call("m1", { op = "count", ch = "rs" }).count)
+    k.call("m3", { op = "join", ch = "rs", user = "u3" })
+    assert.is_true(k.call("m1", { op = "leave", ch = "rs" }).left)
+    redis = start_redis(rport, rdir)
+    for _, srv in ipairs { a, b } do
+      assert(helper.wait_until(function() return health(srv).status == "ok" end, 10))
+    end
+    local l
+    assert(helper.wait_until(function()
+      l = k.call("m1", { op = "list", ch = "rs" })
+      return l.n == 2
+    end, 5), "after the restart instance a lists " .. cjson.encode(l))
+    assert.are.same({ "u2", "u3" }, { l.members[1].user, l.members[2].user })
+    assert.are.equal(2, k.call("m1", { op = "count", ch = "rs" }).count)
     k.c:kill(0)
   end)
 end)
