@@ -820,6 +820,7 @@ static void stop(void) {
     uv_async_send(&E.wake);
     uv_thread_join(&E.thread);
     uv_loop_close(&E.loop);
+    ews_rpr_goodbye(); /* before ews_rps_stop frees this thread's connections */
     ews_rps_stop();
     cleanup();
   }

@@ -87,6 +87,9 @@ void ews_rpr_close(void);            /* the redis thread, at its end */
 void ews_rpr_cmd_ready(int shard);   /* writes this instance's members there again */
 void ews_rpr_sub_ready(int shard, ews_rconn_reply_fn on_message); /* presence.set's channel */
 int ews_rpr_is_status_chan(const char *chan, size_t len);
+/* Main thread, once the redis thread has ended: on every shard that is up, this
+ * instance's members leave (announced) and its liveness key goes. */
+void ews_rpr_goodbye(void);
 void ews_rpr_status_message(const char *payload, size_t n);
 
 /* engine_redis_notify.c: notifications in Redis. */

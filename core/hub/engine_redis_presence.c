@@ -18,7 +18,8 @@
  * as a channel publish of this instance: the other instances' subscribers get it
  * there) and returns it, and the redis thread hands it to this instance's workers.
  *
- * An instance that dies (kill -9) stops renewing ews:i:INST (5 s, engine_redis_users.c):
+ * An instance that stops removes its members and its liveness key (GOODBYE, the
+ * leaves announced). An instance that dies (kill -9) stops renewing ews:i:INST (5 s, engine_redis_users.c):
  * every read script and a sweep every second (REAP) remove the members of instances
  * whose key expired and PUBLISH their leaves (as a "presence-reaper!" publisher,
  * delivered by every instance). When a shard's command connection comes back, this
@@ -153,6 +154,19 @@ static const char PRUNE_LUA[] = LUA_COMMON
     "return 0\n";
 
 static const char REAP_LUA[] = LUA_COMMON "reap(ARGV[1])\nreturn 0\n";
+
+/* ARGV: me. An instance that stops: its members leave (announced as the reaper's,
+ * so that every instance delivers them) and its liveness key goes, so that the
+ * others stop listing its sockets and counts at once. */
+static const char GOODBYE_LUA[] = LUA_COMMON
+    "local me = ARGV[1]\n"
+    "for _, ch in ipairs(redis.call('SMEMBERS', 'ews:yx:' .. me)) do\n"
+    "  local chj = redis.call('HGET', 'ews:ym:' .. ch, '!') or cjson.encode(ch)\n"
+    "  announce(ch, chj, '" REAPER_ID "', '0000000000000000', {}, drop(ch, me, nil), {})\n"
+    "end\n"
+    "redis.call('DEL', 'ews:yx:' .. me, 'ews:i:' .. me)\n"
+    "redis.call('SREM', 'ews:yi', me)\n"
+    "return 0\n";
 
 /* ARGV: me, ch, then per user whose membership here changed since the last batch
  * (what the hash may not know yet): '1' | '0' (a member here now or not), user.
@@ -518,6 +532,16 @@ void ews_rpr_status_message(const char *p, size_t n) {
     ml = (size_t)(e - q);
   }
   ews_presence_set_status(uid, ul, status, sl, meta, ml, expire, mono_now());
+}
+
+void ews_rpr_goodbye(void) {
+  for (int i = 0; i < ews_rengine_nshards(); i++) {
+    const char *argv[4] = {"EVAL", GOODBYE_LUA, "0", ews_rengine_id()};
+    size_t lens[4] = {4, sizeof GOODBYE_LUA - 1, 1, 16};
+    redisReply *r = ews_rengine_sync(i, 4, argv, lens); /* NULL when the shard is down */
+    if (r && r->type == REDIS_REPLY_ERROR) EWS_WARN("presence: leaving Redis: %s", r->str);
+    if (r) freeReplyObject(r);
+  }
 }
 
 void ews_rpr_start(uv_loop_t *loop) {

@@ -16,6 +16,7 @@
 --     instance
 --   * the delivery latency through Redis is in /metrics and /health
 --   * Redis restarted empty: each instance writes its members there again
+--   * an instance that stops (SIGTERM) takes its members out of Redis as it ends
 --   * an instance killed with SIGKILL: its members expire and the survivors
 --     announce their leaves, once
 local helper = require "spec.helper"
@@ -495,6 +496,40 @@ describe("presence across a Redis restart #integration", function()
     end, 5), "after the restart instance a lists " .. cjson.encode(l))
     assert.are.same({ "u2", "u3" }, { l.members[1].user, l.members[2].user })
     assert.are.equal(2, k.call("m1", { op = "count", ch = "rs" }).count)
+    k.c:kill(0)
+  end)
+end)
+
+describe("an instance that stops #integration", function()
+  teardown(function() helper.cleanup() end)
+
+  it("takes its members and its liveness key out of Redis; the others announce the leaves",
+    function()
+    local rport = free_port()
+    start_redis(rport, helper.tmpdir())
+    local a, b = start_instance(rport), start_instance(rport)
+    local id = b:wait_log("cluster: instance (%x+)", 5)
+    assert.truthy(id)
+    local k = client()
+    k.open("s", a)
+    assert.is_true(k.call("s", { op = "sub", ch = "bye" }).ok)
+    assert(helper.wait_until(function() return numsub(rport, "ews:c:bye") == 1 end, 5))
+    k.open("m", b)
+    k.call("m", { op = "join", ch = "bye", user = "gus" })
+    assert(helper.wait_until(function() return k.call("s", { op = "count", ch = "bye" }).count == 1 end, 5))
+    b:signal "TERM"
+    assert.is_true(b:wait(10))
+    -- gone from Redis as the process ended (not 5 s later)
+    assert.are.equal("0", redis_cli(rport, "EXISTS", "ews:i:" .. id):match("%d+"))
+    assert.is_nil(redis_cli(rport, "SMEMBERS", "ews:yi"):find(id, 1, true))
+    assert.are.equal("0", redis_cli(rport, "EXISTS", "ews:yu:bye"):match("%d+"))
+    assert(helper.wait_until(function()
+      k.drain("s", 0.2)
+      return k.announced("s", "bye", "leaves", "gus") >= 1
+    end, 5), "no leave: " .. cjson.encode(k.events.s))
+    k.drain("s", 0.3)
+    assert.are.equal(1, k.announced("s", "bye", "leaves", "gus"))
+    assert.are.equal(0, k.call("s", { op = "count", ch = "bye" }).count)
     k.c:kill(0)
   end)
 end)
