@@ -695,7 +695,7 @@ static void resync_topic(ews_hnode_t *n, void *ud) {
   if (v.last <= base) return;
   catch_up(w, t, &t->env, v.epoch, v.last, base);
   catch_up(w, t, &t->raw, v.epoch, v.last, base);
-  if (t->lua)
+  if (t->lua && base) /* (a topic new here starts from now) */
     EWS_ERROR("pubsub: %.*s: this worker's Lua subscribers missed messages after #%lld"
               " (the worker's inbox was full)", (int)t->n.len, t->name, (long long)base);
 }

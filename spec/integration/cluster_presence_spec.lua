@@ -388,10 +388,12 @@ describe("a topic subscription of a cluster that takes effect late #integration"
     local rport = free_port()
     start_redis(rport, helper.tmpdir())
     local a = start_instance(rport)
-    -- b sends a topic's SUBSCRIBE 1.5 s after it is wanted
-    local b = start_instance(rport, { EDGEWS_TEST_TOPIC_SUBSCRIBE_DELAY_MS = "1500" })
     local k = client()
     k.open("p", a)
+    -- topic "lua" (which b's Lua subscriber follows) has a history before b starts
+    assert.are.equal(1, k.call("p", { op = "pub", topic = "lua", data = "old" }).offset)
+    -- b sends a topic's SUBSCRIBE 1.5 s after it is wanted
+    local b = start_instance(rport, { EDGEWS_TEST_TOPIC_SUBSCRIBE_DELAY_MS = "1500" })
     k.open("s", b)
     assert.are.equal(1, k.call("p", { op = "pub", topic = "late", data = "before" }).offset)
     local sub = k.call("s", { op = "psub", topic = "late" }).sub
@@ -419,6 +421,9 @@ describe("a topic subscription of a cluster that takes effect late #integration"
     got = {}
     for _, m in ipairs(k.events.s) do if m.type == "pub" then got[#got + 1] = m.offset end end
     assert.are.same({ 2, 3 }, got)
+    -- b's Lua subscriber of "lua" started from its arrival: nothing was missed
+    assert(helper.wait_until(function() return numsub(rport, "ews:p:lua") == 2 end, 5))
+    assert.is_nil(b:log():find("missed messages", 1, true), b:log())
     k.c:kill(0)
   end)
 end)
