@@ -924,8 +924,9 @@ static void snap_chan(ews_hnode_t *x, void *ud) {
 
 ews_presence_diff_t *ews_presence_snapshot(int (*want)(const char *ch, size_t chl, void *ud),
                                            void *ud) {
-  snap_t sn = {want, ud, now_of_last_call, NULL};
+  snap_t sn = {want, ud, 0, NULL};
   pthread_mutex_lock(&lock);
+  sn.now = now_of_last_call;
   ews_ht_walk(&chans, 0, SIZE_MAX, snap_chan, &sn);
   pthread_mutex_unlock(&lock);
   return sn.head;
