@@ -108,7 +108,9 @@
 
 /* ARGV: me, ch, chjson, time, mode ('b' batch, 'r' replace: me's entries become
  * exactly these), then per change: flag ('0' absent, '1' present, '2' present and
- * updated), user, value, entry. -> the event announced, or nil. */
+ * updated, '3' present and showing a new global status: every instance holding the
+ * user has it, the first of them announces it), user, value, entry. -> the event
+ * announced, or nil. */
 static const char BATCH_LUA[] = LUA_COMMON
     "local me, ch = ARGV[1], ARGV[2]\n"
     "local ym, yu = 'ews:ym:' .. ch, 'ews:yu:' .. ch\n"
@@ -124,7 +126,9 @@ static const char BATCH_LUA[] = LUA_COMMON
     "      local h = redis.call('HGET', yu, user) or ''\n"
     "      if h == '' then joins[#joins + 1] = entry end\n"
     "      if not hhas(h, me) then redis.call('HSET', yu, user, h .. me) end\n"
-    "    elseif flag == '2' then updates[#updates + 1] = entry end\n"
+    "    elseif flag == '2' or (flag == '3' and string.sub(redis.call('HGET', yu, user) or '', 1, 16) == me) then\n"
+    "      updates[#updates + 1] = entry\n"
+    "    end\n"
     "  elseif redis.call('HDEL', ym, f) == 1 then\n"
     "    local h = hdel(redis.call('HGET', yu, user) or '', me)\n"
     "    if h == '' then redis.call('HDEL', yu, user); leaves[#leaves + 1] = entry\n"
@@ -377,7 +381,7 @@ static int send_chunk(batch_t *b, const ews_presence_change_t *from, const ews_p
   for (const ews_presence_change_t *x = from; x != to; x = x->next, i++) {
     size_t vl = 0;
     if (x->present && !(vals[i] = value_of(x, &vl))) goto out;
-    ARG(!x->present ? "0" : x->updated ? "2" : "1", 1);
+    ARG(!x->present ? "0" : x->global_update ? "3" : x->updated ? "2" : "1", 1);
     ARG(x->user, x->user_len);
     ARG(vals[i] ? vals[i] : "", vl);
     ARG(x->entry, x->entry_len);

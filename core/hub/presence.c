@@ -40,7 +40,7 @@ typedef struct pend {
   ews_hnode_t n;
   struct pend *next; /* arrival order */
   int was_present;   /* at the last batch */
-  int updated;       /* status or meta of a present member changed */
+  int updated;       /* status or meta of a present member changed: UPD_* bits */
   char uid[];
 } pend_t;
 
@@ -172,8 +172,11 @@ static void rec_free(rec_t *r) {
   free(r);
 }
 
+#define UPD_OWN 1    /* the member's own status or meta (its socket joined again) */
+#define UPD_GLOBAL 2 /* the user's global status, which the member shows */
+
 /* Notes that the user's presence in the channel changed (was_present: before this
- * change). Only the first change in a batch records the earlier state. Failing
+ * change; updated: UPD_* bits). Only the first change in a batch records the earlier state. Failing
  * (out of memory) loses the event, not the membership. */
 static void touch(chan_t *c, const user_t *u, int was_present, int updated) {
   pend_t *p = (pend_t *)ews_ht_find(&c->pending, u->id, u->n.len, u->n.hash);
@@ -329,7 +332,7 @@ int ews_presence_join(const char *ch, size_t chl, const char *uid, size_t ul, co
     u->nmembers++;
     touch(c, u, 0, 0);
   }
-  if (!is_new && (status || meta)) touch(c, u, 1, 1); /* announced as an update */
+  if (!is_new && (status || meta)) touch(c, u, 1, UPD_OWN); /* announced as an update */
   if (status) {
     free(m->status);
     m->status = st;
@@ -420,7 +423,7 @@ int ews_presence_set_status(const char *uid, size_t ul, const char *status, size
       u->expires = status && expire_s > 0 ? now + expire_s : 0;
       /* Members that show the global status: their channels hear of it. */
       for (member_t *m = u->members; m; m = m->u_next)
-        if (!m->status) touch(m->ch, u, 1, 1);
+        if (!m->status) touch(m->ch, u, 1, UPD_GLOBAL);
     }
     user_maybe_free(u, now);
   } else if (status) {
@@ -724,7 +727,8 @@ static ews_presence_change_t *change_of(chan_t *c, const char *uid, size_t ul, u
   x->entry_len = e.n;
   x->present = m != NULL;
   x->was_present = was_present;
-  x->updated = updated;
+  x->updated = updated != 0;
+  x->global_update = updated == UPD_GLOBAL;
   x->connections = m ? m->nconns : 0;
   return x;
 }
@@ -838,7 +842,7 @@ static void expire_status(ews_hnode_t *x, void *ud) {
   double now = *(const double *)ud;
   if (!u->status || status_live(u, now)) return;
   for (member_t *m = u->members; m; m = m->u_next)
-    if (!m->status) touch(m->ch, u, 1, 1);
+    if (!m->status) touch(m->ch, u, 1, UPD_GLOBAL);
   free(u->status);
   free(u->meta);
   u->status = u->meta = NULL;

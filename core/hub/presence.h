@@ -122,6 +122,7 @@ typedef struct ews_presence_change {
   char *entry;
   size_t entry_len;
   int present, was_present, updated;
+  int global_update; /* updated only because the user's global status changed */
   uint32_t connections;
   char mem[];
 } ews_presence_change_t;

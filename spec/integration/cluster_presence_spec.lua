@@ -236,7 +236,8 @@ describe("presence and app operations in a cluster #integration", function()
     k.c:kill(0)
   end)
 
-  it("presence.set on one instance is presence.get's status on the others", function()
+  it("presence.set on one instance is presence.get's status on the others, and is announced "
+    .. "once for a user on two instances", function()
     local k = client()
     k.open("a", inst[1])
     k.open("c", inst[3])
@@ -247,6 +248,35 @@ describe("presence and app operations in a cluster #integration", function()
       return g.status == "away"
     end, 5), "instance 3 sees " .. cjson.encode(g))
     assert.are.same({ note = "lunch" }, g.meta)
+    -- a user present on two instances whose global status changes: one update
+    k.open("s", inst[3])
+    assert.is_true(k.call("s", { op = "sub", ch = "room3" }).ok)
+    assert(helper.wait_until(function() return numsub(rport, "ews:c:room3") == 1 end, 5))
+    k.open("d1", inst[1])
+    k.open("d2", inst[2])
+    k.call("d1", { op = "join", ch = "room3", user = "dee" })
+    k.call("d2", { op = "join", ch = "room3", user = "dee" })
+    assert(helper.wait_until(function()
+      local l = k.call("s", { op = "list", ch = "room3" })
+      return l.n == 1 and l.members[1].connections == 2
+    end, 5))
+    assert.is_true(k.call("c", { op = "set", user = "dee", status = "away" }).ok)
+    local function updates()
+      local n = 0
+      for _, m in ipairs(k.events.s) do
+        for _, u in ipairs(m.type == "presence" and m.updates or {}) do
+          if u.user == "dee" and u.status == "away" then n = n + 1 end
+        end
+      end
+      return n
+    end
+    assert(helper.wait_until(function()
+      k.drain("s", 0.2)
+      return updates() >= 1
+    end, 5), "no update: " .. cjson.encode(k.events.s))
+    k.drain("s", 0.5)
+    assert.are.equal(1, updates(), cjson.encode(k.events.s))
+    assert.are.equal(1, k.announced("s", "room3", "joins", "dee"))
     k.c:kill(0)
   end)
 
