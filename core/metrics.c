@@ -176,14 +176,20 @@ int ews_metrics_text(const ews_server_t *s, int self, char **outp, size_t *len) 
             "# HELP edgews_redis_channel_received_total Channel messages from other instances.\n"
             "# TYPE edgews_redis_channel_received_total counter\n"
             "edgews_redis_channel_received_total %llu\n"
-            "# HELP edgews_redis_subscriptions Redis channel subscriptions of this instance.\n"
+            "# HELP edgews_redis_subscriptions Redis subscriptions of this instance (channels"
+            " and pub/sub topics with local subscribers).\n"
             "# TYPE edgews_redis_subscriptions gauge\nedgews_redis_subscriptions %llu\n"
             "# HELP edgews_redis_publish_seconds PUBLISH round trips to Redis.\n"
             "# TYPE edgews_redis_publish_seconds summary\n"
-            "edgews_redis_publish_seconds_sum %.6f\nedgews_redis_publish_seconds_count %llu\n",
+            "edgews_redis_publish_seconds_sum %.6f\nedgews_redis_publish_seconds_count %llu\n"
+            "# HELP edgews_redis_delivery_seconds Messages of other instances (channels and"
+            " pub/sub): from their PUBLISH on the sending instance to their arrival here.\n"
+            "# TYPE edgews_redis_delivery_seconds summary\n"
+            "edgews_redis_delivery_seconds_sum %.6f\nedgews_redis_delivery_seconds_count %llu\n",
         (unsigned long long)st->published, (unsigned long long)st->dropped,
         (unsigned long long)st->received, (unsigned long long)st->subscriptions,
-        (double)st->latency_us_sum / 1e6, (unsigned long long)st->latency_n);
+        (double)st->latency_us_sum / 1e6, (unsigned long long)st->latency_n,
+        (double)st->delivery_us_sum / 1e6, (unsigned long long)st->delivery_n);
     free(st);
   }
   put(&o, "# HELP edgews_errors_total Errors, by kind.\n# TYPE edgews_errors_total counter\n");

@@ -56,7 +56,8 @@ static void on_check(uv_check_t *h) {
 
 /* GET /health: {"status":..., "uptime":s, "workers":n, "connections":n, "worker":id}
  * (connections: every worker's, not counting this request's own) and, in a cluster,
- * "cluster":{"shards":n,"connected":n}: "degraded" (still 200) while a Redis shard is
+ * "cluster":{"shards":n,"connected":n,"publish_ms":avg,"delivery_ms":avg,"deliveries":n}:
+ * "degraded" (still 200) while a Redis shard is
  * down. */
 static int health(void *owner, char *buf, size_t cap, int *status) {
   ews_worker_t *w = owner;
@@ -66,15 +67,20 @@ static int health(void *owner, char *buf, size_t cap, int *status) {
   uint64_t up = now > w->server->started_ms ? now - w->server->started_ms : 0;
   *status = w->net.stopping ? 503 : 200;
   const char *state = w->net.stopping ? "draining" : "ok";
-  char cluster[128] = "";
+  char cluster[256] = "";
   const ews_engine_t *e = w->server->engine;
   if (e && e->status) {
     ews_engine_status_t *st = malloc(sizeof *st);
     if (st) {
       e->status(st);
       if (st->connected < st->shards && !w->net.stopping) state = "degraded";
-      snprintf(cluster, sizeof cluster, ",\"cluster\":{\"shards\":%d,\"connected\":%d}",
-               st->shards, st->connected);
+      snprintf(cluster, sizeof cluster,
+               ",\"cluster\":{\"shards\":%d,\"connected\":%d,\"publish_ms\":%.3f,"
+               "\"delivery_ms\":%.3f,\"deliveries\":%llu}",
+               st->shards, st->connected,
+               st->latency_n ? (double)st->latency_us_sum / 1e3 / (double)st->latency_n : 0.0,
+               st->delivery_n ? (double)st->delivery_us_sum / 1e3 / (double)st->delivery_n : 0.0,
+               (unsigned long long)st->delivery_n);
       free(st);
     }
   }

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 struct ews_counter {
@@ -65,6 +66,29 @@ uint32_t ews_counter_peek(const char *key, size_t len) {
   if (c) v = ews_counter_value(c);
   pthread_mutex_unlock(&table_lock);
   return v;
+}
+
+typedef struct {
+  const char *prefix;
+  size_t pl;
+  void (*fn)(const char *key, size_t len, uint32_t value, void *ud);
+  void *ud;
+} each_t;
+
+static void each_one(ews_hnode_t *n, void *ud) {
+  each_t *e = ud;
+  ews_counter_t *c = (ews_counter_t *)n;
+  if (n->len >= e->pl && !memcmp(c->key, e->prefix, e->pl))
+    e->fn(c->key, n->len, ews_counter_value(c), e->ud);
+}
+
+void ews_counters_each(const char *prefix, size_t pl,
+                       void (*fn)(const char *key, size_t len, uint32_t value, void *ud),
+                       void *ud) {
+  each_t e = {prefix, pl, fn, ud};
+  pthread_mutex_lock(&table_lock);
+  ews_ht_walk(&table, 0, SIZE_MAX, each_one, &e);
+  pthread_mutex_unlock(&table_lock);
 }
 
 void ews_counters_stats(ews_ht_stats_t *out) {

@@ -25,6 +25,11 @@ void ews_counter_dec(ews_counter_t *c);
 uint32_t ews_counter_value(const ews_counter_t *c);
 /* The value of a counter by name without holding it (0 when there is none). */
 uint32_t ews_counter_peek(const char *key, size_t len);
+/* Calls fn for every counter whose name starts with prefix[0..pl) (under the
+ * table's lock: fn must not call back into this module). */
+void ews_counters_each(const char *prefix, size_t pl,
+                       void (*fn)(const char *key, size_t len, uint32_t value, void *ud),
+                       void *ud);
 /* These counters as net/limits.h wants them (main.c installs them). */
 extern const ews_limit_ops_t ews_counter_limit_ops;
 

@@ -65,6 +65,9 @@ typedef struct {
   uint64_t received;     /* channel messages from other instances */
   uint64_t subscriptions; /* Redis channel subscriptions of this instance */
   uint64_t latency_us_sum, latency_n; /* PUBLISH round trips */
+  /* Messages of other instances (channels, pub/sub): from the PUBLISH (its time,
+   * carried in the message) to their arrival here, before the workers get them. */
+  uint64_t delivery_us_sum, delivery_n;
   struct {
     char name[300];
     int up;
@@ -109,6 +112,12 @@ typedef struct {
   int (*view)(ews_hub_t *h, const char *topic, size_t tl, ews_ps_view_t *v);
   int (*page)(ews_hub_t *h, const char *topic, size_t tl, int64_t since, uint32_t limit,
               int raw, ews_ps_view_t *v, ews_ps_entry_t *out, uint32_t *n);
+  /* A worker holds a topic while it has subscribers of it (sockets, replays or Lua
+   * subscribers): an engine that spans instances receives the topic's messages
+   * only while some worker holds it (NULL: every topic reaches every worker).
+   * hold returns NULL when out of memory. */
+  void *(*hold)(const char *topic, size_t tl);
+  void (*release)(void *handle);
 } ews_pubsub_engine_t;
 
 typedef struct {
@@ -223,6 +232,9 @@ typedef struct ews_engine {
   const ews_notify_engine_t *notify;
   /* Collaborative documents (NULL: each process commits its own, lua/edgews/docs.lua). */
   const ews_docs_engine_t *docs;
+  /* Any worker's thread: the open connections of the app at path[0..len) everywhere
+   * (app:connection_count). NULL: this process's (counters.c "conns:PATH"). */
+  uint32_t (*app_connections)(const char *path, size_t len);
 } ews_engine_t;
 
 /* The in-process engine: memory and SQLite, one process. */
@@ -232,11 +244,11 @@ extern const ews_pubsub_engine_t ews_engine_local_pubsub;
 extern const ews_presence_engine_t ews_engine_local_presence;
 extern const ews_users_engine_t ews_engine_local_users;
 /* The Redis engine (hub/engine_redis.c): channels across instances through Redis
- * PUBLISH/SUBSCRIBE, pub/sub over Redis streams (hub/engine_redis_pubsub.c) and the
- * user registry (hub/engine_redis_users.c), notifications
- * (hub/engine_redis_notify.c) and collaborative documents (hub/engine_redis_docs.c),
- * sharded over cfg->redis; presence is the in-process
- * engine's (README: Running a cluster, what is not clustered yet). */
+ * PUBLISH/SUBSCRIBE, pub/sub over Redis streams (hub/engine_redis_pubsub.c), the
+ * user registry (hub/engine_redis_users.c), notifications (hub/engine_redis_notify.c),
+ * presence (hub/engine_redis_presence.c: the in-process tables mirrored into Redis),
+ * app connection counts (hub/engine_redis_apps.c) and collaborative documents
+ * (hub/engine_redis_docs.c), sharded over cfg->redis (README: Running a cluster). */
 extern const ews_engine_t ews_engine_redis;
 
 #endif

@@ -99,7 +99,7 @@ static const ews_chan_engine_t chan_engine = {chan_publish, chan_hold, chan_add,
 const ews_pubsub_engine_t ews_engine_local_pubsub = {
     ews_pubsub_persistent, ews_ps_max_recover,      ews_pubsub_publish, ews_pubsub_reset,
     ews_pubsub_retention,  ews_pubsub_history,      ews_pubsub_history_free,
-    ews_ps_view,           ews_ps_page};
+    ews_ps_view,           ews_ps_page,             NULL,               NULL};
 
 /* ---- presence ----------------------------------------------------------------------- */
 

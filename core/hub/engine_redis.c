@@ -6,8 +6,9 @@
  * and a message from another instance is framed once and the same buffer posted to
  * every worker. Pub/sub is engine_redis_pubsub.c's (streams; the same thread and
  * queue), the user registry engine_redis_users.c's, notifications
- * engine_redis_notify.c's, collaborative documents engine_redis_docs.c's; presence is
- * the in-process engine's (one instance each; README: Running a cluster).
+ * engine_redis_notify.c's, presence engine_redis_presence.c's, app connection
+ * counts engine_redis_apps.c's, collaborative documents engine_redis_docs.c's
+ * (README: Running a cluster).
  *
  * Threads: one thread ("redis") with its own libuv loop owns every Redis connection
  * (per shard a command connection and a subscriber connection, hub/redis_conn.h).
@@ -41,13 +42,18 @@
 #define KEY_PREFIX "ews:c:" /* Redis channel of edgews channel NAME: ews:c:NAME */
 #define KEY_PREFIX_LEN 6
 #define ID_LEN 16 /* the instance id (hex) that starts every message */
+#define TIME_LEN 16 /* then the opcode byte, then the PUBLISH's wall-clock time (hex us) */
+#define HEAD_LEN (ID_LEN + 1 + TIME_LEN)
 #define MAX_QUEUED_BYTES (64u << 20) /* publishes waiting for the redis thread */
 
 enum { ST_NONE, ST_SUBSCRIBING, ST_SUBSCRIBED, ST_UNSUBSCRIBING };
 
-/* One channel name this instance holds (or held until Redis lets go of it). */
+/* One channel or pub/sub topic this instance holds (or held until Redis lets go of
+ * it): its Redis channel is ews:c:NAME or ews:p:TOPIC. */
 typedef struct rec {
-  ews_named_t n;          /* first: in E.recs by name (under the lock) */
+  ews_named_t n;          /* first: in E.recs by its Redis channel (under the lock) */
+  int topic;              /* a pub/sub topic (no count in Redis) */
+  int delayed;            /* the test hook's delay: 1 waiting, 2 over */
   int refs;               /* workers holding it (lock) */
   int queued;             /* on the dirty list (lock) */
   struct rec *dirty_next; /* (lock) */
@@ -60,7 +66,8 @@ typedef struct rec {
   char key[];             /* KEY_PREFIX + name */
 } rec_t;
 
-/* A channel publish on its way to Redis: key then payload (id, opcode byte, data). */
+/* A channel publish on its way to Redis: key then payload (id, opcode byte, the
+ * time of the PUBLISH, written when it is sent, data). */
 typedef struct {
   ews_rjob_t job; /* first */
   int shard;
@@ -94,8 +101,13 @@ static struct {
   ews_hub_t *const *hubs;
   int nworkers;
   char id[ID_LEN + 1];
+  /* A test hook (EDGEWS_TEST_TOPIC_SUBSCRIBE_DELAY_MS): a topic's SUBSCRIBE goes out
+   * this long after it is wanted, so that specs can publish inside the window
+   * between a subscriber's arrival and the subscription's taking effect. */
+  uint64_t topic_delay_ms;
+  uv_timer_t delay_timer;
   /* atomics */
-  uint64_t published, dropped, received, subscriptions, lat_sum, lat_n;
+  uint64_t published, dropped, received, subscriptions, lat_sum, lat_n, dlat_sum, dlat_n;
 } E;
 
 static uint64_t now_us(void) {
@@ -106,6 +118,37 @@ static uint64_t now_us(void) {
 
 #define STAT_ADD(f, v) __atomic_fetch_add(&E.f, (v), __ATOMIC_RELAXED)
 #define STAT_LOAD(f) __atomic_load_n(&E.f, __ATOMIC_RELAXED)
+
+uint64_t ews_rengine_wall_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+void ews_rengine_delivered(uint64_t pub_us) {
+  uint64_t now = ews_rengine_wall_us();
+  /* Clocks of other machines may be off: a time in the future, or over an hour
+   * old, says nothing about the delivery. */
+  if (!pub_us || now < pub_us || now - pub_us > 3600ull * 1000000) return;
+  STAT_ADD(dlat_sum, now - pub_us);
+  STAT_ADD(dlat_n, 1);
+}
+
+void ews_rengine_hex_time(char *out16, uint64_t us) {
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; i--, us >>= 4) out16[i] = hex[us & 15];
+}
+
+uint64_t ews_rengine_parse_hex_time(const char *p, size_t n) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = p[i];
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return 0;
+    v = v << 4 | (uint64_t)d;
+  }
+  return v;
+}
 
 /* ---- delivery to this instance's workers --------------------------------------------- */
 
@@ -132,16 +175,22 @@ static const ews_bus_kind_t chan_kind = {"channel (redis)", chan_msg_run, chan_m
 
 /* A message of another instance: framed once, the frame shared by every worker. */
 static void deliver(const char *name, size_t len, const char *payload, size_t n) {
-  if (n < ID_LEN + 1 || !memcmp(payload, E.id, ID_LEN)) return; /* ours: already local */
+  if (n < HEAD_LEN || !memcmp(payload, E.id, ID_LEN)) return; /* ours: already local */
   int opcode = payload[ID_LEN] == 'b' ? EWS_OP_BINARY : EWS_OP_TEXT;
+  ews_rengine_delivered(ews_rengine_parse_hex_time(payload + ID_LEN + 1, TIME_LEN));
+  STAT_ADD(received, 1);
+  ews_rengine_post_frame(name, len, opcode, payload + HEAD_LEN, n - HEAD_LEN);
+}
+
+void ews_rengine_post_frame(const char *name, size_t len, int opcode, const char *data,
+                            size_t n) {
   size_t hl;
-  ews_buf_t *frame = ews_fanout_plain(opcode, payload + ID_LEN + 1, n - ID_LEN - 1, &hl);
+  ews_buf_t *frame = ews_fanout_plain(opcode, data, n, &hl);
   if (!frame) {
     EWS_ERROR("channel %.*s: out of memory framing a message from Redis",
               (int)(len > 200 ? 200 : len), name);
     return;
   }
-  STAT_ADD(received, 1);
   for (int i = 0; i < E.nworkers; i++) {
     chan_msg_t *m = malloc(sizeof *m + len);
     if (!m) {
@@ -196,6 +245,7 @@ static void maybe_free(rec_t *r) {
 }
 
 static void on_sub_msg(struct redisAsyncContext *ac, void *reply, void *priv);
+static void on_delay(uv_timer_t *t);
 
 /* Brings Redis's subscription of r to what the workers want, one command in flight
  * at a time (hiredis forgets a channel's callback on UNSUBSCRIBE's reply, so a
@@ -203,6 +253,7 @@ static void on_sub_msg(struct redisAsyncContext *ac, void *reply, void *priv);
 /* This instance's subscriber count of r's channel in ews:cc:NAME (field: the
  * instance id), when it changed since it was last sent. */
 static void write_count(rec_t *r) {
+  if (r->topic) return;
   ews_rconn_t *cmd = &E.shards[r->shard].cmd;
   const char *name = r->key + KEY_PREFIX_LEN;
   size_t len = r->keylen - KEY_PREFIX_LEN;
@@ -222,6 +273,14 @@ static void reconcile(rec_t *r) {
   uv_mutex_lock(&E.lock);
   int want = r->refs > 0;
   uv_mutex_unlock(&E.lock);
+  if (want && r->topic && r->state == ST_NONE && E.topic_delay_ms && r->delayed != 2) {
+    if (!r->delayed) {
+      r->delayed = 1;
+      if (!uv_is_active((uv_handle_t *)&E.delay_timer))
+        uv_timer_start(&E.delay_timer, on_delay, E.topic_delay_ms, 0);
+    }
+    return;
+  }
   ews_rconn_t *sub = &E.shards[r->shard].sub;
   if (!ews_rconn_ready(sub)) {
     r->state = ST_NONE; /* resubscribed when it is ready again */
@@ -242,11 +301,27 @@ static void reconcile(rec_t *r) {
 }
 
 static rec_t *find_rec(const char *key, size_t klen) {
-  if (klen < KEY_PREFIX_LEN || memcmp(key, KEY_PREFIX, KEY_PREFIX_LEN)) return NULL;
   uv_mutex_lock(&E.lock);
-  rec_t *r = (rec_t *)ews_names_find(&E.recs, key + KEY_PREFIX_LEN, klen - KEY_PREFIX_LEN);
+  rec_t *r = (rec_t *)ews_names_find(&E.recs, key, klen);
   uv_mutex_unlock(&E.lock);
   return r;
+}
+
+static void undelay_one(ews_hnode_t *n, void *ud) {
+  (void)ud;
+  rec_t *r = (rec_t *)n;
+  if (r->delayed == 1) {
+    r->delayed = 2;
+    enqueue_dirty(r);
+  }
+}
+
+static void on_delay(uv_timer_t *t) {
+  (void)t;
+  uv_mutex_lock(&E.lock);
+  ews_ht_walk(&E.recs, 0, SIZE_MAX, undelay_one, NULL);
+  uv_mutex_unlock(&E.lock);
+  uv_async_send(&E.wake);
 }
 
 /* Every reply on a subscriber connection: "message", "subscribe", "unsubscribe". */
@@ -274,6 +349,17 @@ static void on_sub_msg(struct redisAsyncContext *ac, void *reply, void *priv) {
       ews_rus_all(r->element[2]->str, r->element[2]->len);
     return;
   }
+  if (!strcmp(type, "message") && klen > sizeof EWS_RPS_CHAN - 1 &&
+      !memcmp(key, EWS_RPS_CHAN, sizeof EWS_RPS_CHAN - 1)) {
+    if (r->element[2]->type == REDIS_REPLY_STRING)
+      ews_rps_message(key, klen, r->element[2]->str, r->element[2]->len);
+    return;
+  }
+  if (!strcmp(type, "message") && ews_rpr_is_status_chan(key, klen)) {
+    if (r->element[2]->type == REDIS_REPLY_STRING)
+      ews_rpr_status_message(r->element[2]->str, r->element[2]->len);
+    return;
+  }
   if (!strcmp(type, "message") && klen > sizeof EWS_RUS_INBOX - 1 &&
       !memcmp(key, EWS_RUS_INBOX, sizeof EWS_RUS_INBOX - 1)) {
     if (r->element[2]->type == REDIS_REPLY_STRING)
@@ -290,6 +376,11 @@ static void on_sub_msg(struct redisAsyncContext *ac, void *reply, void *priv) {
   if (!strcmp(type, "subscribe")) {
     rec->state = ST_SUBSCRIBED;
     STAT_ADD(subscriptions, 1);
+    /* What was published after the topic's subscribers read where it stood, and
+     * before this, did not reach this instance: they catch it up. */
+    if (rec->topic)
+      ews_rps_topic_subscribed(rec->key + sizeof EWS_RPS_CHAN - 1,
+                               rec->keylen - (sizeof EWS_RPS_CHAN - 1));
   } else if (!strcmp(type, "unsubscribe")) {
     rec->state = ST_NONE;
     STAT_ADD(subscriptions, (uint64_t)-1);
@@ -309,7 +400,7 @@ static void mark_one(ews_hnode_t *n, void *ud) {
   mark_t *m = ud;
   rec_t *r = (rec_t *)n;
   if (r->shard != m->shard) return;
-  if (m->recount) r->written = -1;
+  if (m->recount && !r->topic) r->written = -1; /* topics keep no count */
   if (m->reset && r->state != ST_NONE) {
     if (r->state == ST_SUBSCRIBED || r->state == ST_UNSUBSCRIBING)
       STAT_ADD(subscriptions, (uint64_t)-1);
@@ -329,13 +420,10 @@ static void mark_shard(int s, int reset, int recount) {
 
 static void sub_ready(ews_rconn_t *c, void *ud) {
   shard_t *s = ud;
-  mark_shard(s->idx, 1, 0);
-  /* Pub/sub: every topic of the shard (engine_redis_pubsub.c) */
-  const char *argv[2] = {"PSUBSCRIBE", EWS_RPS_PATTERN};
-  size_t lens[2] = {10, sizeof EWS_RPS_PATTERN - 1};
-  ews_rconn_command(c, on_sub_msg, NULL, 2, argv, lens);
+  mark_shard(s->idx, 1, 0); /* channels and topics subscribe again */
   ews_rus_sub_ready(s->idx, on_sub_msg); /* this instance's inbox, on its shard */
   ews_rdoc_sub_ready(s->idx, c);         /* documents (engine_redis_docs.c) */
+  ews_rpr_sub_ready(s->idx, on_sub_msg); /* presence.set of other instances */
   update_status(s, NULL);
 }
 
@@ -350,6 +438,8 @@ static void cmd_ready(ews_rconn_t *c, void *ud) {
   shard_t *s = ud;
   ews_rps_cmd_ready(s->idx);
   ews_rus_cmd_ready(s->idx);
+  ews_rap_cmd_ready(s->idx);
+  ews_rpr_cmd_ready(s->idx);
   mark_shard(s->idx, 0, 1);
   update_status(s, NULL);
 }
@@ -385,6 +475,7 @@ static void send_pub(ews_rjob_t *j, int stopping) {
     return;
   }
   ews_rconn_t *cmd = &E.shards[p->shard].cmd;
+  ews_rengine_hex_time(p->data + p->klen + ID_LEN + 1, ews_rengine_wall_us());
   const char *argv[3] = {"PUBLISH", p->data, p->data + p->klen};
   size_t lens[3] = {7, p->klen, p->plen};
   if (ews_rconn_command(cmd, on_published, (void *)(uintptr_t)now_us(), 3, argv, lens) != 0)
@@ -394,11 +485,14 @@ static void send_pub(ews_rjob_t *j, int stopping) {
 
 static void shutdown_thread(void) {
   ews_rus_close();
+  ews_rap_close();
+  ews_rpr_close();
   for (int i = 0; i < E.nshards; i++) {
     ews_rconn_close(&E.shards[i].cmd);
     ews_rconn_close(&E.shards[i].sub);
   }
   uv_close((uv_handle_t *)&E.wake, NULL);
+  uv_close((uv_handle_t *)&E.delay_timer, NULL);
 }
 
 static void on_wake(uv_async_t *a) {
@@ -450,7 +544,7 @@ static void chan_publish(ews_hub_t *h, const char *name, size_t len, ews_buf_t *
                          int opcode, uint64_t exclude_id) {
   ews_engine_local.chan->publish(h, name, len, frame, hl, opcode, exclude_id);
   size_t n = frame->len - hl;
-  size_t klen = KEY_PREFIX_LEN + len, plen = ID_LEN + 1 + n;
+  size_t klen = KEY_PREFIX_LEN + len, plen = HEAD_LEN + n;
   size_t size = sizeof(pub_t) + klen + plen;
   pub_t *p = malloc(size);
   if (!p) {
@@ -466,7 +560,7 @@ static void chan_publish(ews_hub_t *h, const char *name, size_t len, ews_buf_t *
   char *pl = p->data + klen;
   memcpy(pl, E.id, ID_LEN);
   pl[ID_LEN] = opcode == EWS_OP_BINARY ? 'b' : 't';
-  memcpy(pl + ID_LEN + 1, frame->data + hl, n);
+  memcpy(pl + HEAD_LEN, frame->data + hl, n);
   if (ews_rengine_submit(&p->job) != 0) {
     free(p);
     STAT_ADD(dropped, 1);
@@ -491,6 +585,8 @@ int ews_rengine_submit(ews_rjob_t *j) {
   return r;
 }
 
+int ews_rengine_nshards(void) { return E.nshards; }
+
 int ews_rengine_shard_of(const char *name, size_t len) {
   return ews_redis_ring_pick(&E.ring, name, len);
 }
@@ -512,24 +608,23 @@ ews_hub_t *const *ews_rengine_hubs(int *nworkers) {
   return E.hubs;
 }
 
-static void *chan_hold(const char *name, size_t len) {
-  hold_t *h = malloc(sizeof *h);
-  if (!h) return NULL;
-  h->local = ews_engine_local.chan->hold(name, len);
-  if (!h->local) {
-    free(h);
-    return NULL;
-  }
+/* The record of Redis channel prefix + name, with one more holder (created when
+ * missing). NULL when out of memory. */
+static rec_t *rec_hold(const char *prefix, size_t pl, const char *name, size_t len, int topic) {
+  char key[700];
+  if (pl + len > sizeof key) return NULL;
+  memcpy(key, prefix, pl);
+  memcpy(key + pl, name, len);
   uv_mutex_lock(&E.lock);
-  rec_t *r = (rec_t *)ews_names_find(&E.recs, name, len);
+  rec_t *r = (rec_t *)ews_names_find(&E.recs, key, pl + len);
   if (!r) {
-    r = calloc(1, sizeof *r + KEY_PREFIX_LEN + len + 1);
+    r = calloc(1, sizeof *r + pl + len + 1);
     if (r) {
-      memcpy(r->key, KEY_PREFIX, KEY_PREFIX_LEN);
-      memcpy(r->key + KEY_PREFIX_LEN, name, len);
-      r->keylen = KEY_PREFIX_LEN + len;
+      memcpy(r->key, key, pl + len);
+      r->keylen = pl + len;
+      r->topic = topic;
       r->shard = ews_redis_ring_pick(&E.ring, name, len);
-      ews_named_init(&r->n, r->key + KEY_PREFIX_LEN, len);
+      ews_named_init(&r->n, r->key, r->keylen);
       if (ews_names_insert(&E.recs, &r->n) != 0) {
         free(r);
         r = NULL;
@@ -539,13 +634,36 @@ static void *chan_hold(const char *name, size_t len) {
   int wake = 0;
   if (r && ++r->refs == 1) wake = enqueue_dirty(r);
   uv_mutex_unlock(&E.lock);
-  if (!r) {
+  if (wake) uv_async_send(&E.wake);
+  return r;
+}
+
+static void rec_release(rec_t *r) {
+  uv_mutex_lock(&E.lock);
+  int wake = --r->refs == 0 ? enqueue_dirty(r) : 0;
+  uv_mutex_unlock(&E.lock);
+  if (wake) uv_async_send(&E.wake);
+}
+
+void *ews_rengine_topic_hold(const char *topic, size_t tl) {
+  return rec_hold(EWS_RPS_CHAN, sizeof EWS_RPS_CHAN - 1, topic, tl, 1);
+}
+
+void ews_rengine_topic_release(void *handle) { rec_release(handle); }
+
+static void *chan_hold(const char *name, size_t len) {
+  hold_t *h = malloc(sizeof *h);
+  if (!h) return NULL;
+  h->local = ews_engine_local.chan->hold(name, len);
+  if (!h->local) {
+    free(h);
+    return NULL;
+  }
+  if (!(h->rec = rec_hold(KEY_PREFIX, KEY_PREFIX_LEN, name, len, 0))) {
     ews_engine_local.chan->release(h->local);
     free(h);
     return NULL;
   }
-  h->rec = r;
-  if (wake) uv_async_send(&E.wake);
   return h;
 }
 
@@ -561,10 +679,7 @@ static void chan_add(void *handle, int delta) {
 static void chan_release(void *handle) {
   hold_t *h = handle;
   ews_engine_local.chan->release(h->local);
-  uv_mutex_lock(&E.lock);
-  int wake = --h->rec->refs == 0 ? enqueue_dirty(h->rec) : 0;
-  uv_mutex_unlock(&E.lock);
-  if (wake) uv_async_send(&E.wake);
+  rec_release(h->rec);
   free(h);
 }
 
@@ -580,22 +695,28 @@ static const char COUNT_LUA[] =
     "end\n"
     "return sum\n";
 
+int64_t ews_rengine_count_others(int shard, const char *key, size_t kl) {
+  if (!ews_rengine_shard_up(shard)) return -1;
+  const char *argv[5] = {"EVAL", COUNT_LUA, "1", key, E.id};
+  size_t lens[5] = {4, sizeof COUNT_LUA - 1, 1, kl, ID_LEN};
+  redisReply *r = ews_rengine_sync(shard, 5, argv, lens);
+  if (!r) return -1;
+  int64_t n = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+  freeReplyObject(r);
+  return n;
+}
+
 /* This instance's subscribers, and the other live instances' as they last wrote
  * them (one round trip from the calling worker's thread; while the channel's shard
  * is down, this instance's only). */
 static uint32_t chan_count(const char *name, size_t len) {
   uint32_t n = ews_engine_local.chan->count(name, len);
-  int shard = ews_redis_ring_pick(&E.ring, name, len);
-  if (len > 500 || !ews_rengine_shard_up(shard)) return n;
+  if (len > 500) return n;
   char key[600];
   int kl = snprintf(key, sizeof key, "ews:cc:%.*s", (int)len, name);
-  const char *argv[5] = {"EVAL", COUNT_LUA, "1", key, E.id};
-  size_t lens[5] = {4, sizeof COUNT_LUA - 1, 1, (size_t)kl, ID_LEN};
-  redisReply *r = ews_rengine_sync(shard, 5, argv, lens);
-  if (!r) return n;
-  if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) n += (uint32_t)r->integer;
-  freeReplyObject(r);
-  return n;
+  int64_t others = ews_rengine_count_others(ews_redis_ring_pick(&E.ring, name, len), key,
+                                            (size_t)kl);
+  return others > 0 ? n + (uint32_t)others : n;
 }
 
 static const ews_chan_engine_t chan_engine = {chan_publish, chan_hold, chan_add, chan_release,
@@ -611,6 +732,8 @@ static void status(ews_engine_status_t *out) {
   out->subscriptions = STAT_LOAD(subscriptions);
   out->latency_us_sum = STAT_LOAD(lat_sum);
   out->latency_n = STAT_LOAD(lat_n);
+  out->delivery_us_sum = STAT_LOAD(dlat_sum);
+  out->delivery_n = STAT_LOAD(dlat_n);
   uv_mutex_lock(&E.lock);
   out->shards = E.nshards;
   for (int i = 0; i < E.nshards && i < EWS_ENGINE_MAX_SHARDS; i++) {
@@ -660,7 +783,12 @@ static int start(const ews_engine_config_t *cfg) {
   uv_mutex_init(&E.lock);
   uv_loop_init(&E.loop);
   uv_async_init(&E.loop, &E.wake, on_wake);
+  uv_timer_init(&E.loop, &E.delay_timer);
+  const char *delay = getenv("EDGEWS_TEST_TOPIC_SUBSCRIBE_DELAY_MS");
+  E.topic_delay_ms = delay ? strtoull(delay, NULL, 10) : 0;
   ews_rus_start(&E.loop);
+  ews_rap_start(&E.loop);
+  ews_rpr_start(&E.loop);
   for (int i = 0; i < E.nshards; i++) {
     shard_t *s = &E.shards[i];
     s->idx = i;
@@ -675,9 +803,9 @@ static int start(const ews_engine_config_t *cfg) {
     return EWS_ENOMEM;
   }
   E.started = 1;
-  EWS_INFO("cluster: instance %s over %d Redis shard%s; channels, pub/sub, presence events, "
-           "user sockets, broadcasts, notifications and documents span instances; presence "
-           "members are per instance (README: Running a cluster)",
+  EWS_INFO("cluster: instance %s over %d Redis shard%s; channels, pub/sub, presence, user "
+           "sockets, broadcasts, app connection counts, notifications and documents span "
+           "instances (README: Running a cluster)",
            E.id, E.nshards, E.nshards == 1 ? "" : "s");
   return 0;
 oom:
@@ -694,6 +822,7 @@ static void stop(void) {
     uv_async_send(&E.wake);
     uv_thread_join(&E.thread);
     uv_loop_close(&E.loop);
+    ews_rpr_goodbye(); /* before ews_rps_stop frees this thread's connections */
     ews_rps_stop();
     ews_rdoc_stop();
     cleanup();
@@ -702,6 +831,6 @@ static void stop(void) {
 }
 
 const ews_engine_t ews_engine_redis = {"redis", start, stop, &chan_engine,
-                                       &ews_rps_engine, &ews_engine_local_presence,
+                                       &ews_rps_engine, &ews_rpr_engine,
                                        &ews_rus_engine, status, &ews_rno_engine,
-                                       &ews_rdoc_engine};
+                                       &ews_rdoc_engine, ews_rap_connections};

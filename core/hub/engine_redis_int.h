@@ -22,6 +22,7 @@ typedef struct ews_rjob {
  * caller's to free. */
 int ews_rengine_submit(ews_rjob_t *j);
 
+int ews_rengine_nshards(void);
 /* The shard of a name (channels and topics alike). */
 int ews_rengine_shard_of(const char *name, size_t len);
 /* Any thread: the shard's connections are ready (as /health counts them). */
@@ -36,6 +37,17 @@ ews_hub_t *const *ews_rengine_hubs(int *nworkers);
  * connection to the shard (its URL's timeouts). The reply (freeReplyObject), or
  * NULL when the shard is down or did not answer. */
 struct redisReply *ews_rengine_sync(int shard, int argc, const char **argv, const size_t *lens);
+/* Delivery latency through Redis: the wall clock in microseconds, a time in a
+ * message (16 hex digits), and the delivery of a message PUBLISHed at pub_us
+ * (counted in the status's delivery_us_sum / delivery_n). Any thread. */
+uint64_t ews_rengine_wall_us(void);
+void ews_rengine_hex_time(char *out16, uint64_t us);
+uint64_t ews_rengine_parse_hex_time(const char *p, size_t n);
+void ews_rengine_delivered(uint64_t pub_us);
+/* The redis thread: a text or binary message for the local subscribers of channel
+ * name[0..len) (framed once, the frame posted to every worker). */
+void ews_rengine_post_frame(const char *name, size_t len, int opcode, const char *data,
+                            size_t n);
 /* This instance's id (16 hex digits). */
 const char *ews_rengine_id(void);
 
@@ -51,6 +63,34 @@ void ews_rus_message(const char *payload, size_t n);
 /* A message on the channel of posts to every instance (EWS_RUS_ALL): ID + data. */
 void ews_rus_all(const char *payload, size_t n);
 #define EWS_RUS_ALL "ews:b"
+
+/* Any thread: queues a command of argc (<= 4) arguments for the shard's command
+ * connection (no reply; a command that cannot be sent is dropped). 0 or an error
+ * (EWS_ENOMEM, EWS_EBACKPRESSURE, EWS_ESHUTDOWN). */
+int ews_rengine_command(int shard, int argc, const char *const *argv, const size_t *lens);
+
+/* Any worker's thread: the sum of the fields of hash key[0..kl) on the shard that
+ * other live instances wrote (field: instance id; the fields of dead instances are
+ * deleted), one round trip; -1 when the shard is down or did not answer. */
+int64_t ews_rengine_count_others(int shard, const char *key, size_t kl);
+
+/* engine_redis_apps.c: app connection counts across instances. */
+void ews_rap_start(uv_loop_t *loop); /* main thread, before the redis thread runs */
+void ews_rap_close(void);            /* the redis thread, at its end */
+void ews_rap_cmd_ready(int shard);   /* writes this instance's counts again */
+uint32_t ews_rap_connections(const char *path, size_t len);
+
+/* engine_redis_presence.c: presence across instances. */
+extern const ews_presence_engine_t ews_rpr_engine;
+void ews_rpr_start(uv_loop_t *loop); /* main thread, before the redis thread runs */
+void ews_rpr_close(void);            /* the redis thread, at its end */
+void ews_rpr_cmd_ready(int shard);   /* writes this instance's members there again */
+void ews_rpr_sub_ready(int shard, ews_rconn_reply_fn on_message); /* presence.set's channel */
+int ews_rpr_is_status_chan(const char *chan, size_t len);
+/* Main thread, once the redis thread has ended: on every shard that is up, this
+ * instance's members leave (announced) and its liveness key goes. */
+void ews_rpr_goodbye(void);
+void ews_rpr_status_message(const char *payload, size_t n);
 
 /* engine_redis_notify.c: notifications in Redis. */
 extern const ews_notify_engine_t ews_rno_engine;
@@ -69,7 +109,14 @@ void ews_rps_cmd_ready(int shard);   /* loads the scripts */
 void ews_rps_shard_up(int shard);    /* the shard is up again: every worker resyncs */
 /* A message on a pub/sub channel (ews:p:TOPIC). */
 void ews_rps_message(const char *channel, size_t clen, const char *payload, size_t n);
-#define EWS_RPS_PATTERN "ews:p:*"
+/* This instance's SUBSCRIBE of ews:p:TOPIC took effect: every worker catches up
+ * its subscribers of the topic from the stream. */
+void ews_rps_topic_subscribed(const char *topic, size_t tl);
+#define EWS_RPS_CHAN "ews:p:"
 extern const ews_pubsub_engine_t ews_rps_engine;
+/* engine_redis.c: the topic's Redis subscription, held while a worker has
+ * subscribers of it (ews_pubsub_engine_t.hold / release). */
+void *ews_rengine_topic_hold(const char *topic, size_t tl);
+void ews_rengine_topic_release(void *handle);
 
 #endif

@@ -7,9 +7,12 @@
  *                 trimmed at each publish
  * One script (EVALSHA; SCRIPT LOAD is sent first on every new command connection)
  * takes the next offset, appends to the stream and PUBLISHes
- * "EPOCH:OFFSET:MS:" + 'j'|'s' + data on ews:p:TOPIC, atomically: every instance
- * (PSUBSCRIBE ews:p:* per shard) receives a topic's messages in offset order, builds
- * their frames once and posts them to every worker (ews_ps_post), where
+ * "EPOCH:OFFSET:MS:US:" + 'j'|'s' + data on ews:p:TOPIC (US: the sending instance's
+ * clock when it sent the script, 16 hex digits, for the delivery latency),
+ * atomically: every instance that has subscribers of the topic (one SUBSCRIBE
+ * ews:p:TOPIC while some worker holds it, engine_redis.c) receives its messages in
+ * offset order, builds their frames once and posts them to every worker
+ * (ews_ps_post), where
  * pubsub_subs.c delivers, skips and catches up as with the in-process sequencer.
  *
  * Publishes run on the redis thread and complete on the publishing worker (a bus
@@ -63,7 +66,7 @@ static const char PUBLISH_LUA[] =
     "    redis.call('XDEL', KEYS[2], e[1])\n"
     "  end\n"
     "end\n"
-    "redis.call('PUBLISH', ARGV[4], epoch .. ':' .. off .. ':' .. ms .. ':' .. ARGV[1])\n"
+    "redis.call('PUBLISH', ARGV[4], epoch .. ':' .. off .. ':' .. ms .. ':' .. ARGV[6] .. ':' .. ARGV[1])\n"
     "return {epoch, off, ms}\n";
 
 static const char RESET_LUA[] =
@@ -190,10 +193,10 @@ static void req_run(ews_rjob_t *j, int stopping) {
   int ml = snprintf(meta, sizeof meta, META "%.*s", (int)q->tl, q->buf);
   int sl = snprintf(stream, sizeof stream, STREAM "%.*s", (int)q->tl, q->buf);
   int cl = snprintf(chan, sizeof chan, CHAN "%.*s", (int)q->tl, q->buf);
-  char a[3][24], hex[17];
+  char a[3][24], hex[17], sent[16];
   ews_pubsub_epoch_hex(new_epoch(), hex);
-  const char *argv[10];
-  size_t lens[10];
+  const char *argv[12];
+  size_t lens[12];
   int argc = 0;
 #define ARG(p, l) (argv[argc] = (p), lens[argc] = (l), argc++)
   if (q->op == OP_PUBLISH) {
@@ -213,6 +216,8 @@ static void req_run(ews_rjob_t *j, int stopping) {
     ARG(a[1], (size_t)snprintf(a[1], sizeof a[1], "%ld", (long)P.ttl));
     ARG(chan, (size_t)cl);
     ARG(hex, 16);
+    ews_rengine_hex_time(sent, ews_rengine_wall_us());
+    ARG(sent, 16);
   } else if (q->op == OP_RESET) {
     ARG(hex, 16);
   } else {
@@ -422,9 +427,11 @@ static int rps_history(ews_hub_t *h, const char *topic, size_t tl, int64_t since
 
 static int rps_persistent(void) { return 2; }
 
-const ews_pubsub_engine_t ews_rps_engine = {rps_persistent, ews_ps_max_recover, rps_publish,
-                                            rps_reset,      rps_retention,      rps_history,
-                                            ews_pubsub_history_free, rps_view, rps_page};
+const ews_pubsub_engine_t ews_rps_engine = {
+    rps_persistent, ews_ps_max_recover,      rps_publish, rps_reset,
+    rps_retention,  rps_history,             ews_pubsub_history_free,
+    rps_view,       rps_page,                ews_rengine_topic_hold,
+    ews_rengine_topic_release};
 
 /* ---- the redis thread --------------------------------------------------------------- */
 
@@ -466,22 +473,51 @@ void ews_rps_shard_up(int shard) {
   }
 }
 
+typedef struct {
+  ews_bus_msg_t base;
+  size_t tl;
+  char topic[];
+} topic_msg_t;
+
+static void topic_run(void *ud, ews_bus_msg_t *m) {
+  topic_msg_t *t = (topic_msg_t *)m;
+  ews_pubsub_resync_topic(ud, t->topic, t->tl);
+}
+
+static const ews_bus_kind_t topic_kind = {"pub/sub topic resync (redis)", topic_run, resync_free,
+                                          NULL};
+
+void ews_rps_topic_subscribed(const char *topic, size_t tl) {
+  int nw;
+  ews_hub_t *const *hubs = ews_rengine_hubs(&nw);
+  for (int i = 0; i < nw; i++) {
+    topic_msg_t *m = malloc(sizeof *m + tl);
+    if (!m) continue;
+    m->base.kind = &topic_kind;
+    m->tl = tl;
+    memcpy(m->topic, topic, tl);
+    ews_bus_post(&hubs[i]->inbox, &m->base);
+  }
+}
+
 void ews_rps_message(const char *channel, size_t clen, const char *p, size_t n) {
   if (clen <= CHAN_LEN || memcmp(channel, CHAN, CHAN_LEN)) return;
   const char *topic = channel + CHAN_LEN;
   size_t tl = clen - CHAN_LEN;
-  /* EPOCH:OFFSET:MS:('j'|'s')DATA */
+  /* EPOCH:OFFSET:MS:US:('j'|'s')DATA */
   const char *c1 = memchr(p, ':', n);
   const char *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(p + n - c1 - 1)) : NULL;
   const char *c3 = c2 ? memchr(c2 + 1, ':', (size_t)(p + n - c2 - 1)) : NULL;
+  const char *c4 = c3 ? memchr(c3 + 1, ':', (size_t)(p + n - c3 - 1)) : NULL;
   uint64_t epoch;
-  if (!c3 || c3 + 1 >= p + n || ews_pubsub_epoch_parse(p, (size_t)(c1 - p), &epoch) != 0) {
+  if (!c4 || c4 + 1 >= p + n || ews_pubsub_epoch_parse(p, (size_t)(c1 - p), &epoch) != 0) {
     EWS_WARN("pubsub %.*s: a malformed message from Redis", (int)(tl > 200 ? 200 : tl), topic);
     return;
   }
   int64_t off = strtoll(c1 + 1, NULL, 10), ms = strtoll(c2 + 1, NULL, 10);
-  int json = c3[1] == 'j';
-  const char *d = c3 + 2;
+  ews_rengine_delivered(ews_rengine_parse_hex_time(c3 + 1, (size_t)(c4 - c3 - 1)));
+  int json = c4[1] == 'j';
+  const char *d = c4 + 2;
   size_t dl = (size_t)(p + n - d);
   ews_buf_t *env, *raw;
   size_t ehl, rhl;

@@ -2,8 +2,8 @@
  * engine_redis_int.h): edgews.user_sockets finds a user's sockets on every instance,
  * and a message for a socket of another instance reaches its worker there.
  *   ews:u:USER   a hash on the user's shard: field "INSTANCE:WORKER:SOCKET" per socket
- *   ews:i:ID     instance ID is alive: set for 5 s, renewed every second by its redis
- *                thread; entries of an instance whose key expired (it died) are not
+ *   ews:i:ID     instance ID is alive: set for 5 s on every shard, renewed every second
+ *                by its redis thread; entries of an instance whose key expired (it died) are not
  *                listed and are deleted by the next lookup
  *   ews:w:ID     instance ID's inbox channel (on its shard): "WORKER:" + the message,
  *                run on that worker as a core.post message
@@ -73,8 +73,7 @@ static void cmd_run(ews_rjob_t *j, int stopping) {
   free(c);
 }
 
-/* Queues a command of argc (<= 4) arguments for the shard. 0 or an error. */
-static int submit(int shard, int argc, const char *const *argv, const size_t *lens) {
+int ews_rengine_command(int shard, int argc, const char *const *argv, const size_t *lens) {
   size_t total = 0;
   for (int i = 0; i < argc; i++) total += lens[i];
   cmd_t *c = malloc(sizeof *c + total);
@@ -114,7 +113,7 @@ static void hset(const char *op, const char *uid, size_t len, int worker, double
   int shard = ews_rengine_shard_of(uid, len);
   const char *argv[4] = {op, key, f, "1"};
   size_t lens[4] = {4, kl, fl, 1};
-  submit(shard, !strcmp(op, "HSET") ? 4 : 3, argv, lens);
+  ews_rengine_command(shard, !strcmp(op, "HSET") ? 4 : 3, argv, lens);
 }
 
 static int rus_add(const char *uid, size_t len, int worker, double socket_id) {
@@ -184,7 +183,7 @@ static int rus_post_remote(ews_hub_t *h, const char *inst, int to, const char *d
   memcpy(msg + hl, data, len);
   const char *argv[3] = {"PUBLISH", chan, msg};
   size_t lens[3] = {7, (size_t)cl, (size_t)hl + len};
-  int r = submit(shard, 3, argv, lens);
+  int r = ews_rengine_command(shard, 3, argv, lens);
   free(msg);
   return r;
 }
@@ -204,7 +203,7 @@ static int rus_post_all(ews_hub_t *h, const char *data, size_t len) {
   memcpy(msg + 16, data, len);
   const char *argv[3] = {"PUBLISH", EWS_RUS_ALL, msg};
   size_t lens[3] = {7, sizeof EWS_RUS_ALL - 1, 16 + len};
-  int r = submit(shard, 3, argv, lens);
+  int r = ews_rengine_command(shard, 3, argv, lens);
   free(msg);
   return r;
 }
@@ -214,16 +213,20 @@ const ews_users_engine_t ews_rus_engine = {rus_add, rus_remove, rus_list, rus_po
 
 /* ---- the redis thread ---------------------------------------------------------------- */
 
-static void renew(uv_timer_t *t) {
-  (void)t;
-  const char *id = ews_rengine_id();
-  int shard = ews_rengine_shard_of(id, 16);
+/* The liveness key goes to every shard: the scripts that skip dead instances'
+ * entries (users, counts, presence) read it on the shard of their own keys. */
+static void renew_on(int shard) {
   char key[32], ms[16];
-  int kl = snprintf(key, sizeof key, ALIVE_KEY "%s", id);
+  int kl = snprintf(key, sizeof key, ALIVE_KEY "%s", ews_rengine_id());
   int ml = snprintf(ms, sizeof ms, "%d", ALIVE_MS);
   const char *argv[5] = {"SET", key, "1", "PX", ms};
   size_t lens[5] = {3, (size_t)kl, 1, 2, (size_t)ml};
   ews_rconn_command(ews_rengine_cmd(shard), NULL, NULL, 5, argv, lens);
+}
+
+static void renew(uv_timer_t *t) {
+  (void)t;
+  for (int i = 0; i < ews_rengine_nshards(); i++) renew_on(i);
 }
 
 typedef struct {
@@ -243,8 +246,7 @@ static void register_one(const char *uid, size_t len, const ews_user_socket_t *s
 }
 
 void ews_rus_cmd_ready(int shard) {
-  const char *id = ews_rengine_id();
-  if (ews_rengine_shard_of(id, 16) == shard) renew(&U.renew);
+  renew_on(shard);
   walk_t w = {shard};
   ews_users_each(register_one, &w);
 }

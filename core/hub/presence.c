@@ -40,7 +40,7 @@ typedef struct pend {
   ews_hnode_t n;
   struct pend *next; /* arrival order */
   int was_present;   /* at the last batch */
-  int updated;       /* status or meta of a present member changed */
+  int updated;       /* status or meta of a present member changed: UPD_* bits */
   char uid[];
 } pend_t;
 
@@ -172,8 +172,11 @@ static void rec_free(rec_t *r) {
   free(r);
 }
 
+#define UPD_OWN 1    /* the member's own status or meta (its socket joined again) */
+#define UPD_GLOBAL 2 /* the user's global status, which the member shows */
+
 /* Notes that the user's presence in the channel changed (was_present: before this
- * change). Only the first change in a batch records the earlier state. Failing
+ * change; updated: UPD_* bits). Only the first change in a batch records the earlier state. Failing
  * (out of memory) loses the event, not the membership. */
 static void touch(chan_t *c, const user_t *u, int was_present, int updated) {
   pend_t *p = (pend_t *)ews_ht_find(&c->pending, u->id, u->n.len, u->n.hash);
@@ -212,7 +215,10 @@ static int mconn_remove(mconn_t *mc, double now) {
   *pp = mc->m_next;
   m->nconns--;
   free(mc);
-  if (m->nconns) return 0;
+  if (m->nconns) {
+    touch(m->ch, m->u, 1, 0); /* its connection count changed: a mirror hears of it */
+    return 0;
+  }
   chan_t *c = m->ch;
   user_t *u = m->u;
   touch(c, u, 1, 0);
@@ -317,6 +323,7 @@ int ews_presence_join(const char *ch, size_t chl, const char *uid, size_t ul, co
     m->nconns++;
     mc->r_next = r->list;
     r->list = mc;
+    if (!is_new) touch(c, u, 1, 0); /* another connection of a present member */
   }
   if (is_new) {
     m->u_next = u->members;
@@ -325,7 +332,7 @@ int ews_presence_join(const char *ch, size_t chl, const char *uid, size_t ul, co
     u->nmembers++;
     touch(c, u, 0, 0);
   }
-  if (!is_new && (status || meta)) touch(c, u, 1, 1); /* announced as an update */
+  if (!is_new && (status || meta)) touch(c, u, 1, UPD_OWN); /* announced as an update */
   if (status) {
     free(m->status);
     m->status = st;
@@ -350,19 +357,31 @@ out:
   return rc;
 }
 
-int ews_presence_leave(const char *ch, size_t chl, uint64_t conn_id) {
+int ews_presence_leave_user(const char *ch, size_t chl, uint64_t conn_id, char *uid, size_t cap,
+                            size_t *ul) {
   int rc = EWS_EINVAL;
+  *ul = 0;
   pthread_mutex_lock(&lock);
   chan_t *c = chan_get(ch, chl, 0);
   rec_t *r = c ? rec_find(conn_id) : NULL;
   for (mconn_t *mc = r ? r->list : NULL; mc; mc = mc->r_next) {
     if (mc->m->ch == c) {
+      const user_t *u = mc->m->u;
+      if (uid && u->n.len <= cap) {
+        memcpy(uid, u->id, u->n.len);
+        *ul = u->n.len;
+      }
       rc = rec_remove(mc, now_of_last_call);
       break;
     }
   }
   pthread_mutex_unlock(&lock);
   return rc;
+}
+
+int ews_presence_leave(const char *ch, size_t chl, uint64_t conn_id) {
+  size_t ul;
+  return ews_presence_leave_user(ch, chl, conn_id, NULL, 0, &ul);
 }
 
 int ews_presence_drop_conn(uint64_t conn_id) {
@@ -404,7 +423,7 @@ int ews_presence_set_status(const char *uid, size_t ul, const char *status, size
       u->expires = status && expire_s > 0 ? now + expire_s : 0;
       /* Members that show the global status: their channels hear of it. */
       for (member_t *m = u->members; m; m = m->u_next)
-        if (!m->status) touch(m->ch, u, 1, 1);
+        if (!m->status) touch(m->ch, u, 1, UPD_GLOBAL);
     }
     user_maybe_free(u, now);
   } else if (status) {
@@ -423,17 +442,18 @@ static int user_online(const user_t *u, const char *uid, size_t ul) {
 }
 
 /* The global status of a user (u may be NULL): explicit, or the default. */
-static void global_status(user_t *u, const char *uid, size_t ul, double now, const char **s,
-                          size_t *sl, const char **meta, size_t *ml, int *online) {
+static int global_status(user_t *u, const char *uid, size_t ul, double now, const char **s,
+                         size_t *sl, const char **meta, size_t *ml, int *online) {
   *online = user_online(u, uid, ul);
   if (u && status_live(u, now)) {
     *s = u->status, *sl = u->sl;
     *meta = u->meta, *ml = u->ml;
-    return;
+    return 1;
   }
   *s = *online ? "online" : "offline";
   *sl = strlen(*s);
   *meta = NULL, *ml = 0;
+  return 0;
 }
 
 /* Fills e with copies of the strings (one allocation). */
@@ -467,7 +487,7 @@ int ews_presence_get(const char *const *uids, const size_t *lens, size_t n, doub
     ews_presence_entry_t *e = &out->v[i];
     const char *st, *meta;
     size_t sl, ml;
-    global_status(u, uids[i], lens[i], now, &st, &sl, &meta, &ml, &e->online);
+    e->explicit_status = global_status(u, uids[i], lens[i], now, &st, &sl, &meta, &ml, &e->online);
     size_t cl = 0;
     for (member_t *m = u ? u->members : NULL; m; m = m->u_next) cl += m->ch->n.len + 1;
     char *chs = cl ? malloc(cl) : NULL;
@@ -574,6 +594,33 @@ uint32_t ews_presence_count(const char *ch, size_t chl) {
   return n;
 }
 
+size_t ews_presence_pending_users(const char *ch, size_t chl, ews_presence_pend_user_t **out) {
+  *out = NULL;
+  size_t n = 0, bytes = 0;
+  pthread_mutex_lock(&lock);
+  chan_t *c = chan_get(ch, chl, 0);
+  for (pend_t *p = c ? c->pend_head : NULL; p; p = p->next) {
+    n++;
+    bytes += p->n.len;
+  }
+  ews_presence_pend_user_t *v = n ? malloc(n * sizeof *v + bytes) : NULL;
+  if (v) {
+    char *q = (char *)(v + n);
+    size_t i = 0;
+    for (pend_t *p = c->pend_head; p; p = p->next, i++) {
+      v[i].user = memcpy(q, p->uid, p->n.len);
+      v[i].len = p->n.len;
+      v[i].present = ews_ht_find(&c->members, p->uid, p->n.len, p->n.hash) != NULL;
+      q += p->n.len;
+    }
+  } else {
+    n = 0;
+  }
+  pthread_mutex_unlock(&lock);
+  *out = v;
+  return n;
+}
+
 size_t ews_presence_conns(void) { return __atomic_load_n(&nrecs, __ATOMIC_ACQUIRE); }
 
 size_t ews_presence_channels(void) {
@@ -645,16 +692,85 @@ static void sb_json_str(sb_t *b, const char *s, size_t n) {
 
 #define EVENT_CHUNK (64u * 1024u) /* bytes of entries per event before another starts */
 
+/* One change of the channel's pending diff (the member as it is now, or its
+ * absence). NULL when out of memory. */
+static ews_presence_change_t *change_of(chan_t *c, const char *uid, size_t ul, uint32_t hash,
+                                        int was_present, int updated, double now) {
+  member_t *m = (member_t *)ews_ht_find(&c->members, uid, ul, hash);
+  sb_t e = {0};
+  const char *st = NULL;
+  size_t sl = 0;
+  if (m) {
+    member_status(m, now, &st, &sl);
+    SB_LIT(&e, "{\"user\":");
+    sb_json_str(&e, uid, ul);
+    SB_LIT(&e, ",\"status\":");
+    sb_json_str(&e, st, sl);
+    SB_LIT(&e, ",\"meta\":");
+    if (m->meta) sb_put(&e, m->meta, m->ml);
+    else SB_LIT(&e, "{}");
+    SB_LIT(&e, "}");
+  } else {
+    sb_json_str(&e, uid, ul);
+  }
+  size_t ml = m ? (m->meta ? m->ml : 2) : 0;
+  ews_presence_change_t *x = e.oom ? NULL : calloc(1, sizeof *x + ul + sl + ml + 3);
+  if (!x) {
+    free(e.p);
+    return NULL;
+  }
+  char *q = x->mem;
+  x->user = memcpy(q, uid, ul), x->user_len = ul, q += ul + 1;
+  x->status = st ? memcpy(q, st, sl) : q, x->status_len = sl, q += sl + 1;
+  x->meta = m ? memcpy(q, m->meta ? m->meta : "{}", ml) : q, x->meta_len = ml;
+  x->entry = e.p;
+  x->entry_len = e.n;
+  x->present = m != NULL;
+  x->was_present = was_present;
+  x->updated = updated != 0;
+  x->global_update = updated == UPD_GLOBAL;
+  x->connections = m ? m->nconns : 0;
+  return x;
+}
+
+/* Takes the channel's pending diff (emptied) as a list of changes, in the order
+ * they came. */
+static ews_presence_diff_t *take_diff(chan_t *c, double now) {
+  ews_presence_diff_t *d = calloc(1, sizeof *d + c->n.len + 1);
+  ews_presence_change_t **tail = d ? &d->changes : NULL;
+  if (d) {
+    memcpy(d->channel, c->name, c->n.len);
+    d->channel_len = c->n.len;
+  }
+  for (pend_t *p = c->pend_head, *next; p; p = next) {
+    next = p->next;
+    if (d && (*tail = change_of(c, p->uid, p->n.len, p->n.hash, p->was_present, p->updated, now)))
+      tail = &(*tail)->next;
+    free(p);
+  }
+  ews_ht_free(&c->pending);
+  c->pend_head = c->pend_tail = NULL;
+  return d;
+}
+
+int ews_presence_kind(const ews_presence_change_t *x) {
+  if (x->present && !x->was_present) return 'j';
+  if (!x->present && x->was_present) return 'l';
+  if (x->present && x->updated) return 'u';
+  return 0;
+}
+
 /* One event of the entries gathered in j (joins), l (leaves) and up (updates), which
  * are emptied. NULL when there are none (or out of memory: that part is lost, never
  * half-sent). */
-static ews_presence_event_t *make_event(const chan_t *c, sb_t *jp, sb_t *lp, sb_t *upp) {
+static ews_presence_event_t *make_event(const char *ch, size_t chl, sb_t *jp, sb_t *lp,
+                                        sb_t *upp) {
   sb_t j = *jp, l = *lp, up = *upp;
   ews_presence_event_t *e = NULL;
   if (j.n || l.n || up.n) {
     sb_t out = {0};
     SB_LIT(&out, "{\"type\":\"presence\",\"channel\":");
-    sb_json_str(&out, c->name, c->n.len);
+    sb_json_str(&out, ch, chl);
     SB_LIT(&out, ",\"joins\":[");
     if (j.n) sb_put(&out, j.p, j.n);
     SB_LIT(&out, "],\"leaves\":[");
@@ -667,9 +783,9 @@ static ews_presence_event_t *make_event(const chan_t *c, sb_t *jp, sb_t *lp, sb_
     }
     SB_LIT(&out, "}");
     if (!out.oom && !j.oom && !l.oom && !up.oom && (e = calloc(1, sizeof *e)) &&
-        (e->channel = malloc(c->n.len ? c->n.len : 1))) {
-      memcpy(e->channel, c->name, c->n.len);
-      e->channel_len = c->n.len;
+        (e->channel = malloc(chl ? chl : 1))) {
+      memcpy(e->channel, ch, chl);
+      e->channel_len = chl;
       e->json = out.p;
       e->json_len = out.n;
       out.p = NULL;
@@ -684,45 +800,39 @@ static ews_presence_event_t *make_event(const chan_t *c, sb_t *jp, sb_t *lp, sb_
   return e;
 }
 
-/* Builds the channel's events from its pending diff and empties the diff: one
- * event, or several of about EVENT_CHUNK bytes each when many users changed at once
- * (10,000 joins do not make one giant message). NULL when nothing changed. */
-static ews_presence_event_t *build_event(chan_t *c, double now) {
+ews_presence_event_t *ews_presence_events_of(const char *ch, size_t chl,
+                                             const ews_presence_change_t *changes,
+                                             const char *kinds) {
   sb_t j = {0}, l = {0}, up = {0};
   ews_presence_event_t *head = NULL, **tail = &head;
-  for (pend_t *p = c->pend_head, *next; p; p = next) {
-    next = p->next;
-    member_t *m = (member_t *)ews_ht_find(&c->members, p->uid, p->n.len, p->n.hash);
-    if (m && (!p->was_present || p->updated)) {
-      const char *st;
-      size_t sl;
-      member_status(m, now, &st, &sl);
-      /* new in the channel: a join; present before and changed: an update */
-      sb_t *d = p->was_present ? &up : &j;
-      if (d->n) SB_LIT(d, ",");
-      SB_LIT(d, "{\"user\":");
-      sb_json_str(d, p->uid, p->n.len);
-      SB_LIT(d, ",\"status\":");
-      sb_json_str(d, st, sl);
-      SB_LIT(d, ",\"meta\":");
-      if (m->meta) sb_put(d, m->meta, m->ml);
-      else SB_LIT(d, "{}");
-      SB_LIT(d, "}");
-    } else if (!m && p->was_present) {
-      if (l.n) SB_LIT(&l, ",");
-      sb_json_str(&l, p->uid, p->n.len);
-    }
-    free(p);
-    if (j.n + l.n + up.n >= EVENT_CHUNK && (*tail = make_event(c, &j, &l, &up)))
+  size_t i = 0;
+  for (const ews_presence_change_t *x = changes; x; x = x->next, i++) {
+    int k = kinds ? kinds[i] : ews_presence_kind(x);
+    sb_t *d = k == 'j' ? &j : k == 'l' ? &l : k == 'u' ? &up : NULL;
+    if (!d) continue;
+    if (d->n) SB_LIT(d, ",");
+    sb_put(d, x->entry, x->entry_len);
+    if (j.n + l.n + up.n >= EVENT_CHUNK && (*tail = make_event(ch, chl, &j, &l, &up)))
       tail = &(*tail)->next;
   }
-  ews_ht_free(&c->pending);
-  c->pend_head = c->pend_tail = NULL;
-  *tail = make_event(c, &j, &l, &up);
+  *tail = make_event(ch, chl, &j, &l, &up);
   free(j.p);
   free(l.p);
   free(up.p);
   return head;
+}
+
+void ews_presence_diffs_free(ews_presence_diff_t *d) {
+  while (d) {
+    ews_presence_diff_t *next = d->next;
+    for (ews_presence_change_t *x = d->changes, *xn; x; x = xn) {
+      xn = x->next;
+      free(x->entry);
+      free(x);
+    }
+    free(d);
+    d = next;
+  }
 }
 
 /* A user whose global status expired goes back to the default (the channels that
@@ -732,7 +842,7 @@ static void expire_status(ews_hnode_t *x, void *ud) {
   double now = *(const double *)ud;
   if (!u->status || status_live(u, now)) return;
   for (member_t *m = u->members; m; m = m->u_next)
-    if (!m->status) touch(m->ch, u, 1, 1);
+    if (!m->status) touch(m->ch, u, 1, UPD_GLOBAL);
   free(u->status);
   free(u->meta);
   u->status = u->meta = NULL;
@@ -746,8 +856,8 @@ static void gc_users(double now) {
   ews_ht_walk(&users, 0, SIZE_MAX, expire_status, &now);
 }
 
-ews_presence_event_t *ews_presence_take(double now, int force) {
-  ews_presence_event_t *head = NULL, **tail = &head;
+ews_presence_diff_t *ews_presence_take_diffs(double now, int force) {
+  ews_presence_diff_t *head = NULL, **tail = &head;
   pthread_mutex_lock(&lock);
   seen(now);
   /* 0.9: the workers' timers tick at the same interval with different phases; one
@@ -761,14 +871,69 @@ ews_presence_event_t *ews_presence_take(double now, int force) {
       chan_t *next = c->pend_next;
       c->queued = 0;
       c->pend_next = NULL;
-      *tail = build_event(c, now);
-      while (*tail) tail = &(*tail)->next;
+      if ((*tail = take_diff(c, now))) tail = &(*tail)->next;
       chan_maybe_free(c);
       c = next;
     }
   }
   pthread_mutex_unlock(&lock);
   return head;
+}
+
+ews_presence_event_t *ews_presence_take(double now, int force) {
+  ews_presence_diff_t *d = ews_presence_take_diffs(now, force);
+  ews_presence_event_t *head = NULL, **tail = &head;
+  for (ews_presence_diff_t *x = d; x; x = x->next) {
+    *tail = ews_presence_events_of(x->channel, x->channel_len, x->changes, NULL);
+    while (*tail) tail = &(*tail)->next;
+  }
+  ews_presence_diffs_free(d);
+  return head;
+}
+
+typedef struct {
+  int (*want)(const char *ch, size_t chl, void *ud);
+  void *ud;
+  double now;
+  ews_presence_diff_t *head;
+} snap_t;
+
+typedef struct {
+  ews_presence_diff_t *d;
+  double now;
+} snapc_t;
+
+static void snap_member(ews_hnode_t *x, void *ud) {
+  snapc_t *sc = ud;
+  member_t *m = (member_t *)x;
+  ews_presence_change_t *c = change_of(m->ch, m->n.key, m->n.len, m->n.hash, 1, 0, sc->now);
+  if (!c) return;
+  c->next = sc->d->changes;
+  sc->d->changes = c;
+}
+
+static void snap_chan(ews_hnode_t *x, void *ud) {
+  snap_t *sn = ud;
+  chan_t *c = (chan_t *)x;
+  if (!c->members.n || (sn->want && !sn->want(c->name, c->n.len, sn->ud))) return;
+  ews_presence_diff_t *d = calloc(1, sizeof *d + c->n.len + 1);
+  if (!d) return;
+  memcpy(d->channel, c->name, c->n.len);
+  d->channel_len = c->n.len;
+  snapc_t sc = {d, sn->now};
+  ews_ht_walk(&c->members, 0, SIZE_MAX, snap_member, &sc);
+  d->next = sn->head;
+  sn->head = d;
+}
+
+ews_presence_diff_t *ews_presence_snapshot(int (*want)(const char *ch, size_t chl, void *ud),
+                                           void *ud) {
+  snap_t sn = {want, ud, 0, NULL};
+  pthread_mutex_lock(&lock);
+  sn.now = now_of_last_call;
+  ews_ht_walk(&chans, 0, SIZE_MAX, snap_chan, &sn);
+  pthread_mutex_unlock(&lock);
+  return sn.head;
 }
 
 void ews_presence_events_free(ews_presence_event_t *e) {

@@ -49,6 +49,9 @@ int ews_presence_join(const char *ch, size_t chl, const char *uid, size_t ul, co
  * there (a leave), 0 when the user is still present, EWS_EINVAL when the connection
  * was not in the channel. */
 int ews_presence_leave(const char *ch, size_t chl, uint64_t conn_id);
+/* The same, and the user's id (copied into uid when it fits cap; *ul 0 otherwise). */
+int ews_presence_leave_user(const char *ch, size_t chl, uint64_t conn_id, char *uid, size_t cap,
+                            size_t *ul);
 /* Ends every membership of a connection (it closed or went silent). Returns the
  * number of channels its user left. Cheap when no connection is a member anywhere. */
 int ews_presence_drop_conn(uint64_t conn_id);
@@ -68,6 +71,7 @@ typedef struct {
   uint32_t connections; /* list: the user's connections in the channel */
   uint32_t nchannels;   /* get: channels the user is present in */
   int online;           /* get: a live connection on any worker */
+  int explicit_status;  /* get: status is one the user set, not the default */
   char *mem;            /* owns the strings */
 } ews_presence_entry_t;
 
@@ -105,12 +109,62 @@ typedef struct ews_presence_event {
 ews_presence_event_t *ews_presence_take(double now, int force);
 void ews_presence_events_free(ews_presence_event_t *e);
 
+/* One user's change in a channel since the last batch, with the member as it is
+ * now (present) or its absence: for the batch events, and for an engine that
+ * mirrors these tables elsewhere (a cluster's Redis). Strings are copies (user,
+ * status and meta in mem; status is the one the member shows; meta "{}" when it
+ * has none); entry is the member's JSON entry of an event ({"user":U,"status":S,
+ * "meta":M}), or the user as a JSON string when absent. */
+typedef struct ews_presence_change {
+  struct ews_presence_change *next;
+  const char *user, *status, *meta;
+  size_t user_len, status_len, meta_len;
+  char *entry;
+  size_t entry_len;
+  int present, was_present, updated;
+  int global_update; /* updated only because the user's global status changed */
+  uint32_t connections;
+  char mem[];
+} ews_presence_change_t;
+
+typedef struct ews_presence_diff {
+  struct ews_presence_diff *next;
+  ews_presence_change_t *changes; /* in the order they came */
+  size_t channel_len;
+  char channel[];
+} ews_presence_diff_t;
+
+/* As ews_presence_take, the diffs themselves (one per changed channel). */
+ews_presence_diff_t *ews_presence_take_diffs(double now, int force);
+void ews_presence_diffs_free(ews_presence_diff_t *d);
+/* What a change is in this process's events: 'j' (join), 'l' (leave), 'u' (update)
+ * or 0 (nothing to announce: its connection count changed). */
+int ews_presence_kind(const ews_presence_change_t *x);
+/* The events of a channel's changes, each announced as kinds[i] ('j', 'l', 'u', 0:
+ * not; kinds NULL: ews_presence_kind), in events of about 64 KB at most. */
+ews_presence_event_t *ews_presence_events_of(const char *ch, size_t chl,
+                                             const ews_presence_change_t *changes,
+                                             const char *kinds);
+/* Every member of every channel for which want(ch) says 1 (want NULL: all), as
+ * diffs of present changes. Copies; out of memory loses entries. */
+ews_presence_diff_t *ews_presence_snapshot(int (*want)(const char *ch, size_t chl, void *ud),
+                                           void *ud);
+
 /* Heartbeat: calls probe(conn, &last_ping, ud) for each member connection of
  * `worker` (under the lock: the probe must not call back into this module); a probe
  * returning 1 ends that connection's memberships. last_ping is the probe's own
  * record (starts at 0). Returns the number of connections dropped. */
 typedef int (*ews_presence_probe_fn)(void *conn, double *last_ping, void *ud);
 size_t ews_presence_sweep(int worker, ews_presence_probe_fn probe, void *ud);
+
+/* The users of the channel whose membership changed since the last batch, and
+ * whether each is a member now: copies in one allocation (free(*out)). */
+typedef struct {
+  const char *user;
+  size_t len;
+  int present;
+} ews_presence_pend_user_t;
+size_t ews_presence_pending_users(const char *ch, size_t chl, ews_presence_pend_user_t **out);
 
 /* Member connections, channels and users known (for cheap checks and tests). */
 size_t ews_presence_conns(void);

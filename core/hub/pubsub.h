@@ -200,6 +200,10 @@ typedef struct ews_pubsub_event {
  * history (a delivery that finds offsets missing does the same for its topic), and
  * catch-ups that waited for the history go on. */
 void ews_pubsub_resync(ews_hub_t *w);
+/* The same for one topic (a cluster's subscription of it became effective: what
+ * was published before it, after the subscribers read where the topic stood, is
+ * caught up from history). */
+void ews_pubsub_resync_topic(ews_hub_t *w, const char *topic, size_t tl);
 /* Frees the table (worker exit). */
 void ews_topics_free(ews_names_t *t);
 

@@ -52,6 +52,8 @@ typedef struct {
   uint32_t nreplay; /* sockets replaying */
   uint32_t njobs;   /* replays referring to this topic (ended ones too, until freed) */
   int lua;
+  const ews_pubsub_engine_t *pe; /* the engine that holds it for this worker */
+  void *held;                    /* its handle (NULL: not held) */
   char name[];
 } wtopic_t;
 
@@ -129,11 +131,16 @@ static wtopic_t *wtopic_get(ews_hub_t *w, const char *name, size_t len, int crea
     free(t);
     return NULL;
   }
+  t->pe = w->engine->pubsub;
+  if (t->pe->hold && !(t->held = t->pe->hold(name, len)))
+    EWS_ERROR("pubsub %.*s: out of memory: this worker may miss its messages from other "
+              "instances", (int)(len > 200 ? 200 : len), name);
   return t;
 }
 
 static void wtopic_free(ews_named_t *r) {
   wtopic_t *t = (wtopic_t *)r;
+  if (t->held) t->pe->release(t->held);
   ews_subs_free(&t->env.s);
   free(t->env.marks);
   ews_subs_free(&t->raw.s);
@@ -688,9 +695,14 @@ static void resync_topic(ews_hnode_t *n, void *ud) {
   if (v.last <= base) return;
   catch_up(w, t, &t->env, v.epoch, v.last, base);
   catch_up(w, t, &t->raw, v.epoch, v.last, base);
-  if (t->lua)
+  if (t->lua && base) /* (a topic new here starts from now) */
     EWS_ERROR("pubsub: %.*s: this worker's Lua subscribers missed messages after #%lld"
               " (the worker's inbox was full)", (int)t->n.len, t->name, (long long)base);
+}
+
+void ews_pubsub_resync_topic(ews_hub_t *w, const char *topic, size_t tl) {
+  wtopic_t *t = wtopic_get(w, topic, tl, 0);
+  if (t) resync_topic(&t->n, w);
 }
 
 void ews_pubsub_resync(ews_hub_t *w) {

@@ -471,10 +471,16 @@ static int l_count(lua_State *L) {
   return luaL_error(L, "core.count: unknown counter '%s'", name);
 }
 
-/* core.connection_count(path) -> open connections of the app on all workers */
+/* core.connection_count(path) -> open connections of the app on all workers (and,
+ * in a cluster, every live instance) */
 static int l_connection_count(lua_State *L) {
   size_t n;
   const char *path = luaL_checklstring(L, 1, &n);
+  ews_vm_t *w = worker_of(L);
+  if (w && w->hub->engine->app_connections) {
+    lua_pushinteger(L, w->hub->engine->app_connections(path, n));
+    return 1;
+  }
   char key[512];
   int kl = snprintf(key, sizeof key, "conns:%.*s", (int)n, path);
   lua_pushinteger(L, kl > 0 ? ews_counter_peek(key, (size_t)kl) : 0);

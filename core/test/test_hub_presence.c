@@ -1,8 +1,8 @@
 /* test_hub_presence.c — the process-wide presence tables (hub/presence.h): members
  * with several connections, batched diffs (a join and leave in one batch cancel),
  * event JSON and its escaping, global status with expiry, get/list/count with
- * cursor pagination, the heartbeat sweep, channels freed when empty, and threads
- * joining the same channel at once. Times are fake seconds passed in. */
+ * cursor pagination, the heartbeat sweep, channels freed when empty, threads
+ * joining the same channel at once, and the diffs a cluster engine mirrors. Times are fake seconds passed in. */
 #include <pthread.h>
 
 #include "err.h"
@@ -339,6 +339,65 @@ TEST(big_batches_are_split) {
   CHECK_EQ(ews_presence_channels(), 0);
 }
 
+/* What a cluster engine mirrors: the diffs with each member as it is now (its
+ * connections too, which events do not announce), the users pending per channel,
+ * a snapshot of every member, leave_user's user, and events of chosen kinds. */
+TEST(diffs_for_a_mirror) {
+  ews_presence_events_free(ews_presence_take(now, 1));
+  CHECK_EQ(ews_presence_join(S("m"), S("ann"), S("busy"), S("{\"a\":1}"), 0, 70, (void *)70, now), 1);
+  CHECK_EQ(join("m", "bob", 71), 1);
+  ews_presence_pend_user_t *pu;
+  size_t np = ews_presence_pending_users(S("m"), &pu);
+  CHECK_EQ(np, 2);
+  CHECK(np == 2 && pu[0].present && pu[1].present && pu[0].len == 3);
+  free(pu);
+  ews_presence_diff_t *d = ews_presence_take_diffs(now, 1);
+  CHECK(d && !d->next && d->channel_len == 1 && d->channel[0] == 'm');
+  const ews_presence_change_t *x = d ? d->changes : NULL;
+  CHECK(x && x->present && !x->was_present && x->connections == 1 && x->user_len == 3 &&
+        !memcmp(x->user, "ann", 3) && x->status_len == 4 && !memcmp(x->status, "busy", 4) &&
+        x->meta_len == 7 && ews_presence_kind(x) == 'j');
+  CHECK(x && x->entry_len == strlen("{\"user\":\"ann\",\"status\":\"busy\",\"meta\":{\"a\":1}}") &&
+        !memcmp(x->entry, "{\"user\":\"ann\",\"status\":\"busy\",\"meta\":{\"a\":1}}", x->entry_len));
+  /* announced as chosen: ann as a join, bob not at all */
+  ews_presence_event_t *e = d ? ews_presence_events_of(d->channel, d->channel_len, d->changes, "j\0") : NULL;
+  CHECK(e && !e->next && strstr(e->json, "\"ann\"") && !strstr(e->json, "bob"));
+  ews_presence_events_free(e);
+  ews_presence_diffs_free(d);
+  np = ews_presence_pending_users(S("m"), &pu);
+  CHECK_EQ(np, 0);
+  free(pu);
+  /* a second connection of ann: a change for a mirror (its count), no event */
+  CHECK_EQ(join("m", "ann", 72), 0);
+  d = ews_presence_take_diffs(now, 1);
+  x = d ? d->changes : NULL;
+  CHECK(x && x->present && x->was_present && x->connections == 2 && ews_presence_kind(x) == 0);
+  e = d ? ews_presence_events_of(d->channel, d->channel_len, d->changes, NULL) : NULL;
+  CHECK(e == NULL);
+  ews_presence_diffs_free(d);
+  /* a snapshot: every member as present */
+  d = ews_presence_snapshot(NULL, NULL);
+  int n = 0;
+  for (x = d ? d->changes : NULL; x; x = x->next) n++;
+  CHECK(d && !d->next);
+  CHECK_EQ(n, 2);
+  ews_presence_diffs_free(d);
+  /* leave_user tells whose leave it was */
+  char uid[8];
+  size_t ul;
+  CHECK_EQ(ews_presence_leave_user(S("m"), 71, uid, sizeof uid, &ul), 1);
+  CHECK(ul == 3 && !memcmp(uid, "bob", 3));
+  d = ews_presence_take_diffs(now, 1);
+  x = d ? d->changes : NULL;
+  CHECK(x && !x->present && x->was_present && ews_presence_kind(x) == 'l' && x->entry_len == 5 &&
+        !memcmp(x->entry, "\"bob\"", 5));
+  ews_presence_diffs_free(d);
+  ews_presence_drop_conn(70);
+  ews_presence_drop_conn(72);
+  ews_presence_events_free(ews_presence_take(now, 1));
+  CHECK_EQ(ews_presence_channels(), 0);
+}
+
 int main(void) {
   RUN(multi_connection_membership);
   RUN(batch_cancels_and_orders);
@@ -350,5 +409,6 @@ int main(void) {
   RUN(threads);
   RUN(updates_of_present_members);
   RUN(big_batches_are_split);
+  RUN(diffs_for_a_mirror);
   return TEST_EXIT();
 }

@@ -68,13 +68,15 @@ function App:route(name, fn, opts)
   return self
 end
 
---- app:connection_count() -> open connections of this app on all workers
+--- app:connection_count() -> open connections of this app on all workers (in a
+-- cluster: of every live instance, the others' as they wrote them, ~0.1 s behind)
 function App:connection_count()
   return core.connection_count(self.path)
 end
 
 --- app:close_all([code [, reason]]) -> number of sockets closed on this worker
--- Closes every socket of the app on every worker (others asynchronously).
+-- Closes every socket of the app on every worker (others asynchronously; in a
+-- cluster also on every other instance, as app:broadcast travels).
 function App:close_all(code, reason)
   code = code or 1001
   if not config.valid_close_code(code) then error("app:close_all: invalid close code " .. tostring(code), 2) end

@@ -1,5 +1,6 @@
 -- edgews.presence: who is online, and who is in which channel, across every worker
--- (process-wide tables in C, hub/presence.c).
+-- (process-wide tables in C, hub/presence.c) and, with --redis, every instance of the
+-- cluster (hub/engine_redis_presence.c).
 --
 --   local presence = edgews.presence
 --   presence.configure { heartbeat_timeout = 30 }        -- optional, at load time

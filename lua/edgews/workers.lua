@@ -214,15 +214,18 @@ function _M.broadcast_others(path, data, is_binary, filter, level)
   if cluster then core.post_instances(msg) end
 end
 
---- Asks every other worker to close the app's sockets.
+--- Asks every other worker (and, in a cluster, every worker of the other
+-- instances) to close the app's sockets.
 function _M.close_all_others(path, code, reason)
   local n = core.workers()
-  if n <= 1 then return end
+  local cluster = core.cluster and core.cluster()
+  if n <= 1 and not cluster then return end
   local msg = encode({ op = "close_all", path = path, code = code, reason = reason })
   local me = core.worker_id()
   for w = 0, n - 1 do
     if w ~= me then core.post(w, msg) end
   end
+  if cluster then core.post_instances(msg) end
 end
 
 -- Runs a message from another worker (the core calls this through init.lua's
