@@ -166,4 +166,4 @@ static void stop(void) { ews_pubsub_shutdown(); }
 
 const ews_engine_t ews_engine_local = {"local", start, stop, &chan_engine,
                                        &ews_engine_local_pubsub, &ews_engine_local_presence,
-                                       &ews_engine_local_users, NULL, NULL, NULL};
+                                       &ews_engine_local_users, NULL, NULL, NULL, NULL};
