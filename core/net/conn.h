@@ -265,6 +265,11 @@ static inline int ews_conn_is_client(const ews_conn_t *c) { return (c->flags & E
 /* The owner's context of the connection's loop (net->owner). */
 static inline void *ews_conn_owner(const ews_conn_t *c) { return c->net->owner; }
 static inline int ews_conn_is_open(const ews_conn_t *c) { return c->state == EWS_CS_OPEN; }
+/* 1 from the owner's open event until its close event (the connection is the
+ * owner's to show). */
+static inline int ews_conn_opened(const ews_conn_t *c) {
+  return (c->flags & (EWS_CF_OPENED | EWS_CF_CLOSE_EVENT)) == EWS_CF_OPENED;
+}
 /* The app the connection was upgraded for (NULL before the upgrade). */
 static inline ews_app_t *ews_conn_app(const ews_conn_t *c) { return c->app; }
 /* The next connection of the loop (start from net->conns). */
