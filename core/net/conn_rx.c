@@ -70,7 +70,7 @@ static int on_data(void *ud, int opcode, uint8_t *p, size_t n, int first, int la
     int r = ews_app_pmd(c->app, &pw);
     if (r < 0) return r;
     ews_zbuf_t out = {c->in, c->in_len, c->in_cap, grow_in, c};
-    r = ews_inflate(&c->pmd->inf, pw, p, n, first, last, opcode == EWS_OP_TEXT, &out);
+    r = ews_inflate(&ews_conn_pmd(c)->inf, pw, p, n, first, last, opcode == EWS_OP_TEXT, &out);
     c->in = out.p;
     c->in_len = out.len;
     c->in_cap = out.cap;
