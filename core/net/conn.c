@@ -228,6 +228,16 @@ static void open_timer(ews_conn_t *c, uint32_t now) {
       next = app->heartbeat_interval_ms - idle;
     }
   }
+  /* TLS: an idle connection gives up its record cipher contexts (after one to two
+   * EWS_TLS_QUIET_MS periods without a record; they are rebuilt at the next one). */
+  if (c->tls) {
+    int r = ews_tls_quiet(c->tls->tls);
+    if (r == 2) {
+      EWS_DEBUG("conn %llu: quiet: TLS cipher contexts released", (unsigned long long)c->id);
+      ews_net_trim_later(c->net);
+    }
+    else if (r == 1 && EWS_TLS_QUIET_MS < next) next = EWS_TLS_QUIET_MS;
+  }
   if (next != UINT32_MAX) ews_conn_set_timer(c, next);
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "net/conn.h"
+#include "net/tls.h"
 #include "proto/http_head.h"
 
 /* Loop time in ms (32-bit, wrapping: differences are what count). */
@@ -34,6 +35,14 @@ static inline ews_conn_cold_t *ews_conn_cold_get(ews_conn_t *c) {
   if (!c->cold) c->cold = calloc(1, sizeof *c->cold);
   return c->cold;
 }
+/* After TLS records went through: cipher contexts that a record rebuilt on a quiet
+ * connection are looked at again within EWS_TLS_QUIET_MS (open_timer in conn.c drops
+ * them once the connection is quiet again). */
+static inline void ews_conn_tls_rearm(ews_conn_t *c) {
+  if (ews_tls_take_rebuilt(c->tls->tls) && c->state == EWS_CS_OPEN)
+    ews_wheel_schedule_min(&c->net->wheel, &c->tnode, EWS_TLS_QUIET_MS);
+}
+
 /* Frees the cold part when nothing is left in it (conn.c). */
 void ews_conn_cold_trim(ews_conn_t *c);
 /* Heartbeat: when the last ping went out (kept in the timer node's spare bytes). */

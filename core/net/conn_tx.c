@@ -171,6 +171,7 @@ static ews_writeq_t *tls_seal(ews_conn_t *c) {
   if (!ews_tls_handshake_done(t)) return &c->tls->out;
   if (c->wq.bytes) {
     int r = ews_tls_write_wq(t, &c->wq);
+    ews_conn_tls_rearm(c);
     if (r == EWS_ECLOSED) {
       ews_wq_free(&c->wq);
     } else if (r < 0 && r != EWS_EAGAIN) {
