@@ -235,8 +235,7 @@ static void open_timer(ews_conn_t *c, uint32_t now) {
     if (r == 2) {
       EWS_DEBUG("conn %llu: quiet: TLS cipher contexts released", (unsigned long long)c->id);
       ews_net_trim_later(c->net);
-    }
-    else if (r == 1 && EWS_TLS_QUIET_MS < next) next = EWS_TLS_QUIET_MS;
+    } else if (r == 1 && EWS_TLS_QUIET_MS < next) next = EWS_TLS_QUIET_MS;
   }
   if (next != UINT32_MAX) ews_conn_set_timer(c, next);
 }

@@ -120,7 +120,7 @@ int ews_net_init(ews_net_t *net, uv_loop_t *loop, int id);
  * ticker hands the heap's free pages back to the kernel (malloc_trim), at most once
  * per EWS_TRIM_QUIET_MS however many calls. Never per message: main.c keeps glibc
  * from trimming on every free, for the 16 KiB echo's sake. */
-#define EWS_TRIM_QUIET_MS 1000u
+#define EWS_TRIM_QUIET_MS 500u
 void ews_net_trim_later(ews_net_t *net);
 
 /* After the loop closed every handle: frees the routes, buffers and scratch. */

@@ -148,7 +148,7 @@ int ews_tls_write_wq(ews_tls_t *t, ews_writeq_t *plain);
  * AES-GCM ~1.5 KB); the next record builds them again from the traffic keys (a few
  * microseconds), so an idle connection keeps only its keys. Returns 1 while contexts
  * are held (call again later), 2 when this call freed them, 0 when none are held. */
-#define EWS_TLS_QUIET_MS 1000u
+#define EWS_TLS_QUIET_MS 500u
 int ews_tls_quiet(ews_tls_t *t);
 /* 1 (once) when a record rebuilt a cipher context since the last call: the caller
  * makes sure ews_tls_quiet runs again within EWS_TLS_QUIET_MS. */
