@@ -111,6 +111,7 @@ static void new_socket(ews_vm_t *w, lua_State *L, ews_conn_t *c, const char *pro
 }
 
 int ews_lua_socket_push(lua_State *L, ews_conn_t *c) {
+  if (ews_conn_is_client(c)) return 0; /* outbound: api_client.c's, never a socket */
   if (c->uref == LUA_NOREF) {
     if (!ews_conn_opened(c)) return 0;
     new_socket(worker_of(c), L, c, NULL, LUA_NOREF);
