@@ -12,7 +12,8 @@
 --                in ascending order of ID
 --   untouched -> how many close events were of sockets no message handler had seen
 -- /silent has no handler but a message one (echo): no close event, no object
--- until a message.
+-- until a message. /proto (subprotocols p1, p2; no open handler) answers any message
+-- with socket.protocol.
 local edgews = require "edgews"
 
 local quiet = edgews.app { path = "/quiet" }
@@ -67,3 +68,6 @@ end)
 
 local silent = edgews.app { path = "/silent" }
 silent:on("message", function(socket, data) socket:send(data) end)
+
+local proto = edgews.app { path = "/proto", protocols = { "p1", "p2" } }
+proto:on("message", function(socket) socket:send(tostring(socket.protocol)) end)

@@ -84,6 +84,12 @@ describe("lazy socket objects #integration #lua", function()
     assert.truthy(closed:find(id .. ":same", 1, true), closed)
   end)
 
+  it("socket.protocol is there without an open handler", function()
+    local res = helper.assert_ok(helper.run(helper.py_argv("sequence", "--url", srv:url "/proto",
+      "--send", "which", "--offer", "p2,p1")))
+    assert.are.equal("p2", res.replies[1])
+  end)
+
   it("the close handler runs for a connection that never sent a message", function()
     local before = tonumber(seq("untouched").replies[1])
     local idle = hold(2, url)
