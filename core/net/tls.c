@@ -110,6 +110,8 @@ static const struct {
 typedef struct {
   mbedtls_ssl_context ssl;
   ews_tlsk_t keys; /* the key block, captured during the handshake */
+  const uint8_t *in; /* bytes offered to mbedTLS in this ews_tls_read() */
+  size_t in_n;
 } tls_hs_t;
 
 /* Record protection of one direction: a cipher context built from the traffic key
@@ -133,8 +135,6 @@ struct ews_tls {
   ews_bufpool_t *pool;
   ews_tls_ctx_t *ctx;     /* until the handshake ends */
   tls_hs_t *hs;           /* during the handshake */
-  const uint8_t *in;      /* bytes offered to mbedTLS in this ews_tls_read() */
-  size_t in_n;
   uint8_t *pend;          /* unfinished record carried over to the next read */
   uint32_t pend_len;
   uint64_t rseq, wseq;
@@ -703,11 +703,12 @@ static int bio_send(void *p, const unsigned char *buf, size_t len) {
 
 static int bio_recv(void *p, unsigned char *buf, size_t len) {
   ews_tls_t *t = p;
-  if (!t->in_n) return MBEDTLS_ERR_SSL_WANT_READ;
-  if (len > t->in_n) len = t->in_n;
-  memcpy(buf, t->in, len);
-  t->in += len;
-  t->in_n -= len;
+  tls_hs_t *hs = t->hs;
+  if (!hs->in_n) return MBEDTLS_ERR_SSL_WANT_READ;
+  if (len > hs->in_n) len = hs->in_n;
+  memcpy(buf, hs->in, len);
+  hs->in += len;
+  hs->in_n -= len;
   return (int)len;
 }
 
@@ -923,14 +924,15 @@ int ews_tls_read(ews_tls_t *t, uint8_t *buf, size_t n, size_t *plain) {
     } /* fall through */
     case T_HANDSHAKE: {
       if (!len) return EWS_EAGAIN;
-      t->in = buf;
-      t->in_n = len;
+      tls_hs_t *hs = t->hs;
+      hs->in = buf;
+      hs->in_n = len;
       tls_current = t;
-      int r = ews_tlsk_handshake(&t->hs->keys, &t->hs->ssl);
+      int r = ews_tlsk_handshake(&hs->keys, &hs->ssl);
       tls_current = NULL;
-      off = len - t->in_n;
-      t->in = NULL;
-      t->in_n = 0;
+      off = len - hs->in_n;
+      hs->in = NULL;
+      hs->in_n = 0;
       if (r == MBEDTLS_ERR_SSL_WANT_READ) return EWS_EAGAIN;
       if (r != 0) return fail_hs(t, r, "handshake");
       if ((r = hs_finish(t)) != 0) return r;
