@@ -84,7 +84,10 @@ int ews_chan_subscribe(ews_hub_t *w, ews_conn_t *c, const char *name, size_t len
     if (!(s = calloc(1, sizeof *s))) goto oom;
     s->hook.closed = conn_closed;
     s->w = w;
-    ews_conn_hook_add(c, &s->hook);
+    if (ews_conn_hook_add(c, &s->hook) != 0) {
+      free(s);
+      goto oom;
+    }
   }
   if (s->n == s->cap) {
     uint32_t cap = s->cap ? s->cap * 2 : 4;

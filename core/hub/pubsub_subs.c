@@ -171,7 +171,10 @@ static tsub_t *tsub_add(ews_hub_t *w, ews_conn_t *c, wtopic_t *t, int raw) {
     if (!(ct = calloc(1, sizeof *ct))) return NULL;
     ct->hook.closed = conn_closed;
     ct->w = w;
-    ews_conn_hook_add(c, &ct->hook);
+    if (ews_conn_hook_add(c, &ct->hook) != 0) {
+      free(ct);
+      return NULL;
+    }
   }
   if (grow((void **)&ct->v, &ct->cap, ct->n + 1, sizeof *ct->v)) return NULL;
   tsub_t *e = &ct->v[ct->n++];
@@ -822,7 +825,8 @@ int ews_pubsub_unsubscribe(ews_hub_t *w, ews_conn_t *c, const char *topic, size_
  * entries through ct itself. */
 static void conn_closed(ews_conn_t *c, ews_conn_hook_t *h) {
   conn_topics_t *ct = (conn_topics_t *)h;
-  ews_conn_hook_add(c, &ct->hook); /* tsub_of / tsub_del look it up while it ends */
+  (void)ews_conn_hook_add(c, &ct->hook); /* tsub_of / tsub_del look it up while it ends
+                                            (cannot fail: the list was on the connection) */
   while (ct->n) end_sub(ct->w, c, &ct->v[ct->n - 1], EWS_ECLOSED);
   ews_conn_hook_remove(c, &ct->hook);
   free(ct->v);

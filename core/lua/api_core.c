@@ -20,6 +20,7 @@
 #include "hub/engine.h"
 #include "hub/counters.h"
 #include "lua/api.h"
+#include "lua/events.h"
 #include "lua/runaway.h"
 #include "lua/tasks.h"
 #include "lua/vm.h"
@@ -98,10 +99,9 @@ static int l_app_sockets(lua_State *L) {
   int i = 0;
   for (ews_conn_t *c = w ? w->net->conns : NULL; c; c = ews_conn_next(c)) {
     const ews_app_t *app = ews_conn_app(c);
-    if (!ews_conn_is_open(c) || c->uref == LUA_NOREF || !app) continue;
+    if (!ews_conn_is_open(c) || !app) continue;
     if (strlen(app->path) != plen || memcmp(app->path, path, plen) != 0) continue;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->uref);
-    lua_rawseti(L, -2, ++i);
+    if (ews_lua_socket_push(L, c)) lua_rawseti(L, -2, ++i);
   }
   return 1;
 }

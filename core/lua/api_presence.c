@@ -160,7 +160,10 @@ static int l_join(lua_State *L) {
     ews_conn_hook_t *h = calloc(1, sizeof *h);
     if (!h) return push_error(L, EWS_ENOMEM);
     h->closed = conn_closed;
-    ews_conn_hook_add(c, h);
+    if (ews_conn_hook_add(c, h) != 0) {
+      free(h);
+      return push_error(L, EWS_ENOMEM);
+    }
   }
   ensure_timer(w);
   int r = engine(w)->join(ch, chl, uid, ul, status, sl, meta, ml, w->id, ews_conn_id(c), c,

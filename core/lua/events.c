@@ -78,15 +78,11 @@ static void on_authenticate(ews_conn_t *c, const ews_http_request_t *req, const 
   ews_task_start(w, t, 2, c);
 }
 
-/* The socket object, with ctx.user from the user the authenticator left in c->uref
- * (its registry reference, given up here), then the open handler. */
-static void on_open(ews_conn_t *c, const char *protocol) {
-  ews_vm_t *w = worker_of(c);
-  lua_State *L = w->L;
-  int user_ref = c->uref;
-  c->uref = LUA_NOREF;
-  /* The socket object: a plain table, so field reads (id, ctx) cost what any table
-   * read costs. */
+/* Creates the socket object of c on L (any thread of the worker's VM) and keeps it
+ * in the registry (c->uref): a plain table, so field reads (id, ctx) cost what any
+ * table read costs; ctx.user from user_ref (a registry reference, given up here). */
+static void new_socket(ews_vm_t *w, lua_State *L, ews_conn_t *c, const char *protocol,
+                       int user_ref) {
   lua_createtable(L, 0, protocol ? 5 : 4); /* exact: the hash part is a power of two */
   /* The pointer as a number: the JIT compiles number -> uintptr_t FFI arguments,
    * but not light userdata (user-space pointers fit a double's 53 bits). */
@@ -112,6 +108,49 @@ static void on_open(ews_conn_t *c, const char *protocol) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, w->refs.socket_mt);
   lua_setmetatable(L, -2);
   c->uref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+int ews_lua_socket_push(lua_State *L, ews_conn_t *c) {
+  if (ews_conn_is_client(c)) return 0; /* outbound: api_client.c's, never a socket */
+  if (c->uref == LUA_NOREF) {
+    if (!ews_conn_opened(c)) return 0;
+    new_socket(worker_of(c), L, c, NULL, LUA_NOREF);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->uref);
+  return 1;
+}
+
+/* 1 when the current version of c's app has handler `field` (rawget of the app in
+ * the dispatcher's path -> app table). */
+static int app_has(ews_vm_t *w, lua_State *L, ews_conn_t *c, const char *field) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, w->refs.apps);
+  lua_getfield(L, -1, ews_conn_app(c)->path);
+  int has = 0;
+  if (lua_istable(L, -1)) {
+    lua_pushstring(L, field);
+    lua_rawget(L, -2);
+    has = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  return has;
+}
+
+/* The open event. The socket object is created now only when something will see
+ * it now: an open handler, the app's authentication (ctx.user, the user registry),
+ * or a subprotocol (socket.protocol, known only here). Otherwise the connection
+ * stays without one until a script first needs it (its first message, a close
+ * handler, app:sockets()): ews_lua_socket_push. An idle connection of an app
+ * without an open handler then costs no Lua memory. */
+static void on_open(ews_conn_t *c, const char *protocol) {
+  ews_vm_t *w = worker_of(c);
+  lua_State *L = w->L;
+  int user_ref = c->uref;
+  c->uref = LUA_NOREF;
+  if (!protocol && user_ref == LUA_NOREF && !app_has(w, L, c, "_on_open") &&
+      !app_has(w, L, c, "_auth"))
+    return;
+  new_socket(w, L, c, protocol, user_ref);
 
   ews_task_t *t = task_or_fail(c);
   if (!t) return;
@@ -126,7 +165,7 @@ static void on_message(ews_conn_t *c, const uint8_t *p, size_t n, int binary) {
     /* A handler of this connection is waiting: queue behind it. */
     lua_State *L = w->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, w->refs.enqueue_message);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->uref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->uref); /* a waiting task has the socket */
     lua_pushlstring(L, (const char *)p, n);
     lua_pushboolean(L, binary);
     if (lua_pcall(L, 3, 1, 1) != 0) {
@@ -140,7 +179,7 @@ static void on_message(ews_conn_t *c, const uint8_t *p, size_t n, int binary) {
   ews_task_t *t = task_or_fail(c);
   if (!t) return;
   lua_rawgeti(t->co, LUA_REGISTRYINDEX, w->refs.dispatch_message);
-  lua_rawgeti(t->co, LUA_REGISTRYINDEX, c->uref);
+  ews_lua_socket_push(t->co, c);
   lua_pushlstring(t->co, (const char *)p, n);
   lua_pushboolean(t->co, binary);
   ews_task_start(w, t, 3, c);
@@ -149,7 +188,11 @@ static void on_message(ews_conn_t *c, const uint8_t *p, size_t n, int binary) {
 static void on_close(ews_conn_t *c) {
   ews_vm_t *w = worker_of(c);
   lua_State *L = w->L;
-  if (c->uref == LUA_NOREF) return;
+  if (c->uref == LUA_NOREF) {
+    /* No script has seen the socket: only a close handler needs it now. */
+    if (!app_has(w, L, c, "_on_close")) return;
+    new_socket(w, L, c, NULL, LUA_NOREF);
+  }
   /* Detach first: from now on the socket's methods answer nil, "closed". */
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->uref);
   lua_pushboolean(L, 0);

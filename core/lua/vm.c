@@ -201,11 +201,12 @@ lua_State *ews_vm_new(ews_vm_t *w, const char *script_dir, char **err) {
   refs->bus = ref_field(L, t, "_bus");
   refs->pubsub = ref_field(L, t, "_pubsub");
   refs->socket_mt = ref_field(L, t, "_Socket");
+  refs->apps = ref_field(L, t, "_apps");
   lua_settop(L, 1);
   if (refs->dispatch_open == LUA_NOREF || refs->dispatch_message == LUA_NOREF ||
       refs->dispatch_close == LUA_NOREF || refs->enqueue_message == LUA_NOREF ||
       refs->enqueue_close == LUA_NOREF || refs->run_timer == LUA_NOREF || refs->authenticate == LUA_NOREF || refs->bus == LUA_NOREF || refs->pubsub == LUA_NOREF ||
-      refs->socket_mt == LUA_NOREF) {
+      refs->socket_mt == LUA_NOREF || refs->apps == LUA_NOREF) {
     *err = strdup("the edgews module lacks its dispatch functions");
     ews_vm_close(L);
     return NULL;

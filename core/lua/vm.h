@@ -30,6 +30,7 @@ typedef struct {
   int bus;
   int pubsub; /* Lua subscribers of pub/sub topics */
   int socket_mt;
+  int apps; /* the dispatcher's path -> app table (events.c reads handler fields) */
 } ews_vm_refs_t;
 
 /* Counters the application layer (Lua) bumps by name: core.count(name). */

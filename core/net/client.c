@@ -117,12 +117,13 @@ static void client_closed(ews_conn_t *c, ews_conn_hook_t *h) {
 static void open_session(ews_conn_t *c, client_t *cl, const ews_client_result_t *res,
                          uint8_t *rest, size_t rest_len) {
   if (res->pmd) {
-    if (!(c->pmd = calloc(1, sizeof *c->pmd))) {
+    ews_conn_pmd_t *pmd = c->cold->pmd = calloc(1, sizeof *pmd); /* cold: since connect */
+    if (!pmd) {
       ews_client_fail(c, EWS_ENOMEM, "out of memory");
       return;
     }
-    c->pmd->params = res->params;
-    ews_inflater_init(&c->pmd->inf, &res->params, c->app->rx.max_message);
+    pmd->params = res->params;
+    ews_inflater_init(&pmd->inf, &res->params, c->app->rx.max_message);
   }
   char *proto = res->protocol ? strndup(res->protocol, res->protocol_len) : NULL;
   if (res->protocol && !proto) {
@@ -130,7 +131,8 @@ static void open_session(ews_conn_t *c, client_t *cl, const ews_client_result_t 
     return;
   }
   c->state = EWS_CS_OPEN;
-  c->since_ms = c->last_rx_ms = c->ping_ms = ews_conn_now(c);
+  c->since_ms = c->last_rx_ms = ews_conn_now(c);
+  ews_conn_set_ping_ms(c, c->since_ms);
   ews_rx_init(&c->rx, ews_conn_rx_config(c, 1));
   ews_wheel_cancel(&c->net->wheel, &c->tnode);
   ews_conn_on_timer(&c->tnode, NULL); /* arms the ping deadlines, if any */
@@ -315,6 +317,7 @@ static void free_new(ews_conn_t *c, client_t *cl) {
   ews_wq_free(&c->wq);
   if (cl) free(cl->protocols);
   free(cl);
+  free(c->cold);
   free(c);
 }
 
@@ -326,7 +329,9 @@ int ews_client_connect(ews_net_t *net, const ews_client_opts_t *o, void *udata,
   if (u.host_len >= sizeof ((client_t *)0)->host) return EWS_EURL;
   ews_conn_t *c = calloc(1, sizeof *c);
   client_t *cl = calloc(1, sizeof *cl);
-  if (!c || !cl) {
+  /* the cold part now: the client's hook lives in it (ews_conn_hook_add cannot fail) */
+  if (!c || !cl || !ews_conn_cold_get(c)) {
+    if (c) free(c->cold);
     free(c);
     free(cl);
     return EWS_ENOMEM;
@@ -388,7 +393,7 @@ int ews_client_connect(ews_net_t *net, const ews_client_opts_t *o, void *udata,
   c->next = net->conns;
   if (net->conns) net->conns->prev = c;
   net->conns = c;
-  ews_conn_hook_add(c, &cl->hook);
+  (void)ews_conn_hook_add(c, &cl->hook); /* the cold part exists */
   cl->hook.closed = client_closed;
   c->state = EWS_CS_HEAD;
   c->since_ms = ews_conn_now(c);

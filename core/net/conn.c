@@ -25,15 +25,31 @@
 /* A far deadline (a token valid for years) is re-armed on the wheel in steps. */
 #define AUTH_STEP_MS (24u * 3600u * 1000u)
 
+/* Every way out of OPEN comes through here first (close, fail, abort, the peer's close
+ * frame, a TLS failure), so this is where the cold part keeps the session's start for
+ * the closed log line (since_ms is the 101's time while OPEN). Out of memory, the
+ * close event reports 1005 and the log line the time since the last state change. */
 void ews_conn_set_close_reason(ews_conn_t *c, unsigned code, const char *reason, size_t len) {
-  c->close_code = (uint16_t)code;
-  free(c->close_reason);
-  c->close_reason = NULL;
-  c->close_reason_len = 0;
+  ews_conn_cold_t *k = ews_conn_cold_get(c);
+  if (!k) return;
+  if (c->state == EWS_CS_OPEN) k->opened_ms = c->since_ms;
+  k->close_code = (uint16_t)code;
+  free(k->close_reason);
+  k->close_reason = NULL;
+  k->close_reason_len = 0;
   if (len > 123) len = 123;
-  if (len && (c->close_reason = malloc(len))) {
-    memcpy(c->close_reason, reason, len);
-    c->close_reason_len = (uint8_t)len;
+  if (len && (k->close_reason = malloc(len))) {
+    memcpy(k->close_reason, reason, len);
+    k->close_reason_len = (uint8_t)len;
+  }
+}
+
+void ews_conn_cold_trim(ews_conn_t *c) {
+  ews_conn_cold_t *k = c->cold;
+  if (k && !k->hooks && !k->pmd && !k->pend && !k->acct && !k->body && !k->close_reason &&
+      !k->close_code) {
+    free(k);
+    c->cold = NULL;
   }
 }
 
@@ -106,13 +122,17 @@ void ews_conn_shutdown(ews_conn_t *c) {
 
 /* ---- close hooks ---------------------------------------------------------------- */
 
-void ews_conn_hook_add(ews_conn_t *c, ews_conn_hook_t *h) {
-  h->next = c->hooks;
-  c->hooks = h;
+int ews_conn_hook_add(ews_conn_t *c, ews_conn_hook_t *h) {
+  ews_conn_cold_t *k = ews_conn_cold_get(c);
+  if (!k) return EWS_ENOMEM;
+  h->next = k->hooks;
+  k->hooks = h;
+  return 0;
 }
 
 void ews_conn_hook_remove(ews_conn_t *c, ews_conn_hook_t *h) {
-  for (ews_conn_hook_t **pp = &c->hooks; *pp; pp = &(*pp)->next) {
+  if (!c->cold) return;
+  for (ews_conn_hook_t **pp = &c->cold->hooks; *pp; pp = &(*pp)->next) {
     if (*pp == h) {
       *pp = h->next;
       h->next = NULL;
@@ -125,23 +145,25 @@ void ews_conn_hook_remove(ews_conn_t *c, ews_conn_hook_t *h) {
 
 int ews_conn_auth_deadline(ews_conn_t *c, int kind, uint64_t delay_ms) {
   if (c->state != EWS_CS_OPEN) return EWS_ECLOSED;
+  ews_conn_cold_t *k = c->cold;
   if (kind == EWS_AUTH_DL_NONE) {
-    if (c->acct) {
-      c->acct->auth_kind = EWS_AUTH_DL_NONE;
-      if (!c->acct->ip && !c->acct->user) {
-        free(c->acct);
-        c->acct = NULL;
+    if (k && k->acct) {
+      k->acct->auth_kind = EWS_AUTH_DL_NONE;
+      if (!k->acct->ip && !k->acct->user) {
+        free(k->acct);
+        k->acct = NULL;
       }
     }
     return 0; /* the wheel node fires as planned and finds nothing to do */
   }
-  if (!c->acct && !(c->acct = calloc(1, sizeof *c->acct))) return EWS_ENOMEM;
+  if (!(k = ews_conn_cold_get(c))) return EWS_ENOMEM;
+  if (!k->acct && !(k->acct = calloc(1, sizeof *k->acct))) return EWS_ENOMEM;
   /* The loop's cached time may be a long iteration old (10,000 refreshes in one
    * read): a deadline measured from it would come early. */
   uv_update_time(c->net->loop);
   uint64_t now = uv_now(c->net->loop);
-  c->acct->auth_kind = (uint8_t)kind;
-  c->acct->auth_due_ms = delay_ms > UINT64_MAX - now ? UINT64_MAX : now + delay_ms;
+  k->acct->auth_kind = (uint8_t)kind;
+  k->acct->auth_due_ms = delay_ms > UINT64_MAX - now ? UINT64_MAX : now + delay_ms;
   ews_wheel_schedule_min(&c->net->wheel, &c->tnode,
                          delay_ms < AUTH_STEP_MS ? (uint32_t)delay_ms : AUTH_STEP_MS);
   return 0;
@@ -150,7 +172,7 @@ int ews_conn_auth_deadline(ews_conn_t *c, int kind, uint64_t delay_ms) {
 /* An OPEN connection's authentication deadline: 0 when it passed (the connection is
  * then closing), else the milliseconds until the wheel should look again. */
 static uint32_t check_auth_deadline(ews_conn_t *c) {
-  ews_acct_t *a = c->acct;
+  ews_acct_t *a = c->cold ? c->cold->acct : NULL;
   if (!a || a->auth_kind == EWS_AUTH_DL_NONE) return UINT32_MAX;
   uint64_t now = uv_now(c->net->loop);
   if (now < a->auth_due_ms) {
@@ -188,7 +210,7 @@ static void open_timer(ews_conn_t *c, uint32_t now) {
     next = app->idle_timeout_ms - idle;
   if (app->heartbeat_interval_ms) {
     if (c->flags & EWS_CF_PING_OUT) {
-      uint32_t waited = now - c->ping_ms;
+      uint32_t waited = now - ews_conn_ping_ms(c);
       if (waited >= app->heartbeat_timeout_ms) {
         EWS_DEBUG("conn %llu: no pong within %u ms", (unsigned long long)c->id,
                   app->heartbeat_timeout_ms);
@@ -200,11 +222,20 @@ static void open_timer(ews_conn_t *c, uint32_t now) {
       /* Ping only a quiet peer: traffic already proves it is alive. */
       ews_conn_queue_frame(c, EWS_OP_PING, NULL, 0);
       c->flags |= EWS_CF_PING_OUT;
-      c->ping_ms = now;
+      ews_conn_set_ping_ms(c, now);
       if (app->heartbeat_timeout_ms < next) next = app->heartbeat_timeout_ms;
     } else if (app->heartbeat_interval_ms - idle < next) {
       next = app->heartbeat_interval_ms - idle;
     }
+  }
+  /* TLS: an idle connection gives up its record cipher contexts (after one to two
+   * EWS_TLS_QUIET_MS periods without a record; they are rebuilt at the next one). */
+  if (c->tls) {
+    int r = ews_tls_quiet(c->tls->tls);
+    if (r == 2) {
+      EWS_DEBUG("conn %llu: quiet: TLS cipher contexts released", (unsigned long long)c->id);
+      ews_net_trim_later(c->net);
+    } else if (r == 1 && EWS_TLS_QUIET_MS < next) next = EWS_TLS_QUIET_MS;
   }
   if (next != UINT32_MAX) ews_conn_set_timer(c, next);
 }
@@ -259,9 +290,9 @@ void ews_conn_on_closed(uv_handle_t *h) {
   ews_conn_t *c = h->data;
   ews_net_t *net = c->net;
   /* Services first (channels, pub/sub, presence, ...), then the owner. */
-  while (c->hooks) {
-    ews_conn_hook_t *hk = c->hooks;
-    c->hooks = hk->next;
+  while (c->cold && c->cold->hooks) {
+    ews_conn_hook_t *hk = c->cold->hooks;
+    c->cold->hooks = hk->next;
     hk->next = NULL;
     hk->closed(c, hk);
   }
@@ -280,13 +311,17 @@ void ews_conn_on_closed(uv_handle_t *h) {
     free(c->tls);
   }
   ews_rx_free(&c->rx);
-  if (c->pmd) {
-    ews_inflater_free(&c->pmd->inf, c->app ? c->app->pmd : NULL);
-    ews_deflater_free(c->pmd->own);
-    free(c->pmd);
+  ews_conn_pmd_t *pmd = ews_conn_pmd(c);
+  if (pmd) {
+    ews_inflater_free(&pmd->inf, c->app ? c->app->pmd : NULL);
+    ews_deflater_free(pmd->own);
+    free(pmd);
   }
   ews_conn_free_in(c);
-  free(c->close_reason);
+  if (c->cold) {
+    free(c->cold->close_reason);
+    free(c->cold);
+  }
   if (c->app) ews_app_unref(c->app);
   int client = (c->flags & EWS_CF_CLIENT) != 0;
   free(c);

@@ -146,6 +146,21 @@ typedef struct {
   uint8_t auth_kind;    /* EWS_AUTH_DL_* */
 } ews_acct_t;
 
+/* The cold part of a connection: what few connections need, allocated on first need
+ * (ews_conn_cold_get, conn_int.h) and freed with the connection, so that the struct
+ * of an idle plain connection fits a 512-byte glibc chunk. */
+typedef struct {
+  ews_conn_hook_t *hooks;       /* services' close hooks */
+  ews_conn_pmd_t *pmd;          /* NULL without permessage-deflate */
+  ews_pending_t *pend;          /* upgrade waiting for authentication */
+  ews_acct_t *acct;             /* per-IP / per-user counters, when limited */
+  struct ews_static_body *body; /* a static file being sent (net/static_files.h), or NULL */
+  char *close_reason;           /* for the close event */
+  uint32_t opened_ms;           /* when the 101 went out (set as the session ends) */
+  uint16_t close_code;          /* for the close event; 0: none */
+  uint8_t close_reason_len;
+} ews_conn_cold_t;
+
 /* uref before the owner set it: LUA_NOREF's value, so that a Lua owner keeps registry
  * references there as they are. */
 #define EWS_CONN_NOREF (-2)
@@ -158,31 +173,26 @@ typedef struct ews_conn {
   ews_app_t *app;          /* set at upgrade; referenced */
   struct ews_conn *prev, *next;
   struct ews_conn *flush_next, *sweep_next;
-  ews_tnode_t tnode;
+  ews_tnode_t tnode;       /* tnode.spare: when the last heartbeat ping went out
+                              (ews_conn_ping_ms) */
   void *udata;             /* the owner's (Lua: the handler task this connection waits on) */
   ews_conn_tls_t *tls;     /* NULL for plain ws:// */
-  ews_conn_pmd_t *pmd;     /* NULL without permessage-deflate */
-  ews_pending_t *pend;     /* upgrade waiting for authentication */
-  ews_acct_t *acct;        /* per-IP / per-user counters, when limited */
-  ews_conn_hook_t *hooks;  /* services' close hooks */
-  struct ews_static_body *body; /* a static file being sent (net/static_files.h), or NULL */
+  ews_conn_cold_t *cold;   /* NULL until something rare needs it (see above) */
   ews_writeq_t wq;
   ews_rx_t rx;
   uint8_t *in;             /* request head, then a message being reassembled */
   size_t in_len, in_cap;
-  char *close_reason;      /* for the close event */
   uint64_t id;
   int uref;                /* the owner's (Lua: the socket table's registry reference;
                               before open, the authenticated user's) */
-  uint32_t since_ms;       /* when the current state began */
+  uint32_t since_ms;       /* when the current state began (OPEN: the 101) */
   uint32_t last_rx_ms;     /* last frame from the peer */
-  uint32_t ping_ms;        /* last heartbeat ping sent */
-  uint32_t opened_ms;      /* when the 101 went out (for the closed log line) */
-  uint16_t close_code;     /* for the close event */
-  uint8_t close_reason_len;
   uint8_t state;
   uint16_t flags;
 } ews_conn_t;
+/* An idle plain connection is one glibc chunk of 512 bytes (504 + the 8-byte header):
+ * a field more moves it to the next size class (see bench/PROFILE.md). */
+_Static_assert(sizeof(ews_conn_t) <= 504, "ews_conn_t outgrew its 512-byte malloc chunk");
 
 /* Accepts one connection from the listener; with `tls` it starts with a TLS
  * handshake. 0, EWS_ENOMEM, or EWS_EIO when libuv refused (logged at debug level
@@ -237,14 +247,16 @@ void ews_conn_unpause(ews_conn_t *c);
 /* Graceful shutdown of one connection: HEAD is dropped, OPEN gets close 1001. */
 void ews_conn_shutdown(ews_conn_t *c);
 
-/* Adds a close hook (see ews_conn_hook_t); h stays the service's. */
-void ews_conn_hook_add(ews_conn_t *c, ews_conn_hook_t *h);
+/* Adds a close hook (see ews_conn_hook_t); h stays the service's. 0, or EWS_ENOMEM
+ * (the connection's cold part, which holds the list, could not be allocated: h was
+ * not added). Re-adding a hook from inside its own `closed` cannot fail. */
+int ews_conn_hook_add(ews_conn_t *c, ews_conn_hook_t *h);
 /* Takes h out again (its `closed` will not run). */
 void ews_conn_hook_remove(ews_conn_t *c, ews_conn_hook_t *h);
 /* The hook registered with this `closed` function, or NULL. */
 static inline ews_conn_hook_t *ews_conn_hook_find(const ews_conn_t *c,
                                                   void (*closed)(ews_conn_t *, ews_conn_hook_t *)) {
-  ews_conn_hook_t *h = c->hooks;
+  ews_conn_hook_t *h = c->cold ? c->cold->hooks : NULL;
   while (h && h->closed != closed) h = h->next;
   return h;
 }
@@ -256,6 +268,14 @@ int ews_conn_peer(const ews_conn_t *c, char *ip, size_t cap, int *port);
 /* ---- what other layers read (cheap: inline) -------------------------------------- */
 
 static inline uint64_t ews_conn_id(const ews_conn_t *c) { return c->id; }
+/* A static file being sent (net/static_files.h), or NULL. */
+static inline struct ews_static_body *ews_conn_body(const ews_conn_t *c) {
+  return c->cold ? c->cold->body : NULL;
+}
+/* The permessage-deflate state, or NULL without it. */
+static inline ews_conn_pmd_t *ews_conn_pmd(const ews_conn_t *c) {
+  return c->cold ? c->cold->pmd : NULL;
+}
 /* The owner's events of this connection: net->client_ops for outbound connections,
  * else net->ops. */
 static inline const ews_conn_ops_t *ews_conn_ops(const ews_conn_t *c) {
@@ -265,6 +285,11 @@ static inline int ews_conn_is_client(const ews_conn_t *c) { return (c->flags & E
 /* The owner's context of the connection's loop (net->owner). */
 static inline void *ews_conn_owner(const ews_conn_t *c) { return c->net->owner; }
 static inline int ews_conn_is_open(const ews_conn_t *c) { return c->state == EWS_CS_OPEN; }
+/* 1 from the owner's open event until its close event (the connection is the
+ * owner's to show). */
+static inline int ews_conn_opened(const ews_conn_t *c) {
+  return (c->flags & (EWS_CF_OPENED | EWS_CF_CLOSE_EVENT)) == EWS_CF_OPENED;
+}
 /* The app the connection was upgraded for (NULL before the upgrade). */
 static inline ews_app_t *ews_conn_app(const ews_conn_t *c) { return c->app; }
 /* The next connection of the loop (start from net->conns). */
@@ -288,9 +313,10 @@ static inline uint32_t ews_conn_idle_ms(const ews_conn_t *c) {
  * none) and reason (not NUL-terminated). */
 static inline unsigned ews_conn_close_status(const ews_conn_t *c, const char **reason,
                                              size_t *len) {
-  *reason = c->close_reason ? c->close_reason : "";
-  *len = c->close_reason_len;
-  return c->close_code ? c->close_code : 1005;
+  const ews_conn_cold_t *k = c->cold;
+  *reason = k && k->close_reason ? k->close_reason : "";
+  *len = k ? k->close_reason_len : 0;
+  return k && k->close_code ? k->close_code : 1005;
 }
 
 /* Loop internals (net.c). */

@@ -3,7 +3,10 @@
 #ifndef EWS_CONN_INT_H
 #define EWS_CONN_INT_H
 
+#include <stdlib.h>
+
 #include "net/conn.h"
+#include "net/tls.h"
 #include "proto/http_head.h"
 
 /* Loop time in ms (32-bit, wrapping: differences are what count). */
@@ -26,6 +29,25 @@ static inline void ews_conn_schedule_sweep(ews_conn_t *c) {
 static inline void ews_conn_set_timer(ews_conn_t *c, uint32_t delay_ms) {
   ews_wheel_schedule(&c->net->wheel, &c->tnode, delay_ms);
 }
+
+/* The cold part (conn.h), allocated on first call; NULL when out of memory. */
+static inline ews_conn_cold_t *ews_conn_cold_get(ews_conn_t *c) {
+  if (!c->cold) c->cold = calloc(1, sizeof *c->cold);
+  return c->cold;
+}
+/* After TLS records went through: cipher contexts that a record rebuilt on a quiet
+ * connection are looked at again within EWS_TLS_QUIET_MS (open_timer in conn.c drops
+ * them once the connection is quiet again). */
+static inline void ews_conn_tls_rearm(ews_conn_t *c) {
+  if (ews_tls_take_rebuilt(c->tls->tls) && c->state == EWS_CS_OPEN)
+    ews_wheel_schedule_min(&c->net->wheel, &c->tnode, EWS_TLS_QUIET_MS);
+}
+
+/* Frees the cold part when nothing is left in it (conn.c). */
+void ews_conn_cold_trim(ews_conn_t *c);
+/* Heartbeat: when the last ping went out (kept in the timer node's spare bytes). */
+static inline uint32_t ews_conn_ping_ms(const ews_conn_t *c) { return c->tnode.spare; }
+static inline void ews_conn_set_ping_ms(ews_conn_t *c, uint32_t ms) { c->tnode.spare = ms; }
 
 /* conn.c: the lifecycle */
 /* The WebSocket session (or HTTP exchange) is over: flush, FIN, linger, close. */

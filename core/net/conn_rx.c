@@ -70,7 +70,7 @@ static int on_data(void *ud, int opcode, uint8_t *p, size_t n, int first, int la
     int r = ews_app_pmd(c->app, &pw);
     if (r < 0) return r;
     ews_zbuf_t out = {c->in, c->in_len, c->in_cap, grow_in, c};
-    r = ews_inflate(&c->pmd->inf, pw, p, n, first, last, opcode == EWS_OP_TEXT, &out);
+    r = ews_inflate(&ews_conn_pmd(c)->inf, pw, p, n, first, last, opcode == EWS_OP_TEXT, &out);
     c->in = out.p;
     c->in_len = out.len;
     c->in_cap = out.cap;
@@ -153,6 +153,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static int tls_unwrap(ews_conn_t *c, size_t nread, uint8_t **p, size_t *n, int *eof) {
   size_t plain = 0;
   int r = ews_tls_read(c->tls->tls, c->net->rbuf, nread, &plain);
+  ews_conn_tls_rearm(c);
   /* A client's request waits in wq for the end of the handshake. */
   if (c->tls->out.bytes || (c->wq.bytes && ews_tls_handshake_done(c->tls->tls)))
     ews_conn_schedule_flush(c);

@@ -56,7 +56,8 @@ static int queue_compressed(ews_conn_t *c, int opcode, const void *p, size_t n) 
   ews_pmd_worker_t *pw;
   ews_deflater_t *d;
   int r = ews_app_pmd(c->app, &pw);
-  if (r == 0) r = ews_pmd_deflater_for(pw, &c->pmd->params, &c->pmd->own, &d);
+  ews_conn_pmd_t *pmd = ews_conn_pmd(c);
+  if (r == 0) r = ews_pmd_deflater_for(pw, &pmd->params, &pmd->own, &d);
   if (r < 0) return r;
   ews_zbuf_t *z = &c->net->zscratch;
   z->len = 0;
@@ -104,7 +105,7 @@ int ews_conn_send(ews_conn_t *c, int opcode, const void *p, size_t n) {
   const ews_app_t *app = c->app;
   if (check_backpressure(c, n) != 0) return EWS_EBACKPRESSURE;
   int r;
-  if (c->pmd && n >= app->pmd_cfg.threshold) r = queue_compressed(c, opcode, p, n);
+  if (ews_conn_pmd(c) && n >= app->pmd_cfg.threshold) r = queue_compressed(c, opcode, p, n);
   else r = ews_conn_queue_frame(c, opcode, p, n);
   if (r == 0) {
     EWS_STAT_ADD(c->net->stats.msgs_out, 1);
@@ -144,7 +145,7 @@ static void on_write(uv_write_t *req, int status) {
 
 static void maybe_finish_draining(ews_conn_t *c) {
   if (c->state != EWS_CS_DRAINING || ews_conn_buffered(c) || (c->flags & EWS_CF_WRITING) ||
-      c->body)
+      ews_conn_body(c))
     return;
   if (!(c->flags & EWS_CF_SHUT)) {
     /* The queue is empty and nothing is in flight, so a direct shutdown(2) cannot
@@ -170,6 +171,7 @@ static ews_writeq_t *tls_seal(ews_conn_t *c) {
   if (!ews_tls_handshake_done(t)) return &c->tls->out;
   if (c->wq.bytes) {
     int r = ews_tls_write_wq(t, &c->wq);
+    ews_conn_tls_rearm(c);
     if (r == EWS_ECLOSED) {
       ews_wq_free(&c->wq);
     } else if (r < 0 && r != EWS_EAGAIN) {
@@ -178,7 +180,7 @@ static ews_writeq_t *tls_seal(ews_conn_t *c) {
       return NULL;
     }
   }
-  if (c->state == EWS_CS_DRAINING && !c->wq.bytes && !c->body &&
+  if (c->state == EWS_CS_DRAINING && !c->wq.bytes && !ews_conn_body(c) &&
       !(c->flags & EWS_CF_TLS_NOTIFY)) {
     c->flags |= EWS_CF_TLS_NOTIFY;
     ews_tls_close_notify(t);
@@ -228,7 +230,7 @@ again:;
     c->flags |= EWS_CF_WRITING;
     return;
   }
-  if (c->body) {
+  if (ews_conn_body(c)) {
     int r = ews_static_body_send(c);
     if (r < 0) {
       ews_conn_abort(c);

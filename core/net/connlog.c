@@ -47,13 +47,15 @@ void ews_connlog_opened(const ews_conn_t *c) {
 
 void ews_connlog_closed(const ews_conn_t *c) {
   if (ews_log_level > EWS_LOG_DEBUG) return;
-  uint32_t ms = ews_conn_now(c) - c->opened_ms;
+  const ews_conn_cold_t *k = c->cold;
+  uint32_t ms = ews_conn_now(c) - (k ? k->opened_ms : c->since_ms);
   size_t pl;
   const char *path = path_of(c, &pl);
   char pbuf[128], rbuf[128];
   EWS_DEBUG("conn %llu: closed %u \"%s\" after %.1f s (%s)", (unsigned long long)c->id,
-            (unsigned)c->close_code,
-            clean(rbuf, sizeof rbuf, c->close_reason ? c->close_reason : "", c->close_reason_len),
+            (unsigned)(k ? k->close_code : 0),
+            clean(rbuf, sizeof rbuf, k && k->close_reason ? k->close_reason : "",
+                  k ? k->close_reason_len : 0),
             ms / 1000.0, clean(pbuf, sizeof pbuf, path, pl));
 }
 

@@ -33,12 +33,12 @@ static ews_buf_t *build_compressed(ews_net_t *net, ews_conn_t *c, int opcode, co
                                    size_t n, variant_t *vars, int *nvars) {
   ews_pmd_worker_t *pw;
   if (ews_app_pmd(c->app, &pw) < 0) return NULL;
-  int bits = c->pmd->params.server_window_bits;
+  int bits = ews_conn_pmd(c)->params.server_window_bits;
   for (int i = 0; i < *nvars; i++)
     if (vars[i].pmd == pw && vars[i].bits == bits) return vars[i].frame;
   if (*nvars == MAX_VARIANTS) return NULL;
   /* The shared compressor for this window: its output depends on nothing else. */
-  ews_pmd_params_t shared = c->pmd->params;
+  ews_pmd_params_t shared = ews_conn_pmd(c)->params;
   shared.server_no_context_takeover = 1;
   ews_deflater_t *d, *unused = NULL;
   if (ews_pmd_deflater_for(pw, &shared, &unused, &d) < 0) return NULL;
@@ -73,7 +73,7 @@ int ews_fanout_frame(ews_net_t *net, ews_conn_t *const *conns, size_t count, int
     ews_conn_t *c = conns[i];
     if (!c || c->state != EWS_CS_OPEN || (exclude_id && c->id == exclude_id)) continue;
     ews_buf_t *frame;
-    int compressed = c->pmd && n >= c->app->pmd_cfg.threshold;
+    int compressed = ews_conn_pmd(c) && n >= c->app->pmd_cfg.threshold;
     if (compressed) {
       frame = build_compressed(net, c, opcode, p, n, vars, &nvars);
     } else {
@@ -89,7 +89,7 @@ int ews_fanout_frame(ews_net_t *net, ews_conn_t *const *conns, size_t count, int
       sent++;
       /* A context-keeping compressor must now assume the client's window holds
        * this message, not what the compressor last produced. */
-      if (compressed && c->pmd->own) ews_deflater_reset(c->pmd->own, p, n);
+      if (compressed && ews_conn_pmd(c)->own) ews_deflater_reset(ews_conn_pmd(c)->own, p, n);
     }
   }
   if (plain) ews_buf_unref(plain);

@@ -3,14 +3,27 @@
 #include "net/net.h"
 
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "err.h"
 #include "net/conn.h"
 #include "net/connlog.h"
 
+void ews_net_trim_later(ews_net_t *net) {
+  if (!net->trim_at) net->trim_at = uv_now(net->loop) + EWS_TRIM_QUIET_MS;
+}
+
 static void on_tick(uv_timer_t *t) {
   ews_net_t *net = t->data;
   ews_wheel_advance(&net->wheel, uv_now(net->loop), ews_conn_on_timer, net);
+  if (net->trim_at && uv_now(net->loop) >= net->trim_at) {
+    net->trim_at = 0;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+  }
   ews_connlog_tick(net);
   if (net->hooks.tick) net->hooks.tick(net->hooks.ud);
 }

@@ -102,6 +102,7 @@ typedef struct ews_net {
   uint32_t nconns;            /* read by other threads */
   uint64_t conn_seq;
   uint64_t last_emfile_log;
+  uint64_t trim_at;           /* loop time to give freed heap back (ews_net_trim_later), or 0 */
   /* connlog.c: the request path while its head is answered, and the refusal lines
    * of the current second (logged, counted only) */
   const char *req_path;
@@ -114,6 +115,14 @@ typedef struct ews_net {
 /* Prepares net for loop (zeroed by the caller first): the read buffer, the wheel and
  * its ticker (a handle on the loop: closed with the loop's others). 0 or EWS_ENOMEM. */
 int ews_net_init(ews_net_t *net, uv_loop_t *loop, int id);
+/* Much memory was just freed on this loop (idle TLS connections dropped their cipher
+ * contexts, after their handshakes): EWS_TRIM_QUIET_MS after the first such call the
+ * ticker hands the heap's free pages back to the kernel (malloc_trim), at most once
+ * per EWS_TRIM_QUIET_MS however many calls. Never per message: main.c keeps glibc
+ * from trimming on every free, for the 16 KiB echo's sake. */
+#define EWS_TRIM_QUIET_MS 500u
+void ews_net_trim_later(ews_net_t *net);
+
 /* After the loop closed every handle: frees the routes, buffers and scratch. */
 void ews_net_free(ews_net_t *net);
 /* Runs the flush and sweep lists until both are empty (call from the loop's prepare

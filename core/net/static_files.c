@@ -261,7 +261,8 @@ void ews_static_serve(ews_conn_t *c, const ews_static_mount_t *m, const ews_http
   }
   count(c, 200);
   if (!head && st.st_size > 0) {
-    struct ews_static_body *b = malloc(sizeof *b);
+    ews_conn_cold_t *k = ews_conn_cold_get(c);
+    struct ews_static_body *b = k ? malloc(sizeof *b) : NULL;
     if (!b) {
       close(fd);
       ews_conn_abort(c);
@@ -270,7 +271,7 @@ void ews_static_serve(ews_conn_t *c, const ews_static_mount_t *m, const ews_http
     b->fd = fd;
     b->off = 0;
     b->end = (uint64_t)st.st_size;
-    c->body = b;
+    k->body = b;
   } else {
     close(fd);
   }
@@ -280,16 +281,17 @@ void ews_static_serve(ews_conn_t *c, const ews_static_mount_t *m, const ews_http
 /* ---- the body -------------------------------------------------------------------- */
 
 void ews_static_body_free(ews_conn_t *c) {
-  if (!c->body) return;
-  close(c->body->fd);
-  free(c->body);
-  c->body = NULL;
+  struct ews_static_body *b = ews_conn_body(c);
+  if (!b) return;
+  close(b->fd);
+  free(b);
+  c->cold->body = NULL;
 }
 
 /* Reads up to `max` bytes of the body into the connection's queue, in pieces of a
  * pool block. 1 (queued), or EWS_EIO. */
 static int copy_into_queue(ews_conn_t *c, size_t max) {
-  struct ews_static_body *b = c->body;
+  struct ews_static_body *b = ews_conn_body(c);
   size_t done = 0;
   while (done < max && b->off < b->end) {
     size_t n = COPY_PIECE;
@@ -314,7 +316,7 @@ static int copy_into_queue(ews_conn_t *c, size_t max) {
 }
 
 int ews_static_body_send(ews_conn_t *c) {
-  struct ews_static_body *b = c->body;
+  struct ews_static_body *b = ews_conn_body(c);
   if (!b) return 0;
   c->since_ms = ews_conn_now(c); /* progress: the close timeout counts from here */
   if (c->tls) return copy_into_queue(c, TLS_TURN);

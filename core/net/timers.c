@@ -56,7 +56,7 @@ void ews_wheel_advance(ews_wheel_t *w, uint64_t now_ms, ews_timer_fire_cb cb, vo
     ews_tnode_t *head = &w->slots[w->now % EWS_WHEEL_SLOTS];
     /* Move the due nodes to a local list first: callbacks may reschedule into this
      * same slot (a full turn later) and must not be visited again in this pass. */
-    ews_tnode_t due = {&due, &due, 0};
+    ews_tnode_t due = {&due, &due, 0, 0};
     for (ews_tnode_t *n = head->next, *next; n != head; n = next) {
       next = n->next;
       if ((int32_t)(n->due - w->now) <= 0) {

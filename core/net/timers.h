@@ -18,6 +18,8 @@
 typedef struct ews_tnode {
   struct ews_tnode *next, *prev; /* NULL when not scheduled */
   uint32_t due;                  /* tick at which it fires */
+  uint32_t spare;                /* not the wheel's: 4 bytes the node's owner may use
+                                    (they would be padding otherwise) */
 } ews_tnode_t;
 
 typedef void (*ews_timer_fire_cb)(ews_tnode_t *node, void *ud);

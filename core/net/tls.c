@@ -110,26 +110,31 @@ static const struct {
 typedef struct {
   mbedtls_ssl_context ssl;
   ews_tlsk_t keys; /* the key block, captured during the handshake */
+  const uint8_t *in; /* bytes offered to mbedTLS in this ews_tls_read() */
+  size_t in_n;
 } tls_hs_t;
 
-/* Record protection state, allocated when the handshake ends. */
+/* Record protection of one direction: a cipher context built from the traffic key
+ * when a record needs it (aead_ctx), and dropped again when the connection is quiet
+ * (ews_tls_quiet): with AES-GCM it is 424 bytes plus the 288-byte AES key schedule
+ * mbedTLS allocates, ~1.5 KB for both directions, which an idle connection does not
+ * need. Rebuilding it costs a key expansion and GCM's table (microseconds). */
 typedef union {
   mbedtls_gcm_context gcm;
   mbedtls_chachapoly_context cp;
 } aead_ctx_t;
 
+/* The traffic keys the handshake produced (zeroised when the connection ends). */
 typedef struct {
-  aead_ctx_t enc, dec;
+  uint8_t ekey[32], dkey[32];
   uint8_t enc_iv[12], dec_iv[12]; /* GCM: 4-byte salt; ChaCha20: 12-byte IV */
-} keys_t;
+} keymat_t;
 
 struct ews_tls {
   ews_writeq_t *out;
   ews_bufpool_t *pool;
   ews_tls_ctx_t *ctx;     /* until the handshake ends */
   tls_hs_t *hs;           /* during the handshake */
-  const uint8_t *in;      /* bytes offered to mbedTLS in this ews_tls_read() */
-  size_t in_n;
   uint8_t *pend;          /* unfinished record carried over to the next read */
   uint32_t pend_len;
   uint64_t rseq, wseq;
@@ -143,8 +148,12 @@ struct ews_tls {
   uint8_t sent_close, got_close, resumed;
   uint8_t idle;           /* consecutive records without data */
   uint8_t client;         /* we are the client (ews_tls_client_new) */
+  uint8_t keylen;         /* bytes of ekey/dkey in km */
+  uint8_t used;           /* a record was sealed or opened since the last ews_tls_quiet */
+  uint8_t rebuilt;        /* a cipher context was built since ews_tls_take_rebuilt */
   uint32_t verify_flags;  /* client: why the server's certificate was refused */
-  keys_t *keys;           /* once the handshake is over */
+  aead_ctx_t *enc, *dec;  /* once the handshake is over; NULL while quiet */
+  keymat_t km;            /* once the handshake is over */
 };
 
 static _Thread_local ews_tls_t *tls_current; /* the connection inside its handshake step */
@@ -431,60 +440,99 @@ static void hs_free(ews_tls_t *t) {
  * Swapping these four functions for another implementation changes nothing else.
  * Tags are 16 bytes and follow the data. */
 
-static void aead_free(ews_tls_t *t) {
-  keys_t *k = t->keys;
-  if (!k) return;
-  if (t->aead == AEAD_GCM) {
-    mbedtls_gcm_free(&k->enc.gcm);
-    mbedtls_gcm_free(&k->dec.gcm);
-  } else {
-    mbedtls_chachapoly_free(&k->enc.cp);
-    mbedtls_chachapoly_free(&k->dec.cp);
-  }
-  mbedtls_platform_zeroize(k, sizeof *k);
-  free(k);
-  t->keys = NULL;
+static void aead_ctx_free(ews_tls_t *t, aead_ctx_t **slot) {
+  aead_ctx_t *a = *slot;
+  if (!a) return;
+  if (t->aead == AEAD_GCM) mbedtls_gcm_free(&a->gcm);
+  else mbedtls_chachapoly_free(&a->cp);
+  mbedtls_platform_zeroize(a, sizeof *a);
+  free(a);
+  *slot = NULL;
 }
 
-/* Keys and IVs for our direction (enc) and the peer's (dec). 0 or an mbedTLS error. */
+static void aead_free(ews_tls_t *t) {
+  aead_ctx_free(t, &t->enc);
+  aead_ctx_free(t, &t->dec);
+  mbedtls_platform_zeroize(&t->km, sizeof t->km);
+  t->keylen = 0; /* no record can be protected any more */
+}
+
+/* The cipher context of our direction (enc) or the peer's, built from the traffic key
+ * when the connection was quiet. NULL when out of memory (or no keys: failed). */
+static aead_ctx_t *aead_ctx(ews_tls_t *t, int enc) {
+  aead_ctx_t **slot = enc ? &t->enc : &t->dec;
+  t->used = 1;
+  if (*slot) return *slot;
+  if (!t->keylen) return NULL;
+  aead_ctx_t *a = malloc(sizeof *a);
+  if (!a) return NULL;
+  const uint8_t *key = enc ? t->km.ekey : t->km.dkey;
+  int r;
+  if (t->aead == AEAD_GCM) {
+    mbedtls_gcm_init(&a->gcm);
+    r = mbedtls_gcm_setkey(&a->gcm, MBEDTLS_CIPHER_ID_AES, key, (unsigned)t->keylen * 8);
+    if (r) mbedtls_gcm_free(&a->gcm);
+  } else {
+    mbedtls_chachapoly_init(&a->cp);
+    r = mbedtls_chachapoly_setkey(&a->cp, key);
+    if (r) mbedtls_chachapoly_free(&a->cp);
+  }
+  if (r) {
+    free(a);
+    return NULL;
+  }
+  t->rebuilt = 1;
+  return *slot = a;
+}
+
+int ews_tls_take_rebuilt(ews_tls_t *t) {
+  int r = t->rebuilt;
+  t->rebuilt = 0;
+  return r;
+}
+
+/* Keys and IVs for our direction (enc) and the peer's (dec); both contexts are built
+ * now (the first records follow at once). 0 or an mbedTLS error. */
 static int aead_setup(ews_tls_t *t, int aead, const uint8_t *ekey, const uint8_t *dkey,
                       size_t keylen, const uint8_t *eiv, const uint8_t *div, size_t ivlen) {
-  keys_t *k = calloc(1, sizeof *k);
-  if (!k) return MBEDTLS_ERR_SSL_ALLOC_FAILED;
-  t->keys = k;
   t->aead = (uint8_t)aead;
-  memcpy(k->enc_iv, eiv, ivlen);
-  memcpy(k->dec_iv, div, ivlen);
-  if (aead == AEAD_GCM) {
-    mbedtls_gcm_init(&k->enc.gcm);
-    mbedtls_gcm_init(&k->dec.gcm);
-    int r = mbedtls_gcm_setkey(&k->enc.gcm, MBEDTLS_CIPHER_ID_AES, ekey, (unsigned)keylen * 8);
-    return r ? r : mbedtls_gcm_setkey(&k->dec.gcm, MBEDTLS_CIPHER_ID_AES, dkey, (unsigned)keylen * 8);
-  }
-  mbedtls_chachapoly_init(&k->enc.cp);
-  mbedtls_chachapoly_init(&k->dec.cp);
-  int r = mbedtls_chachapoly_setkey(&k->enc.cp, ekey);
-  return r ? r : mbedtls_chachapoly_setkey(&k->dec.cp, dkey);
+  t->keylen = (uint8_t)keylen;
+  memcpy(t->km.ekey, ekey, keylen);
+  memcpy(t->km.dkey, dkey, keylen);
+  memcpy(t->km.enc_iv, eiv, ivlen);
+  memcpy(t->km.dec_iv, div, ivlen);
+  if (!aead_ctx(t, 1) || !aead_ctx(t, 0)) return MBEDTLS_ERR_SSL_ALLOC_FAILED;
+  return 0;
 }
 
-/* Encrypts data[0 .. len) in place and writes the tag at data + len. */
-static int aead_seal(ews_tls_t *t, const uint8_t nonce[12], const uint8_t aad[13], uint8_t *data,
-                     size_t len) {
-  keys_t *k = t->keys;
+/* Encrypts data[0 .. len) in place and writes the tag at data + len (a: aead_ctx(t, 1)). */
+static int aead_seal(ews_tls_t *t, aead_ctx_t *a, const uint8_t nonce[12], const uint8_t aad[13],
+                     uint8_t *data, size_t len) {
   if (t->aead == AEAD_GCM)
-    return mbedtls_gcm_crypt_and_tag(&k->enc.gcm, MBEDTLS_GCM_ENCRYPT, len, nonce, 12, aad, 13,
+    return mbedtls_gcm_crypt_and_tag(&a->gcm, MBEDTLS_GCM_ENCRYPT, len, nonce, 12, aad, 13,
                                      data, data, TAG, data + len);
-  return mbedtls_chachapoly_encrypt_and_tag(&k->enc.cp, len, nonce, aad, 13, data, data, data + len);
+  return mbedtls_chachapoly_encrypt_and_tag(&a->cp, len, nonce, aad, 13, data, data, data + len);
 }
 
-/* Checks the tag at data + len and decrypts data[0 .. len) in place. 0 if authentic. */
-static int aead_open(ews_tls_t *t, const uint8_t nonce[12], const uint8_t aad[13], uint8_t *data,
-                     size_t len) {
-  keys_t *k = t->keys;
+/* Checks the tag at data + len and decrypts data[0 .. len) in place (a: aead_ctx(t, 0)).
+ * 0 if authentic. */
+static int aead_open(ews_tls_t *t, aead_ctx_t *a, const uint8_t nonce[12], const uint8_t aad[13],
+                     uint8_t *data, size_t len) {
   if (t->aead == AEAD_GCM)
-    return mbedtls_gcm_auth_decrypt(&k->dec.gcm, len, nonce, 12, aad, 13, data + len, TAG, data,
+    return mbedtls_gcm_auth_decrypt(&a->gcm, len, nonce, 12, aad, 13, data + len, TAG, data,
                                     data);
-  return mbedtls_chachapoly_auth_decrypt(&k->dec.cp, len, nonce, aad, 13, data + len, data, data);
+  return mbedtls_chachapoly_auth_decrypt(&a->cp, len, nonce, aad, 13, data + len, data, data);
+}
+
+int ews_tls_quiet(ews_tls_t *t) {
+  if (!t->enc && !t->dec) return 0;
+  if (t->used) {
+    t->used = 0;
+    return 1;
+  }
+  aead_ctx_free(t, &t->enc);
+  aead_ctx_free(t, &t->dec);
+  return 2;
 }
 
 void ews_tls_free(ews_tls_t *t) {
@@ -582,6 +630,8 @@ static void cursor_copy(cursor_t *c, uint8_t *dst, size_t len) {
  * `src` when cur is NULL) to the ciphertext queue. 0 or EWS_ENOMEM (nothing queued). */
 static int seal(ews_tls_t *t, uint8_t type, cursor_t *cur, const uint8_t *src, size_t len) {
   if (t->wseq == UINT64_MAX) return EWS_ETLS; /* never in practice: 2^64 records */
+  aead_ctx_t *a = aead_ctx(t, 1);
+  if (!a) return t->keylen ? EWS_ENOMEM : EWS_ETLS;
   size_t eiv = t->aead == AEAD_GCM ? 8 : 0;
   size_t total = HDR + eiv + len + TAG;
   /* Sealed in place where the record will be queued (net/bump.h: a small record
@@ -594,8 +644,8 @@ static int seal(ews_tls_t *t, uint8_t type, cursor_t *cur, const uint8_t *src, s
   uint8_t aad[13], nonce[12];
   make_aad(aad, t->wseq, type, len);
   if (eiv) put_be64(p + HDR, t->wseq); /* GCM explicit nonce: the sequence number */
-  make_nonce(nonce, t->keys->enc_iv, t->aead, p + HDR, t->wseq);
-  if (aead_seal(t, nonce, aad, data, len) != 0) return EWS_ETLS; /* not with these lengths */
+  make_nonce(nonce, t->km.enc_iv, t->aead, p + HDR, t->wseq);
+  if (aead_seal(t, a, nonce, aad, data, len) != 0) return EWS_ETLS; /* not with these lengths */
   size_t clen = eiv + len + TAG;
   p[0] = type;
   p[1] = 3;
@@ -653,11 +703,12 @@ static int bio_send(void *p, const unsigned char *buf, size_t len) {
 
 static int bio_recv(void *p, unsigned char *buf, size_t len) {
   ews_tls_t *t = p;
-  if (!t->in_n) return MBEDTLS_ERR_SSL_WANT_READ;
-  if (len > t->in_n) len = t->in_n;
-  memcpy(buf, t->in, len);
-  t->in += len;
-  t->in_n -= len;
+  tls_hs_t *hs = t->hs;
+  if (!hs->in_n) return MBEDTLS_ERR_SSL_WANT_READ;
+  if (len > hs->in_n) len = hs->in_n;
+  memcpy(buf, hs->in, len);
+  hs->in += len;
+  hs->in_n -= len;
   return (int)len;
 }
 
@@ -786,8 +837,13 @@ static int open_records(ews_tls_t *t, uint8_t *buf, size_t off, size_t len, size
     }
     uint8_t aad[13], nonce[12];
     make_aad(aad, t->rseq, type, plen);
-    make_nonce(nonce, t->keys->dec_iv, t->aead, h + HDR, t->rseq);
-    if (aead_open(t, nonce, aad, data, plen) != 0) {
+    make_nonce(nonce, t->km.dec_iv, t->aead, h + HDR, t->rseq);
+    aead_ctx_t *a = aead_ctx(t, 0);
+    if (!a) {
+      ret = fail_open(t, MBEDTLS_SSL_ALERT_MSG_INTERNAL_ERROR, "out of memory");
+      goto out;
+    }
+    if (aead_open(t, a, nonce, aad, data, plen) != 0) {
       ret = fail_open(t, MBEDTLS_SSL_ALERT_MSG_BAD_RECORD_MAC, "bad record MAC");
       goto out;
     }
@@ -868,14 +924,15 @@ int ews_tls_read(ews_tls_t *t, uint8_t *buf, size_t n, size_t *plain) {
     } /* fall through */
     case T_HANDSHAKE: {
       if (!len) return EWS_EAGAIN;
-      t->in = buf;
-      t->in_n = len;
+      tls_hs_t *hs = t->hs;
+      hs->in = buf;
+      hs->in_n = len;
       tls_current = t;
-      int r = ews_tlsk_handshake(&t->hs->keys, &t->hs->ssl);
+      int r = ews_tlsk_handshake(&hs->keys, &hs->ssl);
       tls_current = NULL;
-      off = len - t->in_n;
-      t->in = NULL;
-      t->in_n = 0;
+      off = len - hs->in_n;
+      hs->in = NULL;
+      hs->in_n = 0;
       if (r == MBEDTLS_ERR_SSL_WANT_READ) return EWS_EAGAIN;
       if (r != 0) return fail_hs(t, r, "handshake");
       if ((r = hs_finish(t)) != 0) return r;

@@ -143,6 +143,17 @@ int ews_tls_write(ews_tls_t *t, const struct iovec *iov, int iovcnt);
  * what was not encrypted. */
 int ews_tls_write_wq(ews_tls_t *t, ews_writeq_t *plain);
 
+/* Called on a quiet connection every EWS_TLS_QUIET_MS or so: when no record was
+ * sealed or opened since the previous call, frees the record cipher contexts (with
+ * AES-GCM ~1.5 KB); the next record builds them again from the traffic keys (a few
+ * microseconds), so an idle connection keeps only its keys. Returns 1 while contexts
+ * are held (call again later), 2 when this call freed them, 0 when none are held. */
+#define EWS_TLS_QUIET_MS 500u
+int ews_tls_quiet(ews_tls_t *t);
+/* 1 (once) when a record rebuilt a cipher context since the last call: the caller
+ * makes sure ews_tls_quiet runs again within EWS_TLS_QUIET_MS. */
+int ews_tls_take_rebuilt(ews_tls_t *t);
+
 /* Queues a close_notify alert (once). After it, writes return EWS_ECLOSED. Returns 0, or
  * EWS_EAGAIN when the handshake is not done (nothing to protect: just close). */
 int ews_tls_close_notify(ews_tls_t *t);

@@ -39,61 +39,76 @@ void ews_conn_uncount(ews_conn_t *c) {
     c->flags &= (uint16_t)~EWS_CF_COUNTED;
     ews_limit_dec(c->app->total);
   }
-  if (c->acct) {
-    ews_counter_t *ctr[2] = {c->acct->ip, c->acct->user};
+  ews_acct_t *a = c->cold ? c->cold->acct : NULL;
+  if (a) {
+    ews_counter_t *ctr[2] = {a->ip, a->user};
     for (int i = 0; i < 2; i++) {
       if (!ctr[i]) continue;
       ews_limit_dec(ctr[i]);
       ews_limit_put(ctr[i]);
     }
-    free(c->acct);
-    c->acct = NULL;
+    free(a);
+    c->cold->acct = NULL;
   }
+}
+
+/* The connection's per-IP / per-user counters, allocated on first need; NULL when
+ * out of memory. */
+static ews_acct_t *acct_get(ews_conn_t *c) {
+  ews_conn_cold_t *k = ews_conn_cold_get(c);
+  if (!k) return NULL;
+  if (!k->acct) k->acct = calloc(1, sizeof *k->acct);
+  return k->acct;
 }
 
 int ews_conn_count_user(ews_conn_t *c, const char *user_id) {
   if (!c->app || !c->app->max_per_user) return 0;
-  if (!c->acct && !(c->acct = calloc(1, sizeof *c->acct))) return EWS_ENOMEM;
-  if (c->acct->user) return 0; /* counted already (a refresh) */
-  return count_in(c, &c->acct->user, "user", user_id, c->app->max_per_user, EWS_ELIMIT_USER);
+  ews_acct_t *a = acct_get(c);
+  if (!a) return EWS_ENOMEM;
+  if (a->user) return 0; /* counted already (a refresh) */
+  return count_in(c, &a->user, "user", user_id, c->app->max_per_user, EWS_ELIMIT_USER);
 }
 
 /* ---- the 101 ----------------------------------------------------------------------- */
 
 void ews_conn_free_pending(ews_conn_t *c) {
-  if (!c->pend) return;
-  free(c->pend->resp);
-  free(c->pend->rest);
-  free(c->pend->proto);
-  free(c->pend);
-  c->pend = NULL;
+  ews_pending_t *pd = c->cold ? c->cold->pend : NULL;
+  if (!pd) return;
+  free(pd->resp);
+  free(pd->rest);
+  free(pd->proto);
+  free(pd);
+  c->cold->pend = NULL;
 }
 
 /* The frame limits of an open connection: an app with first-message auth holds a
  * connection that has not authenticated yet to its small auth limit. */
 const ews_rx_config_t *ews_conn_rx_config(const ews_conn_t *c, int authenticated) {
   const ews_app_t *a = c->app;
-  if (a->auth_max_message && !authenticated) return c->pmd ? &a->rx_auth_pmd : &a->rx_auth;
-  return c->pmd ? &a->rx_pmd : &a->rx;
+  int pmd = ews_conn_pmd(c) != NULL;
+  if (a->auth_max_message && !authenticated) return pmd ? &a->rx_auth_pmd : &a->rx_auth;
+  return pmd ? &a->rx_pmd : &a->rx;
 }
 
 void ews_conn_authenticated(ews_conn_t *c) {
   if (!c->app || !c->app->auth_max_message || c->state == EWS_CS_HEAD) return;
   /* Read at the next frame header; a message in progress is held to the new limit. */
   c->rx.cfg = ews_conn_rx_config(c, 1);
-  if (c->pmd) ews_inflater_set_limit(&c->pmd->inf, c->app->rx.max_message);
+  ews_conn_pmd_t *pmd = ews_conn_pmd(c);
+  if (pmd) ews_inflater_set_limit(&pmd->inf, c->app->rx.max_message);
 }
 
 /* The 101 goes out and the WebSocket session starts. */
 static void finish_upgrade(ews_conn_t *c) {
-  ews_pending_t *pd = c->pend;
+  ews_pending_t *pd = c->cold->pend;
   c->flags &= (uint16_t)~EWS_CF_AUTHING;
   if (ews_conn_queue_raw(c, pd->resp, pd->resp_len, NULL, 0) != 0) {
     ews_conn_abort(c);
     return;
   }
   c->state = EWS_CS_OPEN;
-  c->since_ms = c->last_rx_ms = c->ping_ms = ews_conn_now(c);
+  c->since_ms = c->last_rx_ms = ews_conn_now(c); /* since_ms: the open time, while OPEN */
+  ews_conn_set_ping_ms(c, c->since_ms);
   ews_rx_init(&c->rx, ews_conn_rx_config(c, 0));
   ews_wheel_cancel(&c->net->wheel, &c->tnode);
   ews_conn_on_timer(&c->tnode, NULL); /* arms idle/heartbeat deadlines */
@@ -103,9 +118,9 @@ static void finish_upgrade(ews_conn_t *c) {
   char *proto = pd->proto;
   pd->proto = NULL;
   ews_conn_free_pending(c);
+  ews_conn_cold_trim(c); /* an open connection without compression or limits keeps none */
   ews_conn_unpause(c);
   c->flags |= EWS_CF_OPENED;
-  c->opened_ms = ews_conn_now(c);
   ews_connlog_opened(c);
   ews_conn_ops(c)->open(c, proto);
   free(proto);
@@ -114,7 +129,7 @@ static void finish_upgrade(ews_conn_t *c) {
 }
 
 int ews_conn_awaiting_auth(const ews_conn_t *c) {
-  return c->state == EWS_CS_HEAD && c->pend && (c->flags & EWS_CF_AUTHING);
+  return c->state == EWS_CS_HEAD && c->cold && c->cold->pend && (c->flags & EWS_CF_AUTHING);
 }
 
 void ews_conn_auth_done(ews_conn_t *c, int ok, const char *user_id, int status,
@@ -128,11 +143,12 @@ void ews_conn_auth_done(ews_conn_t *c, int ok, const char *user_id, int status,
     return;
   }
   if (user_id && c->app->max_per_user) {
-    if (!c->acct && !(c->acct = calloc(1, sizeof *c->acct))) {
+    ews_acct_t *a = acct_get(c);
+    if (!a) {
       ews_conn_abort(c);
       return;
     }
-    int r = count_in(c, &c->acct->user, "user", user_id, c->app->max_per_user, EWS_ELIMIT_USER);
+    int r = count_in(c, &a->user, "user", user_id, c->app->max_per_user, EWS_ELIMIT_USER);
     if (r < 0) {
       ews_conn_respond_error(c, r);
       return;
@@ -186,7 +202,7 @@ static int negotiate_pmd(const ews_app_t *app, const ews_http_request_t *req,
  * a negative error (then abort: out of memory). */
 static int prepare_101(ews_conn_t *c, const char *accept, size_t sel_len, const char *ext,
                        int ext_len, uint8_t *rest, size_t rest_len) {
-  ews_pending_t *pd = c->pend;
+  ews_pending_t *pd = c->cold->pend;
   size_t cap = 256 + sel_len + (size_t)ext_len;
   pd->resp = malloc(cap);
   int n = pd->resp ? ews_write_101(pd->resp, cap, accept, pd->proto, sel_len,
@@ -218,7 +234,8 @@ void ews_conn_upgrade(ews_conn_t *c, const ews_http_request_t *req, uint8_t *res
   }
   ews_app_ref(app);
   c->app = app;
-  ews_pending_t *pd = c->pend = calloc(1, sizeof *c->pend);
+  ews_conn_cold_t *k = ews_conn_cold_get(c);
+  ews_pending_t *pd = k ? (k->pend = calloc(1, sizeof *k->pend)) : NULL;
   if (!pd) {
     ews_conn_abort(c);
     return;
@@ -231,11 +248,12 @@ void ews_conn_upgrade(ews_conn_t *c, const ews_http_request_t *req, uint8_t *res
   }
   c->flags |= EWS_CF_COUNTED;
   if (app->max_per_ip) {
-    if (!(c->acct = calloc(1, sizeof *c->acct))) {
+    ews_acct_t *a = acct_get(c);
+    if (!a) {
       ews_conn_abort(c);
       return;
     }
-    if ((r = count_in(c, &c->acct->ip, "ip", pd->ip, app->max_per_ip, EWS_ELIMIT_IP)) < 0) {
+    if ((r = count_in(c, &a->ip, "ip", pd->ip, app->max_per_ip, EWS_ELIMIT_IP)) < 0) {
       ews_conn_respond_error(c, r);
       return;
     }
@@ -261,13 +279,13 @@ void ews_conn_upgrade(ews_conn_t *c, const ews_http_request_t *req, uint8_t *res
   ews_pmd_params_t params;
   int ext_len = negotiate_pmd(app, req, &up, &params, ext, sizeof ext);
   if (ext_len > 0) {
-    c->pmd = calloc(1, sizeof *c->pmd);
-    if (!c->pmd) {
+    ews_conn_pmd_t *pmd = k->pmd = calloc(1, sizeof *k->pmd);
+    if (!pmd) {
       ews_conn_abort(c);
       return;
     }
-    c->pmd->params = params;
-    ews_inflater_init(&c->pmd->inf, &params,
+    pmd->params = params;
+    ews_inflater_init(&pmd->inf, &params,
                       app->auth_max_message ? app->rx_auth.max_message : app->rx.max_message);
   }
   if (prepare_101(c, accept, sel_len, ext, ext_len, rest, rest_len) != 0) {

@@ -384,6 +384,49 @@ TEST(transfer_1mib_both_ways) {
   free(d);
 }
 
+/* A quiet connection drops its record cipher contexts (ews_tls_quiet: the first call
+ * after traffic only notes that there was some, the next one frees them) and the next
+ * record in either direction builds them again from the traffic keys. */
+TEST(quiet_drops_and_rebuilds_cipher_contexts) {
+  for (int i = 0; i < NSUITES; i++) {
+    pair_t p;
+    opts_t o = {.suites = SUITES[i].suites};
+    CHECK_EQ(pair_open(&p, ctx_a, &o), 0);
+    CHECK_EQ(ews_tls_quiet(p.s.t), 1); /* the handshake's end used them */
+    CHECK_EQ(ews_tls_quiet(p.s.t), 2); /* freed now */
+    CHECK_EQ(ews_tls_quiet(p.s.t), 0); /* none held */
+    ews_tls_take_rebuilt(p.s.t);
+    for (int round = 0; round < 3; round++) {
+      /* client -> server: the peer's direction is rebuilt */
+      size_t before = p.s.got.n;
+      cli_write(&p, "ping", 4);
+      pump(&p);
+      CHECK_EQ(p.s.st, 0);
+      CHECK(p.s.got.n == before + 4 && memcmp(p.s.got.p + before, "ping", 4) == 0);
+      CHECK_EQ(ews_tls_take_rebuilt(p.s.t), 1);
+      CHECK_EQ(ews_tls_take_rebuilt(p.s.t), 0);
+      /* server -> client: ours too, and the sequence numbers carry on */
+      struct iovec v = {"pong", 4};
+      CHECK_EQ(ews_tls_write(p.s.t, &v, 1), 0);
+      pump(&p);
+      test_bytes_t got = {0};
+      CHECK_EQ(cli_read(&p, &got), MBEDTLS_ERR_SSL_WANT_READ);
+      CHECK(got.n == 4 && memcmp(got.p, "pong", 4) == 0);
+      test_bytes_free(&got);
+      CHECK_EQ(ews_tls_take_rebuilt(p.s.t), 1);
+      CHECK_EQ(ews_tls_quiet(p.s.t), 1);
+      CHECK_EQ(ews_tls_quiet(p.s.t), 2);
+    }
+    /* a close_notify after a quiet spell is still protected */
+    CHECK_EQ(ews_tls_close_notify(p.s.t), 0);
+    pump(&p);
+    test_bytes_t got = {0};
+    CHECK_EQ(cli_read(&p, &got), MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY);
+    test_bytes_free(&got);
+    pair_free(&p);
+  }
+}
+
 TEST(small_writes_coalesce) {
   pair_t p;
   opts_t o = {0};
@@ -982,6 +1025,7 @@ int main(void) {
   RUN(max_fragment_length_respected);
   RUN(renegotiation_declined);
   RUN(shared_ctx_across_threads);
+  RUN(quiet_drops_and_rebuilds_cipher_contexts);
   RUN(idle_connection_memory);
 
   ews_tls_ctx_unref(ctx_a);

@@ -27,7 +27,7 @@
 --
 -- The core (core/lua/vm.c) calls the underscore fields below (_load,
 -- _dispatch_*, _enqueue_*, _authenticate, _bus, _pubsub, _run_timer) and reads
--- _server_config and _Socket.
+-- _server_config, _Socket and _apps.
 
 local core = require "edgews.core"
 local socket = require "edgews.socket"
@@ -50,6 +50,9 @@ local apps = {}
 -- version loads (see edgews.pubsub).
 local loader = require("edgews.loader").new(apps, { begin = pubsub._begin_load, finish = pubsub._end_load })
 local dispatch = require("edgews.dispatch").new(apps)
+-- The core reads the handlers of an app here (does it have an open handler?) to
+-- create a connection's socket object only when a script needs it.
+_M._apps = apps
 
 --- edgews.app{ path = "/x", ... } -> app   (see README for every field)
 _M.app = loader.app

@@ -97,6 +97,33 @@ describe("wss:// listener #integration #lua", function()
     assert.are.equal("wss", url:match("^(%a+):"))
   end)
 
+  -- An idle wss:// connection drops its record cipher contexts after a quiet second
+  -- or two (debug log line) and builds them again for the next record; each quiet
+  -- spell releases them again.
+  it("an idle connection releases its cipher contexts and keeps working", function()
+    local p = helper.spawn(helper.py_argv("sequence", "--url", url, "--ca", certs.ca,
+      "--send", "one,two,three", "--step"), { stdin = "pipe" })
+    assert.are.equal("connected", (p:read_json(5) or {}).event)
+    assert.are.equal("one", assert(p:read_json(5)).reply)
+    local id -- the newest connection: this one
+    for x in srv:log():gmatch("conn (%d+): opened /echo") do id = x end
+    assert(id, "no opened line")
+    local released = "conn " .. id .. ": quiet: TLS cipher contexts released"
+    local function releases()
+      local n = 0
+      for _ in srv:log():gmatch(released) do n = n + 1 end
+      return n
+    end
+    for round, msg in ipairs { "two", "three" } do
+      assert.is_true(helper.wait_until(function() return releases() >= round end, 8),
+        "no release after quiet spell " .. round .. ": " .. srv:log():sub(-2000))
+      p:write("\n")
+      assert.are.equal(msg, assert(p:read_json(5)).reply)
+    end
+    p:close_stdin()
+    assert.is_true(p:finish(5))
+  end)
+
   local clients = {
     { name = "python websockets", run = helper.py, check = function() end },
     { name = "node ws", run = helper.node, check = helper.require_node_ws },
