@@ -218,12 +218,17 @@ static void open_timer(ews_conn_t *c, uint32_t now) {
         return;
       }
       if (app->heartbeat_timeout_ms - waited < next) next = app->heartbeat_timeout_ms - waited;
+      /* The pong clears EWS_CF_PING_OUT without touching the timer: look again after
+       * an interval too, so that a peer that answered is pinged after each quiet
+       * interval even when the timeout is longer than the interval. */
+      if (app->heartbeat_interval_ms < next) next = app->heartbeat_interval_ms;
     } else if (idle >= app->heartbeat_interval_ms) {
       /* Ping only a quiet peer: traffic already proves it is alive. */
       ews_conn_queue_frame(c, EWS_OP_PING, NULL, 0);
       c->flags |= EWS_CF_PING_OUT;
       ews_conn_set_ping_ms(c, now);
       if (app->heartbeat_timeout_ms < next) next = app->heartbeat_timeout_ms;
+      if (app->heartbeat_interval_ms < next) next = app->heartbeat_interval_ms;
     } else if (app->heartbeat_interval_ms - idle < next) {
       next = app->heartbeat_interval_ms - idle;
     }

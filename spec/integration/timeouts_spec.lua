@@ -34,6 +34,15 @@ describe("timeouts and backpressure #integration #lua", function()
       .. require("cjson").encode(ev))
   end)
 
+  it("heartbeat: a client that answers is pinged after each quiet interval, "
+    .. "also when the timeout is longer than the interval", function()
+    -- interval 0.5 s, timeout 5 s: 3 pings arrive within about 1.5 s (not 1 per 5 s)
+    local srv = helper.start_server { app = helper.app "heartbeat_long_timeout_app.lua" }
+    local res = helper.assert_ok(helper.node("pings", "--url", srv:url "/hb", "--count", "3",
+      "--seconds", "4.5"))
+    assert.are.equal(3, res.pings)
+  end)
+
   it("idle_timeout: a silent connection is closed", function()
     local srv = helper.start_server { app = helper.app "idle_app.lua" }
     local res = helper.assert_ok(helper.py("hold", "--url", srv:url "/idle", "--seconds", "5"))

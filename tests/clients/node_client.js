@@ -12,6 +12,8 @@
 //   protocol   --url U --offer a,b [--expect NAME]
 //   send       --url U (--message M | --size N) [--binary] [--expect-close CODE]
 //   hold       --url U [--seconds S] [--expect-code C]
+//   pings      --url U --count N [--seconds S]           stay quiet (ws answers each ping
+//              with a pong) until N pings from the server arrived or S seconds passed
 //
 // Options of every subcommand (without them nothing changes):
 //   --ca FILE          wss://: trust only this CA (PEM) instead of Node's default CAs
@@ -45,7 +47,7 @@ function parseArgs(argv) {
     seconds: 30,
   };
   const numeric = new Set(['timeout', 'fragments', 'size', 'code', 'expect-code',
-    'expect-close', 'seconds', 'pmd-server-max-window-bits', 'pmd-threshold']);
+    'expect-close', 'seconds', 'count', 'pmd-server-max-window-bits', 'pmd-threshold']);
   const flags = new Set(['binary', 'deflate', 'pmd-server-no-context-takeover',
     'pmd-client-no-context-takeover']);
   for (let i = 1; i < argv.length; i++) {
@@ -303,6 +305,21 @@ const commands = {
     const res = { size: data.length, echoed, ...info };
     if (o.expectClose !== undefined) return [info.close_received && info.close_code === o.expectClose, res];
     return [echoed, res];
+  },
+
+  async pings(o) {
+    const conn = await open(o.url);
+    const t = Date.now();
+    const times = [];
+    const want = o.count || 3;
+    await withTimeout(new Promise((resolve) => {
+      conn.ws.on('ping', () => {
+        times.push((Date.now() - t) / 1000);
+        if (times.length >= want) resolve();
+      });
+    }), o.seconds, 'pings').catch(() => {});
+    const info = await closeP(conn, 1000, '', o.timeout);
+    return [times.length >= want, { pings: times.length, at: times, ...info }];
   },
 
   async hold(o) {
