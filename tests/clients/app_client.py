@@ -311,7 +311,15 @@ def op_open(c):
     host, port, target = split_url(c["url"])
     timeout = float(c.get("timeout", 5))
     deadline = time.monotonic() + timeout
-    sock = socket.create_connection((host, port), timeout=timeout)
+    if c.get("rcvbuf"):
+        # a small receive buffer, set before connecting (it bounds the window): the
+        # server's writes stop being taken whole once that much is unread
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(c["rcvbuf"]))
+        sock.settimeout(timeout)
+        sock.connect((host, port))
+    else:
+        sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     key = base64.b64encode(os.urandom(16)).decode("ascii")
     lines = ["GET %s HTTP/1.1" % target, "Host: %s:%d" % (host, port), "Upgrade: websocket",
