@@ -12,10 +12,11 @@ a token as a Sec-WebSocket-Protocol entry, query strings) and makes JWTs, includ
 malformed and forged ones.
 
 Commands (fields in brackets are optional):
-  open   id url [headers {name: value}] [protocols [..]] [timeout]
+  open   id url [headers {name: value}] [protocols [..]] [timeout] [rcvbuf bytes]
          -> status, headers (lower-case names), body, json (the body decoded when it is
             JSON), protocol (the 101's Sec-WebSocket-Protocol or null), accept_ok.
             On a 101 the connection stays open under `id`; otherwise it is closed.
+            rcvbuf: SO_RCVBUF set before connecting (a small TCP window).
   send   id (data "text" | datas ["..", ..]) [binary] -> sent (number of messages)
          binary data is given as text and sent as its UTF-8 bytes.
   send_header id length [opcode 1] -> sent: only the header of a (masked, final)
