@@ -28,14 +28,16 @@ int ews_conn_queue_raw(ews_conn_t *c, const void *a, size_t alen, const void *b,
 /* A large frame for a connection with nothing queued skips the write queue, so its
  * payload is not copied there: on ws:// it is written at once (one writev of header
  * and payload; only what the kernel does not take is queued), on wss:// it is sealed
- * straight into TLS records. Frames queued behind others, small frames (which
- * coalesce into one writev per loop iteration) and client frames (masked while
- * copied) take the queue. */
+ * straight into TLS records. Only the first one of a loop iteration: it puts the
+ * connection on the flush list, and what the handler sends after it is queued and
+ * goes out with one writev (one run of records) at the flush, as small frames do,
+ * rather than one syscall per message. Frames queued behind others and client frames
+ * (masked while copied) take the queue too. */
 #define EWS_DIRECT_MIN 4096u
 
 static int direct_ok(const ews_conn_t *c, size_t n) {
   return n >= EWS_DIRECT_MIN && !c->wq.bytes && !c->body &&
-         !(c->flags & (EWS_CF_WRITING | EWS_CF_CLIENT)) &&
+         !(c->flags & (EWS_CF_WRITING | EWS_CF_CLIENT | EWS_CF_FLUSH_QUEUED)) &&
          (!c->tls || ews_tls_handshake_done(c->tls->tls));
 }
 
@@ -57,7 +59,10 @@ static int send_direct(ews_conn_t *c, const void *a, size_t alen, const void *b,
   if (r < 0) r = 0; /* EAGAIN, or an error the flush will meet: queue it all */
   size_t done = (size_t)r;
   if (done) EWS_STAT_ADD(c->net->stats.bytes_out, (uint64_t)done);
-  if (done == alen + blen) return 0;
+  if (done == alen + blen) {
+    ews_conn_schedule_flush(c); /* later sends of this iteration coalesce */
+    return 0;
+  }
   if (done >= alen) return ews_conn_queue_raw(c, (const uint8_t *)b + (done - alen), blen - (done - alen), NULL, 0);
   return ews_conn_queue_raw(c, (const uint8_t *)a + done, alen - done, b, blen);
 }

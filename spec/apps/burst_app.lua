@@ -1,17 +1,16 @@
 -- For spec/integration/large_send_spec.lua: "burst" answers with a run of messages of
--- mixed sizes (small ones that coalesce in the write queue, large ones that go out
--- without it), each filled with a pattern that names its place in the run; "echo:"
--- prefixed messages come back as they are.
+-- mixed sizes: the first, large, leaves without the write queue (written in part, the
+-- rest queued), the others are queued behind it and coalesce; each is filled with a
+-- pattern that names its place in the run. Anything else comes back as it is.
 local edgews = require "edgews"
 
 local app = edgews.app { path = "/burst", heartbeat = false, max_message_size = 4 * 1024 * 1024,
   max_buffered = 32 * 1024 * 1024 }
 
-local SIZES = { 16384, 70000 } -- then 6 MiB without a pause: more than the kernel takes
-for _ = 1, 6 do SIZES[#SIZES + 1] = 1048576 end
-for _, n in ipairs { 10, 70000, 5000, 3, 1048576, 4096, 4095, 200000, 17, 16384, 65536, 1 } do
-  SIZES[#SIZES + 1] = n
-end
+-- The first one is larger than the kernel takes at once (the client's window is small),
+-- so it is written in part and the rest queued; the others queue behind it.
+local SIZES = { 6 * 1048576, 16384, 70000, 1048576, 1048576, 10, 70000, 5000, 3, 1048576,
+  4096, 4095, 200000, 17, 16384, 65536, 1 }
 
 local function body(i, size)
   local head = string.format("#%d:%d:", i, size)

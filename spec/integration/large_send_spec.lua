@@ -1,16 +1,16 @@
 -- Large messages leave without a copy into the write queue when nothing is queued
--- before them (net/conn_tx.c): a handler's run of small and large messages, sent
--- while the client is not reading (so the kernel takes only part of a large one and
--- the rest is queued), arrives complete, byte for byte and in order; echoes of large
--- and fragmented messages come back exact (spec/apps/burst_app.lua).
+-- before them in the loop iteration (net/conn_tx.c): a handler's run of a 6 MiB message
+-- (more than the kernel takes while the client, with a small receive window, is not
+-- reading: written in part, the rest queued) followed by small and large ones (queued
+-- behind it) arrives complete, byte for byte and in order; echoes of large and
+-- fragmented messages come back exact (spec/apps/burst_app.lua).
 local helper = require "spec.helper"
 local cjson = require "cjson"
 
-local SIZES = { 16384, 70000 } -- then 6 MiB without a pause: more than the kernel takes
-for _ = 1, 6 do SIZES[#SIZES + 1] = 1048576 end
-for _, n in ipairs { 10, 70000, 5000, 3, 1048576, 4096, 4095, 200000, 17, 16384, 65536, 1 } do
-  SIZES[#SIZES + 1] = n
-end
+-- The first one is larger than the kernel takes at once (the client's window is small),
+-- so it is written in part and the rest queued; the others queue behind it.
+local SIZES = { 6 * 1048576, 16384, 70000, 1048576, 1048576, 10, 70000, 5000, 3, 1048576,
+  4096, 4095, 200000, 17, 16384, 65536, 1 }
 
 local function body(i, size)
   local head = string.format("#%d:%d:", i, size)
