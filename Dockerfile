@@ -15,7 +15,7 @@ FROM debian:12-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
-      libluajit-5.1-dev libuv1-dev libmbedtls-dev zlib1g-dev libsqlite3-dev libhiredis-dev \
+      libluajit-5.1-dev libuv1-dev libmbedtls-dev zlib1g-dev libdeflate-dev libsqlite3-dev libhiredis-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt README.md ./
@@ -32,7 +32,7 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \
 FROM debian:12-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libluajit-5.1-2 libuv1 libmbedtls14 libmbedx509-1 libmbedcrypto7 zlib1g libsqlite3-0 libhiredis0.14 \
+      libluajit-5.1-2 libuv1 libmbedtls14 libmbedx509-1 libmbedcrypto7 zlib1g libdeflate0 libsqlite3-0 libhiredis0.14 \
       lua-cjson \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --user-group --home-dir /data --shell /usr/sbin/nologin edgews \

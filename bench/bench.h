@@ -377,6 +377,8 @@ void scale_report(int rc);
 void collab_report(int rc);
 /* churn (the soak client) parses its own command line: argv[1] is "churn". */
 int churn_main(int argc, char **argv);
+/* zlib against libdeflate on the JSON payloads (zcmp.c). */
+int zcmp_main(int argc, char **argv);
 /* ws[s]://host[:port][/path] -> g_opt.addr, host, host_header, path, tls. 0 or -1. */
 int bench_parse_url(const char *url);
 

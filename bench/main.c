@@ -449,6 +449,7 @@ int main(int argc, char **argv) {
   }
   const char *mode = argv[1];
   if (strcmp(mode, "churn") == 0) return churn_main(argc, argv);
+  if (strcmp(mode, "zcmp") == 0) return zcmp_main(argc, argv);
   if (strcmp(mode, "echo") == 0)
     g_opt.mode = MODE_ECHO;
   else if (strcmp(mode, "handshake") == 0)

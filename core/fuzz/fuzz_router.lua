@@ -23,7 +23,11 @@
 --    a handler that raises gets one handler_error reply and the app's error handler
 --    is called once; nothing else ever reaches the error handler;
 --  - r:dispatch of a standalone router agrees with the pipeline (code, id, details)
---    and never raises; router.error_message encodes what dispatch reports.
+--    and never raises; router.error_message encodes what dispatch reports;
+--  - the router's decoder (edgews.json, the core's decoder in this VM) returns what
+--    lua-cjson returns for the message text: the same values (numbers bit for bit),
+--    the same error message, tables whose pairs() visit the same keys in the same
+--    order.
 
 local edgews = require "edgews"
 local router = require "edgews.router"
@@ -37,6 +41,8 @@ local byte, sub, format, find = string.byte, string.sub, string.format, string.f
 local floor, huge = math.floor, math.huge
 local null = cjson.null
 local MAX_ERRORS = validate.MAX_ERRORS
+
+local json = require "edgews.json"
 
 local function check(cond, fmt, ...)
   if not cond then error("invariant: " .. format(fmt, ...), 2) end
@@ -191,9 +197,36 @@ local function noop() end
 for name, schema in pairs(schemas.validated) do standalone:route(name, noop, { validate = schema }) end
 for _, name in ipairs(schemas.plain) do standalone:route(name, noop) end
 
+-- The decoder against lua-cjson: nil when the same, else where they differ.
+local function differs(a, b, path)
+  if type(a) ~= type(b) then return path .. ": " .. type(a) .. " vs " .. type(b) end
+  if type(a) == "number" then
+    if format("%.17g", a) ~= format("%.17g", b) or (a == 0 and 1 / a ~= 1 / b) then
+      return path .. format(": %.17g vs %.17g", a, b)
+    end
+    return nil
+  end
+  if type(a) ~= "table" then return a ~= b and (path .. ": " .. show(a) .. " vs " .. show(b)) or nil end
+  local ka, kb = next(a), next(b)
+  while ka ~= nil or kb ~= nil do
+    if ka ~= kb then return path .. ": pairs order " .. show(ka) .. " vs " .. show(kb) end
+    local d = differs(a[ka], b[kb], path .. "." .. tostring(ka))
+    if d then return d end
+    ka, kb = next(a, ka), next(b, kb)
+  end
+  return nil
+end
+
 return function(input)
   local is_binary = (byte(input, 1) or 0) % 2 == 1
   local raw = sub(input, 2)
+  check(json.fast, "the router's decoder is not the core's")
+  do
+    local a1, a2 = json.decode(raw)
+    local b1, b2 = cjson.decode(raw)
+    local d = differs(a1, b1, "value") or differs(a2, b2, "error")
+    check(d == nil, "edgews.json and lua-cjson differ on %s: %s", show(raw), tostring(d))
+  end
   if not is_binary and not fuzz.utf8_valid(raw) then return end
   local want = expect(raw, is_binary)
 

@@ -21,6 +21,7 @@
 #include "hub/counters.h"
 #include "lua/api.h"
 #include "lua/events.h"
+#include "lua/json_decode.h"
 #include "lua/runaway.h"
 #include "lua/tasks.h"
 #include "lua/vm.h"
@@ -701,7 +702,16 @@ static int l_set_routes(lua_State *L) {
   return 0;
 }
 
+/* core.json_decoder(fallback) -> decode: the message path's JSON decoder
+ * (lua/json_decode.h), handing what it does not handle to fallback (cjson's decode). */
+static int l_json_decoder(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  ews_json_push_decoder(L, 1);
+  return 1;
+}
+
 static const luaL_Reg core_fns[] = {
+    {"json_decoder", l_json_decoder},
     {"send", l_send},           {"close", l_close},
     {"ping", l_ping},           {"buffered", l_buffered},
     {"remote_addr", l_remote_addr}, {"log", l_log},

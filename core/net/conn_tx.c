@@ -25,6 +25,48 @@ int ews_conn_queue_raw(ews_conn_t *c, const void *a, size_t alen, const void *b,
   return r;
 }
 
+/* A large frame for a connection with nothing queued skips the write queue, so its
+ * payload is not copied there: on ws:// it is written at once (one writev of header
+ * and payload; only what the kernel does not take is queued), on wss:// it is sealed
+ * straight into TLS records. Only the first one of a loop iteration: it puts the
+ * connection on the flush list, and what the handler sends after it is queued and
+ * goes out with one writev (one run of records) at the flush, as small frames do,
+ * rather than one syscall per message. Frames queued behind others and client frames
+ * (masked while copied) take the queue too. */
+#define EWS_DIRECT_MIN 4096u
+
+static int direct_ok(const ews_conn_t *c, size_t n) {
+  return n >= EWS_DIRECT_MIN && !c->wq.bytes && !c->body &&
+         !(c->flags & (EWS_CF_WRITING | EWS_CF_CLIENT | EWS_CF_FLUSH_QUEUED)) &&
+         (!c->tls || ews_tls_handshake_done(c->tls->tls));
+}
+
+/* Sends a (alen bytes, the frame header) then b (blen) as direct_ok() allows. */
+static int send_direct(ews_conn_t *c, const void *a, size_t alen, const void *b, size_t blen) {
+  struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
+  if (c->tls) {
+    int r = ews_tls_write(c->tls->tls, iov, 2);
+    if (r < 0) {
+      /* as the flush would: a failed record layer ends the connection */
+      EWS_DEBUG("conn %llu: TLS write: %s", (unsigned long long)c->id, ews_strerror(r));
+      ews_conn_abort(c);
+      return r;
+    }
+    ews_conn_schedule_flush(c);
+    return 0;
+  }
+  int r = uv_try_write((uv_stream_t *)&c->tcp, (const uv_buf_t *)iov, 2);
+  if (r < 0) r = 0; /* EAGAIN, or an error the flush will meet: queue it all */
+  size_t done = (size_t)r;
+  if (done) EWS_STAT_ADD(c->net->stats.bytes_out, (uint64_t)done);
+  if (done == alen + blen) {
+    ews_conn_schedule_flush(c); /* later sends of this iteration coalesce */
+    return 0;
+  }
+  if (done >= alen) return ews_conn_queue_raw(c, (const uint8_t *)b + (done - alen), blen - (done - alen), NULL, 0);
+  return ews_conn_queue_raw(c, (const uint8_t *)a + done, alen - done, b, blen);
+}
+
 /* A client's frame: a fresh random mask (RFC 6455 5.3), the payload masked while it
  * is copied into the queue (the caller's bytes stay as they are). */
 static int queue_masked(ews_conn_t *c, int opcode, int rsv1, const void *p, size_t n) {
@@ -72,7 +114,8 @@ static int queue_compressed(ews_conn_t *c, int opcode, const void *p, size_t n) 
   r = ews_deflate_frame(d, opcode, p, n, z, &off);
   if (r < 0) return r;
   EWS_STAT_ADD(c->net->stats.compressed, 1);
-  r = ews_conn_queue_raw(c, z->p + off, z->len - off, NULL, 0);
+  if (direct_ok(c, z->len - off)) r = send_direct(c, z->p + off, z->len - off, NULL, 0);
+  else r = ews_conn_queue_raw(c, z->p + off, z->len - off, NULL, 0);
   if (z->cap > 256 * 1024) ews_zbuf_free(z); /* do not keep a huge scratch */
   return r;
 }
@@ -105,8 +148,15 @@ int ews_conn_send(ews_conn_t *c, int opcode, const void *p, size_t n) {
   const ews_app_t *app = c->app;
   if (check_backpressure(c, n) != 0) return EWS_EBACKPRESSURE;
   int r;
-  if (ews_conn_pmd(c) && n >= app->pmd_cfg.threshold) r = queue_compressed(c, opcode, p, n);
-  else r = ews_conn_queue_frame(c, opcode, p, n);
+  if (ews_conn_pmd(c) && n >= app->pmd_cfg.threshold) {
+    r = queue_compressed(c, opcode, p, n);
+  } else if (direct_ok(c, n)) {
+    uint8_t hdr[EWS_FRAME_MAX_HEADER];
+    size_t hl = ews_frame_header(hdr, opcode, 1, 0, n, NULL);
+    r = send_direct(c, hdr, hl, p, n);
+  } else {
+    r = ews_conn_queue_frame(c, opcode, p, n);
+  }
   if (r == 0) {
     EWS_STAT_ADD(c->net->stats.msgs_out, 1);
   }

@@ -1282,6 +1282,117 @@ TEST(final_blocks) {
   ews_pmd_worker_free(w);
 }
 
+/* ---- whole messages (libdeflate) ---- */
+
+/* Inflates payload[0..n) as one single-frame message on a fresh inflater with the
+ * given params and limit; returns the result code, the output in *out. */
+static int inflate_fresh(ews_pmd_worker_t *w, ews_pmd_params_t p, uint64_t limit,
+                         const uint8_t *payload, size_t n, int text, ews_zbuf_t *out) {
+  ews_inflater_t inf;
+  ews_inflater_init(&inf, &p, limit);
+  out->len = 0;
+  int rc = inflate_msg(&inf, w, payload, n, text, out);
+  ews_inflater_free(&inf, w);
+  return rc;
+}
+
+/* A single-frame message without context takeover and with a 32 KiB window is
+ * inflated whole by libdeflate: no zlib stream is taken for it. Whatever that path
+ * does not take (a final block inside the message, output over 8x the input or over
+ * the limit, bad data, a message not ending on a block boundary) gets exactly the
+ * answer zlib gives: every payload is inflated both ways (the takeover inflater
+ * always runs zlib) and compared, codes and bytes. */
+TEST(whole_messages) {
+  counter_t cnt;
+  ews_zalloc_t za = counting(&cnt);
+  ews_pmd_config_t cfg = cfg_of(EWS_PMD_SHARED, 15, 0, 1);
+  ews_pmd_worker_t *w;
+  CHECK_EQ(ews_pmd_worker_new(&w, &cfg, &za), 0);
+  ews_pmd_params_t fast = params_of(1, 1, 15, 15), ref = params_of(1, 0, 15, 15);
+  ews_deflater_t *d;
+  CHECK_EQ(ews_deflater_new(&d, 1, 15, 8, 1, NULL), 0);
+  ews_zbuf_t a = {0}, b = {0}, c = {0};
+
+  /* JSON of many sizes, text: the fast path, no zlib stream (~40 KB) allocated */
+  static const size_t sizes[] = {1, 100, 3000, 16384, 65536, 200000};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    uint8_t *msg = malloc(sizes[i]);
+    fill_json(msg, sizes[i], (unsigned)i);
+    c.len = 0;
+    CHECK_EQ(ews_deflate_message(d, msg, sizes[i], &c), 0);
+    size_t peak0 = cnt.cur;
+    cnt.peak = cnt.cur;
+    CHECK_EQ(inflate_fresh(w, fast, 0, c.p, c.len, 1, &a), 0);
+    CHECK(a.len == sizes[i] && memcmp(a.p, msg, sizes[i]) == 0);
+    if (c.len <= 64 * 1024) CHECK(cnt.peak - peak0 <= c.len + 1024 + 16); /* the scratch only */
+    free(msg);
+  }
+
+  /* the limit: exactly the limit inflates, one byte less is too big */
+  uint8_t msg[3000];
+  fill_json(msg, sizeof msg, 7);
+  c.len = 0;
+  CHECK_EQ(ews_deflate_message(d, msg, sizeof msg, &c), 0);
+  CHECK_EQ(inflate_fresh(w, fast, sizeof msg, c.p, c.len, 1, &a), 0);
+  CHECK(a.len == sizeof msg && memcmp(a.p, msg, sizeof msg) == 0);
+  CHECK_EQ(inflate_fresh(w, fast, sizeof msg - 1, c.p, c.len, 1, &a), EWS_EMSG_TOO_BIG);
+  CHECK_EQ(inflate_fresh(w, ref, sizeof msg - 1, c.p, c.len, 1, &b), EWS_EMSG_TOO_BIG);
+
+  /* zeros: far more than 8x; invalid UTF-8 as text */
+  uint8_t *zeros = calloc(1, 300000);
+  c.len = 0;
+  CHECK_EQ(ews_deflate_message(d, zeros, 300000, &c), 0);
+  CHECK_EQ(inflate_fresh(w, fast, 0, c.p, c.len, 0, &a), 0);
+  CHECK(a.len == 300000 && memcmp(a.p, zeros, 300000) == 0);
+  free(zeros);
+  static const uint8_t bad_utf8[] = {'a', 0xff, 0xfe, 'b', 0xc3};
+  c.len = 0;
+  CHECK_EQ(ews_deflate_message(d, bad_utf8, sizeof bad_utf8, &c), 0);
+  CHECK_EQ(inflate_fresh(w, fast, 0, c.p, c.len, 1, &a), EWS_EUTF8);
+  CHECK_EQ(inflate_fresh(w, fast, 0, c.p, c.len, 0, &a), 0);
+  CHECK(a.len == sizeof bad_utf8 && memcmp(a.p, bad_utf8, sizeof bad_utf8) == 0);
+
+  /* RFC 7692 7.2.3.4 (a final block, then the start of a stored block) and 7.2.3.5
+   * (two blocks), a message cut inside a block, and 2,000 corruptions of a JSON
+   * message: the same code and bytes both ways */
+  static const uint8_t rfc_final[] = {0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00};
+  static const uint8_t rfc_two[] = {0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff,
+                                    0xca, 0xc9, 0xc9, 0x07, 0x00};
+  const uint8_t *vec[] = {rfc_final, rfc_two};
+  size_t vlen[] = {sizeof rfc_final, sizeof rfc_two};
+  for (int v = 0; v < 2; v++) {
+    CHECK_EQ(inflate_fresh(w, fast, 0, vec[v], vlen[v], 1, &a), 0);
+    CHECK_EQ(inflate_fresh(w, ref, 0, vec[v], vlen[v], 1, &b), 0);
+    CHECK(a.len == 5 && b.len == 5 && memcmp(a.p, "Hello", 5) == 0 && memcmp(b.p, "Hello", 5) == 0);
+  }
+  c.len = 0;
+  CHECK_EQ(ews_deflate_message(d, msg, sizeof msg, &c), 0);
+  uint8_t *m = malloc(c.len);
+  uint32_t seed = 1;
+  int differ = 0, ok = 0;
+  for (int k = 0; k < 2000; k++) {
+    memcpy(m, c.p, c.len);
+    size_t n = c.len;
+    seed = seed * 1103515245u + 12345u;
+    size_t at = (seed >> 8) % c.len;
+    if (k % 3 == 0) n = at; /* cut */
+    else m[at] ^= (uint8_t)(1u << ((seed >> 4) % 8)); /* one bit flipped */
+    int ra = inflate_fresh(w, fast, 1 << 20, m, n, k % 2, &a);
+    int rb = inflate_fresh(w, ref, 1 << 20, m, n, k % 2, &b);
+    if (ra != rb || (ra == 0 && (a.len != b.len || memcmp(a.p, b.p, a.len) != 0))) differ++;
+    if (ra == 0) ok++;
+  }
+  CHECK_EQ(differ, 0);
+  free(m);
+
+  ews_deflater_free(d);
+  ews_pmd_worker_free(w);
+  CHECK_EQ(cnt.cur, 0);
+  free(a.p);
+  free(b.p);
+  free(c.p);
+}
+
 int main(void) {
   RUN(negotiate_shared);
   RUN(negotiate_dedicated);
@@ -1302,5 +1413,6 @@ int main(void) {
   RUN(dedicated_after_broadcast);
   RUN(alloc_failures);
   RUN(final_blocks);
+  RUN(whole_messages);
   return TEST_EXIT();
 }

@@ -128,9 +128,15 @@ function _M.new(opts)
   end
   local reply = opts.reply_error or default_reply_error
   if type(reply) ~= "function" then error("router.new: reply_error must be a function", 2) end
+  -- The default codec decodes with edgews.json (cjson's values and errors, faster),
+  -- which never raises on bad input: no pcall around it.
+  local decode_fn, decode_safe = json.decode, false
+  if json == get_default_json() then
+    decode_fn, decode_safe = require("edgews.json").decode, true
+  end
   return setmetatable({
-    max_size = max_size, json = json, decode_fn = json.decode, null = json.null,
-    reply_error = reply, routes = {},
+    max_size = max_size, json = json, decode_fn = decode_fn, decode_safe = decode_safe,
+    null = json.null, reply_error = reply, routes = {},
   }, Router)
 end
 
@@ -179,8 +185,14 @@ function Router:decode(raw, is_binary)
   if is_binary then
     return nil, "binary_not_supported", "binary messages are not supported: send JSON text"
   end
-  local ok, data, err = pcall(self.decode_fn, raw)
-  if not ok then data, err = nil, data end
+  local data, err
+  if self.decode_safe then
+    data, err = self.decode_fn(raw)
+  else
+    local ok
+    ok, data, err = pcall(self.decode_fn, raw)
+    if not ok then data, err = nil, data end
+  end
   if data == nil then
     return nil, "invalid_json", "invalid JSON: " .. shown(tostring(err or "decode failed"))
   end

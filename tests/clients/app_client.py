@@ -12,10 +12,11 @@ a token as a Sec-WebSocket-Protocol entry, query strings) and makes JWTs, includ
 malformed and forged ones.
 
 Commands (fields in brackets are optional):
-  open   id url [headers {name: value}] [protocols [..]] [timeout]
+  open   id url [headers {name: value}] [protocols [..]] [timeout] [rcvbuf bytes]
          -> status, headers (lower-case names), body, json (the body decoded when it is
             JSON), protocol (the 101's Sec-WebSocket-Protocol or null), accept_ok.
             On a 101 the connection stays open under `id`; otherwise it is closed.
+            rcvbuf: SO_RCVBUF set before connecting (a small TCP window).
   send   id (data "text" | datas ["..", ..]) [binary] -> sent (number of messages)
          binary data is given as text and sent as its UTF-8 bytes.
   send_header id length [opcode 1] -> sent: only the header of a (masked, final)
@@ -311,7 +312,15 @@ def op_open(c):
     host, port, target = split_url(c["url"])
     timeout = float(c.get("timeout", 5))
     deadline = time.monotonic() + timeout
-    sock = socket.create_connection((host, port), timeout=timeout)
+    if c.get("rcvbuf"):
+        # a small receive buffer, set before connecting (it bounds the window): the
+        # server's writes stop being taken whole once that much is unread
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(c["rcvbuf"]))
+        sock.settimeout(timeout)
+        sock.connect((host, port))
+    else:
+        sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     key = base64.b64encode(os.urandom(16)).decode("ascii")
     lines = ["GET %s HTTP/1.1" % target, "Host: %s:%d" % (host, port), "Upgrade: websocket",
