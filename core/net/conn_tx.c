@@ -36,7 +36,7 @@ int ews_conn_queue_raw(ews_conn_t *c, const void *a, size_t alen, const void *b,
 #define EWS_DIRECT_MIN 4096u
 
 static int direct_ok(const ews_conn_t *c, size_t n) {
-  return n >= EWS_DIRECT_MIN && !c->wq.bytes && !c->body &&
+  return n >= EWS_DIRECT_MIN && !c->wq.bytes && !ews_conn_body(c) &&
          !(c->flags & (EWS_CF_WRITING | EWS_CF_CLIENT | EWS_CF_FLUSH_QUEUED)) &&
          (!c->tls || ews_tls_handshake_done(c->tls->tls));
 }
@@ -46,6 +46,7 @@ static int send_direct(ews_conn_t *c, const void *a, size_t alen, const void *b,
   struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
   if (c->tls) {
     int r = ews_tls_write(c->tls->tls, iov, 2);
+    ews_conn_tls_rearm(c); /* the record may have rebuilt a released cipher context */
     if (r < 0) {
       /* as the flush would: a failed record layer ends the connection */
       EWS_DEBUG("conn %llu: TLS write: %s", (unsigned long long)c->id, ews_strerror(r));
