@@ -19,40 +19,8 @@ local ot = require "edgews.ot"
 
 local APP = helper.ROOT .. "/examples/collab/app.lua"
 
-local function free_port()
-  local f = io.popen(helper.PYTHON .. [[ -c "import socket; s = socket.socket(); ]]
-    .. [[s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"]])
-  local port = tonumber(f:read("*a"))
-  f:close()
-  return assert(port, "no free port")
-end
-
-local function redis_cli(port, ...)
-  local argv = { "redis-cli", "-p", tostring(port), ... }
-  local q = {}
-  for i, a in ipairs(argv) do q[i] = "'" .. a:gsub("'", "'\\''") .. "'" end
-  local f = io.popen(table.concat(q, " ") .. " 2>/dev/null")
-  local out = f:read("*a")
-  f:close()
-  return out
-end
-
-local function start_redis(port, dir)
-  local p = helper.spawn({ "redis-server", "--port", tostring(port), "--bind", "127.0.0.1",
-    "--dir", dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-    "--daemonize", "no" }, { kind = "redis", stdout = dir .. "/redis.log" })
-  assert(helper.wait_until(function() return redis_cli(port, "PING"):match("PONG") end, 10),
-    "redis-server did not start on port " .. port)
-  return p
-end
-
-local function health(srv)
-  local f = io.popen(("curl -s -m 5 http://127.0.0.1:%d/health"):format(srv.port))
-  local body = f:read("*a")
-  f:close()
-  local ok, doc = pcall(cjson.decode, body)
-  return ok and doc or {}
-end
+local rh = require "spec.redis_helper"
+local free_port, redis_cli, start_redis, health = rh.free_port, rh.redis_cli, rh.start_redis, rh.health
 
 local function start_instance(rport, env)
   local e = { COLLAB_DATA_DIR = "" }
