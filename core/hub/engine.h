@@ -214,6 +214,13 @@ typedef struct {
   /* A bus message for the document's owner on every instance (cursors), sent by the
    * engine's thread: 0 once queued, EWS_EUNAVAILABLE, EWS_EBACKPRESSURE, EWS_ENOMEM. */
   int (*publish)(const char *name, size_t nl, const char *data, size_t n);
+  /* The document's owner on this instance has it loaded: the instance receives its
+   * revisions and cursors (one Redis SUBSCRIBE per document, held while some worker
+   * holds it). Once that subscription takes effect, the owner is posted the bus
+   * message blob[0..n) (it reads from the log what was committed before). A handle
+   * for release, or NULL (out of memory, or a name over 500 bytes). */
+  void *(*hold)(const char *name, size_t nl, const char *blob, size_t n);
+  void (*release)(void *handle);
 } ews_docs_engine_t;
 
 typedef struct ews_engine {

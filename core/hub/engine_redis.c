@@ -48,11 +48,14 @@
 
 enum { ST_NONE, ST_SUBSCRIBING, ST_SUBSCRIBED, ST_UNSUBSCRIBING };
 
-/* One channel or pub/sub topic this instance holds (or held until Redis lets go of
- * it): its Redis channel is ews:c:NAME or ews:p:TOPIC. */
+/* One channel, pub/sub topic or document this instance holds (or held until Redis
+ * lets go of it): its Redis channel is ews:c:NAME, ews:p:TOPIC or ews:d:DOC. */
 typedef struct rec {
   ews_named_t n;          /* first: in E.recs by its Redis channel (under the lock) */
   int topic;              /* a pub/sub topic (no count in Redis) */
+  int doc;                /* a document (no count in Redis) */
+  char *blob;             /* a document's: posted to its owner once subscribed */
+  size_t blob_len;
   int delayed;            /* the test hook's delay: 1 waiting, 2 over */
   int refs;               /* workers holding it (lock) */
   int queued;             /* on the dirty list (lock) */
@@ -101,10 +104,11 @@ static struct {
   ews_hub_t *const *hubs;
   int nworkers;
   char id[ID_LEN + 1];
-  /* A test hook (EDGEWS_TEST_TOPIC_SUBSCRIBE_DELAY_MS): a topic's SUBSCRIBE goes out
-   * this long after it is wanted, so that specs can publish inside the window
-   * between a subscriber's arrival and the subscription's taking effect. */
-  uint64_t topic_delay_ms;
+  /* Test hooks (EDGEWS_TEST_TOPIC_SUBSCRIBE_DELAY_MS, EDGEWS_TEST_DOC_SUBSCRIBE_DELAY_MS):
+   * a topic's (a document's) SUBSCRIBE goes out this long after it is wanted, so
+   * that specs can publish inside the window between a subscriber's arrival (a
+   * document's load) and the subscription's taking effect. */
+  uint64_t topic_delay_ms, doc_delay_ms;
   uv_timer_t delay_timer;
   /* atomics */
   uint64_t published, dropped, received, subscriptions, lat_sum, lat_n, dlat_sum, dlat_n;
@@ -241,7 +245,10 @@ static void maybe_free(rec_t *r) {
   int gone = r->refs == 0 && !r->queued;
   if (gone) ews_names_remove(&E.recs, &r->n);
   uv_mutex_unlock(&E.lock);
-  if (gone) free(r);
+  if (gone) {
+    free(r->blob);
+    free(r);
+  }
 }
 
 static void on_sub_msg(struct redisAsyncContext *ac, void *reply, void *priv);
@@ -253,7 +260,7 @@ static void on_delay(uv_timer_t *t);
 /* This instance's subscriber count of r's channel in ews:cc:NAME (field: the
  * instance id), when it changed since it was last sent. */
 static void write_count(rec_t *r) {
-  if (r->topic) return;
+  if (r->topic || r->doc) return;
   ews_rconn_t *cmd = &E.shards[r->shard].cmd;
   const char *name = r->key + KEY_PREFIX_LEN;
   size_t len = r->keylen - KEY_PREFIX_LEN;
@@ -273,11 +280,12 @@ static void reconcile(rec_t *r) {
   uv_mutex_lock(&E.lock);
   int want = r->refs > 0;
   uv_mutex_unlock(&E.lock);
-  if (want && r->topic && r->state == ST_NONE && E.topic_delay_ms && r->delayed != 2) {
+  uint64_t delay = r->topic ? E.topic_delay_ms : r->doc ? E.doc_delay_ms : 0;
+  if (want && delay && r->state == ST_NONE && r->delayed != 2) {
     if (!r->delayed) {
       r->delayed = 1;
       if (!uv_is_active((uv_handle_t *)&E.delay_timer))
-        uv_timer_start(&E.delay_timer, on_delay, E.topic_delay_ms, 0);
+        uv_timer_start(&E.delay_timer, on_delay, delay, 0);
     }
     return;
   }
@@ -324,7 +332,8 @@ static void on_delay(uv_timer_t *t) {
   uv_async_send(&E.wake);
 }
 
-/* Every reply on a subscriber connection: "message", "subscribe", "unsubscribe". */
+/* Every reply on a subscriber connection: "message", "subscribe", "unsubscribe" (no
+ * pattern subscriptions: each channel, topic and document has its own). */
 static void on_sub_msg(struct redisAsyncContext *ac, void *reply, void *priv) {
   (void)ac;
   (void)priv;
@@ -335,14 +344,6 @@ static void on_sub_msg(struct redisAsyncContext *ac, void *reply, void *priv) {
   const char *type = r->element[0]->str;
   const char *key = r->element[1]->str;
   size_t klen = r->element[1]->len;
-  if (!strcmp(type, "pmessage")) {
-    if (r->elements < 4 || r->element[2]->type != REDIS_REPLY_STRING ||
-        r->element[3]->type != REDIS_REPLY_STRING)
-      return;
-    ews_rps_message(r->element[2]->str, r->element[2]->len, r->element[3]->str,
-                    r->element[3]->len);
-    return;
-  }
   if (!strcmp(type, "message") && klen == sizeof EWS_RUS_ALL - 1 &&
       !memcmp(key, EWS_RUS_ALL, klen)) {
     if (r->element[2]->type == REDIS_REPLY_STRING)
@@ -353,6 +354,12 @@ static void on_sub_msg(struct redisAsyncContext *ac, void *reply, void *priv) {
       !memcmp(key, EWS_RPS_CHAN, sizeof EWS_RPS_CHAN - 1)) {
     if (r->element[2]->type == REDIS_REPLY_STRING)
       ews_rps_message(key, klen, r->element[2]->str, r->element[2]->len);
+    return;
+  }
+  if (!strcmp(type, "message") && klen > sizeof EWS_RDOC_CHAN - 1 &&
+      !memcmp(key, EWS_RDOC_CHAN, sizeof EWS_RDOC_CHAN - 1)) {
+    if (r->element[2]->type == REDIS_REPLY_STRING)
+      ews_rdoc_message(key, klen, r->element[2]->str, r->element[2]->len);
     return;
   }
   if (!strcmp(type, "message") && ews_rpr_is_status_chan(key, klen)) {
@@ -381,6 +388,10 @@ static void on_sub_msg(struct redisAsyncContext *ac, void *reply, void *priv) {
     if (rec->topic)
       ews_rps_topic_subscribed(rec->key + sizeof EWS_RPS_CHAN - 1,
                                rec->keylen - (sizeof EWS_RPS_CHAN - 1));
+    /* The same for a document: its owner reads what was committed meanwhile. */
+    if (rec->doc)
+      ews_rdoc_subscribed(rec->key + sizeof EWS_RDOC_CHAN - 1,
+                          rec->keylen - (sizeof EWS_RDOC_CHAN - 1), rec->blob, rec->blob_len);
   } else if (!strcmp(type, "unsubscribe")) {
     rec->state = ST_NONE;
     STAT_ADD(subscriptions, (uint64_t)-1);
@@ -400,7 +411,7 @@ static void mark_one(ews_hnode_t *n, void *ud) {
   mark_t *m = ud;
   rec_t *r = (rec_t *)n;
   if (r->shard != m->shard) return;
-  if (m->recount && !r->topic) r->written = -1; /* topics keep no count */
+  if (m->recount && !r->topic && !r->doc) r->written = -1; /* topics, documents: no count */
   if (m->reset && r->state != ST_NONE) {
     if (r->state == ST_SUBSCRIBED || r->state == ST_UNSUBSCRIBING)
       STAT_ADD(subscriptions, (uint64_t)-1);
@@ -419,10 +430,11 @@ static void mark_shard(int s, int reset, int recount) {
 }
 
 static void sub_ready(ews_rconn_t *c, void *ud) {
+  (void)c;
   shard_t *s = ud;
   mark_shard(s->idx, 1, 0); /* channels and topics subscribe again */
   ews_rus_sub_ready(s->idx, on_sub_msg); /* this instance's inbox, on its shard */
-  ews_rdoc_sub_ready(s->idx, c);         /* documents (engine_redis_docs.c) */
+  ews_rdoc_sub_ready(s->idx);            /* documents (engine_redis_docs.c) */
   ews_rpr_sub_ready(s->idx, on_sub_msg); /* presence.set of other instances */
   update_status(s, NULL);
 }
@@ -610,7 +622,8 @@ ews_hub_t *const *ews_rengine_hubs(int *nworkers) {
 
 /* The record of Redis channel prefix + name, with one more holder (created when
  * missing). NULL when out of memory. */
-static rec_t *rec_hold(const char *prefix, size_t pl, const char *name, size_t len, int topic) {
+static rec_t *rec_hold(const char *prefix, size_t pl, const char *name, size_t len, int topic,
+                       const char *blob, size_t bl) {
   char key[700];
   if (pl + len > sizeof key) return NULL;
   memcpy(key, prefix, pl);
@@ -622,12 +635,20 @@ static rec_t *rec_hold(const char *prefix, size_t pl, const char *name, size_t l
     if (r) {
       memcpy(r->key, key, pl + len);
       r->keylen = pl + len;
-      r->topic = topic;
+      r->topic = topic == 1;
+      r->doc = topic == 2;
       r->shard = ews_redis_ring_pick(&E.ring, name, len);
       ews_named_init(&r->n, r->key, r->keylen);
-      if (ews_names_insert(&E.recs, &r->n) != 0) {
+      if (r->doc && !(r->blob = malloc(bl ? bl : 1))) {
         free(r);
         r = NULL;
+      } else if (ews_names_insert(&E.recs, &r->n) != 0) {
+        free(r->blob);
+        free(r);
+        r = NULL;
+      } else if (r->doc) {
+        memcpy(r->blob, blob, bl);
+        r->blob_len = bl;
       }
     }
   }
@@ -646,10 +667,17 @@ static void rec_release(rec_t *r) {
 }
 
 void *ews_rengine_topic_hold(const char *topic, size_t tl) {
-  return rec_hold(EWS_RPS_CHAN, sizeof EWS_RPS_CHAN - 1, topic, tl, 1);
+  return rec_hold(EWS_RPS_CHAN, sizeof EWS_RPS_CHAN - 1, topic, tl, 1, NULL, 0);
 }
 
 void ews_rengine_topic_release(void *handle) { rec_release(handle); }
+
+void *ews_rengine_doc_hold(const char *name, size_t nl, const char *blob, size_t n) {
+  if (nl == 0 || nl > 500) return NULL;
+  return rec_hold(EWS_RDOC_CHAN, sizeof EWS_RDOC_CHAN - 1, name, nl, 2, blob, n);
+}
+
+void ews_rengine_doc_release(void *handle) { rec_release(handle); }
 
 static void *chan_hold(const char *name, size_t len) {
   hold_t *h = malloc(sizeof *h);
@@ -659,7 +687,7 @@ static void *chan_hold(const char *name, size_t len) {
     free(h);
     return NULL;
   }
-  if (!(h->rec = rec_hold(KEY_PREFIX, KEY_PREFIX_LEN, name, len, 0))) {
+  if (!(h->rec = rec_hold(KEY_PREFIX, KEY_PREFIX_LEN, name, len, 0, NULL, 0))) {
     ews_engine_local.chan->release(h->local);
     free(h);
     return NULL;
@@ -748,7 +776,10 @@ static void status(ews_engine_status_t *out) {
   uv_mutex_unlock(&E.lock);
 }
 
-static void free_rec(ews_named_t *n) { free(n); }
+static void free_rec(ews_named_t *n) {
+  free(((rec_t *)n)->blob);
+  free(n);
+}
 
 static void cleanup(void) {
   ews_names_clear(&E.recs, free_rec);
@@ -786,6 +817,8 @@ static int start(const ews_engine_config_t *cfg) {
   uv_timer_init(&E.loop, &E.delay_timer);
   const char *delay = getenv("EDGEWS_TEST_TOPIC_SUBSCRIBE_DELAY_MS");
   E.topic_delay_ms = delay ? strtoull(delay, NULL, 10) : 0;
+  delay = getenv("EDGEWS_TEST_DOC_SUBSCRIBE_DELAY_MS");
+  E.doc_delay_ms = delay ? strtoull(delay, NULL, 10) : 0;
   ews_rus_start(&E.loop);
   ews_rap_start(&E.loop);
   ews_rpr_start(&E.loop);

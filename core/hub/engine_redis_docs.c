@@ -25,11 +25,16 @@
  * Cursors (selections without an edit) are PUBLISHed the same way, from the redis
  * thread (fire and forget: a cursor that does not cross is replaced by the next).
  *
- * Delivery: per shard the subscriber connection PSUBSCRIBEs ews:d:*; a message is
- * posted, as the bus message the committer built, to the worker of this instance
- * that owns the document (the same hash as lua/edgews/docs.lua's owner). When a
- * shard's subscriber connection becomes ready, every worker is posted the resync
- * message the Lua side registered (it reads what its documents missed). */
+ * Delivery: an instance SUBSCRIBEs ews:d:NAME on the document's shard while its
+ * owner of the document has it loaded (hold / release: engine_redis.c's records, as
+ * for topics; no pattern subscription), so it receives only the revisions and
+ * cursors of the documents it has editors of. A message is posted, as the bus
+ * message the committer built, to the worker of this instance that owns the
+ * document (the same hash as lua/edgews/docs.lua's owner). Once the SUBSCRIBE takes
+ * effect the owner is posted the message it gave to hold (it reads from the log
+ * what was committed between its load and then). When a shard's subscriber
+ * connection becomes ready, every worker is posted the resync message the Lua side
+ * registered (it reads what its documents missed). */
 #include <hiredis/hiredis.h>
 #include <mbedtls/sha1.h>
 #include <stdio.h>
@@ -40,8 +45,7 @@
 #include "hub/engine_redis_int.h"
 #include "log.h"
 
-#define CHANNEL_PATTERN "ews:d:*"
-#define CHANNEL_PREFIX_LEN 6
+#define CHANNEL_PREFIX_LEN (sizeof EWS_RDOC_CHAN - 1)
 #define MAX_NAME 500
 
 enum { N_SCRIPTS = 3 };
@@ -265,8 +269,9 @@ static int rdoc_publish(const char *name, size_t nl, const char *data, size_t n)
   return r;
 }
 
-const ews_docs_engine_t ews_rdoc_engine = {rdoc_call, rdoc_reply_free, rdoc_set_resync,
-                                           rdoc_publish};
+const ews_docs_engine_t ews_rdoc_engine = {rdoc_call,    rdoc_reply_free,
+                                           rdoc_set_resync, rdoc_publish,
+                                           ews_rengine_doc_hold, ews_rengine_doc_release};
 
 /* ---- delivery (the redis thread) ----------------------------------------------------- */
 
@@ -277,32 +282,29 @@ static int owner_of(const char *name, size_t len, int nworkers) {
   return (int)(h % (uint32_t)nworkers);
 }
 
-static void on_msg(struct redisAsyncContext *ac, void *reply, void *priv) {
-  (void)ac;
-  (void)priv;
-  redisReply *r = reply;
-  if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 4 ||
-      r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "pmessage") ||
-      r->element[2]->type != REDIS_REPLY_STRING || r->element[3]->type != REDIS_REPLY_STRING ||
-      r->element[2]->len <= CHANNEL_PREFIX_LEN)
-    return;
-  int n;
-  ews_hub_t *const *hubs = ews_rengine_hubs(&n);
-  if (n < 1) return;
-  const char *name = r->element[2]->str + CHANNEL_PREFIX_LEN;
-  size_t nl = r->element[2]->len - CHANNEL_PREFIX_LEN;
-  int to = owner_of(name, nl, n);
-  int rc = ews_engine_local.users->post(hubs[0], to, r->element[3]->str, r->element[3]->len);
+static void to_owner(const char *name, size_t nl, const char *p, size_t n, const char *what) {
+  int nw;
+  ews_hub_t *const *hubs = ews_rengine_hubs(&nw);
+  if (nw < 1) return;
+  int to = owner_of(name, nl, nw);
+  int rc = ews_engine_local.users->post(hubs[0], to, p, n);
   if (rc < 0) /* the owner resyncs when it sees the gap (the next revision, or a join) */
-    EWS_WARN("documents %.*s: a revision from Redis not posted to worker %d: %s",
-             (int)(nl > 200 ? 200 : nl), name, to, ews_strerror(rc));
+    EWS_WARN("documents %.*s: %s not posted to worker %d: %s", (int)(nl > 200 ? 200 : nl), name,
+             what, to, ews_strerror(rc));
 }
 
-void ews_rdoc_sub_ready(int shard, ews_rconn_t *sub) {
+void ews_rdoc_message(const char *channel, size_t clen, const char *payload, size_t n) {
+  if (clen <= CHANNEL_PREFIX_LEN) return;
+  to_owner(channel + CHANNEL_PREFIX_LEN, clen - CHANNEL_PREFIX_LEN, payload, n,
+           "a revision from Redis");
+}
+
+void ews_rdoc_subscribed(const char *name, size_t nl, const char *blob, size_t n) {
+  if (blob) to_owner(name, nl, blob, n, "the catch-up after its subscription");
+}
+
+void ews_rdoc_sub_ready(int shard) {
   (void)shard;
-  const char *argv[2] = {"PSUBSCRIBE", CHANNEL_PATTERN};
-  size_t lens[2] = {10, sizeof CHANNEL_PATTERN - 1};
-  ews_rconn_command(sub, on_msg, NULL, 2, argv, lens);
   /* Revisions published while the connection was down are in the log: every worker
    * reads what its documents missed. */
   int n;

@@ -100,7 +100,16 @@ void ews_rno_start(int32_t max_per_user, int32_t ttl); /* main thread */
 extern const ews_docs_engine_t ews_rdoc_engine;
 void ews_rdoc_start(void);                          /* main thread */
 void ews_rdoc_stop(void);                           /* main thread, after the thread ended */
-void ews_rdoc_sub_ready(int shard, ews_rconn_t *sub); /* PSUBSCRIBE ews:d:*, resync */
+void ews_rdoc_sub_ready(int shard);                 /* every worker resyncs its documents */
+/* A message on a document's channel (EWS_RDOC_CHAN + name): posted to its owner. */
+void ews_rdoc_message(const char *channel, size_t clen, const char *payload, size_t n);
+/* This instance's SUBSCRIBE of the document's channel took effect: blob (what the
+ * Lua side gave to hold) is posted to the document's owner, which catches up. */
+void ews_rdoc_subscribed(const char *name, size_t nl, const char *blob, size_t n);
+#define EWS_RDOC_CHAN "ews:d:"
+/* engine_redis.c: the document's Redis subscription (ews_docs_engine_t.hold). */
+void *ews_rengine_doc_hold(const char *name, size_t nl, const char *blob, size_t n);
+void ews_rengine_doc_release(void *handle);
 
 /* engine_redis_pubsub.c, called by engine_redis.c on the redis thread: */
 void ews_rps_start(const ews_pubsub_config_t *cfg); /* main thread, before the thread runs */

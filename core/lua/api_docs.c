@@ -201,6 +201,29 @@ static int l_rpublish(lua_State *L) {
   return ews_api_result(L, e->publish(name, nl, p, n));
 }
 
+/* core.rdoc_hold(name, blob) -> handle | nil, code: this instance receives the
+ * document's revisions and cursors (its Redis subscription) until rdoc_unhold(handle);
+ * blob is posted to the document's owner once the subscription takes effect. */
+static int l_rhold(lua_State *L) {
+  const ews_docs_engine_t *e = docs_engine(L);
+  size_t nl, n;
+  const char *name = luaL_checklstring(L, 1, &nl);
+  const char *p = luaL_checklstring(L, 2, &n);
+  if (!e) return ews_api_result(L, EWS_EINVAL);
+  void *h = e->hold(name, nl, p, n);
+  if (!h) return ews_api_result(L, nl > 500 ? EWS_EINVAL : EWS_ENOMEM);
+  lua_pushlightuserdata(L, h);
+  return 1;
+}
+
+/* core.rdoc_unhold(handle): once per handle. */
+static int l_runhold(lua_State *L) {
+  const ews_docs_engine_t *e = docs_engine(L);
+  luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
+  if (e) e->release(lua_touserdata(L, 1));
+  return 0;
+}
+
 static int l_rdoc(lua_State *L) {
   if (!lua_touserdata(L, lua_upvalueindex(1))) return 0; /* no worker: not known yet */
   lua_pushboolean(L, docs_engine(L) != NULL);
@@ -212,6 +235,7 @@ void ews_api_docs_register(lua_State *L, void *w) {
                                  {"rdoc_commit", l_rcommit}, {"rdoc_read", l_rread},
                                  {"rdoc_resync", l_rresync}, {"rdoc_publish", l_rpublish},
                                  {"rdoc_release", l_rrelease},
+                                 {"rdoc_hold", l_rhold},     {"rdoc_unhold", l_runhold},
                                  {"rdoc", l_rdoc},
                                  {NULL, NULL}};
   ews_api_add(L, w, fns);

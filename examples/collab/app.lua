@@ -30,7 +30,8 @@
 -- operation JSON), COLLAB_MAX_LAG (1000 revisions), COLLAB_OPS_RATE /
 -- COLLAB_OPS_BURST (edits per second per connection: 50 / 100), COLLAB_HISTORY
 -- (1000), COLLAB_SNAPSHOT_EVERY (100), COLLAB_MAX_DOCS (8 documents per
--- connection); COLLAB_PERSISTENCE=off keeps documents in memory even with --data.
+-- connection), COLLAB_UNLOAD_AFTER (30 seconds without editors before a document
+-- leaves memory); COLLAB_PERSISTENCE=off keeps documents in memory even with --data.
 local edgews = require "edgews"
 local cjson = require "cjson"
 
@@ -53,6 +54,7 @@ docs.configure {
   history = env_int("COLLAB_HISTORY", 1000),
   snapshot_every = env_int("COLLAB_SNAPSHOT_EVERY", 100),
   persistence = os.getenv("COLLAB_PERSISTENCE") ~= "off",
+  unload_after = env_int("COLLAB_UNLOAD_AFTER", 30),
 }
 -- The editor page: public/ at /, and the browser client it imports at /client/.
 edgews.static("/", "public")

@@ -51,9 +51,11 @@
 -- operation is transformed past them and offered again, at most COMMIT_TRIES times
 -- (a committer that lost twice holds the document's turn until it commits, so that an
 -- instance committing back to back cannot starve it; the others wait: "busy").
--- Every instance's owner receives each committed revision (a bus message Redis
--- publishes, posted by the engine to the owning worker) and applies it in revision
--- order: one it already has is skipped, a gap is read from the log. A join reads
+-- An instance's owner receives each committed revision of the documents it has
+-- loaded (a bus message Redis publishes on ews:d:NAME, which the instance subscribes
+-- to from the load until the unload, posted by the engine to the owning worker) and
+-- applies it in revision order: one it already has is skipped, a gap is read from
+-- the log, and so is what was committed before the subscription took effect. A join reads
 -- what the copy lacks first, so a client rejoining on another instance gets what it
 -- missed. Nothing is acknowledged before Redis has stored it; while the shard is
 -- down, edits and joins are answered with the error "unavailable".
@@ -331,7 +333,9 @@ end
 -- ---------------------------------------------------------------- owner side
 -- owned[name] = { doc = Doc | nil (reload on demand), pub = published revision,
 --   pub_text, snap_rev, inflight = appends waiting, pending = { [rev] = entry },
---   watchers = { [worker] = sessions }, cursors = { [key] = {...} }, broken, timer }
+--   watchers = { [worker] = sessions }, cursors = { [key] = {...} }, broken, timer,
+--   hold = in a cluster, this instance's Redis subscription of the document (held
+--   from its load until it is unloaded: core.rdoc_hold) }
 
 local owned = {}
 _M._owned = owned -- for tests and introspection
@@ -390,12 +394,20 @@ end
 -- The document's state in memory: loaded from the store when persistent.
 local function load(name, o)
   if o and o.doc then return o.doc end
-  local d, stored
+  local d, stored, hold
   if clustered() then
     local err
     stored, err = rload(name)
     if stored == nil then
       return nil, "unavailable", UNAVAILABLE .. (type(err) == "string" and err or error_text(err))
+    end
+    -- This instance receives the document's revisions from now on (one SUBSCRIBE of
+    -- ews:d:NAME); what is committed before that takes effect is read once it has
+    -- (owner_subscribed).
+    hold = o and o.hold
+    if not hold then
+      hold, err = core.rdoc_hold(name, encode({ op = "docs_subscribed", name = name }))
+      if not hold then return nil, "unavailable", UNAVAILABLE .. error_text(err) end
     end
   elseif _M.persistent() then
     local err
@@ -407,6 +419,7 @@ local function load(name, o)
     d, err = Doc.restore(name, stored, doc_opts())
     if not d then
       core.log(core.ERROR, fmt("docs: %s cannot be loaded: %s", name, err))
+      if hold and not (o and o.hold) then core.rdoc_unhold(hold) end
       return nil, "storage_failed", "the stored document is damaged: " .. err
     end
     for r = d.hist_from + 1, d.rev do
@@ -421,6 +434,7 @@ local function load(name, o)
     owned[name] = o
   end
   o.doc, o.pub, o.pub_text, o.broken = d, d.rev, d.text, false
+  o.hold = hold
   o.snap_rev = stored and stored.snapshot_rev or 0
   return d
 end
@@ -433,6 +447,7 @@ local function schedule_unload(name, o)
     if #watching(o) > 0 then return end
     if o.inflight > 0 then return schedule_unload(name, o) end
     if owned[name] == o then owned[name] = nil end
+    if o.hold then core.rdoc_unhold(o.hold); o.hold = nil end
   end, false)
 end
 
@@ -538,6 +553,15 @@ local function owner_remote(m)
   if not rev or rev <= d.rev then return end
   if rev == d.rev + 1 then return advance(o, { m.entry }, 1, m.sel) end
   local ok, _, msg = catch_up(m.name, o) -- a gap: read it from the log
+  if not ok then core.log(core.WARN, fmt("docs: %s: cannot catch up: %s", m.name, msg)) end
+end
+
+-- This instance's subscription of the document took effect (core.rdoc_hold): the
+-- revisions committed since the copy was read and before then did not reach it.
+local function owner_subscribed(m)
+  local o = owned[m.name]
+  if not (o and o.doc) then return end
+  local ok, _, msg = catch_up(m.name, o)
   if not ok then core.log(core.WARN, fmt("docs: %s: cannot catch up: %s", m.name, msg)) end
 end
 
@@ -879,6 +903,7 @@ workers.ops.docs_out = deliver
 workers.ops.docs_to = to_session
 workers.ops.docs_remote = owner_remote
 workers.ops.docs_resync = owner_resync
+workers.ops.docs_subscribed = owner_subscribed
 workers.ops.docs_rcursor = owner_rcursor
 
 function _M._apply_limits()

@@ -477,3 +477,128 @@ describe("documents in Redis: two instances typing into one document at full spe
     for i = 1, 2 do assert.is_nil(s[i]:log():find("ERROR", 1, true), s[i]:log()) end
   end)
 end)
+
+-- README: Running a cluster, "What crosses instances: documents". An instance holds
+-- one SUBSCRIBE of ews:d:<doc> while it has the document loaded (editors on any of
+-- its workers) and lets it go when it unloads it; no pattern subscription. A
+-- revision committed elsewhere while the SUBSCRIBE is on its way is read from the
+-- log once it takes effect (EDGEWS_TEST_DOC_SUBSCRIBE_DELAY_MS holds the SUBSCRIBE
+-- back on the third instance so that edits land inside that window).
+describe("documents in Redis: one subscription per loaded document #integration #collab #cluster", function()
+  local rport, inst, c
+  setup(function()
+    rport = free_port()
+    start_redis(rport, helper.tmpdir())
+    inst = {
+      start_instance(rport, { COLLAB_UNLOAD_AFTER = "1" }),
+      start_instance(rport, { COLLAB_UNLOAD_AFTER = "1" }),
+      start_instance(rport, { COLLAB_UNLOAD_AFTER = "1", EDGEWS_TEST_DOC_SUBSCRIBE_DELAY_MS = "3000" }),
+    }
+    c = helper.app_client()
+  end)
+  teardown(function()
+    if c then c:kill(0) end
+    helper.cleanup()
+  end)
+
+  local function numsub(chan)
+    return tonumber(redis_cli(rport, "PUBSUB", "NUMSUB", chan):match("\n(%d+)")) or 0
+  end
+  local function numpat() return tonumber(redis_cli(rport, "PUBSUB", "NUMPAT"):match("%d+")) end
+  local n = 0
+  local function open(i, name)
+    n = n + 1
+    local id = name .. n
+    local r = c:call { op = "open", id = id, url = inst[i]:url("/collab?name=" .. name) }
+    assert.are.equal(101, r.status, cjson.encode(r))
+    return id
+  end
+  local function send(id, t) c:call { op = "send", id = id, data = cjson.encode(t) } end
+  -- every message until pred matches one (errors fail the test)
+  local function until_msg(id, pred, timeout)
+    local seen = {}
+    local deadline = helper.now() + (timeout or 5)
+    while helper.now() < deadline do
+      local r = c:call { op = "recv", id = id, n = 1, timeout = 0.3 }
+      for _, m in ipairs(r.json or {}) do
+        if m.type == "error" then error("error: " .. cjson.encode(m), 2) end
+        seen[#seen + 1] = m
+        if pred(m) then return m, seen end
+      end
+    end
+    error("no matching message; got " .. cjson.encode(seen), 2)
+  end
+  local function join(id, doc, client)
+    send(id, { type = "join", doc = doc, client = client })
+    return until_msg(id, function(m) return m.type == "joined" and m.doc == doc end)
+  end
+  local function edit_acked(id, doc, rev, op, seq)
+    send(id, { type = "edit", doc = doc, revision = rev, operation = op, seq = seq })
+    return until_msg(id, function(m) return m.type == "ack" and m.doc == doc end).revision
+  end
+
+  it("no pattern subscription; an instance subscribes to a document only while it has it loaded", function()
+    assert.are.equal(0, numpat())
+    local a = open(1, "ada")
+    join(a, "nar", "ca")
+    assert(helper.wait_until(function() return numsub("ews:d:nar") == 1 end, 5),
+      "ews:d:nar: " .. redis_cli(rport, "PUBSUB", "NUMSUB", "ews:d:nar"))
+    -- a document nobody edits: no instance receives its channel
+    assert.are.equal("0", redis_cli(rport, "PUBLISH", "ews:d:nobody-edits", "x"):match("%d+"))
+    local b = open(2, "bob")
+    join(b, "nar", "cb")
+    assert(helper.wait_until(function() return numsub("ews:d:nar") == 2 end, 5))
+    assert.are.equal(1, edit_acked(a, "nar", 0, { "hi" }, 1))
+    local op = until_msg(b, function(m) return m.type == "op" end)
+    assert.are.same({ 1, { "hi" } }, { op.revision, op.operation })
+    -- a cursor crosses on the same channel
+    send(a, { type = "cursor", doc = "nar", revision = 1, selection = { ranges = { { anchor = 1, head = 2 } } } })
+    local cur = until_msg(b, function(m) return m.type == "cursor" end)
+    assert.are.same({ "ca", 1, 2 }, { cur.client, cur.selection.ranges[1].anchor, cur.selection.ranges[1].head })
+    -- bob leaves: instance 2 unloads the document (unload_after 1 s) and unsubscribes
+    c:call { op = "close", id = b }
+    assert(helper.wait_until(function() return numsub("ews:d:nar") == 1 end, 6),
+      "instance 2 kept ews:d:nar: " .. redis_cli(rport, "PUBSUB", "NUMSUB", "ews:d:nar"))
+    -- ... and loads it again (the next revision reaches the new editor)
+    local b2 = open(2, "bob")
+    local j = join(b2, "nar", "cb")
+    assert.are.same({ "hi", 1 }, { j.text, j.revision })
+    assert(helper.wait_until(function() return numsub("ews:d:nar") == 2 end, 5))
+    assert.are.equal(2, edit_acked(a, "nar", 1, { 2, "!" }, 2))
+    op = until_msg(b2, function(m) return m.type == "op" end)
+    assert.are.equal(2, op.revision)
+    assert.are.equal(0, numpat())
+    for i = 1, 3 do assert.is_nil(inst[i]:log():find("ERROR", 1, true), inst[i]:log()) end
+  end)
+
+  it("revisions committed elsewhere before the new instance's SUBSCRIBE takes effect reach its "
+    .. "editors exactly once", function()
+    local a = open(1, "ada")
+    join(a, "win", "ca")
+    assert.are.equal(1, edit_acked(a, "win", 0, { "x" }, 1))
+    local e = open(3, "eve") -- instance 3 holds its SUBSCRIBE back 3 s
+    local j = join(e, "win", "ce")
+    assert.are.same({ "x", 1 }, { j.text, j.revision })
+    for rev = 2, 4 do
+      assert.are.equal(rev, edit_acked(a, "win", rev - 1, { rev - 1, tostring(rev) }, rev))
+    end
+    -- the edits were inside the window: instance 3 is not subscribed yet
+    assert.are.equal(1, numsub("ews:d:win"))
+    local _, seen = until_msg(e, function(m) return m.type == "op" and m.revision == 4 end, 10)
+    assert.are.equal(2, numsub("ews:d:win"))
+    -- one more after the window, then nothing else
+    assert.are.equal(5, edit_acked(a, "win", 4, { 4, "5" }, 5))
+    local _, more = until_msg(e, function(m) return m.type == "op" and m.revision == 5 end)
+    local r = c:call { op = "recv", id = e, n = 100, timeout = 0.5 }
+    local revs = {}
+    for _, list in ipairs { seen, more, r.json or {} } do
+      for _, m in ipairs(list) do
+        if m.type == "op" then revs[#revs + 1] = m.revision end
+      end
+    end
+    assert.are.same({ 2, 3, 4, 5 }, revs)
+    local t = join(open(3, "rae"), "win")
+    assert.are.same({ "x2345", 5 }, { t.text, t.revision })
+    assert.is_nil(inst[3]:log():find("ERROR", 1, true), inst[3]:log())
+  end)
+end)
