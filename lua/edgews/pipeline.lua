@@ -291,6 +291,28 @@ local function handler_error(app, socket, err, id)
   reply_error(socket, "handler_error", "the handler failed", nil, id)
 end
 
+-- settled: called when a message's middlewares and route have returned, as a place
+-- for LuaJIT's traces to end. A route handler that calls into C (socket:send, the
+-- JSON decoder) continues in a stitched trace, which records the way back up: the
+-- middlewares' unwinding, the chain's bookkeeping, run's return. LuaJIT 2.1 cannot
+-- record a return into a pcall frame that the trace did not enter ("NYI: return to
+-- lower frame"), so that trace was aborted and the whole way back ran in the
+-- interpreter for every message. Without the xpcall in the message function the
+-- same abort happens at the dispatcher's xpcall (measured), so the xpcall stays and
+-- the trace ends before it: the recorder stops and links when it reaches a function
+-- that has a trace of its own ending in a C call (one that ends in a plain return
+-- is inlined instead). settled's is made when this module loads, by calling it
+-- from the interpreter until it is hot; its one C call is os.time (no effects;
+-- time(2) is a vDSO read). Without the JIT (or after jit.flush) it is only a
+-- call. bench/PROFILE.md has the measurements.
+local os_time = os.time
+local function settled() os_time() end
+if jit then
+  local function warm() for _ = 1, 300 do settled() end end
+  jit.off(warm)
+  warm()
+end
+
 --- Builds the message function of an app (nil when it needs none).
 function _M.build(app)
   local router, chain, rl, strat = app._router, app._chain, app._rate_limit, app._auth
@@ -314,9 +336,11 @@ function _M.build(app)
     end
   end
 
+  -- Not tail calls: the way back from the route handler must pass through settled
+  -- (see above) before run returns into xpcall.
   local function run(socket, msg)
-    if chain then return chain:run(socket, msg, socket.ctx, final) end
-    return final(socket, msg, socket.ctx)
+    if chain then chain:run(socket, msg, socket.ctx, final) else final(socket, msg, socket.ctx) end
+    settled()
   end
 
   return function(socket, data, is_binary)
