@@ -485,7 +485,7 @@ if mode == "markdown" then
   p("| cores for 1 publish/s to everyone + heartbeats + one core of headroom | %.2f + %.1f + 1 | **~%d cores** (e.g. %d machines of 8 cores, %d instances each) |",
     hb30, N * del_us / 1e6, cores, math.ceil(cores / 8), math.ceil(inst / math.ceil(cores / 8)))
   local rp = by["pubsub2"] and by["pubsub2"].redis_us_per_publish
-  p("| Redis | nothing per connection (each instance holds one pattern subscription per shard); per publish one script run plus one write to each of the %d instances; measured %s µs of Redis CPU per pub/sub publish with 2 instances | **1 shard** holds the connections; one Redis core runs between %s publishes/s (the measured cost independent of the instance count) and %s publishes/s (all of it growing with the instances): shard by topic (`--redis` repeated) above that |",
+  p("| Redis | nothing per connection (each instance holds one subscription per topic its connections follow); per publish one script run plus one write to each of the %d instances; measured %s µs of Redis CPU per pub/sub publish with 2 instances | **1 shard** holds the connections; one Redis core runs between %s publishes/s (the measured cost independent of the instance count) and %s publishes/s (all of it growing with the instances): shard by topic (`--redis` repeated) above that |",
     inst, rp and ("%.1f"):format(rp) or "n/a", rp and commas(1e6 / rp) or "n/a",
     rp and commas(1e6 / (rp * inst / 2)) or "n/a")
   p("")
