@@ -193,8 +193,8 @@ void ews_deflater_free(ews_deflater_t *d); /* NULL is a no-op */
  * has been removed (RFC 7692 7.2.1), so the peer's inflater, after restarting at the
  * final block (7.2.3.4), ends the message on a block boundary exactly as after a
  * zlib sync flush. Peers that fail on a final block cannot read it. The
- * libdeflate state (~70 KB at level 1 up to ~1 MB at level 9 is libdeflate's own
- * malloc; the hooks za cover the small struct). Returns 0, EWS_EINVAL (level),
+ * libdeflate state (measured with libdeflate 1.14: 200 KB at level 1, 652 KB at
+ * levels 2-9) is libdeflate's own malloc; the hooks za cover the small struct. Returns 0, EWS_EINVAL (level),
  * EWS_ENOMEM. ews_pmd_deflater_for makes it for the worker's shared 15-bit slot
  * when the config's engine is EWS_PMD_ENGINE_LIBDEFLATE. */
 int ews_deflater_new_libdeflate(ews_deflater_t **out, int level, const ews_zalloc_t *za);
