@@ -30,7 +30,7 @@ describe("compression engine libdeflate #integration", function()
     return res
   end
 
-  it("headless Chromium reads every message byte-exact", function()
+  it("headless Chromium reads every message byte-exact #browser", function()
     local res = run { helper.NODE, helper.CLIENTS .. "/deflate_engine.js", "--browser" }
     for _, u in ipairs(urls) do
       local r = res[u]
