@@ -607,6 +607,12 @@ static int l_set_routes(lua_State *L) {
       pc->client_no_context_takeover = lua_isboolean(L, -1) ? lua_toboolean(L, -1)
                                                             : pc->mode == EWS_PMD_SHARED;
       lua_pop(L, 1);
+      lua_getfield(L, ct, "engine"); /* config.lua checked it: shared mode only */
+      const char *engine = lua_tostring(L, -1);
+      pc->engine = engine && !strcmp(engine, "libdeflate") && pc->mode == EWS_PMD_SHARED
+                       ? EWS_PMD_ENGINE_LIBDEFLATE
+                       : EWS_PMD_ENGINE_ZLIB;
+      lua_pop(L, 1);
     }
     lua_pop(L, 1);
     const ews_config_t *cfg = w->cfg;
@@ -617,6 +623,7 @@ static int l_set_routes(lua_State *L) {
       while ((1 << (bits - 10)) < kb) bits++;
       if (pc->mode == EWS_PMD_DEDICATED) pc->server_window_bits = (uint8_t)bits;
       pc->client_no_context_takeover = pc->mode == EWS_PMD_SHARED;
+      if (pc->mode != EWS_PMD_SHARED) pc->engine = EWS_PMD_ENGINE_ZLIB;
     }
     lua_getfield(L, t, "origins");
     if (lua_istable(L, -1)) {

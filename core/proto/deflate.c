@@ -89,6 +89,9 @@ int ews_pmd_config_check(const ews_pmd_config_t *cfg) {
   if (!cfg) return EWS_EINVAL;
   if (cfg->enabled > 1 || cfg->client_no_context_takeover > 1) return EWS_EINVAL;
   if (cfg->mode != EWS_PMD_SHARED && cfg->mode != EWS_PMD_DEDICATED) return EWS_EINVAL;
+  if (cfg->engine != EWS_PMD_ENGINE_ZLIB &&
+      (cfg->engine != EWS_PMD_ENGINE_LIBDEFLATE || cfg->mode != EWS_PMD_SHARED))
+    return EWS_EINVAL;
   if (cfg->level > 9 || cfg->mem_level < 1 || cfg->mem_level > 9) return EWS_EINVAL;
   if (cfg->server_window_bits < 8 || cfg->server_window_bits > 15) return EWS_EINVAL;
   if (cfg->client_window_bits != 0 &&
@@ -278,10 +281,11 @@ int ews_pmd_negotiate(const ews_pmd_config_t *cfg, const char *offers, size_t le
 /* ---- compressor ---- */
 
 struct ews_deflater {
-  z_stream z;
+  z_stream z;     /* unused (never initialised) when ldc is set */
   ews_zalloc_t za;
   uint8_t wbits;  /* as agreed, 8..15 */
   uint8_t no_ctx; /* reset after every message */
+  struct libdeflate_compressor *ldc; /* the libdeflate engine (see below), else NULL */
 };
 
 int ews_deflater_new(ews_deflater_t **out, int level, int window_bits, int mem_level,
@@ -311,9 +315,44 @@ int ews_deflater_new(ews_deflater_t **out, int level, int window_bits, int mem_l
   return 0;
 }
 
+/* The libdeflate engine: whole messages without context takeover, 32 KiB window.
+ * libdeflate only writes complete DEFLATE streams, whose last block has BFINAL set,
+ * and does not say at which bit that block starts, so the bit cannot be cleared.
+ * Instead its stream is followed by an empty stored block with BFINAL clear (the
+ * byte 00, then 00 00 FF FF) whose 00 00 FF FF is removed as RFC 7692 7.2.1 says:
+ * the message is libdeflate's stream plus one 00 byte. The peer appends
+ * 00 00 FF FF, starts a new stream after the final block (7.2.3.4 asks receivers to)
+ * and ends the message on a complete empty non-final stored block: the state a
+ * zlib sync flush leaves, so a receiver that keeps its inflate stream between
+ * messages (as Chromium does) stays in step. libdeflate allocates with malloc, not
+ * with the hooks. */
+int ews_deflater_new_libdeflate(ews_deflater_t **out, int level, const ews_zalloc_t *za) {
+  if (!out) return EWS_EINVAL;
+  *out = NULL;
+  if (level < 1 || level > 9) return EWS_EINVAL;
+  ews_zalloc_t a;
+  za_set(&a, za);
+  ews_deflater_t *d = za_alloc(&a, sizeof *d);
+  if (!d) return EWS_ENOMEM;
+  memset(d, 0, sizeof *d);
+  d->za = a;
+  d->wbits = 15;
+  d->no_ctx = 1;
+  d->ldc = libdeflate_alloc_compressor(level);
+  if (!d->ldc) {
+    za_free(&a, d);
+    return EWS_ENOMEM;
+  }
+  *out = d;
+  return 0;
+}
+
+int ews_deflater_is_libdeflate(const ews_deflater_t *d) { return d && d->ldc != NULL; }
+
 void ews_deflater_free(ews_deflater_t *d) {
   if (!d) return;
-  deflateEnd(&d->z);
+  if (d->ldc) libdeflate_free_compressor(d->ldc);
+  else deflateEnd(&d->z);
   ews_zalloc_t a = d->za;
   za_free(&a, d);
 }
@@ -321,6 +360,10 @@ void ews_deflater_free(ews_deflater_t *d) {
 int ews_deflater_window_bits(const ews_deflater_t *d) { return d->wbits; }
 
 size_t ews_deflate_bound(const ews_deflater_t *d, size_t n) {
+  if (d->ldc) { /* libdeflate's stream + the 00 byte (see ews_deflater_new_libdeflate) */
+    size_t b = libdeflate_deflate_compress_bound(d->ldc, n) + 1;
+    return b < n ? SIZE_MAX : b;
+  }
   /* deflateBound assumes Z_FINISH; a sync flush adds at most an empty stored block
    * (3 bits, padding, 4 bytes) */
   uLong b = deflateBound((z_streamp)&d->z, (uLong)n);
@@ -333,8 +376,11 @@ static int deflate_into(ews_deflater_t *d, const uint8_t *p, size_t n, ews_zbuf_
   size_t start = out->len;
   size_t bound = ews_deflate_bound(d, n);
   /* One allocation of the bound for small messages; a guess (then doubling) for big
-   * ones, where the bound (about n) would mostly be wasted. */
-  size_t want = bound <= 65536 ? bound : n / 4 + 4096;
+   * ones, where the bound (about n) would mostly be wasted. libdeflate needs all its
+   * output room up front: the bound. */
+  size_t want = bound <= 65536 || d->ldc ? bound : n / 4 + 4096;
+  if (bound == SIZE_MAX || out->len > SIZE_MAX - bound || headroom > SIZE_MAX - bound - out->len)
+    return EWS_ENOMEM;
   if (out->cap - out->len < headroom + want &&
       ews_zbuf_reserve(out, out->len + headroom + want) != 0)
     return EWS_ENOMEM;
@@ -345,6 +391,16 @@ static int deflate_into(ews_deflater_t *d, const uint8_t *p, size_t n, ews_zbuf_
      * refuse a second sync flush without new input). The stream is byte-aligned
      * after the previous message, so this is valid with or without takeover. */
     out->p[out->len++] = 0x00;
+    return 0;
+  }
+  if (d->ldc) {
+    size_t k = libdeflate_deflate_compress(d->ldc, p, n, out->p + out->len, bound - 1);
+    if (k == 0) { /* cannot happen with the bound */
+      out->len = start;
+      return EWS_EZLIB;
+    }
+    out->len += k;
+    out->p[out->len++] = 0x00; /* empty non-final stored block, 00 00 FF FF removed */
     return 0;
   }
   z_stream *z = &d->z;
@@ -418,6 +474,7 @@ int ews_deflate_frame(ews_deflater_t *d, int opcode, const uint8_t *p, size_t n,
 
 int ews_deflater_reset(ews_deflater_t *d, const uint8_t *sent, size_t n) {
   if (!d || (!sent && n)) return EWS_EINVAL;
+  if (d->ldc) return 0; /* keeps no context */
   if (deflateReset(&d->z) != Z_OK) return EWS_EZLIB;
   if (!sent || n == 0) return 0;
   size_t w = (size_t)1 << (d->wbits == 8 ? 9 : d->wbits);
@@ -499,8 +556,13 @@ int ews_pmd_deflater_for(ews_pmd_worker_t *w, const ews_pmd_params_t *params,
   if (bits < 8 || bits > 15) return EWS_EINVAL;
   ews_deflater_t **slot = params->server_no_context_takeover ? &w->shared[bits - 8] : conn;
   if (!*slot) {
-    int rc = ews_deflater_new(slot, w->cfg.level, bits, w->cfg.mem_level,
-                              params->server_no_context_takeover, &w->za);
+    int rc;
+    if (params->server_no_context_takeover && bits == 15 &&
+        w->cfg.engine == EWS_PMD_ENGINE_LIBDEFLATE && w->cfg.level >= 1)
+      rc = ews_deflater_new_libdeflate(slot, w->cfg.level, &w->za);
+    else
+      rc = ews_deflater_new(slot, w->cfg.level, bits, w->cfg.mem_level,
+                            params->server_no_context_takeover, &w->za);
     if (rc != 0) return rc;
   }
   *out = *slot;

@@ -1393,6 +1393,182 @@ TEST(whole_messages) {
   free(c.p);
 }
 
+/* ---- the libdeflate engine for the shared compressor ---- */
+
+/* A receiver as Chromium's (net/websockets/websocket_inflater.cc): ONE raw zlib
+ * stream for the whole connection, fed each message with 00 00 FF FF appended and
+ * Z_SYNC_FLUSH, restarting (inflateReset) whenever a final block ends a stream and
+ * input remains. Returns 0 when the message inflates to exactly want[0..wn), all
+ * input is used and the stream is left on a block boundary outside a final block
+ * (as after a sync flush, so the next message starts cleanly); else -1. */
+static int persistent_inflate(z_stream *z, const uint8_t *p, size_t n,
+                              const uint8_t *want, size_t wn, int *finals) {
+  uint8_t *in = malloc(n + 4), *out = malloc(wn + 64);
+  memcpy(in, p, n);
+  memcpy(in + n, "\x00\x00\xff\xff", 4);
+  z->next_in = in;
+  z->avail_in = (uInt)(n + 4);
+  z->next_out = out;
+  z->avail_out = (uInt)(wn + 64);
+  int ok = 0;
+  for (;;) {
+    int rc = inflate(z, Z_SYNC_FLUSH);
+    if (rc == Z_STREAM_END) {
+      (*finals)++;
+      if (inflateReset(z) != Z_OK) break;
+      if (z->avail_in == 0) break;
+      continue;
+    }
+    if (rc != Z_OK && rc != Z_BUF_ERROR) break;
+    if (z->avail_in == 0) {
+      ok = 1;
+      break;
+    }
+    if (rc == Z_BUF_ERROR) break;
+  }
+  size_t got = wn + 64 - z->avail_out;
+  int r = ok && got == wn && memcmp(out, want, wn) == 0 && z->avail_in == 0 &&
+                  (z->data_type & (64 | 128)) == 128
+              ? 0
+              : -1;
+  free(in);
+  free(out);
+  return r;
+}
+
+/* engine = libdeflate: the worker's shared 15-bit compressor runs libdeflate (other
+ * windows, level 0, dedicated mode stay zlib); every message, of many sizes,
+ * compressible or not, holds a final block followed by the empty non-final stored
+ * block (the payload ends in 00), and inflates byte-exact (a) through one zlib
+ * stream kept across all messages as Chromium keeps it, which must end every
+ * message on a block boundary, (b) through our own inflater with and without
+ * context takeover, (c) as a frame. */
+TEST(libdeflate_engine) {
+  ews_pmd_config_t cfg;
+  ews_pmd_config_default(&cfg);
+  cfg.enabled = 1;
+  cfg.engine = EWS_PMD_ENGINE_LIBDEFLATE;
+  CHECK_EQ(ews_pmd_config_check(&cfg), 0);
+  cfg.mode = EWS_PMD_DEDICATED;
+  CHECK_EQ(ews_pmd_config_check(&cfg), EWS_EINVAL);
+  cfg.mode = EWS_PMD_SHARED;
+  cfg.engine = 2;
+  CHECK_EQ(ews_pmd_config_check(&cfg), EWS_EINVAL);
+  cfg.engine = EWS_PMD_ENGINE_LIBDEFLATE;
+  ews_deflater_t *bad = NULL;
+  CHECK_EQ(ews_deflater_new_libdeflate(&bad, 0, NULL), EWS_EINVAL);
+  CHECK_EQ(ews_deflater_new_libdeflate(&bad, 10, NULL), EWS_EINVAL);
+  CHECK(bad == NULL);
+
+  counter_t cnt;
+  ews_zalloc_t za = counting(&cnt);
+  ews_pmd_worker_t *w;
+  CHECK_EQ(ews_pmd_worker_new(&w, &cfg, &za), 0);
+  ews_pmd_params_t shared = params_of(1, 1, 15, 15), small = params_of(1, 1, 12, 15);
+  ews_deflater_t *own = NULL, *d = NULL, *dz = NULL;
+  CHECK_EQ(ews_pmd_deflater_for(w, &shared, &own, &d), 0);
+  CHECK(ews_deflater_is_libdeflate(d));
+  CHECK_EQ(ews_deflater_window_bits(d), 15);
+  CHECK_EQ(ews_deflater_reset(d, NULL, 0), 0);
+  CHECK_EQ(ews_pmd_deflater_for(w, &small, &own, &dz), 0);
+  CHECK(!ews_deflater_is_libdeflate(dz)); /* libdeflate's window is 32 KiB */
+  CHECK(own == NULL);
+
+  /* the same data as zlib's engine would send, compared for size */
+  ews_pmd_config_t zcfg = cfg;
+  zcfg.engine = EWS_PMD_ENGINE_ZLIB;
+  ews_pmd_worker_t *wz;
+  CHECK_EQ(ews_pmd_worker_new(&wz, &zcfg, NULL), 0);
+  ews_deflater_t *ref = NULL;
+  CHECK_EQ(ews_pmd_deflater_for(wz, &shared, &own, &ref), 0);
+  CHECK(!ews_deflater_is_libdeflate(ref));
+
+  z_stream chromium;
+  memset(&chromium, 0, sizeof chromium);
+  CHECK_EQ(inflateInit2(&chromium, -15), Z_OK);
+  ews_pmd_params_t keep = params_of(1, 0, 15, 15), reset = params_of(1, 1, 15, 15);
+  ews_inflater_t inf_keep;
+  ews_inflater_init(&inf_keep, &keep, 0);
+
+  static const size_t sizes[] = {0, 1, 2, 5, 100, 1000, 4096, 16384, 65535, 65536,
+                                 65537, 200000, 1u << 20};
+  size_t nsz = sizeof sizes / sizeof sizes[0];
+  uint8_t *msg = malloc(1u << 20);
+  ews_zbuf_t c = {0}, a = {0}, zc = {0};
+  int finals = 0, bad_persist = 0, bad_own = 0, bad_tail = 0, bad_final = 0, msgs = 0;
+  size_t ld_bytes = 0, z_bytes = 0;
+  for (int kind = 0; kind < 2; kind++) {
+    for (size_t i = 0; i < nsz; i++) {
+      size_t n = sizes[i];
+      if (kind == 0) fill_json(msg, n, (unsigned)i);
+      else fill_random(msg, n); /* incompressible */
+      c.len = 0;
+      CHECK_EQ(ews_deflate_message(d, msg, n, &c), 0);
+      CHECK(c.len <= ews_deflate_bound(d, n));
+      msgs++;
+      /* the tail: an empty non-final stored block (header byte 00, aligned) */
+      if (c.len == 0 || c.p[c.len - 1] != 0x00) bad_tail++;
+      /* libdeflate's stream is complete on its own: it holds a final block */
+      if (n > 0) {
+        z_stream f;
+        memset(&f, 0, sizeof f);
+        inflateInit2(&f, -15);
+        uint8_t *sink = malloc(n + 16);
+        f.next_in = c.p;
+        f.avail_in = (uInt)(c.len - 1);
+        f.next_out = sink;
+        f.avail_out = (uInt)(n + 16);
+        if (inflate(&f, Z_FINISH) != Z_STREAM_END || f.avail_in != 0) bad_final++;
+        inflateEnd(&f);
+        free(sink);
+      }
+      if (persistent_inflate(&chromium, c.p, c.len, msg, n, &finals) != 0) bad_persist++;
+      /* our inflater: with takeover (zlib, kept across messages) and without */
+      a.len = 0;
+      if (inflate_msg(&inf_keep, w, c.p, c.len, 0, &a) != 0 || a.len != n ||
+          (n && memcmp(a.p, msg, n) != 0))
+        bad_own++;
+      a.len = 0;
+      if (inflate_fresh(w, reset, 0, c.p, c.len, 0, &a) != 0 || a.len != n ||
+          (n && memcmp(a.p, msg, n) != 0))
+        bad_own++;
+      if (kind == 0 && n >= 1000) {
+        zc.len = 0;
+        CHECK_EQ(ews_deflate_message(ref, msg, n, &zc), 0);
+        ld_bytes += c.len;
+        z_bytes += zc.len;
+      }
+    }
+  }
+  CHECK_EQ(bad_tail, 0);
+  CHECK_EQ(bad_final, 0);
+  CHECK_EQ(bad_persist, 0);
+  CHECK_EQ(bad_own, 0);
+  CHECK_EQ(finals, msgs - 2); /* one final block per non-empty message */
+  CHECK(ld_bytes < z_bytes);  /* the reason for the engine: a better ratio */
+
+  /* as a frame: FIN, RSV1, the payload as above */
+  size_t off = 0;
+  c.len = 0;
+  fill_json(msg, 3000, 3);
+  CHECK_EQ(ews_deflate_frame(d, EWS_OP_TEXT, msg, 3000, &c, &off), 0);
+  CHECK_EQ(c.p[off], 0xC1);
+  size_t plen = c.p[off + 1] == 126 ? ((size_t)c.p[off + 2] << 8 | c.p[off + 3]) : c.p[off + 1];
+  size_t hl = c.p[off + 1] == 126 ? 4 : 2;
+  CHECK_EQ(plen, c.len - off - hl);
+  CHECK_EQ(persistent_inflate(&chromium, c.p + off + hl, plen, msg, 3000, &finals), 0);
+
+  inflateEnd(&chromium);
+  ews_inflater_free(&inf_keep, w);
+  ews_pmd_worker_free(w);
+  ews_pmd_worker_free(wz);
+  CHECK_EQ(cnt.cur, 0);
+  free(msg);
+  free(c.p);
+  free(a.p);
+  free(zc.p);
+}
+
 int main(void) {
   RUN(negotiate_shared);
   RUN(negotiate_dedicated);
@@ -1414,5 +1590,6 @@ int main(void) {
   RUN(alloc_failures);
   RUN(final_blocks);
   RUN(whole_messages);
+  RUN(libdeflate_engine);
   return TEST_EXIT();
 }

@@ -111,6 +111,7 @@ local app_fields = {
 }
 local compression_fields = {
   mode = true, level = true, threshold = true, window_kb = true, client_no_context_takeover = true,
+  engine = true,
 }
 local window_kbs = { [1] = true, [2] = true, [4] = true, [8] = true, [16] = true, [32] = true }
 
@@ -221,6 +222,16 @@ function _M.app(t, level)
         fail(level, "edgews.app: compression.client_no_context_takeover must be a boolean")
       end
       zc.client_no_context_takeover = z.client_no_context_takeover
+    end
+    if z.engine ~= nil then
+      if z.engine ~= "zlib" and z.engine ~= "libdeflate" then
+        fail(level, "edgews.app: compression.engine must be \"zlib\" or \"libdeflate\", got %s",
+          show(z.engine))
+      end
+      if z.engine == "libdeflate" and mode ~= "shared" then
+        fail(level, "edgews.app: compression.engine = \"libdeflate\" needs mode = \"shared\", got mode = \"%s\"", mode)
+      end
+      zc.engine = z.engine
     end
     c.compression = zc
   else

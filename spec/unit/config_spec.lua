@@ -37,6 +37,10 @@ describe("edgews.config.app", function()
         mode = "dedicated", level = 6, threshold = 0, window_kb = 4, client_no_context_takeover = true,
       } }).compression)
     assert.are.same({ mode = "off" }, config.app({ path = "/x", compression = false }).compression)
+    assert.are.same({ mode = "shared", level = 1, threshold = 64, window_kb = 32, engine = "libdeflate" },
+      config.app({ path = "/x", compression = { engine = "libdeflate" } }).compression)
+    assert.are.same({ mode = "dedicated", level = 1, threshold = 64, window_kb = 32, engine = "zlib" },
+      config.app({ path = "/x", compression = { mode = "dedicated", engine = "zlib" } }).compression)
   end)
 
   it("turns heartbeats off with heartbeat = false", function()
@@ -64,6 +68,12 @@ describe("edgews.config.app", function()
     { "a window that is not a power of two", { path = "/a", compression = { window_kb = 3 } }, "window_kb" },
     { "an unknown compression field", { path = "/a", compression = { bits = 3 } }, "unknown field 'bits'" },
     { "compression = true", { path = "/a", compression = true }, "compression must be" },
+    { "an unknown compression engine", { path = "/a", compression = { engine = "brotli" } },
+      'compression.engine must be "zlib" or "libdeflate", got string "brotli"' },
+    { "a compression engine that is not a string", { path = "/a", compression = { engine = true } },
+      'compression.engine must be "zlib" or "libdeflate", got boolean true' },
+    { "libdeflate in dedicated mode", { path = "/a", compression = { mode = "dedicated", engine = "libdeflate" } },
+      'compression.engine = "libdeflate" needs mode = "shared", got mode = "dedicated"' },
     { "a negative handler_timeout", { path = "/a", handler_timeout = -1 }, "handler_timeout must be" },
     { "a handler_timeout under 10 ms", { path = "/a", handler_timeout = 0.005 }, "handler_timeout must be" },
     { "a handler_timeout over a day", { path = "/a", handler_timeout = 86401 }, "handler_timeout must be" },
