@@ -11,9 +11,10 @@ local ot = require "edgews.ot"
 local M = {}
 
 -- A scripted session. o.client(): the app_client to use now (specs replace it after a
--- restart); o.url(name, ...): the URL `open(name, ...)` connects to; o.poll: seconds
--- one recv waits (default 0.3); o.fail_on_error: every "error" message read while
--- waiting fails the test (default: only acked() and answer() look at errors).
+-- restart); o.url(name, ...): the URL `open(name, ...)` connects to (only open needs
+-- it); o.poll: seconds one recv waits (default 0.3); o.fail_on_error: every "error"
+-- message until_msg reads fails the test (default: only acked() fails on one;
+-- answer() returns it).
 function M.session(o)
   local S = { n = 0 } -- n: how many connections open() opened
   local poll = o.poll or 0.3
@@ -48,6 +49,16 @@ function M.session(o)
     error("no matching message; got " .. cjson.encode(seen), 2)
   end
 
+  -- the next message of one of these types (others are skipped)
+  function S.next_msg(id, types, timeout)
+    local deadline = helper.now() + (timeout or 5)
+    while helper.now() < deadline do
+      local r = o.client():call { op = "recv", id = id, n = 1, timeout = poll }
+      for _, m in ipairs(r.json or {}) do if types[m.type] then return m end end
+    end
+    error("no message of the expected types", 2)
+  end
+
   -- a predicate: a message of type t (of document doc, when given)
   function S.typed(t, doc)
     return function(m) return m.type == t and (doc == nil or m.doc == doc) end
@@ -77,7 +88,9 @@ function M.session(o)
 
   -- the next ack or error of doc
   function S.answer(id, doc)
-    return S.until_msg(id, function(m) return (m.type == "ack" or m.type == "error") and m.doc == doc end)
+    return S.until_msg(id, function(m)
+      return (m.type == "ack" or m.type == "error") and m.doc == doc
+    end)
   end
 
   -- the next ack of doc; an error message fails the test

@@ -336,22 +336,11 @@ describe("examples/collab: limits #integration #collab", function()
   end)
   teardown(function() helper.cleanup() end)
 
-  local n = 0
-  local function open(name)
-    n = n + 1
-    local id = name .. n
-    assert.are.equal(101, c:call { op = "open", id = id, url = srv:url("/collab?name=" .. name) }.status)
-    return id
-  end
-  local function send(id, t) c:call { op = "send", id = id, data = cjson.encode(t) } end
-  local function next_msg(id, types)
-    local deadline = helper.now() + 5
-    while helper.now() < deadline do
-      local r = c:call { op = "recv", id = id, n = 1, timeout = 0.3 }
-      for _, m in ipairs(r.json or {}) do if types[m.type] then return m end end
-    end
-    error("no message of the expected types", 2)
-  end
+  local S = collab.session {
+    client = function() return c end,
+    url = function(name) return srv:url("/collab?name=" .. name) end,
+  }
+  local open, send, next_msg = S.open, S.send, S.next_msg
   local function edit(id, doc, rev, op, seq)
     send(id, { type = "edit", doc = doc, revision = rev, operation = op, seq = seq, id = seq })
     return next_msg(id, { ack = true, error = true })
@@ -423,14 +412,8 @@ describe("examples/collab: a refusing disk #integration #collab #diskfull", func
       assert.are.equal(101, r.status)
       return name
     end
-    local function next_msg(id, types)
-      local deadline = helper.now() + 10
-      while helper.now() < deadline do
-        local r = c:call { op = "recv", id = id, n = 1, timeout = 0.3 }
-        for _, m in ipairs(r.json or {}) do if types[m.type] then return m end end
-      end
-      error("no message of the expected types", 2)
-    end
+    local S = collab.session { client = function() return c end }
+    local function next_msg(id, types) return S.next_msg(id, types, 10) end
     local w, o = open "writer", open "other"
     for _, id in ipairs { w, o } do
       c:call { op = "send", id = id, data = cjson.encode { type = "join", doc = "full", client = "c" .. id } }
