@@ -290,6 +290,20 @@ void conn_abort(conn_t *c);
  * from its on_closed hook). */
 void conns_close_all(conn_t *conns, int n, unsigned code, double grace, void (*done)(void),
                      void (*on_timeout)(void));
+/* A mode's opening and end (echo, collab). run_init() names the mode's phase variable
+ * (set to `opening`), its opening, closing and done phases (closing < done, its last
+ * two), its "sending" flag and its connections. run_on_open and run_on_closed are the
+ * mode's hooks; its on_fail hook starts with run_on_fail(), which reports the failure
+ * as "<who> <id>: <what>" and returns 1 when nothing is left to do (closing, or
+ * opening: counted by the opener), else 0. run_close() (nothing once the phase is
+ * closing or later) enters the closing phase, stops sending and closes every
+ * connection (1000, then aborted after 3 s); once none is left the phase is done and
+ * the phase timer closed. */
+void run_init(int *phase, int opening, int closing, int done, int *sending, conn_t *conns, int n);
+void run_on_open(conn_t *c);
+int run_on_fail(conn_t *c, const char *who, const char *what);
+void run_close(void);
+void run_on_closed(conn_t *c);
 /* Marks the connection failed (once), reports to the hooks, closes the handle. */
 void conn_fail(conn_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Frees the out buffers and echo ring of a closed connection. */

@@ -58,7 +58,6 @@ static unsigned g_run;
 static int g_first; /* added to the editors' numbers in their names and client ids */
 static int g_shared; /* EDGEWS_BENCH_COLLAB_RUN: the documents are shared with other generators */
 
-static void start_close(void);
 
 static void send_text(conn_t *c, const char *s, size_t n) {
   conn_queue_frame(c, EWS_OP_TEXT, (const uint8_t *)s, n);
@@ -156,7 +155,7 @@ static void on_message(conn_t *c) {
   if (g_sending)
     send_edit(c);
   else if (g_phase_id == PH_DRAIN && g_outstanding == 0)
-    start_close();
+    run_close();
 }
 
 static int collab_on_data(conn_t *c, int opcode, uint8_t *p, size_t n, int first, int last) {
@@ -173,27 +172,9 @@ static int collab_on_data(conn_t *c, int opcode, uint8_t *p, size_t n, int first
 
 /* ---- phases ----------------------------------------------------------------------- */
 
-static void finish(void) {
-  if (g_phase_id == PH_DONE) return;
-  g_phase_id = PH_DONE;
-  phase_timer_close();
-}
-
-static void force_close(void) {
-  for (int i = 0; i < g_opt.conns; i++) conn_abort(&g_conns[i]);
-  if (g_live == 0) finish();
-}
-
-static void start_close(void) {
-  if (g_phase_id >= PH_CLOSING) return;
-  g_phase_id = PH_CLOSING;
-  g_sending = 0;
-  conns_close_all(g_conns, g_opt.conns, 1000, 3.0, finish, force_close);
-}
-
 static void drain_timeout(void) {
   bench_error("%llu acks did not arrive within 10 s after the run", (unsigned long long)g_outstanding);
-  start_close();
+  run_close();
 }
 
 static void end_measure(void) {
@@ -204,7 +185,7 @@ static void end_measure(void) {
   g_res.done = g_acks;
   g_res.seconds = (double)(g_t_end - g_t_begin) / 1e9;
   g_phase_id = PH_DRAIN;
-  if (g_outstanding == 0) start_close();
+  if (g_outstanding == 0) run_close();
   else phase_timer(10.0, drain_timeout);
 }
 
@@ -220,7 +201,7 @@ static void begin_measure(void) {
 
 static void join_timeout(void) {
   bench_error("%d of %d editors did not join within 10 s", g_opt.conns - g_joined, g_opt.conns);
-  start_close();
+  run_close();
 }
 
 static void all_joined(void) {
@@ -235,7 +216,7 @@ static void all_joined(void) {
 static void all_opened(void) {
   if (g_opener.failed) {
     bench_error("%d of %d connections failed to open", g_opener.failed, g_opener.target);
-    start_close();
+    run_close();
     return;
   }
   bench_note(0, "opened %d connections", g_opener.opened);
@@ -251,36 +232,21 @@ static void all_opened(void) {
 
 /* ---- hooks ------------------------------------------------------------------------ */
 
-static void collab_on_open(conn_t *c) {
-  (void)c;
-  if (g_phase_id == PH_OPENING) opener_on_open();
-}
-
 static void collab_on_fail(conn_t *c, const char *what) {
-  if (g_phase_id >= PH_CLOSING) return;
-  bench_error("editor %u: %s", c->id, what);
-  if (g_phase_id == PH_OPENING) {
-    opener_on_fail();
-    return;
-  }
+  if (run_on_fail(c, "editor", what)) return;
   if (g_ed[c->id].outstanding) {
     g_ed[c->id].outstanding = 0;
     g_outstanding--;
   }
-  if (g_phase_id == PH_DRAIN && g_outstanding == 0) start_close();
-}
-
-static void collab_on_closed(conn_t *c) {
-  (void)c;
-  if (g_phase_id >= PH_CLOSING && g_live == 0) finish();
+  if (g_phase_id == PH_DRAIN && g_outstanding == 0) run_close();
 }
 
 static const conn_hooks_t g_collab_hooks = {
-    .on_open = collab_on_open,
+    .on_open = run_on_open,
     .on_data = collab_on_data,
     .on_pong = NULL,
     .on_fail = collab_on_fail,
-    .on_closed = collab_on_closed,
+    .on_closed = run_on_closed,
 };
 
 int run_collab(void) {
@@ -310,7 +276,7 @@ int run_collab(void) {
     if (!c->out[0]) return -1;
     snprintf(g_ed[i].doc, sizeof g_ed[i].doc, "b%u-%d", g_run, i % docs);
   }
-  g_phase_id = PH_OPENING;
+  run_init(&g_phase_id, PH_OPENING, PH_CLOSING, PH_DONE, &g_sending, g_conns, n);
   opener_begin(g_conns, n, all_opened);
   uv_run(g_loop, UV_RUN_DEFAULT);
   for (int i = 0; i < n; i++) {

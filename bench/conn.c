@@ -609,6 +609,58 @@ void conns_close_all(conn_t *conns, int n, unsigned code, double grace, void (*d
   else phase_timer(grace, on_timeout);
 }
 
+/* ---- a mode's opening and end (run_*) -------------------------------------------- */
+
+static struct {
+  int *phase, opening, closing, done, *sending;
+  conn_t *conns;
+  int n;
+} g_end;
+
+void run_init(int *phase, int opening, int closing, int done, int *sending, conn_t *conns, int n) {
+  g_end.phase = phase, g_end.opening = opening, g_end.closing = closing, g_end.done = done;
+  g_end.sending = sending, g_end.conns = conns, g_end.n = n;
+  *phase = opening;
+}
+
+void run_on_open(conn_t *c) {
+  (void)c;
+  if (*g_end.phase == g_end.opening) opener_on_open();
+}
+
+int run_on_fail(conn_t *c, const char *who, const char *what) {
+  if (*g_end.phase >= g_end.closing) return 1;
+  bench_error("%s %u: %s", who, c->id, what);
+  if (*g_end.phase == g_end.opening) {
+    opener_on_fail();
+    return 1;
+  }
+  return 0;
+}
+
+static void end_finish(void) {
+  if (*g_end.phase == g_end.done) return;
+  *g_end.phase = g_end.done;
+  phase_timer_close();
+}
+
+static void end_force(void) {
+  for (int i = 0; i < g_end.n; i++) conn_abort(&g_end.conns[i]);
+  if (g_live == 0) end_finish();
+}
+
+void run_close(void) {
+  if (*g_end.phase >= g_end.closing) return;
+  *g_end.phase = g_end.closing;
+  *g_end.sending = 0;
+  conns_close_all(g_end.conns, g_end.n, 1000, 3.0, end_finish, end_force);
+}
+
+void run_on_closed(conn_t *c) {
+  (void)c;
+  if (*g_end.phase >= g_end.closing && g_live == 0) end_finish();
+}
+
 void phase_timer(double seconds, void (*cb)(void)) {
   if (!g_phase_init) {
     uv_timer_init(g_loop, &g_phase);

@@ -29,7 +29,6 @@ static int g_opcode;
 static uint8_t *g_msg;       /* scratch message (compressed sends) */
 static uint64_t g_t_begin, g_t_end;
 
-static void start_close(void);
 
 static void echo_send(conn_t *c) {
   size_t s = g_opt.size;
@@ -152,36 +151,18 @@ static int echo_on_data(conn_t *c, int opcode, uint8_t *p, size_t n, int first, 
   if (g_sending) {
     echo_send(c);
   } else if (g_phase_id == PH_DRAIN && g_in_flight == 0) {
-    start_close();
+    run_close();
   }
   return 0;
 }
 
 /* ---- phases ----------------------------------------------------------------------- */
 
-static void finish(void) {
-  if (g_phase_id == PH_DONE) return;
-  g_phase_id = PH_DONE;
-  phase_timer_close();
-}
-
-static void force_close(void) {
-  for (int i = 0; i < g_opt.conns; i++) conn_abort(&g_conns[i]);
-  if (g_live == 0) finish();
-}
-
-static void start_close(void) {
-  if (g_phase_id >= PH_CLOSING) return;
-  g_phase_id = PH_CLOSING;
-  g_sending = 0;
-  conns_close_all(g_conns, g_opt.conns, 1000, 3.0, finish, force_close);
-}
-
 static void drain_timeout(void) {
   bench_error("%llu echoes did not arrive within 5 s after the run",
               (unsigned long long)g_in_flight);
   g_res.errors += g_in_flight ? g_in_flight - 1 : 0;
-  start_close();
+  run_close();
 }
 
 static void end_measure(void) {
@@ -195,7 +176,7 @@ static void end_measure(void) {
   bench_note(0, "measured %llu echoes in %.2f s; draining %llu in flight",
              (unsigned long long)g_measured, g_res.seconds, (unsigned long long)g_in_flight);
   if (g_in_flight == 0)
-    start_close();
+    run_close();
   else
     phase_timer(5.0, drain_timeout);
 }
@@ -214,7 +195,7 @@ static void all_opened(void) {
   double secs = (double)(uv_hrtime() - g_opener.t0) / 1e9;
   if (g_opener.failed) {
     bench_error("%d of %d connections failed to open", g_opener.failed, g_opener.target);
-    start_close();
+    run_close();
     return;
   }
   bench_note(0, "opened %d connections in %.2f s", g_opener.opened, secs);
@@ -234,35 +215,20 @@ static void all_opened(void) {
 
 /* ---- hooks ------------------------------------------------------------------------ */
 
-static void echo_on_open(conn_t *c) {
-  (void)c;
-  if (g_phase_id == PH_OPENING) opener_on_open();
-}
-
 static void echo_on_fail(conn_t *c, const char *what) {
-  if (g_phase_id >= PH_CLOSING) return;
-  bench_error("conn %u: %s", c->id, what);
-  if (g_phase_id == PH_OPENING) {
-    opener_on_fail();
-    return;
-  }
+  if (run_on_fail(c, "conn", what)) return;
   /* a connection lost while running: its messages in flight are lost too */
   g_in_flight -= c->in_flight;
   c->in_flight = 0;
-  if (g_phase_id == PH_DRAIN && g_in_flight == 0) start_close();
-}
-
-static void echo_on_closed(conn_t *c) {
-  (void)c;
-  if (g_phase_id >= PH_CLOSING && g_live == 0) finish();
+  if (g_phase_id == PH_DRAIN && g_in_flight == 0) run_close();
 }
 
 static const conn_hooks_t g_echo_hooks = {
-    .on_open = echo_on_open,
+    .on_open = run_on_open,
     .on_data = echo_on_data,
     .on_pong = NULL,
     .on_fail = echo_on_fail,
-    .on_closed = echo_on_closed,
+    .on_closed = run_on_closed,
 };
 
 int run_echo(void) {
@@ -291,7 +257,7 @@ int run_echo(void) {
     if (!c->ts || !c->out[0] || (g_opt.tls && !c->pt)) return -1;
   }
 
-  g_phase_id = PH_OPENING;
+  run_init(&g_phase_id, PH_OPENING, PH_CLOSING, PH_DONE, &g_sending, g_conns, g_opt.conns);
   opener_begin(g_conns, g_opt.conns, all_opened);
   uv_run(g_loop, UV_RUN_DEFAULT);
 

@@ -597,6 +597,16 @@ int ews_rengine_submit(ews_rjob_t *j) {
   return r;
 }
 
+void ews_rengine_complete(void *req, int wanted, ews_bus_msg_t *msg, const ews_bus_kind_t *kind,
+                          ews_hub_t *hub) {
+  if (!wanted) {
+    free(req);
+    return;
+  }
+  msg->kind = kind;
+  ews_bus_post(&hub->inbox, msg);
+}
+
 int ews_rengine_nshards(void) { return E.nshards; }
 
 int ews_rengine_shard_of(const char *name, size_t len) {

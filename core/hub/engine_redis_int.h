@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hub/bus.h"
 #include "hub/engine.h"
 #include "hub/redis_conn.h"
 
@@ -21,6 +22,12 @@ typedef struct ews_rjob {
 /* Any thread. 0, or EWS_EBACKPRESSURE (queue full) / EWS_ESHUTDOWN: then j is the
  * caller's to free. */
 int ews_rengine_submit(ews_rjob_t *j);
+
+/* The redis thread: a request (req, freed with free()) is done. With a callback to
+ * run (wanted), msg, of kind, is posted to hub's inbox: kind->run completes it on
+ * the worker and kind->free frees req; without one, req is freed here. */
+void ews_rengine_complete(void *req, int wanted, ews_bus_msg_t *msg, const ews_bus_kind_t *kind,
+                          ews_hub_t *hub);
 
 int ews_rengine_nshards(void);
 /* The shard of a name (channels and topics alike). */

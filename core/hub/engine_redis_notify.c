@@ -123,12 +123,7 @@ static const ews_bus_kind_t done_kind = {"notifications (redis)", done_run, done
 
 static void complete(nreq_t *q, int status) {
   q->status = status;
-  if (!q->done) {
-    free(q);
-    return;
-  }
-  q->msg.kind = &done_kind;
-  ews_bus_post(&q->hub->inbox, &q->msg);
+  ews_rengine_complete(q, q->done != NULL, &q->msg, &done_kind, q->hub);
 }
 
 static void on_reply(struct redisAsyncContext *ac, void *reply, void *priv) {

@@ -105,16 +105,37 @@ static const ews_docs_engine_t *docs_engine(lua_State *L) {
   return w ? w->hub->engine->docs : NULL;
 }
 
-/* Pushes the reply as an array of strings (or nil, code). */
-static int push_reply(lua_State *L, const ews_docs_engine_t *e, int r, ews_docs_reply_t *rep) {
+/* Argument i of an rdoc_* call, a number, written as an integer into buf (24 bytes):
+ * its length. Raises when the argument is not a number. */
+static size_t num_arg(lua_State *L, int i, char *buf) {
+  return (size_t)snprintf(buf, 24, "%.0f", (double)luaL_checknumber(L, i));
+}
+
+/* The call every rdoc_* function ends with, once its arguments are checked: nil,
+ * EWS_EINVAL without a docs engine; else op on the engine, its reply pushed as an
+ * array of strings (or nil, code). */
+static int rdoc_call(lua_State *L, const ews_docs_engine_t *e, const char *name, size_t nl, int op,
+                     int argc, const char *const *argv, const size_t *lens) {
+  if (!e) return ews_api_result(L, EWS_EINVAL);
+  ews_docs_reply_t rep;
+  int r = e->call(name, nl, op, argc, argv, lens, &rep);
   if (r < 0) return ews_api_result(L, r);
-  lua_createtable(L, (int)rep->n, 0);
-  for (size_t i = 0; i < rep->n; i++) {
-    lua_pushlstring(L, rep->s[i], rep->len[i]);
+  lua_createtable(L, (int)rep.n, 0);
+  for (size_t i = 0; i < rep.n; i++) {
+    lua_pushlstring(L, rep.s[i], rep.len[i]);
     lua_rawseti(L, -2, (int)i + 1);
   }
-  e->reply_free(rep);
+  e->reply_free(&rep);
   return 1;
+}
+
+/* The (name, blob) arguments of rdoc_publish and rdoc_hold (raises when either is
+ * not a string), and the docs engine (NULL outside a cluster). */
+static const ews_docs_engine_t *name_blob(lua_State *L, const char **name, size_t *nl,
+                                          const char **p, size_t *n) {
+  *name = luaL_checklstring(L, 1, nl);
+  *p = luaL_checklstring(L, 2, n);
+  return docs_engine(L);
 }
 
 /* core.rdoc_commit(name, expected, entry, message, key, seq, snapshot|nil, history,
@@ -127,56 +148,46 @@ static int l_rcommit(lua_State *L) {
   const char *argv[11];
   size_t lens[11];
   char exp[24], seq[24], hist[24];
-  lens[0] = (size_t)snprintf(exp, sizeof exp, "%.0f", (double)luaL_checknumber(L, 2));
+  lens[0] = num_arg(L, 2, exp);
   argv[0] = exp;
   argv[1] = luaL_checklstring(L, 3, &lens[1]);
   argv[2] = luaL_checklstring(L, 4, &lens[2]);
   argv[3] = luaL_checklstring(L, 5, &lens[3]);
-  lens[4] = (size_t)snprintf(seq, sizeof seq, "%.0f", (double)luaL_checknumber(L, 6));
+  lens[4] = num_arg(L, 6, seq);
   argv[4] = seq;
   int snap = !lua_isnoneornil(L, 7);
   argv[5] = snap ? "1" : "0", lens[5] = 1;
   if (snap) argv[6] = luaL_checklstring(L, 7, &lens[6]);
   else argv[6] = "", lens[6] = 0;
-  lens[7] = (size_t)snprintf(hist, sizeof hist, "%.0f", (double)luaL_checknumber(L, 8));
+  lens[7] = num_arg(L, 8, hist);
   argv[7] = hist;
   argv[9] = luaL_checklstring(L, 9, &lens[9]);
   argv[10] = lua_toboolean(L, 10) ? "1" : "0", lens[10] = 1;
-  if (!e) return ews_api_result(L, EWS_EINVAL);
   if (nl > 500) return ews_api_result(L, EWS_EINVAL);
   char ch[512];
   lens[8] = (size_t)snprintf(ch, sizeof ch, "ews:d:%.*s", (int)nl, name);
   argv[8] = ch;
-  ews_docs_reply_t rep;
-  return push_reply(L, e, e->call(name, nl, EWS_DOCS_COMMIT, 11, argv, lens, &rep), &rep);
+  return rdoc_call(L, e, name, nl, EWS_DOCS_COMMIT, 11, argv, lens);
 }
 
 /* core.rdoc_release(name, token) -> { "ok" } | nil, code: gives the document's turn
  * back (a commit that holds it and ends without committing). */
 static int l_rrelease(lua_State *L) {
-  const ews_docs_engine_t *e = docs_engine(L);
-  size_t nl;
+  size_t nl, lens[1];
   const char *name = luaL_checklstring(L, 1, &nl);
-  const char *argv[1];
-  size_t lens[1];
-  argv[0] = luaL_checklstring(L, 2, &lens[0]);
-  if (!e) return ews_api_result(L, EWS_EINVAL);
-  ews_docs_reply_t rep;
-  return push_reply(L, e, e->call(name, nl, EWS_DOCS_RELEASE, 1, argv, lens, &rep), &rep);
+  const char *argv[1] = {luaL_checklstring(L, 2, &lens[0])};
+  return rdoc_call(L, docs_engine(L), name, nl, EWS_DOCS_RELEASE, 1, argv, lens);
 }
 
 /* core.rdoc_read(name, since) -> { rev, first, srev, snap, entries... } | nil, code
  * (since -1: the whole document, with its snapshot). */
 static int l_rread(lua_State *L) {
-  const ews_docs_engine_t *e = docs_engine(L);
   size_t nl;
   const char *name = luaL_checklstring(L, 1, &nl);
   char since[24];
   const char *argv[1] = {since};
-  size_t lens[1] = {(size_t)snprintf(since, sizeof since, "%.0f", (double)luaL_checknumber(L, 2))};
-  if (!e) return ews_api_result(L, EWS_EINVAL);
-  ews_docs_reply_t rep;
-  return push_reply(L, e, e->call(name, nl, EWS_DOCS_READ, 1, argv, lens, &rep), &rep);
+  size_t lens[1] = {num_arg(L, 2, since)};
+  return rdoc_call(L, docs_engine(L), name, nl, EWS_DOCS_READ, 1, argv, lens);
 }
 
 /* core.rdoc_resync(blob): the bus message every worker gets when a shard's
@@ -193,10 +204,9 @@ static int l_rresync(lua_State *L) {
 /* core.rdoc_publish(name, blob) -> true | nil, code: a bus message for the
  * document's owner on every instance. */
 static int l_rpublish(lua_State *L) {
-  const ews_docs_engine_t *e = docs_engine(L);
   size_t nl, n;
-  const char *name = luaL_checklstring(L, 1, &nl);
-  const char *p = luaL_checklstring(L, 2, &n);
+  const char *name, *p;
+  const ews_docs_engine_t *e = name_blob(L, &name, &nl, &p, &n);
   if (!e) return ews_api_result(L, EWS_EINVAL);
   return ews_api_result(L, e->publish(name, nl, p, n));
 }
@@ -205,10 +215,9 @@ static int l_rpublish(lua_State *L) {
  * document's revisions and cursors (its Redis subscription) until rdoc_unhold(handle);
  * blob is posted to the document's owner once the subscription takes effect. */
 static int l_rhold(lua_State *L) {
-  const ews_docs_engine_t *e = docs_engine(L);
   size_t nl, n;
-  const char *name = luaL_checklstring(L, 1, &nl);
-  const char *p = luaL_checklstring(L, 2, &n);
+  const char *name, *p;
+  const ews_docs_engine_t *e = name_blob(L, &name, &nl, &p, &n);
   if (!e) return ews_api_result(L, EWS_EINVAL);
   void *h = e->hold(name, nl, p, n);
   if (!h) return ews_api_result(L, nl > 500 ? EWS_EINVAL : EWS_ENOMEM);

@@ -7,17 +7,8 @@ local edgews = require "edgews"
 local app = edgews.app { path = "/burst", heartbeat = false, max_message_size = 4 * 1024 * 1024,
   max_buffered = 32 * 1024 * 1024 }
 
--- The first one is larger than the kernel takes at once (the client's window is small),
--- so it is written in part and the rest queued; the others queue behind it.
-local SIZES = { 6 * 1048576, 16384, 70000, 1048576, 1048576, 10, 70000, 5000, 3, 1048576,
-  4096, 4095, 200000, 17, 16384, 65536, 1 }
-
-local function body(i, size)
-  local head = string.format("#%d:%d:", i, size)
-  local unit = head .. string.rep(string.char(97 + i % 26), 61) .. "\n"
-  local s = string.rep(unit, math.floor(size / #unit) + 1)
-  return s:sub(1, size)
-end
+local run = require "burst_run" -- the sizes and contents
+local SIZES, body = run.SIZES, run.body
 
 -- built once, so the run goes out in one tight loop: faster than the client drains it
 local BODIES = {}

@@ -6,6 +6,7 @@
 -- sender's copy of a direct message and the dms list.
 local helper = require "spec.helper"
 local cjson = require "cjson"
+local collab = require "spec.collab_helper"
 
 describe("examples/chat #integration #realtime", function()
   local srv, c, dir
@@ -23,30 +24,12 @@ describe("examples/chat #integration #realtime", function()
   end)
   teardown(function() helper.cleanup() end)
 
-  local n = 0
-  local function open(name)
-    n = n + 1
-    local id = name .. n
-    local r = c:call { op = "open", id = id, url = srv:url("/chat?name=" .. name) }
-    assert.are.equal(101, r.status, cjson.encode(r))
-    return id
-  end
-  local function send(id, t) c:call { op = "send", id = id, data = cjson.encode(t) } end
-  -- reads until `pred` accepted a message (returns it and everything read)
-  local function until_msg(id, pred, timeout)
-    local seen = {}
-    local deadline = helper.now() + (timeout or 5)
-    while helper.now() < deadline do
-      local r = c:call { op = "recv", id = id, n = 1, timeout = 0.5 }
-      for _, m in ipairs(r.json or {}) do
-        seen[#seen + 1] = m
-        if pred(m) then return m, seen end
-      end
-      if r.closed then break end
-    end
-    error("no matching message; got " .. cjson.encode(seen), 2)
-  end
-  local function typed(t) return function(m) return m.type == t end end
+  local S = collab.session {
+    client = function() return c end,
+    url = function(name) return srv:url("/chat?name=" .. name) end,
+    poll = 0.5,
+  }
+  local open, send, until_msg, typed = S.open, S.send, S.until_msg, S.typed
 
   it("rooms with history, presence and direct messages", function()
     local ada = open "ada"
@@ -117,7 +100,7 @@ describe("examples/chat #integration #realtime", function()
   -- what the page (examples/chat/public) uses: history on join, cid, typing to the
   -- others only, status, the sender's copy of a direct message and the dms list
   it("history on join, typing to the others only, status, dms both ways", function()
-    local room = "page" .. n
+    local room = "page" .. S.n
     local eve = open "eve"
     send(eve, { type = "join", room = room })
     until_msg(eve, typed "joined")

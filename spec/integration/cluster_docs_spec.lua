@@ -16,6 +16,7 @@ local helper = require "spec.helper"
 local cjson = require "cjson"
 package.path = helper.ROOT .. "/lua/?.lua;" .. package.path
 local ot = require "edgews.ot"
+local collab = require "spec.collab_helper"
 
 local APP = helper.ROOT .. "/examples/collab/app.lua"
 
@@ -65,46 +66,13 @@ local function redis_log(port, doc)
 end
 
 local function replay(log)
-  local text = ""
   assert.are.equal(1, log.first, "the log starts at revision 1")
-  for i, o in ipairs(log.ops) do
-    assert.are.equal(i, o[1], "the log has every revision from 1")
-    text = assert(ot.apply(text, o[4]))
-  end
+  local text = collab.replay(log)
   assert.are.equal(log.rev, #log.ops)
   return text
 end
 
--- Every acknowledgement a client got is in the log: its revision holds that client's
--- operation with that seq. Returns how many there were.
-local function assert_acks_stored(res, log)
-  local by_rev = {}
-  for _, o in ipairs(log.ops) do by_rev[o[1]] = o end
-  local n = 0
-  for _, c in ipairs(res.clients) do
-    for _, a in ipairs(c.acks) do
-      local o = by_rev[a[2]]
-      assert(o, c.client .. ": acknowledged revision " .. a[2] .. " is not stored")
-      assert.are.same({ c.client .. ":" .. c.user, a[1] }, { o[2], o[3] })
-      n = n + 1
-    end
-  end
-  return n
-end
-
-local function check_converged(res)
-  assert(res.ok, "clients failed: " .. cjson.encode(res.errors or res))
-  for _, c in ipairs(res.clients) do
-    assert.are.equal(res.server.text, c.text)
-    assert.are.equal(res.server.revision, c.revision)
-  end
-end
-
-local function fuzz(urls, doc, extra)
-  local argv = { helper.NODE, helper.CLIENTS .. "/collab_fuzz.js", "--urls", table.concat(urls, ","), "--doc", doc }
-  for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
-  return argv
-end
+local assert_acks_stored, check_converged, fuzz = collab.assert_acks_stored, collab.check_converged, collab.fuzz
 
 describe("examples/collab across a cluster over Redis #integration #collab #cluster", function()
   local rport, rdir, redis, inst, urls
@@ -149,58 +117,14 @@ describe("examples/collab across a cluster over Redis #integration #collab #clus
     local c
     setup(function() c = helper.app_client() end)
 
-    local n = 0
-    local function open(i, name)
-      n = n + 1
-      local id = name .. n
-      local r = c:call { op = "open", id = id, url = urls[i] .. "?name=" .. name }
-      assert.are.equal(101, r.status, cjson.encode(r))
-      return id
-    end
-    local function send(id, t) c:call { op = "send", id = id, data = cjson.encode(t) } end
-    local function until_msg(id, pred, timeout)
-      local seen = {}
-      local deadline = helper.now() + (timeout or 5)
-      while helper.now() < deadline do
-        local r = c:call { op = "recv", id = id, n = 1, timeout = 0.3 }
-        for _, m in ipairs(r.json or {}) do
-          seen[#seen + 1] = m
-          if pred(m) then return m, seen end
-        end
-        if r.closed then break end
-      end
-      error("no matching message; got " .. cjson.encode(seen), 2)
-    end
-    local function typed(t, doc)
-      return function(m) return m.type == t and (doc == nil or m.doc == doc) end
-    end
-    local function quiet(id, types, secs)
-      local r = c:call { op = "recv", id = id, n = 1000, timeout = secs or 0.4 }
-      for _, m in ipairs(r.json or {}) do
-        if types[m.type] then error("unexpected " .. cjson.encode(m), 2) end
-      end
-    end
-    local function join(id, doc, extra)
-      local t = { type = "join", doc = doc }
-      for k, v in pairs(extra or {}) do t[k] = v end
-      send(id, t)
-      return until_msg(id, typed("joined", doc))
-    end
-    local function edit(id, doc, rev, op, seq)
-      send(id, { type = "edit", doc = doc, revision = rev, operation = op, seq = seq })
-    end
-    local function answer(id, doc)
-      return until_msg(id, function(m) return (m.type == "ack" or m.type == "error") and m.doc == doc end)
-    end
-    local function acked(id, doc)
-      local m = answer(id, doc)
-      if m.type == "error" then error("error: " .. cjson.encode(m), 2) end
-      return m
-    end
-    local function text_of(i, doc)
-      local j = join(open(i, "reader"), doc)
-      return j.text, j.revision
-    end
+    local S = collab.session {
+      client = function() return c end,
+      url = function(name, i) return urls[i] .. "?name=" .. name end,
+    }
+    local function open(i, name) return S.open(name, i) end
+    local function text_of(i, doc) return S.text_of(doc, i) end
+    local send, until_msg, typed, quiet = S.send, S.until_msg, S.typed, S.quiet
+    local join, edit, answer, acked = S.join, S.edit, S.answer, S.acked
 
     it("an op committed on one instance reaches the editors of the others; a rejoin on another "
       .. "instance gets only what it missed", function()
@@ -505,36 +429,18 @@ describe("documents in Redis: one subscription per loaded document #integration 
     return tonumber(redis_cli(rport, "PUBSUB", "NUMSUB", chan):match("\n(%d+)")) or 0
   end
   local function numpat() return tonumber(redis_cli(rport, "PUBSUB", "NUMPAT"):match("%d+")) end
-  local n = 0
-  local function open(i, name)
-    n = n + 1
-    local id = name .. n
-    local r = c:call { op = "open", id = id, url = inst[i]:url("/collab?name=" .. name) }
-    assert.are.equal(101, r.status, cjson.encode(r))
-    return id
-  end
-  local function send(id, t) c:call { op = "send", id = id, data = cjson.encode(t) } end
   -- every message until pred matches one (errors fail the test)
-  local function until_msg(id, pred, timeout)
-    local seen = {}
-    local deadline = helper.now() + (timeout or 5)
-    while helper.now() < deadline do
-      local r = c:call { op = "recv", id = id, n = 1, timeout = 0.3 }
-      for _, m in ipairs(r.json or {}) do
-        if m.type == "error" then error("error: " .. cjson.encode(m), 2) end
-        seen[#seen + 1] = m
-        if pred(m) then return m, seen end
-      end
-    end
-    error("no matching message; got " .. cjson.encode(seen), 2)
-  end
-  local function join(id, doc, client)
-    send(id, { type = "join", doc = doc, client = client })
-    return until_msg(id, function(m) return m.type == "joined" and m.doc == doc end)
-  end
+  local S = collab.session {
+    client = function() return c end,
+    url = function(name, i) return inst[i]:url("/collab?name=" .. name) end,
+    fail_on_error = true,
+  }
+  local function open(i, name) return S.open(name, i) end
+  local send, until_msg = S.send, S.until_msg
+  local function join(id, doc, client) return S.join(id, doc, { client = client }) end
   local function edit_acked(id, doc, rev, op, seq)
-    send(id, { type = "edit", doc = doc, revision = rev, operation = op, seq = seq })
-    return until_msg(id, function(m) return m.type == "ack" and m.doc == doc end).revision
+    S.edit(id, doc, rev, op, seq)
+    return S.acked(id, doc).revision
   end
 
   it("no pattern subscription; an instance subscribes to a document only while it has it loaded", function()

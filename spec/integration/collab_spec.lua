@@ -11,6 +11,7 @@ local helper = require "spec.helper"
 local cjson = require "cjson"
 package.path = helper.ROOT .. "/lua/?.lua;" .. package.path
 local ot = require "edgews.ot"
+local collab = require "spec.collab_helper"
 
 local APP = helper.ROOT .. "/examples/collab/app.lua"
 
@@ -29,51 +30,14 @@ local function stored(dir, doc)
   return res
 end
 
--- Replays the stored log from the empty document (the log must start at revision 1).
-local function replay(log)
-  local text = ""
-  for i, o in ipairs(log.ops) do
-    assert.are.equal(i, o[1], "the log has every revision from 1")
-    text = assert(ot.apply(text, o[4]))
-  end
-  return text
-end
+local replay, assert_acks_stored, check_converged = collab.replay, collab.assert_acks_stored, collab.check_converged
 
-local function fuzz(srv, doc, extra)
-  local argv = { helper.NODE, helper.CLIENTS .. "/collab_fuzz.js", "--url", srv:url "/collab", "--doc", doc }
-  for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
-  return argv
-end
+local function fuzz(srv, doc, extra) return collab.fuzz(srv:url "/collab", doc, extra) end
 
 local function sum(clients, field)
   local n = 0
   for _, c in ipairs(clients) do n = n + c[field] end
   return n
-end
-
--- Every acknowledgement a client got is in the stored log: its revision holds that
--- client's operation with that seq.
-local function assert_acks_stored(res, log)
-  local by_rev = {}
-  for _, o in ipairs(log.ops) do by_rev[o[1]] = o end
-  local n = 0
-  for _, c in ipairs(res.clients) do
-    for _, a in ipairs(c.acks) do
-      local o = by_rev[a[2]]
-      assert(o, c.client .. ": acknowledged revision " .. a[2] .. " is not stored")
-      assert.are.same({ c.client .. ":" .. c.user, a[1] }, { o[2], o[3] })
-      n = n + 1
-    end
-  end
-  return n
-end
-
-local function check_converged(res)
-  assert(res.ok, "clients failed: " .. cjson.encode(res.errors or res))
-  for _, c in ipairs(res.clients) do
-    assert.are.equal(res.server.text, c.text)
-    assert.are.equal(res.server.revision, c.revision)
-  end
 end
 
 describe("examples/collab: concurrent editors #integration #collab", function()
@@ -148,59 +112,12 @@ describe("examples/collab: protocol #integration #collab", function()
   end)
   teardown(function() helper.cleanup() end)
 
-  local n = 0
-  local function open(name, query)
-    n = n + 1
-    local id = name .. n
-    local r = c:call { op = "open", id = id, url = srv:url("/collab?name=" .. name .. (query or "")) }
-    assert.are.equal(101, r.status, cjson.encode(r))
-    return id
-  end
-  local function send(id, t) c:call { op = "send", id = id, data = type(t) == "string" and t or cjson.encode(t) } end
-  local function until_msg(id, pred, timeout)
-    local seen = {}
-    local deadline = helper.now() + (timeout or 5)
-    while helper.now() < deadline do
-      local r = c:call { op = "recv", id = id, n = 1, timeout = 0.3 }
-      for _, m in ipairs(r.json or {}) do
-        seen[#seen + 1] = m
-        if pred(m) then return m, seen end
-      end
-      if r.closed then break end
-    end
-    error("no matching message; got " .. cjson.encode(seen), 2)
-  end
-  local function typed(t, doc)
-    return function(m) return m.type == t and (doc == nil or m.doc == doc) end
-  end
-  -- nothing of these types arrives for `secs`
-  local function quiet(id, types, secs)
-    local r = c:call { op = "recv", id = id, n = 1000, timeout = secs or 0.4 }
-    for _, m in ipairs(r.json or {}) do
-      if types[m.type] then error("unexpected " .. cjson.encode(m), 2) end
-    end
-  end
-  local function join(id, doc, extra)
-    local t = { type = "join", doc = doc }
-    for k, v in pairs(extra or {}) do t[k] = v end
-    send(id, t)
-    return until_msg(id, typed("joined", doc))
-  end
-  local function edit(id, doc, rev, op, seq, extra)
-    local t = { type = "edit", doc = doc, revision = rev, operation = op, seq = seq }
-    for k, v in pairs(extra or {}) do t[k] = v end
-    send(id, t)
-  end
-  local function acked(id, doc)
-    return until_msg(id, function(m)
-      if m.type == "error" then error("error: " .. cjson.encode(m), 3) end
-      return m.type == "ack" and m.doc == doc
-    end)
-  end
-  local function text_of(doc)
-    local j = join(open "reader", doc)
-    return j.text, j.revision
-  end
+  local S = collab.session {
+    client = function() return c end,
+    url = function(name, query) return srv:url("/collab?name=" .. name .. (query or "")) end,
+  }
+  local open, send, until_msg, typed, quiet = S.open, S.send, S.until_msg, S.typed, S.quiet
+  local join, edit, acked, text_of = S.join, S.edit, S.acked, S.text_of
 
   it("join, edit, ack; the others get the op; a rejoin with a revision gets only what it missed", function()
     local ada, bob = open "ada", open "bob"
@@ -419,22 +336,11 @@ describe("examples/collab: limits #integration #collab", function()
   end)
   teardown(function() helper.cleanup() end)
 
-  local n = 0
-  local function open(name)
-    n = n + 1
-    local id = name .. n
-    assert.are.equal(101, c:call { op = "open", id = id, url = srv:url("/collab?name=" .. name) }.status)
-    return id
-  end
-  local function send(id, t) c:call { op = "send", id = id, data = cjson.encode(t) } end
-  local function next_msg(id, types)
-    local deadline = helper.now() + 5
-    while helper.now() < deadline do
-      local r = c:call { op = "recv", id = id, n = 1, timeout = 0.3 }
-      for _, m in ipairs(r.json or {}) do if types[m.type] then return m end end
-    end
-    error("no message of the expected types", 2)
-  end
+  local S = collab.session {
+    client = function() return c end,
+    url = function(name) return srv:url("/collab?name=" .. name) end,
+  }
+  local open, send, next_msg = S.open, S.send, S.next_msg
   local function edit(id, doc, rev, op, seq)
     send(id, { type = "edit", doc = doc, revision = rev, operation = op, seq = seq, id = seq })
     return next_msg(id, { ack = true, error = true })
@@ -506,14 +412,8 @@ describe("examples/collab: a refusing disk #integration #collab #diskfull", func
       assert.are.equal(101, r.status)
       return name
     end
-    local function next_msg(id, types)
-      local deadline = helper.now() + 10
-      while helper.now() < deadline do
-        local r = c:call { op = "recv", id = id, n = 1, timeout = 0.3 }
-        for _, m in ipairs(r.json or {}) do if types[m.type] then return m end end
-      end
-      error("no message of the expected types", 2)
-    end
+    local S = collab.session { client = function() return c end }
+    local function next_msg(id, types) return S.next_msg(id, types, 10) end
     local w, o = open "writer", open "other"
     for _, id in ipairs { w, o } do
       c:call { op = "send", id = id, data = cjson.encode { type = "join", doc = "full", client = "c" .. id } }

@@ -3,21 +3,13 @@
 -- (more than the kernel takes while the client, with a small receive window, is not
 -- reading: written in part, the rest queued) followed by small and large ones (queued
 -- behind it) arrives complete, byte for byte and in order; echoes of large and
--- fragmented messages come back exact (spec/apps/burst_app.lua).
+-- fragmented messages come back exact (spec/apps/burst_app.lua, spec/apps/burst_run.lua).
 local helper = require "spec.helper"
 local cjson = require "cjson"
 
--- The first one is larger than the kernel takes at once (the client's window is small),
--- so it is written in part and the rest queued; the others queue behind it.
-local SIZES = { 6 * 1048576, 16384, 70000, 1048576, 1048576, 10, 70000, 5000, 3, 1048576,
-  4096, 4095, 200000, 17, 16384, 65536, 1 }
-
-local function body(i, size)
-  local head = string.format("#%d:%d:", i, size)
-  local unit = head .. string.rep(string.char(97 + i % 26), 61) .. "\n"
-  local s = string.rep(unit, math.floor(size / #unit) + 1)
-  return s:sub(1, size)
-end
+-- The run burst_app.lua sends (the same module).
+local run = require "spec.apps.burst_run"
+local SIZES, body = run.SIZES, run.body
 
 describe("large sends #integration", function()
   local srv, c
