@@ -42,6 +42,7 @@ static const char *script =
     "  if #a ~= #b then return false, path .. ': length' end\n"
     "  -- the same size too: fields a script adds later land in the same order\n"
     "  for i = 1, 9 do a['+' .. i], b['+' .. i] = i, i end\n"
+    "  for i = 1, 3 do if a[i] == nil then a[i], b[i] = i, i end end\n"
     "  ka, kb = next(a), next(b)\n"
     "  while ka ~= nil or kb ~= nil do\n"
     "    if ka ~= kb then return false, path .. ': pairs order after adding fields ' .. tostring(ka) .. ' vs ' .. tostring(kb) end\n"
