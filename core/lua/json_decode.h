@@ -6,8 +6,10 @@
  * input (every invalid text included) goes to the lua-cjson decode function it was
  * created with, unchanged, so the error messages, cjson's leniencies (inf, nan, hex
  * numbers, ...) and its depth limit are cjson's own. Tables are built the way cjson
- * builds them (an empty table, then the fields in the order of the text), so even
- * the order pairs() visits the fields in is the same; null is cjson.null (a NULL
+ * builds them (an empty table, then the fields in the order of the text; an object
+ * with fields starts at the 2-node hash part LuaJIT's first growth would give it), so
+ * even the order pairs() visits the fields in is the same, also for fields added
+ * later; null is cjson.null (a NULL
  * light userdata); numbers are doubles as strtod reads them. */
 #ifndef EWS_LUA_JSON_DECODE_H
 #define EWS_LUA_JSON_DECODE_H

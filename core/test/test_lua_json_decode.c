@@ -4,7 +4,8 @@
  * thousands of generated documents and their truncated and byte-flipped mutants, the
  * decoder returns exactly what cjson.safe.decode returns: the same value types, the
  * same numbers bit for bit (-0 included), the same strings, cjson.null for null, the
- * same error message, and tables whose pairs() visit the fields in the same order.
+ * same error message, and tables whose pairs() visit the fields in the same order (also
+ * after a script adds fields: the tables have the same size).
  * It also checks the fast path is taken for strict JSON (it must not pass by handing
  * everything to cjson). */
 #include <lauxlib.h>
@@ -39,6 +40,14 @@ static const char *script =
     "    ka, kb = next(a, ka), next(b, kb)\n"
     "  end\n"
     "  if #a ~= #b then return false, path .. ': length' end\n"
+    "  -- the same size too: fields a script adds later land in the same order\n"
+    "  for i = 1, 9 do a['+' .. i], b['+' .. i] = i, i end\n"
+    "  for i = 1, 3 do if a[i] == nil then a[i], b[i] = i, i end end\n"
+    "  ka, kb = next(a), next(b)\n"
+    "  while ka ~= nil or kb ~= nil do\n"
+    "    if ka ~= kb then return false, path .. ': pairs order after adding fields ' .. tostring(ka) .. ' vs ' .. tostring(kb) end\n"
+    "    ka, kb = next(a, ka), next(b, kb)\n"
+    "  end\n"
     "  return true\n"
     "end\n"
     "local function check(s)\n"
