@@ -320,6 +320,26 @@ describe("permessage-deflate #integration #lua", function()
         end
       end)
 
+    it("a message that refers back beyond the agreed client_max_window_bits=8 is echoed"
+      .. " whether it comes in one frame or in two (the verdict does not depend on the split)",
+      function()
+        local offers = { PMD .. "; client_max_window_bits=8" }
+        local paths = { "/shared", "/shared-no-cnct", "/dedicated" }
+        local argvs = {}
+        for i, path in ipairs(paths) do
+          argvs[i] = raw_argv(srv:url(path), "pmd_window_overreach", offers)
+        end
+        local results = run_all(argvs)
+        local failures = {}
+        for i, res in ipairs(results) do
+          -- the offered client_max_window_bits=8 binds the client whatever the 101 says
+          if not (res.ok == true and res.results and #res.results == 2) then
+            failures[#failures + 1] = paths[i] .. ": " .. enc(res)
+          end
+        end
+        assert(#failures == 0, table.concat(failures, "\n"))
+      end)
+
     it("closes 1002 for RSV1 on ping, close and continuation frames; 1007 for bad DEFLATE"
       .. " and for invalid UTF-8 after inflating; 1002 for RSV1 without the extension",
       function()
