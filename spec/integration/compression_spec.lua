@@ -594,6 +594,45 @@ describe("--compression flag #integration #lua", function()
     assert.is_true(b.reply_rsv1 and a.reply_rsv1)
   end)
 
+  -- deflate_engine.py counts the compressed payloads that hold a final DEFLATE block
+  -- then 00: libdeflate's shape (zlib's sync-flushed payloads have none). Of its 14
+  -- messages examples/echo compresses the 10 of 64 bytes or more; the engine app
+  -- (threshold 0) all, the two empty ones as the bare empty stored block.
+  local function engine_shape(url)
+    local res, rc = helper.run({ helper.PYTHON, helper.CLIENTS .. "/deflate_engine.py", url }, 60)
+    assert.are.equal(0, rc, enc(res))
+    local r = res[url]
+    assert.is_true(r.identical and r.compressed > 0, enc(r))
+    return r
+  end
+
+  it("--compression shared:libdeflate and shared:zlib pick the engine; shared keeps the app's", function()
+    local srv = helper.start_server { app = ECHO, args = { "--compression", "shared:libdeflate" } }
+    local r = engine_shape(srv:url "/echo")
+    assert.are.same({ 10, 10 }, { r.compressed, r.final }, enc(r))
+    local params = negotiate(srv, "/echo")
+    assert.is_true(params and params.server_no_context_takeover)
+    srv:stop()
+    local ENGINES = helper.app "deflate_engine_app.lua"
+    srv = helper.start_server { app = ENGINES, args = { "--compression", "shared:zlib" } }
+    assert.are.equal(0, engine_shape(srv:url "/ld").final)
+    srv:stop()
+    srv = helper.start_server { app = ENGINES, args = { "--compression", "shared" } }
+    r = engine_shape(srv:url "/ld")
+    assert.are.same({ 14, 12 }, { r.compressed, r.final }, enc(r))
+    assert.are.equal(0, engine_shape(srv:url "/zlib").final)
+  end)
+
+  it("refuses a bad --compression value", function()
+    for _, bad in ipairs { "shared:brotli", "shared:", "dedicated:libdeflate", "libdeflate" } do
+      local p = helper.spawn({ helper.BIN, "--compression", bad, ECHO })
+      assert.is_true(p:wait(10))
+      assert.are.equal(2, p.code)
+      assert.truthy(p:stderr():find("bad --compression '" .. bad .. "' (off|shared[:zlib|libdeflate]|", 1, true),
+        p:stderr())
+    end
+  end)
+
   it("--compression off overrides the apps' settings", function()
     local srv = helper.start_server { app = helper.app "deflate_app.lua",
                                       args = { "--compression", "off" } }
