@@ -37,10 +37,11 @@ static const char usage[] =
     "  --tls-key FILE        PEM private key of --tls-cert (SIGHUP reloads both)\n"
     "  --plain-listen H:P    with TLS on, also serve plain ws:// on this address\n"
     "  --admin-listen H:P    serve /health and /metrics on this address only\n"
-    "  --compression MODE    permessage-deflate for every app: off, shared (no context\n"
-    "                        takeover, one compressor per worker, no memory per\n"
-    "                        connection) or dedicated[:KB] (context takeover, a KB KiB\n"
-    "                        window per connection, KB in 1,2,4,8,16,32; default 32)\n"
+    "  --compression MODE    permessage-deflate for every app: off, shared[:ENGINE] (no\n"
+    "                        context takeover, one compressor per worker, no memory per\n"
+    "                        connection; ENGINE zlib or libdeflate, default each app's)\n"
+    "                        or dedicated[:KB] (context takeover, a KB KiB window per\n"
+    "                        connection, KB in 1,2,4,8,16,32; default 32)\n"
     "  --data DIR            durable storage: pub/sub history and notifications in\n"
     "                        DIR/edgews.db (SQLite, WAL); without it pub/sub history\n"
     "                        is kept in memory and notifications are unavailable\n"
@@ -285,16 +286,21 @@ int ews_config_parse_args(ews_config_t *cfg, int argc, char **argv) {
     } else if (!strcmp(a, "--compression")) {
       NEED_VALUE();
       int kb = 32;
+      cfg->compression_engine = 0;
       if (!strcmp(val, "off")) cfg->compression = 0;
       else if (!strcmp(val, "shared")) cfg->compression = 1;
-      else if (!strncmp(val, "dedicated", 9) && (val[9] == 0 || val[9] == ':')) {
+      else if (!strncmp(val, "shared:", 7)) {
+        cfg->compression = !strcmp(val + 7, "zlib") || !strcmp(val + 7, "libdeflate") ? 1 : -2;
+        cfg->compression_engine = !strcmp(val + 7, "libdeflate") ? 2 : 1;
+      } else if (!strncmp(val, "dedicated", 9) && (val[9] == 0 || val[9] == ':')) {
         cfg->compression = 2;
         if (val[9] == ':') kb = atoi(val + 10);
       } else {
         cfg->compression = -2;
       }
       if (cfg->compression == -2 || (kb != 1 && kb != 2 && kb != 4 && kb != 8 && kb != 16 && kb != 32)) {
-        fprintf(stderr, "edgews-lua: bad --compression '%s' (off|shared|dedicated[:1|2|4|8|16|32])\n", val);
+        fprintf(stderr, "edgews-lua: bad --compression '%s' "
+                "(off|shared[:zlib|libdeflate]|dedicated[:1|2|4|8|16|32])\n", val);
         return -1;
       }
       cfg->compression_window_kb = kb;

@@ -34,6 +34,7 @@ typedef struct {
   uint32_t inbox_limit;          /* messages a worker's inbox holds (hub/bus.h) */
   int compression;               /* -1: each app decides; 0 off; 1 shared; 2 dedicated */
   int compression_window_kb;     /* dedicated: 1..32 */
+  int compression_engine;        /* shared: 0 each app's engine; 1 zlib; 2 libdeflate */
   /* Durable storage (hub/store.h): opened when data_dir is set. */
   char *data_dir;                /* NULL: no store (pub/sub history in memory) */
   int pubsub_persist;            /* -1: on when data_dir is set; 0: memory; 1: store */

@@ -623,7 +623,10 @@ static int l_set_routes(lua_State *L) {
       while ((1 << (bits - 10)) < kb) bits++;
       if (pc->mode == EWS_PMD_DEDICATED) pc->server_window_bits = (uint8_t)bits;
       pc->client_no_context_takeover = pc->mode == EWS_PMD_SHARED;
-      if (pc->mode != EWS_PMD_SHARED) pc->engine = EWS_PMD_ENGINE_ZLIB;
+      if (pc->mode != EWS_PMD_SHARED || cfg->compression_engine == 1)
+        pc->engine = EWS_PMD_ENGINE_ZLIB;
+      else if (cfg->compression_engine == 2)
+        pc->engine = EWS_PMD_ENGINE_LIBDEFLATE;
     }
     lua_getfield(L, t, "origins");
     if (lua_istable(L, -1)) {

@@ -615,8 +615,14 @@ void ews_inflater_init(ews_inflater_t *inf, const ews_pmd_params_t *params,
                        uint64_t max_message) {
   memset(inf, 0, sizeof *inf);
   inf->limit = max_message ? max_message : UINT64_MAX;
-  inf->window_bits = params->client_window_bits;
-  if (inf->window_bits < 8 || inf->window_bits > 15) inf->window_bits = 15;
+  /* Always a 32 KiB window, whatever client_max_window_bits was agreed: zlib below 15
+   * bits checks a match distance against its window plus what the same inflate() call
+   * has produced, so data that breaks a smaller window would be accepted when it
+   * arrives in one piece and refused (1007) when split into reads or frames. At 15
+   * bits the check is exact (at most 32 KiB, and within the data so far), so the
+   * verdict never depends on how the message was split; every client that keeps its
+   * promise is inflated alike. */
+  inf->window_bits = 15;
   inf->no_context_takeover = params->client_no_context_takeover;
   inf->utf8 = EWS_UTF8_ACCEPT;
 }

@@ -13,8 +13,8 @@
  *    137 KB at 14/7, 72 KB at 13/6, 39 KB at 12/5, 9 KB at 9/1. `shared`: per
  *    worker (one per window size in use), so 0 bytes per connection. `dedicated`:
  *    that much per connection, allocated at its first compressed send.
- *  - Decompressor: (1 << window_bits) + a 7 KB struct, measured 40 KB at 15, 11 KB
- *    at 12, 8 KB at 9. Taken at the first compressed message. When
+ *  - Decompressor: a 32 KiB window (whatever client_max_window_bits was agreed) + a
+ *    7 KB struct, measured 40 KB. Taken at the first compressed message. When
  *    client_no_context_takeover was agreed it goes back to the worker's cache at the
  *    end of each message, so an idle connection holds none; with takeover the
  *    connection keeps it until freed.
@@ -24,8 +24,9 @@
  * never emits a match distance above (1 << windowBits) - 262, i.e. 250 at 9, which
  * fits a 256-byte window (the tests inflate such output with a 256-byte window). So
  * an offer of server_max_window_bits=8 is accepted and answered with 8, not
- * declined and not answered with 9 (which would break the client's limit). zlib's
- * inflate accepts 8, so client_max_window_bits=8 needs nothing special. */
+ * declined and not answered with 9 (which would break the client's limit). Our
+ * inflater always runs with 32 KiB, so client_max_window_bits=8 needs nothing
+ * special. */
 #ifndef EWS_DEFLATE_H
 #define EWS_DEFLATE_H
 
@@ -96,8 +97,8 @@ typedef struct {
                                          after each message */
   uint8_t server_window_bits;         /* 8..15: our compressed data may refer this
                                          far back (8 runs zlib at 9, see above) */
-  uint8_t client_window_bits;         /* 8..15: the client's window = our inflate
-                                         window */
+  uint8_t client_window_bits;         /* 8..15: the client's window (our inflater
+                                         uses 32 KiB whatever it is) */
 } ews_pmd_params_t;
 
 /* Chooses the first acceptable permessage-deflate offer in the client's
@@ -283,8 +284,10 @@ typedef struct {
 #define EWS_INFLATE_FREE_RESTARTS 8u
 #define EWS_INFLATE_BYTES_PER_RESTART 4096u
 
-/* Prepares an inflater for the agreed parameters (window = client_window_bits,
- * reset per message when client_no_context_takeover). max_message is the hard limit
+/* Prepares an inflater for the agreed parameters (reset per message when
+ * client_no_context_takeover). The window is always 32 KiB, whatever
+ * client_window_bits says, so that whether a message is accepted never depends on
+ * how it was split (see deflate.c). max_message is the hard limit
  * on one message's inflated size, 0 for none. Allocates nothing. */
 void ews_inflater_init(ews_inflater_t *inf, const ews_pmd_params_t *params,
                        uint64_t max_message);

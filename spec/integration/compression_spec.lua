@@ -320,6 +320,26 @@ describe("permessage-deflate #integration #lua", function()
         end
       end)
 
+    it("a message that refers back beyond the agreed client_max_window_bits=8 is echoed"
+      .. " whether it comes in one frame or in two (the verdict does not depend on the split)",
+      function()
+        local offers = { PMD .. "; client_max_window_bits=8" }
+        local paths = { "/shared", "/shared-no-cnct", "/dedicated" }
+        local argvs = {}
+        for i, path in ipairs(paths) do
+          argvs[i] = raw_argv(srv:url(path), "pmd_window_overreach", offers)
+        end
+        local results = run_all(argvs)
+        local failures = {}
+        for i, res in ipairs(results) do
+          -- the offered client_max_window_bits=8 binds the client whatever the 101 says
+          if not (res.ok == true and res.results and #res.results == 2) then
+            failures[#failures + 1] = paths[i] .. ": " .. enc(res)
+          end
+        end
+        assert(#failures == 0, table.concat(failures, "\n"))
+      end)
+
     it("closes 1002 for RSV1 on ping, close and continuation frames; 1007 for bad DEFLATE"
       .. " and for invalid UTF-8 after inflating; 1002 for RSV1 without the extension",
       function()
@@ -572,6 +592,45 @@ describe("--compression flag #integration #lua", function()
     local res = helper.assert_ok(helper.run(raw_argv(srv:url "/echo", "pmd_echo")))
     local a, b = result_by_label(res, "text_4k_compressed"), result_by_label(res, "text_4k_again_plain")
     assert.is_true(b.reply_rsv1 and a.reply_rsv1)
+  end)
+
+  -- deflate_engine.py counts the compressed payloads that hold a final DEFLATE block
+  -- then 00: libdeflate's shape (zlib's sync-flushed payloads have none). Of its 14
+  -- messages examples/echo compresses the 10 of 64 bytes or more; the engine app
+  -- (threshold 0) all, the two empty ones as the bare empty stored block.
+  local function engine_shape(url)
+    local res, rc = helper.run({ helper.PYTHON, helper.CLIENTS .. "/deflate_engine.py", url }, 60)
+    assert.are.equal(0, rc, enc(res))
+    local r = res[url]
+    assert.is_true(r.identical and r.compressed > 0, enc(r))
+    return r
+  end
+
+  it("--compression shared:libdeflate and shared:zlib pick the engine; shared keeps the app's", function()
+    local srv = helper.start_server { app = ECHO, args = { "--compression", "shared:libdeflate" } }
+    local r = engine_shape(srv:url "/echo")
+    assert.are.same({ 10, 10 }, { r.compressed, r.final }, enc(r))
+    local params = negotiate(srv, "/echo")
+    assert.is_true(params and params.server_no_context_takeover)
+    srv:stop()
+    local ENGINES = helper.app "deflate_engine_app.lua"
+    srv = helper.start_server { app = ENGINES, args = { "--compression", "shared:zlib" } }
+    assert.are.equal(0, engine_shape(srv:url "/ld").final)
+    srv:stop()
+    srv = helper.start_server { app = ENGINES, args = { "--compression", "shared" } }
+    r = engine_shape(srv:url "/ld")
+    assert.are.same({ 14, 12 }, { r.compressed, r.final }, enc(r))
+    assert.are.equal(0, engine_shape(srv:url "/zlib").final)
+  end)
+
+  it("refuses a bad --compression value", function()
+    for _, bad in ipairs { "shared:brotli", "shared:", "dedicated:libdeflate", "libdeflate" } do
+      local p = helper.spawn({ helper.BIN, "--compression", bad, ECHO })
+      assert.is_true(p:wait(10))
+      assert.are.equal(2, p.code)
+      assert.truthy(p:stderr():find("bad --compression '" .. bad .. "' (off|shared[:zlib|libdeflate]|", 1, true),
+        p:stderr())
+    end
   end)
 
   it("--compression off overrides the apps' settings", function()

@@ -37,6 +37,7 @@ import base64
 import hashlib
 import json
 import os
+import random
 import select
 import socket
 import ssl
@@ -797,6 +798,59 @@ def case_pmd_fragmented(conn, ctx, res):
     return good and res.get("close_code") == 1000 and res.get("tcp_closed") is True
 
 
+def case_pmd_window_overreach(conn, ctx, res):
+    """A client that agreed a small client_max_window_bits (offer it with
+    --extensions) and breaks that promise: a 600-byte binary message whose second
+    half is one back reference 300 bytes away, sent in one frame, then in two frames
+    cut where the reference starts. The verdict must not depend on the split: both
+    are echoed (the server inflates with a 32 KiB window). Records each variant."""
+    pmd = Pmd(conn.ext_header, ctx.offers)
+    rnd = random.Random(7)
+    blk = bytes(rnd.getrandbits(8) for _ in range(300))
+    data = blk + blk
+    comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+    part1 = comp.compress(blk) + comp.flush(zlib.Z_SYNC_FLUSH)
+    part2 = comp.compress(blk) + comp.flush(zlib.Z_SYNC_FLUSH)
+    assert part2.endswith(b"\x00\x00\xff\xff") and len(part2) < 24
+    part2 = part2[:-4]
+    res["agreed"] = pmd.params
+    # it does break a 256-byte window: zlib at 8 bits, one output byte per call (so
+    # that it checks every distance against its window alone), refuses it
+    strict = zlib.decompressobj(-8)
+    try:
+        buf = part1 + part2 + b"\x00\x00\xff\xff"
+        while buf:
+            strict.decompress(buf, 1)
+            buf = strict.unconsumed_tail
+        res["breaks_window"] = False
+    except zlib.error:
+        res["breaks_window"] = True
+    variants = [
+        ("one_frame", [build_frame(OP_BINARY, part1 + part2, rsv=4)]),
+        ("two_frames", [build_frame(OP_BINARY, part1, fin=False, rsv=4),
+                        build_frame(OP_CONT, part2)]),
+    ]
+    results = []
+    for label, frames in variants:
+        conn.send(b"".join(frames))
+        m = read_message(conn, time.monotonic() + ctx.timeout, res)
+        r = {"label": label}
+        results.append(r)
+        if m is None:
+            r["ok"] = False
+            r["error"] = "closed %s instead of an echo" % res.get("close_code")
+            break
+        op, wire, rsv1, _, _ = m
+        got = pmd.decompress(wire) if rsv1 else wire
+        r["ok"] = op == OP_BINARY and got == data
+    res["results"] = results
+    if "close_payload_len" not in res:
+        conn.send(build_frame(OP_CLOSE, close_payload(1000)))
+        await_close(conn, ctx, res)
+    return (res["breaks_window"] and len(results) == 2 and all(r["ok"] for r in results)
+            and res.get("close_code") == 1000 and res.get("tcp_closed") is True)
+
+
 def deflate_bomb(mib):
     """mib MiB of zeros, raw DEFLATE, as one message payload (tail 00 00 ff ff
     removed)."""
@@ -1144,6 +1198,10 @@ case("pmd_echo", "deflate", "echo",
 case("pmd_fragmented", "deflate", "echo",
      "compressed message in 4 frames, RSV1 on the first only, ping between (6.1)",
      case_pmd_fragmented)
+case("pmd_window_overreach", "deflate", "echo",
+     "a message referring back beyond the agreed client window, in one frame and in"
+     " two: echoed alike (the verdict does not depend on the split)",
+     case_pmd_window_overreach)
 case("pmd_bomb", "deflate", 1009,
      "--bomb-mib MiB of zeros deflated into one small frame: 1009 (RFC 6455 10.4)",
      case_pmd_bomb)
