@@ -320,6 +320,7 @@ void ews_conn_io_close(ews_conn_t *c) {
     if (c->io & (EWS_IO_IN | EWS_IO_OUT))
       ews_poller_set(&c->net->poller, c->fd, c, EPOLLIN, 0);
     close(c->fd);
+    c->fd = -1;
   }
   c->io = EWS_IO_CLOSED;
 }
