@@ -279,6 +279,7 @@ started:
   ews_lwaits_close_all(&w->vm);
   ews_ltimers_close_all(&w->vm);
   ews_bus_free(&w->hub.inbox);
+  ews_net_reap(&w->net); /* connections closed above: freed while the VM still runs */
   uv_walk(&w->loop, close_walk_cb, NULL);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   if (w->vm.L) ews_vm_close(w->vm.L);

@@ -577,7 +577,7 @@ void ews_lclients_close_all(ews_vm_t *w) {
   w->net->stopping = 1; /* no new connections from the close events below */
   for (ews_lclient_t *h = w->lclients; h; h = h->next)
     if (h->c) ews_conn_abort(h->c);
-  ews_net_run_pending(w->net); /* close events, then uv_close: freed in the loop's last run */
+  ews_net_run_pending(w->net); /* close events, then the sockets closed: the worker reaps */
   for (ews_lclient_t *h = w->lclients; h; h = h->next) {
     if (h->waiter) { /* parked at shutdown: it will never run again */
       ews_task_t *t = take_waiter(h);

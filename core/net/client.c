@@ -4,10 +4,15 @@
  * close hook (ews_conn_hook_t), so ews_conn_t carries nothing for it. */
 #include "net/client.h"
 
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "log.h"
@@ -33,7 +38,8 @@ typedef struct {
   uint8_t reported;     /* the owner heard open or failed */
   uint8_t probe;        /* an HTTP probe, not a WebSocket */
   resolve_t *resolve;   /* a pending name resolution, or NULL */
-  uv_connect_t creq;
+  int connect_err;      /* a refusal connect(2) reported at once (libuv error), for the
+                           connect event */
 } client_t;
 
 /* A resolution outlives its connection when the connection goes first: c is then
@@ -196,9 +202,9 @@ void ews_client_on_head_bytes(ews_conn_t *c, uint8_t *p, size_t n) {
 
 /* ---- connect ---------------------------------------------------------------------- */
 
-static void on_connect(uv_connect_t *req, int status) {
-  ews_conn_t *c = req->handle->data;
-  if (status == UV_ECANCELED || c->state != EWS_CS_HEAD) return;
+/* The connect finished (status: 0 or a libuv error). */
+static void on_connect(ews_conn_t *c, int status) {
+  if (c->state != EWS_CS_HEAD) return;
   client_t *cl = client_of(c);
   if (!cl) return;
   char msg[320];
@@ -207,7 +213,8 @@ static void on_connect(uv_connect_t *req, int status) {
     ews_client_fail(c, EWS_ECONNECT, msg);
     return;
   }
-  uv_tcp_nodelay(&c->tcp, 1);
+  int one = 1;
+  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   int r = ews_conn_read_start(c);
   if (r < 0) {
     snprintf(msg, sizeof msg, "connect: %s", uv_strerror(r));
@@ -226,9 +233,48 @@ static void on_connect(uv_connect_t *req, int status) {
   ews_conn_schedule_flush(c); /* the request (plain), or the ClientHello */
 }
 
-/* 0, or a libuv error (not reported: the caller decides). */
+void ews_client_on_connectable(ews_conn_t *c) {
+  client_t *cl = client_of(c);
+  int err = cl ? cl->connect_err : 0;
+  if (!err) {
+    int so = 0;
+    socklen_t len = sizeof so;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &so, &len) != 0) so = errno;
+    err = so ? uv_translate_sys_error(so) : 0;
+  }
+  c->io &= (uint8_t)~EWS_IO_CONNECTING;
+  c->flags &= (uint16_t)~EWS_CF_WRITING;
+  if (ews_conn_io_update(c) < 0 && !err) err = UV_EIO;
+  on_connect(c, err);
+}
+
+/* 0, or a libuv error (not reported: the caller decides). The outcome comes as the
+ * socket's first poller event (ews_client_on_connectable), never from here. */
 static int start_connect(ews_conn_t *c, client_t *cl, const struct sockaddr *sa) {
-  return uv_tcp_connect(&cl->creq, &c->tcp, sa, on_connect);
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return uv_translate_sys_error(errno);
+  socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  int r;
+  do r = connect(fd, sa, len);
+  while (r < 0 && errno == EINTR);
+  /* As libuv: a refusal reported at once comes with the connect event. */
+  if (r < 0 && errno != EINPROGRESS) {
+    if (errno != ECONNREFUSED) {
+      int e = uv_translate_sys_error(errno);
+      close(fd);
+      return e;
+    }
+    cl->connect_err = UV_ECONNREFUSED;
+  }
+  c->fd = fd;
+  c->io |= EWS_IO_CONNECTING;
+  r = ews_conn_io_update(c);
+  if (r < 0) {
+    c->io &= (uint8_t)~EWS_IO_CONNECTING;
+    c->fd = -1;
+    close(fd);
+  }
+  return r;
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
@@ -337,6 +383,7 @@ int ews_client_connect(ews_net_t *net, const ews_client_opts_t *o, void *udata,
     return EWS_ENOMEM;
   }
   c->net = net;
+  c->fd = -1;
   c->flags = EWS_CF_CLIENT;
   c->uref = EWS_CONN_NOREF;
   c->udata = udata;
@@ -383,12 +430,7 @@ int ews_client_connect(ews_net_t *net, const ews_client_opts_t *o, void *udata,
     free_new(c, cl);
     return n;
   }
-  int r = uv_tcp_init(net->loop, &c->tcp);
-  if (r < 0) {
-    free_new(c, cl);
-    return EWS_ENOMEM;
-  }
-  c->tcp.data = c;
+  int r;
   c->id = (++net->conn_seq << 8) | (uint64_t)(net->id & 0xff);
   c->next = net->conns;
   if (net->conns) net->conns->prev = c;

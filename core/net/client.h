@@ -9,7 +9,12 @@
  * succeeded, `failed` when it did not (then `free`), and afterwards `message`,
  * `close` and `free` exactly as for an accepted connection. Client connections are on
  * net->conns (a shutdown closes them with 1001) but not in net->nconns or the
- * process-wide connection count. Everything runs on the loop's thread. */
+ * process-wide connection count. Everything runs on the loop's thread.
+ *
+ * The connect is ours too (no libuv handle at any phase): a non-blocking socket,
+ * connect(2), and the loop's poller (net/poller.h) reports it writable when the
+ * connect finished (EWS_IO_CONNECTING); SO_ERROR says how. Then the socket reads
+ * and writes like an accepted one. */
 #ifndef EWS_CLIENT_H
 #define EWS_CLIENT_H
 
@@ -54,6 +59,8 @@ int ews_client_connect(ews_net_t *net, const ews_client_opts_t *o, void *udata,
 void ews_client_on_head_bytes(ews_conn_t *c, uint8_t *p, size_t n);
 void ews_client_on_timer(ews_conn_t *c);
 void ews_client_fail(ews_conn_t *c, int err, const char *reason);
+/* The poller's event for a connection whose connect is in progress (conn.c). */
+void ews_client_on_connectable(ews_conn_t *c);
 void ews_client_mask_key(uint8_t key[4]);
 
 #endif

@@ -2,12 +2,19 @@
  * handshake, failing and aborting, the sweep and the free, close hooks, and the
  * deadlines on the loop's timer wheel (handshake, authentication, idle, heartbeat,
  * close). Reading is conn_rx.c, writing conn_tx.c, the request head http.c and the
- * upgrade upgrade.c. */
+ * upgrade upgrade.c; the socket's registration on the loop's poller is here
+ * (ews_conn_io_update, ews_conn_on_io). */
 #include "net/conn_int.h"
 
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "log.h"
@@ -289,10 +296,65 @@ void ews_conn_on_timer(ews_tnode_t *node, void *ud) {
   }
 }
 
+/* ---- the socket on the loop's poller --------------------------------------------- */
+
+int ews_conn_io_update(ews_conn_t *c) {
+  if (c->fd < 0 || (c->io & EWS_IO_CLOSED)) return 0;
+  uint32_t want = 0, have = 0;
+  if (c->io & EWS_IO_READING) want |= EPOLLIN;
+  if ((c->flags & EWS_CF_WRITING) || (c->io & EWS_IO_CONNECTING)) want |= EPOLLOUT;
+  if (c->io & EWS_IO_IN) have |= EPOLLIN;
+  if (c->io & EWS_IO_OUT) have |= EPOLLOUT;
+  int r = ews_poller_set(&c->net->poller, c->fd, c, have, want);
+  if (r == 0)
+    c->io = (uint8_t)((c->io & ~(EWS_IO_IN | EWS_IO_OUT)) | (want & EPOLLIN ? EWS_IO_IN : 0) |
+                      (want & EPOLLOUT ? EWS_IO_OUT : 0));
+  return r;
+}
+
+void ews_conn_io_close(ews_conn_t *c) {
+  if (c->io & EWS_IO_CLOSED) return;
+  if (c->fd >= 0) {
+    /* close(2) alone would leave the registration while another descriptor (a dup)
+     * referred to the socket; there is none, but removing first is what epoll wants */
+    if (c->io & (EWS_IO_IN | EWS_IO_OUT))
+      ews_poller_set(&c->net->poller, c->fd, c, EPOLLIN, 0);
+    close(c->fd);
+    c->fd = -1;
+  }
+  c->io = EWS_IO_CLOSED;
+}
+
+void ews_conn_on_io(ews_conn_t *c, uint32_t ev) {
+  /* Closed by an earlier event of the same batch (the struct lives until the reaper). */
+  if (c->io & EWS_IO_CLOSED) return;
+  if (c->io & EWS_IO_CONNECTING) {
+    ews_client_on_connectable(c);
+    return;
+  }
+  int handled = 0;
+  /* Errors and hang-ups go to whichever direction is on: read(2) or the writev
+   * report them as today's libuv callbacks did. */
+  if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) && (c->io & EWS_IO_READING)) {
+    handled = 1;
+    ews_conn_on_readable(c);
+    if (c->io & EWS_IO_CLOSED) return;
+  }
+  if ((ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && (c->flags & EWS_CF_WRITING)) {
+    /* Writable again: the flush (this iteration's check phase) writes the queue; it
+     * keeps EPOLLOUT asked for if the kernel refuses bytes again, or drops it. */
+    handled = 1;
+    c->flags &= (uint16_t)~EWS_CF_WRITING;
+    ews_conn_schedule_flush(c);
+  }
+  /* An interest that is no longer wanted (EPOLLOUT after the flush was done by
+   * other means): bring the registration in line, or level-triggered epoll repeats. */
+  if (!handled && !(c->flags & EWS_CF_FLUSH_QUEUED)) ews_conn_io_update(c);
+}
+
 /* ---- sweep, free, accept -------------------------------------------------------- */
 
-void ews_conn_on_closed(uv_handle_t *h) {
-  ews_conn_t *c = h->data;
+void ews_conn_free(ews_conn_t *c) {
   ews_net_t *net = c->net;
   /* Services first (channels, pub/sub, presence, ...), then the owner. */
   while (c->cold && c->cold->hooks) {
@@ -344,19 +406,21 @@ void ews_conn_sweep(ews_conn_t *c) {
     const ews_conn_ops_t *ops = ews_conn_ops(c);
     if (ops && ops->close) ops->close(c);
   }
-  if (c->state == EWS_CS_CLOSED && !uv_is_closing((uv_handle_t *)&c->tcp)) {
-    ews_wheel_cancel(&c->net->wheel, &c->tnode);
-    uv_close((uv_handle_t *)&c->tcp, ews_conn_on_closed);
+  if (c->state == EWS_CS_CLOSED && !(c->io & EWS_IO_CLOSED)) {
+    ews_net_t *net = c->net;
+    ews_wheel_cancel(&net->wheel, &c->tnode);
+    ews_conn_io_close(c);
+    ews_net_reap_later(net, c); /* freed outside any callback that may still hold c */
   }
 }
 
 int ews_conn_peer(const ews_conn_t *c, char *ip, size_t cap, int *port) {
   struct sockaddr_storage ss;
-  int len = sizeof ss;
   *port = 0;
   if (cap >= 2) memcpy(ip, "?", 2); /* not snprintf: this runs once per upgrade */
-  int r = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
-  if (r != 0) return r;
+  socklen_t len = sizeof ss;
+  if (c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&ss, &len) != 0)
+    return c->fd < 0 ? UV_ENOTCONN : uv_translate_sys_error(errno);
   if (ss.ss_family == AF_INET6) {
     uv_ip6_name((struct sockaddr_in6 *)&ss, ip, cap);
     *port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
@@ -367,9 +431,12 @@ int ews_conn_peer(const ews_conn_t *c, char *ip, size_t cap, int *port) {
   return 0;
 }
 
-int ews_conn_accept(ews_net_t *net, uv_stream_t *listener, struct ews_tls_ctx *tls, int admin) {
+int ews_conn_accept(ews_net_t *net, int fd, struct ews_tls_ctx *tls, int admin) {
   ews_conn_t *c = calloc(1, sizeof *c);
-  if (!c) return EWS_ENOMEM;
+  if (!c) {
+    close(fd);
+    return EWS_ENOMEM;
+  }
   if (admin) c->flags |= EWS_CF_ADMIN;
   if (tls) {
     c->tls = calloc(1, sizeof *c->tls);
@@ -377,20 +444,11 @@ int ews_conn_accept(ews_net_t *net, uv_stream_t *listener, struct ews_tls_ctx *t
     if (!c->tls || !c->tls->tls) {
       free(c->tls);
       free(c);
+      close(fd);
       return EWS_ENOMEM;
     }
   }
-  int r = uv_tcp_init(net->loop, &c->tcp);
-  if (r < 0) {
-    if (c->tls) {
-      ews_tls_free(c->tls->tls);
-      free(c->tls);
-    }
-    free(c);
-    EWS_DEBUG("accept: %s", uv_strerror(r));
-    return EWS_EIO;
-  }
-  c->tcp.data = c;
+  c->fd = fd;
   c->net = net;
   c->uref = EWS_CONN_NOREF;
   c->id = (++net->conn_seq << 8) | (uint64_t)(net->id & 0xff);
@@ -400,12 +458,14 @@ int ews_conn_accept(ews_net_t *net, uv_stream_t *listener, struct ews_tls_ctx *t
   EWS_STAT_ADD(net->nconns, 1);
   EWS_STAT_ADD(net->stats.conns_total, 1);
   if (net->total_conns) __atomic_add_fetch(net->total_conns, 1, __ATOMIC_RELAXED);
-  r = uv_accept(listener, (uv_stream_t *)&c->tcp);
-  if (r == 0) r = uv_tcp_nodelay(&c->tcp, 1);
+  int one = 1, r = 0;
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+    r = uv_translate_sys_error(errno);
   if (r == 0) r = ews_conn_read_start(c);
   if (r < 0) {
+    /* the sweep closes the socket, the reaper frees c (the free hook runs) */
     c->state = EWS_CS_CLOSED;
-    uv_close((uv_handle_t *)&c->tcp, ews_conn_on_closed);
+    ews_conn_schedule_sweep(c);
     EWS_DEBUG("accept: %s", uv_strerror(r));
     return EWS_EIO;
   }

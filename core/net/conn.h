@@ -6,10 +6,15 @@
  *
  * Lifecycle: HEAD -> OPEN -> CLOSING (we sent close, await the peer's) -> DRAINING
  * (the WebSocket is over: flush, FIN, discard input until EOF or timeout) -> CLOSED
- * (uv_close issued; freed in its callback). Ending is never done from inside a
- * callback that may still use the connection: ews_conn_end() only queues it on the
- * loop's sweep list, and the sweep (a safe point) runs the owner's close event and
- * closes the handle. Functions an owner calls from inside one of its own events
+ * (socket closed by the sweep; the struct freed later by the loop's reaper, outside
+ * any connection callback). Ending is never done from inside a callback that may
+ * still use the connection: ews_conn_end() only queues it on the loop's sweep list,
+ * and the sweep (a safe point) runs the owner's close event and closes the socket.
+ *
+ * I/O: a connection is a non-blocking socket descriptor (`fd`) registered in the
+ * loop's inner epoll (net/poller.h), not a libuv handle: reads are read(2) into the
+ * loop's shared buffer, writes sendmsg(2) from the write queue, and EPOLLOUT is
+ * asked for only while the kernel refuses bytes (EWS_CF_WRITING). Functions an owner calls from inside one of its own events
  * (send, close, ...) never call back into the owner: events are deferred to the sweep.
  *
  * The code is split along the connection's seams: conn.c (lifecycle, timers, close
@@ -103,7 +108,7 @@ enum {
   EWS_CF_SWEEP_QUEUED = 1u << 1,
   EWS_CF_PING_OUT = 1u << 2,   /* heartbeat ping sent, pong not yet seen */
   EWS_CF_OPENED = 1u << 3,     /* the owner's open event ran */
-  EWS_CF_WRITING = 1u << 4,    /* a uv_write is in flight */
+  EWS_CF_WRITING = 1u << 4,    /* the socket refused bytes: waiting for EPOLLOUT */
   EWS_CF_SHUT = 1u << 5,       /* FIN sent */
   EWS_CF_EOF = 1u << 6,        /* peer's FIN seen */
   EWS_CF_CLOSE_EVENT = 1u << 7, /* the owner's close event is due/done */
@@ -167,8 +172,16 @@ typedef struct {
 
 /* The fields are the net layer's; other layers read them through the functions below,
  * and own only `udata` and `uref` (the net layer never reads those). */
+/* c->io: the socket's state on the loop's poller (net/poller.h). */
+enum {
+  EWS_IO_READING = 1u << 0,    /* reading is on (read_start .. read_stop) */
+  EWS_IO_CONNECTING = 1u << 1, /* an outbound connect is in progress (EPOLLOUT) */
+  EWS_IO_IN = 1u << 2,         /* registered with EPOLLIN */
+  EWS_IO_OUT = 1u << 3,        /* registered with EPOLLOUT */
+  EWS_IO_CLOSED = 1u << 4      /* socket closed by the sweep; waiting for the reaper */
+};
+
 typedef struct ews_conn {
-  uv_tcp_t tcp;
   ews_net_t *net;
   ews_app_t *app;          /* set at upgrade; referenced */
   struct ews_conn *prev, *next;
@@ -188,17 +201,19 @@ typedef struct ews_conn {
   uint32_t since_ms;       /* when the current state began (OPEN: the 101) */
   uint32_t last_rx_ms;     /* last frame from the peer */
   uint8_t state;
+  uint8_t io;              /* EWS_IO_* */
   uint16_t flags;
+  int fd;                  /* the non-blocking socket, or -1 (client before connect) */
 } ews_conn_t;
-/* An idle plain connection is one glibc chunk of 512 bytes (504 + the 8-byte header):
+/* An idle plain connection is one glibc chunk of 272 bytes (264 + the 8-byte header):
  * a field more moves it to the next size class (see bench/PROFILE.md). */
-_Static_assert(sizeof(ews_conn_t) <= 504, "ews_conn_t outgrew its 512-byte malloc chunk");
+_Static_assert(sizeof(ews_conn_t) <= 264, "ews_conn_t outgrew its 272-byte malloc chunk");
 
-/* Accepts one connection from the listener; with `tls` it starts with a TLS
- * handshake. 0, EWS_ENOMEM, or EWS_EIO when libuv refused (logged at debug level
- * with libuv's reason); then nothing stays allocated and the pending connection was
- * refused. */
-int ews_conn_accept(ews_net_t *net, uv_stream_t *listener, struct ews_tls_ctx *tls, int admin);
+/* Takes one accepted socket (fd, non-blocking) from the listener; with `tls` it
+ * starts with a TLS handshake. 0, EWS_ENOMEM, or EWS_EIO when the socket could not
+ * be set up (logged at debug level); on failure the socket is closed and nothing
+ * stays allocated. */
+int ews_conn_accept(ews_net_t *net, int fd, struct ews_tls_ctx *tls, int admin);
 
 /* Queues a data frame. 0, EWS_ECLOSED (not OPEN), EWS_EBACKPRESSURE (dropped or
  * connection closing under the policy), EWS_EMSG_TOO_BIG, EWS_ENOMEM. */
@@ -321,7 +336,10 @@ static inline unsigned ews_conn_close_status(const ews_conn_t *c, const char **r
 
 /* Loop internals (net.c). */
 void ews_conn_flush(ews_conn_t *c);    /* writev the queue (from the flush list) */
-void ews_conn_sweep(ews_conn_t *c);    /* close event + uv_close (from the sweep list) */
+void ews_conn_sweep(ews_conn_t *c);    /* close event + closing the socket (from the sweep list) */
+void ews_conn_free(ews_conn_t *c);     /* close hooks, owner's free, free (net.c's reaper) */
+/* The poller's event for a connection's socket (net.c). */
+void ews_conn_on_io(ews_conn_t *c, uint32_t events);
 void ews_conn_on_timer(ews_tnode_t *node, void *ud);
 
 #endif

@@ -53,10 +53,22 @@ static inline void ews_conn_set_ping_ms(ews_conn_t *c, uint32_t ms) { c->tnode.s
 /* The WebSocket session (or HTTP exchange) is over: flush, FIN, linger, close. */
 void ews_conn_enter_draining(ews_conn_t *c);
 void ews_conn_set_close_reason(ews_conn_t *c, unsigned code, const char *reason, size_t len);
-void ews_conn_on_closed(uv_handle_t *h);
+/* The socket's interest on the loop's poller from c->io's READING and CONNECTING and
+ * EWS_CF_WRITING (EPOLLIN while reading, EPOLLOUT while waiting to write or to
+ * connect; unregistered with neither). 0 or a libuv error (registration unchanged). */
+int ews_conn_io_update(ews_conn_t *c);
+/* Unregisters and closes the socket (from the sweep): c->io becomes EWS_IO_CLOSED. */
+void ews_conn_io_close(ews_conn_t *c);
+
+/* net.c: c's socket is closed; the loop's reaper frees c (ews_conn_free) from its
+ * idle phase, never from inside a callback. */
+void ews_net_reap_later(ews_net_t *net, ews_conn_t *c);
 
 /* conn_rx.c: reading */
 int ews_conn_read_start(ews_conn_t *c); /* 0 or a libuv error */
+void ews_conn_read_stop(ews_conn_t *c);
+/* The socket is readable (or hung up): reads, at most EWS_READS_PER_EVENT buffers. */
+void ews_conn_on_readable(ews_conn_t *c);
 /* Frames that followed the 101 (or arrived in a read). */
 void ews_conn_feed_frames(ews_conn_t *c, uint8_t *p, size_t n);
 /* `in` is charged to the message memory budget (net/msgmem.h). */

@@ -3,12 +3,15 @@
  * request head (http.c) or to the frame receiver. Frames are parsed and unmasked in
  * place; a message that arrived as one frame is handed to the owner straight from the
  * read buffer, and only fragmented or split messages are gathered in a per-connection
- * buffer (`in`) that exists just for that message. Pausing stops reading. */
+ * buffer (`in`) that exists just for that message. Pausing stops reading (the
+ * socket's EPOLLIN interest on the loop's poller). */
 #include "net/conn_int.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "log.h"
@@ -136,16 +139,7 @@ void ews_conn_feed_frames(ews_conn_t *c, uint8_t *p, size_t n) {
   }
 }
 
-/* ---- libuv callbacks ------------------------------------------------------------ */
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)suggested;
-  ews_conn_t *c = h->data;
-  /* TLS keeps room at the front for an unfinished record from the last read. */
-  size_t off = c->tls ? ews_tls_read_reserve(c->tls->tls) : 0;
-  buf->base = (char *)c->net->rbuf + off;
-  buf->len = EWS_READ_BUF - off;
-}
+/* ---- reading the socket ----------------------------------------------------------- */
 
 /* Turns ciphertext that landed in the read buffer into plaintext at its start.
  * Returns 1 with *p and *n set when there is plaintext (maybe none) to process, 0 when
@@ -180,13 +174,13 @@ static int tls_unwrap(ews_conn_t *c, size_t nread, uint8_t **p, size_t *n, int *
   return 0;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  ews_conn_t *c = s->data;
+/* One read's outcome: nread bytes at base, or UV_EOF, or a libuv error. */
+static void on_read(ews_conn_t *c, ssize_t nread, uint8_t *base) {
   if (nread < 0) {
     if (nread != UV_EOF)
       EWS_DEBUG("conn %llu: read error: %s", (unsigned long long)c->id, uv_strerror((int)nread));
     c->flags |= EWS_CF_EOF;
-    uv_read_stop(s);
+    ews_conn_read_stop(c);
     if ((c->flags & EWS_CF_CLIENT) && c->state == EWS_CS_HEAD) {
       ews_client_fail(c, EWS_EHANDSHAKE, nread == UV_EOF
                                              ? "handshake: the server closed the connection"
@@ -200,7 +194,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (nread == 0) return;
   EWS_STAT_ADD(c->net->stats.bytes_in, (uint64_t)nread);
-  uint8_t *p = (uint8_t *)buf->base;
+  uint8_t *p = base;
   size_t n = (size_t)nread;
   int tls_eof = 0;
   if (c->tls && c->state < EWS_CS_DRAINING && !tls_unwrap(c, n, &p, &n, &tls_eof)) return;
@@ -224,14 +218,48 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
 }
 
+/* Reads per readiness event: a connection that keeps its socket full gives the
+ * others their turn after this many buffers (libuv's streams read up to 32). */
+#define EWS_READS_PER_EVENT 16
+
+void ews_conn_on_readable(ews_conn_t *c) {
+  for (int i = 0; i < EWS_READS_PER_EVENT; i++) {
+    /* Paused, stopped at EOF, or closed by what the last read delivered. */
+    if (!(c->io & EWS_IO_READING) || c->state == EWS_CS_CLOSED) return;
+    /* TLS keeps room at the front for an unfinished record from the last read. */
+    size_t off = c->tls ? ews_tls_read_reserve(c->tls->tls) : 0;
+    uint8_t *base = c->net->rbuf + off;
+    size_t cap = EWS_READ_BUF - off;
+    ssize_t n;
+    do n = read(c->fd, base, cap);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      on_read(c, uv_translate_sys_error(errno), base);
+      return;
+    }
+    on_read(c, n == 0 ? UV_EOF : n, base);
+    if ((size_t)n < cap) return; /* drained (or EOF) */
+  }
+}
+
 int ews_conn_read_start(ews_conn_t *c) {
-  return uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  c->io |= EWS_IO_READING;
+  int r = ews_conn_io_update(c);
+  if (r < 0) c->io &= (uint8_t)~EWS_IO_READING;
+  return r;
+}
+
+void ews_conn_read_stop(ews_conn_t *c) {
+  if (!(c->io & EWS_IO_READING)) return;
+  c->io &= (uint8_t)~EWS_IO_READING;
+  ews_conn_io_update(c); /* removing cannot fail for a registered socket */
 }
 
 void ews_conn_pause(ews_conn_t *c) {
   if (c->flags & EWS_CF_PAUSED) return;
   c->flags |= EWS_CF_PAUSED;
-  uv_read_stop((uv_stream_t *)&c->tcp);
+  ews_conn_read_stop(c);
 }
 
 void ews_conn_unpause(ews_conn_t *c) {
@@ -239,6 +267,6 @@ void ews_conn_unpause(ews_conn_t *c) {
   c->flags &= (uint16_t)~EWS_CF_PAUSED;
   c->last_rx_ms = ews_conn_now(c);
   /* Draining reads too: it must see the client's FIN to let go early. */
-  if (c->state < EWS_CS_CLOSED && !(c->flags & EWS_CF_EOF))
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (c->state < EWS_CS_CLOSED && !(c->flags & EWS_CF_EOF) && ews_conn_read_start(c) < 0)
+    ews_conn_abort(c);
 }

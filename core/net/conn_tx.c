@@ -2,11 +2,14 @@
  * connection's write queue (compressed first into the loop's scratch buffer when the
  * connection negotiated permessage-deflate), under the app's slow-consumer policy,
  * and the connection goes on the loop's flush list. The flush (once per loop
- * iteration) seals the plaintext into TLS records for wss://, writes with one writev
- * and hands what the kernel did not take to uv_write; a draining connection then
+ * iteration) seals the plaintext into TLS records for wss://, writes with one
+ * sendmsg (a writev that cannot raise SIGPIPE) and, when the kernel does not take
+ * everything, keeps the rest queued and asks the loop's poller for EPOLLOUT
+ * (EWS_CF_WRITING), whose event brings the flush back; a draining connection then
  * sends its FIN. */
 #include "net/conn_int.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -18,6 +21,21 @@
 #include "net/tls.h"
 #include "proto/close_codes.h"
 #include "stat.h"
+
+/* Writes iov to the socket: the bytes written, UV_EAGAIN when the kernel took none,
+ * or a libuv error. */
+static ssize_t sock_writev(ews_conn_t *c, struct iovec *iov, int n) {
+  if (c->fd < 0 || (c->io & (EWS_IO_CONNECTING | EWS_IO_CLOSED))) return UV_EAGAIN;
+  struct msghdr m;
+  memset(&m, 0, sizeof m);
+  m.msg_iov = iov;
+  m.msg_iovlen = (size_t)n;
+  ssize_t r;
+  do r = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+  while (r < 0 && errno == EINTR);
+  if (r >= 0) return r;
+  return errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : uv_translate_sys_error(errno);
+}
 
 int ews_conn_queue_raw(ews_conn_t *c, const void *a, size_t alen, const void *b, size_t blen) {
   int r = ews_wq_append(&c->wq, &c->net->pool, a, alen, b, blen);
@@ -56,7 +74,7 @@ static int send_direct(ews_conn_t *c, const void *a, size_t alen, const void *b,
     ews_conn_schedule_flush(c);
     return 0;
   }
-  int r = uv_try_write((uv_stream_t *)&c->tcp, (const uv_buf_t *)iov, 2);
+  ssize_t r = sock_writev(c, iov, 2);
   if (r < 0) r = 0; /* EAGAIN, or an error the flush will meet: queue it all */
   size_t done = (size_t)r;
   if (done) EWS_STAT_ADD(c->net->stats.bytes_out, (uint64_t)done);
@@ -178,32 +196,14 @@ void ews_conn_send_close_frame(ews_conn_t *c, unsigned code, const char *reason,
 
 /* ---- flushing ------------------------------------------------------------------- */
 
-static void on_write(uv_write_t *req, int status) {
-  ews_conn_t *c = req->handle->data;
-  size_t total = (size_t)(uintptr_t)req->data;
-  free(req);
-  c->flags &= (uint16_t)~EWS_CF_WRITING;
-  if (status == UV_ECANCELED) return; /* handle closing */
-  if (status < 0) {
-    EWS_DEBUG("conn %llu: write error: %s", (unsigned long long)c->id, uv_strerror(status));
-    ews_conn_abort(c);
-    return;
-  }
-  ews_wq_consume(c->tls ? &c->tls->out : &c->wq, total);
-  EWS_STAT_ADD(c->net->stats.bytes_out, total);
-  ews_conn_schedule_flush(c);
-}
-
 static void maybe_finish_draining(ews_conn_t *c) {
   if (c->state != EWS_CS_DRAINING || ews_conn_buffered(c) || (c->flags & EWS_CF_WRITING) ||
       ews_conn_body(c))
     return;
   if (!(c->flags & EWS_CF_SHUT)) {
-    /* The queue is empty and nothing is in flight, so a direct shutdown(2) cannot
-     * overtake queued bytes; it saves a uv_shutdown_t per connection. */
-    uv_os_fd_t fd;
+    /* The queue is empty, so shutdown(2) cannot overtake queued bytes. */
     c->flags |= EWS_CF_SHUT;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) shutdown(fd, SHUT_WR);
+    if (c->fd >= 0 && !(c->io & (EWS_IO_CONNECTING | EWS_IO_CLOSED))) shutdown(c->fd, SHUT_WR);
   }
   /* After a completed close handshake the client has nothing more to send: close
    * now (the server closes first, RFC 6455 7.1.1). After a failure or an HTTP
@@ -239,11 +239,14 @@ static ews_writeq_t *tls_seal(ews_conn_t *c) {
   return &c->tls->out;
 }
 
-void ews_conn_flush(ews_conn_t *c) {
+static void flush(ews_conn_t *c) {
+  /* WRITING: the kernel refused bytes; the poller's EPOLLOUT brings the flush back. */
   if (c->state == EWS_CS_CLOSED || (c->flags & EWS_CF_WRITING)) return;
+  /* A client before its connect completed: its connect event schedules the flush. */
+  if (c->fd < 0 || (c->io & EWS_IO_CONNECTING)) return;
   /* A static file's body (net/static_files.h) follows the queue: when the queue is
-   * empty the body moves on (sendfile); a part of it queued here goes to uv_write
-   * directly, whose callback brings the rest on a later loop turn. */
+   * empty the body moves on (sendfile); a part of it queued here waits for the
+   * socket's next EPOLLOUT, which brings the rest on a later loop turn. */
   int async = 0;
 again:;
   ews_writeq_t *q = &c->wq;
@@ -252,10 +255,10 @@ again:;
   size_t total;
   while (q->bytes && !async) {
     int n = ews_wq_iov(q, iov, 64, &total);
-    int r = uv_try_write((uv_stream_t *)&c->tcp, (const uv_buf_t *)iov, (unsigned)n);
+    ssize_t r = sock_writev(c, iov, n);
     if (r == UV_EAGAIN) break;
     if (r < 0) {
-      EWS_DEBUG("conn %llu: write error: %s", (unsigned long long)c->id, uv_strerror(r));
+      EWS_DEBUG("conn %llu: write error: %s", (unsigned long long)c->id, uv_strerror((int)r));
       ews_conn_abort(c);
       return;
     }
@@ -264,20 +267,7 @@ again:;
     if ((size_t)r < total) break;
   }
   if (q->bytes) {
-    /* The socket is full: hand the rest to libuv, which writes when it can. */
-    uv_write_t *req = malloc(sizeof *req);
-    if (!req) {
-      ews_conn_abort(c);
-      return;
-    }
-    int n = ews_wq_iov(q, iov, 64, &total);
-    req->data = (void *)(uintptr_t)total;
-    int r = uv_write(req, (uv_stream_t *)&c->tcp, (const uv_buf_t *)iov, (unsigned)n, on_write);
-    if (r < 0) {
-      free(req);
-      ews_conn_abort(c);
-      return;
-    }
+    /* The socket is full: the rest stays queued until the poller says writable. */
     c->flags |= EWS_CF_WRITING;
     return;
   }
@@ -293,4 +283,10 @@ again:;
     }
   }
   maybe_finish_draining(c);
+}
+
+void ews_conn_flush(ews_conn_t *c) {
+  flush(c);
+  /* EPOLLOUT on while WRITING, off otherwise (a no-op when unchanged). */
+  if (c->state != EWS_CS_CLOSED && ews_conn_io_update(c) < 0) ews_conn_abort(c);
 }

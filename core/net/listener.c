@@ -1,4 +1,6 @@
-/* listener.c — listening sockets (see listener.h). */
+/* listener.c — listening sockets (see listener.h): libuv's uv_tcp_t listens and
+ * accepts (its accept loop, its EMFILE reserve descriptor); each accepted socket
+ * becomes a connection (net/conn.h) that owns the bare descriptor. */
 #include "net/listener.h"
 
 #include <errno.h>
@@ -23,7 +25,13 @@ static void on_connection(uv_stream_t *server, int status) {
     }
     return;
   }
-  int r = ews_conn_accept(net, server, l->tls ? net->tls : NULL, l->admin);
+  /* libuv accepted the socket (accept4, non-blocking, close-on-exec) and keeps it
+   * for uv_accept: the connection takes the descriptor itself instead, with no
+   * libuv handle (net/poller.h). libuv goes on accepting as after a uv_accept. */
+  int fd = server->accepted_fd;
+  server->accepted_fd = -1;
+  if (fd < 0) return;
+  int r = ews_conn_accept(net, fd, l->tls ? net->tls : NULL, l->admin);
   if (r == EWS_ENOMEM) EWS_WARN("accept: %s", ews_strerror(r)); /* EWS_EIO was logged */
 }
 

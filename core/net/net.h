@@ -22,6 +22,7 @@
 
 #include "net/app.h"
 #include "net/buf.h"
+#include "net/poller.h"
 #include "net/static_files.h"
 #include "net/timers.h"
 #include "proto/deflate.h"
@@ -93,12 +94,16 @@ typedef struct ews_net {
   int stopping;               /* draining: upgrades are refused with 503 */
   ews_wheel_t wheel;          /* connection deadlines */
   uv_timer_t ticker;          /* drives the wheel */
+  ews_poller_t poller;        /* every connection's socket (net/poller.h) */
+  uv_idle_t reaper;           /* active while reap_head is not empty */
   ews_bufpool_t pool;
   ews_zbuf_t zscratch;        /* compressed frames are built here, then queued */
   uint8_t *rbuf;              /* EWS_READ_BUF bytes */
   ews_conn_t *conns;          /* all connections (doubly linked) */
   ews_conn_t *flush_head;     /* connections with queued bytes */
-  ews_conn_t *sweep_head;     /* connections that ended: close event, then uv_close */
+  ews_conn_t *sweep_head;     /* connections that ended: close event, then closing the socket */
+  ews_conn_t *reap_head;      /* closed sockets whose structs are freed by the reaper
+                                 (linked by sweep_next) */
   uint32_t nconns;            /* read by other threads */
   uint64_t conn_seq;
   uint64_t last_emfile_log;
@@ -113,7 +118,8 @@ typedef struct ews_net {
 } ews_net_t;
 
 /* Prepares net for loop (zeroed by the caller first): the read buffer, the wheel and
- * its ticker (a handle on the loop: closed with the loop's others). 0 or EWS_ENOMEM. */
+ * its ticker, the connections' poller and the reaper (handles on the loop: closed
+ * with the loop's others). 0, EWS_ENOMEM, or EWS_EIO (no epoll descriptor). */
 int ews_net_init(ews_net_t *net, uv_loop_t *loop, int id);
 /* Much memory was just freed on this loop (idle TLS connections dropped their cipher
  * contexts, after their handshakes): EWS_TRIM_QUIET_MS after the first such call the
@@ -123,7 +129,14 @@ int ews_net_init(ews_net_t *net, uv_loop_t *loop, int id);
 #define EWS_TRIM_QUIET_MS 500u
 void ews_net_trim_later(ews_net_t *net);
 
-/* After the loop closed every handle: frees the routes, buffers and scratch. */
+/* Frees the connections whose sockets were closed (their close hooks and the owner's
+ * `free` run now): the reaper does this from the loop's idle phase; whoever stops the
+ * loop calls it once more before closing the loop's handles. Never from inside a
+ * connection's callback. */
+void ews_net_reap(ews_net_t *net);
+/* After the loop closed every handle: frees the routes, buffers and scratch, closes
+ * the sockets of connections still open (their structs are not freed: their owner
+ * is gone) and the poller's descriptor. */
 void ews_net_free(ews_net_t *net);
 /* Runs the flush and sweep lists until both are empty (call from the loop's prepare
  * and check phases, and after anything that may have queued work). */

@@ -320,8 +320,8 @@ int ews_static_body_send(ews_conn_t *c) {
   if (!b) return 0;
   c->since_ms = ews_conn_now(c); /* progress: the close timeout counts from here */
   if (c->tls) return copy_into_queue(c, TLS_TURN);
-  uv_os_fd_t sock;
-  if (uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0) return EWS_EIO;
+  int sock = c->fd;
+  if (sock < 0) return EWS_EIO;
   size_t sent = 0;
   while (b->off < b->end && sent < SENDFILE_TURN) {
     size_t want = SENDFILE_TURN - sent;
@@ -345,7 +345,7 @@ int ews_static_body_send(ews_conn_t *c) {
     ews_static_body_free(c);
     return 0;
   }
-  /* The socket is full (or this turn's share is used): a piece through uv_write,
-   * whose callback comes when the socket took it. */
+  /* The socket is full (or this turn's share is used): a piece through the queue,
+   * written when the socket is writable again (the poller's EPOLLOUT). */
   return copy_into_queue(c, COPY_PIECE);
 }

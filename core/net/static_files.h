@@ -60,8 +60,8 @@ void ews_static_serve(ews_conn_t *c, const ews_static_mount_t *m, const ews_http
 
 /* For the flush (conn_tx.c), when the connection has a body (c->body) and nothing is
  * queued or being written: moves the next part of the body. Returns 0 when the body
- * is done (and freed), 1 when it queued bytes in c->wq that must be handed to
- * uv_write (not written directly: its callback is what brings the rest), or a negative
+ * is done (and freed), 1 when it queued bytes in c->wq that wait for the socket's
+ * next EPOLLOUT (not written directly: that event is what brings the rest), or a negative
  * error (EWS_EIO: the file shrank or could not be read; the caller aborts). */
 int ews_static_body_send(ews_conn_t *c);
 /* Closes the body's file and frees it (c->body = NULL). */
