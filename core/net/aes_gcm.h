@@ -39,8 +39,9 @@ int ews_aes_gcm_open(const uint8_t *rk, int nr, const uint8_t iv[12], const uint
  * test that the interposition is live reads it. */
 uint64_t ews_aes_gcm_calls(void);
 
-/* libmbedcrypto's own mbedtls_gcm_crypt_and_tag / mbedtls_gcm_auth_decrypt (the
- * functions ours fall back to), for tests and the speed tool; same arguments and
+/* libmbedcrypto's own mbedtls_gcm_crypt_and_tag, and mbedtls_gcm_auth_decrypt done as
+ * the library does it on top of that (the library's would call our crypt_and_tag
+ * through its PLT), as references for tests and the speed tool; same arguments and
  * results. ctx is an mbedtls_gcm_context. */
 int ews_gcm_lib_crypt_and_tag(void *ctx, int mode, size_t length, const unsigned char *iv,
                               size_t iv_len, const unsigned char *add, size_t add_len,
