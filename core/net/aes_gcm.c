@@ -152,11 +152,100 @@ TGT static inline __m128i ctr1(const __m128i *k, int nr, __m128i *c) {
   return aes1(k, nr, bswap128(*c));
 }
 
+/* ---- VAES / VPCLMULQDQ: 16 blocks per step in 8 ymm registers ---------------- */
+
+#define TGT_WIDE \
+  __attribute__((target("aes,pclmul,ssse3,sse4.1,avx,avx2,avx512f,avx512vl,vaes,vpclmulqdq")))
+
+static int wide_off; /* ews_aes_gcm_set_wide(0) */
+
+static int wide_ok(void) {
+  return !wide_off && __builtin_cpu_supports("vaes") && __builtin_cpu_supports("vpclmulqdq") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2");
+}
+
+int ews_aes_gcm_wide(void) {
+  return ews_aes_gcm_supported() && wide_ok();
+}
+
+void ews_aes_gcm_set_wide(int on) {
+  wide_off = !on;
+}
+
+TGT_WIDE static inline __m256i bswap256(__m256i x) {
+  const __m256i m = _mm256_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1,
+                                    2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  return _mm256_shuffle_epi8(x, m);
+}
+
+/* Whole 256-byte steps of in[0 .. len) (len >= 256): CTR and GHASH as the 8-block code,
+ * two blocks per register, powers H^16 .. H^1, one reduction per step. c and y are
+ * carried in and out; returns the bytes done. */
+TGT_WIDE __attribute__((noinline)) static size_t bulk_wide(int enc, const __m128i *k, int nr,
+                                                            __m128i *cp, __m128i *yp, __m128i h,
+                                                            const uint8_t *in, uint8_t *out,
+                                                            size_t len) {
+  __m128i pw[16];
+  pw[0] = h;
+  for (int p = 1; p < 16; p++) pw[p] = gfmul(pw[p - 1], h);
+  /* register j holds blocks 2j (low lane, times H^(16-2j)) and 2j+1 (H^(15-2j)) */
+  __m256i hp[8], hk[8], kw[15];
+  for (int j = 0; j < 8; j++) {
+    hp[j] = _mm256_set_m128i(pw[14 - 2 * j], pw[15 - 2 * j]);
+    hk[j] = _mm256_xor_si256(hp[j], _mm256_shuffle_epi32(hp[j], 0x4E));
+  }
+  for (int r = 0; r <= nr; r++) kw[r] = _mm256_broadcastsi128_si256(k[r]);
+  __m256i c = _mm256_add_epi32(_mm256_broadcastsi128_si256(*cp),
+                               _mm256_set_epi32(0, 0, 0, 2, 0, 0, 0, 1));
+  const __m256i two = _mm256_set_epi32(0, 0, 0, 2, 0, 0, 0, 2);
+  __m128i y = *yp;
+  size_t i = 0;
+  for (; i + 256 <= len; i += 256) {
+    __m256i b[8], x[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+      b[j] = _mm256_xor_si256(bswap256(c), kw[0]);
+      c = _mm256_add_epi32(c, two);
+    }
+    for (int r = 1; r < nr; r++) {
+      __m256i kr = kw[r];
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; j++) b[j] = _mm256_aesenc_epi128(b[j], kr);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+      __m256i d = _mm256_loadu_si256((const __m256i *)(in + i + 32 * j));
+      __m256i o = _mm256_xor_si256(_mm256_aesenclast_epi128(b[j], kw[nr]), d);
+      _mm256_storeu_si256((__m256i *)(out + i + 32 * j), o);
+      x[j] = bswap256(enc ? o : d);
+    }
+    x[0] = _mm256_xor_si256(x[0], _mm256_set_m128i(_mm_setzero_si128(), y));
+    __m256i lo = _mm256_setzero_si256(), hi = lo, mid = lo;
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+      lo = _mm256_xor_si256(lo, _mm256_clmulepi64_epi128(x[j], hp[j], 0x00));
+      hi = _mm256_xor_si256(hi, _mm256_clmulepi64_epi128(x[j], hp[j], 0x11));
+      __m256i xk = _mm256_xor_si256(x[j], _mm256_shuffle_epi32(x[j], 0x4E));
+      mid = _mm256_xor_si256(mid, _mm256_clmulepi64_epi128(xk, hk[j], 0x00));
+    }
+    acc_t a;
+    a.lo = _mm_xor_si128(_mm256_castsi256_si128(lo), _mm256_extracti128_si256(lo, 1));
+    a.hi = _mm_xor_si128(_mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1));
+    a.mid = _mm_xor_si128(_mm256_castsi256_si128(mid), _mm256_extracti128_si256(mid, 1));
+    karatsuba_fix(&a);
+    y = reduce(&a);
+  }
+  /* the low lane of c is the next block's counter: step back to "last used" */
+  *cp = _mm_sub_epi32(_mm256_castsi256_si128(c), _mm_set_epi32(0, 0, 0, 1));
+  *yp = y;
+  return i;
+}
+
 /* ---- GCM -------------------------------------------------------------------- */
 
-TGT static inline __attribute__((always_inline)) void gcm_body(int enc, const uint8_t *rk, int nr, const uint8_t iv[12],
-                       const uint8_t *aad, size_t aad_len, const uint8_t *in, uint8_t *out,
-                       size_t len, uint8_t full_tag[16]) {
+TGT static inline __attribute__((always_inline)) void
+gcm_body(int enc, int wide, const uint8_t *rk, int nr, const uint8_t iv[12], const uint8_t *aad,
+         size_t aad_len, const uint8_t *in, uint8_t *out, size_t len, uint8_t full_tag[16]) {
   __m128i k[15];
   for (int i = 0; i <= nr; i++) k[i] = _mm_loadu_si128((const __m128i *)(rk + 16 * i));
   uint8_t j0b[16];
@@ -170,7 +259,8 @@ TGT static inline __attribute__((always_inline)) void gcm_body(int enc, const ui
   if (aad_len) y = ghash_bytes(y, h, aad, aad_len);
 
   size_t i = 0;
-  if (len >= 128) {
+  if (wide && len >= 256) i = bulk_wide(enc, k, nr, &c, &y, h, in, out, len);
+  if (len - i >= 128) {
     __m128i hp[8], hk[8];
     hp[0] = h;
     for (int p = 1; p < 8; p++) hp[p] = gfmul(hp[p - 1], h);
@@ -180,8 +270,8 @@ TGT static inline __attribute__((always_inline)) void gcm_body(int enc, const ui
       /* encrypt batch i, then each loop hashes batch i while encrypting batch i + 1 */
       ctr8(k, nr, &c, b);
       for (int j = 0; j < 8; j++)
-        _mm_storeu_si128((__m128i *)(out + 16 * j),
-                         _mm_xor_si128(b[j], _mm_loadu_si128((const __m128i *)(in + 16 * j))));
+        _mm_storeu_si128((__m128i *)(out + i + 16 * j),
+                         _mm_xor_si128(b[j], _mm_loadu_si128((const __m128i *)(in + i + 16 * j))));
       for (; i + 256 <= len; i += 128) {
         for (int j = 0; j < 8; j++)
           x[j] = _mm_loadu_si128((const __m128i *)(out + i + 16 * j));
@@ -234,13 +324,13 @@ TGT static inline __attribute__((always_inline)) void gcm_body(int enc, const ui
 TGT static void gcm_sse(int enc, const uint8_t *rk, int nr, const uint8_t iv[12],
                         const uint8_t *aad, size_t aad_len, const uint8_t *in, uint8_t *out,
                         size_t len, uint8_t full_tag[16]) {
-  gcm_body(enc, rk, nr, iv, aad, aad_len, in, out, len, full_tag);
+  gcm_body(enc, 0, rk, nr, iv, aad, aad_len, in, out, len, full_tag);
 }
 
 __attribute__((target("aes,pclmul,ssse3,sse4.1,avx,avx2,avx512f,avx512vl"))) static void
 gcm_avx512(int enc, const uint8_t *rk, int nr, const uint8_t iv[12], const uint8_t *aad,
            size_t aad_len, const uint8_t *in, uint8_t *out, size_t len, uint8_t full_tag[16]) {
-  gcm_body(enc, rk, nr, iv, aad, aad_len, in, out, len, full_tag);
+  gcm_body(enc, wide_ok(), rk, nr, iv, aad, aad_len, in, out, len, full_tag);
 }
 
 static void gcm128(int enc, const uint8_t *rk, int nr, const uint8_t iv[12], const uint8_t *aad,

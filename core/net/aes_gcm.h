@@ -3,7 +3,8 @@
  * (gcm_mbedtls.c).
  *
  * aes_gcm.c owns the cipher: CTR with 8 blocks in flight and GHASH aggregated over 8
- * blocks (H..H^8, one reduction per 8 blocks). It keeps no state between calls: the
+ * blocks (H..H^8, one reduction per 8 blocks), and with VAES/VPCLMULQDQ (chosen at run
+ * time) 16 blocks per step in 256-bit registers. It keeps no state between calls: the
  * caller passes the AES encryption key schedule (FIPS-197 order, nr + 1 round keys of
  * 16 bytes, as mbedtls_aes_context holds it), and H and its powers are derived per call.
  *
@@ -21,6 +22,14 @@
 
 /* 1 when this CPU has AES-NI, PCLMULQDQ and SSE4.1 (checked once), else 0. */
 int ews_aes_gcm_supported(void);
+
+/* 1 when the VAES/VPCLMULQDQ variant (16 blocks per step in ymm registers) is in use:
+ * the CPU has VAES, VPCLMULQDQ, AVX2 and AVX-512VL and it was not turned off. */
+int ews_aes_gcm_wide(void);
+
+/* Turns the VAES/VPCLMULQDQ variant off (0) or back on (1), for the tests and the
+ * speed tool; not while other threads use this code. */
+void ews_aes_gcm_set_wide(int on);
 
 /* Encrypts (enc = 1) or decrypts (enc = 0) len bytes of in to out (in == out allowed,
  * otherwise no overlap) with the 12-byte iv, and writes the first tag_len (1..16) bytes
