@@ -157,19 +157,24 @@ TGT static inline __m128i ctr1(const __m128i *k, int nr, __m128i *c) {
 #define TGT_WIDE \
   __attribute__((target("aes,pclmul,ssse3,sse4.1,avx,avx2,avx512f,avx512vl,vaes,vpclmulqdq")))
 
-static int wide_off; /* ews_aes_gcm_set_wide(0) */
+static int wide_max = 2; /* ews_aes_gcm_set_wide() */
 
+/* 2: 512-bit VAES/VPCLMULQDQ, 1: 256-bit, 0: neither. */
 static int wide_ok(void) {
-  return !wide_off && __builtin_cpu_supports("vaes") && __builtin_cpu_supports("vpclmulqdq") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2");
+  if (wide_max <= 0 || !__builtin_cpu_supports("vaes") || !__builtin_cpu_supports("vpclmulqdq") ||
+      !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx2"))
+    return 0;
+  if (wide_max >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
+    return 2;
+  return 1;
 }
 
 int ews_aes_gcm_wide(void) {
-  return ews_aes_gcm_supported() && wide_ok();
+  return ews_aes_gcm_supported() ? wide_ok() : 0;
 }
 
-void ews_aes_gcm_set_wide(int on) {
-  wide_off = !on;
+void ews_aes_gcm_set_wide(int max_level) {
+  wide_max = max_level;
 }
 
 TGT_WIDE static inline __m256i bswap256(__m256i x) {
@@ -241,6 +246,101 @@ TGT_WIDE __attribute__((noinline)) static size_t bulk_wide(int enc, const __m128
   return i;
 }
 
+/* ---- 512-bit VAES / VPCLMULQDQ: 32 blocks per step in 8 zmm registers ------- */
+
+#define TGT_ZMM                                                                             \
+  __attribute__((target("aes,pclmul,ssse3,sse4.1,avx,avx2,avx512f,avx512vl,avx512bw,vaes," \
+                        "vpclmulqdq")))
+
+TGT_ZMM static inline __m512i bswap512(__m512i x) {
+  const __m512i m = _mm512_broadcast_i32x4(
+      _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+  return _mm512_shuffle_epi8(x, m);
+}
+
+TGT_ZMM static inline __m128i fold4(__m512i v) {
+  return _mm_xor_si128(_mm_xor_si128(_mm512_extracti32x4_epi32(v, 0), _mm512_extracti32x4_epi32(v, 1)),
+                       _mm_xor_si128(_mm512_extracti32x4_epi32(v, 2), _mm512_extracti32x4_epi32(v, 3)));
+}
+
+/* y = (y ^ x0.0) * H^32 ^ ... ^ x7.3 * H (x: reflected blocks, register j lane l =
+ * block 4j+l, hp / hk: its powers and Karatsuba halves). */
+TGT_ZMM static inline __m128i ghash_zmm(__m128i y, const __m512i *x, const __m512i *hp,
+                                        const __m512i *hk) {
+  __m512i x0 = _mm512_xor_si512(x[0], _mm512_zextsi128_si512(y));
+  __m512i lo = _mm512_setzero_si512(), hi = lo, mid = lo;
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; j++) {
+    __m512i v = j ? x[j] : x0;
+    lo = _mm512_xor_si512(lo, _mm512_clmulepi64_epi128(v, hp[j], 0x00));
+    hi = _mm512_xor_si512(hi, _mm512_clmulepi64_epi128(v, hp[j], 0x11));
+    __m512i vk = _mm512_xor_si512(v, _mm512_shuffle_epi32(v, (_MM_PERM_ENUM)0x4E));
+    mid = _mm512_xor_si512(mid, _mm512_clmulepi64_epi128(vk, hk[j], 0x00));
+  }
+  acc_t a;
+  a.lo = fold4(lo);
+  a.hi = fold4(hi);
+  a.mid = fold4(mid);
+  karatsuba_fix(&a);
+  return reduce(&a);
+}
+
+/* As bulk_wide, with 512-byte steps: register j holds blocks 4j .. 4j+3 (lane l times
+ * H^(32-4j-l)). */
+TGT_ZMM __attribute__((noinline)) static size_t bulk_zmm(int enc, const __m128i *k, int nr,
+                                                          __m128i *cp, __m128i *yp, __m128i h,
+                                                          const uint8_t *in, uint8_t *out,
+                                                          size_t len) {
+  __m128i pw[32];
+  pw[0] = h;
+  for (int p = 1; p < 32; p++) pw[p] = gfmul(pw[p - 1], h);
+  __m512i hp[8], hk[8], kw[15];
+  for (int j = 0; j < 8; j++) {
+    __m512i v = _mm512_castsi128_si512(pw[31 - 4 * j]);
+    v = _mm512_inserti32x4(v, pw[30 - 4 * j], 1);
+    v = _mm512_inserti32x4(v, pw[29 - 4 * j], 2);
+    hp[j] = _mm512_inserti32x4(v, pw[28 - 4 * j], 3);
+    hk[j] = _mm512_xor_si512(hp[j], _mm512_shuffle_epi32(hp[j], (_MM_PERM_ENUM)0x4E));
+  }
+  for (int r = 0; r <= nr; r++) kw[r] = _mm512_broadcast_i32x4(k[r]);
+  __m512i c = _mm512_add_epi32(_mm512_broadcast_i32x4(*cp),
+                               _mm512_set_epi32(0, 0, 0, 4, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 1));
+  const __m512i four = _mm512_set_epi32(0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4);
+  __m128i y = *yp;
+  size_t i = 0;
+  __m512i x[8];
+  /* decryption hashes each step's input; encryption hashes the previous step's output
+   * while this step's blocks go through AES */
+  for (; i + 512 <= len; i += 512) {
+    __m512i b[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+      b[j] = _mm512_xor_si512(bswap512(c), kw[0]);
+      c = _mm512_add_epi32(c, four);
+    }
+    if (!enc)
+      for (int j = 0; j < 8; j++)
+        x[j] = bswap512(_mm512_loadu_si512((const void *)(in + i + 64 * j)));
+    if (!enc || i) y = ghash_zmm(y, x, hp, hk);
+    for (int r = 1; r < nr; r++) {
+      __m512i kr = kw[r];
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; j++) b[j] = _mm512_aesenc_epi128(b[j], kr);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+      __m512i d = _mm512_loadu_si512((const void *)(in + i + 64 * j));
+      __m512i o = _mm512_xor_si512(_mm512_aesenclast_epi128(b[j], kw[nr]), d);
+      _mm512_storeu_si512((void *)(out + i + 64 * j), o);
+      if (enc) x[j] = bswap512(o);
+    }
+  }
+  if (enc && i) y = ghash_zmm(y, x, hp, hk);
+  *cp = _mm_sub_epi32(_mm512_castsi512_si128(c), _mm_set_epi32(0, 0, 0, 1));
+  *yp = y;
+  return i;
+}
+
 /* ---- GCM -------------------------------------------------------------------- */
 
 TGT static inline __attribute__((always_inline)) void
@@ -259,7 +359,8 @@ gcm_body(int enc, int wide, const uint8_t *rk, int nr, const uint8_t iv[12], con
   if (aad_len) y = ghash_bytes(y, h, aad, aad_len);
 
   size_t i = 0;
-  if (wide && len >= 256) i = bulk_wide(enc, k, nr, &c, &y, h, in, out, len);
+  if (wide >= 2 && len >= 512) i = bulk_zmm(enc, k, nr, &c, &y, h, in, out, len);
+  if (wide >= 1 && len - i >= 256) i += bulk_wide(enc, k, nr, &c, &y, h, in + i, out + i, len - i);
   if (len - i >= 128) {
     __m128i hp[8], hk[8];
     hp[0] = h;

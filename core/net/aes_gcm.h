@@ -4,7 +4,7 @@
  *
  * aes_gcm.c owns the cipher: CTR with 8 blocks in flight and GHASH aggregated over 8
  * blocks (H..H^8, one reduction per 8 blocks), and with VAES/VPCLMULQDQ (chosen at run
- * time) 16 blocks per step in 256-bit registers. It keeps no state between calls: the
+ * time) 16 blocks per step in 256-bit registers or 32 in 512-bit ones. It keeps no state between calls: the
  * caller passes the AES encryption key schedule (FIPS-197 order, nr + 1 round keys of
  * 16 bytes, as mbedtls_aes_context holds it), and H and its powers are derived per call.
  *
@@ -23,13 +23,14 @@
 /* 1 when this CPU has AES-NI, PCLMULQDQ and SSE4.1 (checked once), else 0. */
 int ews_aes_gcm_supported(void);
 
-/* 1 when the VAES/VPCLMULQDQ variant (16 blocks per step in ymm registers) is in use:
- * the CPU has VAES, VPCLMULQDQ, AVX2 and AVX-512VL and it was not turned off. */
+/* Which VAES/VPCLMULQDQ variant is in use: 2 = 32 blocks per step in zmm registers
+ * (AVX-512F/BW too), 1 = 16 blocks in ymm registers (VAES, VPCLMULQDQ, AVX2,
+ * AVX-512VL), 0 = none (8 blocks in xmm registers), limited by ews_aes_gcm_set_wide. */
 int ews_aes_gcm_wide(void);
 
-/* Turns the VAES/VPCLMULQDQ variant off (0) or back on (1), for the tests and the
- * speed tool; not while other threads use this code. */
-void ews_aes_gcm_set_wide(int on);
+/* Caps the variant (0, 1 or 2; 2 is the default), for the tests and the speed tool;
+ * not while other threads use this code. */
+void ews_aes_gcm_set_wide(int max_level);
 
 /* Encrypts (enc = 1) or decrypts (enc = 0) len bytes of in to out (in == out allowed,
  * otherwise no overlap) with the 12-byte iv, and writes the first tag_len (1..16) bytes
