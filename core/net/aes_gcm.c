@@ -259,8 +259,9 @@ TGT_ZMM static inline __m512i bswap512(__m512i x) {
 }
 
 TGT_ZMM static inline __m128i fold4(__m512i v) {
-  return _mm_xor_si128(_mm_xor_si128(_mm512_extracti32x4_epi32(v, 0), _mm512_extracti32x4_epi32(v, 1)),
-                       _mm_xor_si128(_mm512_extracti32x4_epi32(v, 2), _mm512_extracti32x4_epi32(v, 3)));
+  __m128i a = _mm_xor_si128(_mm512_extracti32x4_epi32(v, 0), _mm512_extracti32x4_epi32(v, 1));
+  __m128i b = _mm_xor_si128(_mm512_extracti32x4_epi32(v, 2), _mm512_extracti32x4_epi32(v, 3));
+  return _mm_xor_si128(a, b);
 }
 
 /* y = (y ^ x0.0) * H^32 ^ ... ^ x7.3 * H (x: reflected blocks, register j lane l =
