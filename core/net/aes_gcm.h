@@ -5,8 +5,9 @@
  * aes_gcm.c owns the cipher: CTR with 8 blocks in flight and GHASH aggregated over 8
  * blocks (H..H^8, one reduction per 8 blocks), and with VAES/VPCLMULQDQ (chosen at run
  * time) 16 blocks per step in 256-bit registers or 32 in 512-bit ones. It keeps no
- * state between calls: the caller passes the AES encryption key schedule (FIPS-197 order, nr + 1 round keys of
- * 16 bytes, as mbedtls_aes_context holds it), and H and its powers are derived per call.
+ * state between calls: the caller passes the AES encryption key schedule (FIPS-197
+ * order, nr + 1 round keys of 16 bytes, as mbedtls_aes_context holds it), and H and its
+ * powers are derived per call.
  *
  * gcm_mbedtls.c defines mbedtls_gcm_crypt_and_tag() and mbedtls_gcm_auth_decrypt():
  * the executable's definitions interpose the library's, for our record layer (tls.c)
