@@ -111,6 +111,16 @@ TGT static inline __m128i ghash8(__m128i y, const __m128i *b, const __m128i *hp,
   return reduce(&a);
 }
 
+/* pw[k] = H^(k+1) for k < n (n = 8, 16 or 32): a chain of 3 multiplies, then each
+ * doubling multiplies the known powers by the highest one, independently (a short
+ * dependency chain instead of n - 1 multiplies in a row). */
+TGT static inline void powers(__m128i *pw, int n, __m128i h) {
+  pw[0] = h;
+  for (int p = 1; p < 4; p++) pw[p] = gfmul(pw[p - 1], h);
+  for (int have = 4; have < n; have *= 2)
+    for (int p = 0; p < have; p++) pw[have + p] = gfmul(pw[p], pw[have - 1]);
+}
+
 /* y over data[0 .. n), the last partial block zero-padded. */
 TGT static __m128i ghash_bytes(__m128i y, __m128i h, const uint8_t *data, size_t n) {
   for (; n >= 16; data += 16, n -= 16)
@@ -191,8 +201,7 @@ TGT_WIDE __attribute__((noinline)) static size_t bulk_wide(int enc, const __m128
                                                             const uint8_t *in, uint8_t *out,
                                                             size_t len) {
   __m128i pw[16];
-  pw[0] = h;
-  for (int p = 1; p < 16; p++) pw[p] = gfmul(pw[p - 1], h);
+  powers(pw, 16, h);
   /* register j holds blocks 2j (low lane, times H^(16-2j)) and 2j+1 (H^(15-2j)) */
   __m256i hp[8], hk[8], kw[15];
   for (int j = 0; j < 8; j++) {
@@ -293,8 +302,7 @@ TGT_ZMM __attribute__((noinline)) static size_t bulk_zmm(int enc, const __m128i 
                                                           const uint8_t *in, uint8_t *out,
                                                           size_t len) {
   __m128i pw[32];
-  pw[0] = h;
-  for (int p = 1; p < 32; p++) pw[p] = gfmul(pw[p - 1], h);
+  powers(pw, 32, h);
   __m512i hp[8], hk[8], kw[15];
   for (int j = 0; j < 8; j++) {
     __m512i v = _mm512_castsi128_si512(pw[31 - 4 * j]);
@@ -360,12 +368,12 @@ gcm_body(int enc, int wide, const uint8_t *rk, int nr, const uint8_t iv[12], con
   if (aad_len) y = ghash_bytes(y, h, aad, aad_len);
 
   size_t i = 0;
-  if (wide >= 2 && len >= 512) i = bulk_zmm(enc, k, nr, &c, &y, h, in, out, len);
+  /* zmm from 2 KiB: below, its 32 powers of H cost more than its wider steps save */
+  if (wide >= 2 && len >= 2048) i = bulk_zmm(enc, k, nr, &c, &y, h, in, out, len);
   if (wide >= 1 && len - i >= 256) i += bulk_wide(enc, k, nr, &c, &y, h, in + i, out + i, len - i);
   if (len - i >= 128) {
     __m128i hp[8], hk[8];
-    hp[0] = h;
-    for (int p = 1; p < 8; p++) hp[p] = gfmul(hp[p - 1], h);
+    powers(hp, 8, h);
     for (int p = 0; p < 8; p++) hk[p] = _mm_xor_si128(hp[p], _mm_shuffle_epi32(hp[p], 0x4E));
     __m128i b[8], x[8];
     if (enc) {
