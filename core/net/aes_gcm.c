@@ -14,6 +14,7 @@
  * All loads and stores are unaligned (loadu / storeu). */
 #include "net/aes_gcm.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 #include <string.h>
 
@@ -169,14 +170,22 @@ TGT static inline __m128i ctr1(const __m128i *k, int nr, __m128i *c) {
 
 static int wide_max = 2; /* ews_aes_gcm_set_wide() */
 
-/* 2: 512-bit VAES/VPCLMULQDQ, 1: 256-bit, 0: neither. */
+static int cpu_wide = -1; /* what the CPU allows, found once (CPUID can trap in a VM) */
+
+/* 2: 512-bit VAES/VPCLMULQDQ, 1: 256-bit, 0: neither. VAES and VPCLMULQDQ are read
+ * from CPUID leaf 7 (ECX bits 9 and 10): clang's __builtin_cpu_supports does not know
+ * them; the AVX checks include the OS's register state support. */
 static int wide_ok(void) {
-  if (wide_max <= 0 || !__builtin_cpu_supports("vaes") || !__builtin_cpu_supports("vpclmulqdq") ||
-      !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx2"))
-    return 0;
-  if (wide_max >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
-    return 2;
-  return 1;
+  int v = __atomic_load_n(&cpu_wide, __ATOMIC_RELAXED);
+  if (v < 0) {
+    unsigned a, b, c = 0, d;
+    v = 0;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512vl") &&
+        __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 9)) && (c & (1u << 10)))
+      v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") ? 2 : 1;
+    __atomic_store_n(&cpu_wide, v, __ATOMIC_RELAXED);
+  }
+  return v < wide_max ? v : wide_max < 0 ? 0 : wide_max;
 }
 
 int ews_aes_gcm_wide(void) {
