@@ -219,12 +219,12 @@ for _, mode in ipairs { "memory", "disk" } do
       local big = string.rep("x", 8000)
       local batch = {}
       for i = 1, 300 do batch[i] = { type = "publish", topic = "slow", data = big .. i, nowait = true } end
-      local t0 = helper.now()
       c.sendmany(pub, batch) -- 2.4 MB that `muted` never reads while `live` reads
+      -- (held back, live would get nothing past what fits muted's socket buffers: the
+      -- bound is generous so that a loaded machine or a sanitizer build cannot fail it)
       local _, r = c.recv(live, 300, 20)
       assert.are.equal(300, #r.messages)
       assert.are.equal(big .. "300", r.messages[300])
-      assert.is_true(helper.now() - t0 < 5, "the live subscriber took " .. (helper.now() - t0) .. " s")
       local _, m = c.recv(muted, 300, 20) -- it was queued for muted all along
       assert.are.equal(300, #m.messages)
     end)
@@ -638,7 +638,10 @@ describe("pub/sub fan-out to 1,000 subscribers #integration #realtime", function
       assert.is_true(res.published >= 10, cjson.encode(res))
       -- errors = 0 above: no delivery missing (also after the run), none twice or out
       -- of order, on any of the 1,001 connections (bench/fanout.c checks each one)
-      assert.is_true(res.deliveries >= res.published * 1000 * 0.9, cjson.encode(res))
+      -- and within the window: the publisher is never more than 64 messages ahead of
+      -- the slowest subscriber, so the measured deliveries cover all but those 64 of the
+      -- measured messages on each of the 1,000 subscribers (a count, not a rate)
+      assert.is_true(res.deliveries >= (res.published - 64) * 1000, cjson.encode(res))
     end)
   end
 end)
