@@ -384,6 +384,42 @@ TEST(transfer_1mib_both_ways) {
   free(d);
 }
 
+/* Frame header + payload writes (the payload sealed where it is, only the header and
+ * the bytes up to a block boundary gathered): header lengths 0..14, payloads around the
+ * record size and the split threshold, at odd offsets, alone and several per write
+ * (records then start inside a payload); the client gets the bytes in order. */
+TEST(header_payload_writes_at_odd_offsets) {
+  const size_t N = 70000;
+  uint8_t *d = malloc(N + 64);
+  fill(d, N + 64, 7);
+  static const size_t hdrs[] = {0, 2, 4, 10, 14, 16, 17};
+  static const size_t pays[] = {1, 255, 256, 257, 271, 272, 4000, 16340, 16341, 16355, 16369,
+                                16384, 40000};
+  for (int s = 0; s < NSUITES; s++) {
+    pair_t p;
+    opts_t o = {.suites = SUITES[s].suites};
+    CHECK_EQ(pair_open(&p, ctx_a, &o), 0);
+    test_bytes_t want = {0}, got = {0};
+    for (size_t h = 0; h < sizeof hdrs / sizeof hdrs[0]; h++)
+      for (size_t q = 0; q < sizeof pays / sizeof pays[0]; q++) {
+        size_t off = 1 + (h * 7 + q * 3) % 13;
+        struct iovec v[4] = {{d + 60000 + off, hdrs[h]}, {d + off, pays[q]},
+                             {d + 60100 + off, hdrs[h]}, {d + 3 + off, pays[q] / 3}};
+        int cnt = (q % 2) ? 4 : 2; /* odd ones: two messages in one write */
+        for (int i = 0; i < cnt; i++) test_bytes_put(&want, v[i].iov_base, v[i].iov_len);
+        CHECK_EQ(ews_tls_write(p.s.t, v, cnt), 0);
+        pump(&p);
+        CHECK_EQ(cli_read(&p, &got), MBEDTLS_ERR_SSL_WANT_READ);
+      }
+    CHECK_EQ(got.n, want.n);
+    CHECK(got.n == want.n && memcmp(got.p, want.p, want.n) == 0);
+    test_bytes_free(&want);
+    test_bytes_free(&got);
+    pair_free(&p);
+  }
+  free(d);
+}
+
 /* A quiet connection drops its record cipher contexts (ews_tls_quiet: the first call
  * after traffic only notes that there was some, the next one frees them) and the next
  * record in either direction builds them again from the traffic keys. */
@@ -1014,6 +1050,7 @@ int main(void) {
   RUN(handshake_each_suite);
   RUN(handshake_byte_at_a_time);
   RUN(transfer_1mib_both_ways);
+  RUN(header_payload_writes_at_odd_offsets);
   RUN(small_writes_coalesce);
   RUN(garbage_fails_fast);
   RUN(truncated_handshake_waits);
