@@ -20,9 +20,12 @@
  * 8-byte explicit part carried in the record (we send the sequence number, as mbedTLS
  * does); ChaCha20-Poly1305: nonce = 12-byte IV xor the sequence number, nothing
  * explicit. AAD = seq(8) || type(1) || version(2) || plaintext length(2). Incoming
- * records are authenticated and decrypted in place in the caller's buffer and their
- * plaintext slid down to the front; outgoing plaintext is copied straight into the
- * ciphertext queue's pool block and encrypted there. */
+ * records are authenticated and decrypted in place in the caller's buffer; the first
+ * one's plaintext stays there (ews_tls_read_at says where) and the next ones' is slid
+ * down after it. Outgoing plaintext is encrypted into the ciphertext queue's pool
+ * block: with GCM a large tail (a frame's payload) is read where it is and only the
+ * bytes before it are gathered into the block (ews_gcm_seal_split); otherwise it is
+ * copied there and encrypted in place. */
 #include "net/tls.h"
 
 #include <stdarg.h>
@@ -856,10 +859,12 @@ static int hs_finish(ews_tls_t *t) {
 
 /* ---- records in ------------------------------------------------------------ */
 
-/* Processes the records in buf[off .. len): plaintext goes to buf[0 ..), an unfinished
- * record is carried over. */
-static int open_records(ews_tls_t *t, uint8_t *buf, size_t off, size_t len, size_t *plain) {
-  size_t w = 0;
+/* Processes the records in buf[off .. len): plaintext goes to buf[*at ..), where *at is
+ * where the first record's plaintext was decrypted (it stays there; later records'
+ * plaintext is slid down after it), an unfinished record is carried over. */
+static int open_records(ews_tls_t *t, uint8_t *buf, size_t off, size_t len, size_t *at,
+                        size_t *plain) {
+  size_t w = 0, start = 0;
   int ret = 0;
   while (len - off >= HDR) {
     uint8_t *h = buf + off;
@@ -907,7 +912,8 @@ static int open_records(ews_tls_t *t, uint8_t *buf, size_t off, size_t len, size
     switch (type) {
       case REC_APP:
         if (plen) {
-          memmove(buf + w, data, plen); /* w <= record start: never overlaps ahead */
+          if (!w) start = (size_t)(data - buf); /* the first plaintext stays where it is */
+          else memmove(buf + start + w, data, plen); /* before this record: never ahead */
           w += plen;
           t->idle = 0;
           continue;
@@ -952,12 +958,21 @@ static int open_records(ews_tls_t *t, uint8_t *buf, size_t off, size_t len, size
   }
   if (off < len && carry(t, buf + off, len - off) != 0) ret = EWS_ENOMEM;
 out:
+  *at = w ? start : 0;
   *plain = w;
   return ret;
 }
 
 int ews_tls_read(ews_tls_t *t, uint8_t *buf, size_t n, size_t *plain) {
+  size_t at;
+  int r = ews_tls_read_at(t, buf, n, &at, plain);
+  if (*plain && at) memmove(buf, buf + at, *plain);
+  return r;
+}
+
+int ews_tls_read_at(ews_tls_t *t, uint8_t *buf, size_t n, size_t *at, size_t *plain) {
   *plain = 0;
+  *at = 0;
   size_t len = t->pend_len + n, off = 0;
   if (t->pend_len) {
     memcpy(buf, t->pend, t->pend_len);
@@ -994,7 +1009,7 @@ int ews_tls_read(ews_tls_t *t, uint8_t *buf, size_t n, size_t *plain) {
       break;
   }
   if (t->got_close) return EWS_ECLOSED;
-  return open_records(t, buf, off, len, plain);
+  return open_records(t, buf, off, len, at, plain);
 }
 
 /* ---- records out ----------------------------------------------------------- */

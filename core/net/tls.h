@@ -127,6 +127,10 @@ size_t ews_tls_read_reserve(const ews_tls_t *t);
  * the caller schedules a flush when out->bytes > 0. */
 int ews_tls_read(ews_tls_t *t, uint8_t *buf, size_t n, size_t *plain);
 
+/* As ews_tls_read, but the plaintext is left at buf[*at .. *at + *plain) (where the
+ * first record was decrypted), saving the copy to the front. *at is 0 when *plain is. */
+int ews_tls_read_at(ews_tls_t *t, uint8_t *buf, size_t n, size_t *at, size_t *plain);
+
 /* 1 once the handshake is over and records can flow. */
 int ews_tls_handshake_done(const ews_tls_t *t);
 
