@@ -31,7 +31,8 @@
  *
  * Read path: every read lands in the caller's buffer after ews_tls_read_reserve() bytes
  * (room for the unfinished record carried over from the last read); ews_tls_read()
- * decrypts in place and leaves the plaintext contiguous at the start of that buffer.
+ * decrypts in place and leaves the plaintext contiguous at the start of that buffer
+ * (ews_tls_read_at: where the first record was decrypted, without that copy).
  * Write path: plaintext is queued as today; at flush time ews_tls_write_wq() encrypts
  * it into the ciphertext queue given to ews_tls_new(), which is then written as usual. */
 #ifndef EWS_TLS_H
