@@ -361,21 +361,12 @@ TGT_ZMM __attribute__((noinline)) static size_t bulk_zmm(int enc, const __m128i 
 
 /* ---- GCM -------------------------------------------------------------------- */
 
+/* CTR and GHASH over one piece: in[0 .. len) to out, counter c and hash y carried in
+ * and out. Only the last piece of a message may end inside a block. */
 TGT static inline __attribute__((always_inline)) void
-gcm_body(int enc, int wide, const uint8_t *rk, int nr, const uint8_t iv[12], const uint8_t *aad,
-         size_t aad_len, const uint8_t *in, uint8_t *out, size_t len, uint8_t full_tag[16]) {
-  __m128i k[15];
-  for (int i = 0; i <= nr; i++) k[i] = _mm_loadu_si128((const __m128i *)(rk + 16 * i));
-  uint8_t j0b[16];
-  memcpy(j0b, iv, 12);
-  j0b[12] = j0b[13] = j0b[14] = 0;
-  j0b[15] = 1;
-  __m128i j0 = _mm_loadu_si128((const __m128i *)j0b);
-  __m128i c = bswap128(j0); /* counter 1; data starts at 2 */
-  __m128i h = bswap128(aes1(k, nr, _mm_setzero_si128()));
-  __m128i y = _mm_setzero_si128();
-  if (aad_len) y = ghash_bytes(y, h, aad, aad_len);
-
+gcm_piece(int enc, int wide, const __m128i *k, int nr, __m128i *cp, __m128i *yp, __m128i h,
+          const uint8_t *in, uint8_t *out, size_t len) {
+  __m128i c = *cp, y = *yp;
   size_t i = 0;
   /* zmm from 2 KiB: below, its 32 powers of H cost more than its wider steps save */
   if (wide >= 2 && len >= 2048) i = bulk_zmm(enc, k, nr, &c, &y, h, in, out, len);
@@ -432,6 +423,31 @@ gcm_body(int enc, int wide, const uint8_t *rk, int nr, const uint8_t iv[12], con
     if (enc) memcpy(ct, pad, n);
     y = gfmul(_mm_xor_si128(y, bswap128(_mm_loadu_si128((const __m128i *)ct))), h);
   }
+  *cp = c;
+  *yp = y;
+}
+
+/* The whole message: in[0 .. len) then, when len2 > 0 (len then a multiple of 16),
+ * in2[0 .. len2), to out and out2. */
+TGT static inline __attribute__((always_inline)) void
+gcm_body(int enc, int wide, const uint8_t *rk, int nr, const uint8_t iv[12], const uint8_t *aad,
+         size_t aad_len, const uint8_t *in, uint8_t *out, size_t len, const uint8_t *in2,
+         uint8_t *out2, size_t len2, uint8_t full_tag[16]) {
+  __m128i k[15];
+  if (nr < 10 || nr > 14) __builtin_unreachable(); /* callers pass 10, 12 or 14 */
+  for (int i = 0; i <= nr; i++) k[i] = _mm_loadu_si128((const __m128i *)(rk + 16 * i));
+  uint8_t j0b[16];
+  memcpy(j0b, iv, 12);
+  j0b[12] = j0b[13] = j0b[14] = 0;
+  j0b[15] = 1;
+  __m128i j0 = _mm_loadu_si128((const __m128i *)j0b);
+  __m128i c = bswap128(j0); /* counter 1; data starts at 2 */
+  __m128i h = bswap128(aes1(k, nr, _mm_setzero_si128()));
+  __m128i y = _mm_setzero_si128();
+  if (aad_len) y = ghash_bytes(y, h, aad, aad_len);
+  if (len) gcm_piece(enc, wide, k, nr, &c, &y, h, in, out, len);
+  if (len2) gcm_piece(enc, wide, k, nr, &c, &y, h, in2, out2, len2);
+  len += len2;
   __m128i lens = _mm_set_epi64x((long long)((uint64_t)aad_len * 8), (long long)((uint64_t)len * 8));
   y = gfmul(_mm_xor_si128(y, lens), h);
   _mm_storeu_si128((__m128i *)full_tag, _mm_xor_si128(bswap128(y), aes1(k, nr, j0)));
@@ -440,32 +456,40 @@ gcm_body(int enc, int wide, const uint8_t *rk, int nr, const uint8_t iv[12], con
 /* The same code compiled twice: for SSE4.1 (16 xmm registers) and, picked at run time,
  * with AVX-512VL (VEX/EVEX three-operand forms and 32 registers: the 8 counter blocks,
  * 8 ciphertext blocks, round key and GHASH sums stay in registers). */
-TGT static void gcm_sse(int enc, const uint8_t *rk, int nr, const uint8_t iv[12],
-                        const uint8_t *aad, size_t aad_len, const uint8_t *in, uint8_t *out,
-                        size_t len, uint8_t full_tag[16]) {
-  gcm_body(enc, 0, rk, nr, iv, aad, aad_len, in, out, len, full_tag);
+#define GCM_ARGS                                                                            \
+  int enc, const uint8_t *rk, int nr, const uint8_t iv[12], const uint8_t *aad,             \
+      size_t aad_len, const uint8_t *in, uint8_t *out, size_t len, const uint8_t *in2,      \
+      uint8_t *out2, size_t len2, uint8_t full_tag[16]
+TGT static void gcm_sse(GCM_ARGS) {
+  gcm_body(enc, 0, rk, nr, iv, aad, aad_len, in, out, len, in2, out2, len2, full_tag);
 }
 
 __attribute__((target("aes,pclmul,ssse3,sse4.1,avx,avx2,avx512f,avx512vl"))) static void
-gcm_avx512(int enc, const uint8_t *rk, int nr, const uint8_t iv[12], const uint8_t *aad,
-           size_t aad_len, const uint8_t *in, uint8_t *out, size_t len, uint8_t full_tag[16]) {
-  gcm_body(enc, wide_ok(), rk, nr, iv, aad, aad_len, in, out, len, full_tag);
+gcm_avx512(GCM_ARGS) {
+  gcm_body(enc, wide_ok(), rk, nr, iv, aad, aad_len, in, out, len, in2, out2, len2, full_tag);
 }
 
-static void gcm128(int enc, const uint8_t *rk, int nr, const uint8_t iv[12], const uint8_t *aad,
-                   size_t aad_len, const uint8_t *in, uint8_t *out, size_t len,
-                   uint8_t full_tag[16]) {
+static void gcm128(GCM_ARGS) {
   if (__builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2"))
-    gcm_avx512(enc, rk, nr, iv, aad, aad_len, in, out, len, full_tag);
+    gcm_avx512(enc, rk, nr, iv, aad, aad_len, in, out, len, in2, out2, len2, full_tag);
   else
-    gcm_sse(enc, rk, nr, iv, aad, aad_len, in, out, len, full_tag);
+    gcm_sse(enc, rk, nr, iv, aad, aad_len, in, out, len, in2, out2, len2, full_tag);
 }
 
 void ews_aes_gcm(int enc, const uint8_t *rk, int nr, const uint8_t iv[12], const uint8_t *aad,
                  size_t aad_len, const uint8_t *in, uint8_t *out, size_t len, uint8_t *tag,
                  size_t tag_len) {
   uint8_t t[16];
-  gcm128(enc, rk, nr, iv, aad, aad_len, in, out, len, t);
+  gcm128(enc, rk, nr, iv, aad, aad_len, in, out, len, NULL, NULL, 0, t);
+  memcpy(tag, t, tag_len);
+}
+
+void ews_aes_gcm_seal2(const uint8_t *rk, int nr, const uint8_t iv[12], const uint8_t *aad,
+                       size_t aad_len, const uint8_t *in, uint8_t *out, size_t len,
+                       const uint8_t *in2, uint8_t *out2, size_t len2, uint8_t *tag,
+                       size_t tag_len) {
+  uint8_t t[16];
+  gcm128(1, rk, nr, iv, aad, aad_len, in, out, len, in2, out2, len2, t);
   memcpy(tag, t, tag_len);
 }
 
@@ -473,7 +497,7 @@ int ews_aes_gcm_open(const uint8_t *rk, int nr, const uint8_t iv[12], const uint
                      size_t aad_len, const uint8_t *in, uint8_t *out, size_t len,
                      const uint8_t *tag, size_t tag_len) {
   uint8_t t[16];
-  gcm128(0, rk, nr, iv, aad, aad_len, in, out, len, t);
+  gcm128(0, rk, nr, iv, aad, aad_len, in, out, len, NULL, NULL, 0, t);
   uint8_t diff = 0;
   for (size_t i = 0; i < tag_len; i++) diff |= (uint8_t)(t[i] ^ tag[i]);
   if (diff) {

@@ -41,10 +41,31 @@ void ews_aes_gcm(int enc, const uint8_t *rk, int nr, const uint8_t iv[12], const
                  size_t aad_len, const uint8_t *in, uint8_t *out, size_t len, uint8_t *tag,
                  size_t tag_len);
 
+/* Encrypts a message given in two pieces: in[0 .. len) to out, then in2[0 .. len2) to
+ * out2 (each piece in place or not overlapping anything), as ews_aes_gcm(1, ...) does
+ * for the concatenation, and writes the tag over both. len must be a multiple of 16
+ * (0 allowed). A TLS record's frame header and payload are sealed without first being
+ * gathered into one buffer. */
+void ews_aes_gcm_seal2(const uint8_t *rk, int nr, const uint8_t iv[12], const uint8_t *aad,
+                       size_t aad_len, const uint8_t *in, uint8_t *out, size_t len,
+                       const uint8_t *in2, uint8_t *out2, size_t len2, uint8_t *tag,
+                       size_t tag_len);
+
 /* Decrypts and checks tag[0 .. tag_len) in constant time: 0, or -1 with out zeroed. */
 int ews_aes_gcm_open(const uint8_t *rk, int nr, const uint8_t iv[12], const uint8_t *aad,
                      size_t aad_len, const uint8_t *in, uint8_t *out, size_t len,
                      const uint8_t *tag, size_t tag_len);
+
+/* Seals one record whose plaintext is out[0 .. len) (already in place) followed by
+ * in2[0 .. len2) (anywhere that does not overlap out[0 .. len + len2)): the ciphertext
+ * of both goes to out[0 .. len + len2), the tag_len-byte tag to tag. ctx is an
+ * mbedtls_gcm_context with its key set; the IV is 12 bytes. Our code when it takes
+ * the call (an AES key, len a multiple of 16, ...); otherwise in2 is copied after out
+ * and mbedtls_gcm_crypt_and_tag() seals in place. 0 or an mbedTLS error. */
+int ews_gcm_seal_split(void *ctx, const unsigned char iv[12], const unsigned char *add,
+                       size_t add_len, unsigned char *out, size_t len,
+                       const unsigned char *in2, size_t len2, unsigned char *tag,
+                       size_t tag_len);
 
 /* Records that took our code (both mbedTLS entry points), on the calling thread: the
  * test that the interposition is live reads it. */

@@ -141,17 +141,18 @@ void ews_conn_feed_frames(ews_conn_t *c, uint8_t *p, size_t n) {
 
 /* ---- reading the socket ----------------------------------------------------------- */
 
-/* Turns ciphertext that landed in the read buffer into plaintext at its start.
+/* Turns ciphertext that landed in the read buffer into plaintext, left where the first
+ * record was decrypted (no copy to the front).
  * Returns 1 with *p and *n set when there is plaintext (maybe none) to process, 0 when
  * the read was all handshake or the connection failed. */
 static int tls_unwrap(ews_conn_t *c, size_t nread, uint8_t **p, size_t *n, int *eof) {
-  size_t plain = 0;
-  int r = ews_tls_read(c->tls->tls, c->net->rbuf, nread, &plain);
+  size_t plain = 0, at = 0;
+  int r = ews_tls_read_at(c->tls->tls, c->net->rbuf, nread, &at, &plain);
   ews_conn_tls_rearm(c);
   /* A client's request waits in wq for the end of the handshake. */
   if (c->tls->out.bytes || (c->wq.bytes && ews_tls_handshake_done(c->tls->tls)))
     ews_conn_schedule_flush(c);
-  *p = c->net->rbuf;
+  *p = c->net->rbuf + at;
   *n = plain;
   *eof = r == EWS_ECLOSED;
   if (r == 0 || r == EWS_ECLOSED) return 1;

@@ -20,9 +20,12 @@
  * 8-byte explicit part carried in the record (we send the sequence number, as mbedTLS
  * does); ChaCha20-Poly1305: nonce = 12-byte IV xor the sequence number, nothing
  * explicit. AAD = seq(8) || type(1) || version(2) || plaintext length(2). Incoming
- * records are authenticated and decrypted in place in the caller's buffer and their
- * plaintext slid down to the front; outgoing plaintext is copied straight into the
- * ciphertext queue's pool block and encrypted there. */
+ * records are authenticated and decrypted in place in the caller's buffer; the first
+ * one's plaintext stays there (ews_tls_read_at says where) and the next ones' is slid
+ * down after it. Outgoing plaintext is encrypted into the ciphertext queue's pool
+ * block: with GCM a large tail (a frame's payload) is read where it is and only the
+ * bytes before it are gathered into the block (ews_gcm_seal_split); otherwise it is
+ * copied there and encrypted in place. */
 #include "net/tls.h"
 
 #include <stdarg.h>
@@ -42,6 +45,7 @@
 #include <mbedtls/x509_crt.h>
 
 #include "err.h"
+#include "net/aes_gcm.h"
 #include "net/tls_mbedtls_keys.h"
 
 /* Only public mbedTLS API that is the same in 2.28 and 3.x is used here; whatever
@@ -626,6 +630,44 @@ static void cursor_copy(cursor_t *c, uint8_t *dst, size_t len) {
   }
 }
 
+static void cursor_skip(cursor_t *c, size_t len) {
+  while (len) {
+    size_t k = c->iov[c->i].iov_len - c->off;
+    if (k > len) k = len;
+    len -= k;
+    c->off += k;
+    if (c->off == c->iov[c->i].iov_len) {
+      c->i++;
+      c->off = 0;
+    }
+  }
+}
+
+/* Tails shorter than this are gathered with the rest: not worth a second GCM piece. */
+#define SPLIT_MIN 256
+
+/* Where the next len bytes of the cursor are split for sealing: the returned head
+ * (a multiple of 16) is gathered, and the rest, all inside one iovec, starts at *tail.
+ * len when there is no such tail of SPLIT_MIN bytes or more. */
+static size_t split_point(const cursor_t *c, size_t len, const uint8_t **tail) {
+  size_t at = 0; /* record offset where iovec i starts (its unread part) */
+  int i = c->i;
+  size_t off = c->off;
+  while (i < c->n) {
+    size_t k = c->iov[i].iov_len - off;
+    if (at + k >= len) break; /* this iovec reaches the end of the record */
+    at += k;
+    off = 0;
+    i++;
+  }
+  if (i >= c->n) return len;
+  size_t head = (at + 15) & ~(size_t)15;
+  if (head >= len || len - head < SPLIT_MIN) return len;
+  /* bytes [at, head) come from iovec i too: it runs to the end of the record */
+  *tail = (const uint8_t *)c->iov[i].iov_base + off + (head - at);
+  return head;
+}
+
 /* Appends one protected record of `len` plaintext bytes taken from the cursor (or from
  * `src` when cur is NULL) to the ciphertext queue. 0 or EWS_ENOMEM (nothing queued). */
 static int seal(ews_tls_t *t, uint8_t type, cursor_t *cur, const uint8_t *src, size_t len) {
@@ -639,13 +681,26 @@ static int seal(ews_tls_t *t, uint8_t type, cursor_t *cur, const uint8_t *src, s
   uint8_t *p = ews_wq_reserve(t->out, t->pool, total);
   if (!p) return EWS_ENOMEM;
   uint8_t *data = p + HDR + eiv;
-  if (cur) cursor_copy(cur, data, len);
+  /* GCM reads a large tail of the plaintext (a frame's payload) where it is: only the
+   * bytes before it (the frame header, small frames), rounded up to a block, are
+   * gathered into the record. */
+  size_t head = len;
+  const uint8_t *tail = NULL;
+  if (cur && t->aead == AEAD_GCM) head = split_point(cur, len, &tail);
+  if (cur) cursor_copy(cur, data, head);
   else memcpy(data, src, len);
   uint8_t aad[13], nonce[12];
   make_aad(aad, t->wseq, type, len);
   if (eiv) put_be64(p + HDR, t->wseq); /* GCM explicit nonce: the sequence number */
   make_nonce(nonce, t->km.enc_iv, t->aead, p + HDR, t->wseq);
-  if (aead_seal(t, a, nonce, aad, data, len) != 0) return EWS_ETLS; /* not with these lengths */
+  if (head < len) {
+    if (ews_gcm_seal_split(&a->gcm, nonce, aad, 13, data, head, tail, len - head, data + len,
+                           TAG) != 0)
+      return EWS_ETLS;
+    cursor_skip(cur, len - head);
+  } else if (aead_seal(t, a, nonce, aad, data, len) != 0) {
+    return EWS_ETLS; /* not with these lengths */
+  }
   size_t clen = eiv + len + TAG;
   p[0] = type;
   p[1] = 3;
@@ -804,10 +859,12 @@ static int hs_finish(ews_tls_t *t) {
 
 /* ---- records in ------------------------------------------------------------ */
 
-/* Processes the records in buf[off .. len): plaintext goes to buf[0 ..), an unfinished
- * record is carried over. */
-static int open_records(ews_tls_t *t, uint8_t *buf, size_t off, size_t len, size_t *plain) {
-  size_t w = 0;
+/* Processes the records in buf[off .. len): plaintext goes to buf[*at ..), where *at is
+ * where the first record's plaintext was decrypted (it stays there; later records'
+ * plaintext is slid down after it), an unfinished record is carried over. */
+static int open_records(ews_tls_t *t, uint8_t *buf, size_t off, size_t len, size_t *at,
+                        size_t *plain) {
+  size_t w = 0, start = 0;
   int ret = 0;
   while (len - off >= HDR) {
     uint8_t *h = buf + off;
@@ -855,7 +912,8 @@ static int open_records(ews_tls_t *t, uint8_t *buf, size_t off, size_t len, size
     switch (type) {
       case REC_APP:
         if (plen) {
-          memmove(buf + w, data, plen); /* w <= record start: never overlaps ahead */
+          if (!w) start = (size_t)(data - buf); /* the first plaintext stays where it is */
+          else memmove(buf + start + w, data, plen); /* before this record: never ahead */
           w += plen;
           t->idle = 0;
           continue;
@@ -900,12 +958,21 @@ static int open_records(ews_tls_t *t, uint8_t *buf, size_t off, size_t len, size
   }
   if (off < len && carry(t, buf + off, len - off) != 0) ret = EWS_ENOMEM;
 out:
+  *at = w ? start : 0;
   *plain = w;
   return ret;
 }
 
 int ews_tls_read(ews_tls_t *t, uint8_t *buf, size_t n, size_t *plain) {
+  size_t at;
+  int r = ews_tls_read_at(t, buf, n, &at, plain);
+  if (*plain && at) memmove(buf, buf + at, *plain);
+  return r;
+}
+
+int ews_tls_read_at(ews_tls_t *t, uint8_t *buf, size_t n, size_t *at, size_t *plain) {
   *plain = 0;
+  *at = 0;
   size_t len = t->pend_len + n, off = 0;
   if (t->pend_len) {
     memcpy(buf, t->pend, t->pend_len);
@@ -942,7 +1009,7 @@ int ews_tls_read(ews_tls_t *t, uint8_t *buf, size_t n, size_t *plain) {
       break;
   }
   if (t->got_close) return EWS_ECLOSED;
-  return open_records(t, buf, off, len, plain);
+  return open_records(t, buf, off, len, at, plain);
 }
 
 /* ---- records out ----------------------------------------------------------- */

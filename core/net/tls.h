@@ -31,7 +31,8 @@
  *
  * Read path: every read lands in the caller's buffer after ews_tls_read_reserve() bytes
  * (room for the unfinished record carried over from the last read); ews_tls_read()
- * decrypts in place and leaves the plaintext contiguous at the start of that buffer.
+ * decrypts in place and leaves the plaintext contiguous at the start of that buffer
+ * (ews_tls_read_at: where the first record was decrypted, without that copy).
  * Write path: plaintext is queued as today; at flush time ews_tls_write_wq() encrypts
  * it into the ciphertext queue given to ews_tls_new(), which is then written as usual. */
 #ifndef EWS_TLS_H
@@ -126,6 +127,10 @@ size_t ews_tls_read_reserve(const ews_tls_t *t);
  * In every case, bytes may have been appended to `out` (handshake flights, alerts):
  * the caller schedules a flush when out->bytes > 0. */
 int ews_tls_read(ews_tls_t *t, uint8_t *buf, size_t n, size_t *plain);
+
+/* As ews_tls_read, but the plaintext is left at buf[*at .. *at + *plain) (where the
+ * first record was decrypted), saving the copy to the front. *at is 0 when *plain is. */
+int ews_tls_read_at(ews_tls_t *t, uint8_t *buf, size_t n, size_t *at, size_t *plain);
 
 /* 1 once the handshake is over and records can flow. */
 int ews_tls_handshake_done(const ews_tls_t *t);

@@ -241,6 +241,57 @@ TEST(fallback) {
 #endif
 }
 
+/* A record sealed from two pieces (gathered head in place + tail read where it is,
+ * ews_gcm_seal_split / ews_aes_gcm_seal2) equals the one-buffer result: heads of
+ * 0 .. 48 bytes (multiples of 16), tails of 1 .. 2,100 bytes and 16,355 - head, at odd
+ * source offsets, AES-128/256, plus a head that is not a multiple of 16 (the library
+ * path after a copy). */
+static void split_case(size_t head, size_t tail, unsigned keybits, size_t src_off) {
+  static uint8_t pt[16384 + 64], src[16384 + 64], one[16384 + 64], two[16384 + 64];
+  uint8_t key[32], iv[12], aad[13], tag1[16], tag2[16], tag3[16];
+  fill(key, sizeof key);
+  fill(iv, sizeof iv);
+  fill(aad, sizeof aad);
+  fill(pt, head + tail);
+  mbedtls_gcm_context g;
+  mbedtls_gcm_init(&g);
+  CHECK_EQ(mbedtls_gcm_setkey(&g, MBEDTLS_CIPHER_ID_AES, key, keybits), 0);
+  CHECK_EQ(ews_gcm_lib_crypt_and_tag(&g, MBEDTLS_GCM_ENCRYPT, head + tail, iv, 12, aad, 13, pt,
+                                     one, 16, tag1),
+           0);
+  memcpy(src + src_off, pt + head, tail);
+  memcpy(two, pt, head);
+  uint64_t before = ews_aes_gcm_calls();
+  CHECK_EQ(ews_gcm_seal_split(&g, iv, aad, 13, two, head, src + src_off, tail, tag2, 16), 0);
+  if (fast) CHECK_EQ(ews_aes_gcm_calls() - before, 1);
+  CHECK_MEM(two, one, head + tail);
+  CHECK_MEM(tag2, tag1, 16);
+  if (fast && head % 16 == 0) {
+    const mbedtls_aes_context *aes = g.cipher_ctx.cipher_ctx;
+    memcpy(two, pt, head);
+    memset(two + head, 0, tail);
+    ews_aes_gcm_seal2((const uint8_t *)aes->rk, aes->nr, iv, aad, 13, two, two, head,
+                      src + src_off, two + head, tail, tag3, 12);
+    CHECK_MEM(two, one, head + tail);
+    CHECK_MEM(tag3, tag1, 12);
+  }
+  mbedtls_gcm_free(&g);
+}
+
+TEST(seal_split_matches_one_buffer) {
+  for (size_t head = 0; head <= 48; head += 16)
+    for (size_t tail = 1; tail <= 2100; tail += tail < 300 ? 1 : 37) {
+      split_case(head, tail, 128, tail % 7);
+      if (tail % 5 == 0) split_case(head, tail, 256, 3);
+    }
+  for (size_t head = 0; head <= 48; head += 16) {
+    split_case(head, 16355 - head, 128, 1);
+    split_case(head, 16355 - head, 256, 5);
+  }
+  split_case(5, 1000, 128, 3);   /* head not a multiple of 16: copied, sealed in one piece */
+  split_case(14, 16341, 128, 0);
+}
+
 /* mbedTLS's record layer seals and opens through the cipher API inside libmbedcrypto,
  * which calls mbedtls_gcm_* through its PLT: those calls must reach our code. */
 TEST(interposed_through_libmbedcrypto) {
@@ -300,6 +351,7 @@ int main(void) {
     RUN(vectors);
     RUN(differential_every_length);
     RUN(differential_large);
+    RUN(seal_split_matches_one_buffer);
   }
   ews_aes_gcm_set_wide(2);
   RUN(fallback);

@@ -168,10 +168,12 @@ static void srv_feed(srv_t *s, test_bytes_t *in) {
     if (n > RBUF - res) n = RBUF - res;
     memcpy(s->rbuf + res, in->p + in->rd, n);
     in->rd += n;
-    size_t plain = 99;
-    s->st = ews_tls_read(s->t, s->rbuf, n, &plain);
+    size_t plain = 99, at = 99;
+    s->st = ews_tls_read_at(s->t, s->rbuf, n, &at, &plain);
     if (s->st == EWS_EAGAIN) CHECK_EQ(plain, 0);
-    test_bytes_put(&s->got, s->rbuf, plain);
+    if (!plain) CHECK_EQ(at, 0);
+    CHECK(at + plain <= res + n);
+    test_bytes_put(&s->got, s->rbuf + at, plain);
   }
 }
 
@@ -381,6 +383,90 @@ TEST(transfer_1mib_both_ways) {
     test_bytes_free(&got);
     pair_free(&p);
   }
+  free(d);
+}
+
+/* Frame header + payload writes (the payload sealed where it is, only the header and
+ * the bytes up to a block boundary gathered): header lengths 0..14, payloads around the
+ * record size and the split threshold, at odd offsets, alone and several per write
+ * (records then start inside a payload); the client gets the bytes in order. */
+TEST(header_payload_writes_at_odd_offsets) {
+  const size_t N = 70000;
+  uint8_t *d = malloc(N + 64);
+  fill(d, N + 64, 7);
+  static const size_t hdrs[] = {0, 2, 4, 10, 14, 16, 17};
+  static const size_t pays[] = {1, 255, 256, 257, 271, 272, 4000, 16340, 16341, 16355, 16369,
+                                16384, 40000};
+  for (int s = 0; s < NSUITES; s++) {
+    pair_t p;
+    opts_t o = {.suites = SUITES[s].suites};
+    CHECK_EQ(pair_open(&p, ctx_a, &o), 0);
+    test_bytes_t want = {0}, got = {0};
+    for (size_t h = 0; h < sizeof hdrs / sizeof hdrs[0]; h++)
+      for (size_t q = 0; q < sizeof pays / sizeof pays[0]; q++) {
+        size_t off = 1 + (h * 7 + q * 3) % 13;
+        struct iovec v[4] = {{d + 60000 + off, hdrs[h]}, {d + off, pays[q]},
+                             {d + 60100 + off, hdrs[h]}, {d + 3 + off, pays[q] / 3}};
+        int cnt = (q % 2) ? 4 : 2; /* odd ones: two messages in one write */
+        for (int i = 0; i < cnt; i++) test_bytes_put(&want, v[i].iov_base, v[i].iov_len);
+        CHECK_EQ(ews_tls_write(p.s.t, v, cnt), 0);
+        pump(&p);
+        CHECK_EQ(cli_read(&p, &got), MBEDTLS_ERR_SSL_WANT_READ);
+      }
+    CHECK_EQ(got.n, want.n);
+    CHECK(got.n == want.n && memcmp(got.p, want.p, want.n) == 0);
+    test_bytes_free(&want);
+    test_bytes_free(&got);
+    pair_free(&p);
+  }
+  free(d);
+}
+
+/* Three records (16,384 + 100 + 5,000 bytes of data) arrive in two reads split at
+ * every byte boundary, with ews_tls_read_at (plaintext left where it was decrypted)
+ * and ews_tls_read (moved to the front) in turns: the data comes out whole and in
+ * order whichever record the split cuts, header or body. */
+TEST(records_split_at_every_byte) {
+  const size_t A = 16384, B = 100, C = 5000;
+  uint8_t *d = malloc(A + B + C);
+  fill(d, A + B + C, 99);
+  pair_t p;
+  opts_t o = {0};
+  CHECK_EQ(pair_open(&p, ctx_a, &o), 0);
+  size_t L = 0;
+  for (size_t k = 1;; k++) {
+    size_t from = p.c2s.n;
+    cli_write(&p, d, A);
+    cli_write(&p, d + A, B);
+    cli_write(&p, d + A + B, C);
+    if (!L) {
+      L = p.c2s.n - from;
+      CHECK_EQ(count_records(&p.c2s, from, 23, NULL), 3);
+    }
+    CHECK_EQ(p.c2s.n - from, L);
+    if (k >= L) break;
+    test_bytes_t got = {0};
+    size_t piece[2] = {k, L - k}, pos = from;
+    for (int i = 0; i < 2; i++) {
+      size_t res = ews_tls_read_reserve(p.s.t);
+      CHECK(res + piece[i] <= RBUF);
+      memcpy(p.s.rbuf + res, p.c2s.p + pos, piece[i]);
+      pos += piece[i];
+      size_t plain = 0, at = 0;
+      if (k % 2) {
+        CHECK_EQ(ews_tls_read_at(p.s.t, p.s.rbuf, piece[i], &at, &plain), 0);
+        CHECK(at + plain <= res + piece[i]);
+      } else {
+        CHECK_EQ(ews_tls_read(p.s.t, p.s.rbuf, piece[i], &plain), 0);
+      }
+      test_bytes_put(&got, p.s.rbuf + at, plain);
+    }
+    p.c2s.rd = p.c2s.n;
+    CHECK_EQ(ews_tls_read_reserve(p.s.t), 0);
+    CHECK(got.n == A + B + C && memcmp(got.p, d, A + B + C) == 0);
+    test_bytes_free(&got);
+  }
+  pair_free(&p);
   free(d);
 }
 
@@ -1014,6 +1100,8 @@ int main(void) {
   RUN(handshake_each_suite);
   RUN(handshake_byte_at_a_time);
   RUN(transfer_1mib_both_ways);
+  RUN(header_payload_writes_at_odd_offsets);
+  RUN(records_split_at_every_byte);
   RUN(small_writes_coalesce);
   RUN(garbage_fails_fast);
   RUN(truncated_handshake_waits);
