@@ -720,8 +720,18 @@ static int l_json_decoder(lua_State *L) {
   return 1;
 }
 
+/* core.json_scan_type(text) -> type | nil: see ews_json_scan_type (lua/json_decode.h);
+ * the router's way to route a message without building its body. */
+static int l_json_scan_type(lua_State *L) {
+  size_t n, tn;
+  const char *s = luaL_checklstring(L, 1, &n), *t;
+  if (!ews_json_scan_type(s, n, &t, &tn)) return 0;
+  lua_pushlstring(L, t, tn);
+  return 1;
+}
+
 static const luaL_Reg core_fns[] = {
-    {"json_decoder", l_json_decoder},
+    {"json_decoder", l_json_decoder}, {"json_scan_type", l_json_scan_type},
     {"send", l_send},           {"close", l_close},
     {"ping", l_ping},           {"buffered", l_buffered},
     {"remote_addr", l_remote_addr}, {"log", l_log},

@@ -13,6 +13,14 @@ typedef struct {
   lua_State *L;
   const unsigned char *p, *end;
   int depth;
+  int build; /* 0: only check the text (ews_json_scan_type): nothing is pushed */
+  int escaped; /* scan: the last string had an escape */
+  /* scan: the top-level object's last "type" field when it is a string without
+   * escapes (else NULL); type_unsure when a top-level key has an escape (it may be
+   * "type") */
+  const unsigned char *type_s;
+  size_t type_n;
+  int type_unsure;
 } jd_t;
 
 enum { JD_OK = 0, JD_OTHER = -1 }; /* JD_OTHER: hand the text to cjson */
@@ -48,16 +56,17 @@ static int string(jd_t *d) {
   while (p < end && !stop[*p]) p++;
   if (p >= end) return JD_OTHER;
   if (*p == '"') {
-    lua_pushlstring(d->L, (const char *)s, (size_t)(p - s));
+    if (d->build) lua_pushlstring(d->L, (const char *)s, (size_t)(p - s));
+    else d->escaped = 0;
     d->p = p + 1;
     return JD_OK;
   }
   if (*p != '\\') return JD_OTHER; /* a raw control character */
-  /* Escapes: gather the string in a Lua buffer. */
+  /* Escapes: gather the string in a Lua buffer (a scan checks them only). */
   luaL_Buffer b;
-  luaL_buffinit(d->L, &b);
+  if (d->build) luaL_buffinit(d->L, &b);
   for (;;) {
-    luaL_addlstring(&b, (const char *)s, (size_t)(p - s));
+    if (d->build) luaL_addlstring(&b, (const char *)s, (size_t)(p - s));
     if (p >= end) return JD_OTHER;
     if (*p == '"') break;
     if (*p != '\\' || end - p < 2) return JD_OTHER;
@@ -90,20 +99,21 @@ static int string(jd_t *d) {
           u[2] = (char)(0x80 | (cp & 0x3F));
           n = 3;
         }
-        luaL_addlstring(&b, u, n);
+        if (d->build) luaL_addlstring(&b, u, n);
         p += 6;
         goto next;
       }
       default: return JD_OTHER;
     }
-    luaL_addchar(&b, c);
+    if (d->build) luaL_addchar(&b, c);
     p += 2;
   next:
     s = p;
     while (p < end && !stop[*p]) p++;
     if (p < end && *p != '"' && *p != '\\') return JD_OTHER;
   }
-  luaL_pushresult(&b);
+  if (d->build) luaL_pushresult(&b);
+  else d->escaped = 1;
   d->p = p + 1;
   return JD_OK;
 }
@@ -142,7 +152,9 @@ static int number(jd_t *d) {
   }
   /* What follows is checked by the caller (a separator, a closing bracket, or the
    * end): "1x" goes to cjson there. */
-  if (integer && ndig <= 15) {
+  if (!d->build) {
+    if (!(integer && ndig <= 15) && (size_t)(p - start) >= 64) return JD_OTHER;
+  } else if (integer && ndig <= 15) {
     int64_t v = 0;
     for (const unsigned char *q = digits; q < p; q++) v = v * 10 + (*q - '0');
     /* exact in a double, as strtod reads it; "-0" is -0.0 */
@@ -179,21 +191,34 @@ static int object(jd_t *d) {
   d->p++;
   skip_ws(d);
   if (d->p < d->end && *d->p == '}') {
-    lua_newtable(L);
+    if (d->build) lua_newtable(L);
     d->p++;
     return JD_OK;
   }
-  lua_createtable(L, 0, 1);
+  if (d->build) lua_createtable(L, 0, 1);
   for (;;) {
     if (d->p >= d->end || *d->p != '"') return JD_OTHER;
-    d->p++;
+    const unsigned char *key = ++d->p;
     if (string(d) != JD_OK) return JD_OTHER;
+    /* a scan notes the top level's "type" (the last one wins, as in the table) */
+    int is_type = 0;
+    if (!d->build && d->depth == 1) {
+      if (d->escaped) d->type_unsure = 1;
+      else is_type = d->p - 1 - key == 4 && memcmp(key, "type", 4) == 0;
+    }
     skip_ws(d);
     if (d->p >= d->end || *d->p != ':') return JD_OTHER;
     d->p++;
     skip_ws(d);
+    const unsigned char *val = d->p;
     if (value(d) != JD_OK) return JD_OTHER;
-    lua_rawset(L, -3);
+    if (d->build) {
+      lua_rawset(L, -3);
+    } else if (is_type) {
+      int plain = *val == '"' && !d->escaped;
+      d->type_s = plain ? val + 1 : NULL;
+      d->type_n = plain ? (size_t)(d->p - val - 2) : 0;
+    }
     skip_ws(d);
     if (d->p >= d->end) return JD_OTHER;
     if (*d->p == ',') {
@@ -209,7 +234,7 @@ static int object(jd_t *d) {
 
 static int array(jd_t *d) {
   lua_State *L = d->L;
-  lua_newtable(L);
+  if (d->build) lua_newtable(L);
   d->p++;
   skip_ws(d);
   if (d->p < d->end && *d->p == ']') {
@@ -218,7 +243,7 @@ static int array(jd_t *d) {
   }
   for (int i = 1;; i++) {
     if (value(d) != JD_OK) return JD_OTHER;
-    lua_rawseti(L, -2, i);
+    if (d->build) lua_rawseti(L, -2, i);
     skip_ws(d);
     if (d->p >= d->end) return JD_OTHER;
     if (*d->p == ',') {
@@ -247,15 +272,15 @@ static int value(jd_t *d) {
       return string(d);
     case 't':
       if (literal(d, "true", 4) != JD_OK) return JD_OTHER;
-      lua_pushboolean(d->L, 1);
+      if (d->build) lua_pushboolean(d->L, 1);
       return JD_OK;
     case 'f':
       if (literal(d, "false", 5) != JD_OK) return JD_OTHER;
-      lua_pushboolean(d->L, 0);
+      if (d->build) lua_pushboolean(d->L, 0);
       return JD_OK;
     case 'n':
       if (literal(d, "null", 4) != JD_OK) return JD_OTHER;
-      lua_pushlightuserdata(d->L, NULL); /* cjson.null */
+      if (d->build) lua_pushlightuserdata(d->L, NULL); /* cjson.null */
       return JD_OK;
     default:
       return number(d);
@@ -269,7 +294,7 @@ static int l_decode(lua_State *L) {
     const char *s = lua_tolstring(L, 1, &n);
     /* each level holds a table and a key; strings with escapes a buffer */
     if (lua_checkstack(L, 2 * EWS_JSON_FAST_DEPTH + LUA_MINSTACK)) {
-      jd_t d = {L, (const unsigned char *)s, (const unsigned char *)s + n, 0};
+      jd_t d = {L, (const unsigned char *)s, (const unsigned char *)s + n, 0, 1, 0, NULL, 0, 0};
       skip_ws(&d);
       if (value(&d) == JD_OK) {
         skip_ws(&d);
@@ -283,6 +308,17 @@ static int l_decode(lua_State *L) {
   lua_insert(L, 1);
   lua_call(L, top, LUA_MULTRET);
   return lua_gettop(L);
+}
+
+int ews_json_scan_type(const char *s, size_t n, const char **type, size_t *type_len) {
+  jd_t d = {NULL, (const unsigned char *)s, (const unsigned char *)s + n, 0, 0, 0, NULL, 0, 0};
+  skip_ws(&d);
+  if (d.p >= d.end || *d.p != '{' || value(&d) != JD_OK) return 0;
+  skip_ws(&d);
+  if (d.p != d.end || d.type_unsure || !d.type_s) return 0;
+  *type = (const char *)d.type_s;
+  *type_len = d.type_n;
+  return 1;
 }
 
 void ews_json_push_decoder(lua_State *L, int idx) {

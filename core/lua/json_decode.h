@@ -22,4 +22,12 @@
  * decoder at stack index idx (cjson.safe.decode, or cjson.decode to raise). */
 void ews_json_push_decoder(lua_State *L, int idx);
 
+/* Checks, without building anything, that text is a JSON object the decoder decodes
+ * itself (so its table is certain) and finds its "type" field: -> 1 with *type and
+ * *type_len pointing into text when the object has a "type" that is a string without
+ * escapes (the last one when the key repeats) and no key with an escape at its top
+ * level; 0 otherwise (invalid or lenient JSON, not an object, no such field: the caller
+ * decodes as usual and gets the decoder's answer). */
+int ews_json_scan_type(const char *text, size_t n, const char **type, size_t *type_len);
+
 #endif

@@ -7,7 +7,9 @@
  * same error message, and tables whose pairs() visit the fields in the same order (also
  * after a script adds fields: the tables have the same size).
  * It also checks the fast path is taken for strict JSON (it must not pass by handing
- * everything to cjson). */
+ * everything to cjson), and that the scan (ews_json_scan_type), on every one of those
+ * texts, names a type only when the decoder itself builds an object whose "type" is
+ * that string, and names it for the messages a router routes. */
 #include <lauxlib.h>
 #include <lualib.h>
 
@@ -16,7 +18,7 @@
 
 static const char *script =
     "local cjson = require 'cjson.safe'\n"
-    "local make = ...\n"
+    "local make, scan = ...\n"
     "local fallbacks = 0\n"
     "local fast = make(function(...) fallbacks = fallbacks + 1; return cjson.decode(...) end)\n"
     "local fmt = string.format\n"
@@ -61,12 +63,51 @@ static const char *script =
     "  return true\n"
     "end\n"
     "local failures = {}\n"
+    "local named = 0 -- texts the scan named a type for\n"
     "local function expect(s, strict)\n"
     "  local before = fallbacks\n"
     "  local ok, why = check(s)\n"
     "  if not ok then failures[#failures + 1] = why end\n"
     "  if strict and fallbacks ~= before then failures[#failures + 1] = 'fell back on ' .. fmt('%q', s) end\n"
+    "  local t = scan(s)\n"
+    "  if t ~= nil then\n"
+    "    named = named + 1\n"
+    "    before = fallbacks\n"
+    "    local v = fast(s)\n"
+    "    if fallbacks ~= before or type(v) ~= 'table' or v.type ~= t or v[1] ~= nil then\n"
+    "      failures[#failures + 1] = 'scan named ' .. fmt('%q', t) .. ' for ' .. fmt('%q', s)\n"
+    "    end\n"
+    "  end\n"
+    "  return t\n"
     "end\n"
+    /* the scan: what it names, and where it leaves the text to the decoder */
+    "local function scans(s, want)\n"
+    "  local t = expect(s, false)\n"
+    "  if t ~= want then failures[#failures + 1] = 'scan of ' .. fmt('%q', s) .. ': ' .. tostring(t) .. ' vs ' .. tostring(want) end\n"
+    "end\n"
+    "scans('{\"type\":\"echo\",\"v\":12,\"d\":\"xyz\"}', 'echo')\n"
+    "scans(' {\"a\":[1,{\"type\":\"in\"}],\"type\" : \"chat:message\", \"b\":{}} ', 'chat:message')\n"
+    "scans('{\"type\":\"\"}', '')\n"
+    "scans('{\"type\":\"a\",\"type\":\"b\"}', 'b')\n"
+    "scans('{\"type\":1,\"type\":\"b\"}', 'b')\n"
+    "scans('{\"type\":\"a\",\"type\":1}', nil)\n"
+    "scans('{\"type\":null}', nil)\n"
+    "scans('{\"type\":[\"a\"]}', nil)\n"
+    "scans('{\"type\":\"a\\\\u0062\"}', nil)\n"
+    "scans('{\"typ\\\\u0065\":\"x\"}', nil)\n"
+    "scans('{\"type\":\"a\",\"x\\\\n\":1}', nil)\n"
+    "scans('{\"x\":{\"type\":\"a\"}}', nil)\n"
+    "scans('[{\"type\":\"a\"}]', nil)\n"
+    "scans('{\"types\":\"a\",\"typ\":\"b\"}', nil)\n"
+    "scans('{\"type\":\"a\"} x', nil)\n"
+    "scans('{\"type\":\"a\",}', nil)\n"
+    "scans('{\"type\":\"a\",\"n\":0x10}', nil)\n"
+    "scans('{\"type\":\"a\",\"n\":1e999}', 'a')\n"
+    "scans('{\"type\":\"a\",\"s\":\"\\\\ud83d\\\\ude00\"}', nil)\n"
+    "scans('{\"type\":\"a\",\"n\":1.000000000000000000000000000000000000000000000000000000000000000001}', nil)\n"
+    "scans('{\"type\":\"a\",\"d\":' .. string.rep('[', 63) .. string.rep(']', 63) .. '}', 'a')\n"
+    "scans('{\"type\":\"a\",\"d\":' .. string.rep('[', 64) .. string.rep(']', 64) .. '}', nil)\n"
+    "scans('{}', nil)\n"
     /* strict JSON: decoded by the fast path */
     "local strict = {\n"
     "  '{}', '[]', ' { } ', '[[]]', '{\"a\":[]}', '{\"a\":{}}', '[{}]', '0', '-0', '1', '-1',\n"
@@ -121,7 +162,7 @@ static const char *script =
     "    for i = 1, rnd(6) do t[i] = gen(depth + 1) end\n"
     "    return '[' .. ws .. table.concat(t, ',' .. ws) .. ']'\n"
     "  end\n"
-    "  for i = 1, rnd(9) do t[i] = gen_string() .. ws .. ':' .. gen(depth + 1) end\n"
+    "  for i = 1, rnd(9) do t[i] = (rnd(3) == 0 and '\"type\"' or gen_string()) .. ws .. ':' .. gen(depth + 1) end\n"
     "  return '{' .. ws .. table.concat(t, ',' .. ws) .. ws .. '}'\n"
     "end\n"
     "local flips = { '\"', '\\\\', ',', ':', '}', ']', '{', '[', ' ', '\\0', '\\1', 'e', '.', '-',\n"
@@ -134,6 +175,7 @@ static const char *script =
     "  expect(doc:sub(1, at - 1) .. flips[rnd(#flips) + 1] .. doc:sub(at + 1), false)\n"
     "  expect(doc:sub(1, at - 1) .. doc:sub(at + 1), false)\n"
     "end\n"
+    "if named < 100 then failures[#failures + 1] = 'the scan named a type for only ' .. named .. ' texts' end\n"
     /* the arguments cjson checks */
     "for _, args in ipairs({ {}, { '{}', 1 }, { 1 }, { true } }) do\n"
     "  local a = { pcall(fast, unpack(args)) }\n"
@@ -142,6 +184,14 @@ static const char *script =
     "  if not ok then failures[#failures + 1] = why end\n"
     "end\n"
     "return #failures, table.concat(failures, '\\n', 1, math.min(#failures, 20))\n";
+
+static int l_scan(lua_State *L) {
+  size_t n, tn;
+  const char *s = luaL_checklstring(L, 1, &n), *t;
+  if (!ews_json_scan_type(s, n, &t, &tn)) return 0;
+  lua_pushlstring(L, t, tn);
+  return 1;
+}
 
 static int l_make(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -159,7 +209,8 @@ TEST(identical_to_cjson) {
   CHECK_EQ(r, 0);
   if (r == 0) {
     lua_pushcfunction(L, l_make);
-    r = lua_pcall(L, 1, 2, 0);
+    lua_pushcfunction(L, l_scan);
+    r = lua_pcall(L, 2, 2, 0);
     if (r != 0) fprintf(stderr, "%s\n", lua_tostring(L, -1));
     CHECK_EQ(r, 0);
     if (r == 0) {
