@@ -41,6 +41,18 @@ EWS_EXPORT double ews_ffi_buffered(uintptr_t conn) {
   return (double)ews_conn_buffered((ews_conn_t *)conn);
 }
 
+/* ews_json_scan_type (lua/json_decode.h) for edgews.json's scan_type: 1 with the
+ * type's offset in span[0] and its length in span[1], else 0. Through the FFI a
+ * compiled trace calls it directly, once per routed message. */
+EWS_EXPORT int ews_ffi_json_scan_type(const char *p, size_t n, size_t *span) {
+  const char *t;
+  size_t tn;
+  if (!ews_json_scan_type(p, n, &t, &tn)) return 0;
+  span[0] = (size_t)(t - p);
+  span[1] = tn;
+  return 1;
+}
+
 /* ---- edgews.core ------------------------------------------------------------ */
 
 static ews_vm_t *worker_of(lua_State *L) {
@@ -720,18 +732,8 @@ static int l_json_decoder(lua_State *L) {
   return 1;
 }
 
-/* core.json_scan_type(text) -> type | nil: see ews_json_scan_type (lua/json_decode.h);
- * the router's way to route a message without building its body. */
-static int l_json_scan_type(lua_State *L) {
-  size_t n, tn;
-  const char *s = luaL_checklstring(L, 1, &n), *t;
-  if (!ews_json_scan_type(s, n, &t, &tn)) return 0;
-  lua_pushlstring(L, t, tn);
-  return 1;
-}
-
 static const luaL_Reg core_fns[] = {
-    {"json_decoder", l_json_decoder}, {"json_scan_type", l_json_scan_type},
+    {"json_decoder", l_json_decoder},
     {"send", l_send},           {"close", l_close},
     {"ping", l_ping},           {"buffered", l_buffered},
     {"remote_addr", l_remote_addr}, {"log", l_log},

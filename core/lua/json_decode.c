@@ -8,6 +8,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 typedef struct {
   lua_State *L;
@@ -32,6 +35,25 @@ static const unsigned char stop[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
 };
 
+/* The first byte at or after p that ends a string's plain run (stop[]), or end: 16
+ * bytes at a time with SSE2 (never reading past end), the rest one by one. */
+static inline const unsigned char *plain_run(const unsigned char *p, const unsigned char *end) {
+#ifdef __SSE2__
+  const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
+                ctl = _mm_set1_epi8(0x1f);
+  while (end - p >= 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                               _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v)); /* v <= 0x1f */
+    unsigned m = (unsigned)_mm_movemask_epi8(hit);
+    if (m) return p + __builtin_ctz(m);
+    p += 16;
+  }
+#endif
+  while (p < end && !stop[*p]) p++;
+  return p;
+}
+
 static inline void skip_ws(jd_t *d) {
   while (d->p < d->end && (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t')) d->p++;
 }
@@ -52,8 +74,7 @@ static int hex4(const unsigned char *p, unsigned *out) {
 
 /* A string whose opening quote is behind d->p: pushes it. */
 static int string(jd_t *d) {
-  const unsigned char *s = d->p, *p = s, *end = d->end;
-  while (p < end && !stop[*p]) p++;
+  const unsigned char *s = d->p, *end = d->end, *p = plain_run(s, end);
   if (p >= end) return JD_OTHER;
   if (*p == '"') {
     if (d->build) lua_pushlstring(d->L, (const char *)s, (size_t)(p - s));
@@ -109,7 +130,7 @@ static int string(jd_t *d) {
     p += 2;
   next:
     s = p;
-    while (p < end && !stop[*p]) p++;
+    p = plain_run(p, end);
     if (p < end && *p != '"' && *p != '\\') return JD_OTHER;
   }
   if (d->build) luaL_pushresult(&b);

@@ -17,6 +17,22 @@ local _M = { encode = cjson.encode, null = cjson.null, cjson_decode = cjson.deco
 local ok, core = pcall(require, "edgews.core")
 if ok and type(core) == "table" and core.json_decoder then
   _M.decode = core.json_decoder(cjson.decode)
+  -- scan_type(text) -> type | nil: text is an object decode builds itself, with a
+  -- "type" string (see core/lua/json_decode.h); nil: decode and see. Through the
+  -- FFI: a compiled trace calls it without leaving the trace.
+  local ffi = require "ffi"
+  local has = pcall(ffi.cdef, "int ews_ffi_json_scan_type(const char *p, size_t n, size_t *span);")
+  local C = ffi.C
+  if has and pcall(function() return C.ews_ffi_json_scan_type end) then
+    local scan, span, string_sub, tonumber = C.ews_ffi_json_scan_type, ffi.new("size_t[2]"), string.sub, tonumber
+    _M.scan_type = function(text)
+      if scan(text, #text, span) == 1 then
+        local at = tonumber(span[0])
+        return string_sub(text, at + 1, at + tonumber(span[1]))
+      end
+      return nil
+    end
+  end
   _M.fast = true
 else
   _M.decode = cjson.decode

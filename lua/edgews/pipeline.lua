@@ -12,7 +12,9 @@
 --   3. JSON decode (when the app has routes): invalid input gets one error reply
 --      with a stable code (edgews.router) and the connection stays open.
 --   4. middleware chain: fn(socket, msg, ctx, next), msg = { data =, is_binary =,
---      type =, body = <decoded table> }, ctx = socket.ctx.
+--      type =, body = <decoded table> }, ctx = socket.ctx. When the route's handler
+--      never reads its body (edgews.router: r:peek), the text is only checked in 3
+--      and msg.body is built the first time something reads it (msg's metatable).
 --   5. the route's handler (socket, body, ctx) or, without routes, the app's
 --      "message" handler (socket, data, is_binary).
 -- Errors raised in 4 and 5 are logged with file:line, passed to the app's error
@@ -313,6 +315,9 @@ if jit then
   warm()
 end
 
+-- The key of a message's type in a msg whose body is not built yet (r:peek).
+local UNBUILT = setmetatable({}, { __tostring = function() return "edgews.pipeline.UNBUILT" end })
+
 --- Builds the message function of an app (nil when it needs none).
 function _M.build(app)
   local router, chain, rl, strat = app._router, app._chain, app._rate_limit, app._auth
@@ -320,8 +325,27 @@ function _M.build(app)
   local raw_handler = app._raw_message
   local scope = app.path
 
+  -- msg.body of a message routed without it: decoded when first read (r:peek said
+  -- the decoder builds it, so this does not fail), then a plain field.
+  local unbuilt_mt = {
+    __index = function(m, k)
+      if k ~= "body" then return nil end
+      local body = router:decode(m.data, m.is_binary) or false
+      rawset(m, "body", body)
+      return body
+    end,
+  }
+
   local function final(socket, msg, ctx)
     if router then
+      local name = rawget(msg, UNBUILT)
+      if name and rawget(msg, "body") == nil then
+        local _, opts = router:get(name)
+        -- a per-route rate limit's reply carries the id: built below
+        if not (opts and opts._rate_limit) and router:dispatch_unbuilt(socket, name, ctx) then
+          return true
+        end
+      end
       local body = msg.body
       local _, opts = router:get(body.type)
       local route_rl = opts and opts._rate_limit
@@ -349,10 +373,18 @@ function _M.build(app)
     end
     -- Before anything is parsed: a refresh (a JSON decode and an HMAC) counts too.
     if rl and not within_limits(rl, scope, socket, data) then return end
-    if strat and maybe_refresh(app, socket, data) then return end
-    -- all four fields from the start: adding two later would rehash the table
-    local msg = { data = data, is_binary = is_binary, type = false, body = false }
-    if router then
+    -- A message peek names is certainly of that type (a route's), not a refresh.
+    local name = router and router:peek(data, is_binary)
+    if strat and not name and maybe_refresh(app, socket, data) then return end
+    local msg
+    if name then
+      msg = setmetatable({ data = data, is_binary = is_binary, type = name, [UNBUILT] = name },
+        unbuilt_mt)
+    else
+      -- all four fields from the start: adding two later would rehash the table
+      msg = { data = data, is_binary = is_binary, type = false, body = false }
+    end
+    if router and not name then
       local body, code, message, details = router:decode(data, is_binary)
       if not body then
         core.count("router_errors", code)

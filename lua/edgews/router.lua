@@ -41,11 +41,16 @@
 -- before r:dispatch_decoded routes it; r:dispatch is the two in one. A route's
 -- opts are kept as given (r:get returns them) so the dispatcher may read its
 -- own per-route settings; opts.validate (a schema or a compiled checker) is
--- compiled when the route is added, so a bad schema fails at load. The codec
+-- compiled when the route is added, so a bad schema fails at load. A route
+-- whose handler never reads its data (edgews.paramuse) and that has no schema
+-- can be dispatched without building the table: r:peek checks the text and
+-- finds its type without decoding it (default codec only), r:dispatch_unbuilt
+-- calls the handler with nil for the data. The codec
 -- is cjson.safe-like: decode(s) -> value | nil, err (one that raises is caught),
 -- encode(t) -> string, and its JSON null (codec.null) counts as an absent field.
 
 local validate = require "edgews.validate"
+local paramuse = require "edgews.paramuse"
 
 local require, type, pairs, error, tostring, pcall, next, setmetatable =
   require, type, pairs, error, tostring, pcall, next, setmetatable
@@ -130,12 +135,14 @@ function _M.new(opts)
   if type(reply) ~= "function" then error("router.new: reply_error must be a function", 2) end
   -- The default codec decodes with edgews.json (cjson's values and errors, faster),
   -- which never raises on bad input: no pcall around it.
-  local decode_fn, decode_safe = json.decode, false
+  local decode_fn, decode_safe, scan_type = json.decode, false, false
   if json == get_default_json() then
-    decode_fn, decode_safe = require("edgews.json").decode, true
+    local fast = require("edgews.json")
+    decode_fn, decode_safe, scan_type = fast.decode, true, fast.scan_type or false
   end
   return setmetatable({
     max_size = max_size, json = json, decode_fn = decode_fn, decode_safe = decode_safe,
+    scan_type = scan_type,
     null = json.null, reply_error = reply, routes = {},
   }, Router)
 end
@@ -161,7 +168,8 @@ function Router:route(name, handler, opts, level)
     end
     check = validate.compile(opts.validate, level)
   end
-  self.routes[name] = { handler = handler, opts = opts, check = check }
+  self.routes[name] = { handler = handler, opts = opts, check = check,
+    unbuilt = not check and not paramuse.reads(handler, 2) }
   return self
 end
 
@@ -170,6 +178,30 @@ function Router:get(name)
   local route = self.routes[name]
   if route then return route.handler, route.opts end
   return nil
+end
+
+--- r:peek(raw, is_binary) -> type | nil
+-- The message's type when it can be routed without building its data: the text
+-- is a JSON object that the decoder would build itself (so r:decode would
+-- succeed; default codec only), within max_size, its "type" a string whose
+-- route has no schema and a handler that never reads its data. nil: decode it.
+function Router:peek(raw, is_binary)
+  local scan = self.scan_type
+  if not scan or is_binary or #raw > self.max_size then return nil end
+  local name = scan(raw)
+  local route = name and self.routes[name]
+  if route and route.unbuilt then return name end
+  return nil
+end
+
+--- r:dispatch_unbuilt(socket, type, ctx) -> true | false
+-- Runs the route of a type r:peek returned, its handler getting nil for the data;
+-- false (nothing run) when that type has no such route (any more).
+function Router:dispatch_unbuilt(socket, name, ctx)
+  local route = self.routes[name]
+  if not (route and route.unbuilt) then return false end
+  route.handler(socket, nil, ctx)
+  return true
 end
 
 --- r:decode(raw, is_binary) -> data | nil, code, message, details
