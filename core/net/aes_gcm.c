@@ -305,7 +305,10 @@ TGT_ZMM static inline __m128i ghash_zmm(__m128i y, const __m512i *x, const __m51
 }
 
 /* As bulk_wide, with 512-byte steps: register j holds blocks 4j .. 4j+3 (lane l times
- * H^(32-4j-l)). */
+ * H^(32-4j-l)). The CTR and AES-round loops repeat bulk_wide's on purpose: __m256i and
+ * __m512i have their own intrinsics and target sets (bulk_wide must run without
+ * AVX512BW), so only a macro could write both; and here GHASH of the previous step
+ * sits between the counter blocks and the rounds, where bulk_wide hashes after them. */
 TGT_ZMM __attribute__((noinline)) static size_t bulk_zmm(int enc, const __m128i *k, int nr,
                                                           __m128i *cp, __m128i *yp, __m128i h,
                                                           const uint8_t *in, uint8_t *out,

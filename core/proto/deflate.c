@@ -288,6 +288,27 @@ struct ews_deflater {
   struct libdeflate_compressor *ldc; /* the libdeflate engine (see below), else NULL */
 };
 
+/* The prologue both engines share: a zeroed deflater from za's allocator (malloc
+ * when za is NULL or incomplete) with the allocator, window and takeover set; NULL
+ * when out of memory. deflater_release frees the struct alone (an engine that
+ * failed to start, or after ews_deflater_free has ended the engine). */
+static ews_deflater_t *deflater_alloc(const ews_zalloc_t *za, int window_bits, int no_ctx) {
+  ews_zalloc_t a;
+  za_set(&a, za);
+  ews_deflater_t *d = za_alloc(&a, sizeof *d);
+  if (!d) return NULL;
+  memset(d, 0, sizeof *d);
+  d->za = a;
+  d->wbits = (uint8_t)window_bits;
+  d->no_ctx = no_ctx != 0;
+  return d;
+}
+
+static void deflater_release(ews_deflater_t *d) {
+  ews_zalloc_t a = d->za; /* d holds the allocator it is freed with */
+  za_free(&a, d);
+}
+
 int ews_deflater_new(ews_deflater_t **out, int level, int window_bits, int mem_level,
                      int no_context_takeover, const ews_zalloc_t *za) {
   if (!out) return EWS_EINVAL;
@@ -295,20 +316,14 @@ int ews_deflater_new(ews_deflater_t **out, int level, int window_bits, int mem_l
   if (level < 0 || level > 9 || window_bits < 8 || window_bits > 15 || mem_level < 1 ||
       mem_level > 9)
     return EWS_EINVAL;
-  ews_zalloc_t a;
-  za_set(&a, za);
-  ews_deflater_t *d = za_alloc(&a, sizeof *d);
+  ews_deflater_t *d = deflater_alloc(za, window_bits, no_context_takeover);
   if (!d) return EWS_ENOMEM;
-  memset(d, 0, sizeof *d);
-  d->za = a;
-  d->wbits = (uint8_t)window_bits;
-  d->no_ctx = no_context_takeover != 0;
   z_hook(&d->z, &d->za);
   /* zlib rejects 8 for raw deflate; 9 never emits a distance above 250 (see .h) */
   int zbits = window_bits == 8 ? 9 : window_bits;
   int rc = deflateInit2(&d->z, level, Z_DEFLATED, -zbits, mem_level, Z_DEFAULT_STRATEGY);
   if (rc != Z_OK) {
-    za_free(&a, d);
+    deflater_release(d);
     return rc == Z_MEM_ERROR ? EWS_ENOMEM : EWS_EZLIB;
   }
   *out = d;
@@ -330,17 +345,11 @@ int ews_deflater_new_libdeflate(ews_deflater_t **out, int level, const ews_zallo
   if (!out) return EWS_EINVAL;
   *out = NULL;
   if (level < 1 || level > 9) return EWS_EINVAL;
-  ews_zalloc_t a;
-  za_set(&a, za);
-  ews_deflater_t *d = za_alloc(&a, sizeof *d);
+  ews_deflater_t *d = deflater_alloc(za, 15, 1);
   if (!d) return EWS_ENOMEM;
-  memset(d, 0, sizeof *d);
-  d->za = a;
-  d->wbits = 15;
-  d->no_ctx = 1;
   d->ldc = libdeflate_alloc_compressor(level);
   if (!d->ldc) {
-    za_free(&a, d);
+    deflater_release(d);
     return EWS_ENOMEM;
   }
   *out = d;
@@ -353,8 +362,7 @@ void ews_deflater_free(ews_deflater_t *d) {
   if (!d) return;
   if (d->ldc) libdeflate_free_compressor(d->ldc);
   else deflateEnd(&d->z);
-  ews_zalloc_t a = d->za;
-  za_free(&a, d);
+  deflater_release(d);
 }
 
 int ews_deflater_window_bits(const ews_deflater_t *d) { return d->wbits; }

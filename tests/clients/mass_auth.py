@@ -33,6 +33,8 @@ import sys
 import time
 import urllib.parse
 
+from rawws import client_frame, upgrade_request
+
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -45,20 +47,6 @@ def jwt(secret, claims):
     p = b64url(json.dumps(claims, separators=(",", ":")).encode())
     sig = hmac.new(secret.encode(), (h + "." + p).encode(), hashlib.sha256).digest()
     return h + "." + p + "." + b64url(sig)
-
-
-def frame(opcode, payload):
-    """A masked client frame."""
-    mask = os.urandom(4)
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return head + mask + masked
 
 
 class Conn:
@@ -135,9 +123,7 @@ def main():
         tok = jwt(a.secret, {"sub": "mass-%d" % c.i, "exp": long_exp})
         key = base64.b64encode(os.urandom(16))
         c.key = key
-        c.out = ("GET %s?token=%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-                 "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13"
-                 "\r\n\r\n" % (path, tok, host, port, key.decode())).encode()
+        c.out = upgrade_request("%s?token=%s" % (path, tok), host, port, key.decode())
         c.state = "handshake"
         n["handshake"] += 1
         sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
@@ -180,11 +166,11 @@ def main():
         for op, payload in c.frames():
             if op == 0x8:
                 code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
-                send(c, frame(0x8, payload[:2]))
+                send(c, client_frame(0x8, payload[:2]))
                 close(c, code, payload[2:].decode("utf-8", "replace"))
                 return
             if op == 0x9:
-                send(c, frame(0xA, payload))
+                send(c, client_frame(0xA, payload))
             elif op == 0x1:
                 m = json.loads(payload)
                 if m.get("type") == "auth:refreshed" and not c.refreshed:
@@ -223,7 +209,7 @@ def main():
     for c in conns:
         if c.state == "open":
             tok = jwt(a.secret, {"sub": "mass-%d" % c.i, "exp": exp})
-            send(c, frame(0x1, json.dumps({"type": "auth:refresh", "token": tok}).encode()))
+            send(c, client_frame(0x1, json.dumps({"type": "auth:refresh", "token": tok}).encode()))
     want = n["open"]
     ok = pump(lambda: n["refreshed"] >= want or n["closed"] > a.count - want) and ok
     refreshed = sum(1 for c in conns if c.refreshed)

@@ -27,6 +27,8 @@ import struct
 import sys
 import urllib.parse
 
+from rawws import client_frame, upgrade_request
+
 
 def body(i, size):
     unit = ("#%d:%d:" % (i, size)) + chr(97 + i % 26) * 53 + "\n"
@@ -39,17 +41,7 @@ class Conn:
         self.w = writer
 
     def send(self, data, opcode=2):
-        mask = os.urandom(4)
-        n = len(data)
-        if n < 126:
-            head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-        elif n < 65536:
-            head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-        else:
-            head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(data)) if n < 4096 else \
-            (int.from_bytes(data, "big") ^ int.from_bytes((mask * (n // 4 + 1))[:n], "big")).to_bytes(n, "big")
-        self.w.write(head + mask + masked)
+        self.w.write(client_frame(opcode, data))
 
     async def recv(self, slow=False):
         """The next data message (opcode, payload); control frames are skipped."""
@@ -96,9 +88,7 @@ async def connect(url, ca=None, rcvbuf=None):
         sock=sock, ssl=ctx, server_hostname=host if ctx else None, limit=1 << 24)
     key = base64.b64encode(os.urandom(16)).decode()
     path = (u.path or "/") + ("?" + u.query if u.query else "")
-    writer.write(("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-                  "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                  "Sec-WebSocket-Version: 13\r\n\r\n" % (path, host, port, key)).encode())
+    writer.write(upgrade_request(path, host, port, key))
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 101"):
         raise RuntimeError("upgrade refused: %r" % head[:80])
