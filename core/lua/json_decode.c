@@ -72,8 +72,10 @@ static int hex4(const unsigned char *p, unsigned *out) {
   return JD_OK;
 }
 
+static int string_escaped(jd_t *d, const unsigned char *s, const unsigned char *p);
+
 /* A string whose opening quote is behind d->p: pushes it. */
-static int string(jd_t *d) {
+static inline int string(jd_t *d) {
   const unsigned char *s = d->p, *end = d->end, *p = plain_run(s, end);
   if (p >= end) return JD_OTHER;
   if (*p == '"') {
@@ -83,7 +85,14 @@ static int string(jd_t *d) {
     return JD_OK;
   }
   if (*p != '\\') return JD_OTHER; /* a raw control character */
-  /* Escapes: gather the string in a Lua buffer (a scan checks them only). */
+  return string_escaped(d, s, p);
+}
+
+/* The rest of a string from its first escape at p (s: its start): gathered in a Lua
+ * buffer (a scan checks the escapes only). Out of line: the buffer is large. */
+static __attribute__((noinline)) int string_escaped(jd_t *d, const unsigned char *s,
+                                                    const unsigned char *p) {
+  const unsigned char *end = d->end;
   luaL_Buffer b;
   if (d->build) luaL_buffinit(d->L, &b);
   for (;;) {
@@ -225,7 +234,8 @@ static int object(jd_t *d) {
     int is_type = 0;
     if (!d->build && d->depth == 1) {
       if (d->escaped) d->type_unsure = 1;
-      else is_type = d->p - 1 - key == 4 && memcmp(key, "type", 4) == 0;
+      else is_type = d->p - 1 - key == 4 && key[0] == 't' && key[1] == 'y' && key[2] == 'p' &&
+                     key[3] == 'e';
     }
     skip_ws(d);
     if (d->p >= d->end || *d->p != ':') return JD_OTHER;
