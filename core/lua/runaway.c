@@ -158,7 +158,26 @@ static void *alloc(void *ud, void *p, size_t osize, size_t nsize) {
       }
     }
   }
-  void *r = rw->alloc_f(rw->alloc_ud, p, osize, nsize);
+  void *r;
+  if (!p) {
+    void *k;
+    if (nsize <= EWS_RUNAWAY_KEEP_SIZE && !(nsize & 7) && (k = rw->kept[nsize >> 3])) {
+      rw->kept[nsize >> 3] = *(void **)k; /* a kept block of exactly this size */
+      rw->kept_bytes -= nsize;
+      r = k;
+    } else {
+      r = rw->alloc_f(rw->alloc_ud, NULL, 0, nsize);
+    }
+  } else if (nsize == 0 && osize && osize <= EWS_RUNAWAY_KEEP_SIZE && !(osize & 7) &&
+             rw->kept_bytes + osize <= EWS_RUNAWAY_KEEP_BYTES) {
+    /* LuaJIT frees with the size it asked for: the block holds osize bytes */
+    *(void **)p = rw->kept[osize >> 3];
+    rw->kept[osize >> 3] = p;
+    rw->kept_bytes += osize;
+    r = NULL;
+  } else {
+    r = rw->alloc_f(rw->alloc_ud, p, osize, nsize);
+  }
   if (r || nsize == 0) rw->mem += nsize - old; /* wraps around for shrinking and free */
   return r;
 }

@@ -44,6 +44,9 @@
 
 enum { EWS_STOP_NONE = 0, EWS_STOP_TIME = 1, EWS_STOP_MEMORY = 2 };
 
+#define EWS_RUNAWAY_KEEP_SIZE 256
+#define EWS_RUNAWAY_KEEP_BYTES (4 * 1048576)
+
 typedef struct ews_runaway {
   /* Read by the watchdog thread (atomics). start_ns is 0 outside a run. */
   uint64_t start_ns, budget_ns;
@@ -62,6 +65,13 @@ typedef struct ews_runaway {
                         more after a collection found mostly live data) */
   size_t mem_hard;   /* a big allocation (mem_big or more) past this fails in a run */
   size_t mem_big;
+  /* Freed blocks of 8..EWS_RUNAWAY_KEEP_SIZE bytes (multiples of 8) kept for the next
+   * request of exactly that size, at most EWS_RUNAWAY_KEEP_BYTES in all: a message's
+   * tables come and go at the rate of messages, and LuaJIT's allocator costs ~80
+   * instructions a call. They stay in LuaJIT's arena (lua_close frees them with it)
+   * and count as freed in mem. */
+  void *kept[EWS_RUNAWAY_KEEP_SIZE / 8 + 1];
+  size_t kept_bytes;
   uint64_t default_budget_ns; /* 0: none */
   int depth;         /* nested runs */
   int stopped;       /* the outermost run had a stop (EWS_STOP_*) */

@@ -189,6 +189,40 @@ TEST(garbage_churn_is_not_stopped) {
   ews_runaway_set_limits(rw, EWS_RUNAWAY_DEFAULT_TIMEOUT, 0);
 }
 
+/* Freed small blocks are kept for the next request of their exact size: objects made
+ * from reused blocks hold their own contents (every table and string checked after
+ * several collections of churn), the count of the heap stays LuaJIT's own, and no more
+ * than EWS_RUNAWAY_KEEP_BYTES is kept. */
+TEST(kept_blocks_reused_intact_and_counted) {
+  const char *e = run(
+      "local live = {}\n"
+      "for round = 1, 6 do\n"
+      "  for i = 1, 30000 do\n"
+      "    local t = { a = i, b = round, s = 'v' .. i .. ':' .. round, [i % 7 + 1] = i }\n"
+      "    if i % 10 == 0 then live[#live + 1] = t end\n"
+      "  end\n"
+      "  collectgarbage()\n"
+      "end\n"
+      "local n = 0\n"
+      "for k, t in ipairs(live) do\n"
+      "  local i, round = (k - 1) % 3000 * 10 + 10, math.floor((k - 1) / 3000) + 1\n"
+      "  if t.a ~= i or t.b ~= round or t.s ~= 'v' .. i .. ':' .. round or t[i % 7 + 1] ~= i then\n"
+      "    error('table ' .. k .. ' changed')\n"
+      "  end\n"
+      "  n = n + 1\n"
+      "end\n"
+      "assert(n == 18000, n)\n",
+      0);
+  if (e) fprintf(stderr, "%s\n", e);
+  CHECK(e == NULL);
+  CHECK(rw->kept_bytes > 0);
+  CHECK(rw->kept_bytes <= EWS_RUNAWAY_KEEP_BYTES);
+  lua_settop(L, 0);
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  size_t counted = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
+  CHECK_EQ(rw->mem, counted);
+}
+
 TEST(giant_allocation_fails_at_once) {
   ews_runaway_set_limits(rw, 0, 32.0 * 1048576);
   const char *e = run("local s = string.rep('x', 400 * 1048576)\nreturn #s\n", 0);
@@ -277,6 +311,7 @@ int main(void) {
   RUN(no_budget_no_stop);
   RUN(growing_heap_stopped_and_reclaimed);
   RUN(garbage_churn_is_not_stopped);
+  RUN(kept_blocks_reused_intact_and_counted);
   RUN(giant_allocation_fails_at_once);
   RUN(disarmed_after_each_run_and_jit_still_on);
   RUN(checks_compiled_only_when_a_limit_is_on);
