@@ -325,12 +325,14 @@ function _M.build(app)
   local raw_handler = app._raw_message
   local scope = app.path
 
-  -- msg.body of a message routed without it: decoded when first read (r:peek said
-  -- the decoder builds it, so this does not fail), then a plain field.
+  -- msg.body of a message routed without it: decoded from msg.data when first read
+  -- (r:peek said the decoder builds it), then a plain field. A middleware that put
+  -- something else in msg.data first gets that decoded, or this error.
   local unbuilt_mt = {
     __index = function(m, k)
       if k ~= "body" then return nil end
-      local body = router:decode(m.data, m.is_binary) or false
+      local body, _, message = router:decode(m.data, m.is_binary)
+      if not body then error("msg.body: msg.data is not a JSON object any more: " .. tostring(message), 2) end
       rawset(m, "body", body)
       return body
     end,
@@ -394,7 +396,10 @@ function _M.build(app)
     end
     local ok, err = xpcall(run, traceback, socket, msg)
     if not ok then
-      local id = msg.body and msg.body.id
+      -- the request's id (building the body of an unbuilt msg here, without raising)
+      local body = rawget(msg, "body")
+      if body == nil and rawget(msg, UNBUILT) then body = router:decode(msg.data, msg.is_binary) end
+      local id = body and body.id
       handler_error(app, socket, err, (type(id) == "string" or type(id) == "number") and id or nil)
     end
   end

@@ -12,6 +12,13 @@ app:use(function(socket, msg, ctx, next)
   ctx.type = msg.type
   ctx.peeked = nil
   if msg.type == "peek" then ctx.peeked = msg.body end -- reading it builds it
+  if msg.type == "swap" then -- built from msg.data as it is when first read
+    msg.data = '{"type":"swap","x":2}'
+    ctx.peeked = msg.body
+  elseif msg.type == "swapbad" then
+    msg.data = "not json"
+    ctx.peeked = msg.body -- raises: handler_error
+  end
   next()
 end)
 
@@ -22,6 +29,12 @@ end)
 app:route("peek", function(socket, _, ctx)
   socket:send(cjson.encode { type = "peeked", unbuilt = ctx.unbuilt, body = ctx.peeked,
     same = ctx.peeked == ctx.peeked })
+end)
+app:route("swap", function(socket, _, ctx)
+  socket:send(cjson.encode { type = "swapped", x = ctx.peeked.x })
+end)
+app:route("swapbad", function(socket, _, ctx)
+  socket:send(cjson.encode { type = "unreachable" })
 end)
 app:route("boom", function(socket, body, ctx)
   error("unbuilt handler exploded")

@@ -63,6 +63,14 @@ describe("application layer: routes that never read the body #integration #lua",
     assert.are.same({ type = "peek", a = { 1, 2, 3 }, o = { k = true }, n = cjson.null, id = "p1" }, r.body)
   end)
 
+  it("msg.body is built from msg.data as it is when first read", function()
+    local id = connect()
+    assert.are.same({ type = "swapped", x = 2 }, ask(id, '{"type":"swap","x":1}'))
+    local e = ask(id, '{"type":"swapbad","id":8}')
+    assert.are.equal("handler_error", e.error)
+    assert.are.same({ type = "pong", unbuilt = true, seen = "ping" }, ask(id, '{"type":"ping"}'))
+  end)
+
   it("a raising handler's reply carries the request's id", function()
     local id = connect()
     local e = ask(id, '{"type":"boom","id":42}')
