@@ -741,7 +741,7 @@ TEST(mask_variants) {
                                  384,  385,  511,  512,  513,  575,  576,  640,  1000,
                                  1100, 4096, 4097, 16384, 16387, 16388, 16389, 65536 + 77};
   int top = ews_mask_variant();
-  printf("  (ews_mask variant on this CPU: %d)\n", top);
+  fprintf(stderr, "  (ews_mask variant on this CPU: %d)\n", top);
   for (int v = top; v >= 0; v--) {
     ews_mask_set_variant(v);
     CHECK_EQ(ews_mask_variant(), v);
