@@ -58,7 +58,8 @@ static int upgrade(conn_t *c) {
   k += 18;
   while (*k == ' ') k++;
   char key[128];
-  snprintf(key, sizeof key, "%.*s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", (int)strcspn(k, "\r\n") % 64, k);
+  int klen = (int)(strcspn(k, "\r\n") % 64);
+  snprintf(key, sizeof key, "%.*s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", klen, k);
   uint8_t digest[20], b64[40];
   size_t blen;
   if (mbedtls_sha1_ret((const uint8_t *)key, strlen(key), digest) != 0 ||
