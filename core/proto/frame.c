@@ -1,5 +1,5 @@
-/* frame.c — RFC 6455 section 5 framing without I/O: header encoding, masking, the
- * receive state machine (ews_rx_t) and close payload parse/build.
+/* frame.c — RFC 6455 section 5 framing without I/O: header encoding, the receive
+ * state machine (ews_rx_t) and close payload parse/build (masking: mask.c).
  *
  * The receiver is the per-connection hot path, so it is built around the common
  * case: a whole frame sitting in the caller's read buffer. Its header is parsed in
@@ -45,50 +45,6 @@ size_t ews_frame_header(uint8_t *out, int opcode, int fin, int rsv1, uint64_t le
     n += 4;
   }
   return n;
-}
-
-void ews_mask(uint8_t *p, size_t n, const uint8_t key[4], size_t offset) {
-  offset &= 3;
-  /* Head: bytewise up to 8-byte alignment so the word loop does aligned accesses
-   * (memcpy keeps it legal either way; alignment just keeps it fast everywhere). */
-  while (n && ((uintptr_t)p & 7)) {
-    *p++ ^= key[offset];
-    offset = (offset + 1) & 3;
-    n--;
-  }
-  if (n >= 8) {
-    /* The key rotated to start at `offset`, repeated to 8 bytes in memory order:
-     * byte-order independent, and a word covers a whole number of key periods so
-     * the offset is unchanged after each word. */
-    uint8_t kb[8];
-    for (int i = 0; i < 8; i++) kb[i] = key[(offset + (size_t)i) & 3];
-    uint64_t k;
-    memcpy(&k, kb, 8);
-    while (n >= 32) {
-      uint64_t w[4];
-      memcpy(w, p, 32);
-      w[0] ^= k;
-      w[1] ^= k;
-      w[2] ^= k;
-      w[3] ^= k;
-      memcpy(p, w, 32);
-      p += 32;
-      n -= 32;
-    }
-    while (n >= 8) {
-      uint64_t w;
-      memcpy(&w, p, 8);
-      w ^= k;
-      memcpy(p, &w, 8);
-      p += 8;
-      n -= 8;
-    }
-  }
-  while (n) {
-    *p++ ^= key[offset];
-    offset = (offset + 1) & 3;
-    n--;
-  }
 }
 
 void ews_rx_init(ews_rx_t *rx, const ews_rx_config_t *cfg) {

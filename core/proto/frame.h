@@ -42,9 +42,16 @@ static inline size_t ews_frame_header_len(uint64_t len) {
   return len < 126 ? 2 : len <= 0xFFFF ? 4 : 10;
 }
 
-/* XORs p[0..n) with the 4-byte key, starting at key position `offset` (mod 4), a
- * machine word at a time. Used both to unmask and to mask. */
+/* XORs p[0..n) with the 4-byte key, starting at key position `offset` (mod 4), in
+ * place (mask.c: 64 bytes at a time with AVX-512 or AVX2 where the CPU has them, a
+ * machine word at a time otherwise). Used both to unmask and to mask. */
 void ews_mask(uint8_t *p, size_t n, const uint8_t key[4], size_t offset);
+
+/* Which code ews_mask uses for long runs: 2 = AVX-512, 1 = AVX2, 0 = words (other
+ * CPUs and architectures). ews_mask_set_variant caps it (2 is the default): for the
+ * tests and speed comparisons; not meant to be called while other threads mask. */
+int ews_mask_variant(void);
+void ews_mask_set_variant(int max_variant);
 
 /* Callbacks of the receiver. Each returns 0 to continue; any other value stops
  * ews_rx_feed, which then returns that value. */
