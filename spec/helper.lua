@@ -619,6 +619,16 @@ function AppClient:call(t, level)
   return res
 end
 
+-- Opens a fresh connection named prefix .. n (n counting this client's opens through
+-- it) to url, fails the test unless the upgrade answered 101, and returns the name.
+function AppClient:open_next(url, prefix)
+  self.opened = (self.opened or 0) + 1
+  local id = (prefix or "c") .. self.opened
+  local r = self:call({ op = "open", id = id, url = url }, 2)
+  if r.status ~= 101 then M.fail("open " .. id .. ": " .. cjson.encode(r)) end
+  return id
+end
+
 -- Fails the running test (a busted "failure", not an "error") with msg.
 local function fail(msg)
   local ok, luassert = pcall(require, "luassert")

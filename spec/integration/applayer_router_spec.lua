@@ -29,15 +29,8 @@ describe("application layer: middleware and router #integration #lua", function(
   end)
   teardown(function() helper.cleanup() end)
 
-  local n = 0
   -- a fresh connection, named uniquely
-  local function connect()
-    n = n + 1
-    local id = "r" .. n
-    local r = c:call { op = "open", id = id, url = url }
-    assert.are.equal(101, r.status, cjson.encode(r))
-    return id
-  end
+  local function connect() return c:open_next(url, "r") end
 
   -- sends `data` (a string, or a table encoded as JSON) and returns the decoded replies
   local function ask(id, data, replies, opts)

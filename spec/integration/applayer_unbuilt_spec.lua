@@ -18,14 +18,8 @@ describe("application layer: routes that never read the body #integration #lua",
   end)
   teardown(function() helper.cleanup() end)
 
-  local n = 0
-  local function connect()
-    n = n + 1
-    local id = "u" .. n
-    local r = c:call { op = "open", id = id, url = url }
-    assert.are.equal(101, r.status, cjson.encode(r))
-    return id
-  end
+  -- a fresh connection, named uniquely
+  local function connect() return c:open_next(url, "u") end
 
   local function ask(id, data, binary)
     c:call { op = "send", id = id, data = type(data) == "table" and cjson.encode(data) or data,
