@@ -15,15 +15,9 @@
 typedef struct {
   lua_State *L;
   const unsigned char *p, *end;
+  const unsigned char *begin; /* the text's first byte */
   int depth;
   int build; /* 0: only check the text (ews_json_scan_type): nothing is pushed */
-  int escaped; /* scan: the last string had an escape */
-  /* scan: the top-level object's last "type" field when it is a string without
-   * escapes (else NULL); type_unsure when a top-level key has an escape (it may be
-   * "type") */
-  const unsigned char *type_s;
-  size_t type_n;
-  int type_unsure;
 } jd_t;
 
 enum { JD_OK = 0, JD_OTHER = -1 }; /* JD_OTHER: hand the text to cjson */
@@ -35,27 +29,44 @@ static const unsigned char stop[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
 };
 
-/* The first byte at or after p that ends a string's plain run (stop[]), or end: 16
- * bytes at a time with SSE2 (never reading past end), the rest one by one. */
-static inline const unsigned char *plain_run(const unsigned char *p, const unsigned char *end) {
 #ifdef __SSE2__
-  const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
-                ctl = _mm_set1_epi8(0x1f);
+/* Bit i set when byte i of the 16 at p ends a plain run: '"', '\\' or <= 0x1f. */
+static inline unsigned stops16(const unsigned char *p) {
+  const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+  const __m128i hit =
+      _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                   _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v));
+  return (unsigned)_mm_movemask_epi8(hit);
+}
+#endif
+
+/* The first byte at or after p that ends a string's plain run (stop[]), or end: 16
+ * bytes at a time with SSE2, the last few through the 16 bytes that end the text when
+ * the text (from begin) is that long; never reading outside [begin, end). */
+static inline const unsigned char *plain_run(const unsigned char *p, const unsigned char *end,
+                                             const unsigned char *begin) {
+#ifdef __SSE2__
   while (end - p >= 16) {
-    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-    __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
-                               _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v)); /* v <= 0x1f */
-    unsigned m = (unsigned)_mm_movemask_epi8(hit);
+    unsigned m = stops16(p);
     if (m) return p + __builtin_ctz(m);
     p += 16;
   }
+  if (p < end && end - begin >= 16) {
+    unsigned m = stops16(end - 16) >> (16 - (end - p));
+    return m ? p + __builtin_ctz(m) : end;
+  }
+#else
+  (void)begin;
 #endif
   while (p < end && !stop[*p]) p++;
   return p;
 }
 
 static inline void skip_ws(jd_t *d) {
-  while (d->p < d->end && (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t')) d->p++;
+  while (d->p < d->end && *d->p <= ' ' &&
+         (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t'))
+    d->p++;
 }
 
 static int hex4(const unsigned char *p, unsigned *out) {
@@ -76,11 +87,10 @@ static int string_escaped(jd_t *d, const unsigned char *s, const unsigned char *
 
 /* A string whose opening quote is behind d->p: pushes it. */
 static inline int string(jd_t *d) {
-  const unsigned char *s = d->p, *end = d->end, *p = plain_run(s, end);
+  const unsigned char *s = d->p, *end = d->end, *p = plain_run(s, end, d->begin);
   if (p >= end) return JD_OTHER;
   if (*p == '"') {
     if (d->build) lua_pushlstring(d->L, (const char *)s, (size_t)(p - s));
-    else d->escaped = 0;
     d->p = p + 1;
     return JD_OK;
   }
@@ -139,11 +149,10 @@ static __attribute__((noinline)) int string_escaped(jd_t *d, const unsigned char
     p += 2;
   next:
     s = p;
-    p = plain_run(p, end);
+    p = plain_run(p, end, d->begin);
     if (p < end && *p != '"' && *p != '\\') return JD_OTHER;
   }
   if (d->build) luaL_pushresult(&b);
-  else d->escaped = 1;
   d->p = p + 1;
   return JD_OK;
 }
@@ -228,28 +237,14 @@ static int object(jd_t *d) {
   if (d->build) lua_createtable(L, 0, 1);
   for (;;) {
     if (d->p >= d->end || *d->p != '"') return JD_OTHER;
-    const unsigned char *key = ++d->p;
+    d->p++;
     if (string(d) != JD_OK) return JD_OTHER;
-    /* a scan notes the top level's "type" (the last one wins, as in the table) */
-    int is_type = 0;
-    if (!d->build && d->depth == 1) {
-      if (d->escaped) d->type_unsure = 1;
-      else is_type = d->p - 1 - key == 4 && key[0] == 't' && key[1] == 'y' && key[2] == 'p' &&
-                     key[3] == 'e';
-    }
     skip_ws(d);
     if (d->p >= d->end || *d->p != ':') return JD_OTHER;
     d->p++;
     skip_ws(d);
-    const unsigned char *val = d->p;
     if (value(d) != JD_OK) return JD_OTHER;
-    if (d->build) {
-      lua_rawset(L, -3);
-    } else if (is_type) {
-      int plain = *val == '"' && !d->escaped;
-      d->type_s = plain ? val + 1 : NULL;
-      d->type_n = plain ? (size_t)(d->p - val - 2) : 0;
-    }
+    if (d->build) lua_rawset(L, -3);
     skip_ws(d);
     if (d->p >= d->end) return JD_OTHER;
     if (*d->p == ',') {
@@ -325,7 +320,8 @@ static int l_decode(lua_State *L) {
     const char *s = lua_tolstring(L, 1, &n);
     /* each level holds a table and a key; strings with escapes a buffer */
     if (lua_checkstack(L, 2 * EWS_JSON_FAST_DEPTH + LUA_MINSTACK)) {
-      jd_t d = {L, (const unsigned char *)s, (const unsigned char *)s + n, 0, 1, 0, NULL, 0, 0};
+      jd_t d = {L, (const unsigned char *)s, (const unsigned char *)s + n,
+                (const unsigned char *)s, 0, 1};
       skip_ws(&d);
       if (value(&d) == JD_OK) {
         skip_ws(&d);
@@ -341,15 +337,65 @@ static int l_decode(lua_State *L) {
   return lua_gettop(L);
 }
 
-int ews_json_scan_type(const char *s, size_t n, const char **type, size_t *type_len) {
-  jd_t d = {NULL, (const unsigned char *)s, (const unsigned char *)s + n, 0, 0, 0, NULL, 0, 0};
-  skip_ws(&d);
-  if (d.p >= d.end || *d.p != '{' || value(&d) != JD_OK) return 0;
-  skip_ws(&d);
-  if (d.p != d.end || d.type_unsure || !d.type_s) return 0;
-  *type = (const char *)d.type_s;
-  *type_len = d.type_n;
-  return 1;
+static inline const unsigned char *ws(const unsigned char *p, const unsigned char *end) {
+  while (p < end && *p <= ' ' && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+  return p;
+}
+
+/* The top-level object walked here with a local pointer, its keys and plain strings
+ * scanned in place and every other value checked by value() with nothing built (the
+ * same grammar and depth limit as the decoder); a key with an escape or a control
+ * byte ends the scan (0: the decoder decides). The last "type" wins, as in the table. */
+int ews_json_scan_type(const char *text, size_t n, const char **type, size_t *type_len) {
+  const unsigned char *begin = (const unsigned char *)text, *p = begin, *end = p + n, *ts = NULL;
+  size_t tn = 0;
+  p = ws(p, end);
+  if (p >= end || *p != '{') return 0;
+  p = ws(p + 1, end);
+  for (;;) {
+    if (p >= end || *p != '"') return 0; /* also {}: no type */
+    const unsigned char *k = p + 1, *q = plain_run(k, end, begin);
+    if (q >= end || *q != '"') return 0;
+    int is_type = q - k == 4 && k[0] == 't' && k[1] == 'y' && k[2] == 'p' && k[3] == 'e';
+    p = ws(q + 1, end);
+    if (p >= end || *p != ':') return 0;
+    p = ws(p + 1, end);
+    if (p >= end) return 0;
+    q = NULL;
+    if (*p == '"') {
+      q = plain_run(p + 1, end, begin);
+      if (q >= end || *q != '"') q = NULL;
+    } else { /* an integer of up to 15 digits, as the decoder reads it itself */
+      const unsigned char *r = p + (*p == '-'), *digits = r;
+      if (r < end && *r >= '1' && *r <= '9') {
+        do r++;
+        while (r < end && *r >= '0' && *r <= '9');
+        if (r - digits <= 15 && r < end && (*r == ',' || *r == '}' || *r <= ' ')) q = r - 1;
+      }
+    }
+    if (q) { /* a string without escapes, or that integer: q is its last byte */
+      if (is_type) {
+        ts = *p == '"' ? p + 1 : NULL; /* not a string: unless a later "type" is */
+        tn = (size_t)(q - p - 1);
+      }
+      p = q + 1;
+    } else {
+      if (is_type) ts = NULL;
+      jd_t d = {NULL, p, end, begin, 1, 0};
+      if (value(&d) != JD_OK) return 0;
+      p = d.p;
+    }
+    p = ws(p, end);
+    if (p < end && *p == ',') {
+      p = ws(p + 1, end);
+      continue;
+    }
+    if (p >= end || *p != '}') return 0;
+    if (ws(p + 1, end) != end || !ts) return 0;
+    *type = (const char *)ts;
+    *type_len = tn;
+    return 1;
+  }
 }
 
 void ews_json_push_decoder(lua_State *L, int idx) {
