@@ -363,7 +363,9 @@ function _M.build(app)
   end
 
   -- Not tail calls: the way back from the route handler must pass through settled
-  -- (see above) before run returns into xpcall.
+  -- (see above) before run returns into xpcall. Also for a message whose body was
+  -- never built: with other routes' traffic its way back runs in side traces that
+  -- abort there too (applayer_jit_spec); bench/PROFILE.md has what it costs.
   local function run(socket, msg)
     if chain then chain:run(socket, msg, socket.ctx, final) else final(socket, msg, socket.ctx) end
     settled()

@@ -1,6 +1,7 @@
 -- App for spec/integration/applayer_jit_spec.lua: a routed echo through two
 -- middlewares (one with code after next()), with LuaJIT's trace aborts recorded.
--- {"type":"echo","text":T} answers T; {"type":"aborts"} answers the JSON list of the
+-- {"type":"echo","text":T} answers T; {"type":"relay"} answers the previous message's
+-- type (its body is never built); {"type":"aborts"} answers the JSON list of the
 -- "return to lower frame" aborts seen since the script loaded ("file:line msg").
 local edgews = require "edgews"
 local cjson = require "cjson"
@@ -31,6 +32,11 @@ end)
 
 app:route("echo", function(socket, body)
   socket:send(body.text)
+end)
+
+-- a handler that never reads its body (routed without building it)
+app:route("relay", function(socket, _, ctx)
+  socket:send(ctx.last_type or "relay")
 end)
 
 app:route("aborts", function(socket)
