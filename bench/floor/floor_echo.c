@@ -1,10 +1,16 @@
 /* floor_echo.c — the least a WebSocket echo server can do per message on this kernel,
  * to measure the kernel's share of a large-message echo (bench/PROFILE.md "Large
- * messages, 2026-12-04"). Not a server: one thread, epoll, a fixed 128 KiB buffer per
+ * messages, 2026-12-04") and the least a Lua handler adds to it ("The 16 KiB echo
+ * against its floors"). Not a server: one thread, epoll, a fixed 128 KiB buffer per
  * connection, the upgrade answered without checks; per message one read, the payload
- * unmasked in place (8 bytes at a time), one sendmsg of header + payload; no Lua, no
- * allocation, no limits. Drive it with edgews-bench like edgews-lua:
- *   taskset -c 0 build/edgews-floor-echo 9100 &
+ * unmasked in place (ews_mask, as edgews-lua does), one sendmsg of header + payload; no
+ * allocation, no limits. With --lua each message is instead handed to a LuaJIT
+ * function as a string, `function(c, msg) send(c, msg) end`, whose `send` (C) does
+ * the sendmsg from the string: one bare VM (only the standard libraries), one
+ * lua_pushlstring and one lua_pcall per message, LuaJIT's GC at its defaults: the
+ * least any server that runs a Lua handler per message can do. Drive it with
+ * edgews-bench like edgews-lua:
+ *   taskset -c 0 build/edgews-floor-echo [--lua] 9100 &
  *   taskset -c 1 build/edgews-bench echo -c 100 -d 1 -s 16384 --binary \
  *     --url ws://127.0.0.1:9100/echo --server-pid $!
  * Listens on 127.0.0.1:PORT; runs until killed. */
@@ -24,8 +30,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
 #include <mbedtls/base64.h>
 #include <mbedtls/sha1.h>
+
+#include "proto/frame.h"
 
 typedef struct {
   int fd, open;
@@ -33,19 +44,53 @@ typedef struct {
   uint8_t buf[1 << 17];
 } conn_t;
 
-static void unmask(uint8_t *p, size_t n, const uint8_t *k) {
-  uint8_t kb[8];
-  for (int i = 0; i < 8; i++) kb[i] = k[i & 3];
-  uint64_t kw;
-  memcpy(&kw, kb, 8);
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w;
-    memcpy(&w, p + i, 8);
-    w ^= kw;
-    memcpy(p + i, &w, 8);
+static lua_State *g_L; /* --lua: the VM; the handler at stack index 1 */
+
+/* One message back: header + payload in one sendmsg. -1 when it could not be
+ * written whole (no queue: the generator keeps one message in flight). */
+static int send_frame(conn_t *c, uint8_t op, const uint8_t *pay, size_t pl) {
+  uint8_t h[10];
+  size_t ohl;
+  h[0] = op;
+  if (pl < 126) {
+    h[1] = (uint8_t)pl;
+    ohl = 2;
+  } else if (pl < 65536) {
+    h[1] = 126;
+    h[2] = (uint8_t)(pl >> 8);
+    h[3] = (uint8_t)pl;
+    ohl = 4;
+  } else {
+    h[1] = 127;
+    for (int i = 0; i < 8; i++) h[2 + i] = (uint8_t)((uint64_t)pl >> (56 - 8 * i));
+    ohl = 10;
   }
-  for (; i < n; i++) p[i] ^= k[i & 3];
+  struct iovec iov[2] = {{h, ohl}, {(void *)pay, pl}};
+  struct msghdr m;
+  memset(&m, 0, sizeof m);
+  m.msg_iov = iov;
+  m.msg_iovlen = 2;
+  return sendmsg(c->fd, &m, MSG_NOSIGNAL) == (ssize_t)(ohl + pl) ? 0 : -1;
+}
+
+/* send(c, msg) from the Lua handler: a binary frame of the string's bytes. */
+static int lua_send(lua_State *L) {
+  conn_t *c = lua_touserdata(L, 1);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  if (send_frame(c, 0x82, (const uint8_t *)s, len) < 0) c->open = -1;
+  return 0;
+}
+
+static void lua_setup(void) {
+  static const char handler[] = "local send = ...\n"
+                                "return function(c, msg) send(c, msg) end\n";
+  g_L = luaL_newstate();
+  if (!g_L) exit(1);
+  luaL_openlibs(g_L);
+  if (luaL_loadbuffer(g_L, handler, sizeof handler - 1, "=handler") != 0) exit(1);
+  lua_pushcfunction(g_L, lua_send);
+  if (lua_pcall(g_L, 1, 1, 0) != 0) exit(1);
 }
 
 /* 0 when the head is not complete yet, 1 when answered, -1 to close. */
@@ -99,29 +144,15 @@ static int frames(conn_t *c) {
     if (n < hl + 4 + pl) break;
     if ((p[0] & 0x0F) == 8) return -1; /* close */
     uint8_t *pay = p + hl + 4;
-    unmask(pay, pl, p + hl);
-    uint8_t h[10];
-    size_t ohl;
-    h[0] = p[0];
-    if (pl < 126) {
-      h[1] = (uint8_t)pl;
-      ohl = 2;
-    } else if (pl < 65536) {
-      h[1] = 126;
-      h[2] = (uint8_t)(pl >> 8);
-      h[3] = (uint8_t)pl;
-      ohl = 4;
-    } else {
-      h[1] = 127;
-      for (int i = 0; i < 8; i++) h[2 + i] = (uint8_t)((uint64_t)pl >> (56 - 8 * i));
-      ohl = 10;
+    ews_mask(pay, pl, p + hl, 0);
+    if (g_L) {
+      lua_pushvalue(g_L, 1);
+      lua_pushlightuserdata(g_L, c);
+      lua_pushlstring(g_L, (const char *)pay, pl);
+      if (lua_pcall(g_L, 2, 0, 0) != 0 || c->open < 0) return -1;
+    } else if (send_frame(c, p[0], pay, pl) < 0) {
+      return -1;
     }
-    struct iovec iov[2] = {{h, ohl}, {pay, pl}};
-    struct msghdr m;
-    memset(&m, 0, sizeof m);
-    m.msg_iov = iov;
-    m.msg_iovlen = 2;
-    if (sendmsg(c->fd, &m, MSG_NOSIGNAL) != (ssize_t)(ohl + pl)) return -1; /* no queue */
     off += hl + 4 + pl;
   }
   memmove(c->buf, c->buf + off, c->len - off);
@@ -130,8 +161,13 @@ static int frames(conn_t *c) {
 }
 
 int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "--lua") == 0) {
+    lua_setup();
+    argv++;
+    argc--;
+  }
   if (argc != 2) {
-    fprintf(stderr, "usage: %s PORT\n", argv[0]);
+    fprintf(stderr, "usage: %s [--lua] PORT\n", argv[0]);
     return 2;
   }
   int one = 1, ls = socket(AF_INET, SOCK_STREAM, 0);
