@@ -72,6 +72,8 @@ typedef struct ews_runaway {
    * and count as freed in mem. */
   void *kept[EWS_RUNAWAY_KEEP_SIZE / 8 + 1];
   size_t kept_bytes;
+  int gc_pause;      /* gc_pace.c: the pause it set last */
+  int gc_pace_off;   /* gc_pace.c: the script set its own pause */
   uint64_t default_budget_ns; /* 0: none */
   int depth;         /* nested runs */
   int stopped;       /* the outermost run had a stop (EWS_STOP_*) */

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "log.h"
+#include "lua/gc_pace.h"
 #include "lua/runaway.h"
 
 #ifndef EWS_LUA_DIR
@@ -153,6 +154,8 @@ lua_State *ews_vm_new(ews_vm_t *w, const char *script_dir, char **err) {
     return NULL;
   }
   if (w) w->runaway = rw;
+  /* Out of memory here leaves LuaJIT's default pace; the next allocation fails anyway. */
+  (void)ews_gc_pace_start(L);
   lua_pushcfunction(L, traceback); /* stays at index 1 */
   luaL_openlibs(L);
 

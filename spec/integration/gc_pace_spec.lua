@@ -1,0 +1,39 @@
+-- The pace of a worker VM's garbage collector (README "Runaway handlers", memory):
+-- after a cycle, the next one starts once the heap has grown by the larger of its live
+-- data and 4 MiB, and a script's own collectgarbage("setpause") is kept. Through the
+-- server: the worker's VM reports its pause (spec/apps/gc_pace_app.lua).
+local helper = require "spec.helper"
+local cjson = require "cjson"
+
+describe("garbage collector pace #integration #lua", function()
+  local srv, url, c
+  setup(function()
+    srv = helper.start_server { app = helper.app "gc_pace_app.lua", workers = 1 }
+    url = srv:url "/gc"
+    c = helper.app_client()
+  end)
+  teardown(function() helper.cleanup() end)
+
+  local function ask(id, data)
+    c:call { op = "send", id = id, data = data }
+    local r = c:call { op = "recv", id = id, n = 1, timeout = 3 }
+    assert.are.equal(1, #r.messages, "replies: " .. cjson.encode(r))
+    return r.json[1]
+  end
+
+  it("a small heap grows by 4 MiB before the next cycle; a script's own pause is kept", function()
+    local id = c:open_next(url, "g")
+    local r = ask(id, "collect")
+    local live = r.bytes
+    assert.is_true(live < 4 * 1048576, "live heap " .. live)
+    -- threshold = heap * pause / 100 ~= live + 4 MiB (the heap measured a little later)
+    local want = 100 * (live + 4 * 1048576) / live
+    assert.is_true(math.abs(r.pause - want) <= want * 0.05,
+      ("pause %d, expected ~%d for %d bytes live"):format(r.pause, want, live))
+    assert.is_true(r.pause > 200)
+    -- the script's own pause wins from then on, also after further cycles
+    assert.are.equal(300, ask(id, "setpause").pause)
+    assert.are.equal(300, ask(id, "collect").pause)
+    assert.are.equal(300, ask(id, "collect").pause)
+  end)
+end)
