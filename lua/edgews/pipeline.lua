@@ -341,12 +341,9 @@ function _M.build(app)
   local function final(socket, msg, ctx)
     if router then
       local name = rawget(msg, UNBUILT)
-      if name and rawget(msg, "body") == nil then
-        local _, opts = router:get(name)
-        -- a per-route rate limit's reply carries the id: built below
-        if not (opts and opts._rate_limit) and router:dispatch_unbuilt(socket, name, ctx) then
-          return true
-        end
+      -- (a route with a rate limit is never peeked: its reply carries the id)
+      if name and rawget(msg, "body") == nil and router:dispatch_unbuilt(socket, name, ctx) then
+        return true
       end
       local body = msg.body
       local _, opts = router:get(body.type)

@@ -168,8 +168,9 @@ function Router:route(name, handler, opts, level)
     end
     check = validate.compile(opts.validate, level)
   end
+  -- a per-route rate limit's reply carries the message's id: its data is built
   self.routes[name] = { handler = handler, opts = opts, check = check,
-    unbuilt = not check and not paramuse.reads(handler, 2) }
+    unbuilt = not check and not (opts and opts.rate_limit) and not paramuse.reads(handler, 2) }
   return self
 end
 
@@ -184,7 +185,8 @@ end
 -- The message's type when it can be routed without building its data: the text
 -- is a JSON object that the decoder would build itself (so r:decode would
 -- succeed; default codec only), within max_size, its "type" a string whose
--- route has no schema and a handler that never reads its data. nil: decode it.
+-- route has no schema, no rate_limit and a handler that never reads its data.
+-- nil: decode it.
 function Router:peek(raw, is_binary)
   local scan = self.scan_type
   if not scan or is_binary or #raw > self.max_size then return nil end
