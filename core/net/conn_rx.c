@@ -17,6 +17,7 @@
 #include "log.h"
 #include "net/client.h"
 #include "net/msgmem.h"
+#include "net/sys.h"
 #include "net/tls.h"
 #include "proto/close_codes.h"
 #include "stat.h"
@@ -232,7 +233,7 @@ void ews_conn_on_readable(ews_conn_t *c) {
     uint8_t *base = c->net->rbuf + off;
     size_t cap = EWS_READ_BUF - off;
     ssize_t n;
-    do n = read(c->fd, base, cap);
+    do n = ews_sys_read(c->fd, base, cap);
     while (n < 0 && errno == EINTR);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "net/static_files.h"
 #include "net/client.h"
+#include "net/sys.h"
 #include "net/tls.h"
 #include "proto/close_codes.h"
 #include "stat.h"
@@ -31,7 +32,7 @@ static ssize_t sock_writev(ews_conn_t *c, struct iovec *iov, int n) {
   m.msg_iov = iov;
   m.msg_iovlen = (size_t)n;
   ssize_t r;
-  do r = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+  do r = ews_sys_sendmsg(c->fd, &m, MSG_NOSIGNAL);
   while (r < 0 && errno == EINTR);
   if (r >= 0) return r;
   return errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : uv_translate_sys_error(errno);
