@@ -8,9 +8,12 @@
  * function as a string, `function(c, msg) send(c, msg) end`, whose `send` (C) does
  * the sendmsg from the string: one bare VM (only the standard libraries), one
  * lua_pushlstring and one lua_pcall per message, LuaJIT's GC at its defaults: the
- * least any server that runs a Lua handler per message can do. Drive it with
+ * least any server that runs a Lua handler per message can do. --lua=KB first fills
+ * the VM with about KB KiB of live data (small tables, strings, closures: what a
+ * framework's modules hold) and paces the collector as edgews-lua does: what a Lua
+ * heap of that size costs per message. Drive it with
  * edgews-bench like edgews-lua:
- *   taskset -c 0 build/edgews-floor-echo [--lua] 9100 &
+ *   taskset -c 0 build/edgews-floor-echo [--lua[=KB]] 9100 &
  *   taskset -c 1 build/edgews-bench echo -c 100 -d 1 -s 16384 --binary \
  *     --url ws://127.0.0.1:9100/echo --server-pid $!
  * Listens on 127.0.0.1:PORT; runs until killed. */
@@ -82,12 +85,32 @@ static int lua_send(lua_State *L) {
   return 0;
 }
 
-static void lua_setup(void) {
+/* heap_kb > 0: the VM first gets about that much live data in small tables, strings
+ * and closures (as a framework's modules are), and collects once its heap has grown by
+ * max(live data, 4 MiB), as edgews-lua's VMs do (core/lua/gc_pace.h). */
+static void lua_setup(int heap_kb) {
   static const char handler[] = "local send = ...\n"
                                 "return function(c, msg) send(c, msg) end\n";
+  static const char heap[] =
+      "local kb = ...\n"
+      "live = {}\n"
+      "local i = 0\n"
+      "while collectgarbage('count') < kb do\n"
+      "  i = i + 1\n"
+      "  local name = 'field_' .. i\n"
+      "  live[i] = { name = name, n = i, f = function() return name end, [name] = true }\n"
+      "end\n"
+      "collectgarbage()\n"
+      "local k = collectgarbage('count')\n"
+      "collectgarbage('setpause', math.max(200, math.floor(100 * (k + 4096) / k)))\n";
   g_L = luaL_newstate();
   if (!g_L) exit(1);
   luaL_openlibs(g_L);
+  if (heap_kb > 0) {
+    if (luaL_loadbuffer(g_L, heap, sizeof heap - 1, "=heap") != 0) exit(1);
+    lua_pushinteger(g_L, heap_kb);
+    if (lua_pcall(g_L, 1, 0, 0) != 0) exit(1);
+  }
   if (luaL_loadbuffer(g_L, handler, sizeof handler - 1, "=handler") != 0) exit(1);
   lua_pushcfunction(g_L, lua_send);
   if (lua_pcall(g_L, 1, 1, 0) != 0) exit(1);
@@ -161,13 +184,13 @@ static int frames(conn_t *c) {
 }
 
 int main(int argc, char **argv) {
-  if (argc == 3 && strcmp(argv[1], "--lua") == 0) {
-    lua_setup();
+  if (argc == 3 && strncmp(argv[1], "--lua", 5) == 0) {
+    lua_setup(argv[1][5] == '=' ? atoi(argv[1] + 6) : 0);
     argv++;
     argc--;
   }
   if (argc != 2) {
-    fprintf(stderr, "usage: %s [--lua] PORT\n", argv[0]);
+    fprintf(stderr, "usage: %s [--lua[=HEAP_KB]] PORT\n", argv[0]);
     return 2;
   }
   int one = 1, ls = socket(AF_INET, SOCK_STREAM, 0);
