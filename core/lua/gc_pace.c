@@ -35,11 +35,14 @@ static int arm(lua_State *L) {
 
 /* __gc of the sentinel: the cycle is over (LuaJIT computes the next threshold from the
  * pause once the finalizers have run); the heap now is the live data plus what was
- * allocated during the cycle. */
+ * allocated during the cycle. The garbage of the period that ends decides the pace
+ * of the next. */
 static int on_cycle_end(lua_State *L) {
   ews_runaway_t *rw = ews_runaway_of(L);
   if (!rw || rw->gc_pace_off) return 0; /* closing, or the script paces itself */
-  int pause = ews_gc_pace_pause(rw->mem, rw->mem_limit);
+  int big = rw->new_big >= rw->new_bytes / 2 && rw->new_big > 0;
+  rw->new_bytes = rw->new_big = 0;
+  int pause = big ? ews_gc_pace_pause(rw->mem, rw->mem_limit) : 200;
   int before = lua_gc(L, LUA_GCSETPAUSE, pause);
   if (before != rw->gc_pause) { /* collectgarbage("setpause") since our last one */
     lua_gc(L, LUA_GCSETPAUSE, before);
@@ -59,7 +62,8 @@ int ews_gc_pace_start(lua_State *L) {
   lua_pushcfunction(L, on_cycle_end);
   lua_setfield(L, -2, "__gc");
   lua_rawset(L, LUA_REGISTRYINDEX);
-  rw->gc_pause = ews_gc_pace_pause(rw->mem, rw->mem_limit);
+  rw->gc_pause = 200; /* LuaJIT's default until a cycle has seen the garbage */
+  rw->new_bytes = rw->new_big = 0;
   lua_gc(L, LUA_GCSETPAUSE, rw->gc_pause);
   return arm(L);
 }

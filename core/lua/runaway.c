@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "log.h"
+#include "lua/gc_pace.h"
 #include "lua/jit_interrupt.h"
 
 /* The watchdog looks four times per budget (the smallest any VM uses), but not more
@@ -168,6 +169,9 @@ static void *alloc(void *ud, void *p, size_t osize, size_t nsize) {
     } else {
       r = rw->alloc_f(rw->alloc_ud, NULL, 0, nsize);
     }
+    /* what the garbage is made of, for the collector's pace (gc_pace.h) */
+    rw->new_bytes += nsize;
+    if (nsize >= EWS_GC_BIG_BLOCK) rw->new_big += nsize;
   } else if (nsize == 0 && osize && osize <= EWS_RUNAWAY_KEEP_SIZE && !(osize & 7) &&
              rw->kept_bytes + osize <= EWS_RUNAWAY_KEEP_BYTES) {
     /* LuaJIT frees with the size it asked for: the block holds osize bytes */

@@ -74,6 +74,8 @@ typedef struct ews_runaway {
   size_t kept_bytes;
   int gc_pause;      /* gc_pace.c: the pause it set last */
   int gc_pace_off;   /* gc_pace.c: the script set its own pause */
+  size_t new_bytes;  /* bytes of new blocks since the last cycle ended (gc_pace.c) */
+  size_t new_big;    /* of them in blocks of EWS_GC_BIG_BLOCK bytes or more */
   uint64_t default_budget_ns; /* 0: none */
   int depth;         /* nested runs */
   int stopped;       /* the outermost run had a stop (EWS_STOP_*) */

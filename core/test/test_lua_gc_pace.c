@@ -1,9 +1,10 @@
 /* test_lua_gc_pace.c — the pace of a VM's garbage collector (lua/gc_pace.h) on a bare
- * LuaJIT VM wrapped by the runaway allocator: the pause follows the live heap at the
- * end of every cycle (a small heap grows by EWS_GC_MIN_GROWTH before the next cycle, a
- * large one by its own size), the memory limit bounds the growth, a heap that churns
- * 16 KiB strings runs a few cycles where LuaJIT's default pace would run hundreds, and
- * a script's own collectgarbage("setpause") is kept. */
+ * LuaJIT VM wrapped by the runaway allocator: after a period whose garbage was mostly
+ * large blocks the pause follows the live heap (a small heap grows by
+ * EWS_GC_MIN_GROWTH before the next cycle, a large one by its own size), after small
+ * objects it is LuaJIT's default, the memory limit bounds the growth, a heap that
+ * churns 16 KiB strings runs a few cycles where LuaJIT's default pace would run
+ * hundreds, and a script's own collectgarbage("setpause") is kept. */
 #include <lauxlib.h>
 #include <lualib.h>
 
@@ -63,20 +64,34 @@ static long long cycles_during(const char *code) {
   return lua_int("cycles");
 }
 
+/* ~256 KiB of garbage in 4 KiB strings, then a full cycle: the pace after large garbage */
+static void collect_after_big_garbage(void) {
+  lua_do("for i = 1, 64 do local s = string.rep('z', 4096) .. i end");
+  lua_gc(L, LUA_GCCOLLECT, 0);
+}
+
+TEST(small_garbage_keeps_the_default_pace) {
+  collect_after_big_garbage();
+  CHECK(pause_now() > 300);
+  lua_do("for i = 1, 20000 do local t = { i, tostring(i), x = i } end");
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  CHECK_EQ(pause_now(), 200);
+}
+
 TEST(pause_follows_the_live_heap) {
   lua_do("big = nil");
-  lua_gc(L, LUA_GCCOLLECT, 0);
+  collect_after_big_garbage();
   size_t small = rw->mem;
   CHECK(small < 2 * 1048576);
   CHECK(near(pause_now(), ews_gc_pace_pause(small, 0)));
   CHECK(pause_now() > 300);
   /* ~12 MiB of live strings: the next cycle comes at twice that, as LuaJIT's default. */
   lua_do("big = {}\nfor i = 1, 12 * 64 do big[i] = string.rep(string.char(i % 256), 16384 - 24) .. i end");
-  lua_gc(L, LUA_GCCOLLECT, 0);
+  collect_after_big_garbage();
   CHECK(rw->mem > 8 * 1048576);
   CHECK_EQ(pause_now(), 200);
   lua_do("big = nil");
-  lua_gc(L, LUA_GCCOLLECT, 0);
+  collect_after_big_garbage();
   CHECK(near(pause_now(), ews_gc_pace_pause(rw->mem, 0)));
   CHECK(pause_now() > 300);
 }
@@ -97,14 +112,14 @@ TEST(memory_limit_bounds_the_growth) {
   lua_gc(L, LUA_GCCOLLECT, 0);
   size_t live = rw->mem;
   ews_runaway_set_limits(rw, EWS_RUNAWAY_DEFAULT_TIMEOUT, (double)(live + 2 * 1048576));
-  lua_gc(L, LUA_GCCOLLECT, 0);
+  collect_after_big_garbage();
   int p = pause_now();
   CHECK(near(p, ews_gc_pace_pause(rw->mem, rw->mem_limit)));
   /* the next cycle comes after half of the 2 MiB left below the limit */
   CHECK(near(p, (int)(100 * (rw->mem + 1048576) / rw->mem)));
   CHECK(p < ews_gc_pace_pause(rw->mem, 0));
   ews_runaway_set_limits(rw, EWS_RUNAWAY_DEFAULT_TIMEOUT, 0);
-  lua_gc(L, LUA_GCCOLLECT, 0);
+  collect_after_big_garbage();
   CHECK(near(pause_now(), ews_gc_pace_pause(rw->mem, 0)));
 }
 
@@ -129,6 +144,7 @@ int main(void) {
   CHECK_EQ(ews_gc_pace_start(L), 0);
   luaL_openlibs(L);
   RUN(pause_formula);
+  RUN(small_garbage_keeps_the_default_pace);
   RUN(pause_follows_the_live_heap);
   RUN(churn_of_large_strings_runs_few_cycles);
   RUN(memory_limit_bounds_the_growth);
